@@ -1,0 +1,91 @@
+/** The four step kinds (SPEC §2). */
+export const StepKind = {
+  Task: 'task',
+  Parallel: 'parallel',
+  Wait: 'wait',
+  Sleep: 'sleep',
+} as const;
+/** One of {@link StepKind}'s values. */
+export type StepKind = (typeof StepKind)[keyof typeof StepKind];
+
+/** How a failed attempt is retried. Delays grow `initialDelayMs * backoffCoefficient^(n-1)`, capped. */
+export interface RetryPolicy {
+  readonly maxAttempts?: number;
+  readonly initialDelayMs?: number;
+  readonly backoffCoefficient?: number;
+  readonly maxDelayMs?: number;
+  /** Error codes that fail the step at once, whatever attempts are left. */
+  readonly nonRetryableErrors?: readonly string[];
+}
+
+/**
+ * A mapping from the workflow context to a worker's input: one CEL expression that yields a map,
+ * or a map of field name to CEL expression. CEL sees `context`, `input` (the run's start input)
+ * and `steps` (`steps.<name>.output`).
+ */
+export type InputMapping = string | Readonly<Record<string, string>>;
+
+interface StepBase {
+  readonly name: string;
+  readonly description?: string;
+  /** CEL condition; false skips the step (SKIPPED) and the workflow goes on. */
+  readonly when?: string;
+}
+
+/** Send a command to `worker` and wait for its result. */
+export interface TaskStep extends StepBase {
+  readonly kind: 'task';
+  readonly worker: string;
+  /** Worker run to undo this step when the run fails later. */
+  readonly compensation?: string;
+  readonly input?: InputMapping;
+  /** Context key for the result; without it the result (an object) is shallow-merged into the context. */
+  readonly output?: string;
+  readonly retry?: RetryPolicy;
+  readonly timeoutMs?: number;
+  readonly heartbeatTimeoutMs?: number;
+  readonly compensationRetry?: RetryPolicy;
+  readonly compensationTimeoutMs?: number;
+}
+
+/** Run branches at once; join when all finish. */
+export interface ParallelStep extends StepBase {
+  readonly kind: 'parallel';
+  readonly branches: readonly (readonly StepDefinition[])[];
+}
+
+/** Durably wait for a named signal, optionally with a deadline. */
+export interface WaitStep extends StepBase {
+  readonly kind: 'wait';
+  readonly signal: string;
+  readonly timeoutMs?: number;
+  /** Context key for the signal's payload; without it an object payload is merged into the context. */
+  readonly output?: string;
+}
+
+/** A durable timer. */
+export interface SleepStep extends StepBase {
+  readonly kind: 'sleep';
+  readonly durationMs: number;
+}
+
+/** Any step. */
+export type StepDefinition = TaskStep | ParallelStep | WaitStep | SleepStep;
+
+/** Defaults applied to every task step that does not set its own. */
+export interface WorkflowDefaults {
+  readonly retry?: RetryPolicy;
+  readonly timeoutMs?: number;
+  readonly heartbeatTimeoutMs?: number;
+  readonly compensationRetry?: RetryPolicy;
+  readonly compensationTimeoutMs?: number;
+}
+
+/** A workflow definition: data, so it can be registered over gRPC, stored and pinned by runs. */
+export interface WorkflowDefinition {
+  readonly id: string;
+  readonly version: number;
+  readonly description?: string;
+  readonly steps: readonly StepDefinition[];
+  readonly defaults?: WorkflowDefaults;
+}

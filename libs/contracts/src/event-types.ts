@@ -1,0 +1,50 @@
+/** Every message type on the bus (SPEC §5). Names read `<entity>.<past-tense verb>`. */
+export const EventType = {
+  StepCommand: 'step.command',
+  StepResult: 'step.result',
+  StepHeartbeat: 'step.heartbeat',
+  WorkflowStarted: 'workflow.started',
+  StepStarted: 'step.started',
+  StepCompleted: 'step.completed',
+  StepFailed: 'step.failed',
+  StepRetrying: 'step.retrying',
+  StepSkipped: 'step.skipped',
+  WorkflowWaiting: 'workflow.waiting',
+  WorkflowCompensating: 'workflow.compensating',
+  CompensationCompleted: 'compensation.completed',
+  CompensationFailed: 'compensation.failed',
+  WorkflowCompleted: 'workflow.completed',
+  WorkflowFailed: 'workflow.failed',
+  WorkflowCompensated: 'workflow.compensated',
+  WorkflowCancelled: 'workflow.cancelled',
+  WorkflowStuck: 'workflow.stuck',
+  WorkerHeartbeat: 'worker.heartbeat',
+} as const;
+/** One of {@link EventType}'s values. */
+export type EventType = (typeof EventType)[keyof typeof EventType];
+
+const ALL_EVENT_TYPES: ReadonlySet<string> = new Set(Object.values(EventType));
+
+/** True for the strings that name a known event type. */
+export function isEventType(value: string): value is EventType {
+  return ALL_EVENT_TYPES.has(value);
+}
+
+/** Lifecycle events: what observers (event-monitor, metrics-collector) consume. */
+export const LIFECYCLE_EVENT_TYPES: readonly EventType[] = [
+  EventType.WorkflowStarted,
+  EventType.StepStarted,
+  EventType.StepCompleted,
+  EventType.StepFailed,
+  EventType.StepRetrying,
+  EventType.StepSkipped,
+  EventType.WorkflowWaiting,
+  EventType.WorkflowCompensating,
+  EventType.CompensationCompleted,
+  EventType.CompensationFailed,
+  EventType.WorkflowCompleted,
+  EventType.WorkflowFailed,
+  EventType.WorkflowCompensated,
+  EventType.WorkflowCancelled,
+  EventType.WorkflowStuck,
+];

@@ -1,0 +1,40 @@
+export {
+  ErrorCode,
+  MultiAgentsError,
+  NonRetryableError,
+  ValidationError,
+  RunNotFoundError,
+  DefinitionNotFoundError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  ResourceExhaustedError,
+  IllegalTransitionError,
+  PoisonMessageError,
+  hasErrorCode,
+  toErrorInfo,
+} from './errors';
+export type { ErrorInfo, MultiAgentsErrorOptions } from './errors';
+export { EventType, isEventType, LIFECYCLE_EVENT_TYPES } from './event-types';
+export { Topics, Groups } from './envelope';
+export type { Envelope } from './envelope';
+export type {
+  StepCommandPayload,
+  StepResultPayload,
+  StepHeartbeatPayload,
+  WorkerHeartbeatPayload,
+} from './payloads';
+export { StepKind } from './definition';
+export type {
+  RetryPolicy,
+  InputMapping,
+  TaskStep,
+  ParallelStep,
+  WaitStep,
+  SleepStep,
+  StepDefinition,
+  WorkflowDefaults,
+  WorkflowDefinition,
+} from './definition';
+export { RunState, StepStatus, TERMINAL_RUN_STATES, isTerminalRunState } from './run';
+export type { Run, StepRecord, AttemptRecord, CompensationRecord } from './run';
+export { encodeEnvelope, decodeEnvelope, MAX_ENVELOPE_BYTES } from './envelope-codec';

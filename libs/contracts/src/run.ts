@@ -1,0 +1,117 @@
+import type { ErrorInfo } from './errors';
+
+/** The states of a run (SPEC §3). */
+export const RunState = {
+  Pending: 'pending',
+  Running: 'running',
+  Waiting: 'waiting',
+  Completed: 'completed',
+  Failed: 'failed',
+  Compensating: 'compensating',
+  Compensated: 'compensated',
+  CompensationFailed: 'compensation_failed',
+  Cancelling: 'cancelling',
+  Cancelled: 'cancelled',
+} as const;
+/** One of {@link RunState}'s values. */
+export type RunState = (typeof RunState)[keyof typeof RunState];
+
+/** Terminal states are final: nothing moves a run out of them. */
+export const TERMINAL_RUN_STATES: ReadonlySet<RunState> = new Set<RunState>([
+  RunState.Completed,
+  RunState.Failed,
+  RunState.Compensated,
+  RunState.CompensationFailed,
+  RunState.Cancelled,
+]);
+
+/** True when `state` is terminal. */
+export function isTerminalRunState(state: RunState): boolean {
+  return TERMINAL_RUN_STATES.has(state);
+}
+
+/** The states of one step of a run. */
+export const StepStatus = {
+  Pending: 'pending',
+  Running: 'running',
+  /** Waiting for a retry timer after a failed attempt. */
+  Retrying: 'retrying',
+  /** A wait step waiting for its signal, or a sleep step sleeping. */
+  Waiting: 'waiting',
+  Completed: 'completed',
+  Skipped: 'skipped',
+  Failed: 'failed',
+  Cancelled: 'cancelled',
+  Compensating: 'compensating',
+  Compensated: 'compensated',
+  CompensationFailed: 'compensation_failed',
+} as const;
+/** One of {@link StepStatus}'s values. */
+export type StepStatus = (typeof StepStatus)[keyof typeof StepStatus];
+
+/** One attempt of a step or of its compensation. */
+export interface AttemptRecord {
+  readonly attempt: number;
+  readonly startedAt: number;
+  endedAt?: number;
+  outcome?: 'completed' | 'failed' | 'timed_out';
+  error?: ErrorInfo;
+}
+
+/** The compensation of one step, once it has begun. */
+export interface CompensationRecord {
+  status: 'running' | 'retrying' | 'completed' | 'failed' | 'skipped';
+  attempt: number;
+  attempts: AttemptRecord[];
+  startedAt: number;
+  endedAt?: number;
+  error?: ErrorInfo;
+}
+
+/** What a run knows about one of its steps. */
+export interface StepRecord {
+  readonly name: string;
+  status: StepStatus;
+  /** The current (or last) attempt number, 1-based; 0 before the first. */
+  attempt: number;
+  attempts: AttemptRecord[];
+  startedAt?: number;
+  endedAt?: number;
+  output?: unknown;
+  error?: ErrorInfo;
+  /** Order in which the step completed within the run (1, 2, …): compensation runs in reverse. */
+  completedSeq?: number;
+  /** Set when the step failed with partial effects, so it is compensated too. */
+  partialEffects?: boolean;
+  compensation?: CompensationRecord;
+}
+
+/** A saga: one run of a pinned workflow definition. */
+export interface Run {
+  readonly txId: string;
+  readonly workflowId: string;
+  readonly workflowVersion: number;
+  state: RunState;
+  readonly input: Record<string, unknown>;
+  context: Record<string, unknown>;
+  steps: Record<string, StepRecord>;
+  readonly createdAt: number;
+  updatedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  readonly idempotencyKey?: string;
+  /** Signals that arrived before a wait step asked for them, oldest first, by name. */
+  signals: Record<string, unknown[]>;
+  /** Counter behind `completedSeq`. */
+  completedCount: number;
+  /** Counter behind lifecycle event ids (`<txId>:e<n>`), so republished events keep their ids. */
+  eventCount: number;
+  /** Steps still to undo, newest completion first; the head is the one compensating now. */
+  compensationQueue?: string[];
+  /** Why the run is failing, compensating or failed. */
+  error?: ErrorInfo;
+  /** Set once a cancel was requested (the run unwinds like a failure, ending `cancelled`). */
+  cancelRequested?: boolean;
+  /** W3C trace headers captured at start; copied onto every message of the run. */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
+}

@@ -1,0 +1,90 @@
+import type { Envelope } from '@multiagents/contracts';
+
+/**
+ * One delivery of one message to one consumer of a group. The handler's outcome decides what
+ * happens next: resolving acknowledges the message; throwing makes it visible again after a
+ * delay (redelivery, with `deliveryCount` + 1) until `maxDeliveries`, then it is dead-lettered
+ * with the last error. Throwing a `PoisonMessageError` dead-letters it at once.
+ */
+export interface Delivery {
+  /** The backend's id for this message (stream entry id, JetStream sequence…). */
+  readonly id: string;
+  readonly topic: string;
+  readonly envelope: Envelope;
+  /** 1 on first delivery. */
+  readonly deliveryCount: number;
+  /** Pushes the visibility timeout out again: long handlers call it so nobody else takes the message. */
+  extend(): Promise<void>;
+}
+
+/** Handles one delivery; see {@link Delivery} for what resolve and throw mean. */
+export type DeliveryHandler = (delivery: Delivery) => Promise<void>;
+
+/** How a group consumes a topic. */
+export interface SubscribeOptions {
+  /** Consumers in one group compete: each message goes to one of them. */
+  readonly group: string;
+  /** This consumer's name within the group (unique per process). */
+  readonly consumer: string;
+  /** Handlers running at once in this consumer. */
+  readonly concurrency?: number;
+  /** Deliveries before a failing message is dead-lettered. */
+  readonly maxDeliveries?: number;
+  /** An unacknowledged delivery becomes visible to the group again after this long. */
+  readonly visibilityTimeoutMs?: number;
+  /** Delay before a message whose handler threw is delivered again. */
+  readonly retryDelayMs?: number;
+  /**
+   * Where a group that does not exist yet starts: `earliest` (everything the topic still holds,
+   * the default: nothing published before the first consumer is lost) or `latest`.
+   */
+  readonly startFrom?: 'earliest' | 'latest';
+}
+
+/** Defaults every EventBus adapter applies. */
+export const DEFAULT_SUBSCRIBE_OPTIONS = {
+  concurrency: 16,
+  maxDeliveries: 5,
+  visibilityTimeoutMs: 30_000,
+  retryDelayMs: 1_000,
+  startFrom: 'earliest',
+} as const;
+
+/** A running consumer. */
+export interface Subscription {
+  /** Stops taking new messages and waits for the handlers in flight (their messages are acked or nacked). */
+  close(): Promise<void>;
+}
+
+/** A message that could not be handled. */
+export interface DeadLetter {
+  readonly id: string;
+  readonly topic: string;
+  readonly group: string;
+  /** The raw message bytes, exactly as published. */
+  readonly data: Uint8Array;
+  /** Decoded envelope, when the bytes were a valid one. */
+  readonly envelope?: Envelope;
+  readonly error: string;
+  readonly deliveryCount: number;
+  readonly deadAt: number;
+}
+
+/**
+ * The bus port (SPEC §1, §4): durable topics, consumer groups, at-least-once delivery with
+ * acknowledgement, redelivery after a visibility timeout, dead letters. Pub/sub without
+ * acknowledgement is never behind this port.
+ */
+export interface EventBus {
+  /** Appends envelopes to a topic, in order; resolves once the backend holds them durably. */
+  publish(topic: string, envelopes: readonly Envelope[]): Promise<void>;
+  /** Starts consuming `topic` as a member of `options.group`. */
+  subscribe(topic: string, options: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription>;
+  /** Messages delivered to `group` and not acknowledged yet (0 when the group does not exist). */
+  pendingCount(topic: string, group: string): Promise<number>;
+  /** Dead letters of a topic, oldest first. */
+  listDeadLetters(topic: string, limit?: number): Promise<DeadLetter[]>;
+  /** Publishes a dead letter again (with a fresh delivery count) and removes it; false if unknown. */
+  replayDeadLetter(topic: string, id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
