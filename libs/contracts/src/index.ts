@@ -37,4 +37,5 @@ export type {
 } from './definition';
 export { RunState, StepStatus, TERMINAL_RUN_STATES, isTerminalRunState } from './run';
 export type { Run, StepRecord, AttemptRecord, CompensationRecord } from './run';
-export { encodeEnvelope, decodeEnvelope, MAX_ENVELOPE_BYTES } from './envelope-codec';
+export { encodeEnvelope, decodeEnvelope, MAX_ENVELOPE_BYTES, SIGNATURE_HEADER } from './envelope-codec';
+export type { EnvelopeCodecOptions, EnvelopeRejection } from './envelope-codec';
