@@ -1,0 +1,31 @@
+import type { Logger } from '@multiagents/core';
+
+/** What a worker handler knows about the attempt it runs, and how it talks back while running. */
+export interface WorkerContext {
+  readonly txId: string;
+  readonly workflowId: string;
+  /** The step's name in the workflow definition. */
+  readonly step: string;
+  /** The attempt number the orchestrator gave this command. */
+  readonly attempt: number;
+  /**
+   * The same for every attempt of one step of one run (`<txId>:<step>`, `<txId>:<step>:undo` for a
+   * compensation): pass it to external systems so their effects happen exactly once.
+   */
+  readonly idempotencyKey: string;
+  /** True when this attempt undoes a step (the worker runs as a compensation). */
+  readonly compensation: boolean;
+  /**
+   * Fires when the attempt's timeout passes, when the WorkerManager gives up waiting during
+   * shutdown, or when the attempt is cancelled. Pass it to I/O calls and stop promptly: a handler
+   * that ignores it is reported as timed out anyway, and keeps running in the background.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Says the step is alive: publishes a `step.heartbeat` (at most about once a second) and keeps
+   * the broker from handing the command to another replica. Never rejects.
+   */
+  heartbeat(details?: unknown): Promise<void>;
+  /** A child logger carrying `worker`, `txId`, `step` and `attempt`. */
+  readonly logger: Logger;
+}

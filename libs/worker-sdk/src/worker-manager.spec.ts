@@ -1,0 +1,403 @@
+import { MemoryEventBus } from '@multiagents/bus-memory';
+import {
+  ErrorCode,
+  EventType,
+  Groups,
+  NonRetryableError,
+  Topics,
+  ValidationError,
+  type Envelope,
+  type StepCommandPayload,
+  type StepHeartbeatPayload,
+  type StepResultPayload,
+  type WorkerHeartbeatPayload,
+} from '@multiagents/contracts';
+import type { Delivery, EventBus, Subscription } from '@multiagents/core';
+import { defineWorker, type WorkerDefinition, type WorkerHandler } from './define-worker';
+import { commandEnvelope, deferred, recordingLogger, sleep, waitFor } from './test-support';
+import type { WorkerContext } from './worker-context';
+import type { WorkerOptions } from './worker-options';
+import { WorkerManager, type WorkerManagerOptions } from './worker-manager';
+
+const WORKER = 'inventory.reserve';
+const COMMANDS = Topics.command(WORKER);
+
+/** Delegates to a real bus and records every `delivery.extend()` a handler makes. */
+function spyOnExtends(bus: EventBus): { bus: EventBus; extended: string[] } {
+  const extended: string[] = [];
+  const spy: EventBus = {
+    publish: (topic, envelopes) => bus.publish(topic, envelopes),
+    subscribe: (topic, options, handler) =>
+      bus.subscribe(topic, options, (delivery: Delivery) =>
+        handler({
+          id: delivery.id,
+          topic: delivery.topic,
+          envelope: delivery.envelope,
+          deliveryCount: delivery.deliveryCount,
+          extend: () => {
+            extended.push(delivery.id);
+            return delivery.extend();
+          },
+        }),
+      ),
+    pendingCount: (topic, group) => bus.pendingCount(topic, group),
+    listDeadLetters: (topic, limit) => bus.listDeadLetters(topic, limit),
+    replayDeadLetter: (topic, id) => bus.replayDeadLetter(topic, id),
+    close: () => bus.close(),
+  };
+  return { bus: spy, extended };
+}
+
+let bus: MemoryEventBus;
+let managers: WorkerManager[];
+let observers: Subscription[];
+
+beforeEach(() => {
+  bus = new MemoryEventBus();
+  managers = [];
+  observers = [];
+});
+
+afterEach(async () => {
+  await Promise.all(managers.map((m) => m.close({ drainTimeoutMs: 0 })));
+  await Promise.all(observers.map((s) => s.close()));
+  await bus.close();
+});
+
+/** What an orchestrator would read from a topic (its own group, so nothing is taken from anyone). */
+async function observe<P = unknown>(topic: string): Promise<Envelope<P>[]> {
+  const seen: Envelope<P>[] = [];
+  observers.push(
+    await bus.subscribe(topic, { group: `observer-${topic}`, consumer: 'test' }, (delivery) => {
+      seen.push(delivery.envelope as Envelope<P>);
+      return Promise.resolve();
+    }),
+  );
+  return seen;
+}
+
+async function startManager(
+  workers: readonly WorkerDefinition<never, unknown>[],
+  options: Partial<WorkerManagerOptions> = {},
+): Promise<WorkerManager> {
+  const manager = new WorkerManager({
+    bus,
+    workers,
+    // Short redelivery delays keep the tests fast; none of them relies on a visibility timeout.
+    subscribe: { retryDelayMs: 10, visibilityTimeoutMs: 5_000 },
+    ...options,
+  });
+  managers.push(manager);
+  await manager.start();
+  return manager;
+}
+
+function worker(
+  handler: WorkerHandler<never, unknown>,
+  options?: WorkerOptions,
+): WorkerDefinition<never, unknown> {
+  return defineWorker(WORKER, handler, options);
+}
+
+function sendCommand(
+  overrides: Partial<Envelope<unknown>> = {},
+  payload: Partial<StepCommandPayload> = {},
+): Promise<void> {
+  return bus.publish(COMMANDS, [commandEnvelope(overrides, payload)]);
+}
+
+function results(seen: Envelope[]): Envelope<StepResultPayload>[] {
+  return seen.filter((e) => e.type === EventType.StepResult) as Envelope<StepResultPayload>[];
+}
+
+describe('WorkerManager', () => {
+  describe('options', () => {
+    it('lists every problem at once', () => {
+      const w = worker(() => 1);
+      let error: unknown;
+      try {
+        new WorkerManager({
+          bus,
+          workers: [w, w],
+          managerId: 'has space',
+          heartbeatIntervalMs: 0,
+          drainTimeoutMs: -1,
+          subscribe: { maxDeliveries: 1.5 },
+        });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).problems).toEqual([
+        `worker "${WORKER}" is listed twice`,
+        expect.stringContaining('managerId'),
+        'heartbeatIntervalMs must be a positive integer (got 0)',
+        'drainTimeoutMs must be a non-negative integer (got -1)',
+        'subscribe.maxDeliveries must be a positive integer (got 1.5)',
+      ]);
+      expect(() => new WorkerManager({ bus, workers: [] })).toThrow('workers must list at least one worker');
+    });
+
+    it('refuses to start twice', async () => {
+      const manager = await startManager([worker(() => 1)]);
+      await expect(manager.start()).rejects.toThrow('cannot start');
+    });
+  });
+
+  it('runs a command and publishes its result with the command id, attempt and headers, then acks', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    let input: unknown;
+    await startManager([worker((i: unknown) => ((input = i), { reservationId: 'r-1' }))]);
+    await sendCommand({ attempt: 2 }, { commandId: 'tx-1:reserve:2' });
+
+    await waitFor(() => seen.length === 1, 2_000, 'a result');
+    const [result] = seen;
+    expect(result).toMatchObject({
+      id: 'tx-1:reserve:2:result',
+      type: EventType.StepResult,
+      txId: 'tx-1',
+      workflowId: 'order_processing',
+      step: 'reserve',
+      attempt: 2,
+      headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      payload: { commandId: 'tx-1:reserve:2', worker: WORKER, ok: true, output: { reservationId: 'r-1' } },
+    });
+    expect(input).toEqual({ sku: 'A-1', quantity: 2 });
+    await waitFor(async () => (await bus.pendingCount(COMMANDS, Groups.workers)) === 0, 2_000, 'the ack');
+  });
+
+  it('publishes ok:false for a failing handler, retryable or not', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    await startManager([
+      worker((input: { fail: string }) => {
+        if (input.fail === 'final') throw new NonRetryableError('out of stock', { code: 'OUT_OF_STOCK' });
+        throw new Error('warehouse API down');
+      }),
+    ]);
+    await sendCommand({}, { commandId: 'c-1', input: { fail: 'transient' } });
+    await sendCommand({}, { commandId: 'c-2', input: { fail: 'final' } });
+
+    await waitFor(() => seen.length === 2, 2_000, 'two results');
+    const byId = new Map(seen.map((e) => [e.payload.commandId, e.payload]));
+    expect(byId.get('c-1')).toEqual({
+      commandId: 'c-1',
+      worker: WORKER,
+      ok: false,
+      error: { code: ErrorCode.WorkerError, message: 'warehouse API down', retryable: true },
+    });
+    expect(byId.get('c-2')).toEqual({
+      commandId: 'c-2',
+      worker: WORKER,
+      ok: false,
+      error: { code: 'OUT_OF_STOCK', message: 'out of stock', retryable: false },
+    });
+    // A failed attempt is still a handled command: its result is the answer, not a redelivery.
+    await waitFor(async () => (await bus.pendingCount(COMMANDS, Groups.workers)) === 0, 2_000, 'the acks');
+  });
+
+  it('publishes step.heartbeat for ctx.heartbeat() and extends the delivery', async () => {
+    const spy = spyOnExtends(bus);
+    const seen = await observe(Topics.results);
+    const manager = new WorkerManager({
+      bus: spy.bus,
+      workers: [
+        worker(async (_input, ctx) => {
+          await ctx.heartbeat({ progress: 0.5 });
+          return 'done';
+        }),
+      ],
+    });
+    managers.push(manager);
+    await manager.start();
+    await sendCommand({}, { commandId: 'c-hb' });
+
+    await waitFor(() => results(seen).length === 1, 2_000, 'the result');
+    const heartbeat = seen.find((e) => e.type === EventType.StepHeartbeat) as Envelope<StepHeartbeatPayload>;
+    expect(heartbeat).toMatchObject({
+      type: EventType.StepHeartbeat,
+      txId: 'tx-1',
+      workflowId: 'order_processing',
+      step: 'reserve',
+      attempt: 1,
+      headers: { traceparent: expect.any(String) },
+      payload: { commandId: 'c-hb', details: { progress: 0.5 } },
+    });
+    expect(heartbeat.id).toMatch(/^c-hb:heartbeat:/);
+    expect(seen.indexOf(heartbeat)).toBeLessThan(seen.indexOf(results(seen)[0]!));
+    expect(spy.extended).toHaveLength(1);
+  });
+
+  it('dead-letters a malformed command and goes on with the next one', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    await startManager([worker(() => 'ok')]);
+    await sendCommand({ id: 'bad-1' }, { commandId: undefined as never, compensation: 'no' as never });
+    await sendCommand({}, { commandId: 'good-1' });
+
+    await waitFor(() => seen.length === 1, 2_000, 'the good result');
+    expect(seen[0]!.payload.commandId).toBe('good-1');
+    await waitFor(async () => (await bus.listDeadLetters(COMMANDS)).length === 1, 2_000, 'the dead letter');
+    const [dead] = await bus.listDeadLetters(COMMANDS);
+    expect(dead!.envelope?.id).toBe('bad-1');
+    expect(dead!.error).toContain('payload.commandId');
+    expect(dead!.error).toContain('payload.compensation');
+    // Poison is dead-lettered at once, not after maxDeliveries attempts.
+    expect(dead!.deliveryCount).toBe(1);
+  });
+
+  it('answers UNKNOWN_WORKER for a command that names another worker', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    const handler = jest.fn(() => 'ran');
+    await startManager([worker(handler)], { logger: recordingLogger() });
+    await sendCommand({}, { commandId: 'c-x', worker: 'payment.charge' });
+
+    await waitFor(() => seen.length === 1, 2_000, 'the result');
+    expect(seen[0]!.payload).toMatchObject({
+      commandId: 'c-x',
+      ok: false,
+      error: { code: ErrorCode.UnknownWorker, retryable: false },
+    });
+    expect(handler).not.toHaveBeenCalled();
+  });
+
+  it('runs at most `concurrency` handlers of a worker at once', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    let running = 0;
+    let maxRunning = 0;
+    await startManager([
+      worker(
+        async () => {
+          running++;
+          maxRunning = Math.max(maxRunning, running);
+          await sleep(20);
+          running--;
+          return 'ok';
+        },
+        { concurrency: 2 },
+      ),
+    ]);
+    for (let i = 0; i < 6; i++) await sendCommand({}, { commandId: `c-${i}` });
+
+    await waitFor(() => seen.length === 6, 3_000, 'six results');
+    expect(maxRunning).toBe(2);
+  });
+
+  it('reports its workers, their load and circuit state, and announces itself with worker.heartbeat', async () => {
+    const events = await observe<WorkerHeartbeatPayload>(Topics.events);
+    const gate = deferred<string>();
+    const other = defineWorker('inventory.release', () => 'ok', { circuitBreaker: false, concurrency: 3 });
+    const manager = await startManager([worker(() => gate.promise, { concurrency: 4 }), other], {
+      managerId: 'wm-1',
+      heartbeatIntervalMs: 20,
+    });
+    await sendCommand();
+
+    await waitFor(() => manager.inFlight()[WORKER] === 1, 2_000, 'the handler to start');
+    expect(manager.inFlight()).toEqual({ [WORKER]: 1, 'inventory.release': 0 });
+    expect(manager.workers()).toEqual([
+      { name: WORKER, inFlight: 1, capacity: 4, circuit: 'closed' },
+      { name: 'inventory.release', inFlight: 0, capacity: 3, circuit: 'disabled' },
+    ]);
+    await waitFor(() => events.some((e) => e.payload.inFlight === 1), 2_000, 'a worker.heartbeat');
+    const announcement = events.find((e) => e.payload.inFlight === 1)!;
+    expect(announcement).toMatchObject({
+      type: EventType.WorkerHeartbeat,
+      txId: '-',
+      workflowId: '-',
+      payload: { managerId: 'wm-1', workers: [WORKER, 'inventory.release'], inFlight: 1 },
+    });
+    const before = events.length;
+    gate.resolve('done');
+    await manager.close();
+    await sleep(60);
+    // Closed: no more announcements.
+    expect(events.length).toBe(before);
+  });
+
+  it('cancel() fires the signal and publishes a non-retryable CANCELLED result', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    let ctx: WorkerContext | undefined;
+    const manager = await startManager([
+      worker((_input, c) => {
+        ctx = c;
+        return new Promise(() => undefined);
+      }),
+    ]);
+    await sendCommand({}, { commandId: 'c-cancel' });
+    await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
+    expect(manager.cancel('unknown')).toBe(false);
+    expect(manager.cancel('c-cancel', 'run cancelled')).toBe(true);
+
+    await waitFor(() => seen.length === 1, 2_000, 'the result');
+    expect(ctx!.signal.aborted).toBe(true);
+    expect(seen[0]!.payload).toMatchObject({
+      commandId: 'c-cancel',
+      ok: false,
+      error: {
+        code: ErrorCode.Cancelled,
+        retryable: false,
+        message: 'attempt c-cancel cancelled: run cancelled',
+      },
+    });
+  });
+
+  describe('close()', () => {
+    it('stops taking commands, lets a handler in flight finish and publishes its result', async () => {
+      const seen = await observe<StepResultPayload>(Topics.results);
+      const gate = deferred<string>();
+      let started = 0;
+      const manager = await startManager([worker(() => (started++, gate.promise))]);
+      await sendCommand({}, { commandId: 'c-drain' });
+      await waitFor(() => started === 1, 2_000, 'the handler to start');
+
+      const closed = manager.close();
+      await sendCommand({}, { commandId: 'c-after-close' });
+      await sleep(30);
+      let done = false;
+      void closed.then(() => (done = true));
+      expect(done).toBe(false);
+
+      gate.resolve('finished while draining');
+      await closed;
+      await waitFor(() => seen.length > 0, 2_000, 'the drained result');
+      await sleep(30);
+      expect(seen.map((e) => e.payload)).toEqual([
+        { commandId: 'c-drain', worker: WORKER, ok: true, output: 'finished while draining' },
+      ]);
+      expect(started).toBe(1);
+      expect(manager.inFlight()[WORKER]).toBe(0);
+    });
+
+    it('aborts a handler that outlives the drain timeout: no result, no ack, redelivered to another replica', async () => {
+      const seen = await observe<StepResultPayload>(Topics.results);
+      let signal: AbortSignal | undefined;
+      const first = await startManager(
+        [
+          worker((_input, ctx) => {
+            signal = ctx.signal;
+            // Ignores its signal and never settles.
+            return new Promise(() => undefined);
+          }),
+        ],
+        { managerId: 'wm-first' },
+      );
+      await sendCommand({}, { commandId: 'c-hang' });
+      await waitFor(() => signal !== undefined, 2_000, 'the handler to start');
+
+      await first.close({ drainTimeoutMs: 20 });
+      expect(signal!.aborted).toBe(true);
+      expect(seen).toEqual([]);
+      expect(await bus.pendingCount(COMMANDS, Groups.workers)).toBeGreaterThan(0);
+
+      await startManager([worker(() => 'second replica')], { managerId: 'wm-second' });
+      await waitFor(() => seen.length === 1, 3_000, 'the redelivered command');
+      expect(seen[0]!.payload).toMatchObject({ commandId: 'c-hang', ok: true, output: 'second replica' });
+    });
+
+    it('is idempotent', async () => {
+      const manager = await startManager([worker(() => 1)]);
+      const a = manager.close();
+      expect(manager.close()).toBe(a);
+      await a;
+    });
+  });
+});

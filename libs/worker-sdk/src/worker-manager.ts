@@ -1,0 +1,479 @@
+import {
+  SIGNATURE_HEADER,
+  ErrorCode,
+  EventType,
+  Groups,
+  MultiAgentsError,
+  Topics,
+  ValidationError,
+  type Envelope,
+  type ErrorInfo,
+  type StepHeartbeatPayload,
+  type StepResultPayload,
+  type WorkerHeartbeatPayload,
+} from '@multiagents/contracts';
+import {
+  DEFAULT_SUBSCRIBE_OPTIONS,
+  silentLogger,
+  systemClock,
+  uuidGenerator,
+  type Clock,
+  type Delivery,
+  type EventBus,
+  type IdGenerator,
+  type Logger,
+  type SubscribeOptions,
+  type Subscription,
+} from '@multiagents/core';
+import { WORKER_NAME_PATTERN, type WorkerDefinition } from './define-worker';
+import { describeValue } from './describe-value';
+import { parseStepCommand, type StepCommand } from './parse-step-command';
+import { isPositiveInteger } from './worker-options';
+import {
+  DEFAULT_HEARTBEAT_THROTTLE_MS,
+  WorkerRunner,
+  type AttemptOutcome,
+  type CircuitStateName,
+} from './worker-runner';
+
+/** Bus settings a WorkerManager passes to every command subscription (group and consumer are its own). */
+export type WorkerSubscribeOptions = Partial<Omit<SubscribeOptions, 'group' | 'consumer' | 'concurrency'>>;
+
+/** Construction options of a {@link WorkerManager}. */
+export interface WorkerManagerOptions {
+  readonly bus: EventBus;
+  /** The workers this manager hosts; names must be unique. */
+  readonly workers: readonly WorkerDefinition<never, unknown>[];
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Ids of heartbeat envelopes (and of the manager, when `managerId` is not given). */
+  readonly idGenerator?: IdGenerator;
+  /** This replica's consumer name in the `workers` group: unique per process. Default: random. */
+  readonly managerId?: string;
+  readonly subscribe?: WorkerSubscribeOptions;
+  /** Period of the `worker.heartbeat` announcements on `Topics.events`. */
+  readonly heartbeatIntervalMs?: number;
+  /** How long `close()` waits for handlers in flight before aborting them. */
+  readonly drainTimeoutMs?: number;
+  /** Least time between two `step.heartbeat`s published for one attempt. */
+  readonly heartbeatThrottleMs?: number;
+}
+
+/** Defaults of {@link WorkerManagerOptions}. */
+export const DEFAULT_WORKER_MANAGER_OPTIONS = Object.freeze({
+  heartbeatIntervalMs: 5_000,
+  drainTimeoutMs: 30_000,
+  heartbeatThrottleMs: DEFAULT_HEARTBEAT_THROTTLE_MS,
+});
+
+/** One hosted worker as operators see it (served over gRPC as ListWorkers). */
+export interface WorkerInfo {
+  readonly name: string;
+  readonly inFlight: number;
+  readonly capacity: number;
+  readonly circuit: CircuitStateName;
+}
+
+/** Options of {@link WorkerManager.close}. */
+export interface CloseOptions {
+  /** Overrides the manager's `drainTimeoutMs` for this close; 0 aborts everything at once. */
+  readonly drainTimeoutMs?: number;
+}
+
+/** Why an attempt's signal fired when the manager stopped waiting for it during close(). */
+class DrainAbortedError extends MultiAgentsError {
+  constructor(managerId: string) {
+    super(
+      ErrorCode.Cancelled,
+      `worker-manager ${managerId} closed before the attempt finished; redelivering`,
+      {
+        retryable: true,
+        details: { managerId },
+      },
+    );
+  }
+}
+
+/** Why an attempt's signal fired when it was cancelled through {@link WorkerManager.cancel}. */
+class AttemptCancelledError extends MultiAgentsError {
+  constructor(commandId: string, reason: string) {
+    super(ErrorCode.Cancelled, `attempt ${commandId} cancelled: ${reason}`, {
+      retryable: false,
+      details: { commandId },
+    });
+  }
+}
+
+
+
+type ManagerState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
+
+/**
+ * Hosts workers: consumes their `step.command` topics as one competing replica of the `workers`
+ * group, runs each command through the worker's {@link WorkerRunner}, publishes a `step.result`
+ * (then acknowledges the command), relays `step.heartbeat`s, and announces itself with
+ * `worker.heartbeat`s. `close()` drains: handlers in flight may finish; those that do not within
+ * `drainTimeoutMs` are aborted and their commands are left unacknowledged for another replica.
+ *
+ * @example
+ * const manager = new WorkerManager({ bus, workers: [reserve, release], logger });
+ * await manager.start();
+ * process.once('SIGTERM', () => void manager.close());
+ */
+export class WorkerManager {
+  /** This replica's consumer name. */
+  readonly managerId: string;
+  private readonly bus: EventBus;
+  private readonly runners: ReadonlyMap<string, WorkerRunner>;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly idGenerator: IdGenerator;
+  private readonly subscribeOptions: WorkerSubscribeOptions;
+  private readonly heartbeatIntervalMs: number;
+  private readonly drainTimeoutMs: number;
+  private readonly extendEveryMs: number;
+  /** Fires every attempt's signal when draining gives up. */
+  private readonly drainAbort = new AbortController();
+  private readonly attempts = new Map<string, Set<AbortController>>();
+  private readonly deliveriesInFlight = new Set<Promise<void>>();
+  private subscriptions: Subscription[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private state: ManagerState = 'new';
+  private closing: Promise<void> | undefined;
+
+  constructor(options: WorkerManagerOptions) {
+    const problems: string[] = [];
+    if (typeof options.bus !== 'object' || options.bus === null) problems.push('bus is required');
+    if (!Array.isArray(options.workers) || options.workers.length === 0) {
+      problems.push('workers must list at least one worker');
+    }
+    const names = new Set<string>();
+    const workers: readonly WorkerDefinition<never, unknown>[] = Array.isArray(options.workers)
+      ? options.workers
+      : [];
+    for (const worker of workers) {
+      if (names.has(worker.name)) problems.push(`worker ${JSON.stringify(worker.name)} is listed twice`);
+      names.add(worker.name);
+    }
+    this.idGenerator = options.idGenerator ?? uuidGenerator;
+    this.managerId = options.managerId ?? `worker-manager-${this.idGenerator.next()}`;
+    if (typeof this.managerId !== 'string' || !WORKER_NAME_PATTERN.test(this.managerId)) {
+      problems.push(
+        `managerId must be a non-empty string of letters, digits and _ . : - (got ${describeValue(this.managerId)})`,
+      );
+    }
+    const positive = (value: number | undefined, label: string, allowZero = false): void => {
+      if (value === undefined) return;
+      if (!(isPositiveInteger(value) || (allowZero && value === 0))) {
+        problems.push(
+          `${label} must be a ${allowZero ? 'non-negative' : 'positive'} integer (got ${describeValue(value)})`,
+        );
+      }
+    };
+    positive(options.heartbeatIntervalMs, 'heartbeatIntervalMs');
+    positive(options.drainTimeoutMs, 'drainTimeoutMs', true);
+    positive(options.heartbeatThrottleMs, 'heartbeatThrottleMs', true);
+    positive(options.subscribe?.visibilityTimeoutMs, 'subscribe.visibilityTimeoutMs');
+    positive(options.subscribe?.maxDeliveries, 'subscribe.maxDeliveries');
+    positive(options.subscribe?.retryDelayMs, 'subscribe.retryDelayMs', true);
+    if (problems.length > 0) throw new ValidationError('invalid WorkerManager options', problems);
+
+    this.bus = options.bus;
+    this.clock = options.clock ?? systemClock;
+    this.logger = (options.logger ?? silentLogger).child({
+      component: 'worker-manager',
+      managerId: this.managerId,
+    });
+    this.subscribeOptions = options.subscribe ?? {};
+    this.heartbeatIntervalMs =
+      options.heartbeatIntervalMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.heartbeatIntervalMs;
+    this.drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.drainTimeoutMs;
+    const visibilityTimeoutMs =
+      this.subscribeOptions.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
+    // Three extensions per visibility window: one late or lost extension does not cost the message.
+    this.extendEveryMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
+    const heartbeatThrottleMs =
+      options.heartbeatThrottleMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.heartbeatThrottleMs;
+    this.runners = new Map(
+      options.workers.map((worker) => [
+        worker.name,
+        new WorkerRunner(worker, { logger: this.logger, clock: this.clock, heartbeatThrottleMs }),
+      ]),
+    );
+  }
+
+  /** Subscribes to every hosted worker's command topic and starts announcing this replica. */
+  async start(): Promise<void> {
+    if (this.state !== 'new')
+      throw new Error(`WorkerManager ${this.managerId} cannot start: it is ${this.state}`);
+    this.state = 'starting';
+    try {
+      for (const runner of this.runners.values()) {
+        const options: SubscribeOptions = {
+          ...this.subscribeOptions,
+          group: Groups.workers,
+          consumer: this.managerId,
+          concurrency: runner.capacity,
+        };
+        const subscription = await this.bus.subscribe(Topics.command(runner.name), options, (delivery) =>
+          this.track(runner, delivery),
+        );
+        if (this.state !== 'starting') {
+          // close() ran while we were subscribing and has already drained the earlier subscriptions.
+          await subscription.close();
+          return;
+        }
+        this.subscriptions.push(subscription);
+      }
+    } catch (err) {
+      // Half a manager would take commands for some workers and never for the others: undo it all.
+      await Promise.allSettled(this.subscriptions.map((s) => s.close()));
+      this.subscriptions = [];
+      this.state = 'closed';
+      throw err;
+    }
+    this.state = 'running';
+    this.logger.info({ workers: [...this.runners.keys()] }, 'worker-manager started');
+    void this.announce();
+    this.heartbeatTimer = setInterval(() => void this.announce(), this.heartbeatIntervalMs);
+    // Announcements must never keep a process alive that has nothing else to do.
+    this.heartbeatTimer.unref();
+  }
+
+  /**
+   * Drains and stops: no new commands are taken; handlers in flight get up to `drainTimeoutMs` to
+   * finish (their results are published); then the rest are aborted (their signals fire), publish
+   * nothing, and leave their commands unacknowledged so the broker redelivers them to another
+   * replica. Idempotent. Does not close the bus, which the caller owns.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.drain(options.drainTimeoutMs ?? this.drainTimeoutMs);
+    return this.closing;
+  }
+
+  /**
+   * Cancels the attempts in flight for `commandId`: their signals fire and a non-retryable
+   * `CANCELLED` result is published. False when no such attempt runs here.
+   */
+  cancel(commandId: string, reason = 'cancelled'): boolean {
+    const controllers = this.attempts.get(commandId);
+    if (controllers === undefined) return false;
+    for (const controller of controllers) controller.abort(new AttemptCancelledError(commandId, reason));
+    return true;
+  }
+
+  /** Attempts in flight, per hosted worker. */
+  inFlight(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const [name, runner] of this.runners) counts[name] = runner.inFlight;
+    return counts;
+  }
+
+  /** The hosted workers with their load and circuit state (ListWorkers). */
+  workers(): WorkerInfo[] {
+    return [...this.runners.values()].map((runner) => ({
+      name: runner.name,
+      inFlight: runner.inFlight,
+      capacity: runner.capacity,
+      circuit: runner.circuitState,
+    }));
+  }
+
+  private async drain(drainTimeoutMs: number): Promise<void> {
+    const wasRunning = this.state === 'running' || this.state === 'starting';
+    this.state = 'closing';
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    if (wasRunning)
+      this.logger.info({ drainTimeoutMs, inFlight: this.totalInFlight() }, 'worker-manager draining');
+    // Subscription.close() stops new deliveries and waits for the handlers in flight; our own set
+    // covers adapters whose close() returns earlier.
+    const closed = Promise.allSettled([
+      ...this.subscriptions.map((s) => s.close()),
+      ...[...this.deliveriesInFlight],
+    ]);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), drainTimeoutMs);
+    });
+    const first = await Promise.race([closed.then(() => 'drained' as const), timedOut]);
+    clearTimeout(timer);
+    if (first === 'timeout') {
+      this.logger.warn(
+        { inFlight: this.totalInFlight() },
+        'drain timeout passed: aborting attempts in flight',
+      );
+      this.drainAbort.abort(new DrainAbortedError(this.managerId));
+    }
+    for (const result of await closed) {
+      if (result.status === 'rejected') {
+        this.logger.warn({ err: result.reason as unknown }, 'closing a subscription failed');
+      }
+    }
+    this.subscriptions = [];
+    this.state = 'closed';
+    if (wasRunning) this.logger.info({}, 'worker-manager closed');
+  }
+
+  private track(runner: WorkerRunner, delivery: Delivery): Promise<void> {
+    const handled = this.handle(runner, delivery);
+    // Kept for drain(); the bus gets the original promise, so a rejection still means "not acked".
+    const settled = handled.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.deliveriesInFlight.add(settled);
+    void settled.then(() => this.deliveriesInFlight.delete(settled));
+    return handled;
+  }
+
+  /** One delivery: resolving acknowledges the command, throwing leaves it for redelivery. */
+  private async handle(runner: WorkerRunner, delivery: Delivery): Promise<void> {
+    // Throws PoisonMessageError for a malformed command: the bus dead-letters it and goes on.
+    const command = parseStepCommand(delivery.envelope);
+    const { commandId } = command.payload;
+    if (command.payload.worker !== runner.name) {
+      // Cannot happen by topic design (commands.<worker>); if a producer gets it wrong, tell the run
+      // now rather than let it wait for a step timeout.
+      this.logger.error(
+        { commandId, worker: command.payload.worker, topic: delivery.topic },
+        'command for a worker not hosted here',
+      );
+      await this.publishResult(command, runner.name, {
+        kind: 'failed',
+        error: {
+          code: ErrorCode.UnknownWorker,
+          message: `command ${commandId} names worker ${JSON.stringify(command.payload.worker)} but arrived on ${delivery.topic}`,
+          retryable: false,
+          details: { worker: command.payload.worker, topic: delivery.topic },
+        },
+      });
+      return;
+    }
+    if (this.state !== 'running' && this.state !== 'starting') {
+      // A delivery that raced with close(): leave it for a replica that is not shutting down.
+      throw new DrainAbortedError(this.managerId);
+    }
+
+    const controller = new AbortController();
+    const onDrainAbort = (): void => controller.abort(this.drainAbort.signal.reason);
+    this.drainAbort.signal.addEventListener('abort', onDrainAbort, { once: true });
+    const controllers = this.attempts.get(commandId) ?? new Set<AbortController>();
+    controllers.add(controller);
+    this.attempts.set(commandId, controllers);
+    // The visibility timeout exists to notice dead consumers, not long steps: while this process
+    // lives and the attempt runs, keep the command ours (its own timeout bounds the attempt).
+    const extender = setInterval(() => {
+      delivery
+        .extend()
+        .catch((err: unknown) => this.logger.warn({ err, commandId }, 'extending a delivery failed'));
+    }, this.extendEveryMs);
+    extender.unref();
+
+    let outcome: AttemptOutcome;
+    try {
+      outcome = await runner.run(command, {
+        signal: controller.signal,
+        heartbeat: {
+          extend: () => delivery.extend(),
+          publish: (details) => this.publishStepHeartbeat(command, details),
+        },
+      });
+    } finally {
+      clearInterval(extender);
+      this.drainAbort.signal.removeEventListener('abort', onDrainAbort);
+      controllers.delete(controller);
+      if (controllers.size === 0) this.attempts.delete(commandId);
+    }
+
+    if (outcome.kind === 'aborted') {
+      if (!(outcome.reason instanceof AttemptCancelledError)) {
+        // Nothing is known about this attempt: no result, and no ack, so another replica runs it.
+        throw outcome.reason instanceof Error ? outcome.reason : new DrainAbortedError(this.managerId);
+      }
+      outcome = { kind: 'failed', error: outcome.reason.toInfo() };
+    }
+    await this.publishResult(command, runner.name, outcome);
+  }
+
+  private async publishResult(
+    command: StepCommand,
+    worker: string,
+    outcome: { kind: 'completed'; output: unknown } | { kind: 'failed'; error: ErrorInfo },
+  ): Promise<void> {
+    const { commandId } = command.payload;
+    const payload: StepResultPayload =
+      outcome.kind === 'completed'
+        ? { commandId, worker, ok: true, output: outcome.output }
+        : { commandId, worker, ok: false, error: outcome.error };
+    // A fixed id per command: a redelivered command's second result is recognisably the same one.
+    await this.bus.publish(Topics.results, [
+      this.stepEnvelope(command, `${commandId}:result`, EventType.StepResult, payload),
+    ]);
+  }
+
+  private async publishStepHeartbeat(command: StepCommand, details: unknown): Promise<void> {
+    const { commandId } = command.payload;
+    const payload: StepHeartbeatPayload = { commandId, ...(details === undefined ? {} : { details }) };
+    await this.bus.publish(Topics.results, [
+      this.stepEnvelope(
+        command,
+        `${commandId}:heartbeat:${this.idGenerator.next()}`,
+        EventType.StepHeartbeat,
+        payload,
+      ),
+    ]);
+  }
+
+  private stepEnvelope<P>(command: StepCommand, id: string, type: EventType, payload: P): Envelope<P> {
+    return {
+      id,
+      type,
+      txId: command.txId,
+      workflowId: command.workflowId,
+      step: command.step,
+      attempt: command.attempt,
+      time: this.clock.now(),
+      headers: this.replyHeaders(command),
+      payload,
+    };
+  }
+
+  /** The command's headers (trace context flows back), minus its signature: it signed the command, not this. */
+  private replyHeaders(command: StepCommand): Readonly<Record<string, string>> {
+    if (!(SIGNATURE_HEADER in command.headers)) return command.headers;
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(command.headers))
+      if (key !== SIGNATURE_HEADER) headers[key] = value;
+    return headers;
+  }
+
+  /** Publishes one `worker.heartbeat`; failures are logged (the next one comes soon). */
+  private async announce(): Promise<void> {
+    const payload: WorkerHeartbeatPayload = {
+      managerId: this.managerId,
+      workers: [...this.runners.keys()],
+      inFlight: this.totalInFlight(),
+    };
+    const envelope: Envelope<WorkerHeartbeatPayload> = {
+      id: `${this.managerId}:heartbeat:${this.idGenerator.next()}`,
+      type: EventType.WorkerHeartbeat,
+      // Not about any run; '-' rather than '' because the envelope codec requires non-empty ids.
+      txId: '-',
+      workflowId: '-',
+      time: this.clock.now(),
+      headers: {},
+      payload,
+    };
+    try {
+      await this.bus.publish(Topics.events, [envelope]);
+    } catch (err) {
+      this.logger.warn({ err }, 'publishing worker.heartbeat failed');
+    }
+  }
+
+  private totalInFlight(): number {
+    let total = 0;
+    for (const runner of this.runners.values()) total += runner.inFlight;
+    return total;
+  }
+}

@@ -1,0 +1,421 @@
+import { ErrorCode, NonRetryableError } from '@multiagents/contracts';
+import { defineWorker, type WorkerHandler } from './define-worker';
+import { deferred, isSettled, manualClock, recordingLogger, stepCommand } from './test-support';
+import type { WorkerContext } from './worker-context';
+import type { WorkerOptions } from './worker-options';
+import { WorkerRunner, type AttemptOutcome, type HeartbeatSink } from './worker-runner';
+
+function runner(handler: WorkerHandler<never, unknown>, options?: WorkerOptions, extra = {}): WorkerRunner {
+  return new WorkerRunner(defineWorker('inventory.reserve', handler, options), extra);
+}
+
+const never = (): Promise<never> => new Promise<never>(() => undefined);
+
+function failed(outcome: AttemptOutcome): Extract<AttemptOutcome, { kind: 'failed' }>['error'] {
+  if (outcome.kind !== 'failed') throw new Error(`expected a failure, got ${JSON.stringify(outcome)}`);
+  return outcome.error;
+}
+
+beforeEach(() => {
+  // Promise callbacks stay real; cockatiel's timers and Date.now() (its circuit clock) are faked.
+  jest.useFakeTimers({ doNotFake: ['nextTick', 'queueMicrotask'] });
+});
+afterEach(() => {
+  jest.useRealTimers();
+});
+
+describe('WorkerRunner', () => {
+  describe('a successful attempt', () => {
+    it('passes the input and context, and returns the output as JSON data', async () => {
+      let seen: { input: unknown; ctx: WorkerContext } | undefined;
+      const r = runner(
+        (input: unknown, ctx) => {
+          seen = { input, ctx };
+          return { reservationId: 'r-1', at: new Date(Date.UTC(2024, 0, 1)), skip: undefined };
+        },
+        undefined,
+        { logger: recordingLogger() },
+      );
+      const outcome = await r.run(
+        stepCommand({ compensation: true, idempotencyKey: 'tx-1:reserve:undo' }, 3),
+      );
+      expect(outcome).toEqual({
+        kind: 'completed',
+        output: { reservationId: 'r-1', at: '2024-01-01T00:00:00.000Z' },
+      });
+      expect(seen?.input).toEqual({ sku: 'A-1', quantity: 2 });
+      expect(seen?.ctx).toMatchObject({
+        txId: 'tx-1',
+        workflowId: 'order_processing',
+        step: 'reserve',
+        attempt: 3,
+        idempotencyKey: 'tx-1:reserve:undo',
+        compensation: true,
+      });
+      // The signal means "stop"; it does not fire just because the handler returned.
+      expect(seen?.ctx.signal.aborted).toBe(false);
+    });
+
+    it('gives the handler a logger carrying worker, txId, step and attempt', async () => {
+      const logger = recordingLogger();
+      const r = runner(
+        (_input, ctx) => {
+          ctx.logger.info({ extra: 1 }, 'hello');
+          return null;
+        },
+        undefined,
+        { logger },
+      );
+      await r.run(stepCommand({}, 2));
+      expect(logger.lines).toContainEqual({
+        level: 'info',
+        fields: { worker: 'inventory.reserve', txId: 'tx-1', step: 'reserve', attempt: 2, extra: 1 },
+        message: 'hello',
+      });
+    });
+
+    it('reports a handler that returns nothing as output null', async () => {
+      expect(await runner(() => undefined).run(stepCommand())).toEqual({ kind: 'completed', output: null });
+    });
+  });
+
+  describe('timeouts', () => {
+    it('reports a handler that ignores its signal and hangs as a retryable TIMEOUT once the timeout passes', async () => {
+      let signal: AbortSignal | undefined;
+      const r = runner(
+        (_input, ctx) => {
+          signal = ctx.signal;
+          return never();
+        },
+        { timeoutMs: 1_000 },
+      );
+      const outcome = r.run(stepCommand());
+      await jest.advanceTimersByTimeAsync(999);
+      expect(await isSettled(outcome)).toBe(false);
+      expect(signal?.aborted).toBe(false);
+      await jest.advanceTimersByTimeAsync(1);
+      expect(failed(await outcome)).toEqual({
+        code: ErrorCode.Timeout,
+        message: 'worker inventory.reserve did not finish within 1000 ms',
+        retryable: true,
+        details: { timeoutMs: 1_000 },
+      });
+      expect(signal?.aborted).toBe(true);
+      expect(r.inFlight).toBe(0);
+    });
+
+    it("reports a TIMEOUT, not the handler's own error, when a handler stops because its signal fired", async () => {
+      const r = runner(
+        (_input, ctx) =>
+          new Promise((_resolve, reject) => {
+            ctx.signal.addEventListener('abort', () => reject(new Error('aborted by signal')));
+          }),
+        { timeoutMs: 50 },
+      );
+      const outcome = r.run(stepCommand());
+      await jest.advanceTimersByTimeAsync(50);
+      expect(failed(await outcome).code).toBe(ErrorCode.Timeout);
+    });
+
+    it('uses the command timeout when it is smaller than the worker ceiling', async () => {
+      const r = runner(never, { timeoutMs: 10_000 });
+      const outcome = r.run(stepCommand({ timeoutMs: 200 }));
+      await jest.advanceTimersByTimeAsync(200);
+      expect(failed(await outcome).details).toEqual({ timeoutMs: 200 });
+    });
+
+    it('uses the worker ceiling when it is smaller than the command timeout', async () => {
+      const r = runner(never, { timeoutMs: 300 });
+      const outcome = r.run(stepCommand({ timeoutMs: 60_000 }));
+      await jest.advanceTimersByTimeAsync(300);
+      expect(failed(await outcome).details).toEqual({ timeoutMs: 300 });
+    });
+
+    it('has no timeout when neither the worker nor the command sets one', async () => {
+      const gate = deferred<string>();
+      const r = runner(() => gate.promise);
+      const outcome = r.run(stepCommand());
+      await jest.advanceTimersByTimeAsync(24 * 3_600_000);
+      expect(await isSettled(outcome)).toBe(false);
+      gate.resolve('late but fine');
+      expect(await outcome).toEqual({ kind: 'completed', output: 'late but fine' });
+    });
+  });
+
+  describe('aborts', () => {
+    it('fires ctx.signal and reports aborted, with the reason, when the caller aborts', async () => {
+      let signal: AbortSignal | undefined;
+      const r = runner(
+        (_input, ctx) => {
+          signal = ctx.signal;
+          return never();
+        },
+        { timeoutMs: 60_000 },
+      );
+      const controller = new AbortController();
+      const outcome = r.run(stepCommand(), { signal: controller.signal });
+      await jest.advanceTimersByTimeAsync(10);
+      const reason = new Error('shutting down');
+      controller.abort(reason);
+      expect(await outcome).toEqual({ kind: 'aborted', reason });
+      expect(signal?.aborted).toBe(true);
+    });
+
+    it('does not call the handler when the signal has already fired', async () => {
+      const handler = jest.fn(() => 'ran');
+      const controller = new AbortController();
+      controller.abort('early');
+      expect(await runner(handler).run(stepCommand(), { signal: controller.signal })).toEqual({
+        kind: 'aborted',
+        reason: 'early',
+      });
+      expect(handler).not.toHaveBeenCalled();
+    });
+  });
+
+  describe('errors', () => {
+    it('reports a NonRetryableError as not retryable, with its partial effects', async () => {
+      const r = runner(() => {
+        throw new NonRetryableError('card declined', { code: 'CARD_DECLINED', partialEffects: true });
+      });
+      expect(failed(await r.run(stepCommand()))).toEqual({
+        code: 'CARD_DECLINED',
+        message: 'card declined',
+        retryable: false,
+        partialEffects: true,
+      });
+    });
+
+    it('reports any other Error as retryable', async () => {
+      const r = runner(async () => {
+        await Promise.resolve();
+        throw new TypeError('socket hang up');
+      });
+      expect(failed(await r.run(stepCommand()))).toEqual({
+        code: ErrorCode.WorkerError,
+        message: 'socket hang up',
+        retryable: true,
+      });
+    });
+
+    /* eslint-disable @typescript-eslint/prefer-promise-reject-errors, @typescript-eslint/only-throw-error --
+       workers written in plain JavaScript do throw such values; this is what is under test. */
+    it.each<[string, () => unknown]>([
+      ['a string', () => Promise.reject('boom')],
+      ['undefined', () => Promise.reject(undefined)],
+      ['a frozen object', () => Promise.reject(Object.freeze({ why: 'x' }))],
+      [
+        'a synchronous string',
+        () => {
+          throw 'sync boom';
+        },
+      ],
+    ])('turns %s thrown into a retryable NON_ERROR_THROWN failure', async (_label, handler) => {
+      const error = failed(await runner(handler).run(stepCommand()));
+      expect(error.code).toBe(ErrorCode.NonErrorThrown);
+      expect(error.retryable).toBe(true);
+    });
+    /* eslint-enable @typescript-eslint/prefer-promise-reject-errors, @typescript-eslint/only-throw-error */
+
+    it.each<[string, unknown]>([
+      ['a BigInt', { amount: 10n }],
+      [
+        'a cycle',
+        (() => {
+          const node: Record<string, unknown> = {};
+          node.self = node;
+          return node;
+        })(),
+      ],
+    ])('reports an output with %s as a non-retryable failure', async (_label, output) => {
+      const error = failed(await runner(() => output).run(stepCommand()));
+      expect(error).toMatchObject({ code: ErrorCode.WorkerError, retryable: false });
+      expect(error.message).toContain('not JSON-serialisable');
+    });
+  });
+
+  describe('circuit breaker', () => {
+    const breaker = { consecutiveFailures: 3, halfOpenAfterMs: 1_000 };
+
+    it('opens after N retryable failures in a row, fails fast, then half-opens and closes on success', async () => {
+      let fail = true;
+      const handler = jest.fn(() => {
+        if (fail) throw new Error('downstream unavailable');
+        return 'ok';
+      });
+      const r = runner(handler, { circuitBreaker: breaker });
+      for (let i = 0; i < 3; i++) expect(failed(await r.run(stepCommand())).code).toBe(ErrorCode.WorkerError);
+      expect(r.circuitState).toBe('open');
+
+      const fast = failed(await r.run(stepCommand()));
+      expect(fast).toMatchObject({ code: ErrorCode.CircuitOpen, retryable: true });
+      expect(handler).toHaveBeenCalledTimes(3);
+
+      await jest.advanceTimersByTimeAsync(999);
+      expect(failed(await r.run(stepCommand())).code).toBe(ErrorCode.CircuitOpen);
+      await jest.advanceTimersByTimeAsync(1);
+      fail = false;
+      expect(await r.run(stepCommand())).toEqual({ kind: 'completed', output: 'ok' });
+      expect(handler).toHaveBeenCalledTimes(4);
+      expect(r.circuitState).toBe('closed');
+    });
+
+    it('opens again when the half-open trial fails', async () => {
+      const handler = jest.fn(() => Promise.reject(new Error('still down')));
+      const r = runner(handler, { circuitBreaker: breaker });
+      for (let i = 0; i < 3; i++) await r.run(stepCommand());
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(failed(await r.run(stepCommand())).code).toBe(ErrorCode.WorkerError);
+      expect(r.circuitState).toBe('open');
+      expect(failed(await r.run(stepCommand())).code).toBe(ErrorCode.CircuitOpen);
+      expect(handler).toHaveBeenCalledTimes(4);
+    });
+
+    it('counts timeouts as failures', async () => {
+      const r = runner(never, {
+        timeoutMs: 10,
+        circuitBreaker: { consecutiveFailures: 2, halfOpenAfterMs: 1_000 },
+      });
+      for (let i = 0; i < 2; i++) {
+        const outcome = r.run(stepCommand());
+        await jest.advanceTimersByTimeAsync(10);
+        expect(failed(await outcome).code).toBe(ErrorCode.Timeout);
+      }
+      expect(r.circuitState).toBe('open');
+    });
+
+    it('does not count non-retryable errors: a business refusal is not an unhealthy worker', async () => {
+      const r = runner(
+        () => {
+          throw new NonRetryableError('card declined');
+        },
+        { circuitBreaker: breaker },
+      );
+      for (let i = 0; i < 10; i++) expect(failed(await r.run(stepCommand())).retryable).toBe(false);
+      expect(r.circuitState).toBe('closed');
+    });
+
+    it('never opens when turned off', async () => {
+      const r = runner(
+        () => {
+          throw new Error('down');
+        },
+        { circuitBreaker: false },
+      );
+      for (let i = 0; i < 20; i++)
+        expect(failed(await r.run(stepCommand())).code).toBe(ErrorCode.WorkerError);
+      expect(r.circuitState).toBe('disabled');
+    });
+  });
+
+  describe('concurrency', () => {
+    it('runs at most `concurrency` handlers at once and queues the rest', async () => {
+      const gates = Array.from({ length: 5 }, () => deferred<number>());
+      let running = 0;
+      let maxRunning = 0;
+      let started = 0;
+      const r = runner(
+        async () => {
+          const gate = gates[started++]!;
+          running++;
+          maxRunning = Math.max(maxRunning, running);
+          try {
+            return await gate.promise;
+          } finally {
+            running--;
+          }
+        },
+        { concurrency: 2 },
+      );
+      const outcomes = gates.map(() => r.run(stepCommand()));
+      await jest.advanceTimersByTimeAsync(0);
+      expect(started).toBe(2);
+      expect(r.inFlight).toBe(5);
+      gates.forEach((gate, i) => gate.resolve(i));
+      expect(await Promise.all(outcomes)).toEqual(gates.map((_g, i) => ({ kind: 'completed', output: i })));
+      expect(maxRunning).toBe(2);
+      expect(r.inFlight).toBe(0);
+      expect(r.capacity).toBe(2);
+    });
+  });
+
+  describe('heartbeats', () => {
+    function sink(): HeartbeatSink & { published: unknown[]; extended: number } {
+      const s = {
+        published: [] as unknown[],
+        extended: 0,
+        publish: (details: unknown) => {
+          s.published.push(details);
+          return Promise.resolve();
+        },
+        extend: () => {
+          s.extended++;
+          return Promise.resolve();
+        },
+      };
+      return s;
+    }
+
+    it('extends on every call but publishes at most once per throttle window', async () => {
+      const clock = manualClock();
+      const hb = sink();
+      const gate = deferred();
+      let ctx: WorkerContext | undefined;
+      const r = runner(
+        async (_input, c) => {
+          ctx = c;
+          await gate.promise;
+          return 'done';
+        },
+        undefined,
+        { clock, heartbeatThrottleMs: 1_000 },
+      );
+      const outcome = r.run(stepCommand(), { heartbeat: hb });
+      await jest.advanceTimersByTimeAsync(0);
+      await ctx!.heartbeat({ progress: 0.1 });
+      clock.advance(500);
+      await ctx!.heartbeat({ progress: 0.2 });
+      clock.advance(500);
+      await ctx!.heartbeat({ progress: 0.3, at: new Date(Date.UTC(2024, 0, 1)) });
+      await ctx!.heartbeat();
+      expect(hb.extended).toBe(4);
+      expect(hb.published).toEqual([{ progress: 0.1 }, { progress: 0.3, at: '2024-01-01T00:00:00.000Z' }]);
+      gate.resolve();
+      await outcome;
+      await ctx!.heartbeat({ progress: 1 });
+      expect(hb.extended).toBe(4);
+    });
+
+    it('never rejects, even when publishing and extending fail, and sends unserialisable details without them', async () => {
+      const logger = recordingLogger();
+      let published: unknown = 'nothing';
+      const failing: HeartbeatSink = {
+        publish: (details) => {
+          published = details;
+          return Promise.reject(new Error('bus down'));
+        },
+        extend: () => {
+          throw new Error('gone');
+        },
+      };
+      const r = runner(
+        async (_input, ctx) => {
+          await ctx.heartbeat({ big: 1n });
+          return 'survived';
+        },
+        undefined,
+        { logger },
+      );
+      expect(await r.run(stepCommand(), { heartbeat: failing })).toEqual({
+        kind: 'completed',
+        output: 'survived',
+      });
+      expect(published).toBeUndefined();
+      expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
+        'heartbeat details are not JSON-serialisable; sent without them',
+        'heartbeat failed',
+        'heartbeat failed',
+      ]);
+    });
+  });
+});
