@@ -1,1 +1,2 @@
-export {};
+export { createPinoLogger, REDACTED_PATHS } from './pino-logger';
+export type { PinoLoggerOptions } from './pino-logger';
