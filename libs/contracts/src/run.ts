@@ -81,6 +81,8 @@ export interface StepRecord {
   error?: ErrorInfo;
   /** Order in which the step completed within the run (1, 2, …): compensation runs in reverse. */
   completedSeq?: number;
+  /** When the current attempt last sent a heartbeat (heartbeat timeouts count from here). */
+  heartbeatAt?: number;
   /** Set when the step failed with partial effects, so it is compensated too. */
   partialEffects?: boolean;
   compensation?: CompensationRecord;

@@ -26,3 +26,46 @@ export type {
   RunPage,
   PendingOutbox,
 } from './ports/state-store';
+export { CelCompiler, DEFAULT_CEL_LIMITS, celToJson } from './definition/cel-expression';
+export type { CelLimits, CelProgram, CelActivation } from './definition/cel-expression';
+export {
+  validateDefinition,
+  compileWorkflow,
+  taskSteps,
+  DEFAULT_MAX_STEPS,
+} from './definition/validate-definition';
+export type {
+  ValidateDefinitionOptions,
+  CompiledWorkflow,
+  CompiledStep,
+  CompiledInput,
+} from './definition/validate-definition';
+export { WorkflowBuilder, StepListBuilder } from './definition/workflow-builder';
+export type { TaskOptions, WaitOptions, StepOptions } from './definition/workflow-builder';
+export { parseDefinition, MAX_DEFINITION_BYTES } from './definition/parse-definition';
+export {
+  createRun,
+  decide,
+  commandIdFor,
+  idempotencyKeyFor,
+  timerIdFor,
+  MAX_BUFFERED_SIGNALS,
+} from './engine/saga-engine';
+export type { EngineEvent, Decision, AttemptOutcome, CreateRunParams } from './engine/saga-engine';
+export {
+  DEFAULT_RETRY_POLICY,
+  DEFAULT_COMPENSATION_RETRY_POLICY,
+  resolveRetryPolicy,
+  backoffDelayMs,
+} from './engine/retry-policy';
+export type { ResolvedRetryPolicy } from './engine/retry-policy';
+export { canTransition, assertTransition } from './engine/run-transitions';
+export { Orchestrator, DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator/orchestrator';
+export type {
+  OrchestratorOptions,
+  StartWorkflowOptions,
+  StartWorkflowResult,
+  OrchestratorStats,
+} from './orchestrator/orchestrator';
+export { parseServiceConfig, listVariable, Backend } from './config/service-config';
+export type { ServiceConfig, Environment } from './config/service-config';

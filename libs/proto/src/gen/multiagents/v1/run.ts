@@ -405,7 +405,11 @@ export interface StepRecord {
     | undefined;
   /** The step failed with partial effects, so it is compensated too. */
   partialEffects?: boolean | undefined;
-  compensation?: CompensationRecord | undefined;
+  compensation?:
+    | CompensationRecord
+    | undefined;
+  /** When the current attempt last sent a heartbeat (heartbeat timeouts count from here). */
+  heartbeatAtMs?: number | undefined;
 }
 
 /** Signals that arrived before a wait step asked for them, oldest first. */
@@ -924,6 +928,7 @@ function createBaseStepRecord(): StepRecord {
     completedSeq: undefined,
     partialEffects: undefined,
     compensation: undefined,
+    heartbeatAtMs: undefined,
   };
 }
 
@@ -961,6 +966,9 @@ export const StepRecord: MessageFns<StepRecord> = {
     }
     if (message.compensation !== undefined) {
       CompensationRecord.encode(message.compensation, writer.uint32(90).fork()).join();
+    }
+    if (message.heartbeatAtMs !== undefined) {
+      writer.uint32(96).int64(message.heartbeatAtMs);
     }
     return writer;
   },
@@ -1066,6 +1074,14 @@ export const StepRecord: MessageFns<StepRecord> = {
             message.compensation = CompensationRecord.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.heartbeatAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1109,6 +1125,11 @@ export const StepRecord: MessageFns<StepRecord> = {
         ? globalThis.Boolean(object.partial_effects)
         : undefined,
       compensation: isSet(object.compensation) ? CompensationRecord.fromJSON(object.compensation) : undefined,
+      heartbeatAtMs: isSet(object.heartbeatAtMs)
+        ? globalThis.Number(object.heartbeatAtMs)
+        : isSet(object.heartbeat_at_ms)
+        ? globalThis.Number(object.heartbeat_at_ms)
+        : undefined,
     };
   },
 
@@ -1147,6 +1168,9 @@ export const StepRecord: MessageFns<StepRecord> = {
     if (message.compensation !== undefined) {
       obj.compensation = CompensationRecord.toJSON(message.compensation);
     }
+    if (message.heartbeatAtMs !== undefined) {
+      obj.heartbeatAtMs = Math.round(message.heartbeatAtMs);
+    }
     return obj;
   },
 
@@ -1170,6 +1194,7 @@ export const StepRecord: MessageFns<StepRecord> = {
     message.compensation = (object.compensation !== undefined && object.compensation !== null)
       ? CompensationRecord.fromPartial(object.compensation)
       : undefined;
+    message.heartbeatAtMs = object.heartbeatAtMs ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,128 @@
+import type {
+  InputMapping,
+  RetryPolicy,
+  StepDefinition,
+  WorkflowDefaults,
+  WorkflowDefinition,
+} from '@multiagents/contracts';
+import { compileWorkflow, type ValidateDefinitionOptions } from './validate-definition';
+
+/** Options of a task step (everything but its name and worker). */
+export interface TaskOptions {
+  readonly description?: string;
+  readonly compensation?: string;
+  readonly when?: string;
+  readonly input?: InputMapping;
+  readonly output?: string;
+  readonly retry?: RetryPolicy;
+  readonly timeoutMs?: number;
+  readonly heartbeatTimeoutMs?: number;
+  readonly compensationRetry?: RetryPolicy;
+  readonly compensationTimeoutMs?: number;
+}
+
+/** Options of a wait step. */
+export interface WaitOptions {
+  readonly description?: string;
+  readonly when?: string;
+  readonly timeoutMs?: number;
+  readonly output?: string;
+}
+
+/** Options shared by parallel and sleep steps. */
+export interface StepOptions {
+  readonly description?: string;
+  readonly when?: string;
+}
+
+/** Builds a list of steps; parallel branches are built with the same methods. */
+export class StepListBuilder {
+  protected readonly steps: StepDefinition[] = [];
+
+  /** A task: send a command to `worker` and wait for its result. */
+  step(name: string, worker: string, options: TaskOptions = {}): this {
+    this.steps.push({ name, kind: 'task', worker, ...options });
+    return this;
+  }
+
+  /** Branches that run at once and join when all finish. */
+  parallel(
+    name: string,
+    branches: readonly ((branch: StepListBuilder) => StepListBuilder)[],
+    options: StepOptions = {},
+  ): this {
+    this.steps.push({
+      name,
+      kind: 'parallel',
+      ...options,
+      branches: branches.map((build) => build(new StepListBuilder()).list()),
+    });
+    return this;
+  }
+
+  /** Durably wait for the named signal. */
+  wait(name: string, signal: string, options: WaitOptions = {}): this {
+    this.steps.push({ name, kind: 'wait', signal, ...options });
+    return this;
+  }
+
+  /** A durable timer. */
+  sleep(name: string, durationMs: number, options: StepOptions = {}): this {
+    this.steps.push({ name, kind: 'sleep', durationMs, ...options });
+    return this;
+  }
+
+  /** The steps added so far. */
+  list(): StepDefinition[] {
+    return [...this.steps];
+  }
+}
+
+/**
+ * Builds a workflow definition in TypeScript; `build()` yields the same data a YAML file would,
+ * validated.
+ *
+ * @example
+ * const order = new WorkflowBuilder('order_processing')
+ *   .step('reserve_inventory', 'inventory.reserve', { compensation: 'inventory.release' })
+ *   .step('charge_payment', 'payment.charge', { compensation: 'payment.refund', retry: { maxAttempts: 3 } })
+ *   .step('ship_order', 'shipping.ship', { when: 'context.total > 0', timeoutMs: 30_000 })
+ *   .build();
+ */
+export class WorkflowBuilder extends StepListBuilder {
+  private versionNumber = 1;
+  private text: string | undefined;
+  private defaultOptions: WorkflowDefaults | undefined;
+
+  constructor(private readonly id: string) {
+    super();
+  }
+
+  version(version: number): this {
+    this.versionNumber = version;
+    return this;
+  }
+
+  description(description: string): this {
+    this.text = description;
+    return this;
+  }
+
+  defaults(defaults: WorkflowDefaults): this {
+    this.defaultOptions = defaults;
+    return this;
+  }
+
+  /** The definition; throws a ValidationError listing every problem. */
+  build(options: ValidateDefinitionOptions = {}): WorkflowDefinition {
+    const definition: WorkflowDefinition = {
+      id: this.id,
+      version: this.versionNumber,
+      ...(this.text === undefined ? {} : { description: this.text }),
+      steps: this.list(),
+      ...(this.defaultOptions === undefined ? {} : { defaults: this.defaultOptions }),
+    };
+    compileWorkflow(definition, options);
+    return definition;
+  }
+}

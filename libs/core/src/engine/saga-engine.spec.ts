@@ -1,0 +1,1332 @@
+import {
+  ErrorCode,
+  EventType,
+  IllegalTransitionError,
+  RunState,
+  StepStatus,
+  TERMINAL_RUN_STATES,
+  Topics,
+  type RetryPolicy,
+  type StepDefinition,
+  type TaskStep,
+  type WorkflowDefinition,
+} from '@multiagents/contracts';
+import { compileWorkflow } from '../definition/validate-definition';
+import {
+  commandsOf,
+  eventsOf,
+  failure,
+  SagaDriver,
+  schedulesOf,
+  unschedulesOf,
+  type SagaDriverOptions,
+} from '../test-support/test-saga-driver';
+import { deepFreeze } from '../test-support/test-deep-freeze';
+import { DEFAULT_COMPENSATION_RETRY_POLICY, DEFAULT_RETRY_POLICY } from './retry-policy';
+import { assertTransition, canTransition } from './run-transitions';
+import {
+  commandIdFor,
+  createRun,
+  decide,
+  idempotencyKeyFor,
+  MAX_BUFFERED_SIGNALS,
+  timerIdFor,
+} from './saga-engine';
+
+const TX = 'tx-1';
+
+function task(name: string, worker: string, options: Partial<TaskStep> = {}): TaskStep {
+  return { name, kind: 'task', worker, ...options };
+}
+
+function workflow(steps: StepDefinition[], extra: Partial<WorkflowDefinition> = {}): WorkflowDefinition {
+  return { id: 'wf', version: 1, steps, ...extra };
+}
+
+const ORDER = workflow([
+  task('reserve', 'inventory.reserve', { compensation: 'inventory.release' }),
+  task('charge', 'payment.charge', { compensation: 'payment.refund' }),
+  task('ship', 'shipping.ship'),
+]);
+
+function drive(definition: WorkflowDefinition, options: SagaDriverOptions = {}): SagaDriver {
+  return new SagaDriver(definition, { txId: TX, ...options });
+}
+
+/** Worker names of the commands in the driver's last decision. */
+function lastWorkers(driver: SagaDriver): string[] {
+  return commandsOf(driver.last).map((c) => c.payload.worker);
+}
+
+describe('ids', () => {
+  it('builds command ids, idempotency keys and timer ids from the run, step and attempt', () => {
+    expect(commandIdFor('t', 's', 2)).toBe('t:s:2');
+    expect(commandIdFor('t', 's', 1, true)).toBe('t:s:undo:1');
+    expect(idempotencyKeyFor('t', 's')).toBe('t:s');
+    expect(idempotencyKeyFor('t', 's', true)).toBe('t:s:undo');
+    expect(timerIdFor('t', { kind: 'retry', step: 's', attempt: 2 })).toBe('t:retry:s:2');
+    expect(timerIdFor('t', { kind: 'timeout', step: 's', attempt: 1, compensation: true })).toBe(
+      't:timeout:s:1:undo',
+    );
+  });
+});
+
+describe('createRun', () => {
+  it('creates a pending run with a record for every step at every level and the input as context', () => {
+    const definition = workflow([
+      task('a', 'w'),
+      { name: 'p', kind: 'parallel', branches: [[task('b', 'w')], [task('c', 'w')]] },
+    ]);
+    const input = { orderId: 'o-1' };
+    const run = createRun({
+      txId: TX,
+      workflow: definition,
+      input,
+      now: 5,
+      idempotencyKey: 'k',
+      traceHeaders: { traceparent: 'tp' },
+    });
+    expect(run).toMatchObject({
+      txId: TX,
+      workflowId: 'wf',
+      workflowVersion: 1,
+      state: RunState.Pending,
+      input,
+      context: input,
+      createdAt: 5,
+      updatedAt: 5,
+      idempotencyKey: 'k',
+      traceHeaders: { traceparent: 'tp' },
+      completedCount: 0,
+      eventCount: 0,
+    });
+    expect(run.context).not.toBe(input);
+    expect(Object.keys(run.steps)).toEqual(['a', 'p', 'b', 'c']);
+    expect(run.steps['b']).toEqual({ name: 'b', status: StepStatus.Pending, attempt: 0, attempts: [] });
+  });
+});
+
+describe('sequential task steps', () => {
+  it('sends one command at a time, in order, with command id, idempotency key and the context as input', () => {
+    const d = drive(ORDER, { input: { orderId: 'o-1', total: 10 } });
+    const started = d.start();
+    expect(d.run.state).toBe(RunState.Running);
+    expect(eventsOf(started)[0]?.type).toBe(EventType.WorkflowStarted);
+    const [first, ...others] = commandsOf(started);
+    expect(others).toEqual([]);
+    expect(first?.topic).toBe(Topics.command('inventory.reserve'));
+    expect(first?.topic).toBe('commands.inventory.reserve');
+    expect(first?.envelope).toMatchObject({
+      id: 'tx-1:reserve:1',
+      type: 'step.command',
+      txId: TX,
+      step: 'reserve',
+      attempt: 1,
+    });
+    expect(first?.payload).toEqual({
+      commandId: 'tx-1:reserve:1',
+      worker: 'inventory.reserve',
+      input: { orderId: 'o-1', total: 10 },
+      idempotencyKey: 'tx-1:reserve',
+      compensation: false,
+    });
+
+    d.tick(5).ok('reserve', { reservationId: 'r-1' });
+    expect(commandsOf(d.last).map((c) => [c.topic, c.payload.commandId, c.payload.idempotencyKey])).toEqual([
+      ['commands.payment.charge', 'tx-1:charge:1', 'tx-1:charge'],
+    ]);
+    expect(commandsOf(d.last)[0]?.payload.input).toEqual({ orderId: 'o-1', total: 10, reservationId: 'r-1' });
+
+    d.ok('charge', { paymentId: 'p-1', total: 11 });
+    expect(lastWorkers(d)).toEqual(['shipping.ship']);
+    d.ok('ship', { trackingId: 't-1' });
+    expect(commandsOf(d.last)).toEqual([]);
+    expect(d.run.state).toBe(RunState.Completed);
+    expect(d.run.endedAt).toBe(d.now);
+    expect(d.run.context).toEqual({
+      orderId: 'o-1',
+      total: 11,
+      reservationId: 'r-1',
+      paymentId: 'p-1',
+      trackingId: 't-1',
+    });
+    expect(['reserve', 'charge', 'ship'].map((s) => [d.step(s).status, d.step(s).completedSeq])).toEqual([
+      [StepStatus.Completed, 1],
+      [StepStatus.Completed, 2],
+      [StepStatus.Completed, 3],
+    ]);
+    expect(d.step('reserve').attempts).toEqual([
+      { attempt: 1, startedAt: 1_000, endedAt: 1_005, outcome: 'completed' },
+    ]);
+    expect(d.step('reserve').output).toEqual({ reservationId: 'r-1' });
+    expect(d.eventTypes()).toEqual([
+      EventType.WorkflowStarted,
+      EventType.StepStarted,
+      EventType.StepCompleted,
+      EventType.StepStarted,
+      EventType.StepCompleted,
+      EventType.StepStarted,
+      EventType.StepCompleted,
+      EventType.WorkflowCompleted,
+    ]);
+  });
+
+  it('stores a result under the output key instead of merging it', () => {
+    const d = drive(workflow([task('a', 'w', { output: 'quote' }), task('b', 'w')]), { input: { x: 1 } });
+    d.start();
+    d.ok('a', { price: 3 });
+    expect(d.run.context).toEqual({ x: 1, quote: { price: 3 } });
+    expect(commandsOf(d.last)[0]?.payload.input).toEqual({ x: 1, quote: { price: 3 } });
+  });
+
+  it('keeps a non-object result on the step record without merging it', () => {
+    const d = drive(workflow([task('a', 'w'), task('b', 'w', { output: 'n' })]), { input: { x: 1 } });
+    d.start();
+    d.ok('a', 42);
+    expect(d.run.context).toEqual({ x: 1 });
+    expect(d.step('a').output).toBe(42);
+    d.ok('b', 7);
+    expect(d.run.context).toEqual({ x: 1, n: 7 });
+  });
+
+  it('evaluates a single-expression input mapping with CEL', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w'),
+        task('b', 'w', {
+          input: '{"order": input.orderId, "double": context.total * 2.0, "prev": steps.a.output.id}',
+        }),
+      ]),
+      { input: { orderId: 'o-9', total: 2.5 } },
+    );
+    d.start();
+    d.ok('a', { id: 'a-1' });
+    expect(commandsOf(d.last)[0]?.payload.input).toEqual({ order: 'o-9', double: 5, prev: 'a-1' });
+  });
+
+  it('evaluates a per-field input mapping with CEL, turning CEL ints into numbers', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w', {
+          input: { id: 'input.orderId', count: 'size(context.items)', first: 'context.items[0]' },
+        }),
+      ]),
+      { input: { orderId: 'o-1', items: ['x', 'y'] } },
+    );
+    d.start();
+    expect(commandsOf(d.last)[0]?.payload.input).toEqual({ id: 'o-1', count: 2, first: 'x' });
+  });
+
+  it('skips a step whose condition is false and goes on with the next one', () => {
+    const d = drive(workflow([task('a', 'w.a', { when: 'context.total > 100' }), task('b', 'w.b')]), {
+      input: { total: 5 },
+    });
+    d.start();
+    expect(d.step('a').status).toBe(StepStatus.Skipped);
+    expect(lastWorkers(d)).toEqual(['w.b']);
+    expect(eventsOf(d.last).map((e) => [e.type, e.step])).toEqual([
+      [EventType.WorkflowStarted, undefined],
+      [EventType.StepSkipped, 'a'],
+      [EventType.StepStarted, 'b'],
+    ]);
+    d.ok('b', {});
+    expect(d.run.state).toBe(RunState.Completed);
+  });
+
+  it('runs a step whose condition is true', () => {
+    const d = drive(workflow([task('a', 'w.a', { when: 'context.total > 100' }), task('b', 'w.b')]), {
+      input: { total: 500 },
+    });
+    d.start();
+    expect(lastWorkers(d)).toEqual(['w.a']);
+    expect(d.step('a').status).toBe(StepStatus.Running);
+  });
+
+  it('a condition can read the result of an earlier step', () => {
+    const d = drive(
+      workflow([
+        task('check', 'w.check'),
+        task('act', 'w.act', { when: 'steps.check.output.ok' }),
+        task('end', 'w.end'),
+      ]),
+    );
+    d.start();
+    d.ok('check', { ok: false });
+    expect(d.step('act').status).toBe(StepStatus.Skipped);
+    expect(lastWorkers(d)).toEqual(['w.end']);
+  });
+
+  it('fails the step when its condition errors at run time, and compensates what completed', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'w.undo' }),
+        task('b', 'w.b', { when: 'context.missing > 1' }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    expect(d.step('b').status).toBe(StepStatus.Failed);
+    expect(d.step('b').error).toMatchObject({ code: 'EXPRESSION_ERROR', retryable: false });
+    expect(d.step('b').error?.message).toMatch(/when "context\.missing > 1" failed: .*missing/);
+    expect(d.run.error).toMatchObject({ code: 'EXPRESSION_ERROR', details: { step: 'b' } });
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(lastWorkers(d)).toEqual(['w.undo']);
+  });
+
+  it('fails the step when its condition does not yield a bool', () => {
+    const d = drive(workflow([task('a', 'w.a', { when: 'context.total' })]), { input: { total: 3 } });
+    d.start();
+    expect(d.step('a').error).toMatchObject({ code: 'EXPRESSION_ERROR' });
+    expect(d.step('a').error?.message).toMatch(/did not yield a bool/);
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+
+  it('fails the step without sending a command when its input mapping errors at run time', () => {
+    const d = drive(
+      workflow([task('a', 'w.a', { input: { x: 'context.nope' }, retry: { maxAttempts: 5 } })]),
+    );
+    d.start();
+    expect(commandsOf(d.last)).toEqual([]);
+    expect(d.step('a')).toMatchObject({
+      status: StepStatus.Failed,
+      attempt: 1,
+      error: { code: 'EXPRESSION_ERROR' },
+    });
+    expect(d.run.state).toBe(RunState.Failed);
+    expect(d.eventTypes()).toEqual([
+      EventType.WorkflowStarted,
+      EventType.StepFailed,
+      EventType.WorkflowFailed,
+    ]);
+  });
+
+  it('a second start is ignored', () => {
+    const d = drive(ORDER);
+    d.start();
+    const before = d.run;
+    const again = d.start();
+    expect(again.ignored).toBeDefined();
+    expect(again.run).toBe(before);
+    expect(again.effects).toEqual([]);
+  });
+});
+
+describe('retries and timeouts', () => {
+  const retry: RetryPolicy = { maxAttempts: 4, initialDelayMs: 100, backoffCoefficient: 3, maxDelayMs: 500 };
+
+  it('schedules each retry at initialDelayMs × coefficient^(n-1), capped at maxDelayMs; the timer starts attempt n+1', () => {
+    const d = drive(workflow([task('a', 'w.a', { retry })]));
+    d.start();
+    const expectedDelays = [100, 300, 500];
+    for (const [index, delayMs] of expectedDelays.entries()) {
+      const attempt = index + 1;
+      const failed = d.fail('a', failure('FLAKY'));
+      expect(d.step('a').status).toBe(StepStatus.Retrying);
+      expect(commandsOf(failed)).toEqual([]);
+      expect(schedulesOf(failed)).toEqual([
+        {
+          id: `tx-1:retry:a:${attempt + 1}`,
+          txId: TX,
+          dueAt: d.now + delayMs,
+          payload: { kind: 'retry', step: 'a', attempt: attempt + 1 },
+        },
+      ]);
+      expect(eventsOf(failed).map((e) => [e.type, e.attempt, e.payload['delayMs']])).toEqual([
+        [EventType.StepRetrying, attempt, delayMs],
+      ]);
+      const retried = d.fire({ kind: 'retry', step: 'a', attempt: attempt + 1 });
+      expect(commandsOf(retried).map((c) => [c.payload.commandId, c.payload.idempotencyKey])).toEqual([
+        [`tx-1:a:${attempt + 1}`, 'tx-1:a'],
+      ]);
+      expect(d.step('a')).toMatchObject({ status: StepStatus.Running, attempt: attempt + 1 });
+    }
+    d.ok('a', { done: true });
+    expect(d.run.state).toBe(RunState.Completed);
+    expect(d.step('a').attempts.map((a) => a.outcome)).toEqual(['failed', 'failed', 'failed', 'completed']);
+  });
+
+  it('fails the step after maxAttempts; with nothing to compensate the run fails', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'w.undo' }),
+        task('b', 'w.b', { retry: { maxAttempts: 2 } }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.fail('b', failure('FLAKY'));
+    d.fire({ kind: 'retry', step: 'b', attempt: 2 });
+    d.fail('b', failure('STILL_FLAKY'));
+    expect(d.step('b')).toMatchObject({
+      status: StepStatus.Failed,
+      attempt: 2,
+      error: { code: 'STILL_FLAKY' },
+    });
+    expect(d.run.error).toMatchObject({ code: 'STILL_FLAKY', details: { step: 'b' } });
+    expect(d.run.state).toBe(RunState.Compensating);
+  });
+
+  it('uses the default retry policy when the step sets none', () => {
+    const d = drive(workflow([task('a', 'w.a')]));
+    d.start();
+    for (let attempt = 1; attempt < DEFAULT_RETRY_POLICY.maxAttempts; attempt++) {
+      const failed = d.fail('a', failure('FLAKY'));
+      expect(schedulesOf(failed)[0]?.dueAt).toBe(
+        d.now +
+          DEFAULT_RETRY_POLICY.initialDelayMs * DEFAULT_RETRY_POLICY.backoffCoefficient ** (attempt - 1),
+      );
+      d.fire({ kind: 'retry', step: 'a', attempt: attempt + 1 });
+    }
+    d.fail('a', failure('FLAKY'));
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+
+  it('uses the workflow defaults for retry and timeout', () => {
+    const d = drive(
+      workflow([task('a', 'w.a')], {
+        defaults: { retry: { maxAttempts: 2, initialDelayMs: 7 }, timeoutMs: 50 },
+      }),
+    );
+    d.start();
+    expect(commandsOf(d.last)[0]?.payload.timeoutMs).toBe(50);
+    expect(d.timer({ kind: 'timeout', step: 'a', attempt: 1 })?.dueAt).toBe(d.now + 50);
+    d.fail('a', failure('FLAKY'));
+    expect(d.timer({ kind: 'retry', step: 'a', attempt: 2 })?.dueAt).toBe(d.now + 7);
+  });
+
+  it('falls back to the default for a retry field that is explicitly undefined', () => {
+    const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 2, initialDelayMs: undefined } })]));
+    d.start();
+    const failed = d.fail('a', failure('FLAKY'));
+    expect(schedulesOf(failed)[0]?.dueAt).toBe(d.now + DEFAULT_RETRY_POLICY.initialDelayMs);
+  });
+
+  it('starts the next attempt at once when the delay is 0', () => {
+    const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 3, initialDelayMs: 0 } })]));
+    d.start();
+    const failed = d.fail('a', failure('FLAKY'));
+    expect(schedulesOf(failed)).toEqual([]);
+    expect(commandsOf(failed).map((c) => c.payload.commandId)).toEqual(['tx-1:a:2']);
+  });
+
+  it('fails at once on an error code listed in nonRetryableErrors', () => {
+    const d = drive(
+      workflow([task('a', 'w.a', { retry: { maxAttempts: 5, nonRetryableErrors: ['CARD_DECLINED'] } })]),
+    );
+    d.start();
+    const failed = d.fail('a', failure('CARD_DECLINED'));
+    expect(schedulesOf(failed)).toEqual([]);
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Failed, attempt: 1 });
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+
+  it('fails at once on a NonRetryable error (retryable: false)', () => {
+    const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 5 } })]));
+    d.start();
+    d.fail('a', failure(ErrorCode.NonRetryable, { retryable: false }));
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Failed, attempt: 1 });
+    expect(d.run.state).toBe(RunState.Failed);
+    expect(eventsOf(d.last).map((e) => e.type)).toEqual([EventType.StepFailed, EventType.WorkflowFailed]);
+    expect(eventsOf(d.last)[1]?.payload['error']).toMatchObject({
+      code: ErrorCode.NonRetryable,
+      details: { step: 'a' },
+    });
+  });
+
+  it('times out an attempt with a retryable TIMEOUT and ignores the late result of that attempt', () => {
+    const d = drive(
+      workflow([task('a', 'w.a', { timeoutMs: 1_000, retry: { maxAttempts: 2, initialDelayMs: 10 } })]),
+    );
+    const started = d.start();
+    expect(commandsOf(started)[0]?.payload.timeoutMs).toBe(1_000);
+    expect(schedulesOf(started)).toEqual([
+      { id: 'tx-1:timeout:a:1', txId: TX, dueAt: 2_000, payload: { kind: 'timeout', step: 'a', attempt: 1 } },
+    ]);
+    const timedOut = d.fire({ kind: 'timeout', step: 'a', attempt: 1 });
+    expect(d.step('a')).toMatchObject({
+      status: StepStatus.Retrying,
+      error: { code: ErrorCode.Timeout, retryable: true },
+    });
+    expect(d.step('a').attempts[0]?.outcome).toBe('timed_out');
+    expect(schedulesOf(timedOut).map((t) => t.id)).toEqual(['tx-1:retry:a:2']);
+    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    expect(d.timer({ kind: 'timeout', step: 'a', attempt: 2 })?.dueAt).toBe(d.now + 1_000);
+
+    const before = d.run;
+    const late = d.ok('a', { from: 'attempt 1' }, 1);
+    expect(late.ignored).toMatch(/late or duplicate/);
+    expect(late.run).toBe(before);
+
+    const done = d.ok('a', { from: 'attempt 2' });
+    expect(unschedulesOf(done)).toEqual(['tx-1:timeout:a:2']);
+    expect(d.run.state).toBe(RunState.Completed);
+    expect(d.run.context).toEqual({ from: 'attempt 2' });
+  });
+
+  it('fails the step when the last attempt times out', () => {
+    const d = drive(workflow([task('a', 'w.a', { timeoutMs: 100, retry: { maxAttempts: 1 } })]));
+    d.start();
+    d.fire({ kind: 'timeout', step: 'a', attempt: 1 });
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Failed, error: { code: ErrorCode.Timeout } });
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+
+  it('times out a step that stops sending heartbeats; each heartbeat pushes the deadline back', () => {
+    const d = drive(workflow([task('a', 'w.a', { heartbeatTimeoutMs: 300, retry: { maxAttempts: 1 } })]));
+    const started = d.start();
+    expect(commandsOf(started)[0]?.payload.heartbeatTimeoutMs).toBe(300);
+    expect(d.timer({ kind: 'heartbeat', step: 'a', attempt: 1 })?.dueAt).toBe(1_300);
+
+    const beat = d.tick(200).heartbeat('a');
+    expect(beat.ignored).toBeUndefined();
+    expect(schedulesOf(beat)).toEqual([
+      {
+        id: 'tx-1:heartbeat:a:1',
+        txId: TX,
+        dueAt: 1_500,
+        payload: { kind: 'heartbeat', step: 'a', attempt: 1 },
+      },
+    ]);
+    expect(commandsOf(beat)).toEqual([]);
+    expect(d.timer({ kind: 'heartbeat', step: 'a', attempt: 1 })?.dueAt).toBe(1_500);
+
+    d.fire({ kind: 'heartbeat', step: 'a', attempt: 1 });
+    expect(d.step('a')).toMatchObject({
+      status: StepStatus.Failed,
+      error: { code: ErrorCode.HeartbeatTimeout, retryable: true },
+    });
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+
+  it('ignores a heartbeat timer claimed just before a heartbeat replaced it', () => {
+    const d = drive(workflow([task('a', 'w.a', { heartbeatTimeoutMs: 300, retry: { maxAttempts: 1 } })]));
+    d.start();
+    d.tick(250).heartbeat('a'); // new deadline: 1_550
+    // The old timer (due 1_300) was claimed by a timer poller before the heartbeat's write and is
+    // delivered now, at 1_320: the heartbeat wins.
+    const late = d.tick(70).send({ type: 'timer', timer: { kind: 'heartbeat', step: 'a', attempt: 1 } });
+    expect(late.ignored).toMatch(/stale heartbeat timer/);
+    expect(d.step('a').status).toBe(StepStatus.Running);
+  });
+
+  it('retries after a heartbeat timeout, and ignores heartbeats of old attempts or of steps without a heartbeat timeout', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { heartbeatTimeoutMs: 300, retry: { maxAttempts: 2, initialDelayMs: 1 } }),
+        task('b', 'w.b'),
+      ]),
+    );
+    d.start();
+    d.fire({ kind: 'heartbeat', step: 'a', attempt: 1 });
+    expect(d.step('a').status).toBe(StepStatus.Retrying);
+    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    expect(d.heartbeat('a', 1).ignored).toMatch(/not running/);
+    const done = d.ok('a', {});
+    expect(unschedulesOf(done)).toContain('tx-1:heartbeat:a:2');
+    expect(d.heartbeat('b').ignored).toMatch(/no heartbeat timeout/);
+    expect(d.heartbeat('nope', 1).ignored).toMatch(/unknown/);
+  });
+});
+
+describe('parallel steps', () => {
+  const FAN = workflow([
+    task('before', 'w.before', { compensation: 'undo.before' }),
+    {
+      name: 'fan',
+      kind: 'parallel',
+      branches: [
+        [task('l1', 'w.l1', { compensation: 'undo.l1' }), task('l2', 'w.l2', { compensation: 'undo.l2' })],
+        [task('m', 'w.m', { compensation: 'undo.m', retry: { maxAttempts: 2, initialDelayMs: 50 } })],
+        [task('r', 'w.r', { compensation: 'undo.r' })],
+      ],
+    },
+    task('after', 'w.after'),
+  ]);
+
+  it('fans out: the first step of every branch is commanded in the same decision', () => {
+    const d = drive(FAN);
+    d.start();
+    d.ok('before', {});
+    expect(lastWorkers(d)).toEqual(['w.l1', 'w.m', 'w.r']);
+    expect(d.step('fan').status).toBe(StepStatus.Running);
+  });
+
+  it('fans in: the step after the parallel step starts only once every branch has finished', () => {
+    const d = drive(FAN);
+    d.start();
+    d.ok('before', {});
+    d.ok('r', { r: 1 });
+    expect(lastWorkers(d)).toEqual([]);
+    d.ok('l1', { l: 1 });
+    expect(lastWorkers(d)).toEqual(['w.l2']);
+    d.ok('m', { m: 1 });
+    expect(lastWorkers(d)).toEqual([]);
+    expect(d.step('fan').status).toBe(StepStatus.Running);
+    d.ok('l2', { l: 2 });
+    expect(d.step('fan').status).toBe(StepStatus.Completed);
+    expect(lastWorkers(d)).toEqual(['w.after']);
+    expect(commandsOf(d.last)[0]?.payload.input).toEqual({ r: 1, l: 2, m: 1 });
+    d.ok('after', {});
+    expect(d.run.state).toBe(RunState.Completed);
+  });
+
+  it('when one branch fails while another has an attempt in flight, waits for it, then compensates everything in reverse completion order', () => {
+    const d = drive(FAN);
+    d.start();
+    d.ok('before', {});
+    d.ok('l1', {});
+    const failed = d.fail('r', failure('BOOM', { retryable: false }));
+    expect(commandsOf(failed)).toEqual([]);
+    expect(d.run.state).toBe(RunState.Running);
+    expect(d.run.compensationQueue).toBeUndefined();
+    expect(d.step('l2').status).toBe(StepStatus.Running);
+    expect(d.step('m').status).toBe(StepStatus.Running);
+
+    d.ok('m', {});
+    expect(commandsOf(d.last)).toEqual([]);
+    d.ok('l2', {});
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(d.run.compensationQueue).toEqual(['l2', 'm', 'l1', 'before']);
+    const undone: string[] = [];
+    for (const step of ['l2', 'm', 'l1', 'before']) {
+      const [command, ...more] = commandsOf(d.last);
+      expect(more).toEqual([]);
+      expect(command?.payload).toMatchObject({
+        worker: `undo.${step}`,
+        commandId: `tx-1:${step}:undo:1`,
+        idempotencyKey: `tx-1:${step}:undo`,
+        compensation: true,
+      });
+      undone.push(step);
+      d.undone(step);
+    }
+    expect(undone).toEqual(['l2', 'm', 'l1', 'before']);
+    expect(d.run.state).toBe(RunState.Compensated);
+    expect(d.step('r').status).toBe(StepStatus.Failed);
+    expect(d.step('r').compensation).toBeUndefined();
+    expect(d.step('fan').status).toBe(StepStatus.Failed);
+    expect(d.step('after').status).toBe(StepStatus.Pending);
+  });
+
+  it('a late-failing sibling is not compensated; a sibling waiting to retry is cancelled at once', () => {
+    const d = drive(FAN);
+    d.start();
+    d.ok('before', {});
+    d.fail('m', failure('FLAKY'));
+    expect(d.timer({ kind: 'retry', step: 'm', attempt: 2 })).toBeDefined();
+    d.fail('r', failure('BOOM', { retryable: false }));
+    expect(d.step('m').status).toBe(StepStatus.Cancelled);
+    expect(d.timer({ kind: 'retry', step: 'm', attempt: 2 })).toBeUndefined();
+    expect(d.run.state).toBe(RunState.Running);
+    d.fail('l1', failure('FLAKY'));
+    expect(d.step('l1').status).toBe(StepStatus.Failed);
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(d.run.compensationQueue).toEqual(['before']);
+    expect(d.run.error).toMatchObject({ code: 'BOOM', details: { step: 'r' } });
+  });
+
+  it('skips a parallel step whose condition is false', () => {
+    const d = drive(
+      workflow([
+        { name: 'fan', kind: 'parallel', when: 'false', branches: [[task('x', 'w.x')]] },
+        task('after', 'w.after'),
+      ]),
+    );
+    d.start();
+    expect(d.step('fan').status).toBe(StepStatus.Skipped);
+    expect(d.step('x').status).toBe(StepStatus.Pending);
+    expect(lastWorkers(d)).toEqual(['w.after']);
+  });
+});
+
+describe('wait and sleep steps', () => {
+  const APPROVAL = workflow([
+    task('a', 'w.a', { compensation: 'undo.a' }),
+    { name: 'approval', kind: 'wait', signal: 'approved', timeoutMs: 5_000 },
+    task('b', 'w.b'),
+  ]);
+
+  it('keeps a signal that arrives early and completes the wait at once when reached', () => {
+    const d = drive(APPROVAL);
+    d.start();
+    const early = d.signal('approved', { approver: 'ann' });
+    expect(early.ignored).toBeUndefined();
+    expect(d.run.signals).toEqual({ approved: [{ approver: 'ann' }] });
+    const reached = d.ok('a', {});
+    expect(d.step('approval').status).toBe(StepStatus.Completed);
+    expect(schedulesOf(reached).map((t) => t.payload.kind)).not.toContain('wait');
+    expect(lastWorkers(d)).toEqual(['w.b']);
+    expect(d.run.signals).toEqual({ approved: [] });
+    expect(d.run.context).toEqual({ approver: 'ann' });
+    expect(d.run.state).toBe(RunState.Running);
+  });
+
+  it('waits in state waiting and completes on a signal, storing it under the output key', () => {
+    const d = drive(
+      workflow([
+        { name: 'approval', kind: 'wait', signal: 'approved', output: 'decision' },
+        task('b', 'w.b'),
+      ]),
+    );
+    const started = d.start();
+    expect(d.run.state).toBe(RunState.Waiting);
+    expect(eventsOf(started).map((e) => e.type)).toContain(EventType.WorkflowWaiting);
+    expect(d.signal('other', 1).ignored).toBeUndefined();
+    expect(d.step('approval').status).toBe(StepStatus.Waiting);
+    d.signal('approved', { ok: true });
+    expect(d.run.state).toBe(RunState.Running);
+    expect(d.run.context).toEqual({ decision: { ok: true } });
+    expect(lastWorkers(d)).toEqual(['w.b']);
+    expect(d.run.signals).toEqual({ other: [1] });
+  });
+
+  it('unschedules the deadline when the signal arrives', () => {
+    const d = drive(APPROVAL);
+    d.start();
+    d.ok('a', {});
+    expect(d.timer({ kind: 'wait', step: 'approval', attempt: 1 })?.dueAt).toBe(d.now + 5_000);
+    const signalled = d.signal('approved', {});
+    expect(unschedulesOf(signalled)).toContain('tx-1:wait:approval:1');
+    expect(d.timers.size).toBe(0);
+    expect(d.fireStale({ kind: 'wait', step: 'approval', attempt: 1 }).ignored).toBe('stale timer');
+  });
+
+  it('fails the step with WAIT_TIMEOUT when the deadline passes, then compensates', () => {
+    const d = drive(APPROVAL);
+    d.start();
+    d.ok('a', {});
+    d.fire({ kind: 'wait', step: 'approval', attempt: 1 });
+    expect(d.step('approval')).toMatchObject({
+      status: StepStatus.Failed,
+      error: { code: ErrorCode.WaitTimeout },
+    });
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(lastWorkers(d)).toEqual(['undo.a']);
+    d.undone('a');
+    expect(d.run.state).toBe(RunState.Compensated);
+  });
+
+  it('sleeps on a durable timer', () => {
+    const d = drive(workflow([{ name: 'nap', kind: 'sleep', durationMs: 750 }, task('b', 'w.b')]));
+    const started = d.start();
+    expect(schedulesOf(started)).toEqual([
+      { id: 'tx-1:sleep:nap:1', txId: TX, dueAt: 1_750, payload: { kind: 'sleep', step: 'nap', attempt: 1 } },
+    ]);
+    expect(d.run.state).toBe(RunState.Waiting);
+    d.fire({ kind: 'sleep', step: 'nap', attempt: 1 });
+    expect(d.now).toBe(1_750);
+    expect(d.step('nap').status).toBe(StepStatus.Completed);
+    expect(lastWorkers(d)).toEqual(['w.b']);
+    expect(d.run.state).toBe(RunState.Running);
+  });
+
+  it('keeps at most MAX_BUFFERED_SIGNALS early signals of one name', () => {
+    const d = drive(workflow([task('a', 'w.a'), { name: 'w', kind: 'wait', signal: 'go' }]));
+    d.start();
+    for (let i = 0; i < MAX_BUFFERED_SIGNALS; i++) expect(d.signal('go', i).ignored).toBeUndefined();
+    expect(d.signal('go', 'one too many').ignored).toMatch(/full/);
+    expect(d.run.signals['go']).toHaveLength(MAX_BUFFERED_SIGNALS);
+  });
+});
+
+describe('cancel', () => {
+  it('waits for the attempt in flight, then compensates the completed steps newest first, and ends cancelled', () => {
+    const d = drive(ORDER);
+    d.start();
+    d.ok('reserve', {});
+    const cancelled = d.cancel('customer asked');
+    expect(d.run.state).toBe(RunState.Cancelling);
+    expect(d.run.cancelRequested).toBe(true);
+    expect(commandsOf(cancelled)).toEqual([]);
+    d.ok('charge', {});
+    expect(d.run.compensationQueue).toEqual(['charge', 'reserve']);
+    expect(lastWorkers(d)).toEqual(['payment.refund']);
+    expect(d.run.state).toBe(RunState.Cancelling);
+    d.undone('charge');
+    expect(lastWorkers(d)).toEqual(['inventory.release']);
+    d.undone('reserve');
+    expect(d.run.state).toBe(RunState.Cancelled);
+    expect(d.step('ship').status).toBe(StepStatus.Pending);
+    expect(d.eventTypes().slice(-1)).toEqual([EventType.WorkflowCancelled]);
+  });
+
+  it('does not compensate an in-flight attempt that fails after the cancel, and does not retry it', () => {
+    const d = drive(ORDER);
+    d.start();
+    d.ok('reserve', {});
+    d.cancel();
+    const failed = d.fail('charge', failure('FLAKY'));
+    expect(schedulesOf(failed).map((t) => t.payload.kind)).not.toContain('retry');
+    expect(d.step('charge').status).toBe(StepStatus.Failed);
+    expect(d.run.compensationQueue).toEqual(['reserve']);
+    d.undone('reserve');
+    expect(d.run.state).toBe(RunState.Cancelled);
+  });
+
+  it('is refused while a failure is already unwinding, which then ends compensated', () => {
+    const d = drive(
+      workflow([
+        {
+          name: 'p',
+          kind: 'parallel',
+          branches: [
+            [task('a', 'w.a', { compensation: 'w.undo_a' })],
+            [task('b', 'w.b', { retry: { maxAttempts: 1 } })],
+          ],
+        },
+      ]),
+    );
+    d.start();
+    d.fail('b', failure('BROKEN', { retryable: false })); // a is still in flight
+    expect(d.cancel().ignored).toMatch(/already unwinding/);
+    d.ok('a', {});
+    d.undone('a');
+    expect(d.run.state).toBe(RunState.Compensated);
+  });
+
+  it('with nothing to compensate goes straight to cancelled', () => {
+    const d = drive(workflow([task('a', 'w.a'), { name: 'w', kind: 'wait', signal: 'go', timeoutMs: 100 }]));
+    d.start();
+    d.ok('a', {});
+    expect(d.run.state).toBe(RunState.Waiting);
+    const cancelled = d.cancel();
+    expect(d.run.state).toBe(RunState.Cancelled);
+    expect(d.step('w').status).toBe(StepStatus.Cancelled);
+    expect(unschedulesOf(cancelled)).toEqual(['tx-1:wait:w:1']);
+    expect(eventsOf(cancelled).map((e) => e.type)).toEqual([EventType.WorkflowCancelled]);
+  });
+
+  it('cancels a pending run', () => {
+    const d = drive(ORDER);
+    d.cancel();
+    expect(d.run.state).toBe(RunState.Cancelled);
+    expect(d.start().ignored).toBeDefined();
+  });
+
+  it('cancels a sleeping run and a step waiting to retry', () => {
+    const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 3, initialDelayMs: 10 } })]));
+    d.start();
+    d.fail('a', failure('FLAKY'));
+    const cancelled = d.cancel();
+    expect(unschedulesOf(cancelled)).toEqual(['tx-1:retry:a:2']);
+    expect(d.step('a').status).toBe(StepStatus.Cancelled);
+    expect(d.run.state).toBe(RunState.Cancelled);
+  });
+
+  it('is ignored by the engine for a terminal run, a run already cancelling and a compensating run', () => {
+    const done = drive(workflow([task('a', 'w.a')]));
+    done.start();
+    done.ok('a', {});
+    const terminal = done.run;
+    const ignored = done.cancel();
+    expect(ignored).toEqual({ run: terminal, effects: [], ignored: 'run is completed' });
+
+    const twice = drive(ORDER);
+    twice.start();
+    twice.cancel();
+    expect(twice.cancel().ignored).toBe('run is cancelling');
+
+    const unwinding = drive(ORDER);
+    unwinding.start();
+    unwinding.ok('reserve', {});
+    unwinding.fail('charge', failure('NOPE', { retryable: false }));
+    expect(unwinding.run.state).toBe(RunState.Compensating);
+    expect(unwinding.cancel().ignored).toBe('run is compensating');
+  });
+});
+
+describe('compensation', () => {
+  it('undoes completed steps in reverse completion order with <txId>:<step>:undo keys, skipping steps without compensation', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'undo.a' }),
+        task('b', 'w.b'),
+        task('c', 'w.c', { compensation: 'undo.c', compensationTimeoutMs: 900 }),
+        task('d', 'w.d'),
+      ]),
+      { input: { orderId: 'o' } },
+    );
+    d.start();
+    d.ok('a', { a: 1 });
+    d.ok('b', { b: 1 });
+    d.ok('c', { c: 1 });
+    const failed = d.fail('d', failure('NOPE', { retryable: false }));
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(eventsOf(failed).map((e) => e.type)).toEqual([
+      EventType.StepFailed,
+      EventType.WorkflowCompensating,
+      EventType.StepStarted,
+    ]);
+    expect(eventsOf(failed)[1]?.payload).toMatchObject({ steps: ['c', 'a'], error: { code: 'NOPE' } });
+    const [undoC] = commandsOf(failed);
+    expect(undoC?.topic).toBe('commands.undo.c');
+    expect(undoC?.envelope.id).toBe('tx-1:c:undo:1');
+    expect(undoC?.payload).toEqual({
+      commandId: 'tx-1:c:undo:1',
+      worker: 'undo.c',
+      input: { orderId: 'o', a: 1, b: 1, c: 1 },
+      idempotencyKey: 'tx-1:c:undo',
+      compensation: true,
+      timeoutMs: 900,
+    });
+    expect(d.timer({ kind: 'timeout', step: 'c', attempt: 1, compensation: true })?.dueAt).toBe(d.now + 900);
+    const undoneC = d.undone('c');
+    expect(unschedulesOf(undoneC)).toEqual(['tx-1:timeout:c:1:undo']);
+    expect(d.step('c').status).toBe(StepStatus.Compensated);
+    expect(commandsOf(undoneC).map((c) => c.payload.idempotencyKey)).toEqual(['tx-1:a:undo']);
+    const last = d.undone('a');
+    expect(eventsOf(last).map((e) => e.type)).toEqual([
+      EventType.CompensationCompleted,
+      EventType.WorkflowCompensated,
+    ]);
+    expect(d.run.state).toBe(RunState.Compensated);
+    expect(d.run.compensationQueue).toEqual([]);
+    expect(d.step('b').status).toBe(StepStatus.Completed);
+  });
+
+  it('retries a compensation with its own policy', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', {
+          compensation: 'undo.a',
+          retry: { maxAttempts: 1 },
+          compensationRetry: { maxAttempts: 3, initialDelayMs: 40, backoffCoefficient: 5 },
+        }),
+        task('b', 'w.b', { retry: { maxAttempts: 1 } }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.fail('b', failure('NOPE'));
+    const first = d.undoFailed('a', failure('DB_DOWN'));
+    expect(d.step('a').compensation).toMatchObject({
+      status: 'retrying',
+      attempt: 1,
+      error: { code: 'DB_DOWN' },
+    });
+    expect(schedulesOf(first)).toEqual([
+      {
+        id: 'tx-1:retry:a:2:undo',
+        txId: TX,
+        dueAt: d.now + 40,
+        payload: { kind: 'retry', step: 'a', attempt: 2, compensation: true },
+      },
+    ]);
+    const retried = d.fire({ kind: 'retry', step: 'a', attempt: 2, compensation: true });
+    expect(commandsOf(retried).map((c) => [c.payload.commandId, c.payload.idempotencyKey])).toEqual([
+      ['tx-1:a:undo:2', 'tx-1:a:undo'],
+    ]);
+    const second = d.undoFailed('a', failure('DB_DOWN'));
+    expect(schedulesOf(second)[0]?.dueAt).toBe(d.now + 200);
+    d.fire({ kind: 'retry', step: 'a', attempt: 3, compensation: true });
+    expect(d.undone('a', 1).ignored).toMatch(/late or duplicate/);
+    d.undone('a');
+    expect(d.run.state).toBe(RunState.Compensated);
+    expect(d.step('a').compensation?.attempts.map((a) => a.outcome)).toEqual([
+      'failed',
+      'failed',
+      'completed',
+    ]);
+  });
+
+  it('uses the default compensation policy and times out a compensation attempt', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'undo.a', compensationTimeoutMs: 100 }),
+        task('b', 'w.b', { retry: { maxAttempts: 1 } }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.fail('b', failure('NOPE'));
+    const timedOut = d.fire({ kind: 'timeout', step: 'a', attempt: 1, compensation: true });
+    expect(d.step('a').compensation).toMatchObject({
+      status: 'retrying',
+      error: { code: ErrorCode.Timeout },
+    });
+    expect(schedulesOf(timedOut)[0]?.dueAt).toBe(d.now + DEFAULT_COMPENSATION_RETRY_POLICY.initialDelayMs);
+  });
+
+  it('stops in compensation_failed when a compensation fails after its retries, listing what is left (head = the failed one)', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'undo.a' }),
+        task('b', 'w.b', {
+          compensation: 'undo.b',
+          compensationRetry: { maxAttempts: 2, initialDelayMs: 0 },
+        }),
+        task('c', 'w.c', { compensation: 'undo.c' }),
+        task('d', 'w.d', { retry: { maxAttempts: 1 } }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.ok('b', {});
+    d.ok('c', {});
+    d.fail('d', failure('NOPE'));
+    d.undone('c');
+    const firstTry = d.undoFailed('b', failure('STUCK'));
+    expect(commandsOf(firstTry).map((c) => c.payload.commandId)).toEqual(['tx-1:b:undo:2']);
+    const stuck = d.undoFailed('b', failure('STUCK'));
+    expect(d.run.state).toBe(RunState.CompensationFailed);
+    expect(d.run.compensationQueue).toEqual(['b', 'a']);
+    expect(d.step('b')).toMatchObject({
+      status: StepStatus.CompensationFailed,
+      compensation: { status: 'failed' },
+    });
+    expect(d.step('a').status).toBe(StepStatus.Completed);
+    expect(commandsOf(stuck)).toEqual([]);
+    expect(eventsOf(stuck).map((e) => e.type)).toEqual([
+      EventType.CompensationFailed,
+      EventType.WorkflowStuck,
+    ]);
+    expect(eventsOf(stuck)[1]?.payload).toMatchObject({ remaining: ['b', 'a'], error: { code: 'STUCK' } });
+  });
+
+  it('a non-retryable compensation error stops at once', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'undo.a', compensationRetry: { maxAttempts: 5 } }),
+        task('b', 'w.b', { retry: { maxAttempts: 1 } }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.fail('b', failure('NOPE'));
+    d.undoFailed('a', failure('GONE', { retryable: false }));
+    expect(d.run.state).toBe(RunState.CompensationFailed);
+    expect(d.run.compensationQueue).toEqual(['a']);
+  });
+
+  it('a failure with nothing to compensate ends failed', () => {
+    const d = drive(
+      workflow([task('a', 'w.a'), task('b', 'w.b', { compensation: 'undo.b', retry: { maxAttempts: 1 } })]),
+    );
+    d.start();
+    d.ok('a', {});
+    const failed = d.fail('b', failure('NOPE'));
+    expect(d.run.state).toBe(RunState.Failed);
+    expect(d.run.compensationQueue).toBeUndefined();
+    expect(commandsOf(failed)).toEqual([]);
+    expect(eventsOf(failed).map((e) => e.type)).toEqual([EventType.StepFailed, EventType.WorkflowFailed]);
+  });
+
+  it('compensates a failed step that declared partial effects, first', () => {
+    const d = drive(
+      workflow([task('a', 'w.a', { compensation: 'undo.a' }), task('b', 'w.b', { compensation: 'undo.b' })]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.fail('b', failure('HALF_DONE', { retryable: false, partialEffects: true }));
+    expect(d.step('b')).toMatchObject({
+      status: StepStatus.Compensating,
+      partialEffects: true,
+      completedSeq: 2,
+    });
+    expect(d.step('b').error).toMatchObject({ code: 'HALF_DONE' });
+    expect(d.run.compensationQueue).toEqual(['b', 'a']);
+    expect(lastWorkers(d)).toEqual(['undo.b']);
+    d.undone('b');
+    d.undone('a');
+    expect(d.run.state).toBe(RunState.Compensated);
+  });
+});
+
+describe('events that change nothing', () => {
+  function started(): SagaDriver {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { timeoutMs: 100, retry: { maxAttempts: 3, initialDelayMs: 10 } }),
+        task('b', 'w.b'),
+      ]),
+    );
+    d.start();
+    return d;
+  }
+
+  it('a duplicate result is ignored and the run is returned unchanged (same object)', () => {
+    const d = started();
+    d.ok('a', { n: 1 });
+    const before = d.run;
+    const duplicate = d.ok('a', { n: 2 }, 1);
+    expect(duplicate).toEqual({ run: before, effects: [], ignored: 'late or duplicate result' });
+    expect(duplicate.run).toBe(before);
+    expect(d.run.context).toEqual({ n: 1 });
+  });
+
+  it('a late result of an old attempt is ignored', () => {
+    const d = started();
+    d.fail('a', failure('FLAKY'));
+    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    const before = d.run;
+    expect(d.fail('a', failure('FLAKY'), 1).run).toBe(before);
+    expect(d.ok('a', {}, 1).ignored).toBe('late or duplicate result');
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Running, attempt: 2 });
+  });
+
+  it('a result for a future attempt, an unknown step or a non-task step is ignored', () => {
+    const d = started();
+    const before = d.run;
+    expect(d.ok('a', {}, 2).run).toBe(before);
+    expect(d.ok('ghost', {}, 1).ignored).toBe('unknown task step ghost');
+    const sleepy = drive(workflow([{ name: 'nap', kind: 'sleep', durationMs: 5 }]));
+    sleepy.start();
+    expect(sleepy.ok('nap', {}, 1).ignored).toBe('unknown task step nap');
+  });
+
+  it('stale timers are ignored: a timeout of a finished attempt, a retry already used, an unknown step', () => {
+    const d = started();
+    d.fail('a', failure('FLAKY'));
+    expect(d.fireStale({ kind: 'timeout', step: 'a', attempt: 1 }).ignored).toBe('stale timer');
+    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    const before = d.run;
+    expect(d.fireStale({ kind: 'retry', step: 'a', attempt: 2 }).run).toBe(before);
+    expect(d.fireStale({ kind: 'retry', step: 'a', attempt: 5 }).ignored).toBe('stale timer');
+    expect(d.fireStale({ kind: 'sleep', step: 'a', attempt: 1 }).ignored).toBe('stale timer');
+    expect(d.fireStale({ kind: 'timeout', step: 'ghost', attempt: 1 }).ignored).toBe('unknown step ghost');
+    expect(d.fireStale({ kind: 'timeout', step: 'a', attempt: 1, compensation: true }).ignored).toBe(
+      'stale timer',
+    );
+    d.ok('a', {});
+    expect(d.fireStale({ kind: 'timeout', step: 'a', attempt: 2 }).ignored).toBe('stale timer');
+  });
+
+  it('a retry timer of an earlier attempt is ignored while the step waits for its next retry', () => {
+    const d = started();
+    d.fail('a', failure('FLAKY'));
+    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    d.fail('a', failure('FLAKY'));
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Retrying, attempt: 2 });
+    const before = d.run;
+    const stale = d.fireStale({ kind: 'retry', step: 'a', attempt: 2 });
+    expect(stale.ignored).toBe('stale timer');
+    expect(stale.run).toBe(before);
+    expect(d.fireStale({ kind: 'retry', step: 'a', attempt: 4 }).ignored).toBe('stale timer');
+  });
+
+  it('a duplicate compensation result is ignored', () => {
+    const d = drive(
+      workflow([
+        task('a', 'w.a', { compensation: 'undo.a' }),
+        task('b', 'w.b', { compensation: 'undo.b' }),
+        task('c', 'w.c', { retry: { maxAttempts: 1 } }),
+      ]),
+    );
+    d.start();
+    d.ok('a', {});
+    d.ok('b', {});
+    d.fail('c', failure('NOPE'));
+    d.undone('b');
+    const before = d.run;
+    const duplicate = d.undone('b', 1);
+    expect(duplicate.ignored).toBe('late or duplicate compensation result');
+    expect(duplicate.run).toBe(before);
+    expect(d.undoFailed('b', failure('LATE'), 1).run).toBe(before);
+    d.undone('a');
+    expect(d.run.state).toBe(RunState.Compensated);
+    expect(d.undone('a', 1).ignored).toBe('run is compensated');
+  });
+
+  it('any event for a terminal run is ignored', () => {
+    const d = started();
+    d.fail('a', failure('NOPE', { retryable: false }));
+    expect(d.run.state).toBe(RunState.Failed);
+    const final = d.run;
+    for (const decision of [
+      d.ok('a', {}, 1),
+      d.signal('go'),
+      d.cancel(),
+      d.fireStale({ kind: 'timeout', step: 'a', attempt: 1 }),
+      d.heartbeat('a', 1),
+      d.start(),
+    ]) {
+      expect(decision).toEqual({ run: final, effects: [], ignored: 'run is failed' });
+    }
+  });
+});
+
+describe('run transitions', () => {
+  const ALL = Object.values(RunState);
+  const SPEC_EDGES: [RunState, RunState][] = [
+    [RunState.Pending, RunState.Running],
+    [RunState.Running, RunState.Completed],
+    [RunState.Running, RunState.Waiting],
+    [RunState.Waiting, RunState.Running],
+    [RunState.Running, RunState.Failed],
+    [RunState.Running, RunState.Compensating],
+    [RunState.Compensating, RunState.Compensated],
+    [RunState.Compensating, RunState.CompensationFailed],
+    [RunState.Running, RunState.Cancelling],
+    [RunState.Cancelling, RunState.Cancelled],
+  ];
+
+  it('allows every transition drawn in SPEC §3', () => {
+    for (const [from, to] of SPEC_EDGES) {
+      expect([from, to, canTransition(from, to)]).toEqual([from, to, true]);
+      expect(() => assertTransition(from, to)).not.toThrow();
+    }
+  });
+
+  it('allows nothing out of a terminal state', () => {
+    for (const from of TERMINAL_RUN_STATES) {
+      for (const to of ALL) {
+        expect([from, to, canTransition(from, to)]).toEqual([from, to, false]);
+      }
+    }
+  });
+
+  it('refuses transitions SPEC §3 does not allow, with an IllegalTransitionError', () => {
+    const illegal: [RunState, RunState][] = [
+      [RunState.Pending, RunState.Completed],
+      [RunState.Running, RunState.Running],
+      [RunState.Running, RunState.Compensated],
+      [RunState.Running, RunState.Cancelled],
+      [RunState.Compensating, RunState.Running],
+      [RunState.Compensating, RunState.Cancelling],
+      [RunState.Cancelling, RunState.Running],
+      [RunState.Cancelling, RunState.Compensated],
+      [RunState.Completed, RunState.Compensating],
+      [RunState.Failed, RunState.Running],
+    ];
+    for (const [from, to] of illegal) {
+      expect([from, to, canTransition(from, to)]).toEqual([from, to, false]);
+      let thrown: unknown;
+      try {
+        assertTransition(from, to, TX);
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(IllegalTransitionError);
+      expect(thrown).toMatchObject({
+        code: ErrorCode.IllegalTransition,
+        from,
+        to,
+        txId: TX,
+        retryable: false,
+      });
+    }
+  });
+
+  it('every state a run goes through is reached by an allowed transition', () => {
+    const d = drive(ORDER);
+    d.start();
+    d.ok('reserve', {});
+    d.fail('charge', failure('NOPE', { retryable: false }));
+    d.undone('reserve');
+    const states = [RunState.Pending, ...d.events().map((e) => e.payload['state'] as RunState)];
+    const distinct = states.filter((s, i) => i === 0 || s !== states[i - 1]);
+    expect(distinct).toEqual([
+      RunState.Pending,
+      RunState.Running,
+      RunState.Compensating,
+      RunState.Compensated,
+    ]);
+    for (let i = 1; i < distinct.length; i++)
+      expect(canTransition(distinct[i - 1]!, distinct[i]!)).toBe(true);
+  });
+});
+
+describe('purity', () => {
+  it('never mutates its input: a whole workflow runs on deep-frozen runs', () => {
+    // The driver deep-freezes every run before `decide` sees it; any write would throw.
+    const d = drive(
+      workflow([
+        task('a', 'w.a', {
+          compensation: 'undo.a',
+          timeoutMs: 100,
+          heartbeatTimeoutMs: 50,
+          input: { x: 'context.x' },
+        }),
+        {
+          name: 'p',
+          kind: 'parallel',
+          branches: [
+            [task('b', 'w.b', { compensation: 'undo.b' })],
+            [{ name: 'nap', kind: 'sleep', durationMs: 5 }],
+          ],
+        },
+        { name: 'w', kind: 'wait', signal: 'go', timeoutMs: 100 },
+        task('c', 'w.c', {
+          compensation: 'undo.c',
+          compensationRetry: { maxAttempts: 2, initialDelayMs: 1 },
+        }),
+        task('d', 'w.d', { retry: { maxAttempts: 2, initialDelayMs: 1 } }),
+      ]),
+      { input: { x: 1 } },
+    );
+    d.signal('go', { early: true });
+    d.start();
+    d.heartbeat('a');
+    d.ok('a', { a: [1, 2] });
+    d.ok('b', { b: { deep: true } });
+    d.fire({ kind: 'sleep', step: 'nap', attempt: 1 });
+    d.ok('c', {});
+    d.fail('d', failure('FLAKY'));
+    d.fire({ kind: 'retry', step: 'd', attempt: 2 });
+    d.fail('d', failure('FLAKY', { partialEffects: true }));
+    d.undoFailed('c', failure('X'));
+    d.fire({ kind: 'retry', step: 'c', attempt: 2, compensation: true });
+    d.undone('c');
+    d.undone('b');
+    d.undone('a');
+    expect(d.run.state).toBe(RunState.Compensated);
+    expect(Object.isFrozen(d.decisions[0]?.run)).toBe(true);
+  });
+
+  it('a frozen run really refuses writes (so the test above can fail)', () => {
+    const run = deepFreeze(createRun({ txId: TX, workflow: ORDER, input: { a: 1 }, now: 0 }));
+    expect(() => {
+      run.context['a'] = 2;
+    }).toThrow(TypeError);
+  });
+
+  it('gives the same decision for the same inputs', () => {
+    const compiled = compileWorkflow(ORDER);
+    const run = createRun({ txId: TX, workflow: ORDER, input: {}, now: 0 });
+    expect(decide(compiled, run, { type: 'start' }, 10)).toEqual(
+      decide(compiled, run, { type: 'start' }, 10),
+    );
+    expect(run.state).toBe(RunState.Pending);
+  });
+});
+
+describe('lifecycle events', () => {
+  it('go to the events topic with ids <txId>:e<n>, strictly increasing over the whole run', () => {
+    const d = drive(ORDER, { txId: 'tx-9' });
+    d.start();
+    d.signal('early');
+    d.ok('reserve', {});
+    d.fail('charge', failure('FLAKY'));
+    d.fire({ kind: 'retry', step: 'charge', attempt: 2 });
+    d.ok('charge', {});
+    d.fail('ship', failure('NOPE', { retryable: false }));
+    d.undone('charge');
+    d.undone('reserve');
+    const published = d.published.filter((p) => p.envelope.type !== 'step.command');
+    expect(published.every((p) => p.topic === Topics.events)).toBe(true);
+    const ids = published.map((p) => p.envelope.id);
+    expect(ids).toEqual(ids.map((_, i) => `tx-9:e${i + 1}`));
+    expect(d.run.eventCount).toBe(ids.length);
+    for (const event of d.events()) {
+      expect(event).toMatchObject({ txId: 'tx-9', workflowId: 'wf' });
+      expect(typeof event.payload['state']).toBe('string');
+    }
+  });
+
+  it('carry the trace headers captured at start, as do commands', () => {
+    const compiled = compileWorkflow(ORDER);
+    const run = createRun({
+      txId: TX,
+      workflow: ORDER,
+      input: {},
+      now: 0,
+      traceHeaders: { traceparent: '00-abc-def-01' },
+    });
+    const decision = decide(compiled, run, { type: 'start' }, 0);
+    for (const effect of decision.effects) {
+      if (effect.type === 'publish')
+        expect(effect.envelope.headers).toEqual({ traceparent: '00-abc-def-01' });
+    }
+    expect(decision.effects.filter((e) => e.type === 'publish')).toHaveLength(3);
+  });
+});

@@ -1,0 +1,923 @@
+import {
+  ErrorCode,
+  EventType,
+  isTerminalRunState,
+  RunState,
+  StepKind,
+  StepStatus,
+  Topics,
+  type AttemptRecord,
+  type Envelope,
+  type ErrorInfo,
+  type Run,
+  type StepCommandPayload,
+  type StepDefinition,
+  type StepRecord,
+  type TaskStep,
+  type WorkflowDefinition,
+} from '@multiagents/contracts';
+import type { Effect, TimerPayload } from '../ports/effects';
+import { celToJson, type CelActivation, type CelProgram } from '../definition/cel-expression';
+import type { CompiledStep, CompiledWorkflow } from '../definition/validate-definition';
+import {
+  backoffDelayMs,
+  DEFAULT_COMPENSATION_RETRY_POLICY,
+  DEFAULT_RETRY_POLICY,
+  resolveRetryPolicy,
+  type ResolvedRetryPolicy,
+} from './retry-policy';
+import { assertTransition } from './run-transitions';
+
+/** The outcome a worker reported for one attempt. */
+export type AttemptOutcome =
+  { readonly ok: true; readonly output: unknown } | { readonly ok: false; readonly error: ErrorInfo };
+
+/** Everything that can happen to a run. */
+export type EngineEvent =
+  | { readonly type: 'start' }
+  | {
+      readonly type: 'result';
+      readonly step: string;
+      readonly commandId: string;
+      readonly outcome: AttemptOutcome;
+    }
+  | { readonly type: 'heartbeat'; readonly step: string; readonly commandId: string }
+  | { readonly type: 'timer'; readonly timer: TimerPayload }
+  | { readonly type: 'signal'; readonly name: string; readonly payload: unknown }
+  | { readonly type: 'cancel'; readonly reason?: string };
+
+/** The engine's answer: the next run and what to do about it, or why nothing changed. */
+export interface Decision {
+  readonly run: Run;
+  readonly effects: readonly Effect[];
+  /** Set when the event changed nothing (duplicate or late result, stale timer…): nothing to write. */
+  readonly ignored?: string;
+}
+
+/** Parameters of {@link createRun}. */
+export interface CreateRunParams {
+  readonly txId: string;
+  readonly workflow: WorkflowDefinition;
+  readonly input: Record<string, unknown>;
+  readonly now: number;
+  readonly idempotencyKey?: string;
+  readonly traceHeaders?: Record<string, string>;
+}
+
+/** Most early signals of one name a run keeps. */
+export const MAX_BUFFERED_SIGNALS = 100;
+
+/** `<txId>:<step>:<attempt>`, or `<txId>:<step>:undo:<attempt>` for a compensation. */
+export function commandIdFor(txId: string, step: string, attempt: number, compensation = false): string {
+  return `${txId}:${step}:${compensation ? 'undo:' : ''}${attempt}`;
+}
+
+/** The key a worker sees for every attempt of one step of one run (SPEC §4). */
+export function idempotencyKeyFor(txId: string, step: string, compensation = false): string {
+  return compensation ? `${txId}:${step}:undo` : `${txId}:${step}`;
+}
+
+/** Deterministic timer ids: scheduling the same timer twice replaces it. */
+export function timerIdFor(txId: string, payload: TimerPayload): string {
+  return `${txId}:${payload.kind}:${payload.step}:${payload.attempt}${payload.compensation ? ':undo' : ''}`;
+}
+
+function collectSteps(steps: readonly StepDefinition[], into: Record<string, StepRecord>): void {
+  for (const step of steps) {
+    into[step.name] = { name: step.name, status: StepStatus.Pending, attempt: 0, attempts: [] };
+    if (step.kind === StepKind.Parallel) for (const branch of step.branches) collectSteps(branch, into);
+  }
+}
+
+/** A new run in `pending`; feed it a `start` event to begin. */
+export function createRun(params: CreateRunParams): Run {
+  const steps: Record<string, StepRecord> = {};
+  collectSteps(params.workflow.steps, steps);
+  return {
+    txId: params.txId,
+    workflowId: params.workflow.id,
+    workflowVersion: params.workflow.version,
+    state: RunState.Pending,
+    input: params.input,
+    context: { ...params.input },
+    steps,
+    createdAt: params.now,
+    updatedAt: params.now,
+    signals: {},
+    completedCount: 0,
+    eventCount: 0,
+    ...(params.idempotencyKey === undefined ? {} : { idempotencyKey: params.idempotencyKey }),
+    ...(params.traceHeaders === undefined ? {} : { traceHeaders: params.traceHeaders }),
+  };
+}
+
+/**
+ * The saga engine: a pure function of (workflow, run, event, now). No I/O, no clock, no
+ * randomness; the input run is never mutated (it may be shared with a store), so the same call
+ * always gives the same decision. The orchestrator persists `run` with compare-and-set and
+ * carries out `effects` through the outbox.
+ */
+export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent, now: number): Decision {
+  if (isTerminalRunState(run.state)) return { run, effects: [], ignored: `run is ${run.state}` };
+  const draft = new Draft(workflow, run, now);
+  const ignored = draft.apply(event);
+  if (ignored !== undefined) return { run, effects: [], ignored };
+  draft.settle();
+  draft.run.updatedAt = now;
+  return { run: draft.run, effects: draft.effects };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function cloneRun(run: Run): Run {
+  // Copy-on-write: arrays and the context are replaced, never mutated, so a shallow copy of each
+  // step record is enough to keep the caller's run intact.
+  const steps: Record<string, StepRecord> = {};
+  for (const [name, record] of Object.entries(run.steps)) {
+    steps[name] = {
+      ...record,
+      ...(record.compensation ? { compensation: { ...record.compensation } } : {}),
+    };
+  }
+  return { ...run, steps };
+}
+
+function closeLast(
+  attempts: AttemptRecord[],
+  now: number,
+  outcome: AttemptRecord['outcome'],
+  error?: ErrorInfo,
+) {
+  const last = attempts[attempts.length - 1];
+  if (!last || last.endedAt !== undefined) return attempts;
+  return [...attempts.slice(0, -1), { ...last, endedAt: now, outcome, ...(error ? { error } : {}) }];
+}
+
+/** One decision in the making: a draft run plus the effects collected so far. */
+class Draft {
+  readonly run: Run;
+  readonly effects: Effect[] = [];
+
+  constructor(
+    private readonly workflow: CompiledWorkflow,
+    original: Run,
+    private readonly now: number,
+  ) {
+    this.run = cloneRun(original);
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  /** Applies the event; returns a reason when it changes nothing. */
+  apply(event: EngineEvent): string | undefined {
+    switch (event.type) {
+      case 'start':
+        if (this.run.state !== RunState.Pending) return 'run already started';
+        this.transition(RunState.Running);
+        this.run.startedAt = this.now;
+        this.emit(EventType.WorkflowStarted, { workflowVersion: this.run.workflowVersion });
+        return undefined;
+      case 'result':
+        return this.onResult(event.step, event.commandId, event.outcome);
+      case 'heartbeat':
+        return this.onHeartbeat(event.step, event.commandId);
+      case 'timer':
+        return this.onTimer(event.timer);
+      case 'signal':
+        return this.onSignal(event.name, event.payload);
+      case 'cancel':
+        if (this.run.state !== RunState.Pending && !this.isForward()) return `run is ${this.run.state}`;
+        // A run already unwinding a failure finishes that unwinding; a cancel adds nothing to it.
+        if (this.isStopping()) return 'run is already unwinding a failure';
+        this.run.cancelRequested = true;
+        this.transition(RunState.Cancelling);
+        return undefined;
+    }
+  }
+
+  private onResult(name: string, commandId: string, outcome: AttemptOutcome): string | undefined {
+    const record = this.run.steps[name];
+    const compiled = this.workflow.steps.get(name);
+    if (!record || compiled?.definition.kind !== StepKind.Task) return `unknown task step ${name}`;
+    const task = compiled.definition;
+    const compensation = record.compensation;
+    if (compensation && commandId === commandIdFor(this.run.txId, name, compensation.attempt, true)) {
+      if (compensation.status !== 'running') return 'late or duplicate compensation result';
+      if (outcome.ok) this.completeCompensation(record);
+      else this.failCompensationAttempt(task, record, outcome.error, 'failed');
+      return undefined;
+    }
+    if (
+      record.status !== StepStatus.Running ||
+      commandId !== commandIdFor(this.run.txId, name, record.attempt)
+    ) {
+      return 'late or duplicate result';
+    }
+    if (outcome.ok) this.completeTask(task, record, outcome.output);
+    else this.failAttempt(task, record, outcome.error, 'failed');
+    return undefined;
+  }
+
+  private onHeartbeat(name: string, commandId: string): string | undefined {
+    const record = this.run.steps[name];
+    const compiled = this.workflow.steps.get(name);
+    if (!record || compiled?.definition.kind !== StepKind.Task) return `unknown task step ${name}`;
+    if (
+      record.status !== StepStatus.Running ||
+      commandId !== commandIdFor(this.run.txId, name, record.attempt)
+    ) {
+      return 'heartbeat of an attempt that is not running';
+    }
+    const timeoutMs = this.heartbeatTimeoutMs(compiled.definition);
+    if (timeoutMs === undefined) return 'step has no heartbeat timeout';
+    record.heartbeatAt = this.now;
+    this.schedule({ kind: 'heartbeat', step: name, attempt: record.attempt }, this.now + timeoutMs);
+    return undefined;
+  }
+
+  private onTimer(timer: TimerPayload): string | undefined {
+    const record = this.run.steps[timer.step];
+    const compiled = this.workflow.steps.get(timer.step);
+    if (!record || !compiled) return `unknown step ${timer.step}`;
+    const definition = compiled.definition;
+    if (timer.compensation) {
+      if (definition.kind !== StepKind.Task) return 'stale timer';
+      const compensation = record.compensation;
+      if (
+        timer.kind === 'retry' &&
+        compensation?.status === 'retrying' &&
+        compensation.attempt + 1 === timer.attempt
+      ) {
+        this.startCompensationAttempt(definition, record, timer.attempt);
+        return undefined;
+      }
+      if (
+        timer.kind === 'timeout' &&
+        compensation?.status === 'running' &&
+        compensation.attempt === timer.attempt
+      ) {
+        this.failCompensationAttempt(
+          definition,
+          record,
+          timeoutError(ErrorCode.Timeout, 'compensation'),
+          'timed_out',
+        );
+        return undefined;
+      }
+      return 'stale timer';
+    }
+    switch (timer.kind) {
+      case 'retry':
+        if (definition.kind !== StepKind.Task || record.status !== StepStatus.Retrying) return 'stale timer';
+        if (record.attempt + 1 !== timer.attempt) return 'stale timer';
+        this.startAttempt(compiled, record, timer.attempt);
+        return undefined;
+      case 'timeout':
+      case 'heartbeat':
+        if (definition.kind !== StepKind.Task || record.status !== StepStatus.Running) return 'stale timer';
+        if (record.attempt !== timer.attempt) return 'stale timer';
+        if (timer.kind === 'heartbeat' && this.heartbeatStillFresh(definition, record)) {
+          // The timer was claimed just before a heartbeat replaced it: the heartbeat wins.
+          return 'stale heartbeat timer';
+        }
+        this.failAttempt(
+          definition,
+          record,
+          timer.kind === 'timeout'
+            ? timeoutError(ErrorCode.Timeout, 'attempt')
+            : timeoutError(ErrorCode.HeartbeatTimeout, 'heartbeat'),
+          'timed_out',
+        );
+        return undefined;
+      case 'sleep':
+        if (definition.kind !== StepKind.Sleep || record.status !== StepStatus.Waiting) return 'stale timer';
+        this.completeStep(record, undefined, undefined);
+        return undefined;
+      case 'wait':
+        if (definition.kind !== StepKind.Wait || record.status !== StepStatus.Waiting) return 'stale timer';
+        this.failStep(record, {
+          code: ErrorCode.WaitTimeout,
+          message: `signal "${definition.signal}" did not arrive within ${definition.timeoutMs} ms`,
+          retryable: false,
+        });
+        return undefined;
+    }
+  }
+
+  private heartbeatStillFresh(definition: TaskStep, record: StepRecord): boolean {
+    const timeoutMs = this.heartbeatTimeoutMs(definition);
+    const lastSign = record.heartbeatAt ?? record.attempts[record.attempts.length - 1]?.startedAt;
+    return timeoutMs !== undefined && lastSign !== undefined && this.now < lastSign + timeoutMs;
+  }
+
+  private onSignal(name: string, payload: unknown): string | undefined {
+    for (const [stepName, compiled] of this.workflow.steps) {
+      const definition = compiled.definition;
+      const record = this.run.steps[stepName];
+      if (
+        definition.kind === StepKind.Wait &&
+        definition.signal === name &&
+        record?.status === StepStatus.Waiting
+      ) {
+        if (definition.timeoutMs !== undefined) this.unschedule({ kind: 'wait', step: stepName, attempt: 1 });
+        this.completeStep(record, definition.output, payload);
+        return undefined;
+      }
+    }
+    // Nobody waits for it yet: keep it, so a signal that arrives early is not lost (SPEC §2).
+    const buffered = this.run.signals[name] ?? [];
+    if (buffered.length >= MAX_BUFFERED_SIGNALS) return `signal buffer for "${name}" is full`;
+    this.run.signals = { ...this.run.signals, [name]: [...buffered, payload] };
+    return undefined;
+  }
+
+  // ---- settling: what happens next after an event ---------------------------------------------
+
+  /** Moves the run as far as it can go: start steps, finish, or unwind. */
+  settle(): void {
+    if (isTerminalRunState(this.run.state) || this.run.state === RunState.Pending) return;
+    if (this.run.compensationQueue !== undefined) {
+      this.continueCompensation();
+      return;
+    }
+    if (!this.isStopping()) {
+      const progress = this.advance(this.workflow.definition.steps);
+      if (progress === 'done') {
+        this.transition(RunState.Completed);
+        this.emit(EventType.WorkflowCompleted, {});
+        return;
+      }
+      if (!this.isStopping()) {
+        this.updateActivityState();
+        return;
+      }
+    }
+    this.stopActive();
+    if (this.hasAttemptInFlight()) {
+      // A failed or cancelled run still waits for attempts in flight: their effects may have
+      // happened, and a completed one must be compensated.
+      if (this.run.state === RunState.Waiting) this.transition(RunState.Running);
+      return;
+    }
+    this.beginUnwinding();
+  }
+
+  private isForward(): boolean {
+    return this.run.state === RunState.Running || this.run.state === RunState.Waiting;
+  }
+
+  private isStopping(): boolean {
+    return this.run.error !== undefined || this.run.cancelRequested === true;
+  }
+
+  private advance(steps: readonly StepDefinition[]): 'done' | 'blocked' | 'failed' {
+    for (const definition of steps) {
+      if (this.isStopping()) return 'failed';
+      const record = this.record(definition.name);
+      if (record.status === StepStatus.Pending) this.startStep(this.compiled(definition.name), record);
+      switch (record.status) {
+        case StepStatus.Completed:
+        case StepStatus.Skipped:
+          continue;
+        case StepStatus.Failed:
+        case StepStatus.Cancelled:
+          return 'failed';
+      }
+      if (definition.kind !== StepKind.Parallel) return 'blocked';
+      const branches = definition.branches.map((branch) => this.advance(branch));
+      if (branches.includes('failed')) return 'failed';
+      if (branches.some((b) => b !== 'done')) return 'blocked';
+      this.completeStep(record, undefined, undefined);
+    }
+    return 'done';
+  }
+
+  private updateActivityState(): void {
+    let waiting = false;
+    for (const [name, record] of Object.entries(this.run.steps)) {
+      if (record.status === StepStatus.Running || record.status === StepStatus.Retrying) {
+        if (this.compiled(name).definition.kind === StepKind.Task) {
+          if (this.run.state === RunState.Waiting) this.transition(RunState.Running);
+          return;
+        }
+      } else if (record.status === StepStatus.Waiting) {
+        waiting = true;
+      }
+    }
+    if (waiting && this.run.state === RunState.Running) {
+      this.transition(RunState.Waiting);
+      this.emit(EventType.WorkflowWaiting, {});
+    }
+  }
+
+  private hasAttemptInFlight(): boolean {
+    for (const [name, record] of Object.entries(this.run.steps)) {
+      if (record.status === StepStatus.Running && this.compiled(name).definition.kind === StepKind.Task)
+        return true;
+    }
+    return false;
+  }
+
+  /** Stops what has no effects in flight: waits, sleeps and pending retries. */
+  private stopActive(): void {
+    for (const [name, record] of Object.entries(this.run.steps)) {
+      const kind = this.compiled(name).definition.kind;
+      if (record.status === StepStatus.Waiting) {
+        const definition = this.compiled(name).definition;
+        if (
+          definition.kind === StepKind.Sleep ||
+          (definition.kind === StepKind.Wait && definition.timeoutMs !== undefined)
+        ) {
+          this.unschedule({
+            kind: definition.kind === StepKind.Sleep ? 'sleep' : 'wait',
+            step: name,
+            attempt: 1,
+          });
+        }
+        this.endStep(record, StepStatus.Cancelled);
+      } else if (record.status === StepStatus.Retrying) {
+        this.unschedule({ kind: 'retry', step: name, attempt: record.attempt + 1 });
+        this.endStep(record, StepStatus.Cancelled);
+      } else if (record.status === StepStatus.Running && kind === StepKind.Parallel) {
+        this.endStep(record, this.run.cancelRequested ? StepStatus.Cancelled : StepStatus.Failed);
+      }
+    }
+  }
+
+  private beginUnwinding(): void {
+    const queue = Object.values(this.run.steps)
+      .filter((record) => {
+        const definition = this.compiled(record.name).definition;
+        if (definition.kind !== StepKind.Task || definition.compensation === undefined) return false;
+        return record.status === StepStatus.Completed || record.partialEffects === true;
+      })
+      .sort((a, b) => (b.completedSeq ?? 0) - (a.completedSeq ?? 0))
+      .map((record) => record.name);
+    const cancelling = this.run.cancelRequested === true;
+    if (queue.length === 0) {
+      if (cancelling) {
+        this.transition(RunState.Cancelled);
+        this.emit(EventType.WorkflowCancelled, {});
+      } else {
+        this.transition(RunState.Failed);
+        this.emit(EventType.WorkflowFailed, { error: this.run.error });
+      }
+      return;
+    }
+    this.run.compensationQueue = queue;
+    if (!cancelling) this.transition(RunState.Compensating);
+    this.emit(EventType.WorkflowCompensating, {
+      steps: queue,
+      ...(this.run.error ? { error: this.run.error } : {}),
+    });
+    this.continueCompensation();
+  }
+
+  private continueCompensation(): void {
+    let queue = this.run.compensationQueue ?? [];
+    while (queue.length > 0) {
+      const name = queue[0] as string;
+      const record = this.record(name);
+      const definition = this.compiled(name).definition as TaskStep;
+      const compensation = record.compensation;
+      if (!compensation) {
+        this.startCompensationAttempt(definition, record, 1);
+        return;
+      }
+      if (compensation.status === 'running' || compensation.status === 'retrying') return;
+      if (compensation.status === 'failed') {
+        this.transition(RunState.CompensationFailed);
+        this.emit(EventType.WorkflowStuck, { remaining: queue, error: compensation.error });
+        return;
+      }
+      queue = queue.slice(1);
+      this.run.compensationQueue = queue;
+    }
+    if (this.run.cancelRequested) {
+      this.transition(RunState.Cancelled);
+      this.emit(EventType.WorkflowCancelled, {});
+    } else {
+      this.transition(RunState.Compensated);
+      this.emit(EventType.WorkflowCompensated, {});
+    }
+  }
+
+  // ---- steps --------------------------------------------------------------------------------
+
+  private startStep(compiled: CompiledStep, record: StepRecord): void {
+    const definition = compiled.definition;
+    if (compiled.when) {
+      let verdict: unknown;
+      try {
+        verdict = compiled.when.evaluate(this.activation(compiled));
+      } catch (err) {
+        this.failStep(record, expressionError('when', compiled.when, err));
+        return;
+      }
+      if (typeof verdict !== 'boolean') {
+        this.failStep(record, expressionError('when', compiled.when, new Error('did not yield a bool')));
+        return;
+      }
+      if (!verdict) {
+        this.endStep(record, StepStatus.Skipped);
+        this.emit(EventType.StepSkipped, {}, record.name);
+        return;
+      }
+    }
+    switch (definition.kind) {
+      case StepKind.Task:
+        this.startAttempt(compiled, record, 1);
+        return;
+      case StepKind.Parallel:
+        record.status = StepStatus.Running;
+        record.startedAt = this.now;
+        this.emit(EventType.StepStarted, { kind: definition.kind }, record.name);
+        return;
+      case StepKind.Sleep:
+        record.status = StepStatus.Waiting;
+        record.startedAt = this.now;
+        this.emit(EventType.StepStarted, { kind: definition.kind }, record.name);
+        this.schedule({ kind: 'sleep', step: record.name, attempt: 1 }, this.now + definition.durationMs);
+        return;
+      case StepKind.Wait: {
+        record.status = StepStatus.Waiting;
+        record.startedAt = this.now;
+        this.emit(EventType.StepStarted, { kind: definition.kind, signal: definition.signal }, record.name);
+        const [early, ...rest] = this.run.signals[definition.signal] ?? [];
+        if (this.run.signals[definition.signal]?.length) {
+          this.run.signals = { ...this.run.signals, [definition.signal]: rest };
+          this.completeStep(record, definition.output, early);
+          return;
+        }
+        if (definition.timeoutMs !== undefined) {
+          this.schedule({ kind: 'wait', step: record.name, attempt: 1 }, this.now + definition.timeoutMs);
+        }
+        return;
+      }
+    }
+  }
+
+  private startAttempt(compiled: CompiledStep, record: StepRecord, attempt: number): void {
+    const definition = compiled.definition as TaskStep;
+    record.status = StepStatus.Running;
+    record.attempt = attempt;
+    record.attempts = [...record.attempts, { attempt, startedAt: this.now }];
+    delete record.heartbeatAt;
+    record.startedAt ??= this.now;
+    let input: unknown;
+    try {
+      input = this.input(compiled);
+    } catch (err) {
+      const program = compiled.input as CelProgram;
+      this.failAttempt(definition, record, expressionError('input', program, err), 'failed');
+      return;
+    }
+    const timeoutMs = definition.timeoutMs ?? this.workflow.definition.defaults?.timeoutMs;
+    const heartbeatTimeoutMs = this.heartbeatTimeoutMs(definition);
+    this.command(definition.worker, record.name, attempt, false, input, timeoutMs, heartbeatTimeoutMs);
+    if (timeoutMs !== undefined) {
+      this.schedule({ kind: 'timeout', step: record.name, attempt }, this.now + timeoutMs);
+    }
+    if (heartbeatTimeoutMs !== undefined) {
+      this.schedule({ kind: 'heartbeat', step: record.name, attempt }, this.now + heartbeatTimeoutMs);
+    }
+    this.emit(EventType.StepStarted, { worker: definition.worker }, record.name, attempt);
+  }
+
+  private completeTask(definition: TaskStep, record: StepRecord, output: unknown): void {
+    record.attempts = closeLast(record.attempts, this.now, 'completed');
+    this.clearAttemptTimers(definition, record);
+    this.completeStep(record, definition.output, output);
+  }
+
+  private failAttempt(
+    definition: TaskStep,
+    record: StepRecord,
+    error: ErrorInfo,
+    outcome: 'failed' | 'timed_out',
+  ): void {
+    record.attempts = closeLast(record.attempts, this.now, outcome, error);
+    this.clearAttemptTimers(definition, record);
+    const policy = this.retryPolicy(definition);
+    record.error = error;
+    if (this.canRetry(policy, error, record.attempt)) {
+      const delayMs = backoffDelayMs(policy, record.attempt);
+      record.status = StepStatus.Retrying;
+      this.emit(EventType.StepRetrying, { error, delayMs }, record.name, record.attempt);
+      if (delayMs === 0) this.startAttempt(this.compiled(record.name), record, record.attempt + 1);
+      else
+        this.schedule({ kind: 'retry', step: record.name, attempt: record.attempt + 1 }, this.now + delayMs);
+      return;
+    }
+    if (error.partialEffects) {
+      record.partialEffects = true;
+      record.completedSeq = ++this.run.completedCount;
+    }
+    this.failStep(record, error);
+  }
+
+  private canRetry(policy: ResolvedRetryPolicy, error: ErrorInfo, attempt: number): boolean {
+    return (
+      error.retryable &&
+      !policy.nonRetryableErrors.includes(error.code) &&
+      attempt < policy.maxAttempts &&
+      !this.isStopping()
+    );
+  }
+
+  private failStep(record: StepRecord, error: ErrorInfo): void {
+    this.endStep(record, StepStatus.Failed);
+    record.error = error;
+    this.emit(EventType.StepFailed, { error }, record.name, record.attempt || undefined);
+    if (!this.isStopping()) {
+      this.run.error = { ...error, details: { ...error.details, step: record.name } };
+    }
+  }
+
+  private completeStep(record: StepRecord, outputKey: string | undefined, output: unknown): void {
+    this.endStep(record, StepStatus.Completed);
+    record.completedSeq = ++this.run.completedCount;
+    delete record.error;
+    if (output !== undefined) {
+      record.output = output;
+      if (outputKey !== undefined) this.run.context = { ...this.run.context, [outputKey]: output };
+      else if (isPlainObject(output)) this.run.context = { ...this.run.context, ...output };
+    }
+    const durationMs = record.startedAt === undefined ? 0 : this.now - record.startedAt;
+    this.emit(EventType.StepCompleted, { durationMs }, record.name, record.attempt || undefined);
+  }
+
+  private endStep(record: StepRecord, status: StepStatus): void {
+    record.status = status;
+    record.endedAt = this.now;
+  }
+
+  private clearAttemptTimers(definition: TaskStep, record: StepRecord): void {
+    const attempt = record.attempt;
+    if ((definition.timeoutMs ?? this.workflow.definition.defaults?.timeoutMs) !== undefined) {
+      this.unschedule({ kind: 'timeout', step: record.name, attempt });
+    }
+    if (this.heartbeatTimeoutMs(definition) !== undefined) {
+      this.unschedule({ kind: 'heartbeat', step: record.name, attempt });
+    }
+  }
+
+  // ---- compensation -------------------------------------------------------------------------
+
+  private startCompensationAttempt(definition: TaskStep, record: StepRecord, attempt: number): void {
+    const previous = record.compensation;
+    record.compensation = {
+      status: 'running',
+      attempt,
+      attempts: [...(previous?.attempts ?? []), { attempt, startedAt: this.now }],
+      startedAt: previous?.startedAt ?? this.now,
+    };
+    record.status = StepStatus.Compensating;
+    const timeoutMs = this.compensationTimeoutMs(definition);
+    this.command(
+      definition.compensation as string,
+      record.name,
+      attempt,
+      true,
+      this.run.context,
+      timeoutMs,
+      undefined,
+    );
+    if (timeoutMs !== undefined) {
+      this.schedule(
+        { kind: 'timeout', step: record.name, attempt, compensation: true },
+        this.now + timeoutMs,
+      );
+    }
+    this.emit(
+      EventType.StepStarted,
+      { worker: definition.compensation, compensation: true },
+      record.name,
+      attempt,
+    );
+  }
+
+  private completeCompensation(record: StepRecord): void {
+    const compensation = record.compensation;
+    if (!compensation) return;
+    const definition = this.compiled(record.name).definition as TaskStep;
+    if (this.compensationTimeoutMs(definition) !== undefined) {
+      this.unschedule({
+        kind: 'timeout',
+        step: record.name,
+        attempt: compensation.attempt,
+        compensation: true,
+      });
+    }
+    record.compensation = {
+      ...compensation,
+      status: 'completed',
+      attempts: closeLast(compensation.attempts, this.now, 'completed'),
+      endedAt: this.now,
+    };
+    record.status = StepStatus.Compensated;
+    this.emit(
+      EventType.CompensationCompleted,
+      { durationMs: this.now - compensation.startedAt },
+      record.name,
+      compensation.attempt,
+    );
+  }
+
+  private failCompensationAttempt(
+    definition: TaskStep,
+    record: StepRecord,
+    error: ErrorInfo,
+    outcome: 'failed' | 'timed_out',
+  ): void {
+    const compensation = record.compensation;
+    if (!compensation) return;
+    if (this.compensationTimeoutMs(definition) !== undefined) {
+      this.unschedule({
+        kind: 'timeout',
+        step: record.name,
+        attempt: compensation.attempt,
+        compensation: true,
+      });
+    }
+    const attempts = closeLast(compensation.attempts, this.now, outcome, error);
+    const policy = resolveRetryPolicy(
+      DEFAULT_COMPENSATION_RETRY_POLICY,
+      this.workflow.definition.defaults?.compensationRetry,
+      definition.compensationRetry,
+    );
+    const retryable =
+      error.retryable &&
+      !policy.nonRetryableErrors.includes(error.code) &&
+      compensation.attempt < policy.maxAttempts;
+    if (retryable) {
+      const delayMs = backoffDelayMs(policy, compensation.attempt);
+      record.compensation = { ...compensation, status: 'retrying', attempts, error };
+      this.emit(
+        EventType.StepRetrying,
+        { error, delayMs, compensation: true },
+        record.name,
+        compensation.attempt,
+      );
+      if (delayMs === 0) this.startCompensationAttempt(definition, record, compensation.attempt + 1);
+      else {
+        this.schedule(
+          { kind: 'retry', step: record.name, attempt: compensation.attempt + 1, compensation: true },
+          this.now + delayMs,
+        );
+      }
+      return;
+    }
+    record.compensation = { ...compensation, status: 'failed', attempts, error, endedAt: this.now };
+    record.status = StepStatus.CompensationFailed;
+    this.emit(EventType.CompensationFailed, { error }, record.name, compensation.attempt);
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  private record(name: string): StepRecord {
+    const record = this.run.steps[name];
+    if (!record) throw new Error(`run ${this.run.txId} has no record of step ${name}`);
+    return record;
+  }
+
+  private compiled(name: string): CompiledStep {
+    const compiled = this.workflow.steps.get(name);
+    if (!compiled) throw new Error(`workflow ${this.workflow.definition.id} has no step ${name}`);
+    return compiled;
+  }
+
+  private retryPolicy(definition: TaskStep): ResolvedRetryPolicy {
+    return resolveRetryPolicy(
+      DEFAULT_RETRY_POLICY,
+      this.workflow.definition.defaults?.retry,
+      definition.retry,
+    );
+  }
+
+  private heartbeatTimeoutMs(definition: TaskStep): number | undefined {
+    return definition.heartbeatTimeoutMs ?? this.workflow.definition.defaults?.heartbeatTimeoutMs;
+  }
+
+  private compensationTimeoutMs(definition: TaskStep): number | undefined {
+    return definition.compensationTimeoutMs ?? this.workflow.definition.defaults?.compensationTimeoutMs;
+  }
+
+  private activation(compiled: CompiledStep): CelActivation {
+    const steps: Record<string, { status: string; output?: unknown }> = {};
+    if (compiled.readsSteps) {
+      for (const [name, record] of Object.entries(this.run.steps)) {
+        steps[name] = {
+          status: record.status,
+          ...(record.output === undefined ? {} : { output: record.output }),
+        };
+      }
+    }
+    return { context: this.run.context, input: this.run.input, steps };
+  }
+
+  private input(compiled: CompiledStep): unknown {
+    const mapping = compiled.input;
+    if (mapping === undefined) return this.run.context;
+    const activation = this.activation(compiled);
+    if (typeof mapping.evaluate === 'function')
+      return celToJson((mapping as CelProgram).evaluate(activation));
+    const out: Record<string, unknown> = {};
+    for (const [field, program] of Object.entries(mapping as Record<string, CelProgram>)) {
+      out[field] = celToJson(program.evaluate(activation));
+    }
+    return out;
+  }
+
+  private transition(to: RunState): void {
+    assertTransition(this.run.state, to, this.run.txId);
+    this.run.state = to;
+    if (isTerminalRunState(to)) this.run.endedAt = this.now;
+  }
+
+  private envelope<P>(
+    id: string,
+    type: Envelope['type'],
+    payload: P,
+    step?: string,
+    attempt?: number,
+  ): Envelope<P> {
+    return {
+      id,
+      type,
+      txId: this.run.txId,
+      workflowId: this.run.workflowId,
+      ...(step === undefined ? {} : { step }),
+      ...(attempt === undefined ? {} : { attempt }),
+      time: this.now,
+      headers: this.run.traceHeaders ?? {},
+      payload,
+    };
+  }
+
+  private emit(
+    type: Envelope['type'],
+    payload: Record<string, unknown>,
+    step?: string,
+    attempt?: number,
+  ): void {
+    const id = `${this.run.txId}:e${++this.run.eventCount}`;
+    this.effects.push({
+      type: 'publish',
+      topic: Topics.events,
+      envelope: this.envelope(id, type, { state: this.run.state, ...payload }, step, attempt),
+    });
+  }
+
+  private command(
+    worker: string,
+    step: string,
+    attempt: number,
+    compensation: boolean,
+    input: unknown,
+    timeoutMs: number | undefined,
+    heartbeatTimeoutMs: number | undefined,
+  ): void {
+    const commandId = commandIdFor(this.run.txId, step, attempt, compensation);
+    const payload: StepCommandPayload = {
+      commandId,
+      worker,
+      input,
+      idempotencyKey: idempotencyKeyFor(this.run.txId, step, compensation),
+      compensation,
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
+    };
+    this.effects.push({
+      type: 'publish',
+      topic: Topics.command(worker),
+      envelope: this.envelope(commandId, 'step.command', payload, step, attempt),
+    });
+  }
+
+  private schedule(payload: TimerPayload, dueAt: number): void {
+    this.effects.push({
+      type: 'schedule',
+      timer: { id: timerIdFor(this.run.txId, payload), txId: this.run.txId, dueAt, payload },
+    });
+  }
+
+  private unschedule(payload: TimerPayload): void {
+    this.effects.push({ type: 'unschedule', timerId: timerIdFor(this.run.txId, payload) });
+  }
+}
+
+function timeoutError(code: string, what: string): ErrorInfo {
+  return { code, message: `${what} timed out`, retryable: true };
+}
+
+function expressionError(field: string, program: CelProgram | undefined, err: unknown): ErrorInfo {
+  const message = err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
+  return {
+    code: 'EXPRESSION_ERROR',
+    message: `${field} ${program ? JSON.stringify(program.source) : ''} failed: ${message}`,
+    retryable: false,
+  };
+}

@@ -1,0 +1,226 @@
+import {
+  Topics,
+  type Envelope,
+  type ErrorInfo,
+  type Run,
+  type StepCommandPayload,
+  type StepRecord,
+  type WorkflowDefinition,
+} from '@multiagents/contracts';
+import type { Timer, TimerPayload } from '../ports/effects';
+import { compileWorkflow, type CompiledWorkflow } from '../definition/validate-definition';
+import {
+  commandIdFor,
+  createRun,
+  decide,
+  timerIdFor,
+  type Decision,
+  type EngineEvent,
+} from '../engine/saga-engine';
+import { deepFreeze } from './test-deep-freeze';
+
+/** Options of {@link SagaDriver}. */
+export interface SagaDriverOptions {
+  readonly txId?: string;
+  readonly input?: Record<string, unknown>;
+  readonly now?: number;
+  /** Deep-freeze every run before handing it to `decide` (default true): proves `decide` is pure. */
+  readonly freeze?: boolean;
+}
+
+/** A command the engine published, with its topic. */
+export interface SentCommand {
+  readonly topic: string;
+  readonly envelope: Envelope<StepCommandPayload>;
+  readonly payload: StepCommandPayload;
+}
+
+/** Builds an ErrorInfo for a failed attempt. */
+export function failure(code: string, extra: Partial<ErrorInfo> = {}): ErrorInfo {
+  return { code, message: `${code} happened`, retryable: true, ...extra };
+}
+
+/** The commands published by one decision, in order. */
+export function commandsOf(decision: Decision): SentCommand[] {
+  const out: SentCommand[] = [];
+  for (const effect of decision.effects) {
+    if (effect.type === 'publish' && effect.envelope.type === 'step.command') {
+      const envelope = effect.envelope as Envelope<StepCommandPayload>;
+      out.push({ topic: effect.topic, envelope, payload: envelope.payload });
+    }
+  }
+  return out;
+}
+
+/** The lifecycle events published by one decision, in order. */
+export function eventsOf(decision: Decision): Envelope<Record<string, unknown>>[] {
+  const out: Envelope<Record<string, unknown>>[] = [];
+  for (const effect of decision.effects) {
+    if (effect.type === 'publish' && effect.topic === Topics.events) {
+      out.push(effect.envelope as Envelope<Record<string, unknown>>);
+    }
+  }
+  return out;
+}
+
+/** The timers scheduled by one decision. */
+export function schedulesOf(decision: Decision): Timer[] {
+  return decision.effects.flatMap((effect) => (effect.type === 'schedule' ? [effect.timer] : []));
+}
+
+/** The timer ids unscheduled by one decision. */
+export function unschedulesOf(decision: Decision): string[] {
+  return decision.effects.flatMap((effect) => (effect.type === 'unschedule' ? [effect.timerId] : []));
+}
+
+/**
+ * Feeds events to the pure engine the way the orchestrator would (one decision at a time,
+ * carrying out timer effects in an in-memory timer set) and records everything it published,
+ * so engine tests read as a story: start, report a result, fire a timer, look at what was sent.
+ */
+export class SagaDriver {
+  readonly workflow: CompiledWorkflow;
+  readonly txId: string;
+  run: Run;
+  now: number;
+  /** Timers scheduled and neither unscheduled nor fired, by id. */
+  readonly timers = new Map<string, Timer>();
+  /** Every published envelope, in order, with its topic. */
+  readonly published: { topic: string; envelope: Envelope }[] = [];
+  readonly decisions: Decision[] = [];
+  private readonly freeze: boolean;
+
+  constructor(definition: WorkflowDefinition | CompiledWorkflow, options: SagaDriverOptions = {}) {
+    this.workflow =
+      'steps' in definition && definition.steps instanceof Map
+        ? (definition as CompiledWorkflow)
+        : compileWorkflow(definition);
+    this.txId = options.txId ?? 'tx-1';
+    this.now = options.now ?? 1_000;
+    this.freeze = options.freeze ?? true;
+    this.run = createRun({
+      txId: this.txId,
+      workflow: this.workflow.definition,
+      input: options.input ?? {},
+      now: this.now,
+    });
+  }
+
+  /** The decision of the last event. */
+  get last(): Decision {
+    const decision = this.decisions[this.decisions.length - 1];
+    if (!decision) throw new Error('no event sent yet');
+    return decision;
+  }
+
+  /** Sends one event to `decide` and carries out its timer effects. */
+  send(event: EngineEvent): Decision {
+    const before = this.freeze ? deepFreeze(this.run) : this.run;
+    const decision = decide(this.workflow, before, event, this.now);
+    this.decisions.push(decision);
+    for (const effect of decision.effects) {
+      if (effect.type === 'publish') this.published.push({ topic: effect.topic, envelope: effect.envelope });
+      else if (effect.type === 'schedule') this.timers.set(effect.timer.id, effect.timer);
+      else this.timers.delete(effect.timerId);
+    }
+    this.run = decision.run;
+    return decision;
+  }
+
+  start(): Decision {
+    return this.send({ type: 'start' });
+  }
+
+  /** Moves the clock forward. */
+  tick(ms: number): this {
+    this.now += ms;
+    return this;
+  }
+
+  step(name: string): StepRecord {
+    const record = this.run.steps[name];
+    if (!record) throw new Error(`no step ${name}`);
+    return record;
+  }
+
+  /** Reports a successful attempt (the current one unless `attempt` is given). */
+  ok(step: string, output?: unknown, attempt?: number): Decision {
+    const commandId = commandIdFor(this.txId, step, attempt ?? this.step(step).attempt);
+    return this.send({ type: 'result', step, commandId, outcome: { ok: true, output } });
+  }
+
+  /** Reports a failed attempt (the current one unless `attempt` is given). */
+  fail(step: string, error: ErrorInfo, attempt?: number): Decision {
+    const commandId = commandIdFor(this.txId, step, attempt ?? this.step(step).attempt);
+    return this.send({ type: 'result', step, commandId, outcome: { ok: false, error } });
+  }
+
+  /** Reports a successful compensation attempt (the current one unless `attempt` is given). */
+  undone(step: string, attempt?: number): Decision {
+    const commandId = commandIdFor(
+      this.txId,
+      step,
+      attempt ?? this.step(step).compensation?.attempt ?? 1,
+      true,
+    );
+    return this.send({ type: 'result', step, commandId, outcome: { ok: true, output: undefined } });
+  }
+
+  /** Reports a failed compensation attempt. */
+  undoFailed(step: string, error: ErrorInfo, attempt?: number): Decision {
+    const commandId = commandIdFor(
+      this.txId,
+      step,
+      attempt ?? this.step(step).compensation?.attempt ?? 1,
+      true,
+    );
+    return this.send({ type: 'result', step, commandId, outcome: { ok: false, error } });
+  }
+
+  heartbeat(step: string, attempt?: number): Decision {
+    const commandId = commandIdFor(this.txId, step, attempt ?? this.step(step).attempt);
+    return this.send({ type: 'heartbeat', step, commandId });
+  }
+
+  signal(name: string, payload?: unknown): Decision {
+    return this.send({ type: 'signal', name, payload });
+  }
+
+  cancel(reason?: string): Decision {
+    return this.send({ type: 'cancel', ...(reason === undefined ? {} : { reason }) });
+  }
+
+  /** The scheduled timer with this payload, or undefined. */
+  timer(payload: TimerPayload): Timer | undefined {
+    return this.timers.get(timerIdFor(this.txId, payload));
+  }
+
+  /** Fires a scheduled timer, moving the clock to its due time; throws if it is not scheduled. */
+  fire(payload: TimerPayload): Decision {
+    const timer = this.timer(payload);
+    if (!timer) throw new Error(`timer ${timerIdFor(this.txId, payload)} is not scheduled`);
+    this.timers.delete(timer.id);
+    this.now = Math.max(this.now, timer.dueAt);
+    return this.send({ type: 'timer', timer: timer.payload });
+  }
+
+  /** Delivers a timer event whether or not it is scheduled (a stale or duplicate firing). */
+  fireStale(payload: TimerPayload): Decision {
+    return this.send({ type: 'timer', timer: payload });
+  }
+
+  /** Every command published so far. */
+  commands(): SentCommand[] {
+    return this.decisions.flatMap(commandsOf);
+  }
+
+  /** Every lifecycle event published so far. */
+  events(): Envelope<Record<string, unknown>>[] {
+    return this.decisions.flatMap(eventsOf);
+  }
+
+  /** Types of the lifecycle events published so far. */
+  eventTypes(): string[] {
+    return this.events().map((e) => e.type);
+  }
+}
