@@ -1,1 +1,2 @@
-export {};
+export { startEmbedded } from './embedded-stack';
+export type { EmbeddedOptions, EmbeddedStack } from './embedded-stack';
