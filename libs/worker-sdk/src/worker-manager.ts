@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import {
   SIGNATURE_HEADER,
   ErrorCode,
@@ -104,7 +105,11 @@ class AttemptCancelledError extends MultiAgentsError {
   }
 }
 
-
+/** Every attempt in flight listens on the drain signal: that many listeners is expected, not a leak. */
+function unlimitedListeners(controller: AbortController): AbortController {
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
 
 type ManagerState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 
@@ -133,7 +138,7 @@ export class WorkerManager {
   private readonly drainTimeoutMs: number;
   private readonly extendEveryMs: number;
   /** Fires every attempt's signal when draining gives up. */
-  private readonly drainAbort = new AbortController();
+  private readonly drainAbort = unlimitedListeners(new AbortController());
   private readonly attempts = new Map<string, Set<AbortController>>();
   private readonly deliveriesInFlight = new Set<Promise<void>>();
   private subscriptions: Subscription[] = [];

@@ -1,0 +1,76 @@
+import { NonRetryableError } from '@multiagents/contracts';
+import { defineWorker, type WorkerDefinition } from '@multiagents/worker-sdk';
+
+/** The input of one order. `failShipping` makes ship_order fail (the benchmark's injected failure). */
+export interface OrderInput {
+  readonly orderId: string;
+  readonly total: number;
+  readonly failShipping?: boolean;
+}
+
+/** How often each effect was applied and undone, by idempotency key: what the checks read. */
+export class EffectsLedger {
+  readonly applied = new Map<string, number>();
+  /** Idempotency keys in the order their effects were applied (do and undo). */
+  readonly order: string[] = [];
+
+  apply(key: string): boolean {
+    const seen = this.applied.get(key) ?? 0;
+    this.applied.set(key, seen + 1);
+    if (seen === 0) this.order.push(key);
+    return seen === 0;
+  }
+}
+
+/**
+ * The five workers of the order saga. They do no I/O: each returns a small object derived from
+ * its input, and records its effect in the ledger by idempotency key.
+ */
+export function createOrderWorkers(ledger = new EffectsLedger()): WorkerDefinition<never, unknown>[] {
+  return [
+    defineWorker<OrderInput, { reservationId: string }>('inventory.reserve', (input, ctx) => {
+      ledger.apply(ctx.idempotencyKey);
+      return { reservationId: `res-${input.orderId}` };
+    }),
+    defineWorker<OrderInput, { released: boolean }>('inventory.release', (_input, ctx) => {
+      ledger.apply(ctx.idempotencyKey);
+      return { released: true };
+    }),
+    defineWorker<OrderInput, { paymentId: string; amount: number }>('payment.charge', (input, ctx) => {
+      ledger.apply(ctx.idempotencyKey);
+      return { paymentId: `pay-${input.orderId}`, amount: input.total };
+    }),
+    defineWorker<OrderInput, { refunded: boolean }>('payment.refund', (_input, ctx) => {
+      ledger.apply(ctx.idempotencyKey);
+      return { refunded: true };
+    }),
+    defineWorker<OrderInput, { trackingId: string }>('shipping.ship', (input, ctx) => {
+      if (input.failShipping)
+        throw new NonRetryableError(`carrier refused order ${input.orderId}`, { code: 'CARRIER_REFUSED' });
+      ledger.apply(ctx.idempotencyKey);
+      return { trackingId: `trk-${input.orderId}` };
+    }),
+  ];
+}
+
+/** A small seeded generator (mulberry32): the same seed picks the same failing orders. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` orders; a fraction `failRate` of them (chosen by the seeded generator) fail at shipping. */
+export function makeOrders(n: number, failRate: number, seed = 42): OrderInput[] {
+  const random = seededRandom(seed);
+  return Array.from({ length: n }, (_, i) => ({
+    orderId: `o-${i + 1}`,
+    total: 10 + (i % 90),
+    ...(random() < failRate ? { failShipping: true } : {}),
+  }));
+}

@@ -1,0 +1,51 @@
+import { RunState, StepStatus, type Run } from '@multiagents/contracts';
+import type { EffectsLedger, OrderInput } from './order-workers';
+
+/** What one finished order run should look like; returns every problem found. */
+export function verifyOrderRun(
+  run: Run,
+  order: OrderInput,
+  ledger: EffectsLedger,
+  position: ReadonlyMap<string, number>,
+): string[] {
+  const problems: string[] = [];
+  const tx = run.txId;
+  const fail = (what: string): void => void problems.push(`${order.orderId} (${tx}): ${what}`);
+  const has = (key: string): boolean => (ledger.applied.get(key) ?? 0) > 0;
+  const before = (a: string, b: string): boolean =>
+    (position.get(a) ?? Infinity) < (position.get(b) ?? -Infinity);
+  const ctx = run.context;
+
+  if (!order.failShipping) {
+    if (run.state !== RunState.Completed)
+      return [`${order.orderId} (${tx}): state ${run.state}, expected completed`];
+    if (ctx['reservationId'] !== `res-${order.orderId}`) fail('reservationId missing from context');
+    if (ctx['paymentId'] !== `pay-${order.orderId}` || ctx['amount'] !== order.total)
+      fail('payment missing from context');
+    if (ctx['trackingId'] !== `trk-${order.orderId}`) fail('trackingId missing from context');
+    for (const step of ['reserve_inventory', 'charge_payment', 'ship_order']) {
+      if (run.steps[step]?.status !== StepStatus.Completed) fail(`${step} is ${run.steps[step]?.status}`);
+      if (!has(`${tx}:${step}`)) fail(`${step} effect not applied`);
+      if (has(`${tx}:${step}:undo`)) fail(`${step} undone in a completed run`);
+    }
+    return problems;
+  }
+  if (run.state !== RunState.Compensated)
+    return [`${order.orderId} (${tx}): state ${run.state}, expected compensated`];
+  if (ctx['trackingId'] !== undefined) fail('a failed shipment left a trackingId');
+  if (run.steps['ship_order']?.status !== StepStatus.Failed) fail('ship_order did not fail');
+  if (has(`${tx}:ship_order`)) fail('ship_order effect applied although it failed');
+  for (const step of ['reserve_inventory', 'charge_payment']) {
+    if (run.steps[step]?.status !== StepStatus.Compensated) fail(`${step} is ${run.steps[step]?.status}`);
+    if (!has(`${tx}:${step}:undo`)) fail(`${step} not undone`);
+    if (!before(`${tx}:${step}`, `${tx}:${step}:undo`)) fail(`${step} undone before it was done`);
+  }
+  if (!before(`${tx}:charge_payment:undo`, `${tx}:reserve_inventory:undo`))
+    fail('undo order is not newest first');
+  return problems;
+}
+
+/** Index of each idempotency key in the ledger's order, for the ordering checks. */
+export function ledgerPositions(ledger: EffectsLedger): Map<string, number> {
+  return new Map(ledger.order.map((key, i) => [key, i]));
+}
