@@ -20,7 +20,11 @@ export function formatTimeline(run: Run): string[] {
   const lines = [`run ${run.txId}  ${run.workflowId} v${run.workflowVersion}  → ${run.state}`];
   const steps = Object.values(run.steps)
     .filter((s) => s.startedAt !== undefined || s.status === 'skipped')
-    .sort((a, b) => (a.startedAt ?? a.endedAt ?? 0) - (b.startedAt ?? b.endedAt ?? 0));
+    .sort(
+      (a, b) =>
+        (a.startedAt ?? a.endedAt ?? 0) - (b.startedAt ?? b.endedAt ?? 0) ||
+        (a.completedSeq ?? Number.MAX_SAFE_INTEGER) - (b.completedSeq ?? Number.MAX_SAFE_INTEGER),
+    );
   for (const step of steps) {
     if (step.attempts.length === 0) {
       lines.push(`  ${at(step.startedAt ?? step.endedAt ?? t0)}  ${step.name.padEnd(20)} ${step.status}`);
@@ -32,7 +36,12 @@ export function formatTimeline(run: Run): string[] {
   }
   const undone = Object.values(run.steps)
     .filter((s) => s.compensation)
-    .sort((a, b) => (a.compensation?.startedAt ?? 0) - (b.compensation?.startedAt ?? 0));
+    // Same-millisecond starts are common: the engine undoes newest completion first, so that breaks ties.
+    .sort(
+      (a, b) =>
+        (a.compensation?.startedAt ?? 0) - (b.compensation?.startedAt ?? 0) ||
+        (b.completedSeq ?? 0) - (a.completedSeq ?? 0),
+    );
   if (undone.length > 0) lines.push('  compensations, in the order they ran:');
   undone.forEach((step, i) => {
     for (const attempt of step.compensation?.attempts ?? []) {

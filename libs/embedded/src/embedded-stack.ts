@@ -92,6 +92,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       await bus.close();
       await timers.close();
       await store.close();
+      await definitions.close();
     },
   };
 }

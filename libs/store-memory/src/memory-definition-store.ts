@@ -77,6 +77,9 @@ export class MemoryDefinitionStore implements DefinitionStore {
         };
       });
   }
+
+  /** Nothing to release: definitions live as long as the process. */
+  async close(): Promise<void> {}
 }
 
 function deepFreeze<T>(value: T): T {

@@ -35,3 +35,7 @@ export { sleep } from './sleep';
 export { makeRun } from './make-run';
 /** Builds a valid Envelope with a fresh id. */
 export { makeEnvelope } from './make-envelope';
+/** Private redis-server and nats-server processes for integration tests. */
+export { startRedisServer, startNatsServer, startServerProcess, freePort } from './server-process';
+/** A private server process and its options. */
+export type { ServerProcess, RedisServerOptions } from './server-process';

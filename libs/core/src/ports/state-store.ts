@@ -107,4 +107,5 @@ export interface DefinitionStore {
   /** The given version, or the latest when `version` is omitted. */
   get(id: string, version?: number): Promise<WorkflowDefinition | undefined>;
   list(): Promise<DefinitionSummary[]>;
+  close(): Promise<void>;
 }
