@@ -285,4 +285,35 @@ describe('Orchestrator crash and concurrency semantics', () => {
       await o.close();
     }
   });
+
+  it('two orchestrators on one store: a stale cached copy is never trusted to ignore or overwrite', async () => {
+    const p = parts();
+    const flow = new WorkflowBuilder('handoff')
+      .sleep('cool_off', 1_000)
+      .wait('approve', 'approved', { timeoutMs: 500 })
+      .build();
+    const options = { ...p, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 };
+    const a = new Orchestrator({ ...options, consumerName: 'a' });
+    const b = new Orchestrator({ ...options, consumerName: 'b' });
+    await a.registerWorkflow(flow);
+    const { txId } = await a.startWorkflow('handoff', {}); // a caches the run: sleeping
+    p.clock.advance(1_000);
+    expect(await b.fireDueTimers()).toBe(1); // b moves it on: waiting for the signal, deadline +500
+    p.clock.advance(500);
+    // a claims the wait deadline; on its stale copy the timer looks stale, on the store it is due.
+    expect(await a.fireDueTimers()).toBe(1);
+    const run = await a.getRun(txId);
+    expect(run.state).toBe('failed');
+    expect(run.steps['approve']?.error?.code).toBe(ErrorCode.WaitTimeout);
+
+    // And a write decided on a stale copy is refused by compare-and-set, then redone on a fresh read.
+    const { txId: second } = await a.startWorkflow('handoff', {});
+    p.clock.advance(1_000);
+    await b.fireDueTimers();
+    await b.signal(second, 'early-noise');
+    const conflictsBefore = a.stats.casConflicts;
+    await a.signal(second, 'approved', { ok: true });
+    expect(a.stats.casConflicts).toBe(conflictsBefore + 1);
+    expect((await a.getRun(second)).state).toBe('completed');
+  });
 });

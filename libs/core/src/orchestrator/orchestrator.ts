@@ -53,6 +53,8 @@ export interface OrchestratorOptions {
   readonly maxCasRetries?: number;
   /** Largest start input or signal payload, as JSON bytes. */
   readonly maxPayloadBytes?: number;
+  /** Runs whose latest written version is kept in memory to skip a read per event (0: none). */
+  readonly recentRunsCached?: number;
   /** When given, definitions may only name these workers. */
   readonly knownWorkers?: () => ReadonlySet<string> | undefined;
 }
@@ -67,6 +69,7 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS: ResolvedDefaults = {
   resultConcurrency: 64,
   maxCasRetries: 20,
   maxPayloadBytes: 256 * 1024,
+  recentRunsCached: 10_000,
 };
 
 type ResolvedDefaults = Required<
@@ -80,6 +83,7 @@ type ResolvedDefaults = Required<
     | 'resultConcurrency'
     | 'maxCasRetries'
     | 'maxPayloadBytes'
+    | 'recentRunsCached'
   >
 >;
 
@@ -112,6 +116,11 @@ export interface OrchestratorStats {
 }
 
 type RunListener = (run: Run) => void;
+
+interface Versioned {
+  readonly run: Run;
+  readonly version: number;
+}
 
 function jsonBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
@@ -187,6 +196,7 @@ export class Orchestrator {
   private readonly compiled = new Map<string, Promise<CompiledWorkflow>>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
+  private readonly recent = new Map<string, Versioned>();
   /** waitForTerminal callers by txId: a map, so many waiters cost O(1) per change. */
   private readonly waiters = new Map<string, Set<RunListener>>();
   private readonly intervals: NodeJS.Timeout[] = [];
@@ -283,6 +293,7 @@ export class Orchestrator {
       }
       return { txId: created.txId, created: false };
     }
+    this.remember(decision.run, 1);
     await this.carryOut(decision.run.txId, 1, decision.effects);
     this.notify(decision.run);
     return { txId: decision.run.txId, created: true };
@@ -476,25 +487,42 @@ export class Orchestrator {
   /** Load, decide, compare-and-set, carry out. Returns the reason when the event changed nothing. */
   private apply(txId: string, event: EngineEvent): Promise<string | undefined> {
     return this.mutex.run(txId, async () => {
-      for (let attempt = 0; attempt < this.options.maxCasRetries; attempt++) {
-        const stored = await this.options.store.get(txId);
-        if (!stored) throw new RunNotFoundError(txId);
-        const workflow = await this.workflow(stored.run.workflowId, stored.run.workflowVersion);
-        const decision = decide(workflow, stored.run, event, this.clock.now());
+      // The run this process wrote last saves a read per event. A stale copy (another
+      // orchestrator moved the run on) cannot do harm: compare-and-set refuses what is decided
+      // on it, and a decision to ignore the event is only trusted once made on a fresh read.
+      let current: Versioned | undefined = this.recent.get(txId);
+      let fresh = current === undefined;
+      for (let attempt = 0; attempt < this.options.maxCasRetries;) {
+        if (!current) {
+          const stored = await this.options.store.get(txId);
+          if (!stored) throw new RunNotFoundError(txId);
+          current = { run: stored.run, version: stored.version };
+          fresh = true;
+        }
+        const workflow = await this.workflow(current.run.workflowId, current.run.workflowVersion);
+        const decision = decide(workflow, current.run, event, this.clock.now());
         if (decision.ignored !== undefined) {
+          if (!fresh) {
+            current = undefined;
+            continue;
+          }
           this.stats.ignoredEvents++;
           return decision.ignored;
         }
+        attempt++;
         const version = await this.options.store.compareAndSet(
           txId,
-          stored.version,
+          current.version,
           decision.run,
           decision.effects,
         );
         if (version === undefined) {
           this.stats.casConflicts++;
+          this.recent.delete(txId);
+          current = undefined;
           continue;
         }
+        this.remember(decision.run, version);
         await this.carryOut(txId, version, decision.effects);
         this.notify(decision.run);
         return undefined;
@@ -504,6 +532,17 @@ export class Orchestrator {
         `run ${txId}: gave up after ${this.options.maxCasRetries} conflicting writes`,
       );
     });
+  }
+
+  /** Keeps the latest version this process wrote of a live run, up to `recentRunsCached` runs. */
+  private remember(run: Run, version: number): void {
+    this.recent.delete(run.txId);
+    if (isTerminalRunState(run.state) || this.options.recentRunsCached === 0) return;
+    this.recent.set(run.txId, { run, version });
+    if (this.recent.size > this.options.recentRunsCached) {
+      const oldest = this.recent.keys().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
   }
 
   /** Publishes, schedules and unschedules, then marks the outbox done up to `version`. */
