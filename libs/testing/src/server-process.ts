@@ -116,8 +116,10 @@ export async function startServerProcess(
 
 /** Options of {@link startRedisServer}. */
 export interface RedisServerOptions {
-  /** Append-only file on, fsync every second (a production default). Off by default. */
+  /** Append-only file on (off by default). */
   readonly appendOnly?: boolean;
+  /** With the AOF: `everysec` (a production default: may lose the last second) or `always`. */
+  readonly appendFsync?: 'everysec' | 'always';
 }
 
 /**
@@ -144,7 +146,7 @@ export function startRedisServer(options: RedisServerOptions = {}): Promise<Serv
       '--appendonly',
       options.appendOnly ? 'yes' : 'no',
       '--appendfsync',
-      'everysec',
+      options.appendFsync ?? 'everysec',
       '--protected-mode',
       'no',
     ],

@@ -12,6 +12,8 @@ describe('HealthServer', () => {
       health.setReady(true);
       expect(await get('/readyz')).toBe(200);
       expect(await get('/nope')).toBe(404);
+      health.setStats(() => ({ ignoredResults: 3 }));
+      expect(await (await fetch(`http://127.0.0.1:${port}/stats`)).json()).toEqual({ ignoredResults: 3 });
     } finally {
       await health.close();
     }
