@@ -18,9 +18,9 @@ import {
   type EventBus,
   type SubscribeOptions,
   type Subscription,
+  MinHeap,
 } from '@multiagents/core';
 import { FifoQueue } from './fifo-queue';
-import { MinHeap } from './min-heap';
 import { TopicLog, type LogEntry } from './topic-log';
 
 /** Default of {@link MemoryEventBusOptions.maxRetainedPerTopic}. */

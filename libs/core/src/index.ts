@@ -69,3 +69,4 @@ export type {
 } from './orchestrator/orchestrator';
 export { parseServiceConfig, listVariable, Backend } from './config/service-config';
 export type { ServiceConfig, Environment } from './config/service-config';
+export { MinHeap } from './util/min-heap';

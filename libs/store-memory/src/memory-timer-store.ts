@@ -1,6 +1,6 @@
+import { MinHeap } from '@multiagents/core';
 import { ValidationError } from '@multiagents/contracts';
 import type { Timer, TimerStore } from '@multiagents/core';
-import { MinHeap } from './min-heap';
 
 interface TimerRecord {
   timer: Timer;

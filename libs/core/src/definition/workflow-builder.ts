@@ -1,39 +1,21 @@
 import type {
-  InputMapping,
-  RetryPolicy,
+  SleepStep,
   StepDefinition,
+  TaskStep,
+  WaitStep,
   WorkflowDefaults,
   WorkflowDefinition,
 } from '@multiagents/contracts';
 import { compileWorkflow, type ValidateDefinitionOptions } from './validate-definition';
 
 /** Options of a task step (everything but its name and worker). */
-export interface TaskOptions {
-  readonly description?: string;
-  readonly compensation?: string;
-  readonly when?: string;
-  readonly input?: InputMapping;
-  readonly output?: string;
-  readonly retry?: RetryPolicy;
-  readonly timeoutMs?: number;
-  readonly heartbeatTimeoutMs?: number;
-  readonly compensationRetry?: RetryPolicy;
-  readonly compensationTimeoutMs?: number;
-}
+export type TaskOptions = Omit<TaskStep, 'name' | 'kind' | 'worker'>;
 
-/** Options of a wait step. */
-export interface WaitOptions {
-  readonly description?: string;
-  readonly when?: string;
-  readonly timeoutMs?: number;
-  readonly output?: string;
-}
+/** Options of a wait step (everything but its name and signal). */
+export type WaitOptions = Omit<WaitStep, 'name' | 'kind' | 'signal'>;
 
 /** Options shared by parallel and sleep steps. */
-export interface StepOptions {
-  readonly description?: string;
-  readonly when?: string;
-}
+export type StepOptions = Pick<SleepStep, 'description' | 'when'>;
 
 /** Builds a list of steps; parallel branches are built with the same methods. */
 export class StepListBuilder {

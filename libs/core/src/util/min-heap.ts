@@ -1,6 +1,6 @@
 /**
- * A binary min-heap: O(log n) push and pop, O(1) peek. The timer store keeps due times in one so
- * that a claim never sorts. (A twin of bus-memory's: adapters never import each other.)
+ * A binary min-heap: O(log n) push and pop, O(1) peek. Adapters keep deadlines and due times in
+ * one so that finding the next never sorts (shared here because adapters never import each other).
  */
 export class MinHeap<T> {
   private items: T[] = [];
