@@ -89,3 +89,12 @@ export interface WorkflowDefinition {
   readonly steps: readonly StepDefinition[];
   readonly defaults?: WorkflowDefaults;
 }
+
+/**
+ * What worker names look like: dot-separated tokens of letters, digits, `_`, `:` and `-`. They
+ * become part of topic, stream and subject names, where empty tokens (`a..b`, `.a`) are invalid.
+ */
+export const WORKER_NAME_PATTERN = /^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$/;
+
+/** Longest worker name accepted. */
+export const MAX_WORKER_NAME_LENGTH = 128;

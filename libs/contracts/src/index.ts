@@ -23,7 +23,7 @@ export type {
   StepHeartbeatPayload,
   WorkerHeartbeatPayload,
 } from './payloads';
-export { StepKind } from './definition';
+export { StepKind, WORKER_NAME_PATTERN, MAX_WORKER_NAME_LENGTH } from './definition';
 export type {
   RetryPolicy,
   InputMapping,

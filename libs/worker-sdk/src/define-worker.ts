@@ -1,4 +1,4 @@
-import { ValidationError } from '@multiagents/contracts';
+import { MAX_WORKER_NAME_LENGTH, ValidationError, WORKER_NAME_PATTERN } from '@multiagents/contracts';
 import type { WorkerContext } from './worker-context';
 import { describeValue } from './describe-value';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
@@ -17,8 +17,8 @@ export interface WorkerDefinition<I = unknown, O = unknown> {
   readonly options: ResolvedWorkerOptions;
 }
 
-/** What worker names look like: they become part of topic, stream and subject names. */
-export const WORKER_NAME_PATTERN = /^[A-Za-z0-9_.:-]+$/;
+/** What worker names look like (defined in contracts, shared with definition validation). */
+export { WORKER_NAME_PATTERN };
 
 /**
  * Defines a worker: its name (what workflow steps refer to), its handler and how it runs.
@@ -39,8 +39,10 @@ export function defineWorker<I = unknown, O = unknown>(
   const problems: string[] = [];
   if (typeof name !== 'string' || name.length === 0) {
     problems.push(`name must be a non-empty string (got ${describeValue(name)})`);
-  } else if (!WORKER_NAME_PATTERN.test(name)) {
-    problems.push(`name ${JSON.stringify(name)} may only contain letters, digits and _ . : -`);
+  } else if (!WORKER_NAME_PATTERN.test(name) || name.length > MAX_WORKER_NAME_LENGTH) {
+    problems.push(
+      `name ${JSON.stringify(name)} must be dot-separated tokens of letters, digits, _ : - (at most ${MAX_WORKER_NAME_LENGTH} characters)`,
+    );
   }
   if (typeof handler !== 'function')
     problems.push(`handler must be a function (got ${describeValue(handler)})`);

@@ -1,5 +1,7 @@
 import {
+  MAX_WORKER_NAME_LENGTH,
   StepKind,
+  WORKER_NAME_PATTERN,
   ValidationError,
   type StepDefinition,
   type TaskStep,
@@ -113,10 +115,10 @@ class Checker {
       if (required) this.problem(where, `${field} is required`);
       return;
     }
-    if (typeof value !== 'string' || !NAME.test(value)) {
+    if (typeof value !== 'string' || !WORKER_NAME_PATTERN.test(value) || value.length > MAX_WORKER_NAME_LENGTH) {
       this.problem(
         where,
-        `${field} must be a worker name matching ${NAME.source}, got ${JSON.stringify(value)}`,
+        `${field} must be a worker name matching ${WORKER_NAME_PATTERN.source}, got ${JSON.stringify(value)}`,
       );
       return;
     }
