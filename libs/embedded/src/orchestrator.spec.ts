@@ -316,4 +316,29 @@ describe('Orchestrator crash and concurrency semantics', () => {
     expect(a.stats.casConflicts).toBe(conflictsBefore + 1);
     expect((await a.getRun(second)).state).toBe('completed');
   });
+
+  it('a later write carries out what an earlier failed publish left in the outbox', async () => {
+    const p = parts();
+    let down = true;
+    const flakyBus = Object.create(p.bus) as MemoryEventBus;
+    flakyBus.publish = (topic, envelopes) =>
+      down ? Promise.reject(new Error('bus down')) : p.bus.publish(topic, envelopes);
+    const calls: string[] = [];
+    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    await manager.start();
+    const o = new Orchestrator({ ...p, bus: flakyBus, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    await o.start();
+    try {
+      await o.registerWorkflow(twoSteps);
+      const { txId } = await o.startWorkflow('two_steps', {}); // saved; its command was not published
+      down = false;
+      await o.signal(txId, 'unrelated'); // the next write of this run
+      const run = await o.waitForTerminal(txId, { timeoutMs: 4_000 });
+      expect(run.state).toBe('completed');
+      expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
+    } finally {
+      await manager.close();
+      await o.close();
+    }
+  });
 });

@@ -24,7 +24,14 @@ import type { Effect, Timer } from '../ports/effects';
 import type { EventBus, Subscription } from '../ports/event-bus';
 import { uuidGenerator, type IdGenerator } from '../ports/id-generator';
 import { silentLogger, type Logger } from '../ports/logger';
-import type { DefinitionStore, RunFilter, RunPage, StateStore, TimerStore } from '../ports/state-store';
+import type {
+  DefinitionStore,
+  DefinitionSummary,
+  RunFilter,
+  RunPage,
+  StateStore,
+  TimerStore,
+} from '../ports/state-store';
 import { KeyedMutex } from './keyed-mutex';
 
 /** What an orchestrator is built from. */
@@ -293,8 +300,7 @@ export class Orchestrator {
       }
       return { txId: created.txId, created: false };
     }
-    this.remember(decision.run, 1);
-    await this.carryOut(decision.run.txId, 1, decision.effects);
+    if (await this.carryOut(decision.run.txId, 1, decision.effects)) this.remember(decision.run, 1);
     this.notify(decision.run);
     return { txId: decision.run.txId, created: true };
   }
@@ -316,6 +322,11 @@ export class Orchestrator {
     const definition = await this.options.definitions.get(id, version);
     if (!definition) throw new DefinitionNotFoundError(id, version);
     return definition;
+  }
+
+  /** Every registered definition id with its versions (the definitions store's list). */
+  listDefinitions(): Promise<DefinitionSummary[]> {
+    return this.options.definitions.list();
   }
 
   /** Delivers a signal; one that arrives before its wait step is kept. */
@@ -492,11 +503,15 @@ export class Orchestrator {
       // on it, and a decision to ignore the event is only trusted once made on a fresh read.
       let current: Versioned | undefined = this.recent.get(txId);
       let fresh = current === undefined;
+      // Effects an earlier writer saved but did not carry out (its publish failed, or it crashed):
+      // carried out with this write, since clearing the outbox up to the new version drops them.
+      let leftover: readonly Effect[] = [];
       for (let attempt = 0; attempt < this.options.maxCasRetries;) {
         if (!current) {
           const stored = await this.options.store.get(txId);
           if (!stored) throw new RunNotFoundError(txId);
           current = { run: stored.run, version: stored.version };
+          leftover = stored.outbox.map((entry) => entry.effect);
           fresh = true;
         }
         const workflow = await this.workflow(current.run.workflowId, current.run.workflowVersion);
@@ -522,8 +537,10 @@ export class Orchestrator {
           current = undefined;
           continue;
         }
-        this.remember(decision.run, version);
-        await this.carryOut(txId, version, decision.effects);
+        const done = await this.carryOut(txId, version, [...leftover, ...decision.effects]);
+        // Only a run whose outbox is empty is worth caching: the next write then has nothing left over.
+        if (done) this.remember(decision.run, version);
+        else this.recent.delete(txId);
         this.notify(decision.run);
         return undefined;
       }
