@@ -300,7 +300,10 @@ export class Orchestrator {
       }
       return { txId: created.txId, created: false };
     }
-    if (await this.carryOut(decision.run.txId, 1, decision.effects)) this.remember(decision.run, 1);
+    // Under the run's lock: a result that races in must not see (and repeat) this outbox half-done.
+    await this.mutex.run(decision.run.txId, async () => {
+      if (await this.carryOut(decision.run.txId, 1, decision.effects)) this.remember(decision.run, 1);
+    });
     this.notify(decision.run);
     return { txId: decision.run.txId, created: true };
   }
