@@ -1,0 +1,2 @@
+export { openBackend } from './open-backend';
+export type { Backend, OpenBackendOptions } from './open-backend';
