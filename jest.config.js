@@ -4,5 +4,6 @@ module.exports = {
     '<rootDir>/libs/*/jest.config.js',
     '<rootDir>/apps/*/jest.config.js',
     '<rootDir>/examples/*/jest.config.js',
+    '<rootDir>/tests/*/jest.config.js',
   ],
 };

@@ -1,10 +1,27 @@
 import { ValidationError } from '@multiagents/contracts';
 import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/core';
 
-/** The worker-manager's settings: SPEC §7 plus the worker modules it hosts. */
+/** The worker-manager's settings: SPEC §7 plus the worker modules it hosts and delivery tuning. */
 export interface WorkerManagerConfig extends ServiceConfig {
   /** Modules exporting `workers` (WorkerDefinition[]). */
   readonly workerModules: readonly string[];
+  /** An unacknowledged command goes to another replica after this long. */
+  readonly visibilityTimeoutMs?: number;
+  /** Deliveries of a failing command before it is dead-lettered. */
+  readonly maxDeliveries?: number;
+  /** How long SIGTERM waits for commands in flight before handing them back. */
+  readonly drainTimeoutMs?: number;
+}
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, problems: string[]): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) {
+    problems.push(`${name}=${raw}: must be a positive integer`);
+    return undefined;
+  }
+  return value;
 }
 
 /** The only place the worker-manager reads its environment. Throws listing every problem. */
@@ -18,15 +35,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerManagerC
     problems.push(...err.problems);
   }
   const workerModules = listVariable(env, 'MULTIAGENTS_WORKER_MODULES');
-  if (workerModules.length === 0)
+  if (workerModules.length === 0) {
     problems.push('MULTIAGENTS_WORKER_MODULES is required: the modules whose workers this replica hosts');
+  }
   if (base?.backend === 'memory') {
     problems.push(
       'MULTIAGENTS_BACKEND=memory: a separate worker-manager needs a shared backend (redis or nats); in the embedded mode the orchestrator process hosts the workers',
     );
-  } else if (base) {
-    problems.push(`MULTIAGENTS_BACKEND=${base.backend}: not available in this build yet`);
   }
+  const visibilityTimeoutMs = positiveInt(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', problems);
+  const maxDeliveries = positiveInt(env, 'MULTIAGENTS_MAX_DELIVERIES', problems);
+  const drainTimeoutMs = positiveInt(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', problems);
   if (problems.length > 0) throw new ValidationError('invalid worker-manager configuration', problems);
-  return { ...(base as ServiceConfig), workerModules };
+  return {
+    ...(base as ServiceConfig),
+    workerModules,
+    ...(visibilityTimeoutMs === undefined ? {} : { visibilityTimeoutMs }),
+    ...(maxDeliveries === undefined ? {} : { maxDeliveries }),
+    ...(drainTimeoutMs === undefined ? {} : { drainTimeoutMs }),
+  };
 }

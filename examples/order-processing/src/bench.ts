@@ -1,20 +1,28 @@
 /**
- * `pnpm bench [--backend memory] [--n N] [--fail-rate F] [--concurrency C] [--closed] [--json]`:
+ * `pnpm bench [--backend memory|redis|nats] [--n N] [--fail-rate F] [--concurrency C] [--closed] [--json]`:
  * the SPEC §8 benchmark. Runs N order sagas, verifies every final state and context, and prints
- * one JSON line. In the same run it measures the floor: the same worker functions called directly
- * in a loop with no framework, and prints the ratio.
+ * one JSON line. In the same run it measures the floor and prints the ratio: for memory, the same
+ * worker functions called directly in a loop; for redis, the same steps done by hand on Redis
+ * Streams. With redis or nats the orchestrator and 2 worker-managers run as separate processes
+ * against a private server (Redis with AOF on, appendfsync everysec).
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { RunState } from '@multiagents/contracts';
+import { openBackend } from '@multiagents/backends';
+import { EventType, RunState, Topics, type Run } from '@multiagents/contracts';
+import { Orchestrator } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
+import { freePort, ServiceProcess, startNatsServer, startRedisServer } from '@multiagents/testing';
 import type { WorkerContext } from '@multiagents/worker-sdk';
 import { silentLogger } from '@multiagents/core';
 import { createOrderWorkers, EffectsLedger, makeOrders, type OrderInput } from './order-workers';
-import { runOrders } from './run-orders';
+import { observeOrchestrator, runOrders, type OrderOutcome } from './run-orders';
+import { measureRedisFloor } from './redis-floor';
 import { orderWorkflow } from './workflow';
 import { ledgerPositions, verifyOrderRun } from './verify-orders';
 
-const BACKENDS = ['memory'] as const;
+const BACKENDS = ['memory', 'redis', 'nats'] as const;
 
 interface BenchArgs {
   backend: string;
@@ -50,9 +58,7 @@ function parse(): BenchArgs {
   };
   const problems: string[] = [];
   if (!(BACKENDS as readonly string[]).includes(args.backend)) {
-    problems.push(
-      `--backend ${args.backend}: this build benchmarks ${BACKENDS.join(', ')} (redis and nats come with their backends)`,
-    );
+    problems.push(`--backend ${args.backend}: must be one of ${BACKENDS.join(', ')}`);
   }
   if (!Number.isInteger(args.n) || args.n < 1) problems.push('--n must be a positive integer');
   if (!(args.failRate >= 0 && args.failRate <= 1)) problems.push('--fail-rate must be between 0 and 1');
@@ -100,41 +106,182 @@ async function measureFloor(orders: readonly OrderInput[]): Promise<number> {
   return performance.now() - started;
 }
 
-async function main(): Promise<void> {
-  const args = parse();
-  const orders = makeOrders(args.n, args.failRate, args.seed);
-  const ledger = new EffectsLedger();
-  let maxRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => (maxRss = Math.max(maxRss, process.memoryUsage().rss)), 100);
-  const stack = await startEmbedded({ workers: createOrderWorkers(ledger), definitions: [orderWorkflow] });
+/** What one backend's run produced, for the common report. */
+interface Measured {
+  readonly outcomes: OrderOutcome[];
+  readonly runs: Map<string, Run>;
+  readonly wallMs: number;
+  readonly maxRssMb: number;
+  readonly floorMs: number;
+  readonly floor: string;
+  readonly problems: string[];
+}
 
+/** Peak resident memory of a process (VmHWM), in MB; 0 when unknown. */
+function peakRssMb(pid: number | undefined): number {
+  try {
+    const status = readFileSync(`/proc/${pid ?? 'self'}/status`, 'utf8');
+    const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return Math.round(kb / 1024);
+  } catch {
+    return 0;
+  }
+}
+
+async function runEmbeddedBench(args: BenchArgs, orders: OrderInput[]): Promise<Measured> {
+  const ledger = new EffectsLedger();
+  const stack = await startEmbedded({ workers: createOrderWorkers(ledger), definitions: [orderWorkflow] });
   const started = performance.now();
-  const outcomes = await runOrders(stack.orchestrator, {
+  const outcomes = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
     orders,
     concurrency: args.concurrency,
     closed: args.closed,
     timeoutMs: 30 * 60_000,
   });
   const wallMs = performance.now() - started;
-  clearInterval(sampler);
-  maxRss = Math.max(maxRss, process.memoryUsage().rss);
-
+  const maxRssMb = peakRssMb(undefined);
   // Verify every run's final state, context and effects before reporting anything.
-  const positions = ledgerPositions(ledger);
+  const position = ledgerPositions(ledger);
+  const runs = new Map<string, Run>();
   const problems: string[] = [];
+  for (const { order, txId } of outcomes) {
+    const run = await stack.orchestrator.getRun(txId);
+    runs.set(txId, run);
+    problems.push(...verifyOrderRun(run, order, { ledger, position }));
+  }
+  await stack.close();
+  return {
+    outcomes,
+    runs,
+    wallMs,
+    maxRssMb,
+    floorMs: await measureFloor(orders),
+    floor: 'plain function calls',
+    problems,
+  };
+}
+
+const REPO_ROOT = join(__dirname, '..', '..', '..');
+
+async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promise<Measured> {
+  const backend = args.backend as 'redis' | 'nats';
+  // A production-like private server: Redis with the AOF on and fsync every second.
+  const server = backend === 'redis' ? await startRedisServer({ appendOnly: true }) : await startNatsServer();
+  const prefix = `bench-${Date.now()}`;
+  const env = {
+    MULTIAGENTS_BACKEND: backend,
+    ...(backend === 'redis' ? { REDIS_URL: server.url } : { NATS_URL: server.url }),
+    MULTIAGENTS_PREFIX: prefix,
+    LOG_LEVEL: 'warn',
+  };
+  const logDir = join(REPO_ROOT, 'tmp', 'bench-logs');
+  const services = [
+    new ServiceProcess(
+      'orchestrator',
+      join(REPO_ROOT, 'apps/orchestrator/dist/main.js'),
+      {
+        ...env,
+        MULTIAGENTS_DEFINITIONS: join(REPO_ROOT, 'examples/order-processing/src/workflow.yaml'),
+        GRPC_PORT: String(await freePort()),
+      },
+      logDir,
+      await freePort(),
+    ),
+  ];
+  for (let i = 0; i < 2; i++) {
+    services.push(
+      new ServiceProcess(
+        `worker-manager-${i}`,
+        join(REPO_ROOT, 'apps/worker-manager/dist/main.js'),
+        { ...env, MULTIAGENTS_WORKER_MODULES: join(__dirname, 'service-workers.js') },
+        logDir,
+        await freePort(),
+      ),
+    );
+  }
+  const adapters = await openBackend({
+    backend,
+    prefix,
+    ...(backend === 'redis' ? { redisUrl: server.url } : { natsUrl: server.url }),
+  });
+  try {
+    await Promise.all(services.map((s) => s.start()));
+    // Runs are started here (as an API client would) and watched through their lifecycle events.
+    const starter = new Orchestrator({ ...adapters, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    await starter.registerWorkflow(orderWorkflow);
+    const listeners = new Set<(txId: string) => void>();
+    const watcher = await adapters.bus.subscribe(
+      Topics.events,
+      { group: `bench-${prefix}`, consumer: 'bench', startFrom: 'latest', concurrency: 256 },
+      async (delivery) => {
+        if (TERMINAL_EVENTS.has(delivery.envelope.type)) for (const l of listeners) l(delivery.envelope.txId);
+      },
+    );
+    const started = performance.now();
+    const outcomes = await runOrders(
+      starter,
+      (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+      { orders, concurrency: args.concurrency, closed: args.closed, timeoutMs: 30 * 60_000 },
+    );
+    const wallMs = performance.now() - started;
+    await watcher.close();
+    const maxRssMb = Math.max(...services.map((s) => peakRssMb(s.pid)));
+    const runs = new Map<string, Run>();
+    const problems: string[] = [];
+    for (const { order, txId } of outcomes) {
+      const stored = await adapters.store.get(txId);
+      if (!stored) {
+        problems.push(`${txId}: missing`);
+        continue;
+      }
+      runs.set(txId, stored.run);
+      problems.push(...verifyOrderRun(stored.run, order));
+    }
+    await Promise.all(services.map((s) => s.stop()));
+    const floorMs = backend === 'redis' ? await measureRedisFloor(server.url, orders, args.concurrency) : NaN;
+    return {
+      outcomes,
+      runs,
+      wallMs,
+      maxRssMb,
+      floorMs,
+      floor: backend === 'redis' ? 'hand-written Redis Streams saga' : 'not measured',
+      problems,
+    };
+  } finally {
+    await Promise.all(services.map((s) => s.stop()));
+    await adapters.close();
+    await server.stop();
+  }
+}
+
+const TERMINAL_EVENTS = new Set<string>([
+  EventType.WorkflowCompleted,
+  EventType.WorkflowCompensated,
+  EventType.WorkflowFailed,
+  EventType.WorkflowCancelled,
+  EventType.WorkflowStuck,
+]);
+
+async function main(): Promise<void> {
+  const args = parse();
+  const orders = makeOrders(args.n, args.failRate, args.seed);
+  const { outcomes, runs, wallMs, maxRssMb, floorMs, floor, problems } =
+    args.backend === 'memory'
+      ? await runEmbeddedBench(args, orders)
+      : await runDistributedBench(args, orders);
   let completed = 0;
   let compensated = 0;
   let steps = 0;
-  for (const { order, txId } of outcomes) {
-    const run = await stack.orchestrator.getRun(txId);
+  for (const run of runs.values()) {
     if (run.state === RunState.Completed) completed++;
     if (run.state === RunState.Compensated) compensated++;
     for (const step of Object.values(run.steps))
       steps += step.attempts.length + (step.compensation?.attempts.length ?? 0);
-    problems.push(...verifyOrderRun(run, order, ledger, positions));
   }
-  await stack.close();
-  const floorMs = await measureFloor(orders);
 
   const latencies = outcomes.map((o) => o.latencyMs).sort((a, b) => a - b);
   const workflowsPerSec = Math.round((args.n / wallMs) * 1000);
@@ -154,9 +301,12 @@ async function main(): Promise<void> {
     p50Ms: percentile(latencies, 50),
     p95Ms: percentile(latencies, 95),
     p99Ms: percentile(latencies, 99),
-    maxRssMb: Math.round(maxRss / 1024 / 1024),
-    floorWorkflowsPerSec,
-    ratioToFloor: Number((workflowsPerSec / floorWorkflowsPerSec).toFixed(5)),
+    maxRssMb,
+    floor,
+    floorWorkflowsPerSec: Number.isFinite(floorWorkflowsPerSec) ? floorWorkflowsPerSec : null,
+    ratioToFloor: Number.isFinite(floorWorkflowsPerSec)
+      ? Number((workflowsPerSec / floorWorkflowsPerSec).toFixed(4))
+      : null,
     verified: problems.length === 0,
   };
   if (problems.length > 0) {
@@ -168,7 +318,7 @@ async function main(): Promise<void> {
     console.log(
       `${line.n} workflows on ${line.backend} (${line.mode} loop, C=${line.concurrency}): ${workflowsPerSec} workflows/s, ` +
         `p50 ${line.p50Ms} ms, p99 ${line.p99Ms} ms, max RSS ${line.maxRssMb} MB; ` +
-        `floor (plain function calls) ${floorWorkflowsPerSec} workflows/s, ratio ${line.ratioToFloor}`,
+        `floor (${floor}) ${line.floorWorkflowsPerSec ?? '-'} workflows/s, ratio ${line.ratioToFloor ?? '-'}`,
     );
   }
   console.log(JSON.stringify(line));

@@ -9,7 +9,7 @@ import { RunState } from '@multiagents/contracts';
 import { parseDefinition } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
 import { createOrderWorkers, EffectsLedger, makeOrders } from './order-workers';
-import { runOrders } from './run-orders';
+import { observeOrchestrator, runOrders } from './run-orders';
 import { formatTimeline } from './timeline';
 import { ledgerPositions, verifyOrderRun } from './verify-orders';
 
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     `MultiAgents embedded mode: ${ORDERS} orders of "${definition.id}", ${FAIL_RATE * 100}% failing at ship_order`,
   );
   const started = performance.now();
-  const outcomes = await runOrders(stack.orchestrator, {
+  const outcomes = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
     orders,
     concurrency: 50,
     onFinished: (done) => progress(done, ORDERS),
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   for (const { order, txId } of outcomes) {
     const run = await stack.orchestrator.getRun(txId);
     counts.set(run.state, (counts.get(run.state) ?? 0) + 1);
-    problems.push(...verifyOrderRun(run, order, ledger, positions));
+    problems.push(...verifyOrderRun(run, order, { ledger, position: positions }));
     if (run.state === RunState.Compensated) compensated ??= txId;
   }
   console.log(

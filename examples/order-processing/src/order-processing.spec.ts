@@ -8,7 +8,7 @@ import { RunState } from '@multiagents/contracts';
 import { parseDefinition } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
 import { createOrderWorkers, EffectsLedger, makeOrders } from './order-workers';
-import { runOrders } from './run-orders';
+import { observeOrchestrator, runOrders } from './run-orders';
 import { formatTimeline } from './timeline';
 import { ledgerPositions, verifyOrderRun } from './verify-orders';
 import { orderWorkflow } from './workflow';
@@ -26,14 +26,18 @@ describe('order saga in the embedded mode', () => {
       const orders = makeOrders(300, 0.2, 7);
       const failing = orders.filter((o) => o.failShipping).length;
       expect(failing).toBeGreaterThan(30); // the seeded generator really injects failures
-      const outcomes = await runOrders(stack.orchestrator, { orders, concurrency: 20, timeoutMs: 20_000 });
+      const outcomes = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
+        orders,
+        concurrency: 20,
+        timeoutMs: 20_000,
+      });
       const positions = ledgerPositions(ledger);
       const states = new Map<string, number>();
       const problems: string[] = [];
       for (const { order, txId } of outcomes) {
         const run = await stack.orchestrator.getRun(txId);
         states.set(run.state, (states.get(run.state) ?? 0) + 1);
-        problems.push(...verifyOrderRun(run, order, ledger, positions));
+        problems.push(...verifyOrderRun(run, order, { ledger, position: positions }));
       }
       expect(problems).toEqual([]);
       expect(states.get(RunState.Completed)).toBe(300 - failing);
@@ -50,14 +54,16 @@ describe('order saga in the embedded mode', () => {
     const stack = await startEmbedded({ workers: createOrderWorkers(ledger), definitions: [orderWorkflow] });
     try {
       const [order] = makeOrders(1, 0);
-      const [outcome] = await runOrders(stack.orchestrator, { orders: [order!], concurrency: 1 });
+      const [outcome] = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
+        orders: [order!],
+        concurrency: 1,
+      });
       const run = await stack.orchestrator.getRun(outcome!.txId);
       // The same run judged as if it should have failed shipping: the check must object.
       const problems = verifyOrderRun(
         run,
         { ...order!, failShipping: true },
-        ledger,
-        ledgerPositions(ledger),
+        { ledger, position: ledgerPositions(ledger) },
       );
       expect(problems).toEqual([expect.stringMatching(/state completed, expected compensated/)]);
     } finally {

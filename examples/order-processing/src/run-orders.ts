@@ -2,6 +2,20 @@ import { isTerminalRunState, type Run } from '@multiagents/contracts';
 import type { Orchestrator } from '@multiagents/core';
 import type { OrderInput } from './order-workers';
 
+/** Tells when runs become terminal: calls `listener(txId)` once per run; returns an unsubscribe. */
+export type TerminalObserver = (listener: (txId: string) => void) => () => void;
+
+/** Observes terminal runs through the orchestrator in this process (the embedded mode). */
+export function observeOrchestrator(orchestrator: Orchestrator): TerminalObserver {
+  return (listener) =>
+    orchestrator.onRunChanged((run: Run) => {
+      if (isTerminalRunState(run.state)) listener(run.txId);
+    });
+}
+
+/** What starts runs: an Orchestrator, or anything with the same startWorkflow. */
+export type RunStarter = Pick<Orchestrator, 'startWorkflow'>;
+
 /** Options of {@link runOrders}. */
 export interface RunOrdersOptions {
   readonly orders: readonly OrderInput[];
@@ -27,7 +41,8 @@ export interface OrderOutcome {
  * most `concurrency` whole workflows in flight (latency).
  */
 export async function runOrders(
-  orchestrator: Orchestrator,
+  starter: RunStarter,
+  observe: TerminalObserver,
   options: RunOrdersOptions,
 ): Promise<OrderOutcome[]> {
   const { orders, concurrency } = options;
@@ -38,12 +53,12 @@ export async function runOrders(
   let finished = 0;
   let allDone!: () => void;
   const everyRunDone = new Promise<void>((resolve) => (allDone = resolve));
-  const unsubscribe = orchestrator.onRunChanged((run: Run) => {
-    if (!isTerminalRunState(run.state) || finishedAt.has(run.txId)) return;
-    finishedAt.set(run.txId, performance.now());
+  const unsubscribe = observe((txId) => {
+    if (finishedAt.has(txId)) return;
+    finishedAt.set(txId, performance.now());
     finished++;
     options.onFinished?.(finished);
-    waiters.get(run.txId)?.();
+    waiters.get(txId)?.();
     if (finished === orders.length) allDone();
   });
   const timeout = new Promise<never>((_, reject) => {
@@ -62,7 +77,7 @@ export async function runOrders(
       const i = next++;
       const order = orders[i] as OrderInput;
       requestedAt[i] = performance.now();
-      const { txId } = await orchestrator.startWorkflow('order_processing', { ...order });
+      const { txId } = await starter.startWorkflow('order_processing', { ...order });
       txIds[i] = txId;
       if (options.closed && !finishedAt.has(txId)) {
         await new Promise<void>((resolve) => waiters.set(txId, resolve));

@@ -1,19 +1,24 @@
 import { RunState, StepStatus, type Run } from '@multiagents/contracts';
 import type { EffectsLedger, OrderInput } from './order-workers';
 
-/** What one finished order run should look like; returns every problem found. */
-export function verifyOrderRun(
-  run: Run,
-  order: OrderInput,
-  ledger: EffectsLedger,
-  position: ReadonlyMap<string, number>,
-): string[] {
+/** The workers' effects, when they ran in this process: checked too. */
+export interface LedgerView {
+  readonly ledger: EffectsLedger;
+  readonly position: ReadonlyMap<string, number>;
+}
+
+/**
+ * What one finished order run should look like: its final state, context and step statuses, and
+ * with a ledger its effects (each applied, undone newest first, each undo after its do).
+ */
+export function verifyOrderRun(run: Run, order: OrderInput, effects?: LedgerView): string[] {
   const problems: string[] = [];
   const tx = run.txId;
   const fail = (what: string): void => void problems.push(`${order.orderId} (${tx}): ${what}`);
-  const has = (key: string): boolean => (ledger.applied.get(key) ?? 0) > 0;
+  const has = (key: string, expected: boolean): boolean =>
+    effects ? (effects.ledger.applied.get(key) ?? 0) > 0 : expected;
   const before = (a: string, b: string): boolean =>
-    (position.get(a) ?? Infinity) < (position.get(b) ?? -Infinity);
+    !effects || (effects.position.get(a) ?? Infinity) < (effects.position.get(b) ?? -Infinity);
   const ctx = run.context;
 
   if (!order.failShipping) {
@@ -25,8 +30,8 @@ export function verifyOrderRun(
     if (ctx['trackingId'] !== `trk-${order.orderId}`) fail('trackingId missing from context');
     for (const step of ['reserve_inventory', 'charge_payment', 'ship_order']) {
       if (run.steps[step]?.status !== StepStatus.Completed) fail(`${step} is ${run.steps[step]?.status}`);
-      if (!has(`${tx}:${step}`)) fail(`${step} effect not applied`);
-      if (has(`${tx}:${step}:undo`)) fail(`${step} undone in a completed run`);
+      if (!has(`${tx}:${step}`, true)) fail(`${step} effect not applied`);
+      if (has(`${tx}:${step}:undo`, false)) fail(`${step} undone in a completed run`);
     }
     return problems;
   }
@@ -34,10 +39,10 @@ export function verifyOrderRun(
     return [`${order.orderId} (${tx}): state ${run.state}, expected compensated`];
   if (ctx['trackingId'] !== undefined) fail('a failed shipment left a trackingId');
   if (run.steps['ship_order']?.status !== StepStatus.Failed) fail('ship_order did not fail');
-  if (has(`${tx}:ship_order`)) fail('ship_order effect applied although it failed');
+  if (has(`${tx}:ship_order`, false)) fail('ship_order effect applied although it failed');
   for (const step of ['reserve_inventory', 'charge_payment']) {
     if (run.steps[step]?.status !== StepStatus.Compensated) fail(`${step} is ${run.steps[step]?.status}`);
-    if (!has(`${tx}:${step}:undo`)) fail(`${step} not undone`);
+    if (!has(`${tx}:${step}:undo`, true)) fail(`${step} not undone`);
     if (!before(`${tx}:${step}`, `${tx}:${step}:undo`)) fail(`${step} undone before it was done`);
   }
   if (!before(`${tx}:charge_payment:undo`, `${tx}:reserve_inventory:undo`))

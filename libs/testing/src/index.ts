@@ -39,3 +39,5 @@ export { makeEnvelope } from './make-envelope';
 export { startRedisServer, startNatsServer, startServerProcess, freePort } from './server-process';
 /** A private server process and its options. */
 export type { ServerProcess, RedisServerOptions } from './server-process';
+/** A service running as its own process (fault tests, multi-process benchmark). */
+export { ServiceProcess } from './service-process';

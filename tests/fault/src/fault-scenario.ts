@@ -1,0 +1,225 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { EventBus, DefinitionStore, StateStore, TimerStore } from '@multiagents/core';
+import { Orchestrator, parseDefinition } from '@multiagents/core';
+import { freePort, ServiceProcess, startRedisServer, type ServerProcess } from '@multiagents/testing';
+import Redis from 'ioredis';
+import { checkInvariants, waitForTerminalRuns, type InvariantReport, type StartedOrder } from './invariants';
+
+/** Repository root, from this file's folder (src or dist). */
+export const REPO_ROOT = join(__dirname, '..', '..', '..');
+
+/** The faults of issue 3 item 6 (and issue 5 item 3). */
+export type Fault = 'kill-worker-manager' | 'kill-orchestrator' | 'kill-broker' | 'pause-worker-manager';
+
+/** A backend under test: how to start its server and open its adapters from the test process. */
+export interface BackendUnderTest {
+  readonly name: 'redis' | 'nats';
+  startServer(): Promise<ServerProcess>;
+  /** Environment that points a service at the server. */
+  env(server: ServerProcess): Record<string, string>;
+  open(
+    server: ServerProcess,
+    prefix: string,
+  ): Promise<{
+    bus: EventBus;
+    store: StateStore;
+    timers: TimerStore;
+    definitions: DefinitionStore;
+    close(): Promise<void>;
+  }>;
+}
+
+/** What a scenario measured. */
+export interface ScenarioResult extends InvariantReport {
+  readonly backend: string;
+  readonly fault: Fault;
+  readonly n: number;
+  /** From the fault until runs finished again (progress resumed). */
+  readonly recoveryMs: number;
+  /** From the fault until every run was terminal. */
+  readonly drainMs: number;
+  readonly ignoredResults: number;
+  readonly casConflicts: number;
+  readonly faultEvidence: string;
+}
+
+/** Builds every package once (an Nx cache hit when nothing changed), so the services run from dist. */
+export function buildServices(): void {
+  execFileSync(
+    'bash',
+    [
+      'scripts/build-quiet.sh',
+      '@multiagents/orchestrator',
+      '@multiagents/worker-manager',
+      '@multiagents/fault-tests',
+    ],
+    { cwd: REPO_ROOT, stdio: 'inherit', timeout: 300_000 },
+  );
+}
+
+const VISIBILITY_TIMEOUT_MS = 2_000;
+
+function makeOrders(n: number, failRate: number): Omit<StartedOrder, 'txId'>[] {
+  // Deterministic: every 10th order fails at shipping for failRate 0.1.
+  const every = failRate > 0 ? Math.round(1 / failRate) : Infinity;
+  return Array.from({ length: n }, (_, i) => ({
+    orderId: `o-${i + 1}`,
+    total: 10 + (i % 50),
+    failShipping: (i + 1) % every === 0,
+  }));
+}
+
+/**
+ * Runs `n` order sagas across 1 orchestrator and 3 worker-managers (separate processes) over a
+ * real broker, injects `fault` once a quarter of the runs finished, waits for every run, and
+ * checks SPEC §9 invariants 1–4 and that the fault really happened.
+ */
+export async function runFaultScenario(
+  backend: BackendUnderTest,
+  fault: Fault,
+  n = 2_000,
+): Promise<ScenarioResult> {
+  const server = await backend.startServer();
+  const ledgerServer = await startRedisServer();
+  const ledger = new Redis(ledgerServer.url);
+  const prefix = `fault-${fault}`;
+  const logDir = join(REPO_ROOT, 'tmp', 'fault-logs', `${backend.name}-${fault}`);
+  const services: ServiceProcess[] = [];
+  const adapters = await backend.open(server, prefix);
+  try {
+    const common = { ...backend.env(server), MULTIAGENTS_PREFIX: prefix, LOG_LEVEL: 'warn' };
+    const orchestrator = new ServiceProcess(
+      'orchestrator',
+      join(REPO_ROOT, 'apps/orchestrator/dist/main.js'),
+      {
+        ...common,
+        MULTIAGENTS_DEFINITIONS: join(REPO_ROOT, 'examples/order-processing/src/workflow.yaml'),
+        GRPC_PORT: String(await freePort()),
+      },
+      logDir,
+      await freePort(),
+    );
+    services.push(orchestrator);
+    const managers: ServiceProcess[] = [];
+    for (let i = 0; i < 3; i++) {
+      const manager = new ServiceProcess(
+        `worker-manager-${i}`,
+        join(REPO_ROOT, 'apps/worker-manager/dist/main.js'),
+        {
+          ...common,
+          MULTIAGENTS_WORKER_MODULES: join(REPO_ROOT, 'tests/fault/dist/ledger-workers.js'),
+          MULTIAGENTS_VISIBILITY_TIMEOUT_MS: String(VISIBILITY_TIMEOUT_MS),
+          LEDGER_REDIS_URL: ledgerServer.url,
+          FAULT_WORK_MS: '4',
+        },
+        logDir,
+        await freePort(),
+      );
+      managers.push(manager);
+      services.push(manager);
+    }
+    await Promise.all(services.map((s) => s.start()));
+
+    // Starting is the API's job: an Orchestrator that is never started only writes runs and commands.
+    const starter = new Orchestrator({ ...adapters, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    await starter.registerWorkflow(
+      parseDefinition(readFileSync(join(REPO_ROOT, 'examples/order-processing/src/workflow.yaml'), 'utf8')),
+    );
+    const orders: StartedOrder[] = [];
+    const inputs = makeOrders(n, 0.1);
+    const startedAt = Date.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (next < inputs.length) {
+          const input = inputs[next++]!;
+          const { txId } = await starter.startWorkflow(
+            'order_processing',
+            { ...input },
+            { idempotencyKey: input.orderId },
+          );
+          orders.push({ ...input, txId });
+        }
+      }),
+    );
+
+    // Inject the fault once a quarter of the runs are terminal.
+    let terminal = 0;
+    const progress = waitForTerminalRuns(
+      adapters.store,
+      orders.map((o) => o.txId),
+      180_000,
+      (t) => (terminal = t),
+    );
+    const quarterDeadline = Date.now() + 60_000;
+    while (terminal < n / 4 && Date.now() < quarterDeadline) await new Promise((r) => setTimeout(r, 20));
+    const terminalAtFault = terminal;
+    const faultAt = Date.now();
+    let faultEvidence = '';
+    let resumedAt = 0;
+    const watchResume = (async () => {
+      while (terminal <= terminalAtFault + 10 && Date.now() - faultAt < 180_000)
+        await new Promise((r) => setTimeout(r, 20));
+      resumedAt = Date.now();
+    })();
+    switch (fault) {
+      case 'kill-worker-manager': {
+        const victim = managers[0]!;
+        victim.signal('SIGKILL');
+        const exit = await victim.exited();
+        faultEvidence = `worker-manager-0 ended by ${exit.signal} with ${n - terminalAtFault} runs unfinished`;
+        break;
+      }
+      case 'kill-orchestrator': {
+        orchestrator.signal('SIGKILL');
+        const exit = await orchestrator.exited();
+        await new Promise((r) => setTimeout(r, 500));
+        await orchestrator.start();
+        faultEvidence = `orchestrator ended by ${exit.signal}, restarted as pid ${orchestrator.pid}`;
+        break;
+      }
+      case 'kill-broker': {
+        const pid = server.pid();
+        server.kill('SIGKILL');
+        await new Promise((r) => setTimeout(r, 500));
+        await server.restart();
+        faultEvidence = `${backend.name} server pid ${pid} killed -9, restarted as pid ${server.pid()}`;
+        break;
+      }
+      case 'pause-worker-manager': {
+        const victim = managers[0]!;
+        victim.signal('SIGSTOP');
+        await new Promise((r) => setTimeout(r, VISIBILITY_TIMEOUT_MS * 2));
+        victim.signal('SIGCONT');
+        faultEvidence = `worker-manager-0 paused for ${VISIBILITY_TIMEOUT_MS * 2} ms (visibility timeout ${VISIBILITY_TIMEOUT_MS} ms)`;
+        break;
+      }
+    }
+    const runs = await progress;
+    const drainMs = Date.now() - faultAt;
+    await watchResume;
+    // Quiet time: late results of a paused replica and trailing acks settle before the bus is checked.
+    await new Promise((r) => setTimeout(r, fault === 'pause-worker-manager' ? 1_500 : 500));
+    const stats = await orchestrator.stats();
+    const report = await checkInvariants({ orders, runs, store: adapters.store, bus: adapters.bus, ledger });
+    return {
+      ...report,
+      backend: backend.name,
+      fault,
+      n,
+      recoveryMs: resumedAt - faultAt,
+      drainMs,
+      ignoredResults: stats['ignoredResults'] ?? 0,
+      casConflicts: stats['casConflicts'] ?? 0,
+      faultEvidence: `${faultEvidence}; total ${Date.now() - startedAt} ms`,
+    };
+  } finally {
+    await Promise.all(services.map((s) => s.stop()));
+    await adapters.close().catch(() => undefined);
+    ledger.disconnect();
+    await ledgerServer.stop();
+    await server.stop();
+  }
+}
