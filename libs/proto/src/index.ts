@@ -3,6 +3,10 @@
  * it: change the .proto files and run `pnpm proto:generate`). Each message is exported both as a
  * type and as a codec value with `encode`, `decode`, `fromPartial`, `fromJSON` and `toJSON`.
  *
+ * The control-plane services (orchestrator.proto, worker_manager.proto) come as grpc-js service
+ * definitions (`OrchestratorServiceService`, for `server.addService`) and typed client constructors
+ * (`OrchestratorServiceClient`); `@multiagents/client` wraps the latter with domain types.
+ *
  * 64-bit integers are plain numbers, `bytes` are Node `Buffer`s, oneofs are
  * `{ $case, value }` unions and enums are `as const` objects without their prefix
  * (`RunState.COMPLETED`).
@@ -85,6 +89,92 @@ export {
   /** A saga: one run of a pinned workflow definition. */
   RunRecord,
 } from './gen/multiagents/v1/run';
+
+// The orchestrator's control plane (orchestrator.proto).
+export {
+  /** gRPC service definition of OrchestratorService (pass to `server.addService`). */
+  OrchestratorServiceService,
+  /** Typed grpc-js client constructor of OrchestratorService. */
+  OrchestratorServiceClient,
+  /** RegisterWorkflow's request: a definition. */
+  RegisterWorkflowRequest,
+  /** RegisterWorkflow's answer: created or already registered. */
+  RegisterWorkflowResponse,
+  /** GetWorkflowDefinition's request: id and optional version. */
+  GetWorkflowDefinitionRequest,
+  /** GetWorkflowDefinition's answer. */
+  GetWorkflowDefinitionResponse,
+  /** ListWorkflowDefinitions' request. */
+  ListWorkflowDefinitionsRequest,
+  /** One registered definition id with its versions. */
+  WorkflowDefinitionSummary,
+  /** ListWorkflowDefinitions' answer. */
+  ListWorkflowDefinitionsResponse,
+  /** StartWorkflow's request: workflow, JSON input, optional version and idempotency key. */
+  StartWorkflowRequest,
+  /** StartWorkflow's answer: the transaction id. */
+  StartWorkflowResponse,
+  /** GetWorkflow's request. */
+  GetWorkflowRequest,
+  /** GetWorkflow's answer: the run. */
+  GetWorkflowResponse,
+  /** ListWorkflows' request: filters and a page token. */
+  ListWorkflowsRequest,
+  /** ListWorkflows' answer: one page of runs. */
+  ListWorkflowsResponse,
+  /** WatchWorkflow's request. */
+  WatchWorkflowRequest,
+  /** One message of the WatchWorkflow stream: the run after a change. */
+  WatchWorkflowResponse,
+  /** SignalWorkflow's request: name and JSON payload. */
+  SignalWorkflowRequest,
+  /** SignalWorkflow's answer: the run after the signal. */
+  SignalWorkflowResponse,
+  /** CancelWorkflow's request. */
+  CancelWorkflowRequest,
+  /** CancelWorkflow's answer: the run after the cancel. */
+  CancelWorkflowResponse,
+  /** RetryStep's request (operator action). */
+  RetryStepRequest,
+  /** RetryStep's answer. */
+  RetryStepResponse,
+  /** SkipStep's request (operator action). */
+  SkipStepRequest,
+  /** SkipStep's answer. */
+  SkipStepResponse,
+  /** ResumeCompensation's request (operator action). */
+  ResumeCompensationRequest,
+  /** ResumeCompensation's answer. */
+  ResumeCompensationResponse,
+} from './gen/multiagents/v1/orchestrator';
+/** Handlers a server implements for OrchestratorService. */
+export type { OrchestratorServiceServer } from './gen/multiagents/v1/orchestrator';
+
+// A worker-manager's control plane (worker_manager.proto).
+export {
+  /** gRPC service definition of WorkerManagerService (pass to `server.addService`). */
+  WorkerManagerServiceService,
+  /** Typed grpc-js client constructor of WorkerManagerService. */
+  WorkerManagerServiceClient,
+  /** The state of a worker's circuit breaker. */
+  CircuitState,
+  /** Proto JSON name of a CircuitState. */
+  circuitStateToJSON,
+  /** CircuitState from its proto JSON name or number. */
+  circuitStateFromJSON,
+  /** One hosted worker: name, in-flight count, capacity, circuit state. */
+  WorkerInfo,
+  /** ListWorkers' request. */
+  ListWorkersRequest,
+  /** ListWorkers' answer. */
+  ListWorkersResponse,
+  /** Drain's request: an optional drain timeout. */
+  DrainRequest,
+  /** Drain's answer, once drained. */
+  DrainResponse,
+} from './gen/multiagents/v1/worker_manager';
+/** Handlers a server implements for WorkerManagerService. */
+export type { WorkerManagerServiceServer } from './gen/multiagents/v1/worker_manager';
 
 /** The codec shape every generated message value has (`encode`, `decode`, `fromPartial`, ...). */
 export type { MessageFns, DeepPartial } from './gen/multiagents/v1/envelope';

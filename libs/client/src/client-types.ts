@@ -1,0 +1,75 @@
+import type { Run, RunState } from '@multiagents/contracts';
+
+/** A registered definition id with its versions (ListWorkflowDefinitions). */
+export interface WorkflowDefinitionSummary {
+  readonly id: string;
+  readonly latestVersion: number;
+  /** Every registered version, ascending. */
+  readonly versions: readonly number[];
+  /** The latest version's description. */
+  readonly description?: string;
+}
+
+/** What {@link MultiAgentsClient.registerWorkflow} answers. */
+export interface RegisterWorkflowResult {
+  /** False when this exact id, version and content were registered before. */
+  readonly created: boolean;
+  readonly id: string;
+  readonly version: number;
+}
+
+/** What {@link MultiAgentsClient.startWorkflow} answers. */
+export interface StartWorkflowResult {
+  readonly txId: string;
+  /** False when the idempotency key had started this run before. */
+  readonly created: boolean;
+}
+
+/** Filters of {@link MultiAgentsClient.listWorkflows}, combined with AND. */
+export interface WorkflowFilter {
+  readonly state?: RunState;
+  readonly workflowId?: string;
+  /** Inclusive bounds on when the run was started (ms since the epoch, or a Date). */
+  readonly createdAfter?: number | Date;
+  readonly createdBefore?: number | Date;
+}
+
+/** One page of runs, newest first. */
+export interface WorkflowPage {
+  readonly runs: readonly Run[];
+  /** Pass as `pageToken` for the next page; absent on the last page. */
+  readonly nextPageToken?: string;
+}
+
+/** A worker's circuit-breaker state as the worker-manager reports it. */
+export type CircuitStateName = 'closed' | 'open' | 'half-open' | 'isolated' | 'disabled' | 'unknown';
+
+/** One worker hosted by a worker-manager (ListWorkers). */
+export interface WorkerStatus {
+  readonly name: string;
+  readonly inFlight: number;
+  readonly capacity: number;
+  readonly circuit: CircuitStateName;
+}
+
+/** What {@link MultiAgentsClient.listWorkers} answers. */
+export interface WorkerList {
+  readonly managerId: string;
+  /** True once a drain has begun. */
+  readonly draining: boolean;
+  readonly workers: readonly WorkerStatus[];
+}
+
+/** What {@link MultiAgentsClient.drain} answers, once the worker-manager has drained. */
+export interface DrainResult {
+  readonly managerId: string;
+  readonly workers: readonly WorkerStatus[];
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Deadline of the call, retries included; the client's `timeoutMs` by default. */
+  readonly timeoutMs?: number;
+  /** Aborting cancels the call (it rejects with CANCELLED). */
+  readonly signal?: AbortSignal;
+}

@@ -1,0 +1,308 @@
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type handleServerStreamingCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { ValidationError } from '@multiagents/contracts';
+import { silentLogger, type Logger } from '@multiagents/core';
+import { OrchestratorServiceService, WorkerManagerServiceService } from '@multiagents/proto';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { tolerantService } from './call-handlers';
+import { OrchestratorService, type OrchestratorApi } from './orchestrator-service';
+import { findProtoDir, loadReflectionPackage } from './proto-files';
+import { WorkerManagerService, type WorkerManagerApi } from './worker-manager-service';
+
+/** Fully qualified name of the orchestrator's gRPC service (also its health-check name). */
+export const ORCHESTRATOR_SERVICE_NAME = 'multiagents.v1.OrchestratorService';
+/** Fully qualified name of the worker-manager's gRPC service (also its health-check name). */
+export const WORKER_MANAGER_SERVICE_NAME = 'multiagents.v1.WorkerManagerService';
+
+/** Options of {@link ControlPlaneServer}. */
+export interface ControlPlaneServerOptions {
+  /** Served as OrchestratorService; any backend's orchestrator. */
+  readonly orchestrator: OrchestratorApi;
+  /** Served as WorkerManagerService when this process hosts one (the embedded mode). */
+  readonly workerManager?: WorkerManagerApi;
+  readonly logger?: Logger;
+  /** Interface to bind. */
+  readonly host?: string;
+  /** Port to bind; 0 picks a free one (read it from `start()`'s answer). */
+  readonly port: number;
+  /** Largest request or response message; a larger request is refused with RESOURCE_EXHAUSTED. */
+  readonly maxMessageBytes?: number;
+  /** Server-side limit on a unary call, applied whatever deadline the client set (or none). */
+  readonly maxCallMs?: number;
+  /** Server-side limit on a WatchWorkflow stream; the client watches again to go on. */
+  readonly maxWatchMs?: number;
+  /** How often a watched run is re-read (changes other orchestrators write); 0: never. */
+  readonly watchPollIntervalMs?: number;
+  /** ListWorkflows page size when the request names none. */
+  readonly defaultPageSize?: number;
+  /** ListWorkflows page sizes above this are capped to it. */
+  readonly maxPageSize?: number;
+  /** How long health reports NOT_SERVING before the listener stops (load balancers notice). */
+  readonly drainDelayMs?: number;
+  /** How long close() waits for calls in flight before cutting them. */
+  readonly shutdownTimeoutMs?: number;
+  /** The proto/ folder for server reflection; found by walking up from this file when absent. */
+  readonly protoDir?: string;
+}
+
+type Defaulted = Required<
+  Pick<
+    ControlPlaneServerOptions,
+    | 'host'
+    | 'maxMessageBytes'
+    | 'maxCallMs'
+    | 'maxWatchMs'
+    | 'watchPollIntervalMs'
+    | 'defaultPageSize'
+    | 'maxPageSize'
+    | 'drainDelayMs'
+    | 'shutdownTimeoutMs'
+  >
+>;
+
+/** Defaults of {@link ControlPlaneServerOptions}. */
+export const DEFAULT_CONTROL_PLANE_SERVER_OPTIONS: Readonly<Defaulted> = Object.freeze({
+  host: '0.0.0.0',
+  maxMessageBytes: 4 * 1024 * 1024,
+  maxCallMs: 30_000,
+  maxWatchMs: 3_600_000,
+  watchPollIntervalMs: 1_000,
+  defaultPageSize: 50,
+  maxPageSize: 500,
+  drainDelayMs: 0,
+  shutdownTimeoutMs: 10_000,
+});
+
+type Resolved = ControlPlaneServerOptions & Defaulted;
+
+function resolveOptions(options: ControlPlaneServerOptions): Resolved {
+  // Options set to undefined take the default too (config modules pass unset variables so).
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const resolved = { ...DEFAULT_CONTROL_PLANE_SERVER_OPTIONS, ...given } as Resolved;
+  const problems: string[] = [];
+  if (typeof options.orchestrator !== 'object' || options.orchestrator === null) {
+    problems.push('orchestrator is required');
+  }
+  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65_535) {
+    problems.push(`port must be an integer from 0 to 65535 (got ${String(resolved.port)})`);
+  }
+  const positive: [string, number][] = [
+    ['maxMessageBytes', resolved.maxMessageBytes],
+    ['maxCallMs', resolved.maxCallMs],
+    ['maxWatchMs', resolved.maxWatchMs],
+    ['defaultPageSize', resolved.defaultPageSize],
+    ['maxPageSize', resolved.maxPageSize],
+    ['shutdownTimeoutMs', resolved.shutdownTimeoutMs],
+  ];
+  for (const [name, value] of positive) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      problems.push(`${name} must be a positive integer (got ${String(value)})`);
+    }
+  }
+  for (const [name, value] of [
+    ['watchPollIntervalMs', resolved.watchPollIntervalMs],
+    ['drainDelayMs', resolved.drainDelayMs],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      problems.push(`${name} must be a non-negative integer (got ${String(value)})`);
+    }
+  }
+  if (resolved.defaultPageSize > resolved.maxPageSize) problems.push('defaultPageSize is above maxPageSize');
+  if (typeof resolved.host !== 'string' || resolved.host.length === 0)
+    problems.push('host must be non-empty');
+  if (problems.length > 0) throw new ValidationError('invalid ControlPlaneServer options', problems);
+  return resolved;
+}
+
+type ServerState = 'new' | 'starting' | 'serving' | 'closing' | 'closed';
+
+/**
+ * The control plane over gRPC (SPEC §6): OrchestratorService, WorkerManagerService when a
+ * worker-manager is hosted here, the standard grpc.health.v1 service and server reflection. Every
+ * call has a deadline (the client's, capped by the server's limit), messages have a maximum size,
+ * errors map to gRPC codes by their MultiAgents code. Health reports SERVING only once started,
+ * and NOT_SERVING from the moment a shutdown (or a worker-manager drain) begins.
+ *
+ * @example
+ * const server = new ControlPlaneServer({ orchestrator, workerManager, port: 50051, logger });
+ * const { port } = await server.start();
+ * process.once('SIGTERM', () => void server.close());
+ */
+export class ControlPlaneServer {
+  private readonly options: Resolved;
+  private readonly logger: Logger;
+  private readonly health: HealthImplementation;
+  private readonly server: Server;
+  private readonly orchestratorService: OrchestratorService;
+  private readonly workerManagerService: WorkerManagerService | undefined;
+  /** Open grpc.health.v1 Watch streams: ended at shutdown, or graceful shutdown would wait on them. */
+  private readonly healthWatches = new Set<ServerWritableStream<unknown, unknown>>();
+  private state: ServerState = 'new';
+  private closing: Promise<void> | undefined;
+  private boundPort: number | undefined;
+
+  constructor(options: ControlPlaneServerOptions) {
+    this.options = resolveOptions(options);
+    this.logger = (options.logger ?? silentLogger).child({ component: 'grpc' });
+    // Everything starts NOT_SERVING: a health check before start() completes must not pass.
+    this.health = new HealthImplementation({
+      '': 'NOT_SERVING',
+      [ORCHESTRATOR_SERVICE_NAME]: 'NOT_SERVING',
+      ...(options.workerManager ? { [WORKER_MANAGER_SERVICE_NAME]: 'NOT_SERVING' } : {}),
+    });
+    this.server = new Server({
+      'grpc.max_receive_message_length': this.options.maxMessageBytes,
+      'grpc.max_send_message_length': this.options.maxMessageBytes,
+    });
+    const context = { logger: this.logger, maxCallMs: this.options.maxCallMs };
+    this.orchestratorService = new OrchestratorService(options.orchestrator, {
+      ...context,
+      maxWatchMs: this.options.maxWatchMs,
+      watchPollIntervalMs: this.options.watchPollIntervalMs,
+      defaultPageSize: this.options.defaultPageSize,
+      maxPageSize: this.options.maxPageSize,
+    });
+    this.server.addService(
+      tolerantService(OrchestratorServiceService),
+      this.orchestratorService.implementation,
+    );
+    if (options.workerManager) {
+      this.workerManagerService = new WorkerManagerService(options.workerManager, context, () => {
+        this.logger.info({}, 'worker-manager draining: health NOT_SERVING');
+        this.health.setStatus(WORKER_MANAGER_SERVICE_NAME, 'NOT_SERVING');
+        // In this process the worker-manager is what runs the steps: without it the whole
+        // process is no longer doing its job.
+        this.health.setStatus('', 'NOT_SERVING');
+      });
+      this.server.addService(
+        tolerantService(WorkerManagerServiceService),
+        this.workerManagerService.implementation,
+      );
+    }
+    this.addHealthService();
+  }
+
+  /** Binds, starts serving, and turns health SERVING. Resolves with the bound port. */
+  async start(): Promise<{ port: number; address: string }> {
+    if (this.state !== 'new') throw new Error(`ControlPlaneServer cannot start: it is ${this.state}`);
+    this.state = 'starting';
+    const protoDir = this.options.protoDir ?? findProtoDir();
+    new ReflectionService(loadReflectionPackage(protoDir)).addToServer(this.server);
+    const port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(
+        `${this.options.host}:${this.options.port}`,
+        ServerCredentials.createInsecure(),
+        (err, bound) => (err ? reject(err) : resolve(bound)),
+      );
+    });
+    this.boundPort = port;
+    this.state = 'serving';
+    this.setServing(true);
+    const address = `${this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host}:${port}`;
+    this.logger.info({ port, host: this.options.host }, 'gRPC control plane listening');
+    return { port, address };
+  }
+
+  /** The bound port, once started. */
+  get port(): number | undefined {
+    return this.boundPort;
+  }
+
+  /** WatchWorkflow streams open now. */
+  get openWatches(): number {
+    return this.orchestratorService.openWatches;
+  }
+
+  /** Listeners the watch streams hold (0 once every stream has ended). */
+  get watchListeners(): number {
+    return this.orchestratorService.hub.size;
+  }
+
+  /**
+   * Health of every service: SERVING or NOT_SERVING (for example while the backend reconnects).
+   * A drained worker-manager stays NOT_SERVING, and nothing is SERVING once closing.
+   */
+  setServing(serving: boolean): void {
+    if (this.state === 'closed') return;
+    const serve = serving && this.state === 'serving';
+    const status: ServingStatus = serve ? 'SERVING' : 'NOT_SERVING';
+    const drained = this.workerManagerService?.isDraining === true;
+    this.health.setStatus('', drained ? 'NOT_SERVING' : status);
+    this.health.setStatus(ORCHESTRATOR_SERVICE_NAME, status);
+    if (this.workerManagerService) {
+      this.health.setStatus(WORKER_MANAGER_SERVICE_NAME, drained ? 'NOT_SERVING' : status);
+    }
+  }
+
+  /**
+   * Graceful shutdown: health turns NOT_SERVING, then after `drainDelayMs` WatchWorkflow streams
+   * end with UNAVAILABLE (clients watch again elsewhere), calls in flight get up to
+   * `shutdownTimeoutMs` to finish, and whatever is left is cut. Idempotent. Does not close the
+   * orchestrator or the worker-manager, which the caller owns.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  /**
+   * grpc-health-check's implementation, registered through a tiny proxy that keeps track of its
+   * Watch streams (it has no way to end them itself).
+   */
+  private addHealthService(): void {
+    this.health.addToServer({
+      addService: (service, implementation: UntypedServiceImplementation) => {
+        const watch = implementation['watch'] as handleServerStreamingCall<unknown, unknown>;
+        this.server.addService(service, {
+          ...implementation,
+          watch: (call: ServerWritableStream<unknown, unknown>) => {
+            this.healthWatches.add(call);
+            const forget = (): void => void this.healthWatches.delete(call);
+            call.once('cancelled', forget);
+            call.once('finish', forget);
+            watch(call);
+          },
+        });
+      },
+    });
+  }
+
+  private async shutdown(): Promise<void> {
+    const wasServing = this.state === 'serving';
+    this.state = 'closing';
+    this.setServing(false);
+    if (wasServing && this.options.drainDelayMs > 0) {
+      await new Promise((resolve) => setTimeout(resolve, this.options.drainDelayMs));
+    }
+    this.orchestratorService.endWatches({
+      code: status.UNAVAILABLE,
+      details: 'server shutting down; watch again',
+    });
+    // Health watchers have seen NOT_SERVING by now; their streams would otherwise never end.
+    for (const call of [...this.healthWatches]) call.end();
+    this.healthWatches.clear();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger.warn(
+          { shutdownTimeoutMs: this.options.shutdownTimeoutMs },
+          'calls still in flight after the shutdown timeout: cutting them',
+        );
+        this.server.forceShutdown();
+        resolve();
+      }, this.options.shutdownTimeoutMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.state = 'closed';
+    this.logger.info({}, 'gRPC control plane closed');
+  }
+}

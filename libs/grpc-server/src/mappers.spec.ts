@@ -1,0 +1,195 @@
+import {
+  RunState,
+  StepStatus,
+  ValidationError,
+  type Run,
+  type WorkflowDefinition,
+} from '@multiagents/contracts';
+import { compileWorkflow } from '@multiagents/core';
+import * as pb from '@multiagents/proto';
+import {
+  definitionFromProto,
+  definitionToProto,
+  jsonFromBytes,
+  runStateFromProto,
+  runStateToProto,
+  runToProto,
+  workerInfoToProto,
+} from './mappers';
+
+/** Paths of keys whose value is undefined, at any depth. */
+function undefinedKeys(value: unknown, path = '$'): string[] {
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.entries(value).flatMap(([key, v]) =>
+    v === undefined ? [`${path}.${key}`] : undefinedKeys(v, `${path}.${key}`),
+  );
+}
+
+const everyKind: WorkflowDefinition = {
+  id: 'every_kind',
+  version: 3,
+  description: 'all step kinds and options',
+  defaults: {
+    retry: { maxAttempts: 4, initialDelayMs: 10, backoffCoefficient: 1.5, maxDelayMs: 1_000 },
+    timeoutMs: 5_000,
+    heartbeatTimeoutMs: 500,
+    compensationRetry: { maxAttempts: 9, nonRetryableErrors: ['GONE'] },
+    compensationTimeoutMs: 2_000,
+  },
+  steps: [
+    {
+      name: 'reserve',
+      kind: 'task',
+      worker: 'inventory.reserve',
+      compensation: 'inventory.release',
+      when: 'context.total > 0',
+      description: 'hold the stock',
+      input: { sku: 'context.sku', qty: 'context.qty' },
+      output: 'reservation',
+      retry: { maxAttempts: 2, nonRetryableErrors: ['OUT_OF_STOCK'] },
+      timeoutMs: 1_000,
+      heartbeatTimeoutMs: 100,
+      compensationRetry: { maxAttempts: 5 },
+      compensationTimeoutMs: 300,
+    },
+    {
+      name: 'fan_out',
+      kind: 'parallel',
+      branches: [
+        [{ name: 'email', kind: 'task', worker: 'email.send', input: 'context' }],
+        [{ name: 'pause', kind: 'sleep', durationMs: 7 * 24 * 3_600_000 }],
+      ],
+    },
+    { name: 'approve', kind: 'wait', signal: 'approved', timeoutMs: 60_000, output: 'approval' },
+  ],
+};
+
+describe('gRPC mappers (server side)', () => {
+  it('round-trips a definition with every step kind and option through protobuf bytes', () => {
+    const bytes = pb.WorkflowDefinition.encode(definitionToProto(everyKind)).finish();
+    const back = definitionFromProto(pb.WorkflowDefinition.decode(bytes));
+    expect(back).toEqual(everyKind);
+    // No undefined-valued keys: what gets stored is exactly what was meant.
+    expect(undefinedKeys(back)).toEqual([]);
+  });
+
+  it('passes a step without a kind on, so the validator names it', () => {
+    const proto = pb.WorkflowDefinition.fromPartial({ id: 'w', version: 1, steps: [{ name: 'nothing' }] });
+    expect(() => compileWorkflow(definitionFromProto(proto))).toThrow(/step "nothing".*unknown step kind/);
+  });
+
+  it('maps every run state both ways and refuses numbers it does not know', () => {
+    const protos = new Set<number>();
+    for (const state of Object.values(RunState)) {
+      const proto = runStateToProto(state);
+      protos.add(proto);
+      expect(runStateFromProto(proto)).toBe(state);
+    }
+    expect(protos.size).toBe(Object.values(RunState).length);
+    expect(protos.has(pb.RunState.UNSPECIFIED)).toBe(false);
+    expect(runStateFromProto(pb.RunState.UNSPECIFIED)).toBeUndefined();
+    expect(() => runStateFromProto(99)).toThrow(ValidationError);
+  });
+
+  it('maps a run with every field to a RunRecord', () => {
+    const run: Run = {
+      txId: 't-1',
+      workflowId: 'order',
+      workflowVersion: 2,
+      state: RunState.CompensationFailed,
+      input: { orderId: 'o-1' },
+      context: { orderId: 'o-1', paid: true },
+      steps: {
+        charge: {
+          name: 'charge',
+          status: StepStatus.CompensationFailed,
+          attempt: 2,
+          attempts: [
+            { attempt: 1, startedAt: 10, endedAt: 11, outcome: 'timed_out' },
+            { attempt: 2, startedAt: 12, endedAt: 13, outcome: 'completed' },
+          ],
+          startedAt: 10,
+          endedAt: 13,
+          output: { paymentId: 'p-1' },
+          completedSeq: 1,
+          heartbeatAt: 12,
+          compensation: {
+            status: 'failed',
+            attempt: 1,
+            attempts: [{ attempt: 1, startedAt: 20, endedAt: 21, outcome: 'failed' }],
+            startedAt: 20,
+            endedAt: 21,
+            error: {
+              code: 'BANK_DOWN',
+              message: 'bank down — try later',
+              retryable: false,
+              details: { bank: 'ü' },
+            },
+          },
+        },
+      },
+      createdAt: 9,
+      updatedAt: 21,
+      startedAt: 9,
+      endedAt: 21,
+      idempotencyKey: 'k-1',
+      signals: { approved: [{ by: 'ops' }, null] },
+      completedCount: 1,
+      eventCount: 7,
+      compensationQueue: ['charge'],
+      error: { code: 'SHIP_FAILED', message: 'no carrier', retryable: false, partialEffects: true },
+      cancelRequested: true,
+      traceHeaders: { traceparent: '00-abc-def-01' },
+    };
+    const record = pb.RunRecord.decode(pb.RunRecord.encode(runToProto(run)).finish());
+    expect(record).toMatchObject({
+      txId: 't-1',
+      workflowId: 'order',
+      workflowVersion: 2,
+      state: pb.RunState.COMPENSATION_FAILED,
+      createdAtMs: 9,
+      updatedAtMs: 21,
+      endedAtMs: 21,
+      idempotencyKey: 'k-1',
+      completedCount: 1,
+      eventCount: 7,
+      compensationQueue: ['charge'],
+      cancelRequested: true,
+      traceHeaders: { traceparent: '00-abc-def-01' },
+      error: { code: 'SHIP_FAILED', message: 'no carrier', retryable: false, partialEffects: true },
+    });
+    const json = (bytes: Uint8Array): unknown => jsonFromBytes(bytes, 'x', [], undefined);
+    expect(json(record.input)).toEqual(run.input);
+    expect(json(record.context)).toEqual(run.context);
+    expect(record.signals['approved']?.payloads.map(json)).toEqual([{ by: 'ops' }, null]);
+    const step = record.steps['charge'];
+    expect(step?.status).toBe(pb.StepStatus.COMPENSATION_FAILED);
+    expect(step?.attempts.map((a) => a.outcome)).toEqual([
+      pb.AttemptOutcome.TIMED_OUT,
+      pb.AttemptOutcome.COMPLETED,
+    ]);
+    expect(json(step?.output ?? Buffer.alloc(0))).toEqual({ paymentId: 'p-1' });
+    expect(step?.compensation?.status).toBe(pb.CompensationStatus.FAILED);
+    expect(json(step?.compensation?.error?.details ?? Buffer.alloc(0))).toEqual({ bank: 'ü' });
+  });
+
+  it('reports JSON that does not parse as a problem of its field', () => {
+    const problems: string[] = [];
+    expect(jsonFromBytes(Buffer.from('{nope'), 'input', problems, {})).toBeUndefined();
+    expect(problems).toEqual([expect.stringMatching(/^input is not valid UTF-8 JSON/)]);
+    expect(jsonFromBytes(Buffer.alloc(0), 'input', problems, 'empty')).toBe('empty');
+  });
+
+  it('maps every circuit state of a worker', () => {
+    const circuits = (['closed', 'open', 'half-open', 'isolated', 'disabled'] as const).map(
+      (circuit) => workerInfoToProto({ name: 'w', inFlight: 1, capacity: 4, circuit }).circuit,
+    );
+    expect(circuits).toEqual([
+      pb.CircuitState.CLOSED,
+      pb.CircuitState.OPEN,
+      pb.CircuitState.HALF_OPEN,
+      pb.CircuitState.ISOLATED,
+      pb.CircuitState.DISABLED,
+    ]);
+  });
+});

@@ -1,0 +1,394 @@
+/**
+ * Mappers between the gRPC messages (libs/proto) and the domain types (libs/contracts), used by
+ * the server handlers only: proto types never travel past this edge. One function per direction.
+ *
+ * Definitions from callers are mapped to plain objects *without* judging them: the orchestrator's
+ * validator sees exactly what was sent (a step without a kind, a version of 0) and reports every
+ * problem at once, so a definition registered over gRPC is checked like one read from YAML.
+ */
+import {
+  RunState,
+  StepStatus,
+  ValidationError,
+  type AttemptRecord,
+  type CompensationRecord,
+  type ErrorInfo,
+  type InputMapping,
+  type RetryPolicy,
+  type Run,
+  type StepDefinition,
+  type StepRecord,
+  type WorkflowDefaults,
+  type WorkflowDefinition,
+} from '@multiagents/contracts';
+import type { DefinitionSummary } from '@multiagents/core';
+import * as pb from '@multiagents/proto';
+import type { WorkerInfo } from '@multiagents/worker-sdk';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Domain run state → proto enum. */
+const RUN_STATE_TO_PROTO: Record<RunState, pb.RunState> = {
+  [RunState.Pending]: pb.RunState.PENDING,
+  [RunState.Running]: pb.RunState.RUNNING,
+  [RunState.Waiting]: pb.RunState.WAITING,
+  [RunState.Completed]: pb.RunState.COMPLETED,
+  [RunState.Failed]: pb.RunState.FAILED,
+  [RunState.Compensating]: pb.RunState.COMPENSATING,
+  [RunState.Compensated]: pb.RunState.COMPENSATED,
+  [RunState.CompensationFailed]: pb.RunState.COMPENSATION_FAILED,
+  [RunState.Cancelling]: pb.RunState.CANCELLING,
+  [RunState.Cancelled]: pb.RunState.CANCELLED,
+};
+
+const RUN_STATE_FROM_PROTO = new Map<number, RunState>(
+  Object.entries(RUN_STATE_TO_PROTO).map(([domain, proto]) => [proto, domain as RunState]),
+);
+
+const STEP_STATUS_TO_PROTO: Record<StepStatus, pb.StepStatus> = {
+  [StepStatus.Pending]: pb.StepStatus.PENDING,
+  [StepStatus.Running]: pb.StepStatus.RUNNING,
+  [StepStatus.Retrying]: pb.StepStatus.RETRYING,
+  [StepStatus.Waiting]: pb.StepStatus.WAITING,
+  [StepStatus.Completed]: pb.StepStatus.COMPLETED,
+  [StepStatus.Skipped]: pb.StepStatus.SKIPPED,
+  [StepStatus.Failed]: pb.StepStatus.FAILED,
+  [StepStatus.Cancelled]: pb.StepStatus.CANCELLED,
+  [StepStatus.Compensating]: pb.StepStatus.COMPENSATING,
+  [StepStatus.Compensated]: pb.StepStatus.COMPENSATED,
+  [StepStatus.CompensationFailed]: pb.StepStatus.COMPENSATION_FAILED,
+};
+
+const OUTCOME_TO_PROTO: Record<NonNullable<AttemptRecord['outcome']>, pb.AttemptOutcome> = {
+  completed: pb.AttemptOutcome.COMPLETED,
+  failed: pb.AttemptOutcome.FAILED,
+  timed_out: pb.AttemptOutcome.TIMED_OUT,
+};
+
+const COMPENSATION_TO_PROTO: Record<CompensationRecord['status'], pb.CompensationStatus> = {
+  running: pb.CompensationStatus.RUNNING,
+  retrying: pb.CompensationStatus.RETRYING,
+  completed: pb.CompensationStatus.COMPLETED,
+  failed: pb.CompensationStatus.FAILED,
+  skipped: pb.CompensationStatus.SKIPPED,
+};
+
+const CIRCUIT_TO_PROTO: Record<WorkerInfo['circuit'], pb.CircuitState> = {
+  closed: pb.CircuitState.CLOSED,
+  open: pb.CircuitState.OPEN,
+  'half-open': pb.CircuitState.HALF_OPEN,
+  isolated: pb.CircuitState.ISOLATED,
+  disabled: pb.CircuitState.DISABLED,
+};
+
+/** The proto enum of a domain run state. */
+export function runStateToProto(state: RunState): pb.RunState {
+  return RUN_STATE_TO_PROTO[state];
+}
+
+/**
+ * The domain run state of a proto enum value; undefined for UNSPECIFIED. Throws ValidationError
+ * for a number this server does not know (a newer client).
+ */
+export function runStateFromProto(state: number): RunState | undefined {
+  if (state === pb.RunState.UNSPECIFIED) return undefined;
+  const domain = RUN_STATE_FROM_PROTO.get(state);
+  if (domain === undefined)
+    throw new ValidationError('invalid request', [`state ${state} is not a RunState`]);
+  return domain;
+}
+
+/** JSON value → UTF-8 bytes; undefined → empty bytes (the proto convention for "absent"). */
+export function jsonToBytes(value: unknown): Buffer {
+  return value === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+/**
+ * UTF-8 JSON bytes → value; empty bytes → `empty`. Bad JSON is reported as a problem of `field`
+ * (pushed into `problems`) so a request is rejected with every problem at once.
+ */
+export function jsonFromBytes(bytes: Uint8Array, field: string, problems: string[], empty: unknown): unknown {
+  if (bytes.length === 0) return empty;
+  try {
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (err) {
+    problems.push(`${field} is not valid UTF-8 JSON: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+function errorInfoToProto(error: ErrorInfo | undefined): pb.ErrorInfo | undefined {
+  if (error === undefined) return undefined;
+  return {
+    code: error.code,
+    message: error.message,
+    retryable: error.retryable,
+    details: jsonToBytes(error.details),
+    ...(error.partialEffects === undefined ? {} : { partialEffects: error.partialEffects }),
+  };
+}
+
+function attemptToProto(attempt: AttemptRecord): pb.AttemptRecord {
+  return {
+    attempt: attempt.attempt,
+    startedAtMs: attempt.startedAt,
+    endedAtMs: attempt.endedAt,
+    outcome:
+      attempt.outcome === undefined ? pb.AttemptOutcome.UNSPECIFIED : OUTCOME_TO_PROTO[attempt.outcome],
+    error: errorInfoToProto(attempt.error),
+  };
+}
+
+function compensationToProto(record: CompensationRecord | undefined): pb.CompensationRecord | undefined {
+  if (record === undefined) return undefined;
+  return {
+    status: COMPENSATION_TO_PROTO[record.status],
+    attempt: record.attempt,
+    attempts: record.attempts.map(attemptToProto),
+    startedAtMs: record.startedAt,
+    endedAtMs: record.endedAt,
+    error: errorInfoToProto(record.error),
+  };
+}
+
+function stepRecordToProto(step: StepRecord): pb.StepRecord {
+  return {
+    name: step.name,
+    status: STEP_STATUS_TO_PROTO[step.status],
+    attempt: step.attempt,
+    attempts: step.attempts.map(attemptToProto),
+    startedAtMs: step.startedAt,
+    endedAtMs: step.endedAt,
+    output: jsonToBytes(step.output),
+    error: errorInfoToProto(step.error),
+    completedSeq: step.completedSeq,
+    partialEffects: step.partialEffects,
+    compensation: compensationToProto(step.compensation),
+    heartbeatAtMs: step.heartbeatAt,
+  };
+}
+
+/** A domain run → the RunRecord message (every step with attempts, outputs, errors and times). */
+export function runToProto(run: Run): pb.RunRecord {
+  const steps: Record<string, pb.StepRecord> = {};
+  for (const [name, step] of Object.entries(run.steps)) steps[name] = stepRecordToProto(step);
+  const signals: Record<string, pb.PendingSignals> = {};
+  for (const [name, payloads] of Object.entries(run.signals)) {
+    signals[name] = { payloads: payloads.map((payload) => jsonToBytes(payload ?? null)) };
+  }
+  return {
+    txId: run.txId,
+    workflowId: run.workflowId,
+    workflowVersion: run.workflowVersion,
+    state: runStateToProto(run.state),
+    input: jsonToBytes(run.input),
+    context: jsonToBytes(run.context),
+    steps,
+    createdAtMs: run.createdAt,
+    updatedAtMs: run.updatedAt,
+    startedAtMs: run.startedAt,
+    endedAtMs: run.endedAt,
+    idempotencyKey: run.idempotencyKey,
+    signals,
+    completedCount: run.completedCount,
+    eventCount: run.eventCount,
+    compensationQueue: [...(run.compensationQueue ?? [])],
+    error: errorInfoToProto(run.error),
+    cancelRequested: run.cancelRequested,
+    traceHeaders: { ...(run.traceHeaders ?? {}) },
+  };
+}
+
+// ---- definitions -----------------------------------------------------------------------------
+
+function retryToProto(retry: RetryPolicy | undefined): pb.RetryPolicy | undefined {
+  if (retry === undefined) return undefined;
+  return {
+    maxAttempts: retry.maxAttempts,
+    initialDelayMs: retry.initialDelayMs,
+    backoffCoefficient: retry.backoffCoefficient,
+    maxDelayMs: retry.maxDelayMs,
+    nonRetryableErrors: [...(retry.nonRetryableErrors ?? [])],
+  };
+}
+
+function inputToProto(input: InputMapping | undefined): pb.InputMapping | undefined {
+  if (input === undefined) return undefined;
+  if (typeof input === 'string') return { mapping: { $case: 'expression', value: input } };
+  return { mapping: { $case: 'fields', value: { fields: { ...input } } } };
+}
+
+function stepToProto(step: StepDefinition): pb.Step {
+  const base = { name: step.name, description: step.description, when: step.when };
+  switch (step.kind) {
+    case 'task':
+      return {
+        ...base,
+        kind: {
+          $case: 'task',
+          value: {
+            worker: step.worker,
+            compensation: step.compensation,
+            input: inputToProto(step.input),
+            output: step.output,
+            retry: retryToProto(step.retry),
+            timeoutMs: step.timeoutMs,
+            heartbeatTimeoutMs: step.heartbeatTimeoutMs,
+            compensationRetry: retryToProto(step.compensationRetry),
+            compensationTimeoutMs: step.compensationTimeoutMs,
+          },
+        },
+      };
+    case 'parallel':
+      return {
+        ...base,
+        kind: {
+          $case: 'parallel',
+          value: { branches: step.branches.map((steps) => ({ steps: steps.map(stepToProto) })) },
+        },
+      };
+    case 'wait':
+      return {
+        ...base,
+        kind: {
+          $case: 'wait',
+          value: { signal: step.signal, timeoutMs: step.timeoutMs, output: step.output },
+        },
+      };
+    case 'sleep':
+      return { ...base, kind: { $case: 'sleep', value: { durationMs: step.durationMs } } };
+  }
+}
+
+/** A domain definition → the WorkflowDefinition message. */
+export function definitionToProto(definition: WorkflowDefinition): pb.WorkflowDefinition {
+  const defaults: WorkflowDefaults | undefined = definition.defaults;
+  return {
+    id: definition.id,
+    version: definition.version,
+    description: definition.description,
+    steps: definition.steps.map(stepToProto),
+    defaults:
+      defaults === undefined
+        ? undefined
+        : {
+            retry: retryToProto(defaults.retry),
+            timeoutMs: defaults.timeoutMs,
+            heartbeatTimeoutMs: defaults.heartbeatTimeoutMs,
+            compensationRetry: retryToProto(defaults.compensationRetry),
+            compensationTimeoutMs: defaults.compensationTimeoutMs,
+          },
+  };
+}
+
+/** Copies the fields that are set: the validator rejects unknown keys, not undefined ones, but
+ *  leaving them out keeps stored definitions (and their equality checks) clean. */
+function defined<T extends object>(value: T): T {
+  const out: Partial<Mutable<T>> = {};
+  for (const [key, field] of Object.entries(value) as [keyof T, T[keyof T]][]) {
+    if (field !== undefined) out[key] = field;
+  }
+  return out as T;
+}
+
+function retryFromProto(retry: pb.RetryPolicy | undefined): RetryPolicy | undefined {
+  if (retry === undefined) return undefined;
+  return defined<RetryPolicy>({
+    maxAttempts: retry.maxAttempts,
+    initialDelayMs: retry.initialDelayMs,
+    backoffCoefficient: retry.backoffCoefficient,
+    maxDelayMs: retry.maxDelayMs,
+    nonRetryableErrors: retry.nonRetryableErrors.length > 0 ? [...retry.nonRetryableErrors] : undefined,
+  });
+}
+
+function inputFromProto(input: pb.InputMapping | undefined): InputMapping | undefined {
+  const mapping = input?.mapping;
+  if (mapping === undefined) return undefined;
+  return mapping.$case === 'expression' ? mapping.value : { ...mapping.value.fields };
+}
+
+function stepFromProto(step: pb.Step): StepDefinition {
+  const base = { name: step.name, description: step.description, when: step.when };
+  const kind = step.kind;
+  // A step without a kind goes on as such: the validator names it ("unknown step kind").
+  if (kind === undefined) return defined(base) as unknown as StepDefinition;
+  switch (kind.$case) {
+    case 'task': {
+      const task = kind.value;
+      return defined<StepDefinition>({
+        ...base,
+        kind: 'task',
+        worker: task.worker,
+        compensation: task.compensation,
+        input: inputFromProto(task.input),
+        output: task.output,
+        retry: retryFromProto(task.retry),
+        timeoutMs: task.timeoutMs,
+        heartbeatTimeoutMs: task.heartbeatTimeoutMs,
+        compensationRetry: retryFromProto(task.compensationRetry),
+        compensationTimeoutMs: task.compensationTimeoutMs,
+      });
+    }
+    case 'parallel':
+      return defined<StepDefinition>({
+        ...base,
+        kind: 'parallel',
+        branches: kind.value.branches.map((branch) => branch.steps.map(stepFromProto)),
+      });
+    case 'wait':
+      return defined<StepDefinition>({
+        ...base,
+        kind: 'wait',
+        signal: kind.value.signal,
+        timeoutMs: kind.value.timeoutMs,
+        output: kind.value.output,
+      });
+    case 'sleep':
+      return defined<StepDefinition>({ ...base, kind: 'sleep', durationMs: kind.value.durationMs });
+  }
+}
+
+/**
+ * A WorkflowDefinition message → the domain shape, unvalidated: pass the result to
+ * `Orchestrator.registerWorkflow`, which validates it and lists every problem.
+ */
+export function definitionFromProto(definition: pb.WorkflowDefinition): WorkflowDefinition {
+  const defaults = definition.defaults;
+  return defined<WorkflowDefinition>({
+    id: definition.id,
+    version: definition.version,
+    description: definition.description,
+    steps: definition.steps.map(stepFromProto),
+    defaults:
+      defaults === undefined
+        ? undefined
+        : defined<WorkflowDefaults>({
+            retry: retryFromProto(defaults.retry),
+            timeoutMs: defaults.timeoutMs,
+            heartbeatTimeoutMs: defaults.heartbeatTimeoutMs,
+            compensationRetry: retryFromProto(defaults.compensationRetry),
+            compensationTimeoutMs: defaults.compensationTimeoutMs,
+          }),
+  });
+}
+
+/** A definitions-store summary → the WorkflowDefinitionSummary message. */
+export function definitionSummaryToProto(summary: DefinitionSummary): pb.WorkflowDefinitionSummary {
+  return {
+    id: summary.id,
+    latestVersion: summary.latestVersion,
+    versions: [...summary.versions],
+    description: summary.description,
+  };
+}
+
+/** A hosted worker's load and circuit → the WorkerInfo message. */
+export function workerInfoToProto(worker: WorkerInfo): pb.WorkerInfo {
+  return {
+    name: worker.name,
+    inFlight: worker.inFlight,
+    capacity: worker.capacity,
+    circuit: CIRCUIT_TO_PROTO[worker.circuit] ?? pb.CircuitState.UNSPECIFIED,
+  };
+}

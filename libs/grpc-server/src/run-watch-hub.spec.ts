@@ -1,0 +1,57 @@
+import type { Run } from '@multiagents/contracts';
+import { RunWatchHub } from './run-watch-hub';
+
+function feed(): { source: { onRunChanged: jest.Mock }; emit: (run: Run) => void; active: () => number } {
+  const listeners = new Set<(run: Run) => void>();
+  const source = {
+    onRunChanged: jest.fn((listener: (run: Run) => void) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    }),
+  };
+  return { source, emit: (run) => listeners.forEach((l) => l(run)), active: () => listeners.size };
+}
+
+const run = (txId: string, state = 'running'): Run => ({ txId, state }) as unknown as Run;
+
+describe('RunWatchHub', () => {
+  it('holds one orchestrator listener while anyone watches, and none after', () => {
+    const { source, emit, active } = feed();
+    const hub = new RunWatchHub(source);
+    expect(active()).toBe(0);
+    const a: string[] = [];
+    const b: string[] = [];
+    const stopA = hub.watch('t-1', (r) => a.push(r.state));
+    const stopB = hub.watch('t-2', (r) => b.push(r.state));
+    expect(source.onRunChanged).toHaveBeenCalledTimes(1);
+    expect(active()).toBe(1);
+    emit(run('t-1', 'running'));
+    emit(run('t-2', 'waiting'));
+    emit(run('t-3', 'completed'));
+    expect(a).toEqual(['running']);
+    expect(b).toEqual(['waiting']);
+    stopA();
+    stopA(); // idempotent
+    expect(hub.size).toBe(1);
+    expect(active()).toBe(1);
+    stopB();
+    expect(hub.size).toBe(0);
+    expect(active()).toBe(0);
+    hub.watch('t-1', () => undefined);
+    expect(active()).toBe(1);
+  });
+
+  it('lets a listener stop itself while being called', () => {
+    const { source, emit } = feed();
+    const hub = new RunWatchHub(source);
+    const seen: string[] = [];
+    const stop = hub.watch('t-1', (r) => {
+      seen.push(`first:${r.state}`);
+      stop();
+    });
+    hub.watch('t-1', (r) => seen.push(`second:${r.state}`));
+    emit(run('t-1', 'completed'));
+    emit(run('t-1', 'completed'));
+    expect(seen).toEqual(['first:completed', 'second:completed', 'second:completed']);
+  });
+});
