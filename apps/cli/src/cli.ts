@@ -1,0 +1,376 @@
+import { connect, type MultiAgentsClient, type WorkflowFilter } from '@multiagents/client';
+import { isTerminalRunState, MultiAgentsError, RunState, type Run } from '@multiagents/contracts';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { CliIo } from './cli-io';
+import { ExitCode, exitCodeFor, UsageError } from './exit-codes';
+import { loadDefinitionFile } from './load-definition-file';
+import { readJsonArgument, readJsonObjectArgument } from './read-json-argument';
+import { describeRun, runListTable } from './run-view';
+import { formatTime, textTable } from './text-table';
+import { watchRun } from './watch-run';
+
+/** Options every command accepts. */
+interface GlobalOptions {
+  readonly address: string;
+  readonly json?: boolean;
+  readonly timeout: number;
+}
+
+function positiveInteger(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed) || parsed <= 0)
+    throw new InvalidArgumentError('must be a positive integer');
+  return parsed;
+}
+
+/** A time filter: ISO 8601 (`2026-01-31T12:00:00Z`) or milliseconds since the epoch. */
+function timeArgument(value: string): number {
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isSafeInteger(ms)) {
+    throw new InvalidArgumentError('must be an ISO 8601 time or milliseconds since the epoch');
+  }
+  return ms;
+}
+
+const RUN_STATES = Object.values(RunState) as string[];
+
+/** Prints a failure: one line, or every problem of an INVALID_ARGUMENT; JSON with `--json`. */
+function printError(err: unknown, io: CliIo, json: boolean): void {
+  const code = err instanceof MultiAgentsError ? err.code : err instanceof UsageError ? 'USAGE' : 'ERROR';
+  const message = err instanceof Error ? err.message : String(err);
+  const details = err instanceof MultiAgentsError ? err.details : undefined;
+  if (json) {
+    io.stderr.write(`${JSON.stringify({ error: { code, message, ...(details ? { details } : {}) } })}\n`);
+    return;
+  }
+  const problems = details?.['problems'];
+  if (Array.isArray(problems) && problems.length > 0) {
+    const what = message.split(': ')[0] ?? message;
+    io.stderr.write(`error (${code}): ${what}\n${problems.map((p) => `  - ${String(p)}\n`).join('')}`);
+    return;
+  }
+  io.stderr.write(`error${err instanceof MultiAgentsError ? ` (${code})` : ''}: ${message}\n`);
+}
+
+/**
+ * Runs `multiagents <args>` and resolves with the exit code (see {@link ExitCode}); never calls
+ * process.exit, so it can run inside a test or another program.
+ */
+export async function runCli(args: readonly string[], io: CliIo): Promise<number> {
+  let exitCode: number = ExitCode.Ok;
+  let json = args.includes('--json');
+  const clients: MultiAgentsClient[] = [];
+
+  const program = new Command('multiagents')
+    .description('Start, watch and inspect MultiAgents workflows over the orchestrator gRPC API.')
+    .addOption(
+      new Option('-a, --address <host:port>', 'orchestrator gRPC address (or MULTIAGENTS_ADDRESS)').default(
+        io.config.address,
+      ),
+    )
+    .option('--json', 'print JSON (one document per line) instead of tables')
+    .addOption(
+      new Option('--timeout <ms>', 'deadline of each call, retries included')
+        .argParser(positiveInteger)
+        .default(10_000),
+    )
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .showHelpAfterError('(see multiagents --help)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 1 other failure, 2 usage or invalid argument, 3 not found,\n' +
+        '4 conflict (wrong state, already exists), 5 watched run ended but not completed.',
+    );
+
+  /** The global options and a connected client for one command. */
+  const context = (command: Command): { options: GlobalOptions; client: MultiAgentsClient } => {
+    const options = command.optsWithGlobals<GlobalOptions>();
+    json = options.json === true;
+    const client = connect(options.address, { timeoutMs: options.timeout });
+    clients.push(client);
+    return { options, client };
+  };
+  const print = (value: unknown, human: () => string[]): void => {
+    const lines = json ? [JSON.stringify(value)] : human();
+    io.stdout.write(lines.map((line) => `${line}\n`).join(''));
+  };
+  const watchToEnd = async (client: MultiAgentsClient, txId: string): Promise<void> => {
+    const last: Run | undefined = await watchRun(client, txId, io, { json });
+    if (last !== undefined && isTerminalRunState(last.state) && last.state !== RunState.Completed) {
+      exitCode = ExitCode.RunNotCompleted;
+    }
+  };
+
+  const workflows = program.command('workflows').description('register and inspect workflow definitions');
+  workflows
+    .command('register')
+    .description('register a definition from a YAML or JSON file')
+    .argument('<file>', 'definition file (.yaml, .yml or .json)')
+    .action(async (file: string, _options: unknown, command: Command) => {
+      const definition = loadDefinitionFile(file);
+      const { client } = context(command);
+      const result = await client.registerWorkflow(definition);
+      print(result, () => [
+        result.created
+          ? `registered ${result.id} v${result.version}`
+          : `${result.id} v${result.version} was already registered with this content`,
+      ]);
+    });
+  workflows
+    .command('list')
+    .description('list registered definitions')
+    .action(async (_options: unknown, command: Command) => {
+      const { client } = context(command);
+      const summaries = await client.listWorkflowDefinitions();
+      print(summaries, () =>
+        textTable(
+          ['ID', 'LATEST', 'VERSIONS', 'DESCRIPTION'],
+          summaries.map((s) => [s.id, String(s.latestVersion), s.versions.join(','), s.description ?? '']),
+        ),
+      );
+    });
+  workflows
+    .command('get')
+    .description('show a definition (the latest version by default)')
+    .argument('<id>', 'workflow id')
+    .addOption(new Option('--version <n>', 'a specific version').argParser(positiveInteger))
+    .action(async (id: string, options: { version?: number }, command: Command) => {
+      const { client } = context(command);
+      const definition = await client.getWorkflowDefinition(id, {
+        ...(options.version === undefined ? {} : { version: options.version }),
+      });
+      print(definition, () => [
+        `${definition.id} v${definition.version}${definition.description ? ` — ${definition.description}` : ''}`,
+        '',
+        ...textTable(
+          ['STEP', 'KIND', 'WORKER / SIGNAL', 'UNDO', 'WHEN'],
+          definition.steps.map((step) => [
+            step.name,
+            step.kind,
+            step.kind === 'task'
+              ? step.worker
+              : step.kind === 'wait'
+                ? step.signal
+                : step.kind === 'sleep'
+                  ? `${step.durationMs} ms`
+                  : `${step.branches.length} branches`,
+            step.kind === 'task' ? (step.compensation ?? '') : '',
+            step.when ?? '',
+          ]),
+        ),
+      ]);
+    });
+
+  program
+    .command('start')
+    .description('start a run')
+    .argument('<workflow>', 'workflow id')
+    .option('-i, --input <json|@file>', 'start input: a JSON object, or @file.json (@- for stdin)', '{}')
+    .option('-k, --idempotency-key <key>', 'the same key returns the same run and never starts a second')
+    .addOption(new Option('--version <n>', 'pin a definition version').argParser(positiveInteger))
+    .option('-w, --watch', 'then watch the run until it ends')
+    .action(
+      async (
+        workflow: string,
+        options: { input: string; idempotencyKey?: string; version?: number; watch?: boolean },
+        command: Command,
+      ) => {
+        const input = readJsonObjectArgument(options.input, '--input', () => io.readStdin());
+        const { client } = context(command);
+        const started = await client.startWorkflow(workflow, input, {
+          ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+          ...(options.version === undefined ? {} : { version: options.version }),
+        });
+        print(started, () => [
+          started.created
+            ? `started run ${started.txId} of ${workflow}`
+            : `run ${started.txId} was already started with this idempotency key`,
+        ]);
+        if (options.watch) await watchToEnd(client, started.txId);
+      },
+    );
+
+  program
+    .command('get')
+    .description('show a run: state, context, every step with attempts, durations and errors')
+    .argument('<txId>', 'transaction id')
+    .action(async (txId: string, _options: unknown, command: Command) => {
+      const { client } = context(command);
+      const run = await client.getWorkflow(txId);
+      print(run, () => describeRun(run, Date.now()));
+    });
+
+  program
+    .command('list')
+    .description('list runs, newest first')
+    .addOption(new Option('-s, --state <state>', 'only runs in this state').choices(RUN_STATES))
+    .option('-w, --workflow <id>', 'only runs of this workflow')
+    .addOption(new Option('--created-after <time>', 'ISO 8601 or ms since the epoch').argParser(timeArgument))
+    .addOption(
+      new Option('--created-before <time>', 'ISO 8601 or ms since the epoch').argParser(timeArgument),
+    )
+    .addOption(new Option('-n, --limit <n>', 'runs per page').argParser(positiveInteger).default(20))
+    .option('--page-token <token>', 'the next page, as printed by the previous one')
+    .action(
+      async (
+        options: {
+          state?: RunState;
+          workflow?: string;
+          createdAfter?: number;
+          createdBefore?: number;
+          limit: number;
+          pageToken?: string;
+        },
+        command: Command,
+      ) => {
+        const { client } = context(command);
+        const filter: WorkflowFilter = {
+          ...(options.state === undefined ? {} : { state: options.state }),
+          ...(options.workflow === undefined ? {} : { workflowId: options.workflow }),
+          ...(options.createdAfter === undefined ? {} : { createdAfter: options.createdAfter }),
+          ...(options.createdBefore === undefined ? {} : { createdBefore: options.createdBefore }),
+        };
+        const page = await client.listWorkflows(filter, {
+          pageSize: options.limit,
+          ...(options.pageToken === undefined ? {} : { pageToken: options.pageToken }),
+        });
+        print(page, () => [
+          ...(page.runs.length === 0 ? ['no runs'] : runListTable(page.runs, Date.now())),
+          ...(page.nextPageToken === undefined ? [] : [`more: --page-token ${page.nextPageToken}`]),
+        ]);
+      },
+    );
+
+  program
+    .command('watch')
+    .description('follow a run until it ends: a live view on a terminal, one line per change otherwise')
+    .argument('<txId>', 'transaction id')
+    .action(async (txId: string, _options: unknown, command: Command) => {
+      const { client } = context(command);
+      await watchToEnd(client, txId);
+    });
+
+  program
+    .command('signal')
+    .description('send a named signal to a run (kept if its wait step has not started)')
+    .argument('<txId>', 'transaction id')
+    .argument('<name>', 'signal name')
+    .option('-p, --payload <json|@file>', 'signal payload as JSON, or @file.json')
+    .action(async (txId: string, name: string, options: { payload?: string }, command: Command) => {
+      const payload =
+        options.payload === undefined
+          ? undefined
+          : readJsonArgument(options.payload, '--payload', () => io.readStdin());
+      const { client } = context(command);
+      const run = await client.signalWorkflow(txId, name, payload);
+      print(run, () => [`signal ${name} delivered; run ${run.txId} is ${run.state}`]);
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a run: steps in flight finish, completed steps are compensated')
+    .argument('<txId>', 'transaction id')
+    .option('-r, --reason <text>', 'why (recorded with the run)')
+    .option('-w, --watch', 'then watch the run until it ends')
+    .action(async (txId: string, options: { reason?: string; watch?: boolean }, command: Command) => {
+      const { client } = context(command);
+      const run = await client.cancelWorkflow(txId, options.reason);
+      print(run, () => [`cancel requested; run ${run.txId} is ${run.state}`]);
+      if (options.watch) {
+        await watchToEnd(client, txId);
+        // Cancelling was the point: ending `cancelled` is success here.
+        if (exitCode === ExitCode.RunNotCompleted) {
+          const last = await client.getWorkflow(txId);
+          if (last.state === RunState.Cancelled) exitCode = ExitCode.Ok;
+        }
+      }
+    });
+
+  program
+    .command('retry-step')
+    .description('operator action: run a step of a failed run again')
+    .argument('<txId>', 'transaction id')
+    .argument('<step>', 'step name')
+    .action(async (txId: string, step: string, _options: unknown, command: Command) => {
+      const { client } = context(command);
+      const run = await client.retryStep(txId, step);
+      print(run, () => [`step ${step} retried; run ${run.txId} is ${run.state}`]);
+    });
+
+  program
+    .command('skip-step')
+    .description('operator action: mark a step of a failed run done and go on')
+    .argument('<txId>', 'transaction id')
+    .argument('<step>', 'step name')
+    .option('-o, --output <json|@file>', 'the output to record for the step')
+    .action(async (txId: string, step: string, options: { output?: string }, command: Command) => {
+      const output =
+        options.output === undefined
+          ? undefined
+          : readJsonArgument(options.output, '--output', () => io.readStdin());
+      const { client } = context(command);
+      const run = await client.skipStep(txId, step, output);
+      print(run, () => [`step ${step} skipped; run ${run.txId} is ${run.state}`]);
+    });
+
+  program
+    .command('resume-compensation')
+    .description('operator action: resume undoing a compensation_failed run')
+    .argument('<txId>', 'transaction id')
+    .action(async (txId: string, _options: unknown, command: Command) => {
+      const { client } = context(command);
+      const run = await client.resumeCompensation(txId);
+      print(run, () => [`compensation resumed; run ${run.txId} is ${run.state}`]);
+    });
+
+  const workers = program.command('workers').description('the workers hosted next to the orchestrator');
+  workers
+    .command('list')
+    .description('list hosted workers with load and circuit state')
+    .action(async (_options: unknown, command: Command) => {
+      const { client } = context(command);
+      const list = await client.listWorkers();
+      print(list, () => [
+        `worker-manager ${list.managerId}${list.draining ? ' (draining)' : ''}`,
+        ...textTable(
+          ['WORKER', 'IN FLIGHT', 'CAPACITY', 'CIRCUIT'],
+          list.workers.map((w) => [w.name, String(w.inFlight), String(w.capacity), w.circuit]),
+        ),
+      ]);
+    });
+  workers
+    .command('drain')
+    .description('stop taking commands and wait for the ones in flight (before a shutdown)')
+    .addOption(
+      new Option('--drain-timeout <ms>', 'how long handlers in flight may still run').argParser(
+        positiveInteger,
+      ),
+    )
+    .action(async (options: { drainTimeout?: number }, command: Command) => {
+      const { client } = context(command);
+      const result = await client.drain({
+        ...(options.drainTimeout === undefined ? {} : { drainTimeoutMs: options.drainTimeout }),
+      });
+      print(result, () => [`worker-manager ${result.managerId} drained at ${formatTime(Date.now())}`]);
+    });
+
+  try {
+    await program.parseAsync([...args], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successes; any other parse error is a usage error (already printed).
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version'
+        ? ExitCode.Ok
+        : ExitCode.Usage;
+    }
+    printError(err, io, json);
+    return exitCodeFor(err);
+  } finally {
+    for (const client of clients) client.close();
+  }
+  return exitCode;
+}
