@@ -11,7 +11,7 @@ describe('orchestrator config', () => {
     });
   });
 
-  it('lists every problem, including a backend this build does not have', () => {
+  it('lists every problem at once', () => {
     let error: unknown;
     try {
       loadConfig({ MULTIAGENTS_BACKEND: 'redis', REDIS_URL: 'redis://localhost', LOG_LEVEL: 'loud' });
@@ -26,5 +26,48 @@ describe('orchestrator config', () => {
 
   it('requires worker modules in the embedded mode', () => {
     expect(() => loadConfig({})).toThrow(/MULTIAGENTS_WORKER_MODULES is required/);
+  });
+
+  it('runs over Redis or NATS without workers of its own', () => {
+    expect(loadConfig({ MULTIAGENTS_BACKEND: 'redis', REDIS_URL: 'redis://127.0.0.1:6380' })).toMatchObject({
+      backend: 'redis',
+      redisUrl: 'redis://127.0.0.1:6380',
+      workerModules: [],
+    });
+    expect(loadConfig({ MULTIAGENTS_BACKEND: 'nats', NATS_URL: 'nats://127.0.0.1:4223' })).toMatchObject({
+      backend: 'nats',
+      workerModules: [],
+    });
+  });
+});
+
+describe('orchestrator config: gRPC', () => {
+  it('defaults the gRPC settings', () => {
+    expect(loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js' })).toMatchObject({
+      grpcPort: 50051,
+      grpcHost: '0.0.0.0',
+      grpcMaxMessageBytes: 4 * 1024 * 1024,
+    });
+  });
+
+  it('reads GRPC_PORT, GRPC_HOST and GRPC_MAX_MESSAGE_BYTES, and lists every bad one', () => {
+    expect(
+      loadConfig({
+        MULTIAGENTS_WORKER_MODULES: 'a.js',
+        GRPC_PORT: '0',
+        GRPC_HOST: '127.0.0.1',
+        GRPC_MAX_MESSAGE_BYTES: '1048576',
+      }),
+    ).toMatchObject({ grpcPort: 0, grpcHost: '127.0.0.1', grpcMaxMessageBytes: 1_048_576 });
+    let error: unknown;
+    try {
+      loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js', GRPC_PORT: 'x', GRPC_MAX_MESSAGE_BYTES: '12' });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ValidationError).problems).toEqual([
+      'GRPC_PORT=x: must be a port number from 0 to 65535',
+      'GRPC_MAX_MESSAGE_BYTES=12: must be an integer from 1024 to 1073741824',
+    ]);
   });
 });
