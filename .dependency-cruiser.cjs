@@ -5,6 +5,8 @@
 // resolves through pnpm's node_modules symlink to libs/x/src/index.ts (the `development` export
 // condition), so one regex on the path covers both package imports and relative imports.
 
+/** Benchmark tooling: it starts private servers and service processes like the fault tests do. */
+const BENCH_FILE = '^examples/[^/]+/src/bench\\.ts$';
 /** Test files: specs, `test-*.ts` helpers and anything under a `test/` folder. */
 const TEST_FILE = '(\\.spec\\.ts$|/test-[^/]+\\.ts$|/test/)';
 /**
@@ -12,7 +14,7 @@ const TEST_FILE = '(\\.spec\\.ts$|/test-[^/]+\\.ts$|/test/)';
  * It may use the shared test tooling declared once in the root package.json (jest, @types/jest,
  * fast-check) without declaring it again in its own package.json.
  */
-const TEST_CODE = [TEST_FILE, '^libs/testing/'];
+const TEST_CODE = [TEST_FILE, '^libs/testing/', '^tests/', BENCH_FILE];
 
 /**
  * Layer rule: files of the packages matching `fromPackage` may import only their own package and
@@ -162,7 +164,7 @@ module.exports = {
     doNotFollow: { path: 'node_modules' },
     // Build output of workspace packages is not source. (Never exclude node_modules here: that would
     // drop every npm dependency from the graph and hide undeclared ones; doNotFollow is enough.)
-    exclude: { path: '^(libs|apps|examples)/[^/]+/(dist|coverage)/' },
+    exclude: { path: '^(libs|apps|examples|tests)/[^/]+/(dist|coverage)/' },
     // Count `import type` edges too, so a cycle made only of type imports is still reported.
     tsPreCompilationDeps: true,
     // Check each import against the package.json nearest to the importing file.

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     ...(config.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: config.drainTimeoutMs }),
   });
   await manager.start();
-  health.setStats(() => ({ ...manager.inFlight() }));
+  health.setStats(() => ({ ...manager.counters, ...backend.bus.counters?.() }));
   health.setReady(true);
   logger.info(
     { backend: config.backend, managerId: manager.managerId, workers: workers.map((w) => w.name) },

@@ -59,9 +59,18 @@ export async function openBackend(
       const url = required(config.redisUrl, 'REDIS_URL');
       const parts = {
         bus: new RedisEventBus({ url, prefix, logger: logger.child({ component: 'bus-redis' }), clock }),
-        store: new RedisStateStore({ url, prefix, logger: logger.child({ component: 'store-redis' }), clock }),
+        store: new RedisStateStore({
+          url,
+          prefix,
+          logger: logger.child({ component: 'store-redis' }),
+          clock,
+        }),
         timers: new RedisTimerStore({ url, prefix, logger: logger.child({ component: 'store-redis' }) }),
-        definitions: new RedisDefinitionStore({ url, prefix, logger: logger.child({ component: 'store-redis' }) }),
+        definitions: new RedisDefinitionStore({
+          url,
+          prefix,
+          logger: logger.child({ component: 'store-redis' }),
+        }),
       };
       return { ...parts, close: () => closeAll(parts) };
     }

@@ -111,6 +111,9 @@ const STREAM_FULL = [10077, 10047, 10023];
  * await bus.close();
  */
 export class NatsEventBus implements EventBus {
+  /** Publishes JetStream refused as duplicates of an id it already held (see `counters`). */
+  private duplicatePublishes = 0;
+
   /** The options in effect. */
   readonly options: ResolvedNatsEventBusOptions;
   /** Every stream, subject and consumer name this bus uses. */
@@ -575,7 +578,12 @@ export class NatsEventBus implements EventBus {
       });
       const outcome = await Promise.race([
         ack.then(
-          () => ({ kind: 'ok' as const }),
+          (pubAck) => {
+            // The stream already held this id: a repeated publish (a stale replica's late result,
+            // an outbox republished) that JetStream refused. Counted, as SPEC §9.4 asks.
+            if (pubAck.duplicate) this.duplicatePublishes++;
+            return { kind: 'ok' as const };
+          },
           (err: unknown) => ({ kind: 'failed' as const, err }),
         ),
         ...(disconnect === undefined
@@ -593,6 +601,11 @@ export class NatsEventBus implements EventBus {
       if (attempt >= publishRetries || !isTransient(outcome.err)) throw outcome.err;
       await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** attempt)));
     }
+  }
+
+  /** `duplicatePublishes`: publishes JetStream refused because the stream already held their id. */
+  counters(): Readonly<Record<string, number>> {
+    return { duplicatePublishes: this.duplicatePublishes };
   }
 
   private async deadLetter(

@@ -29,7 +29,8 @@ export class HealthServer {
       let status = 404;
       let body: unknown = { status: 'not found' };
       if (req.url === '/healthz') [status, body] = [200, { status: 'ok' }];
-      else if (req.url === '/readyz') [status, body] = this.ready ? [200, { status: 'ok' }] : [503, { status: 'not ready' }];
+      else if (req.url === '/readyz')
+        [status, body] = this.ready ? [200, { status: 'ok' }] : [503, { status: 'not ready' }];
       else if (req.url === '/stats') [status, body] = [200, this.stats()];
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));

@@ -84,9 +84,12 @@ describe('defineWorker', () => {
 });
 
 describe('worker names', () => {
-  it.each(['a..b', '.a', 'a.', 'a b', 'x'.repeat(129)])('refuses %j: it could not name a topic or subject', (name) => {
-    expect(() => defineWorker(name, () => null)).toThrow(/dot-separated tokens/);
-  });
+  it.each(['a..b', '.a', 'a.', 'a b', 'x'.repeat(129)])(
+    'refuses %j: it could not name a topic or subject',
+    (name) => {
+      expect(() => defineWorker(name, () => null)).toThrow(/dot-separated tokens/);
+    },
+  );
 
   it('accepts dotted names', () => {
     expect(defineWorker('inventory.reserve:v2', () => null).name).toBe('inventory.reserve:v2');

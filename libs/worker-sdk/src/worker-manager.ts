@@ -267,6 +267,12 @@ export class WorkerManager {
     return true;
   }
 
+  /**
+   * Commands delivered to this replica, and how many of them were deliveries again (another
+   * replica died or stalled holding them, or a handler failed): evidence for operators and tests.
+   */
+  readonly counters = { delivered: 0, redelivered: 0 };
+
   /** Attempts in flight, per hosted worker. */
   inFlight(): Record<string, number> {
     const counts: Record<string, number> = {};
@@ -333,6 +339,8 @@ export class WorkerManager {
 
   /** One delivery: resolving acknowledges the command, throwing leaves it for redelivery. */
   private async handle(runner: WorkerRunner, delivery: Delivery): Promise<void> {
+    this.counters.delivered++;
+    if (delivery.deliveryCount > 1) this.counters.redelivered++;
     // Throws PoisonMessageError for a malformed command: the bus dead-letters it and goes on.
     const command = parseStepCommand(delivery.envelope);
     const { commandId } = command.payload;

@@ -42,6 +42,10 @@ export interface ScenarioResult extends InvariantReport {
   readonly drainMs: number;
   readonly ignoredResults: number;
   readonly casConflicts: number;
+  /** Commands the surviving worker-managers received again (another replica held them first). */
+  readonly redeliveries: number;
+  /** Publishes the broker refused as duplicates (NATS de-duplication of a stale replica's results). */
+  readonly duplicatePublishes: number;
   readonly faultEvidence: string;
 }
 
@@ -96,6 +100,7 @@ export async function runFaultScenario(
       {
         ...common,
         MULTIAGENTS_DEFINITIONS: join(REPO_ROOT, 'examples/order-processing/src/workflow.yaml'),
+        MULTIAGENTS_VISIBILITY_TIMEOUT_MS: String(VISIBILITY_TIMEOUT_MS),
         GRPC_PORT: String(await freePort()),
       },
       logDir,
@@ -203,6 +208,9 @@ export async function runFaultScenario(
     // Quiet time: late results of a paused replica and trailing acks settle before the bus is checked.
     await new Promise((r) => setTimeout(r, fault === 'pause-worker-manager' ? 1_500 : 500));
     const stats = await orchestrator.stats();
+    const survivors = fault === 'kill-worker-manager' ? managers.slice(1) : managers;
+    const replicaStats = await Promise.all(survivors.map((m) => m.stats()));
+    const sum = (key: string): number => replicaStats.reduce((total, r) => total + (r[key] ?? 0), 0);
     const report = await checkInvariants({ orders, runs, store: adapters.store, bus: adapters.bus, ledger });
     return {
       ...report,
@@ -213,6 +221,8 @@ export async function runFaultScenario(
       drainMs,
       ignoredResults: stats['ignoredResults'] ?? 0,
       casConflicts: stats['casConflicts'] ?? 0,
+      redeliveries: sum('redelivered'),
+      duplicatePublishes: sum('duplicatePublishes'),
       faultEvidence: `${faultEvidence}; total ${Date.now() - startedAt} ms`,
     };
   } finally {

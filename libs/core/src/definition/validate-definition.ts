@@ -115,7 +115,11 @@ class Checker {
       if (required) this.problem(where, `${field} is required`);
       return;
     }
-    if (typeof value !== 'string' || !WORKER_NAME_PATTERN.test(value) || value.length > MAX_WORKER_NAME_LENGTH) {
+    if (
+      typeof value !== 'string' ||
+      !WORKER_NAME_PATTERN.test(value) ||
+      value.length > MAX_WORKER_NAME_LENGTH
+    ) {
       this.problem(
         where,
         `${field} must be a worker name matching ${WORKER_NAME_PATTERN.source}, got ${JSON.stringify(value)}`,

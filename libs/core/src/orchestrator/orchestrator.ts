@@ -56,6 +56,8 @@ export interface OrchestratorOptions {
   readonly outboxGraceMs?: number;
   /** Results handled at once. */
   readonly resultConcurrency?: number;
+  /** A result an orchestrator took and did not finish (it crashed) goes to another after this long. */
+  readonly resultVisibilityTimeoutMs?: number;
   /** Compare-and-set attempts before an event is handed back to the bus for redelivery. */
   readonly maxCasRetries?: number;
   /** Largest start input or signal payload, as JSON bytes. */
@@ -229,6 +231,9 @@ export class Orchestrator {
         group: Groups.orchestrators,
         consumer: this.options.consumerName ?? `orchestrator-${this.ids.next()}`,
         concurrency: this.options.resultConcurrency,
+        ...(this.options.resultVisibilityTimeoutMs === undefined
+          ? {}
+          : { visibilityTimeoutMs: this.options.resultVisibilityTimeoutMs }),
       },
       (delivery) => this.handleResult(delivery.envelope),
     );

@@ -86,5 +86,10 @@ export interface EventBus {
   listDeadLetters(topic: string, limit?: number): Promise<DeadLetter[]>;
   /** Publishes a dead letter again (with a fresh delivery count) and removes it; false if unknown. */
   replayDeadLetter(topic: string, id: string): Promise<boolean>;
+  /**
+   * Backend-specific counters (e.g. publishes a broker dropped as duplicates of an earlier one),
+   * for the services' `/stats`. Optional: not every backend has any.
+   */
+  counters?(): Readonly<Record<string, number>>;
   close(): Promise<void>;
 }
