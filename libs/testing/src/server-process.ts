@@ -20,9 +20,27 @@ export interface ServerProcess {
 }
 
 const running = new Set<ChildProcess>();
-process.once('exit', () => {
+
+/**
+ * Remembers a child process started for a test, so it dies with the test process: on a normal
+ * exit, and when the runner is interrupted or killed with SIGTERM/SIGINT (otherwise servers and
+ * services would outlive the test run).
+ */
+export function trackChild(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
+function killAll(): void {
   for (const child of running) child.kill('SIGKILL');
-});
+}
+process.once('exit', killAll);
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
+  });
+}
 
 /** A free loopback port (the OS picks it; there is a small window before the server binds it). */
 export async function freePort(): Promise<number> {
@@ -78,8 +96,7 @@ export async function startServerProcess(
     const proc = spawn(binary(command), args(port, dir), { stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
     proc.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    proc.once('exit', () => running.delete(proc));
-    running.add(proc);
+    trackChild(proc);
     child = proc;
     try {
       await waitForPort(port, proc, 10_000);

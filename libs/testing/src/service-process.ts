@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { trackChild } from './server-process';
 
 /**
  * A service (orchestrator or worker-manager) running as its own OS process, as in production:
@@ -34,6 +35,7 @@ export class ServiceProcess {
       env: { ...process.env, ...this.env, HTTP_PORT: String(this.httpPort) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    trackChild(child);
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.child = child;

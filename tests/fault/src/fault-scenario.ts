@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { EventType, Topics } from '@multiagents/contracts';
 import type { EventBus, DefinitionStore, StateStore, TimerStore } from '@multiagents/core';
 import { Orchestrator, parseDefinition } from '@multiagents/core';
 import { freePort, ServiceProcess, startRedisServer, type ServerProcess } from '@multiagents/testing';
@@ -36,7 +37,7 @@ export interface ScenarioResult extends InvariantReport {
   readonly backend: string;
   readonly fault: Fault;
   readonly n: number;
-  /** From the fault until runs finished again (progress resumed). */
+  /** From the fault to the first run that finished after the fault was over (-1: none). */
   readonly recoveryMs: number;
   /** From the fault until every run was terminal. */
   readonly drainMs: number;
@@ -64,6 +65,16 @@ export function buildServices(): void {
 }
 
 const VISIBILITY_TIMEOUT_MS = 2_000;
+
+const TERMINAL_EVENTS = new Set<string>([
+  EventType.WorkflowCompleted,
+  EventType.WorkflowCompensated,
+  EventType.WorkflowFailed,
+  EventType.WorkflowCancelled,
+  EventType.WorkflowStuck,
+]);
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function makeOrders(n: number, failRate: number): Omit<StartedOrder, 'txId'>[] {
   // Deterministic: every 10th order fails at shipping for failRate 0.1.
@@ -135,46 +146,52 @@ export async function runFaultScenario(
     const orders: StartedOrder[] = [];
     const inputs = makeOrders(n, 0.1);
     const startedAt = Date.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        while (next < inputs.length) {
-          const input = inputs[next++]!;
+    // Terminal runs as they happen, from the lifecycle events (a consumer group of the checker's own).
+    const terminalAt: number[] = [];
+    const watcher = await adapters.bus.subscribe(
+      Topics.events,
+      { group: 'fault-checker', consumer: 'checker', startFrom: 'earliest', concurrency: 64 },
+      async (delivery) => {
+        if (TERMINAL_EVENTS.has(delivery.envelope.type)) terminalAt.push(Date.now());
+      },
+    );
+    // Starts keep going through the fault (retried with the same idempotency key while the broker
+    // or the store is unreachable), so the fault always lands with runs in flight.
+    const startDeadline = Date.now() + 120_000;
+    const startOne = async (input: Omit<StartedOrder, 'txId'>): Promise<string> => {
+      for (;;) {
+        try {
           const { txId } = await starter.startWorkflow(
             'order_processing',
             { ...input },
             { idempotencyKey: input.orderId },
           );
-          orders.push({ ...input, txId });
+          return txId;
+        } catch (err) {
+          if (Date.now() > startDeadline) throw err;
+          await sleep(200);
+        }
+      }
+    };
+    let next = 0;
+    const starting = Promise.all(
+      Array.from({ length: 10 }, async () => {
+        while (next < inputs.length) {
+          const input = inputs[next++]!;
+          orders.push({ ...input, txId: await startOne(input) });
         }
       }),
     );
-
-    // Inject the fault once a quarter of the runs are terminal.
-    let terminal = 0;
-    const progress = waitForTerminalRuns(
-      adapters.store,
-      orders.map((o) => o.txId),
-      180_000,
-      (t) => (terminal = t),
-    );
-    const quarterDeadline = Date.now() + 60_000;
-    while (terminal < n / 4 && Date.now() < quarterDeadline) await new Promise((r) => setTimeout(r, 20));
-    const terminalAtFault = terminal;
+    while (orders.length < n / 4 && Date.now() < startDeadline) await sleep(5);
     const faultAt = Date.now();
+    const unfinishedAtFault = orders.length - terminalAt.length;
     let faultEvidence = '';
-    let resumedAt = 0;
-    const watchResume = (async () => {
-      while (terminal <= terminalAtFault + 10 && Date.now() - faultAt < 180_000)
-        await new Promise((r) => setTimeout(r, 20));
-      resumedAt = Date.now();
-    })();
     switch (fault) {
       case 'kill-worker-manager': {
         const victim = managers[0]!;
         victim.signal('SIGKILL');
         const exit = await victim.exited();
-        faultEvidence = `worker-manager-0 ended by ${exit.signal} with ${n - terminalAtFault} runs unfinished`;
+        faultEvidence = `worker-manager-0 ended by ${exit.signal} with ${unfinishedAtFault} started runs unfinished`;
         break;
       }
       case 'kill-orchestrator': {
@@ -202,11 +219,19 @@ export async function runFaultScenario(
         break;
       }
     }
-    const runs = await progress;
+    const recoveredAt = Date.now();
+    await starting;
+    const runs = await waitForTerminalRuns(
+      adapters.store,
+      orders.map((o) => o.txId),
+      180_000,
+    );
     const drainMs = Date.now() - faultAt;
-    await watchResume;
+    // Recovery: from the fault to the first run that finished after the fault was over.
+    const firstAfter = terminalAt.find((t) => t >= recoveredAt);
     // Quiet time: late results of a paused replica and trailing acks settle before the bus is checked.
-    await new Promise((r) => setTimeout(r, fault === 'pause-worker-manager' ? 1_500 : 500));
+    await sleep(fault === 'pause-worker-manager' ? 1_500 : 500);
+    await watcher.close();
     const stats = await orchestrator.stats();
     const survivors = fault === 'kill-worker-manager' ? managers.slice(1) : managers;
     const replicaStats = await Promise.all(survivors.map((m) => m.stats()));
@@ -217,13 +242,13 @@ export async function runFaultScenario(
       backend: backend.name,
       fault,
       n,
-      recoveryMs: resumedAt - faultAt,
+      recoveryMs: firstAfter === undefined ? -1 : firstAfter - faultAt,
       drainMs,
       ignoredResults: stats['ignoredResults'] ?? 0,
       casConflicts: stats['casConflicts'] ?? 0,
       redeliveries: sum('redelivered'),
       duplicatePublishes: sum('duplicatePublishes'),
-      faultEvidence: `${faultEvidence}; total ${Date.now() - startedAt} ms`,
+      faultEvidence: `${faultEvidence}; ${unfinishedAtFault} runs in flight at the fault; total ${Date.now() - startedAt} ms`,
     };
   } finally {
     await Promise.all(services.map((s) => s.stop()));
