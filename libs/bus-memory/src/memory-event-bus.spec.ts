@@ -230,8 +230,8 @@ describe('MemoryEventBus specifics', () => {
           'group must be a non-empty string',
           'concurrency must be an integer >= 1',
           'maxDeliveries must be an integer >= 1',
-          'visibilityTimeoutMs must be a number > 0',
-          'retryDelayMs must be a number >= 0',
+          'visibilityTimeoutMs must be an integer > 0',
+          'retryDelayMs must be an integer >= 0',
         ],
       });
     });

@@ -9,7 +9,6 @@ import {
   type EnvelopeCodecOptions,
 } from '@multiagents/contracts';
 import {
-  DEFAULT_SUBSCRIBE_OPTIONS,
   systemClock,
   type Clock,
   type DeadLetter,
@@ -18,6 +17,8 @@ import {
   type EventBus,
   type SubscribeOptions,
   type Subscription,
+  resolveSubscribeOptions,
+  type ResolvedSubscribeOptions,
   MinHeap,
 } from '@multiagents/core';
 import { FifoQueue } from './fifo-queue';
@@ -125,16 +126,6 @@ class GroupState {
 interface BusInternals {
   detach(subscription: MemorySubscription): void;
   extend(group: GroupState, message: PendingMessage, token: number, subscription: MemorySubscription): void;
-}
-
-interface ResolvedSubscribeOptions {
-  readonly group: string;
-  readonly consumer: string;
-  readonly concurrency: number;
-  readonly maxDeliveries: number;
-  readonly visibilityTimeoutMs: number;
-  readonly retryDelayMs: number;
-  readonly startFrom: 'earliest' | 'latest';
 }
 
 class MemorySubscription implements Subscription {
@@ -662,38 +653,5 @@ function resolveBusOptions(options: MemoryEventBusOptions): ResolvedMemoryEventB
     problems.push('maxDeadLettersPerTopic must be an integer >= 1');
   }
   if (problems.length > 0) throw new ValidationError('MemoryEventBus options', problems);
-  return resolved;
-}
-
-function resolveSubscribeOptions(options: SubscribeOptions): ResolvedSubscribeOptions {
-  const resolved: ResolvedSubscribeOptions = {
-    group: options.group,
-    consumer: options.consumer,
-    concurrency: options.concurrency ?? DEFAULT_SUBSCRIBE_OPTIONS.concurrency,
-    maxDeliveries: options.maxDeliveries ?? DEFAULT_SUBSCRIBE_OPTIONS.maxDeliveries,
-    visibilityTimeoutMs: options.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs,
-    retryDelayMs: options.retryDelayMs ?? DEFAULT_SUBSCRIBE_OPTIONS.retryDelayMs,
-    startFrom: options.startFrom ?? DEFAULT_SUBSCRIBE_OPTIONS.startFrom,
-  };
-  const problems: string[] = [];
-  if (typeof resolved.group !== 'string' || resolved.group.length === 0)
-    problems.push('group must be a non-empty string');
-  if (typeof resolved.consumer !== 'string' || resolved.consumer.length === 0) {
-    problems.push('consumer must be a non-empty string');
-  }
-  if (!Number.isInteger(resolved.concurrency) || resolved.concurrency < 1)
-    problems.push('concurrency must be an integer >= 1');
-  if (!Number.isInteger(resolved.maxDeliveries) || resolved.maxDeliveries < 1) {
-    problems.push('maxDeliveries must be an integer >= 1');
-  }
-  if (!Number.isFinite(resolved.visibilityTimeoutMs) || resolved.visibilityTimeoutMs <= 0) {
-    problems.push('visibilityTimeoutMs must be a number > 0');
-  }
-  if (!Number.isFinite(resolved.retryDelayMs) || resolved.retryDelayMs < 0)
-    problems.push('retryDelayMs must be a number >= 0');
-  if (resolved.startFrom !== 'earliest' && resolved.startFrom !== 'latest') {
-    problems.push("startFrom must be 'earliest' or 'latest'");
-  }
-  if (problems.length > 0) throw new ValidationError('subscribe options', problems);
   return resolved;
 }

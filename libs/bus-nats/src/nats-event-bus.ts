@@ -46,7 +46,7 @@ import {
 import { ConnectionState } from './connection-state';
 import { NatsNames } from './nats-names';
 import { NatsSubscription, type DeadLetterRequest } from './nats-subscription';
-import { resolveSubscribeOptions, type ResolvedSubscribeOptions } from './resolve-subscribe-options';
+import { resolveSubscribeOptions, type ResolvedSubscribeOptions } from '@multiagents/core';
 
 /** Headers of a message in the dead-letter stream (the body is the original bytes, untouched). */
 export const DeadLetterHeader = {

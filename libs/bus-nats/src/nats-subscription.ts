@@ -8,7 +8,7 @@ import {
 } from '@multiagents/contracts';
 import type { Delivery, DeliveryHandler, Logger, Subscription } from '@multiagents/core';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import type { ResolvedSubscribeOptions } from './resolve-subscribe-options';
+import type { ResolvedSubscribeOptions } from '@multiagents/core';
 
 /** Why a message is dead-lettered, as {@link NatsSubscriptionContext.deadLetter} records it. */
 export interface DeadLetterRequest {

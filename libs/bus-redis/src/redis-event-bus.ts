@@ -25,7 +25,7 @@ import {
 } from './redis-event-bus-options';
 import { RedisKeys } from './redis-keys';
 import { RedisSubscription, type SubscriptionContext } from './redis-subscription';
-import { resolveSubscribeOptions } from './resolve-subscribe-options';
+import { resolveSubscribeOptions } from '@multiagents/core';
 import { bulkToString, fieldValue } from './stream-replies';
 
 const STREAM_ID = /^\d+-\d+$/;

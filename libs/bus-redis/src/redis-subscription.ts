@@ -5,7 +5,7 @@ import { AckBatcher } from './ack-batcher';
 import type { BusScripts } from './bus-scripts';
 import { isNoGroupError } from './consumer-group';
 import type { ResolvedRedisEventBusOptions } from './redis-event-bus-options';
-import type { ResolvedSubscribeOptions } from './resolve-subscribe-options';
+import type { ResolvedSubscribeOptions } from '@multiagents/core';
 import { bulkToString, parseEntryTriples, parseReadGroupReply, type ReceivedEntry } from './stream-replies';
 
 /** What a subscription needs from its bus. */

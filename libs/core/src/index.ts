@@ -70,3 +70,5 @@ export type {
 export { parseServiceConfig, listVariable, Backend } from './config/service-config';
 export type { ServiceConfig, Environment } from './config/service-config';
 export { MinHeap } from './util/min-heap';
+export { resolveSubscribeOptions } from './ports/resolve-subscribe-options';
+export type { ResolvedSubscribeOptions } from './ports/resolve-subscribe-options';

@@ -1,5 +1,5 @@
 import { ValidationError } from '@multiagents/contracts';
-import { DEFAULT_SUBSCRIBE_OPTIONS, type SubscribeOptions } from '@multiagents/core';
+import { DEFAULT_SUBSCRIBE_OPTIONS, type SubscribeOptions } from './event-bus';
 
 /** {@link SubscribeOptions} after the port's defaults. */
 export interface ResolvedSubscribeOptions {
@@ -14,7 +14,8 @@ export interface ResolvedSubscribeOptions {
 
 /**
  * Applies {@link DEFAULT_SUBSCRIBE_OPTIONS} and checks everything, listing every problem in one
- * ValidationError. Durations must be whole milliseconds: JetStream takes them in nanoseconds.
+ * ValidationError. Every EventBus adapter resolves its subscriptions here, so all accept the same
+ * options. Durations are whole milliseconds (JetStream takes nanoseconds, Redis idle times ms).
  */
 export function resolveSubscribeOptions(options: SubscribeOptions): ResolvedSubscribeOptions {
   const resolved: ResolvedSubscribeOptions = {
