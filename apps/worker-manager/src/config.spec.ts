@@ -36,6 +36,22 @@ describe('worker-manager config', () => {
     });
   });
 
+  it('serves gRPC on 0.0.0.0:50052 unless GRPC_HOST and GRPC_PORT say otherwise', () => {
+    const base = {
+      MULTIAGENTS_BACKEND: 'nats',
+      NATS_URL: 'nats://127.0.0.1:4222',
+      MULTIAGENTS_WORKER_MODULES: 'w.js',
+    };
+    expect(loadConfig(base)).toMatchObject({ grpcHost: '0.0.0.0', grpcPort: 50052 });
+    expect(loadConfig({ ...base, GRPC_HOST: '127.0.0.1', GRPC_PORT: '0' })).toMatchObject({
+      grpcHost: '127.0.0.1',
+      grpcPort: 0,
+    });
+    expect(problemsOf({ ...base, GRPC_PORT: '70000' })).toEqual([
+      'GRPC_PORT=70000: must be a port number from 0 to 65535',
+    ]);
+  });
+
   it('lists a wrong REDIS_URL and bad tuning together', () => {
     const problems = problemsOf({
       MULTIAGENTS_BACKEND: 'redis',

@@ -9,8 +9,10 @@ export interface WorkerManagerConfig extends ServiceConfig {
   readonly visibilityTimeoutMs?: number;
   /** Deliveries of a failing command before it is dead-lettered. */
   readonly maxDeliveries?: number;
-  /** How long SIGTERM waits for commands in flight before handing them back. */
+  /** How long SIGTERM (or a Drain call without a timeout) waits for commands in flight. */
   readonly drainTimeoutMs?: number;
+  /** Interface the gRPC API (WorkerManagerService, health, reflection) binds (GRPC_HOST). */
+  readonly grpcHost: string;
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, problems: string[]): number | undefined {
@@ -46,10 +48,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerManagerC
   const visibilityTimeoutMs = positiveInt(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', problems);
   const maxDeliveries = positiveInt(env, 'MULTIAGENTS_MAX_DELIVERIES', problems);
   const drainTimeoutMs = positiveInt(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', problems);
+  const grpcHost = env['GRPC_HOST'] || '0.0.0.0';
   if (problems.length > 0) throw new ValidationError('invalid worker-manager configuration', problems);
   return {
     ...(base as ServiceConfig),
     workerModules,
+    grpcHost,
     ...(visibilityTimeoutMs === undefined ? {} : { visibilityTimeoutMs }),
     ...(maxDeliveries === undefined ? {} : { maxDeliveries }),
     ...(drainTimeoutMs === undefined ? {} : { drainTimeoutMs }),

@@ -1,9 +1,14 @@
 /**
  * The worker-manager service: hosts the workers of MULTIAGENTS_WORKER_MODULES as one replica of the
  * `workers` consumer group on a shared backend (Redis or NATS). Replicas scale by starting more.
- * SIGTERM drains: no new commands; those in flight finish, or are handed back after the drain timeout.
+ * GRPC_PORT serves WorkerManagerService (ListWorkers, Drain), grpc.health.v1 (SERVING once the
+ * command subscriptions run, NOT_SERVING while draining) and server reflection.
+ * SIGTERM drains: no new commands; those in flight finish, or are handed back after the drain
+ * timeout; then the process exits. A Drain call drains the same way but the process stays up
+ * (ListWorkers answers, health NOT_SERVING, /readyz 503) until SIGTERM.
  */
 import { openBackend } from '@multiagents/backends';
+import { ControlPlaneServer } from '@multiagents/grpc-server';
 import { createPinoLogger, HealthServer } from '@multiagents/telemetry';
 import { loadWorkerModules, WorkerManager } from '@multiagents/worker-sdk';
 import { loadConfig, type WorkerManagerConfig } from './config';
@@ -33,11 +38,33 @@ async function main(): Promise<void> {
     },
     ...(config.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: config.drainTimeoutMs }),
   });
-  await manager.start();
+  const grpc = new ControlPlaneServer({
+    workerManager: manager,
+    logger,
+    host: config.grpcHost,
+    port: config.grpcPort,
+    onDrain: () => {
+      health.setReady(false);
+      logger.info({}, 'Drain call: no new commands; the process stays up until SIGTERM');
+    },
+  });
+  // Bound before the manager takes any command (a taken port stops the process with nothing in
+  // flight), NOT_SERVING until the command subscriptions run.
+  const { port: grpcPort } = await grpc.start({ serving: false });
+  // A Drain call that came first leaves the manager closed: it must not start taking commands.
+  if (!grpc.draining) await manager.start();
   health.setStats(() => ({ ...manager.counters, ...backend.bus.counters?.() }));
-  health.setReady(true);
+  if (!grpc.draining) {
+    grpc.setServing(true);
+    health.setReady(true);
+  }
   logger.info(
-    { backend: config.backend, managerId: manager.managerId, workers: workers.map((w) => w.name) },
+    {
+      backend: config.backend,
+      managerId: manager.managerId,
+      workers: workers.map((w) => w.name),
+      grpcPort,
+    },
     'worker-manager started',
   );
   let stopping = false;
@@ -46,11 +73,21 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'draining');
     health.setReady(false);
+    grpc.setServing(false);
+    // The manager first (the API keeps answering ListWorkers while it drains; a Drain call in
+    // flight shares the same drain), then the API, then the backend under both.
     void manager
       .close()
+      .then(() => grpc.close())
       .then(() => backend.close())
       .then(() => health.close())
-      .then(() => process.exit(0));
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

@@ -21,12 +21,26 @@ export const ORCHESTRATOR_SERVICE_NAME = 'multiagents.v1.OrchestratorService';
 /** Fully qualified name of the worker-manager's gRPC service (also its health-check name). */
 export const WORKER_MANAGER_SERVICE_NAME = 'multiagents.v1.WorkerManagerService';
 
+/** The standard health service's name (grpc.health.v1). */
+const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
+
 /** Options of {@link ControlPlaneServer}. */
 export interface ControlPlaneServerOptions {
-  /** Served as OrchestratorService; any backend's orchestrator. */
-  readonly orchestrator: OrchestratorApi;
-  /** Served as WorkerManagerService when this process hosts one (the embedded mode). */
+  /**
+   * Served as OrchestratorService; any backend's orchestrator. Absent on a standalone
+   * worker-manager: OrchestratorService is then not registered (its calls get UNIMPLEMENTED).
+   */
+  readonly orchestrator?: OrchestratorApi;
+  /**
+   * Served as WorkerManagerService when this process hosts one (the embedded mode, an orchestrator
+   * that hosts workers, or the standalone worker-manager). At least one of the two is required.
+   */
   readonly workerManager?: WorkerManagerApi;
+  /**
+   * Runs once when a Drain call begins, after health turned NOT_SERVING (the standalone
+   * worker-manager turns its HTTP readiness off there too).
+   */
+  readonly onDrain?: () => void;
   readonly logger?: Logger;
   /** Interface to bind. */
   readonly host?: string;
@@ -87,8 +101,14 @@ function resolveOptions(options: ControlPlaneServerOptions): Resolved {
   const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
   const resolved = { ...DEFAULT_CONTROL_PLANE_SERVER_OPTIONS, ...given } as Resolved;
   const problems: string[] = [];
-  if (typeof options.orchestrator !== 'object' || options.orchestrator === null) {
-    problems.push('orchestrator is required');
+  for (const name of ['orchestrator', 'workerManager'] as const) {
+    const value: unknown = options[name];
+    if (value !== undefined && (typeof value !== 'object' || value === null)) {
+      problems.push(`${name} must be an object (got ${value === null ? 'null' : typeof value})`);
+    }
+  }
+  if (options.orchestrator === undefined && options.workerManager === undefined) {
+    problems.push('orchestrator or workerManager is required: a server with nothing to serve');
   }
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65_535) {
     problems.push(`port must be an integer from 0 to 65535 (got ${String(resolved.port)})`);
@@ -124,23 +144,27 @@ function resolveOptions(options: ControlPlaneServerOptions): Resolved {
 type ServerState = 'new' | 'starting' | 'serving' | 'closing' | 'closed';
 
 /**
- * The control plane over gRPC (SPEC §6): OrchestratorService, WorkerManagerService when a
- * worker-manager is hosted here, the standard grpc.health.v1 service and server reflection. Every
- * call has a deadline (the client's, capped by the server's limit), messages have a maximum size,
- * errors map to gRPC codes by their MultiAgents code. Health reports SERVING only once started,
- * and NOT_SERVING from the moment a shutdown (or a worker-manager drain) begins.
+ * The control plane over gRPC (SPEC §6): OrchestratorService when an orchestrator is given,
+ * WorkerManagerService when a worker-manager is hosted here, the standard grpc.health.v1 service
+ * and server reflection (which lists only the services registered). Every call has a deadline (the
+ * client's, capped by the server's limit), messages have a maximum size, errors map to gRPC codes
+ * by their MultiAgents code. Health reports SERVING only once started, and NOT_SERVING from the
+ * moment a shutdown (or a worker-manager drain) begins.
  *
  * @example
  * const server = new ControlPlaneServer({ orchestrator, workerManager, port: 50051, logger });
  * const { port } = await server.start();
  * process.once('SIGTERM', () => void server.close());
+ *
+ * // A standalone worker-manager: WorkerManagerService, health and reflection only.
+ * const server = new ControlPlaneServer({ workerManager: manager, port: 50052, logger });
  */
 export class ControlPlaneServer {
   private readonly options: Resolved;
   private readonly logger: Logger;
   private readonly health: HealthImplementation;
   private readonly server: Server;
-  private readonly orchestratorService: OrchestratorService;
+  private readonly orchestratorService: OrchestratorService | undefined;
   private readonly workerManagerService: WorkerManagerService | undefined;
   /** Open grpc.health.v1 Watch streams: ended at shutdown, or graceful shutdown would wait on them. */
   private readonly healthWatches = new Set<ServerWritableStream<unknown, unknown>>();
@@ -154,7 +178,7 @@ export class ControlPlaneServer {
     // Everything starts NOT_SERVING: a health check before start() completes must not pass.
     this.health = new HealthImplementation({
       '': 'NOT_SERVING',
-      [ORCHESTRATOR_SERVICE_NAME]: 'NOT_SERVING',
+      ...(options.orchestrator ? { [ORCHESTRATOR_SERVICE_NAME]: 'NOT_SERVING' } : {}),
       ...(options.workerManager ? { [WORKER_MANAGER_SERVICE_NAME]: 'NOT_SERVING' } : {}),
     });
     this.server = new Server({
@@ -162,24 +186,34 @@ export class ControlPlaneServer {
       'grpc.max_send_message_length': this.options.maxMessageBytes,
     });
     const context = { logger: this.logger, maxCallMs: this.options.maxCallMs };
-    this.orchestratorService = new OrchestratorService(options.orchestrator, {
-      ...context,
-      maxWatchMs: this.options.maxWatchMs,
-      watchPollIntervalMs: this.options.watchPollIntervalMs,
-      defaultPageSize: this.options.defaultPageSize,
-      maxPageSize: this.options.maxPageSize,
-    });
-    this.server.addService(
-      tolerantService(OrchestratorServiceService),
-      this.orchestratorService.implementation,
-    );
+    if (options.orchestrator) {
+      this.orchestratorService = new OrchestratorService(options.orchestrator, {
+        ...context,
+        maxWatchMs: this.options.maxWatchMs,
+        watchPollIntervalMs: this.options.watchPollIntervalMs,
+        defaultPageSize: this.options.defaultPageSize,
+        maxPageSize: this.options.maxPageSize,
+      });
+      this.server.addService(
+        tolerantService(OrchestratorServiceService),
+        this.orchestratorService.implementation,
+      );
+    }
     if (options.workerManager) {
+      const onDrain = options.onDrain;
       this.workerManagerService = new WorkerManagerService(options.workerManager, context, () => {
         this.logger.info({}, 'worker-manager draining: health NOT_SERVING');
         this.health.setStatus(WORKER_MANAGER_SERVICE_NAME, 'NOT_SERVING');
         // In this process the worker-manager is what runs the steps: without it the whole
         // process is no longer doing its job.
         this.health.setStatus('', 'NOT_SERVING');
+        if (onDrain) {
+          try {
+            onDrain();
+          } catch (err) {
+            this.logger.warn({ err }, 'onDrain threw; the drain goes on');
+          }
+        }
       });
       this.server.addService(
         tolerantService(WorkerManagerServiceService),
@@ -189,12 +223,19 @@ export class ControlPlaneServer {
     this.addHealthService();
   }
 
-  /** Binds, starts serving, and turns health SERVING. Resolves with the bound port. */
-  async start(): Promise<{ port: number; address: string }> {
+  /**
+   * Binds, starts serving, and turns health SERVING. Resolves with the bound port. With
+   * `{ serving: false }` health stays NOT_SERVING until `setServing(true)`: a service binds its
+   * port first (a taken port fails before it takes any work) and reports SERVING only once its
+   * backend is connected.
+   */
+  async start(options: { readonly serving?: boolean } = {}): Promise<{ port: number; address: string }> {
     if (this.state !== 'new') throw new Error(`ControlPlaneServer cannot start: it is ${this.state}`);
     this.state = 'starting';
     const protoDir = this.options.protoDir ?? findProtoDir();
-    new ReflectionService(loadReflectionPackage(protoDir)).addToServer(this.server);
+    new ReflectionService(loadReflectionPackage(protoDir), {
+      services: this.servedServiceNames(),
+    }).addToServer(this.server);
     const port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(
         `${this.options.host}:${this.options.port}`,
@@ -204,7 +245,7 @@ export class ControlPlaneServer {
     });
     this.boundPort = port;
     this.state = 'serving';
-    this.setServing(true);
+    this.setServing(options.serving !== false);
     const address = `${this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host}:${port}`;
     this.logger.info({ port, host: this.options.host }, 'gRPC control plane listening');
     return { port, address };
@@ -215,14 +256,19 @@ export class ControlPlaneServer {
     return this.boundPort;
   }
 
-  /** WatchWorkflow streams open now. */
+  /** WatchWorkflow streams open now (0 without an orchestrator). */
   get openWatches(): number {
-    return this.orchestratorService.openWatches;
+    return this.orchestratorService?.openWatches ?? 0;
   }
 
-  /** Listeners the watch streams hold (0 once every stream has ended). */
+  /** Listeners the watch streams hold (0 once every stream has ended, or without an orchestrator). */
   get watchListeners(): number {
-    return this.orchestratorService.hub.size;
+    return this.orchestratorService?.hub.size ?? 0;
+  }
+
+  /** True once a Drain call has begun on the hosted worker-manager. */
+  get draining(): boolean {
+    return this.workerManagerService?.isDraining === true;
   }
 
   /**
@@ -235,7 +281,7 @@ export class ControlPlaneServer {
     const status: ServingStatus = serve ? 'SERVING' : 'NOT_SERVING';
     const drained = this.workerManagerService?.isDraining === true;
     this.health.setStatus('', drained ? 'NOT_SERVING' : status);
-    this.health.setStatus(ORCHESTRATOR_SERVICE_NAME, status);
+    if (this.orchestratorService) this.health.setStatus(ORCHESTRATOR_SERVICE_NAME, status);
     if (this.workerManagerService) {
       this.health.setStatus(WORKER_MANAGER_SERVICE_NAME, drained ? 'NOT_SERVING' : status);
     }
@@ -250,6 +296,15 @@ export class ControlPlaneServer {
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
+  }
+
+  /** The fully qualified names of the services this server registers (what reflection lists). */
+  private servedServiceNames(): string[] {
+    return [
+      ...(this.orchestratorService ? [ORCHESTRATOR_SERVICE_NAME] : []),
+      ...(this.workerManagerService ? [WORKER_MANAGER_SERVICE_NAME] : []),
+      HEALTH_SERVICE_NAME,
+    ];
   }
 
   /**
@@ -281,7 +336,7 @@ export class ControlPlaneServer {
     if (wasServing && this.options.drainDelayMs > 0) {
       await new Promise((resolve) => setTimeout(resolve, this.options.drainDelayMs));
     }
-    this.orchestratorService.endWatches({
+    this.orchestratorService?.endWatches({
       code: status.UNAVAILABLE,
       details: 'server shutting down; watch again',
     });

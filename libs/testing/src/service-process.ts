@@ -32,7 +32,8 @@ export class ServiceProcess {
     mkdirSync(this.logDir, { recursive: true });
     const log = createWriteStream(join(this.logDir, `${this.name}.log`), { flags: 'a' });
     const child = spawn(process.execPath, [this.script], {
-      env: { ...process.env, ...this.env, HTTP_PORT: String(this.httpPort) },
+      // GRPC_PORT 0 unless the caller names one: replicas on one machine must not share a port.
+      env: { ...process.env, GRPC_PORT: '0', ...this.env, HTTP_PORT: String(this.httpPort) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     trackChild(child);
