@@ -435,7 +435,7 @@ describe('NatsEventBus across a nats-server crash', () => {
       // what it buffered while disconnected, so a naive publish would wait out its timeout).
       const restartedAt = Date.now();
       await bus.publish('crash', [afterRestart]);
-      expect(Date.now() - restartedAt).toBeLessThan(2_000);
+      expect(Date.now() - restartedAt).toBeLessThan(4_000);
       const ids = (): string[] => seen.map(([id]) => id);
       await waitFor(
         () =>
@@ -470,7 +470,7 @@ describe('NatsEventBus across a nats-server crash', () => {
       await sleep(100);
       const started = Date.now();
       await bus.close();
-      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(Date.now() - started).toBeLessThan(4_500);
     } finally {
       await bus.close();
       await doomed.stop();

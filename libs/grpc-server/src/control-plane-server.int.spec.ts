@@ -193,7 +193,7 @@ describe('control plane server', () => {
 
   describe('shutdown', () => {
     it('turns NOT_SERVING first, ends watch streams with UNAVAILABLE, then stops', async () => {
-      const plane = await startTestControlPlane({ drainDelayMs: 1_000 });
+      const plane = await startTestControlPlane({ drainDelayMs: 2_500 });
       const health = healthClient(plane.address);
       const client = connect(plane.address, { retry: { maxAttempts: 1 } });
       try {
@@ -216,14 +216,14 @@ describe('control plane server', () => {
 
         const started = Date.now();
         const closing = plane.server.close();
-        await eventually(() => statuses.at(-1) === 'NOT_SERVING', 1_000);
+        await eventually(() => statuses.at(-1) === 'NOT_SERVING', 2_500);
         // Health said NOT_SERVING while calls were still being answered (the drain delay).
-        expect(Date.now() - started).toBeLessThan(1_000);
+        expect(Date.now() - started).toBeLessThan(2_500);
         expect((await client.getWorkflow(txId)).txId).toBe(txId);
         await closing;
         // Graceful: every stream (watches, health watches) was ended, so nothing waited for the
         // 10 s shutdown timeout.
-        expect(Date.now() - started).toBeLessThan(4_000);
+        expect(Date.now() - started).toBeLessThan(7_000);
         const err = await watching;
         expect(err).toBeInstanceOf(MultiAgentsError);
         expect((err as MultiAgentsError).code).toBe('UNAVAILABLE');
@@ -290,6 +290,9 @@ describe('control plane server', () => {
       listRuns: never,
       signal: never,
       cancel: never,
+      retryStep: never,
+      skipStep: never,
+      resumeCompensation: never,
       onRunChanged: () => () => undefined,
       ...overrides,
     });
@@ -341,7 +344,7 @@ describe('control plane server', () => {
           .getWorkflow('t-1', { timeoutMs: 60_000 })
           .catch((e: unknown) => e)) as MultiAgentsError;
         expect(err.code).toBe('DEADLINE_EXCEEDED');
-        expect(Date.now() - started).toBeLessThan(2_000);
+        expect(Date.now() - started).toBeLessThan(5_000);
       });
     });
 
@@ -397,7 +400,7 @@ describe('control plane server', () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
         const started = Date.now();
         await server.close();
-        expect(Date.now() - started).toBeLessThan(2_000);
+        expect(Date.now() - started).toBeLessThan(5_000);
         const err = await hanging;
         expect(err).toBeInstanceOf(MultiAgentsError);
         expect([status.UNAVAILABLE, status.CANCELLED, status.INTERNAL]).toContain(

@@ -31,7 +31,7 @@ describe('NATS stores under faults', () => {
   const closers: Array<() => Promise<void>> = [];
   afterEach(async () => {
     for (const close of closers.splice(0)) await close();
-  });
+  }, 30_000);
 
   function stores(requestTimeoutMs = 1_000): {
     state: NatsStateStore;
@@ -103,7 +103,8 @@ describe('NATS stores under faults', () => {
           retryable: true,
           message: expect.stringMatching(/did not answer within 300 ms/),
         });
-        expect(Date.now() - started).toBeLessThan(2_000);
+        // Bounded, not hanging (generous: a loaded 2-core CI machine is slow).
+        expect(Date.now() - started).toBeLessThan(5_000);
       }
     } finally {
       await nats.server.restart();
@@ -143,7 +144,7 @@ describe('NATS stores under faults', () => {
       code: ErrorCode.FailedPrecondition,
       message: expect.stringMatching(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:\d+/),
     });
-    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(Date.now() - started).toBeLessThan(4_000);
     await store.close();
   });
 
