@@ -166,6 +166,7 @@ function compensationFromProto(record: pb.CompensationRecord | undefined): Compe
     startedAt: record.startedAtMs,
     endedAt: record.endedAtMs,
     error: errorInfoFromProto(record.error),
+    attemptBase: record.attemptBase,
   });
 }
 
@@ -181,6 +182,7 @@ function stepRecordFromProto(step: pb.StepRecord): StepRecord {
     error: errorInfoFromProto(step.error),
     completedSeq: step.completedSeq,
     heartbeatAt: step.heartbeatAtMs,
+    attemptBase: step.attemptBase,
     partialEffects: step.partialEffects,
     compensation: compensationFromProto(step.compensation),
   });

@@ -304,7 +304,7 @@ export class MultiAgentsClient {
     return runFromProto(res.run);
   }
 
-  /** Operator action: runs a step of a failed run again (UNIMPLEMENTED by this server version). */
+  /** Operator action: runs a failed step (or a failed compensation) again with a fresh retry budget. */
   async retryStep(txId: string, step: string, options?: CallOptions): Promise<Run> {
     const res = await this.unary<pb.RetryStepRequest, pb.RetryStepResponse>(
       (r, m, o, cb) => this.orchestrator.retryStep(r, m, o, cb),
@@ -316,7 +316,7 @@ export class MultiAgentsClient {
     return runFromProto(res.run);
   }
 
-  /** Operator action: marks a step done and goes on (UNIMPLEMENTED by this server version). */
+  /** Operator action: skips a failed step (or a failed compensation) and goes on. */
   async skipStep(txId: string, step: string, output?: unknown, options?: CallOptions): Promise<Run> {
     const res = await this.unary<pb.SkipStepRequest, pb.SkipStepResponse>(
       (r, m, o, cb) => this.orchestrator.skipStep(r, m, o, cb),
@@ -328,7 +328,7 @@ export class MultiAgentsClient {
     return runFromProto(res.run);
   }
 
-  /** Operator action: resumes a compensation_failed run's unwinding (UNIMPLEMENTED by this server version). */
+  /** Operator action: resumes the unwinding of a compensation_failed run by retrying its failed compensation. */
   async resumeCompensation(txId: string, options?: CallOptions): Promise<Run> {
     const res = await this.unary<pb.ResumeCompensationRequest, pb.ResumeCompensationResponse>(
       (r, m, o, cb) => this.orchestrator.resumeCompensation(r, m, o, cb),

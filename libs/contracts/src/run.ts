@@ -66,15 +66,25 @@ export interface CompensationRecord {
   startedAt: number;
   endedAt?: number;
   error?: ErrorInfo;
+  /** Attempts made before the current series (see {@link StepRecord.attemptBase}); absent: 0. */
+  attemptBase?: number;
 }
 
 /** What a run knows about one of its steps. */
 export interface StepRecord {
   readonly name: string;
   status: StepStatus;
-  /** The current (or last) attempt number, 1-based; 0 before the first. */
+  /**
+   * The current (or last) attempt number, 1-based; 0 before the first. A wait or sleep step has
+   * no attempts: there it counts the times an operator action restarted the step.
+   */
   attempt: number;
   attempts: AttemptRecord[];
+  /**
+   * Attempts made before the current series; absent: 0. An operator retry starts a fresh series:
+   * attempt numbers (and so command ids) go on, while the retry budget and backoff count from here.
+   */
+  attemptBase?: number;
   startedAt?: number;
   endedAt?: number;
   output?: unknown;

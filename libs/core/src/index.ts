@@ -49,9 +49,16 @@ export {
   commandIdFor,
   idempotencyKeyFor,
   timerIdFor,
+  isOperatorEvent,
   MAX_BUFFERED_SIGNALS,
 } from './engine/saga-engine';
-export type { EngineEvent, Decision, AttemptOutcome, CreateRunParams } from './engine/saga-engine';
+export type {
+  EngineEvent,
+  OperatorEvent,
+  Decision,
+  AttemptOutcome,
+  CreateRunParams,
+} from './engine/saga-engine';
 export {
   DEFAULT_RETRY_POLICY,
   DEFAULT_COMPENSATION_RETRY_POLICY,
@@ -59,7 +66,12 @@ export {
   backoffDelayMs,
 } from './engine/retry-policy';
 export type { ResolvedRetryPolicy } from './engine/retry-policy';
-export { canTransition, assertTransition } from './engine/run-transitions';
+export {
+  canTransition,
+  assertTransition,
+  canOperatorTransition,
+  assertOperatorTransition,
+} from './engine/run-transitions';
 export { Orchestrator, DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator/orchestrator';
 export type {
   OrchestratorOptions,

@@ -2,8 +2,8 @@
  * The whole control plane through the typed client, over a real socket, against the embedded
  * stack: definitions, runs, watch, signal, cancel, workers, operator actions.
  */
-import { connect, RpcError, type MultiAgentsClient } from '@multiagents/client';
-import { RunState, type Run, type WorkflowDefinition } from '@multiagents/contracts';
+import { connect, type MultiAgentsClient } from '@multiagents/client';
+import { FailedPreconditionError, RunState, type Run, type WorkflowDefinition } from '@multiagents/contracts';
 import { WorkflowBuilder } from '@multiagents/core';
 import { startTestControlPlane, orderWorkflow, type TestControlPlane } from './test-stack';
 
@@ -208,18 +208,19 @@ describe('control plane API over gRPC (embedded mode)', () => {
     }
   });
 
-  it('answers UNIMPLEMENTED for the operator actions the engine does not support yet', async () => {
+  it('serves the operator actions: a compensated run refuses them with FAILED_PRECONDITION (see operator-actions.int.spec.ts)', async () => {
     const { txId } = await client.startWorkflow('order_processing', { orderId: 'u-1', fail: true });
-    await plane.stack.orchestrator.waitForTerminal(txId, { timeoutMs: 5_000 });
+    expect((await plane.stack.orchestrator.waitForTerminal(txId, { timeoutMs: 5_000 })).state).toBe(
+      RunState.Compensated,
+    );
     for (const call of [
       () => client.retryStep(txId, 'ship_order'),
       () => client.skipStep(txId, 'ship_order', { trackingId: 'manual' }),
       () => client.resumeCompensation(txId),
     ]) {
       const err: unknown = await call().catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(RpcError);
-      expect((err as RpcError).code).toBe('UNIMPLEMENTED');
-      expect((err as RpcError).message).toMatch(/not implemented yet/);
+      expect(err).toBeInstanceOf(FailedPreconditionError);
+      expect((err as FailedPreconditionError).message).toMatch(/run is compensated/);
     }
   });
 });

@@ -148,6 +148,7 @@ function compensationToProto(record: CompensationRecord | undefined): pb.Compens
     startedAtMs: record.startedAt,
     endedAtMs: record.endedAt,
     error: errorInfoToProto(record.error),
+    attemptBase: record.attemptBase,
   };
 }
 
@@ -165,6 +166,7 @@ function stepRecordToProto(step: StepRecord): pb.StepRecord {
     partialEffects: step.partialEffects,
     compensation: compensationToProto(step.compensation),
     heartbeatAtMs: step.heartbeatAt,
+    attemptBase: step.attemptBase,
   };
 }
 

@@ -5,7 +5,6 @@
 import {
   status,
   type handleServerStreamingCall,
-  type handleUnaryCall,
   type Metadata,
   type ServerWritableStream,
   type StatusObject,
@@ -36,6 +35,9 @@ export type OrchestratorApi = Pick<
   | 'listRuns'
   | 'signal'
   | 'cancel'
+  | 'retryStep'
+  | 'skipStep'
+  | 'resumeCompensation'
   | 'onRunChanged'
 >;
 
@@ -75,10 +77,6 @@ function traceHeadersOf(metadata: Metadata): Record<string, string> | undefined 
   }
   return Object.keys(headers).length > 0 ? headers : undefined;
 }
-
-const UNIMPLEMENTED_OPERATOR_ACTION =
-  'is not implemented yet: the engine has no operator actions, so a run in failed or ' +
-  'compensation_failed stays as it is';
 
 /** An open WatchWorkflow stream, as the server sees it at shutdown. */
 interface OpenWatch {
@@ -210,9 +208,35 @@ export class OrchestratorService {
         return { run: runToProto(await o.cancel(req.txId, req.reason)) };
       }),
 
-      retryStep: this.unimplemented('RetryStep'),
-      skipStep: this.unimplemented('SkipStep'),
-      resumeCompensation: this.unimplemented('ResumeCompensation'),
+      // Operator actions on failed and compensation_failed runs: NOT_FOUND for an unknown run or
+      // step, FAILED_PRECONDITION for a run in another state or a step that is not the failed one.
+      retryStep: unaryCall(settings, 'RetryStep', async (req: pb.RetryStepRequest) => {
+        const problems: string[] = [];
+        requireId(req.txId, 'tx_id', problems);
+        requireId(req.step, 'step', problems);
+        throwIfAny(problems);
+        return { run: runToProto(await o.retryStep(req.txId, req.step)) };
+      }),
+
+      skipStep: unaryCall(settings, 'SkipStep', async (req: pb.SkipStepRequest) => {
+        const problems: string[] = [];
+        requireId(req.txId, 'tx_id', problems);
+        requireId(req.step, 'step', problems);
+        const output = jsonFromBytes(req.output, 'output', problems, undefined);
+        throwIfAny(problems);
+        return { run: runToProto(await o.skipStep(req.txId, req.step, output)) };
+      }),
+
+      resumeCompensation: unaryCall(
+        settings,
+        'ResumeCompensation',
+        async (req: pb.ResumeCompensationRequest) => {
+          const problems: string[] = [];
+          requireId(req.txId, 'tx_id', problems);
+          throwIfAny(problems);
+          return { run: runToProto(await o.resumeCompensation(req.txId)) };
+        },
+      ),
     };
   }
 
@@ -224,13 +248,6 @@ export class OrchestratorService {
   /** Ends every open WatchWorkflow stream with `status` (UNAVAILABLE at shutdown: clients re-watch). */
   endWatches(end: Partial<StatusObject> & { code: status; details: string }): void {
     for (const watch of [...this.watches]) watch.end(end);
-  }
-
-  private unimplemented<Req, Res>(
-    method: 'RetryStep' | 'SkipStep' | 'ResumeCompensation',
-  ): handleUnaryCall<Req, Res> {
-    return (_call, callback) =>
-      callback({ code: status.UNIMPLEMENTED, details: `${method} ${UNIMPLEMENTED_OPERATOR_ACTION}` });
   }
 
   /**

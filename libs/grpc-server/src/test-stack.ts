@@ -5,7 +5,7 @@
 import { NonRetryableError, type WorkflowDefinition } from '@multiagents/contracts';
 import { WorkflowBuilder } from '@multiagents/core';
 import { startEmbedded, type EmbeddedStack } from '@multiagents/embedded';
-import { defineWorker } from '@multiagents/worker-sdk';
+import { defineWorker, type WorkerDefinition } from '@multiagents/worker-sdk';
 import { ControlPlaneServer, type ControlPlaneServerOptions } from './control-plane-server';
 
 /** A promise-based gate: `gated.work` waits until `open()`. */
@@ -61,9 +61,16 @@ export interface TestControlPlane {
   close(): Promise<void>;
 }
 
+/** Workers and definitions a test adds to the stack's own. */
+export interface TestStackExtras {
+  readonly workers?: readonly WorkerDefinition<never, unknown>[];
+  readonly definitions?: readonly WorkflowDefinition[];
+}
+
 /** Starts the embedded stack and the control plane on 127.0.0.1, port 0. */
 export async function startTestControlPlane(
   options: Partial<Omit<ControlPlaneServerOptions, 'orchestrator' | 'workerManager'>> = {},
+  extras: TestStackExtras = {},
 ): Promise<TestControlPlane> {
   const gate = new Gate();
   const workers = [
@@ -86,8 +93,8 @@ export async function startTestControlPlane(
     }),
   ];
   const stack = await startEmbedded({
-    workers,
-    definitions: [orderWorkflow, gatedWorkflow, gatedOrderWorkflow],
+    workers: [...workers, ...(extras.workers ?? [])],
+    definitions: [orderWorkflow, gatedWorkflow, gatedOrderWorkflow, ...(extras.definitions ?? [])],
     workerManager: { drainTimeoutMs: 5_000 },
   });
   const server = new ControlPlaneServer({

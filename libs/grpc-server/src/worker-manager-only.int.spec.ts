@@ -272,6 +272,9 @@ describe('control plane server options', () => {
     listRuns: never,
     signal: never,
     cancel: never,
+    retryStep: never,
+    skipStep: never,
+    resumeCompensation: never,
     onRunChanged: () => () => undefined,
   };
 

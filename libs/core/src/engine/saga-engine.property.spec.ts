@@ -3,6 +3,7 @@ import type { RunState, StepDefinition, TaskStep, WorkflowDefinition } from '@mu
 import {
   LISTED_CODE,
   SagaWorld,
+  type OperatorAction,
   type Scenario,
   type TaskPlan,
   type UndoPlan,
@@ -11,7 +12,7 @@ import {
 
 // Record every transition the engine asks the table for, so the simulator can check that each
 // state change went through it as one unbroken chain (and that nothing bypassed it).
-const mockTransitionLog: [RunState, RunState][] = [];
+const mockTransitionLog: [RunState, RunState, boolean?][] = [];
 jest.mock('./run-transitions', () => {
   const actual = jest.requireActual<typeof import('./run-transitions')>('./run-transitions');
   return {
@@ -20,10 +21,14 @@ jest.mock('./run-transitions', () => {
       mockTransitionLog.push([from, to]);
       actual.assertTransition(from, to, txId);
     },
+    assertOperatorTransition: (from: RunState, to: RunState, txId?: string) => {
+      mockTransitionLog.push([from, to, true]);
+      actual.assertOperatorTransition(from, to, txId);
+    },
   };
 });
 
-function takeTransitions(): [RunState, RunState][] {
+function takeTransitions(): [RunState, RunState, boolean?][] {
   return mockTransitionLog.splice(0, mockTransitionLog.length);
 }
 
@@ -42,15 +47,18 @@ interface TaskShape {
   readonly undoPlan: UndoPlan;
   readonly undoMaxAttempts: number;
 }
-type ItemShape =
+type LeafShape =
   | TaskShape
-  | { readonly kind: 'parallel'; readonly branches: readonly (readonly TaskShape[])[] }
   | { readonly kind: 'wait'; readonly timeoutMs: number | undefined }
   | { readonly kind: 'sleep'; readonly durationMs: number };
+type ItemShape =
+  LeafShape | { readonly kind: 'parallel'; readonly branches: readonly (readonly LeafShape[])[] };
 
 interface ShapeOptions {
   /** Only outcomes that retries can absorb: the run must complete. */
   readonly happy: boolean;
+  /** Branches of parallel steps may hold waits and sleeps too, not only tasks. */
+  readonly mixedBranches?: boolean;
 }
 
 function taskPlanArb(options: ShapeOptions): fc.Arbitrary<TaskPlan> {
@@ -107,25 +115,34 @@ function taskArb(options: ShapeOptions): fc.Arbitrary<TaskShape> {
     });
 }
 
+function waitArb(options: ShapeOptions): fc.Arbitrary<LeafShape> {
+  return (options.happy ? fc.constant(undefined) : fc.constantFrom(undefined, 30, 3_000)).map(
+    (timeoutMs): LeafShape => ({ kind: 'wait', timeoutMs }),
+  );
+}
+
+const sleepArb: fc.Arbitrary<LeafShape> = fc
+  .constantFrom(0, 20, 200)
+  .map((durationMs): LeafShape => ({ kind: 'sleep', durationMs }));
+
 function itemArb(options: ShapeOptions): fc.Arbitrary<ItemShape> {
+  const leaf: fc.Arbitrary<LeafShape> = options.mixedBranches
+    ? fc.oneof(
+        { arbitrary: taskArb(options), weight: 4 },
+        { arbitrary: waitArb(options), weight: 1 },
+        { arbitrary: sleepArb, weight: 1 },
+      )
+    : taskArb(options);
   return fc.oneof(
     { arbitrary: taskArb(options), weight: 5 },
     {
       arbitrary: fc
-        .array(fc.array(taskArb(options), { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 3 })
+        .array(fc.array(leaf, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 3 })
         .map((branches): ItemShape => ({ kind: 'parallel', branches })),
       weight: 2,
     },
-    {
-      arbitrary: (options.happy ? fc.constant(undefined) : fc.constantFrom(undefined, 30, 3_000)).map(
-        (timeoutMs): ItemShape => ({ kind: 'wait', timeoutMs }),
-      ),
-      weight: 1,
-    },
-    {
-      arbitrary: fc.constantFrom(0, 20, 200).map((durationMs): ItemShape => ({ kind: 'sleep', durationMs })),
-      weight: 1,
-    },
+    { arbitrary: waitArb(options), weight: 1 },
+    { arbitrary: sleepArb, weight: 1 },
   );
 }
 
@@ -159,7 +176,7 @@ function toScenario(items: readonly ItemShape[]): Scenario {
       ...(shape.skip ? { when: 'context.orderId == "nobody"' } : {}),
     };
   };
-  const steps = items.map((item): StepDefinition => {
+  const toStep = (item: ItemShape): StepDefinition => {
     switch (item.kind) {
       case 'task':
         return taskStep(item);
@@ -167,7 +184,7 @@ function toScenario(items: readonly ItemShape[]): Scenario {
         return {
           name: `s${counter++}`,
           kind: 'parallel',
-          branches: item.branches.map((branch) => branch.map(taskStep)),
+          branches: item.branches.map((branch) => branch.map(toStep)),
         };
       case 'wait':
         return {
@@ -179,7 +196,8 @@ function toScenario(items: readonly ItemShape[]): Scenario {
       case 'sleep':
         return { name: `s${counter++}`, kind: 'sleep', durationMs: item.durationMs };
     }
-  });
+  };
+  const steps = items.map(toStep);
   const definition: WorkflowDefinition = { id: 'sim', version: 1, steps };
   return { definition, plans, undoPlans };
 }
@@ -190,9 +208,19 @@ function scenarioArb(options: ShapeOptions): fc.Arbitrary<Scenario> {
 
 // ---- interleavings --------------------------------------------------------------------------
 
-function actionsArb(options: { cancel: boolean }): fc.Arbitrary<WorldAction[]> {
+const operatorArb: fc.Arbitrary<OperatorAction> = fc.record({
+  op: fc.constantFrom<OperatorAction['op']>('retry', 'retry', 'skip', 'resume', 'resumeSkip', 'bogus'),
+  i: fc.nat({ max: 50 }),
+  fix: fc.boolean(),
+});
+
+function actionsArb(options: { cancel: boolean; operator?: boolean }): fc.Arbitrary<WorldAction[]> {
   const index = fc.nat({ max: 50 });
+  const operator = options.operator
+    ? [{ arbitrary: operatorArb.map((action): WorldAction => ({ t: 'operator', action })), weight: 1 }]
+    : [];
   const action = fc.oneof(
+    ...operator,
     { arbitrary: index.map((i): WorldAction => ({ t: 'command', i })), weight: 6 },
     { arbitrary: index.map((i): WorldAction => ({ t: 'result', i })), weight: 6 },
     { arbitrary: index.map((i): WorldAction => ({ t: 'duplicate', i })), weight: 2 },
@@ -214,11 +242,27 @@ function actionsArb(options: { cancel: boolean }): fc.Arbitrary<WorldAction[]> {
     );
 }
 
-function simulate(scenario: Scenario, actions: readonly WorldAction[], earlyTimeouts = true): SagaWorld {
+/** After the first drain: an operator acts on the run, more happens, and it drains again. */
+interface OperatorRound {
+  readonly action: OperatorAction;
+  readonly then: readonly WorldAction[];
+}
+
+function simulate(
+  scenario: Scenario,
+  actions: readonly WorldAction[],
+  earlyTimeouts = true,
+  rounds: readonly OperatorRound[] = [],
+): SagaWorld {
   const world = new SagaWorld(scenario, takeTransitions, earlyTimeouts);
   world.start();
   for (const action of actions) world.act(action);
   world.drain();
+  for (const round of rounds) {
+    world.operate(round.action);
+    for (const action of round.then) world.act(action);
+    world.drain();
+  }
   world.checkFinal();
   world.checkStaysTerminal();
   world.checkReplay();
@@ -258,5 +302,41 @@ describe('saga engine under any interleaving (SPEC §9 invariants 1-2)', () => {
       }),
       { numRuns: NUM_RUNS },
     );
+  });
+});
+
+describe('saga engine with operator actions (SPEC §3 retry or skip; §9 invariants 1-2 still hold)', () => {
+  it('after retries and skips of failed steps and compensations, in any interleaving: one terminal state per reopening, effects at most once per key, what completed undone newest first unless skipped', () => {
+    const seen = new Map<string, number>();
+    const totals: Record<string, number> = {};
+    const rounds = fc.array(
+      fc.record({ action: operatorArb, then: actionsArb({ cancel: false, operator: true }) }),
+      { maxLength: 4 },
+    );
+    fc.assert(
+      fc.property(
+        scenarioArb({ happy: false, mixedBranches: true }),
+        actionsArb({ cancel: true, operator: true }),
+        rounds,
+        (scenario, actions, operatorRounds) => {
+          const world = simulate(scenario, actions, true, operatorRounds);
+          seen.set(world.run.state, (seen.get(world.run.state) ?? 0) + 1);
+          for (const [key, value] of Object.entries(world.operatorStats)) {
+            totals[key] = (totals[key] ?? 0) + value;
+          }
+        },
+      ),
+      { numRuns: NUM_RUNS },
+    );
+    // Every kind of operator action was taken (and refused), and reopened runs reached both a
+    // completion and the end of an unwinding.
+    for (const key of Object.keys(totals)) expect({ [key]: (totals[key] ?? 0) > 0 }).toEqual({ [key]: true });
+    expect([...seen.keys()].sort()).toEqual([
+      'cancelled',
+      'compensated',
+      'compensation_failed',
+      'completed',
+      'failed',
+    ]);
   });
 });

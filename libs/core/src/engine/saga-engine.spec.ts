@@ -23,7 +23,12 @@ import {
 } from '../test-support/test-saga-driver';
 import { deepFreeze } from '../test-support/test-deep-freeze';
 import { DEFAULT_COMPENSATION_RETRY_POLICY, DEFAULT_RETRY_POLICY } from './retry-policy';
-import { assertTransition, canTransition } from './run-transitions';
+import {
+  assertOperatorTransition,
+  assertTransition,
+  canOperatorTransition,
+  canTransition,
+} from './run-transitions';
 import {
   commandIdFor,
   createRun,
@@ -1328,5 +1333,460 @@ describe('lifecycle events', () => {
         expect(effect.envelope.headers).toEqual({ traceparent: '00-abc-def-01' });
     }
     expect(decision.effects.filter((e) => e.type === 'publish')).toHaveLength(3);
+  });
+});
+
+describe('operator actions', () => {
+  /** a (no undo) → b (2 attempts, no undo) → c: b's failure leaves nothing to undo, so the run fails. */
+  const LINE = workflow([
+    task('a', 'w.a'),
+    task('b', 'w.b', { retry: { maxAttempts: 2, initialDelayMs: 10 }, output: 'bResult' }),
+    task('c', 'w.c'),
+  ]);
+
+  function failedRun(): SagaDriver {
+    const d = drive(LINE);
+    d.start();
+    d.ok('a', { a: 1 });
+    d.fail('b', failure('FLAKY'));
+    d.fire({ kind: 'retry', step: 'b', attempt: 2 });
+    d.fail('b', failure('FLAKY'));
+    expect(d.run.state).toBe(RunState.Failed);
+    return d;
+  }
+
+  /** a and b undoable, c fails at once; b's undo gets one attempt, so it sticks in compensation_failed. */
+  const STUCK = workflow([
+    task('a', 'w.a', { compensation: 'undo.a' }),
+    task('b', 'w.b', {
+      compensation: 'undo.b',
+      compensationRetry: { maxAttempts: 1, initialDelayMs: 20 },
+    }),
+    task('c', 'w.c', { retry: { maxAttempts: 1 } }),
+  ]);
+
+  function stuckRun(cancel = false): SagaDriver {
+    const d = drive(STUCK);
+    d.start();
+    d.ok('a', {});
+    d.ok('b', {});
+    if (cancel) {
+      d.cancel();
+      d.ok('c', {});
+    } else {
+      d.fail('c', failure('NOPE'));
+    }
+    d.undoFailed('b', failure('UNDO_DOWN'));
+    expect(d.run.state).toBe(RunState.CompensationFailed);
+    expect(d.run.compensationQueue).toEqual(['b', 'a']);
+    return d;
+  }
+
+  describe('retry_step on a failed run', () => {
+    it('runs the failed step again as attempt n+1 with a fresh retry budget and the same idempotency key; the run goes on', () => {
+      const d = failedRun();
+      const failedAt = d.run.endedAt;
+      expect(failedAt).toBeDefined();
+      const retried = d.tick(1_000).retryStep('b');
+      expect(retried.ignored).toBeUndefined();
+      expect(d.run.state).toBe(RunState.Running);
+      expect(d.run.error).toBeUndefined();
+      expect(d.run.endedAt).toBeUndefined();
+      expect(eventsOf(retried).map((e) => [e.type, e.step, e.attempt, e.payload['state']])).toEqual([
+        [EventType.StepRetrying, 'b', 2, RunState.Running],
+        [EventType.StepStarted, 'b', 3, RunState.Running],
+      ]);
+      expect(eventsOf(retried)[0]?.payload).toMatchObject({ operator: true, error: { code: 'FLAKY' } });
+      expect(commandsOf(retried).map((c) => [c.envelope.id, c.payload.idempotencyKey])).toEqual([
+        ['tx-1:b:3', 'tx-1:b'],
+      ]);
+      expect(d.step('b')).toMatchObject({ status: StepStatus.Running, attempt: 3, attemptBase: 2 });
+      expect(d.step('b').attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
+
+      // A fresh budget: attempt 3 is the series' first, so it may be retried once more, with the
+      // first backoff delay again, and the timer carries the absolute attempt number.
+      const third = d.fail('b', failure('FLAKY'));
+      expect(d.step('b').status).toBe(StepStatus.Retrying);
+      expect(schedulesOf(third).map((t) => [t.id, t.dueAt])).toEqual([['tx-1:retry:b:4', d.now + 10]]);
+      // Results of the earlier series are late: ignored.
+      expect(d.ok('b', {}, 2).ignored).toMatch(/late or duplicate/);
+      d.fire({ kind: 'retry', step: 'b', attempt: 4 });
+      d.fail('b', failure('FLAKY'));
+      expect(d.run.state).toBe(RunState.Failed);
+
+      // Again: attempt 5 succeeds and the workflow goes on to c.
+      d.retryStep('b');
+      const done = d.ok('b', { v: 5 });
+      expect(lastWorkers(d)).toEqual(['w.c']);
+      expect(commandsOf(done)[0]?.payload.input).toMatchObject({ a: 1, bResult: { v: 5 } });
+      d.ok('c', {});
+      expect(d.run.state).toBe(RunState.Completed);
+      expect(d.step('b')).toMatchObject({ status: StepStatus.Completed, attempt: 5, attemptBase: 4 });
+      const ids = d.commands().map((c) => c.envelope.id);
+      expect(ids).toEqual([
+        'tx-1:a:1',
+        'tx-1:b:1',
+        'tx-1:b:2',
+        'tx-1:b:3',
+        'tx-1:b:4',
+        'tx-1:b:5',
+        'tx-1:c:1',
+      ]);
+      expect(new Set(d.commands().map((c) => c.payload.idempotencyKey))).toEqual(
+        new Set(['tx-1:a', 'tx-1:b', 'tx-1:c']),
+      );
+    });
+
+    it('gives every step the failure stopped a new start: failed and cancelled branches, a parallel step, a sleep', () => {
+      const d = drive(
+        workflow([
+          {
+            name: 'fan',
+            kind: 'parallel',
+            branches: [
+              [task('x', 'w.x')],
+              [task('y', 'w.y')],
+              [task('z', 'w.z', { retry: { maxAttempts: 3, initialDelayMs: 50 } })],
+              [{ name: 'nap', kind: 'sleep', durationMs: 500 }],
+            ],
+          },
+          task('after', 'w.after'),
+        ]),
+      );
+      d.start();
+      d.fail('z', failure('FLAKY'));
+      expect(d.step('z').status).toBe(StepStatus.Retrying);
+      d.fail('x', failure('BROKEN', { retryable: false }));
+      // z's retry and the sleep are cancelled at once; y is still in flight, then fails too.
+      expect(d.step('z').status).toBe(StepStatus.Cancelled);
+      expect(d.step('nap').status).toBe(StepStatus.Cancelled);
+      d.fail('y', failure('FLAKY'));
+      expect(d.run.state).toBe(RunState.Failed);
+      expect(d.step('fan').status).toBe(StepStatus.Failed);
+      expect(d.step('y').status).toBe(StepStatus.Failed);
+
+      const retried = d.retryStep('x');
+      expect(d.run.state).toBe(RunState.Running);
+      expect(d.step('fan').status).toBe(StepStatus.Running);
+      expect(commandsOf(retried).map((c) => c.envelope.id)).toEqual(['tx-1:x:2', 'tx-1:y:2', 'tx-1:z:2']);
+      expect(d.step('z')).toMatchObject({ attempt: 2, attemptBase: 1 });
+      // The sleep starts over under a new timer id: a late firing of the old one is stale.
+      expect(schedulesOf(retried).map((t) => t.id)).toContain('tx-1:sleep:nap:2');
+      expect(d.step('nap')).toMatchObject({ status: StepStatus.Waiting, attempt: 1 });
+      expect(d.fireStale({ kind: 'sleep', step: 'nap', attempt: 1 }).ignored).toBe('stale timer');
+      d.ok('x', {});
+      d.ok('y', {});
+      d.ok('z', {});
+      d.fire({ kind: 'sleep', step: 'nap', attempt: 2 });
+      expect(lastWorkers(d)).toEqual(['w.after']);
+      d.ok('after', {});
+      expect(d.run.state).toBe(RunState.Completed);
+      const ids = d.commands().map((c) => c.envelope.id);
+      expect(new Set(ids).size).toBe(ids.length);
+    });
+
+    it('waits again for a wait step that timed out, under a new timer id', () => {
+      const d = drive(
+        workflow([
+          { name: 'approve', kind: 'wait', signal: 'approved', timeoutMs: 100, output: 'approval' },
+          task('go', 'w.go'),
+        ]),
+      );
+      d.start();
+      d.fire({ kind: 'wait', step: 'approve', attempt: 1 });
+      expect(d.run.state).toBe(RunState.Failed);
+      const retried = d.retryStep('approve');
+      expect(d.run.state).toBe(RunState.Waiting);
+      expect(schedulesOf(retried).map((t) => t.id)).toEqual(['tx-1:wait:approve:2']);
+      expect(d.fireStale({ kind: 'wait', step: 'approve', attempt: 1 }).ignored).toBe('stale timer');
+      const signalled = d.signal('approved', { by: 'ops' });
+      expect(unschedulesOf(signalled)).toEqual(['tx-1:wait:approve:2']);
+      d.ok('go', {});
+      expect(d.run.state).toBe(RunState.Completed);
+      expect(d.run.context['approval']).toEqual({ by: 'ops' });
+    });
+
+    it('retries a step that failed with partial effects and no compensation: it is judged on its new outcome', () => {
+      const d = drive(workflow([task('a', 'w.a')]));
+      d.start();
+      d.fail('a', failure('HALF', { retryable: false, partialEffects: true }));
+      expect(d.run.state).toBe(RunState.Failed);
+      expect(d.step('a')).toMatchObject({ partialEffects: true, completedSeq: 1 });
+      d.retryStep('a');
+      expect(d.step('a').partialEffects).toBeUndefined();
+      expect(d.step('a').completedSeq).toBeUndefined();
+      d.ok('a', {});
+      expect(d.run.state).toBe(RunState.Completed);
+      expect(d.step('a').completedSeq).toBe(2);
+    });
+  });
+
+  describe('skip_step on a failed run', () => {
+    it('marks the step skipped, records its output and goes on after it', () => {
+      const d = failedRun();
+      const skipped = d.skipStep('b', { manual: true });
+      expect(eventsOf(skipped).map((e) => [e.type, e.step])).toEqual([
+        [EventType.StepSkipped, 'b'],
+        [EventType.StepStarted, 'c'],
+      ]);
+      expect(eventsOf(skipped)[0]?.payload).toMatchObject({ operator: true, state: RunState.Running });
+      expect(d.step('b')).toMatchObject({
+        status: StepStatus.Skipped,
+        output: { manual: true },
+        error: { code: 'FLAKY' },
+      });
+      expect(commandsOf(skipped).map((c) => [c.envelope.id, c.payload.input])).toEqual([
+        ['tx-1:c:1', { a: 1, bResult: { manual: true } }],
+      ]);
+      d.ok('c', {});
+      expect(d.run.state).toBe(RunState.Completed);
+    });
+
+    it('completes the run at once when the skipped step was the last one', () => {
+      const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 1 } })]));
+      d.start();
+      d.fail('a', failure('NOPE'));
+      const skipped = d.skipStep('a');
+      expect(d.run.state).toBe(RunState.Completed);
+      expect(d.run.endedAt).toBe(d.now);
+      expect(d.step('a').output).toBeUndefined();
+      expect(eventsOf(skipped).map((e) => e.type)).toEqual([
+        EventType.StepSkipped,
+        EventType.WorkflowCompleted,
+      ]);
+    });
+  });
+
+  describe('on a compensation_failed run', () => {
+    it('retry_step of the failed compensation: compensating again, attempt n+1 with a fresh budget, then compensated', () => {
+      const d = stuckRun();
+      const retried = d.tick(1_000).retryStep('b');
+      expect(d.run.state).toBe(RunState.Compensating);
+      expect(d.run.endedAt).toBeUndefined();
+      expect(eventsOf(retried).map((e) => [e.type, e.step, e.attempt])).toEqual([
+        [EventType.WorkflowCompensating, undefined, undefined],
+        [EventType.StepStarted, 'b', 2],
+      ]);
+      expect(eventsOf(retried)[0]?.payload).toMatchObject({
+        operator: true,
+        steps: ['b', 'a'],
+        error: { code: 'NOPE' },
+      });
+      expect(
+        commandsOf(retried).map((c) => [c.envelope.id, c.payload.idempotencyKey, c.payload.worker]),
+      ).toEqual([['tx-1:b:undo:2', 'tx-1:b:undo', 'undo.b']]);
+      expect(d.step('b')).toMatchObject({
+        status: StepStatus.Compensating,
+        compensation: { status: 'running', attempt: 2, attemptBase: 1 },
+      });
+      // The old attempt's result is late.
+      expect(d.undoFailed('b', failure('UNDO_DOWN'), 1).ignored).toMatch(/late or duplicate/);
+      // One attempt per series (maxAttempts 1): a failure sticks again.
+      d.undoFailed('b', failure('UNDO_DOWN'));
+      expect(d.run.state).toBe(RunState.CompensationFailed);
+      d.retryStep('b');
+      expect(commandsOf(d.last).map((c) => c.envelope.id)).toEqual(['tx-1:b:undo:3']);
+      d.undone('b');
+      expect(lastWorkers(d)).toEqual(['undo.a']);
+      d.undone('a');
+      expect(d.run.state).toBe(RunState.Compensated);
+      expect(d.step('b').compensation?.attempts.map((a) => [a.attempt, a.outcome])).toEqual([
+        [1, 'failed'],
+        [2, 'failed'],
+        [3, 'completed'],
+      ]);
+    });
+
+    it('resume_compensation retries it the same way; a run a cancel was unwinding goes back to cancelling', () => {
+      const d = stuckRun(true);
+      expect(d.run.cancelRequested).toBe(true);
+      d.resumeCompensation();
+      expect(d.run.state).toBe(RunState.Cancelling);
+      expect(commandsOf(d.last).map((c) => c.envelope.id)).toEqual(['tx-1:b:undo:2']);
+      d.undone('b');
+      d.undone('a');
+      expect(d.run.state).toBe(RunState.Cancelled);
+    });
+
+    it('skip_step (or resume_compensation with skip) marks the compensation skipped and unwinds the rest', () => {
+      for (const skip of [
+        (d: SagaDriver) => d.skipStep('b'),
+        (d: SagaDriver) => d.resumeCompensation(true),
+      ]) {
+        const d = stuckRun();
+        const skipped = skip(d);
+        expect(d.run.state).toBe(RunState.Compensating);
+        expect(d.run.compensationQueue).toEqual(['a']);
+        expect(d.step('b')).toMatchObject({
+          status: StepStatus.CompensationFailed,
+          compensation: { status: 'skipped', attempt: 1, error: { code: 'UNDO_DOWN' } },
+        });
+        expect(eventsOf(skipped).map((e) => [e.type, e.step])).toEqual([
+          [EventType.StepSkipped, 'b'],
+          [EventType.WorkflowCompensating, undefined],
+          [EventType.StepStarted, 'a'],
+        ]);
+        expect(eventsOf(skipped)[0]?.payload).toMatchObject({ operator: true, compensation: true });
+        expect(commandsOf(skipped).map((c) => c.envelope.id)).toEqual(['tx-1:a:undo:1']);
+        d.undone('a');
+        expect(d.run.state).toBe(RunState.Compensated);
+        expect(d.commands().filter((c) => c.payload.worker === 'undo.b')).toHaveLength(1);
+      }
+    });
+
+    it('skipping the last compensation left ends the run at once', () => {
+      const d = stuckRun();
+      d.retryStep('b');
+      d.undone('b');
+      d.undoFailed('a', failure('GONE', { retryable: false }));
+      expect(d.run.state).toBe(RunState.CompensationFailed);
+      expect(d.run.compensationQueue).toEqual(['a']);
+      const skipped = d.resumeCompensation(true);
+      expect(d.run.state).toBe(RunState.Compensated);
+      expect(d.run.endedAt).toBe(d.now);
+      expect(eventsOf(skipped).map((e) => e.type)).toEqual([
+        EventType.StepSkipped,
+        EventType.WorkflowCompensating,
+        EventType.WorkflowCompensated,
+      ]);
+    });
+  });
+
+  describe('refusals: the engine ignores the action and changes nothing', () => {
+    function expectIgnored(d: SagaDriver, act: (d: SagaDriver) => unknown, reason: RegExp): void {
+      const before = d.run;
+      const decision = act(d) as ReturnType<SagaDriver['send']>;
+      expect(decision.ignored).toMatch(reason);
+      expect(decision.run).toBe(before);
+      expect(decision.effects).toEqual([]);
+    }
+    const ALL_ACTIONS: [string, (d: SagaDriver) => unknown][] = [
+      ['retry_step', (d) => d.retryStep('a')],
+      ['skip_step', (d) => d.skipStep('a')],
+      ['resume_compensation', (d) => d.resumeCompensation()],
+      ['resume_compensation skip', (d) => d.resumeCompensation(true)],
+    ];
+
+    it('on a run in any state but failed or compensation_failed', () => {
+      const pending = drive(STUCK);
+      const running = drive(STUCK);
+      running.start();
+      const compensating = drive(STUCK);
+      compensating.start();
+      compensating.ok('a', {});
+      compensating.fail('b', failure('NOPE', { retryable: false }));
+      const completed = drive(workflow([task('a', 'w.a')]));
+      completed.start();
+      completed.ok('a', {});
+      const compensated = stuckRun();
+      compensated.resumeCompensation(true);
+      compensated.undone('a');
+      const cancelled = drive(workflow([task('a', 'w.a')]));
+      cancelled.cancel();
+      const cases: [SagaDriver, RunState][] = [
+        [pending, RunState.Pending],
+        [running, RunState.Running],
+        [compensating, RunState.Compensating],
+        [completed, RunState.Completed],
+        [compensated, RunState.Compensated],
+        [cancelled, RunState.Cancelled],
+      ];
+      for (const [d, state] of cases) {
+        expect(d.run.state).toBe(state);
+        for (const [, act] of ALL_ACTIONS) {
+          expectIgnored(d, act, new RegExp(`^run is ${state}: operator actions apply`));
+        }
+      }
+    });
+
+    it('an unknown step', () => {
+      expectIgnored(failedRun(), (d) => d.retryStep('nope'), /^unknown step nope$/);
+      expectIgnored(failedRun(), (d) => d.skipStep('nope'), /^unknown step nope$/);
+      expectIgnored(stuckRun(), (d) => d.retryStep('nope'), /^unknown step nope$/);
+    });
+
+    it('a step that did not fail, or a parallel step, on a failed run', () => {
+      expectIgnored(failedRun(), (d) => d.retryStep('a'), /^step a is completed, not failed$/);
+      expectIgnored(failedRun(), (d) => d.skipStep('c'), /^step c is pending, not failed$/);
+      const d = drive(
+        workflow([
+          { name: 'fan', kind: 'parallel', branches: [[task('x', 'w.x', { retry: { maxAttempts: 1 } })]] },
+        ]),
+      );
+      d.start();
+      d.fail('x', failure('NOPE'));
+      expect(d.step('fan').status).toBe(StepStatus.Failed);
+      expectIgnored(d, (d) => d.retryStep('fan'), /parallel step: retry or skip the failed step inside it/);
+      expectIgnored(d, (d) => d.skipStep('fan'), /parallel step/);
+    });
+
+    it('resume_compensation on a failed run', () => {
+      expectIgnored(failedRun(), (d) => d.resumeCompensation(), /^run is failed: no compensation failed$/);
+      expectIgnored(failedRun(), (d) => d.resumeCompensation(true), /no compensation failed/);
+    });
+
+    it('a step other than the failed compensation on a compensation_failed run', () => {
+      expectIgnored(
+        stuckRun(),
+        (d) => d.retryStep('a'),
+        /compensation of step a did not fail: the failed one is b's/,
+      );
+      expectIgnored(stuckRun(), (d) => d.skipStep('c'), /compensation of step c did not fail/);
+    });
+
+    it('every other event on a terminal run is still ignored', () => {
+      const d = failedRun();
+      for (const act of [
+        (d: SagaDriver) => d.ok('b', {}, 2),
+        (d: SagaDriver) => d.signal('go'),
+        (d: SagaDriver) => d.cancel(),
+        (d: SagaDriver) => d.start(),
+        (d: SagaDriver) => d.fireStale({ kind: 'retry', step: 'b', attempt: 2 }),
+      ]) {
+        expectIgnored(d, act, /^run is failed$/);
+      }
+    });
+  });
+
+  describe('operator transitions', () => {
+    const ALL = Object.values(RunState);
+    const OPERATOR_EDGES: [RunState, RunState][] = [
+      [RunState.Failed, RunState.Running],
+      [RunState.CompensationFailed, RunState.Compensating],
+      [RunState.CompensationFailed, RunState.Cancelling],
+    ];
+
+    it('are the only ways out of a terminal state, kept apart from the normal table', () => {
+      for (const from of ALL) {
+        for (const to of ALL) {
+          const allowed = OPERATOR_EDGES.some(([f, t]) => f === from && t === to);
+          expect([from, to, canOperatorTransition(from, to)]).toEqual([from, to, allowed]);
+          if (allowed) expect(canTransition(from, to)).toBe(false);
+          if (!allowed) expect(() => assertOperatorTransition(from, to, TX)).toThrow(IllegalTransitionError);
+        }
+      }
+      for (const [from, to] of OPERATOR_EDGES) expect(() => assertOperatorTransition(from, to)).not.toThrow();
+    });
+
+    it('every state a retried run goes through is reached by an allowed transition', () => {
+      const d = stuckRun();
+      d.retryStep('b');
+      d.undone('b');
+      d.undone('a');
+      const states = [RunState.Pending, ...d.events().map((e) => e.payload['state'] as RunState)];
+      const distinct = states.filter((s, i) => i === 0 || s !== states[i - 1]);
+      expect(distinct).toEqual([
+        RunState.Pending,
+        RunState.Running,
+        RunState.Compensating,
+        RunState.CompensationFailed,
+        RunState.Compensating,
+        RunState.Compensated,
+      ]);
+      for (let i = 1; i < distinct.length; i++) {
+        const [from, to] = [distinct[i - 1]!, distinct[i]!];
+        expect(canTransition(from, to) || canOperatorTransition(from, to)).toBe(true);
+      }
+    });
   });
 });

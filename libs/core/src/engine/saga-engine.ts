@@ -26,7 +26,7 @@ import {
   resolveRetryPolicy,
   type ResolvedRetryPolicy,
 } from './retry-policy';
-import { assertTransition } from './run-transitions';
+import { assertOperatorTransition, assertTransition } from './run-transitions';
 
 /** The outcome a worker reported for one attempt. */
 export type AttemptOutcome =
@@ -44,7 +44,40 @@ export type EngineEvent =
   | { readonly type: 'heartbeat'; readonly step: string; readonly commandId: string }
   | { readonly type: 'timer'; readonly timer: TimerPayload }
   | { readonly type: 'signal'; readonly name: string; readonly payload: unknown }
-  | { readonly type: 'cancel'; readonly reason?: string };
+  | { readonly type: 'cancel'; readonly reason?: string }
+  | OperatorEvent;
+
+/**
+ * What an operator does to a run stuck in `failed` or `compensation_failed` (SPEC §3: "operator
+ * may retry or skip"). These are the only events that move a run out of a terminal state; any other
+ * event on a terminal run is ignored, and so is an operator event on a run in any other state.
+ *
+ * On a `failed` run (a step failed and nothing completed needed undoing), `step` names a step that
+ * failed (not a parallel step: the failed step inside it):
+ * - `retry_step` runs it again with a fresh attempt series: attempt numbers go on from the last one
+ *   (so command ids `<txId>:<step>:<attempt>` never repeat) while the retry budget and the backoff
+ *   start over (`StepRecord.attemptBase`); the idempotency key stays `<txId>:<step>`.
+ * - `skip_step` marks it `skipped`, records `output` (merged into the context like a result), and
+ *   the workflow goes on after it.
+ * Either way the run is `running` again, and everything the failure stopped starts again: every
+ * other failed step (a parallel step's branches may have failed together) gets a fresh series
+ * too, a step whose retry was cancelled starts its next attempt, a wait or sleep starts over.
+ *
+ * On a `compensation_failed` run, `step` must name the failed compensation (the head of
+ * `compensationQueue`): `retry_step` gives the compensation a fresh attempt series (the same
+ * way), `skip_step` marks it `skipped` and unwinding goes on with the rest of the queue (an output
+ * is ignored). The run is `compensating` again (`cancelling` when a cancel began the unwinding).
+ * `resume_compensation` is `retry_step` on that head, or `skip_step` with `skip: true`.
+ */
+export type OperatorEvent =
+  | { readonly type: 'retry_step'; readonly step: string }
+  | { readonly type: 'skip_step'; readonly step: string; readonly output?: unknown }
+  | { readonly type: 'resume_compensation'; readonly skip?: boolean };
+
+/** True for the events only an operator sends (see {@link OperatorEvent}). */
+export function isOperatorEvent(event: EngineEvent): event is OperatorEvent {
+  return event.type === 'retry_step' || event.type === 'skip_step' || event.type === 'resume_compensation';
+}
 
 /** The engine's answer: the next run and what to do about it, or why nothing changed. */
 export interface Decision {
@@ -118,7 +151,9 @@ export function createRun(params: CreateRunParams): Run {
  * carries out `effects` through the outbox.
  */
 export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent, now: number): Decision {
-  if (isTerminalRunState(run.state)) return { run, effects: [], ignored: `run is ${run.state}` };
+  if (isTerminalRunState(run.state) && !isOperatorEvent(event)) {
+    return { run, effects: [], ignored: `run is ${run.state}` };
+  }
   const draft = new Draft(workflow, run, now);
   const ignored = draft.apply(event);
   if (ignored !== undefined) return { run, effects: [], ignored };
@@ -194,6 +229,10 @@ class Draft {
         this.run.cancelRequested = true;
         this.transition(RunState.Cancelling);
         return undefined;
+      case 'retry_step':
+      case 'skip_step':
+      case 'resume_compensation':
+        return this.onOperator(event);
     }
   }
 
@@ -293,10 +332,12 @@ class Draft {
         return undefined;
       case 'sleep':
         if (definition.kind !== StepKind.Sleep || record.status !== StepStatus.Waiting) return 'stale timer';
+        if (timer.attempt !== record.attempt + 1) return 'stale timer';
         this.completeStep(record, undefined, undefined);
         return undefined;
       case 'wait':
         if (definition.kind !== StepKind.Wait || record.status !== StepStatus.Waiting) return 'stale timer';
+        if (timer.attempt !== record.attempt + 1) return 'stale timer';
         this.failStep(record, {
           code: ErrorCode.WaitTimeout,
           message: `signal "${definition.signal}" did not arrive within ${definition.timeoutMs} ms`,
@@ -321,7 +362,9 @@ class Draft {
         definition.signal === name &&
         record?.status === StepStatus.Waiting
       ) {
-        if (definition.timeoutMs !== undefined) this.unschedule({ kind: 'wait', step: stepName, attempt: 1 });
+        if (definition.timeoutMs !== undefined) {
+          this.unschedule({ kind: 'wait', step: stepName, attempt: record.attempt + 1 });
+        }
         this.completeStep(record, definition.output, payload);
         return undefined;
       }
@@ -330,6 +373,116 @@ class Draft {
     const buffered = this.run.signals[name] ?? [];
     if (buffered.length >= MAX_BUFFERED_SIGNALS) return `signal buffer for "${name}" is full`;
     this.run.signals = { ...this.run.signals, [name]: [...buffered, payload] };
+    return undefined;
+  }
+
+  // ---- operator actions: the only ways out of a terminal state ----------------------------------
+
+  private onOperator(event: OperatorEvent): string | undefined {
+    const state = this.run.state;
+    if (state !== RunState.Failed && state !== RunState.CompensationFailed) {
+      return `run is ${state}: operator actions apply to a failed or compensation_failed run`;
+    }
+    if (event.type === 'resume_compensation') {
+      if (state !== RunState.CompensationFailed) return `run is ${state}: no compensation failed`;
+      return this.resumeCompensation(event.skip === true);
+    }
+    const record = this.run.steps[event.step];
+    const compiled = this.workflow.steps.get(event.step);
+    if (!record || !compiled) return `unknown step ${event.step}`;
+    if (state === RunState.CompensationFailed) {
+      const head = this.run.compensationQueue?.[0];
+      if (event.step !== head) {
+        return `the compensation of step ${event.step} did not fail: the failed one is ${head ?? 'none'}'s`;
+      }
+      return this.resumeCompensation(event.type === 'skip_step');
+    }
+    if (record.status !== StepStatus.Failed) return `step ${event.step} is ${record.status}, not failed`;
+    if (compiled.definition.kind === StepKind.Parallel) {
+      return `step ${event.step} is a parallel step: retry or skip the failed step inside it`;
+    }
+    this.reopen(record, event);
+    return undefined;
+  }
+
+  /** A failed run goes on: see {@link OperatorEvent}. `settle` then starts what was rewound. */
+  private reopen(target: StepRecord, event: Extract<OperatorEvent, { step: string }>): void {
+    this.transition(RunState.Running, true);
+    delete this.run.error;
+    const attempt = target.attempt || undefined;
+    if (event.type === 'skip_step') {
+      const definition = this.compiled(target.name).definition;
+      this.endStep(target, StepStatus.Skipped);
+      const outputKey =
+        definition.kind === StepKind.Task || definition.kind === StepKind.Wait
+          ? definition.output
+          : undefined;
+      this.recordOutput(target, outputKey, event.output);
+      this.emit(EventType.StepSkipped, { operator: true }, target.name, attempt);
+    } else {
+      this.emit(
+        EventType.StepRetrying,
+        { operator: true, delayMs: 0, ...(target.error ? { error: target.error } : {}) },
+        target.name,
+        attempt,
+      );
+    }
+    for (const record of Object.values(this.run.steps)) {
+      if (record.status === StepStatus.Failed || record.status === StepStatus.Cancelled) this.rewind(record);
+    }
+  }
+
+  /** Puts a step the failure failed or stopped back where advancing starts it again. */
+  private rewind(record: StepRecord): void {
+    const definition = this.compiled(record.name).definition;
+    delete record.endedAt;
+    if (definition.kind === StepKind.Parallel) {
+      // Its branches are rewound step by step; one whose condition failed starts over.
+      record.status = record.startedAt === undefined ? StepStatus.Pending : StepStatus.Running;
+      return;
+    }
+    record.status = StepStatus.Pending;
+    if (definition.kind === StepKind.Task) {
+      // A fresh series: the next attempt is attempt + 1, with the whole retry budget.
+      if (record.attempt > 0) record.attemptBase = record.attempt;
+      delete record.heartbeatAt;
+      // Partial effects of a failed run's step are never undone (it has no compensation, or the
+      // run would have compensated): the step runs again and is judged on its new outcome.
+      delete record.partialEffects;
+      delete record.completedSeq;
+    } else if (record.startedAt !== undefined) {
+      // A wait or sleep starts over; its timers carry attempt + 1, so the old ones are stale.
+      record.attempt += 1;
+    }
+  }
+
+  /** A compensation_failed run unwinds again: its failed compensation is retried or skipped. */
+  private resumeCompensation(skip: boolean): string | undefined {
+    const queue = this.run.compensationQueue ?? [];
+    const record = queue[0] === undefined ? undefined : this.run.steps[queue[0]];
+    const compensation = record?.compensation;
+    if (!record || compensation?.status !== 'failed') return 'no failed compensation to resume';
+    this.transition(this.run.cancelRequested ? RunState.Cancelling : RunState.Compensating, true);
+    const error = this.run.error ? { error: this.run.error } : {};
+    if (skip) {
+      record.compensation = { ...compensation, status: 'skipped' };
+      this.emit(
+        EventType.StepSkipped,
+        { operator: true, compensation: true },
+        record.name,
+        compensation.attempt,
+      );
+      this.run.compensationQueue = queue.slice(1);
+      this.emit(EventType.WorkflowCompensating, { steps: queue.slice(1), operator: true, ...error });
+      return undefined;
+    }
+    this.emit(EventType.WorkflowCompensating, { steps: queue, operator: true, ...error });
+    record.compensation = { ...compensation, attemptBase: compensation.attempt };
+    this.startCompensationAttempt(
+      this.compiled(record.name).definition as TaskStep,
+      record,
+      compensation.attempt + 1,
+    );
     return undefined;
   }
 
@@ -433,7 +586,7 @@ class Draft {
           this.unschedule({
             kind: definition.kind === StepKind.Sleep ? 'sleep' : 'wait',
             step: name,
-            attempt: 1,
+            attempt: record.attempt + 1,
           });
         }
         this.endStep(record, StepStatus.Cancelled);
@@ -508,7 +661,8 @@ class Draft {
 
   private startStep(compiled: CompiledStep, record: StepRecord): void {
     const definition = compiled.definition;
-    if (compiled.when) {
+    // A step an operator action restarts was past its condition already (it had started).
+    if (compiled.when && record.startedAt === undefined) {
       let verdict: unknown;
       try {
         verdict = compiled.when.evaluate(this.activation(compiled));
@@ -528,7 +682,7 @@ class Draft {
     }
     switch (definition.kind) {
       case StepKind.Task:
-        this.startAttempt(compiled, record, 1);
+        this.startAttempt(compiled, record, record.attempt + 1);
         return;
       case StepKind.Parallel:
         record.status = StepStatus.Running;
@@ -539,7 +693,10 @@ class Draft {
         record.status = StepStatus.Waiting;
         record.startedAt = this.now;
         this.emit(EventType.StepStarted, { kind: definition.kind }, record.name);
-        this.schedule({ kind: 'sleep', step: record.name, attempt: 1 }, this.now + definition.durationMs);
+        this.schedule(
+          { kind: 'sleep', step: record.name, attempt: record.attempt + 1 },
+          this.now + definition.durationMs,
+        );
         return;
       case StepKind.Wait: {
         record.status = StepStatus.Waiting;
@@ -552,7 +709,10 @@ class Draft {
           return;
         }
         if (definition.timeoutMs !== undefined) {
-          this.schedule({ kind: 'wait', step: record.name, attempt: 1 }, this.now + definition.timeoutMs);
+          this.schedule(
+            { kind: 'wait', step: record.name, attempt: record.attempt + 1 },
+            this.now + definition.timeoutMs,
+          );
         }
         return;
       }
@@ -602,8 +762,10 @@ class Draft {
     this.clearAttemptTimers(definition, record);
     const policy = this.retryPolicy(definition);
     record.error = error;
-    if (this.canRetry(policy, error, record.attempt)) {
-      const delayMs = backoffDelayMs(policy, record.attempt);
+    // The budget counts the attempts of the current series (an operator retry starts a new one).
+    const tries = record.attempt - (record.attemptBase ?? 0);
+    if (this.canRetry(policy, error, tries)) {
+      const delayMs = backoffDelayMs(policy, tries);
       record.status = StepStatus.Retrying;
       this.emit(EventType.StepRetrying, { error, delayMs }, record.name, record.attempt);
       if (delayMs === 0) this.startAttempt(this.compiled(record.name), record, record.attempt + 1);
@@ -618,11 +780,11 @@ class Draft {
     this.failStep(record, error);
   }
 
-  private canRetry(policy: ResolvedRetryPolicy, error: ErrorInfo, attempt: number): boolean {
+  private canRetry(policy: ResolvedRetryPolicy, error: ErrorInfo, tries: number): boolean {
     return (
       error.retryable &&
       !policy.nonRetryableErrors.includes(error.code) &&
-      attempt < policy.maxAttempts &&
+      tries < policy.maxAttempts &&
       !this.isStopping()
     );
   }
@@ -640,13 +802,17 @@ class Draft {
     this.endStep(record, StepStatus.Completed);
     record.completedSeq = ++this.run.completedCount;
     delete record.error;
-    if (output !== undefined) {
-      record.output = output;
-      if (outputKey !== undefined) this.run.context = { ...this.run.context, [outputKey]: output };
-      else if (isPlainObject(output)) this.run.context = { ...this.run.context, ...output };
-    }
+    this.recordOutput(record, outputKey, output);
     const durationMs = record.startedAt === undefined ? 0 : this.now - record.startedAt;
     this.emit(EventType.StepCompleted, { durationMs }, record.name, record.attempt || undefined);
+  }
+
+  /** Keeps a step's output and puts it into the context: under its key, or merged when an object. */
+  private recordOutput(record: StepRecord, outputKey: string | undefined, output: unknown): void {
+    if (output === undefined) return;
+    record.output = output;
+    if (outputKey !== undefined) this.run.context = { ...this.run.context, [outputKey]: output };
+    else if (isPlainObject(output)) this.run.context = { ...this.run.context, ...output };
   }
 
   private endStep(record: StepRecord, status: StepStatus): void {
@@ -673,6 +839,7 @@ class Draft {
       attempt,
       attempts: [...(previous?.attempts ?? []), { attempt, startedAt: this.now }],
       startedAt: previous?.startedAt ?? this.now,
+      ...(previous?.attemptBase === undefined ? {} : { attemptBase: previous.attemptBase }),
     };
     record.status = StepStatus.Compensating;
     const timeoutMs = this.compensationTimeoutMs(definition);
@@ -748,12 +915,11 @@ class Draft {
       this.workflow.definition.defaults?.compensationRetry,
       definition.compensationRetry,
     );
+    const tries = compensation.attempt - (compensation.attemptBase ?? 0);
     const retryable =
-      error.retryable &&
-      !policy.nonRetryableErrors.includes(error.code) &&
-      compensation.attempt < policy.maxAttempts;
+      error.retryable && !policy.nonRetryableErrors.includes(error.code) && tries < policy.maxAttempts;
     if (retryable) {
-      const delayMs = backoffDelayMs(policy, compensation.attempt);
+      const delayMs = backoffDelayMs(policy, tries);
       record.compensation = { ...compensation, status: 'retrying', attempts, error };
       this.emit(
         EventType.StepRetrying,
@@ -831,8 +997,14 @@ class Draft {
     return out;
   }
 
-  private transition(to: RunState): void {
-    assertTransition(this.run.state, to, this.run.txId);
+  /** Moves the run to `to`; `operator` allows only the ways out of a terminal state (and only those). */
+  private transition(to: RunState, operator = false): void {
+    if (operator) {
+      assertOperatorTransition(this.run.state, to, this.run.txId);
+      delete this.run.endedAt;
+    } else {
+      assertTransition(this.run.state, to, this.run.txId);
+    }
     this.run.state = to;
     if (isTerminalRunState(to)) this.run.endedAt = this.now;
   }

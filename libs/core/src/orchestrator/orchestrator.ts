@@ -18,7 +18,7 @@ import {
   type WorkflowDefinition,
 } from '@multiagents/contracts';
 import { compileWorkflow, type CompiledWorkflow } from '../definition/validate-definition';
-import { createRun, decide, type EngineEvent } from '../engine/saga-engine';
+import { createRun, decide, type EngineEvent, type OperatorEvent } from '../engine/saga-engine';
 import { systemClock, type Clock } from '../ports/clock';
 import type { Effect, Timer } from '../ports/effects';
 import type { EventBus, Subscription } from '../ports/event-bus';
@@ -353,6 +353,47 @@ export class Orchestrator {
     return this.userEvent(txId, { type: 'cancel', ...(reason === undefined ? {} : { reason }) });
   }
 
+  /**
+   * Operator action on a `failed` run: runs the failed `step` again with a fresh attempt series
+   * (attempt numbers go on, the retry budget starts over), and whatever the failure stopped starts
+   * again; on a `compensation_failed` run, `step` names the failed compensation, which is retried
+   * the same way. NOT_FOUND for an unknown run or step; FAILED_PRECONDITION for a run in another
+   * state or a step that is not the failed one.
+   */
+  retryStep(txId: string, step: string): Promise<Run> {
+    return this.operatorEvent(txId, { type: 'retry_step', step });
+  }
+
+  /**
+   * Operator action on a `failed` run: marks the failed `step` skipped, records `output` for it
+   * (merged into the context like a result) and goes on after it; on a `compensation_failed` run,
+   * `step` names the failed compensation, which is skipped (no output) while unwinding goes on.
+   * Errors as {@link retryStep}.
+   */
+  async skipStep(txId: string, step: string, output?: unknown): Promise<Run> {
+    if (output !== undefined) {
+      const size = jsonBytes(output);
+      if (size > this.options.maxPayloadBytes) {
+        throw new ResourceExhaustedError(
+          `output is ${size} bytes, over the limit of ${this.options.maxPayloadBytes}`,
+        );
+      }
+    }
+    return this.operatorEvent(txId, { type: 'skip_step', step, ...(output === undefined ? {} : { output }) });
+  }
+
+  /**
+   * Operator action on a `compensation_failed` run: retries its failed compensation with a fresh
+   * attempt series (`skip: true`: skips it) and goes on undoing what is left. FAILED_PRECONDITION
+   * for a run in any other state.
+   */
+  resumeCompensation(txId: string, options: { skip?: boolean } = {}): Promise<Run> {
+    return this.operatorEvent(txId, {
+      type: 'resume_compensation',
+      ...(options.skip === undefined ? {} : { skip: options.skip }),
+    });
+  }
+
   /** Calls `listener` with every run this process writes. Returns an unsubscribe function. */
   onRunChanged(listener: RunListener): () => void {
     this.listeners.add(listener);
@@ -487,6 +528,30 @@ export class Orchestrator {
     }
   }
 
+  private async operatorEvent(txId: string, event: OperatorEvent): Promise<Run> {
+    const stored = await this.options.store.get(txId);
+    if (!stored) throw new RunNotFoundError(txId);
+    if (event.type !== 'resume_compensation' && stored.run.steps[event.step] === undefined) {
+      throw new MultiAgentsError(ErrorCode.NotFound, `run ${txId} has no step ${event.step}`, {
+        retryable: false,
+        details: { txId, step: event.step },
+      });
+    }
+    // The one way out of a terminal state: the engine judges whether the action applies.
+    const ignored = await this.apply(txId, event);
+    if (ignored !== undefined) {
+      const what =
+        event.type === 'resume_compensation'
+          ? 'resume the compensation'
+          : `${event.type === 'retry_step' ? 'retry' : 'skip'} step ${event.step}`;
+      throw new FailedPreconditionError(`cannot ${what} of run ${txId}: ${ignored}`, {
+        txId,
+        ...(event.type === 'resume_compensation' ? {} : { step: event.step }),
+      });
+    }
+    return this.getRun(txId);
+  }
+
   private async userEvent(txId: string, event: EngineEvent): Promise<Run> {
     const stored = await this.options.store.get(txId);
     if (!stored) throw new RunNotFoundError(txId);
@@ -500,6 +565,7 @@ export class Orchestrator {
     if (ignored !== undefined && event.type === 'cancel') {
       throw new FailedPreconditionError(`cannot cancel run ${txId}: ${ignored}`, { txId });
     }
+
     return this.getRun(txId);
   }
 

@@ -190,6 +190,21 @@ export class SagaDriver {
     return this.send({ type: 'cancel', ...(reason === undefined ? {} : { reason }) });
   }
 
+  /** Operator action: retries a failed step (or the failed compensation). */
+  retryStep(step: string): Decision {
+    return this.send({ type: 'retry_step', step });
+  }
+
+  /** Operator action: skips a failed step (or the failed compensation). */
+  skipStep(step: string, output?: unknown): Decision {
+    return this.send({ type: 'skip_step', step, ...(output === undefined ? {} : { output }) });
+  }
+
+  /** Operator action: resumes a compensation_failed run, retrying or skipping its failed compensation. */
+  resumeCompensation(skip?: boolean): Decision {
+    return this.send({ type: 'resume_compensation', ...(skip === undefined ? {} : { skip }) });
+  }
+
   /** The scheduled timer with this payload, or undefined. */
   timer(payload: TimerPayload): Timer | undefined {
     return this.timers.get(timerIdFor(this.txId, payload));

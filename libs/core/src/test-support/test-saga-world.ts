@@ -14,11 +14,12 @@ import {
 } from '@multiagents/contracts';
 import type { Timer, TimerPayload } from '../ports/effects';
 import { compileWorkflow, taskSteps, type CompiledWorkflow } from '../definition/validate-definition';
-import { canTransition } from '../engine/run-transitions';
+import { canOperatorTransition, canTransition } from '../engine/run-transitions';
 import {
   commandIdFor,
   createRun,
   decide,
+  isOperatorEvent,
   type AttemptOutcome,
   type Decision,
   type EngineEvent,
@@ -62,7 +63,21 @@ export type WorldAction =
   | { readonly t: 'timer'; readonly i: number }
   | { readonly t: 'stale'; readonly i: number }
   | { readonly t: 'signal'; readonly name: string }
-  | { readonly t: 'cancel' };
+  | { readonly t: 'cancel' }
+  | { readonly t: 'operator'; readonly action: OperatorAction };
+
+/**
+ * An operator's move (SPEC §3): retry or skip the failed step (`i` picks among the failed steps)
+ * or the failed compensation, resume the compensation (or skip it), or something that must be
+ * refused (`bogus`: a step that did not fail). With `fix`, the operator also repairs the worker
+ * first: its step (or compensation) succeeds from then on, unless an effect already applied for
+ * the idempotency key says otherwise.
+ */
+export interface OperatorAction {
+  readonly op: 'retry' | 'skip' | 'resume' | 'resumeSkip' | 'bogus';
+  readonly i: number;
+  readonly fix: boolean;
+}
 
 interface CommandMessage {
   readonly topic: string;
@@ -85,8 +100,11 @@ export interface Application {
   readonly seq: number;
 }
 
-/** Reads (and clears) the run transitions the engine asked for since the last call. */
-export type TransitionProbe = () => [RunState, RunState][];
+/**
+ * Reads (and clears) the run transitions the engine asked for since the last call; the third
+ * element is true for an operator transition (the only way out of a terminal state).
+ */
+export type TransitionProbe = () => [RunState, RunState, boolean?][];
 
 /** A failed invariant, with the world's story so far in the message. */
 export class InvariantError extends Error {}
@@ -115,10 +133,18 @@ export class SagaWorld {
   private readonly staleTimers: TimerPayload[] = [];
   /** The worker side's store: one stored outcome per idempotency key. */
   private readonly ledger = new Map<string, AttemptOutcome>();
+  private readonly commandIds = new Set<string>();
   readonly applications: Application[] = [];
   private seq = 0;
   /** Task steps in the order the engine accepted their completion (or partial-effect failure). */
-  readonly completionOrder: string[] = [];
+  completionOrder: string[] = [];
+  /** Steps and compensations an operator skipped, and the steps and undos an operator repaired. */
+  private readonly skippedSteps = new Set<string>();
+  private readonly skippedUndos = new Set<string>();
+  private readonly fixedSteps = new Set<string>();
+  private readonly fixedUndos = new Set<string>();
+  /** Operator actions that moved the run out of a terminal state. */
+  reopens = 0;
   private readonly history: { event: EngineEvent; now: number }[] = [];
   private readonly allEffects: unknown[] = [];
   private nextEventNumber = 1;
@@ -133,6 +159,16 @@ export class SagaWorld {
     redeliveries: 0,
     earlySignals: 0,
     partialEffectUndos: 0,
+  };
+  /** Operator actions taken and refused, by kind (only worlds that act as an operator fill it). */
+  readonly operatorStats = {
+    stepRetried: 0,
+    stepSkipped: 0,
+    compensationRetried: 0,
+    compensationSkipped: 0,
+    refused: 0,
+    completedAfterReopen: 0,
+    compensatedAfterResume: 0,
   };
   private readonly tasks: Map<string, TaskStep>;
   /** Signals a live run took, by name. */
@@ -184,7 +220,8 @@ export class SagaWorld {
       `${this.now} ${describe(event)} -> ${decision.ignored ? `ignored (${decision.ignored})` : decision.run.state}`,
     );
 
-    if (isTerminalRunState(before.state))
+    const operator = isOperatorEvent(event);
+    if (isTerminalRunState(before.state) && !operator)
       this.check(decision.ignored !== undefined, 'a terminal run changed');
     if (decision.ignored !== undefined) {
       this.check(decision.run === before, 'an ignored event returned a different run object');
@@ -194,14 +231,31 @@ export class SagaWorld {
     }
     // Every state change went through the transition table, as one unbroken chain.
     let state = before.state;
-    for (const [from, to] of transitions) {
+    for (const [index, [from, to, byOperator]] of transitions.entries()) {
       this.check(
         from === state,
         `transition ${from} -> ${to} does not start from the current state ${state}`,
       );
-      this.check(canTransition(from, to), `illegal transition ${from} -> ${to}`);
+      if (byOperator) {
+        // Out of a terminal state: only an operator event, as its first transition.
+        this.check(operator && index === 0, `operator transition ${from} -> ${to} on ${describe(event)}`);
+        this.check(canOperatorTransition(from, to), `illegal operator transition ${from} -> ${to}`);
+        this.reopens++;
+      } else {
+        this.check(canTransition(from, to), `illegal transition ${from} -> ${to}`);
+      }
       state = to;
       this.stateSequence.push(to);
+    }
+    if (operator) {
+      this.check(
+        isTerminalRunState(before.state) && transitions[0]?.[2] === true,
+        `operator event ${describe(event)} accepted on a ${before.state} run without an operator transition`,
+      );
+      // A step run again forgets its old completion (partial effects of a failed run's step).
+      this.completionOrder = this.completionOrder.filter(
+        (name) => decision.run.steps[name]?.completedSeq !== undefined,
+      );
     }
     this.check(
       state === decision.run.state,
@@ -265,6 +319,10 @@ export class SagaWorld {
       `command id ${payload.commandId}`,
     );
     this.check(envelope.id === payload.commandId, 'envelope id differs from the command id');
+    // A new attempt (an operator's retry too) never reuses a command id: an old attempt's result
+    // must not pass for the new one's.
+    this.check(!this.commandIds.has(payload.commandId), `command id ${payload.commandId} used twice`);
+    this.commandIds.add(payload.commandId);
     this.check(
       payload.idempotencyKey === (undo ? `${this.txId}:${step}:undo` : `${this.txId}:${step}`),
       `idempotency key ${payload.idempotencyKey}`,
@@ -300,13 +358,17 @@ export class SagaWorld {
     });
     const success: AttemptOutcome = { ok: true, output: undo ? undefined : { [`${step}_done`]: true } };
     if (undo) {
-      const plan = this.scenario.undoPlans[step] ?? { kind: 'ok' };
+      const plan: UndoPlan = this.fixedUndos.has(step)
+        ? { kind: 'ok' }
+        : (this.scenario.undoPlans[step] ?? { kind: 'ok' });
       if (plan.kind === 'broken') result(fail('UNDO_BROKEN', true));
       else if (plan.kind === 'flaky' && attempt <= plan.failures) result(fail('UNDO_FLAKY', true));
       else apply(success);
       return;
     }
-    const plan = this.scenario.plans[step] ?? { kind: 'ok' };
+    const plan: TaskPlan = this.fixedSteps.has(step)
+      ? { kind: 'ok' }
+      : (this.scenario.plans[step] ?? { kind: 'ok' });
     switch (plan.kind) {
       case 'ok':
         apply(success);
@@ -393,6 +455,87 @@ export class SagaWorld {
         if (decision.ignored === undefined) this.cancelAccepted = true;
         return;
       }
+      case 'operator':
+        this.operate(action.action);
+        return;
+    }
+  }
+
+  /**
+   * An operator acts. Whether the engine must accept is judged here, independently: a retry or
+   * skip of a failed (non-parallel) step of a failed run, or of the failed compensation of a
+   * compensation_failed run; a resume of a compensation_failed run. Anything else is refused.
+   */
+  operate(action: OperatorAction): void {
+    this.now += 1;
+    const run = this.run;
+    const failedSteps = Object.values(run.steps)
+      .filter(
+        (r) =>
+          r.status === StepStatus.Failed &&
+          this.workflow.steps.get(r.name)?.definition.kind !== StepKind.Parallel,
+      )
+      .map((r) => r.name);
+    const head = run.compensationQueue?.[0];
+    let event: EngineEvent;
+    let valid: boolean;
+    switch (action.op) {
+      case 'retry':
+      case 'skip': {
+        const step =
+          run.state === 'compensation_failed'
+            ? head
+            : (failedSteps[action.i % Math.max(1, failedSteps.length)] ?? Object.keys(run.steps)[0]);
+        const name = step ?? 'nope';
+        event =
+          action.op === 'retry'
+            ? { type: 'retry_step', step: name }
+            : { type: 'skip_step', step: name, output: { [`${name}_skipped`]: true } };
+        valid =
+          (run.state === 'failed' && failedSteps.includes(name)) ||
+          (run.state === 'compensation_failed' && name === head);
+        break;
+      }
+      case 'resume':
+      case 'resumeSkip':
+        event = { type: 'resume_compensation', ...(action.op === 'resumeSkip' ? { skip: true } : {}) };
+        valid = run.state === 'compensation_failed';
+        break;
+      case 'bogus': {
+        // A step that did not fail (or is not the failed compensation), or one that does not exist.
+        const names = Object.keys(run.steps).filter((name) => !failedSteps.includes(name) && name !== head);
+        const name = names[action.i % Math.max(1, names.length)] ?? 'nope';
+        event = action.i % 2 === 0 ? { type: 'retry_step', step: name } : { type: 'skip_step', step: name };
+        valid = false;
+        break;
+      }
+    }
+    const compensating = run.state === 'compensation_failed';
+    const target = 'step' in event ? event.step : head;
+    const decision = this.send(event);
+    if (!valid) {
+      this.check(decision.ignored !== undefined, `${describe(event)} on a ${run.state} run was not refused`);
+      this.operatorStats.refused++;
+      return;
+    }
+    this.check(decision.ignored === undefined, `${describe(event)} was refused: ${decision.ignored}`);
+    if (target === undefined) return;
+    const skip = event.type === 'skip_step' || (event.type === 'resume_compensation' && event.skip === true);
+    if (compensating) {
+      if (skip) this.skippedUndos.add(target);
+      else if (action.fix) this.fixedUndos.add(target);
+      if (skip) this.operatorStats.compensationSkipped++;
+      else this.operatorStats.compensationRetried++;
+      return;
+    }
+    if (skip) {
+      this.skippedSteps.add(target);
+      this.operatorStats.stepSkipped++;
+      this.check(this.run.context[`${target}_skipped`] === true, `output of skipped ${target} not recorded`);
+    } else {
+      // Every failed step starts again: a repair applies to the one named.
+      if (action.fix) this.fixedSteps.add(target);
+      this.operatorStats.stepRetried++;
     }
   }
 
@@ -478,8 +621,12 @@ export class SagaWorld {
     const run = this.run;
     const final = run.state;
     this.check(isTerminalRunState(final), `run ended in non-terminal ${final}`);
+    // One terminal state, or one more than the times an operator moved the run out of one.
     const terminalStates = this.stateSequence.filter((s) => isTerminalRunState(s));
-    this.check(terminalStates.length === 1, `terminal states reached: ${terminalStates.join(', ')}`);
+    this.check(
+      terminalStates.length === 1 + this.reopens,
+      `terminal states reached: ${terminalStates.join(', ')} with ${this.reopens} operator reopens`,
+    );
 
     // Every signal taken completed one wait step or is still kept (none lost, none used twice).
     for (const [name, taken] of this.signalsTaken) {
@@ -515,8 +662,18 @@ export class SagaWorld {
       JSON.stringify([...completedBySeq].reverse()) === JSON.stringify(this.completionOrder),
       `engine completion order ${list(completedBySeq)} differs from the observed ${list(this.completionOrder)}`,
     );
-    const mustUndo = completedBySeq.filter((name) => this.tasks.get(name)?.compensation !== undefined);
+    const owed = completedBySeq.filter((name) => this.tasks.get(name)?.compensation !== undefined);
+    // A compensation an operator skipped is owed no more.
+    const mustUndo = owed.filter((name) => !this.skippedUndos.has(name));
+    for (const name of this.skippedUndos) {
+      this.check(owed.includes(name), `skipped the compensation of ${name}, which was not owed`);
+      this.check(run.steps[name]?.compensation?.status === 'skipped', `compensation of ${name} not skipped`);
+    }
     const undoOrder = undone.map((u) => u.step);
+    if (this.reopens > 0) {
+      if (final === 'completed') this.operatorStats.completedAfterReopen++;
+      if (final === 'compensated' || final === 'cancelled') this.operatorStats.compensatedAfterResume++;
+    }
 
     switch (final) {
       case 'completed': {
@@ -531,10 +688,15 @@ export class SagaWorld {
             `completed run with step ${name} ${status}`,
           );
           const applied = this.applications.filter((a) => !a.undo && a.step === name).length;
+          // A step an operator skipped may have applied an effect (partially) before it failed.
+          const expected = status === StepStatus.Completed ? 1 : 0;
           this.check(
-            applied === (status === StepStatus.Completed ? 1 : 0),
+            applied === expected || (this.skippedSteps.has(name) && applied <= 1),
             `step ${name} applied ${applied} times`,
           );
+          if (this.skippedSteps.has(name)) {
+            this.check(status === StepStatus.Skipped, `step ${name} was skipped but is ${status}`);
+          }
           if (status === StepStatus.Completed)
             this.check(run.context[`${name}_done`] === true, `output of ${name} not merged`);
         }
@@ -560,11 +722,13 @@ export class SagaWorld {
       case 'compensation_failed': {
         const queue = run.compensationQueue ?? [];
         this.check(queue.length > 0, 'compensation_failed with an empty queue');
-        const doneCount = mustUndo.length - queue.length;
+        // The queue is the owed tail; what came before it was undone, or skipped by an operator.
+        const doneCount = owed.length - queue.length;
         this.check(
-          JSON.stringify(undoOrder) === JSON.stringify(mustUndo.slice(0, doneCount)) &&
-            JSON.stringify(queue) === JSON.stringify(mustUndo.slice(doneCount)),
-          `undid ${list(undoOrder)} with ${list(queue)} left, expected the split of ${list(mustUndo)}`,
+          JSON.stringify(undoOrder) ===
+            JSON.stringify(owed.slice(0, doneCount).filter((name) => !this.skippedUndos.has(name))) &&
+            JSON.stringify(queue) === JSON.stringify(owed.slice(doneCount)),
+          `undid ${list(undoOrder)} with ${list(queue)} left, expected the split of ${list(owed)}`,
         );
         const head = run.steps[queue[0] as string];
         this.check(
@@ -603,7 +767,16 @@ export class SagaWorld {
       { type: 'signal', name: WAIT_SIGNAL, payload: {} },
       { type: 'cancel' },
       { type: 'start' },
+      // Operator actions that do not apply: an unknown step, and those of the other terminal states.
+      { type: 'retry_step', step: 'nope' },
+      { type: 'skip_step', step: 'nope' },
     ];
+    if (final.state !== 'compensation_failed') events.push({ type: 'resume_compensation' });
+    if (final.state !== 'failed' && final.state !== 'compensation_failed') {
+      for (const step of Object.keys(final.steps)) {
+        events.push({ type: 'retry_step', step }, { type: 'skip_step', step });
+      }
+    }
     for (const event of events) {
       const decision = this.send(event);
       this.check(
@@ -648,6 +821,11 @@ function describe(event: EngineEvent): string {
       return `timer ${event.timer.kind} ${event.timer.step}#${event.timer.attempt}${event.timer.compensation ? ' undo' : ''}`;
     case 'signal':
       return `signal ${event.name}`;
+    case 'retry_step':
+    case 'skip_step':
+      return `${event.type} ${event.step}`;
+    case 'resume_compensation':
+      return `resume_compensation${event.skip ? ' skip' : ''}`;
     default:
       return event.type;
   }

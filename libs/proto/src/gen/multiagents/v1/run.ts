@@ -380,7 +380,11 @@ export interface CompensationRecord {
   attempts: AttemptRecord[];
   startedAtMs: number;
   endedAtMs?: number | undefined;
-  error?: ErrorInfo | undefined;
+  error?:
+    | ErrorInfo
+    | undefined;
+  /** Attempts made before the current series (an operator retried it); absent: 0. */
+  attemptBase?: number | undefined;
 }
 
 /** What a run knows about one of its steps. */
@@ -409,7 +413,11 @@ export interface StepRecord {
     | CompensationRecord
     | undefined;
   /** When the current attempt last sent a heartbeat (heartbeat timeouts count from here). */
-  heartbeatAtMs?: number | undefined;
+  heartbeatAtMs?:
+    | number
+    | undefined;
+  /** Attempts made before the current series (an operator retried the step); absent: 0. */
+  attemptBase?: number | undefined;
 }
 
 /** Signals that arrived before a wait step asked for them, oldest first. */
@@ -755,7 +763,15 @@ export const AttemptRecord: MessageFns<AttemptRecord> = {
 };
 
 function createBaseCompensationRecord(): CompensationRecord {
-  return { status: 0, attempt: 0, attempts: [], startedAtMs: 0, endedAtMs: undefined, error: undefined };
+  return {
+    status: 0,
+    attempt: 0,
+    attempts: [],
+    startedAtMs: 0,
+    endedAtMs: undefined,
+    error: undefined,
+    attemptBase: undefined,
+  };
 }
 
 export const CompensationRecord: MessageFns<CompensationRecord> = {
@@ -777,6 +793,9 @@ export const CompensationRecord: MessageFns<CompensationRecord> = {
     }
     if (message.error !== undefined) {
       ErrorInfo.encode(message.error, writer.uint32(50).fork()).join();
+    }
+    if (message.attemptBase !== undefined) {
+      writer.uint32(56).uint32(message.attemptBase);
     }
     return writer;
   },
@@ -842,6 +861,14 @@ export const CompensationRecord: MessageFns<CompensationRecord> = {
             message.error = ErrorInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.attemptBase = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -872,6 +899,11 @@ export const CompensationRecord: MessageFns<CompensationRecord> = {
         ? globalThis.Number(object.ended_at_ms)
         : undefined,
       error: isSet(object.error) ? ErrorInfo.fromJSON(object.error) : undefined,
+      attemptBase: isSet(object.attemptBase)
+        ? globalThis.Number(object.attemptBase)
+        : isSet(object.attempt_base)
+        ? globalThis.Number(object.attempt_base)
+        : undefined,
     };
   },
 
@@ -895,6 +927,9 @@ export const CompensationRecord: MessageFns<CompensationRecord> = {
     if (message.error !== undefined) {
       obj.error = ErrorInfo.toJSON(message.error);
     }
+    if (message.attemptBase !== undefined) {
+      obj.attemptBase = Math.round(message.attemptBase);
+    }
     return obj;
   },
 
@@ -911,6 +946,7 @@ export const CompensationRecord: MessageFns<CompensationRecord> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? ErrorInfo.fromPartial(object.error)
       : undefined;
+    message.attemptBase = object.attemptBase ?? undefined;
     return message;
   },
 };
@@ -929,6 +965,7 @@ function createBaseStepRecord(): StepRecord {
     partialEffects: undefined,
     compensation: undefined,
     heartbeatAtMs: undefined,
+    attemptBase: undefined,
   };
 }
 
@@ -969,6 +1006,9 @@ export const StepRecord: MessageFns<StepRecord> = {
     }
     if (message.heartbeatAtMs !== undefined) {
       writer.uint32(96).int64(message.heartbeatAtMs);
+    }
+    if (message.attemptBase !== undefined) {
+      writer.uint32(104).uint32(message.attemptBase);
     }
     return writer;
   },
@@ -1082,6 +1122,14 @@ export const StepRecord: MessageFns<StepRecord> = {
             message.heartbeatAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.attemptBase = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1130,6 +1178,11 @@ export const StepRecord: MessageFns<StepRecord> = {
         : isSet(object.heartbeat_at_ms)
         ? globalThis.Number(object.heartbeat_at_ms)
         : undefined,
+      attemptBase: isSet(object.attemptBase)
+        ? globalThis.Number(object.attemptBase)
+        : isSet(object.attempt_base)
+        ? globalThis.Number(object.attempt_base)
+        : undefined,
     };
   },
 
@@ -1171,6 +1224,9 @@ export const StepRecord: MessageFns<StepRecord> = {
     if (message.heartbeatAtMs !== undefined) {
       obj.heartbeatAtMs = Math.round(message.heartbeatAtMs);
     }
+    if (message.attemptBase !== undefined) {
+      obj.attemptBase = Math.round(message.attemptBase);
+    }
     return obj;
   },
 
@@ -1195,6 +1251,7 @@ export const StepRecord: MessageFns<StepRecord> = {
       ? CompensationRecord.fromPartial(object.compensation)
       : undefined;
     message.heartbeatAtMs = object.heartbeatAtMs ?? undefined;
+    message.attemptBase = object.attemptBase ?? undefined;
     return message;
   },
 };
