@@ -125,6 +125,20 @@ describe('RedisStateStore (adapter-specific)', () => {
     });
   });
 
+  it('drops the retention TTL again when an operator reopens a terminal run', async () => {
+    const store = storeWith({ terminalRunTtlMs: 60_000 });
+    const run = makeRun({ state: RunState.Running, idempotencyKey: 'order-12' });
+    await store.create(run, [], 'order-12');
+    await store.compareAndSet(run.txId, 1, next(run, { state: RunState.Failed }), [publish(2)]);
+    expect(await admin.pttl(keys.run(run.txId))).toBeGreaterThan(0);
+    await waitFor(async () => (await admin.pttl(keys.idempotency('order-12'))) > 0, { timeoutMs: 2_000 });
+    // RetryStep: failed -> running. The run must not expire while it runs again.
+    await store.compareAndSet(run.txId, 2, next(run, { state: RunState.Running }), [publish(3)]);
+    expect(await admin.pttl(keys.run(run.txId))).toBe(-1);
+    expect(await admin.pttl(keys.outbox(run.txId))).toBe(-1);
+    await waitFor(async () => (await admin.pttl(keys.idempotency('order-12'))) === -1, { timeoutMs: 2_000 });
+  });
+
   it('keeps terminal runs forever with terminalRunTtlMs 0', async () => {
     const store = storeWith({ terminalRunTtlMs: 0 });
     const run = makeRun();

@@ -195,6 +195,13 @@ export class RedisStateStore implements StateStore {
       if (written === 0) return undefined;
       if (previousState !== run.state) this.reindex(run, written, '');
       if (terminal && idempotencyKey) this.expireIdempotencyKey(idempotencyKey);
+      // An operator reopened a finished run (RetryStep…): its key lives as long as the run again.
+      if (!terminal && idempotencyKey && isTerminalRunState(previousState as RunState)) {
+        this.connection.detach(
+          'keeping an idempotency key',
+          this.connection.client.persist(this.connection.keys.idempotency(idempotencyKey)),
+        );
+      }
       return written;
     });
   }

@@ -8,7 +8,8 @@
  * ARGV[1]   expected version
  * ARGV[2]   run JSON
  * ARGV[3]   run state
- * ARGV[4]   retention in ms when the new state is terminal, or 0 (keep)
+ * ARGV[4]   retention in ms when the new state is terminal, or 0 (keep; an operator reopening a
+ *           terminal run also clears the expiry it had)
  * ARGV[5..] outbox items, `<expected + 1>|<effect JSON>`
  * returns   {new version, previous state, idempotency key or ''} when written;
  *           {0} when the stored version is not the expected one (nothing written);
@@ -35,6 +36,9 @@ local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
 end
 return {version, current[2] or '', current[3] or ''}
 `;
