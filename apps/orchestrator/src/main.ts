@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   } else {
     // Waits (with backoff, inside the adapters) for the broker: a broker that is down at start
     // delays readiness instead of crash-looping.
-    const backend = await openBackend(config, { logger });
+    const backend = await openBackend(config, { logger, maintenance: true });
     busCounters = () => backend.bus.counters?.() ?? {};
     orchestrator = new Orchestrator({
       ...backend,

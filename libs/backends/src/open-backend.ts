@@ -31,7 +31,18 @@ export interface Backend {
 export interface OpenBackendOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
+  /**
+   * Run store maintenance in this process: with NATS, terminal runs older than
+   * {@link TERMINAL_RUN_TTL_MS} are purged every {@link PURGE_INTERVAL_MS} (Redis expires them by
+   * itself). Orchestrators turn it on; worker-managers need not.
+   */
+  readonly maintenance?: boolean;
 }
+
+/** How long terminal runs are kept on every backend: 7 days (Redis TTL, NATS purge). */
+export const TERMINAL_RUN_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+/** How often an orchestrator purges expired terminal runs from NATS KV. */
+export const PURGE_INTERVAL_MS = 60_000;
 
 /**
  * Opens the backend a service's configuration names (SPEC §1): `memory` (one process), `redis`
@@ -82,13 +93,23 @@ export async function openBackend(
       const connection = await connect({ servers, name: `multiagents-${prefix}`, maxReconnectAttempts: -1 });
       const parts = {
         bus: new NatsEventBus({ connection, prefix, logger: logger.child({ component: 'bus-nats' }) }),
-        store: new NatsStateStore({ connection, prefix, clock }),
+        store: new NatsStateStore({ connection, prefix, clock, terminalRunTtlMs: TERMINAL_RUN_TTL_MS }),
         timers: new NatsTimerStore({ connection, prefix }),
         definitions: new NatsDefinitionStore({ connection, prefix }),
       };
+      // NATS 2.9 KV has no per-key TTL: retention is a periodic purge (several orchestrators doing
+      // it is harmless: each deletion is guarded by the revision it read).
+      const purge = options.maintenance
+        ? setInterval(() => {
+            parts.store.purgeExpired(clock.now()).catch((err: unknown) => {
+              logger.warn({ err: String(err) }, 'purging expired runs failed; will retry');
+            });
+          }, PURGE_INTERVAL_MS).unref()
+        : undefined;
       return {
         ...parts,
         close: async () => {
+          if (purge) clearInterval(purge);
           await closeAll(parts);
           await connection.drain().catch(() => connection.close());
         },
