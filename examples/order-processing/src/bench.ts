@@ -19,6 +19,7 @@ import { silentLogger } from '@multiagents/core';
 import { createOrderWorkers, EffectsLedger, makeOrders, type OrderInput } from './order-workers';
 import { observeOrchestrator, runOrders, type OrderOutcome } from './run-orders';
 import { measureRedisFloor } from './redis-floor';
+import { measureNatsFloor } from './nats-floor';
 import { orderWorkflow } from './workflow';
 import { ledgerPositions, verifyOrderRun } from './verify-orders';
 
@@ -241,14 +242,17 @@ async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promi
       problems.push(...verifyOrderRun(stored.run, order));
     }
     await Promise.all(services.map((s) => s.stop()));
-    const floorMs = backend === 'redis' ? await measureRedisFloor(server.url, orders, args.concurrency) : NaN;
+    const floorMs =
+      backend === 'redis'
+        ? await measureRedisFloor(server.url, orders, args.concurrency)
+        : await measureNatsFloor(server.url, orders, args.concurrency);
     return {
       outcomes,
       runs,
       wallMs,
       maxRssMb,
       floorMs,
-      floor: backend === 'redis' ? 'hand-written Redis Streams saga' : 'not measured',
+      floor: backend === 'redis' ? 'hand-written Redis Streams saga' : 'hand-written JetStream saga',
       problems,
     };
   } finally {
