@@ -341,4 +341,35 @@ describe('Orchestrator crash and concurrency semantics', () => {
       await o.close();
     }
   });
+
+  it('waits out a store that fails for a while: results are redelivered, not dead-lettered', async () => {
+    const p = parts();
+    let failures = 7; // more deliveries than a bus's default maxDeliveries (5) allows
+    const flakyStore = Object.create(p.store) as MemoryStateStore;
+    flakyStore.compareAndSet = (...args) => {
+      if (failures-- > 0) return Promise.reject(new Error('store unreachable'));
+      return p.store.compareAndSet(...args);
+    };
+    const calls: string[] = [];
+    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    await manager.start();
+    const o = new Orchestrator({
+      ...p,
+      store: flakyStore,
+      timerPollIntervalMs: 0,
+      outboxSweepIntervalMs: 0,
+      resultRetryBaseDelayMs: 5,
+    });
+    await o.start();
+    try {
+      await o.registerWorkflow(twoSteps);
+      const { txId } = await o.startWorkflow('two_steps', {});
+      const run = await o.waitForTerminal(txId, { timeoutMs: 15_000 });
+      expect(run.state).toBe('completed');
+      expect(await p.bus.listDeadLetters(Topics.results)).toEqual([]);
+    } finally {
+      await manager.close();
+      await o.close();
+    }
+  }, 20_000);
 });

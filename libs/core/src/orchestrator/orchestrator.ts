@@ -56,6 +56,10 @@ export interface OrchestratorOptions {
   readonly outboxGraceMs?: number;
   /** Results handled at once. */
   readonly resultConcurrency?: number;
+  /** Deliveries of a result that keeps failing (store unreachable) before it is dead-lettered. */
+  readonly resultMaxDeliveries?: number;
+  /** First delay before such a result is delivered again; it doubles each time, up to 30 s. */
+  readonly resultRetryBaseDelayMs?: number;
   /** A result an orchestrator took and did not finish (it crashed) goes to another after this long. */
   readonly resultVisibilityTimeoutMs?: number;
   /** Compare-and-set attempts before an event is handed back to the bus for redelivery. */
@@ -79,6 +83,8 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS: ResolvedDefaults = {
   maxCasRetries: 20,
   maxPayloadBytes: 256 * 1024,
   recentRunsCached: 10_000,
+  resultMaxDeliveries: 60,
+  resultRetryBaseDelayMs: 250,
 };
 
 type ResolvedDefaults = Required<
@@ -93,6 +99,8 @@ type ResolvedDefaults = Required<
     | 'maxCasRetries'
     | 'maxPayloadBytes'
     | 'recentRunsCached'
+    | 'resultMaxDeliveries'
+    | 'resultRetryBaseDelayMs'
   >
 >;
 
@@ -231,11 +239,25 @@ export class Orchestrator {
         group: Groups.orchestrators,
         consumer: this.options.consumerName ?? `orchestrator-${this.ids.next()}`,
         concurrency: this.options.resultConcurrency,
+        // A result is dead-lettered only when it cannot be handled; a store that is briefly
+        // unreachable (broker restart, leader election) is waited out with growing delays.
+        maxDeliveries: this.options.resultMaxDeliveries,
         ...(this.options.resultVisibilityTimeoutMs === undefined
           ? {}
           : { visibilityTimeoutMs: this.options.resultVisibilityTimeoutMs }),
       },
-      (delivery) => this.handleResult(delivery.envelope),
+      async (delivery) => {
+        try {
+          await this.handleResult(delivery.envelope);
+        } catch (err) {
+          if (err instanceof MultiAgentsError && !err.retryable) throw err;
+          const retryAfterMs = Math.min(
+            30_000,
+            this.options.resultRetryBaseDelayMs * 2 ** Math.min(delivery.deliveryCount, 10),
+          );
+          throw Object.assign(err instanceof Error ? err : new Error(String(err)), { retryAfterMs });
+        }
+      },
     );
     if (this.options.timerPollIntervalMs > 0) {
       this.every(this.options.timerPollIntervalMs, () => this.fireDueTimers());
