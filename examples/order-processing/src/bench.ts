@@ -3,7 +3,7 @@
  * the SPEC §8 benchmark. Runs N order sagas, verifies every final state and context, and prints
  * one JSON line. In the same run it measures the floor and prints the ratio: for memory, the same
  * worker functions called directly in a loop; for redis, the same steps done by hand on Redis
- * Streams. With redis or nats the orchestrator and 2 worker-managers run as separate processes
+ * Streams; for nats, by hand on JetStream. With redis or nats the orchestrator and 2 worker-managers run as separate processes
  * against a private server (Redis with AOF on, appendfsync everysec).
  */
 import { readFileSync } from 'node:fs';
