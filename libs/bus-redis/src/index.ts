@@ -3,7 +3,7 @@
  *
  * @example
  * import { RedisEventBus } from '@multiagents/bus-redis';
- * const bus = new RedisEventBus({ url: process.env.REDIS_URL, prefix: 'multiagents' });
+ * const bus = new RedisEventBus({ url: config.redisUrl, prefix: 'multiagents' });
  */
 
 /** The EventBus on Redis Streams. */

@@ -11,7 +11,7 @@
  * const { txId } = await client.startWorkflow('order_processing', { orderId: 'o-1', total: 42 }, {
  *   idempotencyKey: 'order-o-1',
  * });
- * for await (const run of client.watchWorkflow(txId)) console.log(run.state);
+ * for await (const run of client.watchWorkflow(txId)) render(run.state);
  * client.close();
  * ```
  */

@@ -230,7 +230,7 @@ export class MultiAgentsClient {
    * state; intermediate states in the gap are not replayed.
    *
    * @example
-   * for await (const run of client.watchWorkflow(txId)) console.log(run.state);
+   * for await (const run of client.watchWorkflow(txId)) render(run.state);
    */
   async *watchWorkflow(
     txId: string,
@@ -441,7 +441,7 @@ export class MultiAgentsClient {
  * @example
  * const client = connect('127.0.0.1:50051');
  * const { txId } = await client.startWorkflow('order_processing', { orderId: 'o-1', total: 42 });
- * for await (const run of client.watchWorkflow(txId)) console.log(run.state);
+ * for await (const run of client.watchWorkflow(txId)) render(run.state);
  * client.close();
  */
 export function connect(address: string, options: ClientOptions = {}): MultiAgentsClient {

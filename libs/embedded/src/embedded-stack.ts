@@ -48,7 +48,7 @@ export interface EmbeddedStack {
  * @example
  * const stack = await startEmbedded({ workers, definitions: [orderWorkflow] });
  * const { txId } = await stack.orchestrator.startWorkflow('order_processing', { orderId: 'o-1' });
- * console.log((await stack.orchestrator.waitForTerminal(txId)).state);
+ * const { state } = await stack.orchestrator.waitForTerminal(txId); // completed or compensated
  * await stack.close();
  */
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedStack> {

@@ -17,7 +17,7 @@ export interface ServiceConfig {
   readonly logLevel: string;
 }
 
-/** An environment as apps pass it (process.env); libraries never read process.env themselves. */
+/** An environment as an app passes it (its own variables); libraries never read the environment. */
 export type Environment = Readonly<Record<string, string | undefined>>;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
