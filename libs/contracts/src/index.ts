@@ -39,3 +39,4 @@ export { RunState, StepStatus, TERMINAL_RUN_STATES, isTerminalRunState } from '.
 export type { Run, StepRecord, AttemptRecord, CompensationRecord } from './run';
 export { encodeEnvelope, decodeEnvelope, MAX_ENVELOPE_BYTES, SIGNATURE_HEADER } from './envelope-codec';
 export type { EnvelopeCodecOptions, EnvelopeRejection } from './envelope-codec';
+export { definitionToProto, definitionFromProto } from './definition-proto';
