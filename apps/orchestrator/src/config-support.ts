@@ -1,6 +1,4 @@
 import { ValidationError } from '@multiagents/contracts';
-export { listVariable, parseServiceConfig } from '@multiagents/core';
-export type { ServiceConfig } from '@multiagents/core';
 
 /** Gathers problems from several checks so a bad configuration is reported whole. */
 export class ValidationErrorList {

@@ -1,4 +1,5 @@
-import { listVariable, parseServiceConfig, ValidationErrorList, type ServiceConfig } from './config-support';
+import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/core';
+import { ValidationErrorList } from './config-support';
 
 /** The orchestrator's settings: SPEC §7 plus what the embedded mode hosts. */
 export interface OrchestratorConfig extends ServiceConfig {
