@@ -27,7 +27,10 @@ export function describeFaults(backend: BackendUnderTest): void {
         expect(result.compensated).toBe(N * 0.1);
         expect(result.faultEvidence).not.toBe('');
         if (fault === 'kill-worker-manager' || fault === 'pause-worker-manager') {
-          // Commands held by the victim were delivered again to another replica.
+          // The victim held commands when the fault hit (the scenario waits for that), and every one
+          // of them was delivered again to another replica, which ran it.
+          expect(result.heldAtFault).toBeGreaterThan(0);
+          expect(result.heldRedoneElsewhere).toBe(result.heldAtFault);
           expect(result.redeliveries).toBeGreaterThan(0);
         }
         if (fault === 'pause-worker-manager') {

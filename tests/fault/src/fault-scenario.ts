@@ -4,9 +4,16 @@ import { readFileSync } from 'node:fs';
 import { EventType, Topics } from '@multiagents/contracts';
 import type { EventBus, DefinitionStore, StateStore, TimerStore } from '@multiagents/core';
 import { Orchestrator, parseDefinition } from '@multiagents/core';
-import { freePort, ServiceProcess, startRedisServer, type ServerProcess } from '@multiagents/testing';
+import {
+  freePort,
+  ServiceProcess,
+  startRedisServer,
+  waitFor,
+  type ServerProcess,
+} from '@multiagents/testing';
 import Redis from 'ioredis';
 import { checkInvariants, waitForTerminalRuns, type InvariantReport, type StartedOrder } from './invariants';
+import { LedgerKeys } from './ledger-workers-keys';
 
 /** Repository root, from this file's folder (src or dist). */
 export const REPO_ROOT = join(__dirname, '..', '..', '..');
@@ -47,6 +54,10 @@ export interface ScenarioResult extends InvariantReport {
   readonly redeliveries: number;
   /** Publishes the broker refused as duplicates (NATS de-duplication of a stale replica's results). */
   readonly duplicatePublishes: number;
+  /** Commands the victim held (effect applied, no result) when the fault hit it. */
+  readonly heldAtFault: number;
+  /** Of those, how many another replica executed again afterwards. */
+  readonly heldRedoneElsewhere: number;
   readonly faultEvidence: string;
 }
 
@@ -65,6 +76,10 @@ export function buildServices(): void {
 }
 
 const VISIBILITY_TIMEOUT_MS = 2_000;
+/** Commands a worker-manager victim holds until its fault (see ledger-workers.ts). */
+const VICTIM_HOLDS = 2;
+/** Bound of every wait on a condition below. */
+const CONDITION_TIMEOUT_MS = 60_000;
 
 const TERMINAL_EVENTS = new Set<string>([
   EventType.WorkflowCompleted,
@@ -119,6 +134,7 @@ export async function runFaultScenario(
     );
     services.push(orchestrator);
     const managers: ServiceProcess[] = [];
+    const victimHolds = fault === 'kill-worker-manager' || fault === 'pause-worker-manager';
     for (let i = 0; i < 3; i++) {
       const manager = new ServiceProcess(
         `worker-manager-${i}`,
@@ -129,6 +145,8 @@ export async function runFaultScenario(
           MULTIAGENTS_VISIBILITY_TIMEOUT_MS: String(VISIBILITY_TIMEOUT_MS),
           LEDGER_REDIS_URL: ledgerServer.url,
           FAULT_WORK_MS: '4',
+          FAULT_REPLICA: `worker-manager-${i}`,
+          FAULT_HOLD_COMMANDS: i === 0 && victimHolds ? String(VICTIM_HOLDS) : '0',
         },
         logDir,
         await freePort(),
@@ -183,6 +201,15 @@ export async function runFaultScenario(
       }),
     );
     while (orders.length < n / 4 && Date.now() < startDeadline) await sleep(5);
+    // The fault must land on a victim that holds commands, whatever the machine's speed: wait for it.
+    if (victimHolds) {
+      await waitFor(async () => (await ledger.scard(LedgerKeys.held)) >= VICTIM_HOLDS, {
+        timeoutMs: CONDITION_TIMEOUT_MS,
+        intervalMs: 20,
+        description: `worker-manager-0 holding ${VICTIM_HOLDS} commands`,
+      });
+    }
+    const held = victimHolds ? await ledger.smembers(LedgerKeys.held) : [];
     const faultAt = Date.now();
     const unfinishedAtFault = orders.length - terminalAt.length;
     let faultEvidence = '';
@@ -191,7 +218,7 @@ export async function runFaultScenario(
         const victim = managers[0]!;
         victim.signal('SIGKILL');
         const exit = await victim.exited();
-        faultEvidence = `worker-manager-0 ended by ${exit.signal} with ${unfinishedAtFault} started runs unfinished`;
+        faultEvidence = `worker-manager-0 ended by ${exit.signal} holding ${held.length} commands, with ${unfinishedAtFault} started runs unfinished`;
         break;
       }
       case 'kill-orchestrator': {
@@ -213,9 +240,15 @@ export async function runFaultScenario(
       case 'pause-worker-manager': {
         const victim = managers[0]!;
         victim.signal('SIGSTOP');
-        await new Promise((r) => setTimeout(r, VISIBILITY_TIMEOUT_MS * 2));
+        // Paused past the visibility timeout: another replica takes the held commands and their runs
+        // go on. Only once those runs ended does the victim wake, so its results are surely late.
+        const heldRuns = [...new Set(held.map((key) => key.split(':')[0]!))];
+        const ended = await waitForTerminalRuns(adapters.store, heldRuns, CONDITION_TIMEOUT_MS);
+        if (ended.size !== heldRuns.length) throw new Error(`runs held by the paused replica never ended`);
+        const pausedMs = Date.now() - faultAt;
+        await ledger.set(LedgerKeys.release, '1');
         victim.signal('SIGCONT');
-        faultEvidence = `worker-manager-0 paused for ${VISIBILITY_TIMEOUT_MS * 2} ms (visibility timeout ${VISIBILITY_TIMEOUT_MS} ms)`;
+        faultEvidence = `worker-manager-0 paused for ${pausedMs} ms holding ${held.length} commands (visibility timeout ${VISIBILITY_TIMEOUT_MS} ms)`;
         break;
       }
     }
@@ -229,13 +262,35 @@ export async function runFaultScenario(
     const drainMs = Date.now() - faultAt;
     // Recovery: from the fault to the first run that finished after the fault was over.
     const firstAfter = terminalAt.find((t) => t >= recoveredAt);
-    // Quiet time: late results of a paused replica and trailing acks settle before the bus is checked.
-    await sleep(fault === 'pause-worker-manager' ? 1_500 : 500);
+    const survivors = fault === 'kill-worker-manager' ? managers.slice(1) : managers;
+    const lateRefused = async (): Promise<number> => {
+      const [orchestratorStats, ...replicaStats] = await Promise.all([
+        orchestrator.stats(),
+        ...survivors.map((m) => m.stats()),
+      ]);
+      const duplicates = replicaStats.reduce((total, r) => total + (r['duplicatePublishes'] ?? 0), 0);
+      return (orchestratorStats['ignoredResults'] ?? 0) + duplicates;
+    };
+    if (fault === 'pause-worker-manager') {
+      // The woken victim's results for the held commands: refused and counted, once they arrive.
+      await waitFor(async () => (await lateRefused()) > 0, {
+        timeoutMs: CONDITION_TIMEOUT_MS,
+        intervalMs: 50,
+        description: "the paused replica's late results refused",
+      }).catch(() => undefined); // the assertion on the counters reports it
+    }
+    // Quiet time: trailing acks settle before the bus is checked.
+    await sleep(500);
     await watcher.close();
     const stats = await orchestrator.stats();
-    const survivors = fault === 'kill-worker-manager' ? managers.slice(1) : managers;
     const replicaStats = await Promise.all(survivors.map((m) => m.stats()));
     const sum = (key: string): number => replicaStats.reduce((total, r) => total + (r[key] ?? 0), 0);
+    const victim = 'worker-manager-0';
+    let heldRedoneElsewhere = 0;
+    for (const key of held) {
+      const callers = await ledger.lrange(LedgerKeys.callers(key), 0, -1);
+      if (callers.some((c) => c !== victim)) heldRedoneElsewhere++;
+    }
     const report = await checkInvariants({ orders, runs, store: adapters.store, bus: adapters.bus, ledger });
     return {
       ...report,
@@ -248,6 +303,8 @@ export async function runFaultScenario(
       casConflicts: stats['casConflicts'] ?? 0,
       redeliveries: sum('redelivered'),
       duplicatePublishes: sum('duplicatePublishes'),
+      heldAtFault: held.length,
+      heldRedoneElsewhere,
       faultEvidence: `${faultEvidence}; ${unfinishedAtFault} runs in flight at the fault; total ${Date.now() - startedAt} ms`,
     };
   } finally {
