@@ -7,8 +7,8 @@
 
 /** Benchmark tooling: it starts private servers and service processes like the fault tests do. */
 const BENCH_FILE = '^examples/[^/]+/src/bench\\.ts$';
-/** Test files: specs, `test-*.ts` helpers and anything under a `test/` folder. */
-const TEST_FILE = '(\\.spec\\.ts$|/test-[^/]+\\.ts$|/test/)';
+/** Test files: specs, `test-*.ts` helpers and anything under a `test/` or `src/testing/` folder (STYLE.md). */
+const TEST_FILE = '(\\.spec\\.ts$|/test-[^/]+\\.ts$|/test/|/src/testing/)';
 /**
  * Test code: test files plus libs/testing (conformance suites and helpers, imported only by tests).
  * It may use the shared test tooling declared once in the root package.json (jest, @types/jest,
@@ -139,19 +139,29 @@ module.exports = {
     ),
     ...layer(
       'adapters-import-only-core-and-contracts',
-      '(?:bus|store)-[^/]+',
+      'memory|redis|nats|crypto|(?:bus|store)-[^/]+',
       ['core', 'contracts'],
-      'Adapters (libs/bus-*, libs/store-*) import only core and contracts: never each other, ' +
+      'Backends (libs/memory, libs/redis, libs/nats) and libs/crypto import only core and contracts: never each other, ' +
         'worker-sdk, telemetry or embedded.',
-      ['testing'],
+      // Their integration tests may drive a backend end to end with real workers.
+      ['testing', 'worker-sdk'],
     ),
     ...layer(
       'sdk-and-telemetry-import-only-core-and-contracts',
-      'worker-sdk|telemetry',
+      'worker-sdk|telemetry|metrics|monitor',
       ['core', 'contracts'],
-      'libs/worker-sdk and libs/telemetry import only core and contracts.',
+      'libs/worker-sdk, libs/telemetry, libs/metrics and libs/monitor import only core and contracts.',
       // Their tests may use the in-memory adapters as test doubles (no cycle: those sit beside them).
-      ['testing', 'bus-memory', 'store-memory'],
+      ['testing', 'memory'],
+    ),
+    ...layer(
+      'agents-import-only-sdk-core-and-contracts',
+      'agents',
+      ['worker-sdk', 'core', 'contracts'],
+      'libs/agents (LLM agents as workers) imports only worker-sdk, core (its ports) and contracts: ' +
+        'never an adapter, telemetry or embedded.',
+      // Its tests host agents on the in-memory bus, like worker-sdk's.
+      ['testing', 'memory'],
     ),
     ...layer(
       'testing-imports-only-core-and-contracts',

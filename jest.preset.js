@@ -5,9 +5,11 @@ const path = require('node:path');
 
 module.exports = {
   testEnvironment: 'node',
+  // Tests wait on conditions, bounded; on a loaded machine they are slow, not wrong.
+  testTimeout: 30_000,
   transform: { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
-  // cockatiel 4 is ESM-only: let SWC transform it (the optional .pnpm/ part matters under pnpm).
-  transformIgnorePatterns: ['/node_modules/(?!(\\.pnpm/)?(cockatiel|@marcbachmann[+/]cel-js)[@/])'],
+  // ESM-only packages (jose 6…): let SWC transform them (the optional .pnpm/ part matters under pnpm).
+  transformIgnorePatterns: ['/node_modules/(?!(\\.pnpm/)?(@marcbachmann[+/]cel-js|jose)[@/])'],
   testEnvironmentOptions: { customExportConditions: ['development', 'node', 'node-addons'] },
   testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts'],
   moduleFileExtensions: ['ts', 'js', 'mjs', 'cjs', 'json'],

@@ -1,4 +1,6 @@
-import { runCli } from './cli';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli, unavailableHint } from './cli';
 import type { CliIo } from './cli-io';
 
 /** Runs the CLI in process with captured output; these cases never reach the network. */
@@ -9,7 +11,7 @@ async function run(args: string[]): Promise<{ code: number; stdout: string; stde
     stdout: { write: (text: string) => (stdout += text) },
     stderr: { write: (text: string) => (stderr += text) },
     readStdin: () => '',
-    config: { address: '127.0.0.1:1' },
+    config: { address: '127.0.0.1:1', monitorAddress: '127.0.0.1:1', tls: false },
   };
   const code = await runCli(args, io);
   return { code, stdout, stderr };
@@ -31,12 +33,73 @@ describe('multiagents (in process, no server)', () => {
       'retry-step',
       'skip-step',
       'resume-compensation',
+      'timeline',
+      'stuck',
+      'dlq',
       'workers',
     ]) {
       expect(result.stdout).toContain(`  ${command}`);
     }
     expect(result.stdout).toMatch(/Exit codes: 0 ok/);
     expect((await run(['workers', '--help'])).stdout).toMatch(/drain/);
+    const dlq = (await run(['dlq', '--help'])).stdout;
+    for (const command of ['list', 'replay', 'discard']) expect(dlq).toContain(`  ${command} `);
+  });
+
+  it('prints the package version with --version', async () => {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    for (const flag of ['--version', '-V']) {
+      expect(await run([flag])).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+    }
+  });
+
+  it("shows the global options in every subcommand's help", async () => {
+    /** The commands a help text lists (`  start [options] <workflow>` → `start`). */
+    const commandsIn = (help: string): string[] => {
+      const section = help.slice(help.indexOf('Commands:'));
+      return [...section.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)]
+        .map((m) => m[1] as string)
+        .filter((name) => name !== 'help');
+    };
+    const top = commandsIn((await run(['--help'])).stdout);
+    const paths = [];
+    for (const command of top) {
+      const help = (await run([command, '--help'])).stdout;
+      const nested = help.includes('Commands:') ? commandsIn(help) : [];
+      paths.push(...(nested.length > 0 ? nested.map((sub) => [command, sub]) : [[command]]));
+    }
+    expect(paths).toEqual(expect.arrayContaining([['get'], ['workflows', 'register'], ['workers', 'drain']]));
+    for (const path of paths) {
+      const result = await run([...path, '--help']);
+      expect(result.code).toBe(0);
+      const at = result.stdout.indexOf('Global Options:');
+      const globals = at < 0 ? '' : result.stdout.slice(at);
+      for (const option of [
+        '--address <host:port>',
+        '--json',
+        '--timeout <ms>',
+        '--token <jwt>',
+        '--tls-ca <file>',
+      ]) {
+        expect({ command: path.join(' '), hasOption: globals.includes(option) }).toEqual({
+          command: path.join(' '),
+          hasOption: true,
+        });
+      }
+    }
+  });
+
+  it('says which address an unreachable server was tried at and how to set another', () => {
+    expect(unavailableHint({ address: '10.0.0.9:7000', from: '--address', tls: false })).toEqual([
+      'tried 10.0.0.9:7000 (from --address); is an orchestrator running and listening there?',
+      'set another address with --address <host:port> or MULTIAGENTS_ADDRESS=<host:port> (default 127.0.0.1:50051)',
+      'if the server uses TLS, add --tls (or --tls-ca <file>)',
+    ]);
+    expect(unavailableHint({ address: 'h:1', from: 'default', tls: true })[0]).toBe(
+      'tried h:1 (from the default); is an orchestrator running and listening there?',
+    );
   });
 
   it.each([
@@ -47,6 +110,7 @@ describe('multiagents (in process, no server)', () => {
     [['start', 'order', '--input', '{oops']],
     [['start', 'order', '--input', '[1]']],
     [['workflows', 'register', '/no/such/file.yaml']],
+    [['dlq', 'discard', 'events']],
   ])('exits 2 on usage errors: %p', async (args) => {
     const result = await run(args);
     expect(result.code).toBe(2);

@@ -1,25 +1,81 @@
-import { connect, type MultiAgentsClient, type WorkflowFilter } from '@multiagents/client';
-import { isTerminalRunState, MultiAgentsError, RunState, type Run } from '@multiagents/contracts';
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  connectMonitor,
+  type ClientOptions,
+  type EventMonitorClient,
+  type MultiAgentsClient,
+  type WorkflowFilter,
+} from '@multiagents/client';
+import {
+  hasErrorCode,
+  isTerminalRunState,
+  MultiAgentsError,
+  RunState,
+  type Run,
+} from '@multiagents/contracts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { CliIo } from './cli-io';
+import { DEFAULT_ADDRESS, DEFAULT_MONITOR_ADDRESS } from './config';
 import { ExitCode, exitCodeFor, UsageError } from './exit-codes';
 import { loadDefinitionFile } from './load-definition-file';
 import { readJsonArgument, readJsonObjectArgument } from './read-json-argument';
+import { deadLetterTable, stuckRunTable, timelineTable, workerManagerTable } from './monitor-view';
 import { describeRun, runListTable } from './run-view';
 import { formatTime, textTable } from './text-table';
-import { watchRun } from './watch-run';
+import { cliVersion } from './version';
+import { watchRun, type ProgressFeed } from './watch-run';
 
 /** Options every command accepts. */
 interface GlobalOptions {
   readonly address: string;
+  readonly monitorAddress: string;
   readonly json?: boolean;
   readonly timeout: number;
+  readonly token?: string;
+  readonly tls?: boolean;
+  readonly tlsCa?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsServerName?: string;
+}
+
+/** A PEM file named by an option, read now so a wrong path is a usage error before any call. */
+function readPemOption(file: string, option: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${option} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+/** Client connection options from the global options: the token, and TLS when any TLS option is set. */
+function connectionOptions(options: GlobalOptions): ClientOptions {
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together (mutual TLS needs both)');
+  }
+  const useTls = options.tls === true || options.tlsCa !== undefined || options.tlsCert !== undefined;
+  return {
+    ...(options.token === undefined ? {} : { token: options.token }),
+    ...(useTls
+      ? {
+          tls: {
+            ...(options.tlsCa === undefined ? {} : { ca: readPemOption(options.tlsCa, '--tls-ca') }),
+            ...(options.tlsCert === undefined ? {} : { cert: readPemOption(options.tlsCert, '--tls-cert') }),
+            ...(options.tlsKey === undefined ? {} : { key: readPemOption(options.tlsKey, '--tls-key') }),
+            ...(options.tlsServerName === undefined ? {} : { serverName: options.tlsServerName }),
+          },
+        }
+      : {}),
+  };
 }
 
 function positiveInteger(value: string): number {
   const parsed = Number(value);
   if (!Number.isSafeInteger(parsed) || parsed <= 0)
     throw new InvalidArgumentError('must be a positive integer');
+  // Deadlines and timeouts become timers: nothing longer than setTimeout can wait (~24.8 days).
+  if (parsed > 2_147_483_647) throw new InvalidArgumentError('must be at most 2147483647');
   return parsed;
 }
 
@@ -34,12 +90,46 @@ function timeArgument(value: string): number {
 
 const RUN_STATES = Object.values(RunState) as string[];
 
+/** The server a command called, and where its address came from (for error hints). */
+interface Target {
+  readonly address: string;
+  /** `--address`, `MULTIAGENTS_ADDRESS` or `default`. */
+  readonly from: string;
+  readonly tls: boolean;
+  /** The service behind the address (default the orchestrator). */
+  readonly service?: 'event-monitor';
+}
+
+/**
+ * What to do about an unreachable server: the address tried, where it came from, and how to set
+ * another. One line each.
+ */
+export function unavailableHint(target: Target): string[] {
+  const from = target.from === 'default' ? 'the default' : target.from;
+  if (target.service === 'event-monitor') {
+    return [
+      `tried ${target.address} (from ${from}); is an event-monitor running and listening there?`,
+      `set another address with --monitor-address <host:port> or MULTIAGENTS_MONITOR_ADDRESS=<host:port> (default ${DEFAULT_MONITOR_ADDRESS})`,
+      ...(target.tls ? [] : ['if the server uses TLS, add --tls (or --tls-ca <file>)']),
+    ];
+  }
+  return [
+    `tried ${target.address} (from ${from}); is an orchestrator running and listening there?`,
+    `set another address with --address <host:port> or MULTIAGENTS_ADDRESS=<host:port> (default ${DEFAULT_ADDRESS})`,
+    ...(target.tls ? [] : ['if the server uses TLS, add --tls (or --tls-ca <file>)']),
+  ];
+}
+
 /** Prints a failure: one line, or every problem of an INVALID_ARGUMENT; JSON with `--json`. */
-function printError(err: unknown, io: CliIo, json: boolean): void {
+function printError(err: unknown, io: CliIo, json: boolean, target: Target | undefined): void {
   const code = err instanceof MultiAgentsError ? err.code : err instanceof UsageError ? 'USAGE' : 'ERROR';
   const message = err instanceof Error ? err.message : String(err);
-  const details = err instanceof MultiAgentsError ? err.details : undefined;
+  let details = err instanceof MultiAgentsError ? err.details : undefined;
+  const hint = target !== undefined && hasErrorCode(err, 'UNAVAILABLE') ? unavailableHint(target) : undefined;
   if (json) {
+    if (hint !== undefined && target !== undefined) {
+      details = { ...details, address: target.address, addressFrom: target.from, hint: hint.join(' ') };
+    }
     io.stderr.write(`${JSON.stringify({ error: { code, message, ...(details ? { details } : {}) } })}\n`);
     return;
   }
@@ -50,6 +140,13 @@ function printError(err: unknown, io: CliIo, json: boolean): void {
     return;
   }
   io.stderr.write(`error${err instanceof MultiAgentsError ? ` (${code})` : ''}: ${message}\n`);
+  for (const line of hint ?? []) io.stderr.write(`  ${line}\n`);
+}
+
+/** An option whose default comes from the environment, shown in help without its value (it may be a secret). */
+function optionWithDefault(flags: string, description: string, value: string | undefined): Option {
+  const option = new Option(flags, description);
+  return value === undefined ? option : option.default(value, 'from the environment');
 }
 
 /**
@@ -59,16 +156,68 @@ function printError(err: unknown, io: CliIo, json: boolean): void {
 export async function runCli(args: readonly string[], io: CliIo): Promise<number> {
   let exitCode: number = ExitCode.Ok;
   let json = args.includes('--json');
-  const clients: MultiAgentsClient[] = [];
+  const clients: { close(): void }[] = [];
+
+  let target: Target | undefined;
 
   const program = new Command('multiagents')
     .description('Start, watch and inspect MultiAgents workflows over the orchestrator gRPC API.')
+    .version(cliVersion(), '-V, --version', 'print the version of multiagents')
+    // Subcommands copy this setting when they are created: every `<command> --help` lists the
+    // global options (address, TLS, token, --json, --timeout) too.
+    .configureHelp({ showGlobalOptions: true })
     .addOption(
       new Option('-a, --address <host:port>', 'orchestrator gRPC address (or MULTIAGENTS_ADDRESS)').default(
         io.config.address,
       ),
     )
+    .addOption(
+      new Option(
+        '--monitor-address <host:port>',
+        'event-monitor gRPC address, for timeline, stuck, dlq and workers list --all (or MULTIAGENTS_MONITOR_ADDRESS)',
+      ).default(io.config.monitorAddress),
+    )
     .option('--json', 'print JSON (one document per line) instead of tables')
+    .addOption(
+      optionWithDefault(
+        '--token <jwt>',
+        'bearer token (or MULTIAGENTS_TOKEN, which keeps it out of ps)',
+        io.config.token,
+      ),
+    )
+    .addOption(
+      new Option('--tls', 'use TLS with the system CAs (or MULTIAGENTS_TLS=true)').default(
+        io.config.tls || undefined,
+      ),
+    )
+    .addOption(
+      optionWithDefault(
+        '--tls-ca <file>',
+        'PEM CAs of the server certificate; implies --tls (or MULTIAGENTS_TLS_CA)',
+        io.config.tlsCaFile,
+      ),
+    )
+    .addOption(
+      optionWithDefault(
+        '--tls-cert <file>',
+        'client certificate for mutual TLS (or MULTIAGENTS_TLS_CLIENT_CERT)',
+        io.config.tlsCertFile,
+      ),
+    )
+    .addOption(
+      optionWithDefault(
+        '--tls-key <file>',
+        'client key for mutual TLS (or MULTIAGENTS_TLS_CLIENT_KEY)',
+        io.config.tlsKeyFile,
+      ),
+    )
+    .addOption(
+      optionWithDefault(
+        '--tls-server-name <name>',
+        'name to check the server certificate against (or MULTIAGENTS_TLS_SERVER_NAME)',
+        io.config.tlsServerName,
+      ),
+    )
     .addOption(
       new Option('--timeout <ms>', 'deadline of each call, retries included')
         .argParser(positiveInteger)
@@ -90,16 +239,51 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
   const context = (command: Command): { options: GlobalOptions; client: MultiAgentsClient } => {
     const options = command.optsWithGlobals<GlobalOptions>();
     json = options.json === true;
-    const client = connect(options.address, { timeoutMs: options.timeout });
+    const fromFlag = command.getOptionValueSourceWithGlobals('address') === 'cli';
+    target = {
+      address: options.address,
+      from: fromFlag ? '--address' : io.config.addressFromEnvironment ? 'MULTIAGENTS_ADDRESS' : 'default',
+      tls: options.tls === true || options.tlsCa !== undefined || options.tlsCert !== undefined,
+    };
+    const client = connect(options.address, { timeoutMs: options.timeout, ...connectionOptions(options) });
     clients.push(client);
     return { options, client };
+  };
+  /** The global options and a client of the event-monitor for one command. */
+  const monitorContext = (command: Command): { options: GlobalOptions; monitor: EventMonitorClient } => {
+    const options = command.optsWithGlobals<GlobalOptions>();
+    json = options.json === true;
+    const fromFlag = command.getOptionValueSourceWithGlobals('monitorAddress') === 'cli';
+    target = {
+      address: options.monitorAddress,
+      from: fromFlag
+        ? '--monitor-address'
+        : io.config.monitorAddressFromEnvironment
+          ? 'MULTIAGENTS_MONITOR_ADDRESS'
+          : 'default',
+      tls: options.tls === true || options.tlsCa !== undefined || options.tlsCert !== undefined,
+      service: 'event-monitor',
+    };
+    const monitor = connectMonitor(options.monitorAddress, {
+      timeoutMs: options.timeout,
+      ...connectionOptions(options),
+    });
+    clients.push(monitor);
+    return { options, monitor };
   };
   const print = (value: unknown, human: () => string[]): void => {
     const lines = json ? [JSON.stringify(value)] : human();
     io.stdout.write(lines.map((line) => `${line}\n`).join(''));
   };
-  const watchToEnd = async (client: MultiAgentsClient, txId: string): Promise<void> => {
-    const last: Run | undefined = await watchRun(client, txId, io, { json });
+  const watchToEnd = async (
+    client: MultiAgentsClient,
+    txId: string,
+    progress?: ProgressFeed,
+  ): Promise<void> => {
+    const last: Run | undefined = await watchRun(client, txId, io, {
+      json,
+      ...(progress === undefined ? {} : { progress }),
+    });
     if (last !== undefined && isTerminalRunState(last.state) && last.state !== RunState.Completed) {
       exitCode = ExitCode.RunNotCompleted;
     }
@@ -249,9 +433,20 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
     .command('watch')
     .description('follow a run until it ends: a live view on a terminal, one line per change otherwise')
     .argument('<txId>', 'transaction id')
-    .action(async (txId: string, _options: unknown, command: Command) => {
+    .option(
+      '--progress',
+      "also show what running steps stream (an agent's token deltas, status reports), from the event-monitor at --monitor-address",
+    )
+    .action(async (txId: string, options: { progress?: boolean }, command: Command) => {
       const { client } = context(command);
-      await watchToEnd(client, txId);
+      if (options.progress !== true) {
+        await watchToEnd(client, txId);
+        return;
+      }
+      const { monitor } = monitorContext(command);
+      await watchToEnd(client, txId, ({ signal, onOpen }) =>
+        monitor.watchEvents({ txId }, { signal, onOpen }),
+      );
     });
 
   program
@@ -327,11 +522,84 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       print(run, () => [`compensation resumed; run ${run.txId} is ${run.state}`]);
     });
 
+  program
+    .command('timeline')
+    .description("a run's timeline from the event-monitor: every transition with its events and times")
+    .argument('<txId>', 'transaction id')
+    .action(async (txId: string, _options: unknown, command: Command) => {
+      const { monitor } = monitorContext(command);
+      const timeline = await monitor.getTimeline(txId);
+      print(timeline, () => [
+        `run ${timeline.txId}${timeline.workflowId ? ` of ${timeline.workflowId}` : ''}`,
+        ...timelineTable(timeline.entries),
+      ]);
+    });
+
+  program
+    .command('stuck')
+    .description("runs the event-monitor's watchdog finds stuck (no progress past their threshold)")
+    .option('-w, --workflow <id>', 'only runs of this workflow')
+    .action(async (options: { workflow?: string }, command: Command) => {
+      const { monitor } = monitorContext(command);
+      const stuck = await monitor.listStuckRuns(
+        options.workflow === undefined ? {} : { workflowId: options.workflow },
+      );
+      print(stuck, () =>
+        stuck.runs.length === 0 ? ['no stuck runs'] : stuckRunTable(stuck.runs, Date.now()),
+      );
+    });
+
+  const dlq = program.command('dlq').description('dead letters (through the event-monitor)');
+  dlq
+    .command('list')
+    .description('list dead letters of one topic, or of every topic')
+    .option('-t, --topic <topic>', 'events, results or commands.<worker>')
+    .addOption(new Option('-n, --limit <n>', 'letters per topic').argParser(positiveInteger))
+    .action(async (options: { topic?: string; limit?: number }, command: Command) => {
+      const { monitor } = monitorContext(command);
+      const letters = await monitor.listDeadLetters({
+        ...(options.topic === undefined ? {} : { topic: options.topic }),
+        ...(options.limit === undefined ? {} : { limit: options.limit }),
+      });
+      print(letters, () => (letters.length === 0 ? ['no dead letters'] : deadLetterTable(letters)));
+    });
+  dlq
+    .command('replay')
+    .description('publish a dead letter again (fresh delivery count) and remove it')
+    .argument('<topic>', 'its topic, as `dlq list` prints it')
+    .argument('<id>', 'its id, as `dlq list` prints it')
+    .action(async (topic: string, id: string, _options: unknown, command: Command) => {
+      const { monitor } = monitorContext(command);
+      await monitor.replayDeadLetter(topic, id);
+      print({ replayed: true, topic, id }, () => [`dead letter ${id} of ${topic} replayed`]);
+    });
+  dlq
+    .command('discard')
+    .description('delete a dead letter for good (it is never published again)')
+    .argument('<topic>', 'its topic, as `dlq list` prints it')
+    .argument('<id>', 'its id, as `dlq list` prints it')
+    .action(async (topic: string, id: string, _options: unknown, command: Command) => {
+      const { monitor } = monitorContext(command);
+      await monitor.discardDeadLetter(topic, id);
+      print({ discarded: true, topic, id }, () => [`dead letter ${id} of ${topic} discarded`]);
+    });
+
   const workers = program.command('workers').description('the workers hosted next to the orchestrator');
   workers
     .command('list')
-    .description('list hosted workers with load and circuit state')
-    .action(async (_options: unknown, command: Command) => {
+    .description(
+      'list hosted workers with load and circuit state (--all: every replica, from the event-monitor)',
+    )
+    .option('--all', 'every worker-manager replica of the deployment, live and gone (from the event-monitor)')
+    .action(async (options: { all?: boolean }, command: Command) => {
+      if (options.all) {
+        const { monitor } = monitorContext(command);
+        const managers = await monitor.listWorkers();
+        print(managers, () =>
+          managers.length === 0 ? ['no worker-managers'] : workerManagerTable(managers, Date.now()),
+        );
+        return;
+      }
       const { client } = context(command);
       const list = await client.listWorkers();
       print(list, () => [
@@ -367,7 +635,7 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
         ? ExitCode.Ok
         : ExitCode.Usage;
     }
-    printError(err, io, json);
+    printError(err, io, json, target);
     return exitCodeFor(err);
   } finally {
     for (const client of clients) client.close();

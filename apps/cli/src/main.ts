@@ -7,6 +7,12 @@ import { readFileSync } from 'node:fs';
 import { runCli } from './cli';
 import { loadCliConfig } from './config';
 
+// `multiagents list | head -1`: a reader that stops early is not a failure (nor a stack trace).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+});
+
 runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

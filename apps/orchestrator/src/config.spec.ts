@@ -42,12 +42,34 @@ describe('orchestrator config', () => {
 });
 
 describe('orchestrator config: gRPC', () => {
-  it('defaults the gRPC settings', () => {
+  it('defaults the gRPC settings: loopback only while authentication is off', () => {
     expect(loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js' })).toMatchObject({
       grpcPort: 50051,
-      grpcHost: '0.0.0.0',
+      grpcHost: '127.0.0.1',
+      httpHost: '127.0.0.1',
       grpcMaxMessageBytes: 4 * 1024 * 1024,
+      security: { reflection: true },
     });
+    const secured = loadConfig({
+      MULTIAGENTS_WORKER_MODULES: 'a.js',
+      MULTIAGENTS_AUTH_JWT_SECRET: 'x'.repeat(32),
+      MULTIAGENTS_AUTH_JWT_AUDIENCE: 'multiagents',
+    });
+    expect(secured).toMatchObject({ grpcHost: '0.0.0.0', httpHost: '0.0.0.0' });
+    expect(secured.security.auth?.jwt?.audience).toEqual(['multiagents']);
+  });
+
+  it('lists security problems with the others', () => {
+    let error: unknown;
+    try {
+      loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js', GRPC_PORT: 'x', MULTIAGENTS_TLS_KEY: '/k.pem' });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ValidationError).problems).toEqual([
+      'GRPC_PORT=x: must be a port number from 0 to 65535',
+      'MULTIAGENTS_TLS_CERT and MULTIAGENTS_TLS_KEY go together',
+    ]);
   });
 
   it('reads GRPC_PORT, GRPC_HOST and GRPC_MAX_MESSAGE_BYTES, and lists every bad one', () => {
@@ -68,6 +90,38 @@ describe('orchestrator config: gRPC', () => {
     expect((error as ValidationError).problems).toEqual([
       'GRPC_PORT=x: must be a port number from 0 to 65535',
       'GRPC_MAX_MESSAGE_BYTES=12: must be an integer from 1024 to 1073741824',
+    ]);
+  });
+});
+
+describe('orchestrator config: tracing', () => {
+  it('is off without an OTLP endpoint, and reads the standard OTEL_* variables', () => {
+    expect(loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js' }).tracing).toBeUndefined();
+    expect(
+      loadConfig({
+        MULTIAGENTS_WORKER_MODULES: 'a.js',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger:4318',
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0.1',
+      }).tracing,
+    ).toMatchObject({
+      tracesUrl: 'http://jaeger:4318/v1/traces',
+      serviceName: 'orchestrator',
+      sampler: 'parentbased_traceidratio',
+      samplerRatio: 0.1,
+    });
+  });
+
+  it('lists OTEL_* problems with the others', () => {
+    let error: unknown;
+    try {
+      loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js', GRPC_PORT: 'x', OTEL_TRACES_SAMPLER_ARG: 'half' });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ValidationError).problems).toEqual([
+      'GRPC_PORT=x: must be a port number from 0 to 65535',
+      'OTEL_TRACES_SAMPLER_ARG=half: must be a number from 0 to 1',
     ]);
   });
 });

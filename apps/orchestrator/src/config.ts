@@ -1,4 +1,6 @@
-import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/core';
+import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
+import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
+import { parseTracingConfig, type TracingConfig } from '@multiagents/telemetry';
 import { ValidationErrorList } from './config-support';
 
 /** The orchestrator's settings: SPEC §7 plus what the embedded mode hosts. */
@@ -13,10 +15,22 @@ export interface OrchestratorConfig extends ServiceConfig {
   readonly definitionFiles: readonly string[];
   /** A result taken by an orchestrator that crashed goes to another after this long (ms). */
   readonly visibilityTimeoutMs?: number;
-  /** Interface the gRPC API binds (GRPC_HOST). */
+  /**
+   * Interface the gRPC API binds (GRPC_HOST): by default 127.0.0.1 while authentication is off,
+   * 0.0.0.0 once it is on.
+   */
   readonly grpcHost: string;
+  /** Interface the HTTP health port binds (HTTP_HOST), with the same default. */
+  readonly httpHost: string;
+  /** TLS, authentication and reflection of the gRPC API (MULTIAGENTS_TLS_*, MULTIAGENTS_AUTH_*, GRPC_REFLECTION). */
+  readonly security: ControlPlaneSecurity;
   /** Largest gRPC message in or out (GRPC_MAX_MESSAGE_BYTES); larger requests get RESOURCE_EXHAUSTED. */
   readonly grpcMaxMessageBytes: number;
+  /**
+   * OpenTelemetry tracing from the standard `OTEL_*` variables (OTEL_EXPORTER_OTLP_ENDPOINT,
+   * OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, …); undefined (off) when no endpoint is set.
+   */
+  readonly tracing?: TracingConfig;
 }
 
 /** Default of GRPC_MAX_MESSAGE_BYTES: gRPC's own default, 4 MiB. */
@@ -35,7 +49,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
       'MULTIAGENTS_WORKER_MODULES is required with the memory backend: the embedded mode hosts the workers',
     );
   }
-  const grpcHost = env['GRPC_HOST'] || '0.0.0.0';
+  const security = problems.collect(() => parseControlPlaneSecurity(env, { checkFiles: true }));
+  const tracing = problems.collect(() => parseTracingConfig(env, { serviceName: 'orchestrator' }));
   const rawMaxBytes = env['GRPC_MAX_MESSAGE_BYTES'];
   let grpcMaxMessageBytes = DEFAULT_GRPC_MAX_MESSAGE_BYTES;
   if (rawMaxBytes !== undefined && rawMaxBytes !== '') {
@@ -63,8 +78,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
     ...(base as ServiceConfig),
     workerModules,
     definitionFiles,
-    grpcHost,
+    grpcHost: (security as ControlPlaneSecurity).grpcHost,
+    httpHost: (security as ControlPlaneSecurity).httpHost,
+    security: security as ControlPlaneSecurity,
     grpcMaxMessageBytes,
     ...(visibilityTimeoutMs === undefined ? {} : { visibilityTimeoutMs }),
+    ...(tracing === undefined ? {} : { tracing }),
   };
 }

@@ -6,104 +6,213 @@
  * Definitions of MULTIAGENTS_DEFINITIONS are registered at start. The control plane
  * (OrchestratorService, WorkerManagerService, health, reflection) listens on GRPC_PORT.
  */
-import { openBackend } from '@multiagents/backends';
+import {
+  DeferredMemoStore,
+  describeStartupFailure,
+  listenOrExplain,
+  openBackendWhenReachable,
+  startWhenBrokerAllows,
+} from '@multiagents/backends';
 import { Orchestrator } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
-import { ControlPlaneServer } from '@multiagents/grpc-server';
-import { createPinoLogger, HealthServer } from '@multiagents/telemetry';
+import {
+  ControlPlaneServer,
+  deferredApi,
+  type OrchestratorApi,
+  type WorkerManagerApi,
+} from '@multiagents/grpc-server';
+import { createPinoLogger, createTracing, HealthServer } from '@multiagents/telemetry';
 import { loadWorkerModules, WorkerManager } from '@multiagents/worker-sdk';
-import { loadConfig, type OrchestratorConfig } from './config';
+import { loadConfig } from './config';
+import { ValidationErrorList } from './config-support';
 import { loadDefinitionFiles } from './load-definition-files';
 
+/** Stops the process with every problem on its own line (exit 78 for configuration problems). */
+function fail(err: unknown): never {
+  const { text, exitCode } = describeStartupFailure('orchestrator', err);
+  process.stderr.write(text);
+  process.exit(exitCode);
+}
+
 async function main(): Promise<void> {
-  let config: OrchestratorConfig;
+  let config;
   try {
     config = loadConfig();
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
-    process.exit(78); // EX_CONFIG
+    fail(err);
+  }
+  // Worker modules and definition files are checked together: every problem in one report.
+  const problems = new ValidationErrorList();
+  // Modules are loaded (and checked) before the broker is reachable; their memo is the backend's
+  // once it opens.
+  const memo = new DeferredMemoStore('the orchestrator is starting: waiting for its broker');
+  const workers = problems.collect(() => loadWorkerModules(config.workerModules, { memo })) ?? [];
+  const definitions = problems.collect(() => loadDefinitionFiles(config.definitionFiles)) ?? [];
+  try {
+    problems.throwIfAny('cannot start');
+  } catch (err) {
+    fail(err);
   }
   const logger = createPinoLogger({ level: config.logLevel, base: { service: 'orchestrator' } });
-  const workers = loadWorkerModules(config.workerModules);
-  const definitions = loadDefinitionFiles(config.definitionFiles);
+  // Off (no tracer, no observer, nothing on the hot path) unless an OTLP endpoint is configured.
+  const tracing =
+    config.tracing === undefined
+      ? undefined
+      : await createTracing(config.tracing, { messagingSystem: config.backend, logger });
+  // Worker modules get the service's tracer from the OpenTelemetry API (`trace.getTracer`).
+  tracing?.registerGlobally();
   const health = new HealthServer();
   if (config.httpPort !== undefined) {
-    const port = await health.listen(config.httpPort);
+    const httpPort = config.httpPort;
+    const port = await listenOrExplain(() => health.listen(httpPort, config.httpHost), httpPort, 'HTTP_PORT');
     logger.info({ port }, 'health endpoint listening');
   }
+  // Stops a start-up that is still waiting for its broker.
+  const starting = new AbortController();
+  let stopping = false;
+  let closeAll: () => Promise<void> = async () => undefined;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    starting.abort();
+    logger.info({ signal }, 'draining');
+    health.setReady(false);
+    void closeAll()
+      .then(() => health.close())
+      // The spans of the work just drained are exported before the process goes.
+      .then(() => tracing?.shutdown())
+      .catch((err: unknown) => logger.warn({ err: String(err) }, 'shutdown was not clean'))
+      .then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
 
-  let orchestrator: Orchestrator;
-  let workerManager: WorkerManager | undefined;
-  let closeEngine: () => Promise<void>;
-  let busCounters: () => Readonly<Record<string, number>> = () => ({});
-  if (config.backend === 'memory') {
-    const stack = await startEmbedded({ workers, definitions, logger });
-    orchestrator = stack.orchestrator;
-    workerManager = stack.workerManager;
-    closeEngine = () => stack.close();
-  } else {
-    // Waits (with backoff, inside the adapters) for the broker: a broker that is down at start
-    // delays readiness instead of crash-looping.
-    const backend = await openBackend(config, { logger, maintenance: true });
-    busCounters = () => backend.bus.counters?.() ?? {};
-    orchestrator = new Orchestrator({
-      ...backend,
-      logger,
-      ...(config.visibilityTimeoutMs === undefined
-        ? {}
-        : { resultVisibilityTimeoutMs: config.visibilityTimeoutMs }),
-    });
-    for (const definition of definitions) await orchestrator.registerWorkflow(definition);
-    if (workers.length > 0) {
-      workerManager = new WorkerManager({ bus: backend.bus, workers, logger });
-      await workerManager.start();
-    }
-    await orchestrator.start();
-    closeEngine = async () => {
-      await workerManager?.close();
-      await orchestrator.close();
-      await backend.close();
-    };
-  }
+  // The API listens first (health NOT_SERVING, calls UNAVAILABLE) while the engine starts: a
+  // broker that is down delays readiness, with one log line per try, instead of crash-looping.
+  const embedded = config.backend === 'memory';
+  const whileStarting = 'the orchestrator is starting: waiting for its broker';
+  const orchestratorApi = deferredApi<OrchestratorApi>(whileStarting);
+  const workerManagerApi =
+    embedded || workers.length > 0 ? deferredApi<WorkerManagerApi>(whileStarting) : undefined;
   const grpc = new ControlPlaneServer({
-    orchestrator,
-    ...(workerManager ? { workerManager } : {}),
+    orchestrator: orchestratorApi.api,
+    ...(workerManagerApi ? { workerManager: workerManagerApi.api } : {}),
     logger,
     host: config.grpcHost,
     port: config.grpcPort,
+    reflection: config.security.reflection,
+    ...(config.security.tls === undefined ? {} : { tls: config.security.tls }),
+    ...(config.security.auth === undefined ? {} : { auth: config.security.auth }),
     maxMessageBytes: config.grpcMaxMessageBytes,
   });
-  // Health turns SERVING here, after the backend is up.
-  const { port: grpcPort } = await grpc.start();
-  health.setStats(() => ({ ...orchestrator.stats, ...busCounters() }));
+  let closeEngine: () => Promise<void> = async () => undefined;
+  closeAll = async () => {
+    // The API first (NOT_SERVING, streams ended, calls finished), then the engine under it.
+    await grpc.close();
+    await closeEngine();
+  };
+  const { port: grpcPort } = await listenOrExplain(
+    () => grpc.start({ serving: false }),
+    config.grpcPort,
+    'GRPC_PORT',
+  );
+
+  let orchestrator: Orchestrator;
+  let workerManager: WorkerManager | undefined;
+  if (embedded) {
+    const stack = await startEmbedded({
+      workers,
+      definitions,
+      logger,
+      ...(tracing === undefined
+        ? {}
+        : {
+            orchestrator: { observer: tracing.orchestratorObserver() },
+            workerManager: { observer: tracing.workerObserver() },
+          }),
+    });
+    memo.bind(stack.memo);
+    orchestrator = stack.orchestrator;
+    workerManager = stack.workerManager;
+    closeEngine = () => stack.close();
+    health.setStats(() => ({ ...orchestrator.stats }));
+  } else {
+    const backend = await openBackendWhenReachable(config, {
+      logger,
+      maintenance: true,
+      signal: starting.signal,
+    });
+    if (backend === undefined) return;
+    memo.bind(backend.memo);
+    const newEngine = (): { orchestrator: Orchestrator; workerManager: WorkerManager | undefined } => ({
+      orchestrator: new Orchestrator({
+        bus: backend.bus,
+        runs: backend.runs,
+        definitions: backend.definitions,
+        registry: backend.registry,
+        ...backend.orchestrator,
+        logger,
+        ...(tracing === undefined ? {} : { observer: tracing.orchestratorObserver() }),
+        ...(config.visibilityTimeoutMs === undefined
+          ? {}
+          : { resultVisibilityTimeoutMs: config.visibilityTimeoutMs }),
+      }),
+      workerManager:
+        workers.length === 0
+          ? undefined
+          : new WorkerManager({
+              bus: backend.bus,
+              workers,
+              logger,
+              registry: backend.registry,
+              ...(tracing === undefined ? {} : { observer: tracing.workerObserver() }),
+            }),
+    });
+    let engine = newEngine();
+    const closeParts = async (): Promise<void> => {
+      await engine.workerManager?.close();
+      await engine.orchestrator.close();
+    };
+    closeEngine = async () => {
+      await closeParts();
+      await backend.close();
+    };
+    health.setStats(() => ({ ...engine.orchestrator.stats, ...backend.bus.counters?.() }));
+    // A start the broker refuses (a subscription timing out while a cluster elects its leaders)
+    // is tried again on a new engine, after the failed one has undone its subscriptions.
+    let tries = 0;
+    const started = await startWhenBrokerAllows(
+      'registering the definitions and subscribing',
+      async () => {
+        if (tries++ > 0) {
+          await closeParts();
+          engine = newEngine();
+        }
+        for (const definition of definitions) await engine.orchestrator.registerWorkflow(definition);
+        await engine.workerManager?.start();
+        await engine.orchestrator.start();
+      },
+      { logger, signal: starting.signal },
+    );
+    if (!started) return;
+    orchestrator = engine.orchestrator;
+    workerManager = engine.workerManager;
+  }
+  orchestratorApi.bind(orchestrator);
+  if (workerManager) workerManagerApi?.bind(workerManager);
+  if (stopping) return;
+  grpc.setServing(true);
   health.setReady(true);
   logger.info(
     {
       backend: config.backend,
+      tracing: config.tracing === undefined ? 'off' : config.tracing.tracesUrl,
       workers: workers.map((w) => w.name),
       definitions: definitions.map((d) => `${d.id}@${d.version}`),
       grpcPort,
     },
     'orchestrator started',
   );
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    health.setReady(false);
-    // The API first (NOT_SERVING, streams ended, calls finished), then the engine under it.
-    void grpc
-      .close()
-      .then(() => closeEngine())
-      .then(() => health.close())
-      .then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`orchestrator failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+main().catch(fail);

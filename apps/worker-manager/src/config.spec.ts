@@ -36,13 +36,20 @@ describe('worker-manager config', () => {
     });
   });
 
-  it('serves gRPC on 0.0.0.0:50052 unless GRPC_HOST and GRPC_PORT say otherwise', () => {
+  it('serves gRPC on 127.0.0.1:50052 (0.0.0.0 with authentication) unless GRPC_HOST and GRPC_PORT say otherwise', () => {
     const base = {
       MULTIAGENTS_BACKEND: 'nats',
       NATS_URL: 'nats://127.0.0.1:4222',
       MULTIAGENTS_WORKER_MODULES: 'w.js',
     };
-    expect(loadConfig(base)).toMatchObject({ grpcHost: '0.0.0.0', grpcPort: 50052 });
+    expect(loadConfig(base)).toMatchObject({ grpcHost: '127.0.0.1', httpHost: '127.0.0.1', grpcPort: 50052 });
+    expect(
+      loadConfig({
+        ...base,
+        MULTIAGENTS_AUTH_JWT_SECRET: 'x'.repeat(32),
+        MULTIAGENTS_AUTH_JWT_AUDIENCE: 'multiagents',
+      }),
+    ).toMatchObject({ grpcHost: '0.0.0.0', grpcPort: 50052 });
     expect(loadConfig({ ...base, GRPC_HOST: '127.0.0.1', GRPC_PORT: '0' })).toMatchObject({
       grpcHost: '127.0.0.1',
       grpcPort: 0,
@@ -62,6 +69,45 @@ describe('worker-manager config', () => {
     expect(problems).toEqual([
       expect.stringMatching(/^REDIS_URL=http:\/\/nope/),
       'MULTIAGENTS_VISIBILITY_TIMEOUT_MS=-1: must be a positive integer',
+    ]);
+  });
+
+  it('reads the TLS and JWKS files at start: a missing one is a configuration error (exit 78)', () => {
+    expect(
+      problemsOf({
+        MULTIAGENTS_BACKEND: 'nats',
+        NATS_URL: 'nats://127.0.0.1:4222',
+        MULTIAGENTS_WORKER_MODULES: 'w.js',
+        MULTIAGENTS_AUTH_JWKS_FILE: '/nonexistent/jwks.json',
+        MULTIAGENTS_AUTH_JWT_AUDIENCE: 'multiagents',
+      }),
+    ).toEqual(['MULTIAGENTS_AUTH_JWKS_FILE: cannot read /nonexistent/jwks.json: ENOENT']);
+  });
+});
+
+describe('worker-manager config: tracing', () => {
+  const base = {
+    MULTIAGENTS_BACKEND: 'redis',
+    REDIS_URL: 'redis://127.0.0.1:6400',
+    MULTIAGENTS_WORKER_MODULES: 'w.js',
+  };
+
+  it('is off without an OTLP endpoint, and names the service worker-manager by default', () => {
+    expect(loadConfig(base).tracing).toBeUndefined();
+    expect(
+      loadConfig({ ...base, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' }).tracing,
+    ).toMatchObject({
+      tracesUrl: 'http://c:4318/v1/traces',
+      serviceName: 'worker-manager',
+    });
+  });
+
+  it('lists OTEL_* problems with the others', () => {
+    expect(
+      problemsOf({ ...base, MULTIAGENTS_MAX_DELIVERIES: '0', OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }),
+    ).toEqual([
+      'MULTIAGENTS_MAX_DELIVERIES=0: must be a positive integer',
+      'OTEL_EXPORTER_OTLP_ENDPOINT=localhost:4318: must be an http:// or https:// URL',
     ]);
   });
 });

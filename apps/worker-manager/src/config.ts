@@ -1,5 +1,7 @@
 import { ValidationError } from '@multiagents/contracts';
-import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/core';
+import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
+import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
+import { parseTracingConfig, type TracingConfig } from '@multiagents/telemetry';
 
 /** The worker-manager's settings: SPEC §7 plus the worker modules it hosts and delivery tuning. */
 export interface WorkerManagerConfig extends ServiceConfig {
@@ -11,8 +13,20 @@ export interface WorkerManagerConfig extends ServiceConfig {
   readonly maxDeliveries?: number;
   /** How long SIGTERM (or a Drain call without a timeout) waits for commands in flight. */
   readonly drainTimeoutMs?: number;
-  /** Interface the gRPC API (WorkerManagerService, health, reflection) binds (GRPC_HOST). */
+  /**
+   * Interface the gRPC API (WorkerManagerService, health, reflection) binds (GRPC_HOST): by
+   * default 127.0.0.1 while authentication is off, 0.0.0.0 once it is on.
+   */
   readonly grpcHost: string;
+  /** Interface the HTTP health port binds (HTTP_HOST), with the same default. */
+  readonly httpHost: string;
+  /** TLS, authentication and reflection of the gRPC API (MULTIAGENTS_TLS_*, MULTIAGENTS_AUTH_*, GRPC_REFLECTION). */
+  readonly security: ControlPlaneSecurity;
+  /**
+   * OpenTelemetry tracing from the standard `OTEL_*` variables (OTEL_EXPORTER_OTLP_ENDPOINT,
+   * OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, …); undefined (off) when no endpoint is set.
+   */
+  readonly tracing?: TracingConfig;
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, problems: string[]): number | undefined {
@@ -48,14 +62,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerManagerC
   const visibilityTimeoutMs = positiveInt(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', problems);
   const maxDeliveries = positiveInt(env, 'MULTIAGENTS_MAX_DELIVERIES', problems);
   const drainTimeoutMs = positiveInt(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', problems);
-  const grpcHost = env['GRPC_HOST'] || '0.0.0.0';
+  let security: ControlPlaneSecurity | undefined;
+  try {
+    security = parseControlPlaneSecurity(env, { checkFiles: true });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    problems.push(...err.problems);
+  }
+  let tracing: TracingConfig | undefined;
+  try {
+    tracing = parseTracingConfig(env, { serviceName: 'worker-manager' });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    problems.push(...err.problems);
+  }
   if (problems.length > 0) throw new ValidationError('invalid worker-manager configuration', problems);
   return {
     ...(base as ServiceConfig),
     workerModules,
-    grpcHost,
+    grpcHost: (security as ControlPlaneSecurity).grpcHost,
+    httpHost: (security as ControlPlaneSecurity).httpHost,
+    security: security as ControlPlaneSecurity,
     ...(visibilityTimeoutMs === undefined ? {} : { visibilityTimeoutMs }),
     ...(maxDeliveries === undefined ? {} : { maxDeliveries }),
     ...(drainTimeoutMs === undefined ? {} : { drainTimeoutMs }),
+    ...(tracing === undefined ? {} : { tracing }),
   };
 }

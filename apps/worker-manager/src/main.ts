@@ -7,80 +7,83 @@
  * timeout; then the process exits. A Drain call drains the same way but the process stays up
  * (ListWorkers answers, health NOT_SERVING, /readyz 503) until SIGTERM.
  */
-import { openBackend } from '@multiagents/backends';
-import { ControlPlaneServer } from '@multiagents/grpc-server';
-import { createPinoLogger, HealthServer } from '@multiagents/telemetry';
+import {
+  DeferredMemoStore,
+  describeStartupFailure,
+  listenOrExplain,
+  openBackendWhenReachable,
+  startWhenBrokerAllows,
+} from '@multiagents/backends';
+import { ControlPlaneServer, deferredApi, type WorkerManagerApi } from '@multiagents/grpc-server';
+import { createPinoLogger, createTracing, HealthServer } from '@multiagents/telemetry';
 import { loadWorkerModules, WorkerManager } from '@multiagents/worker-sdk';
-import { loadConfig, type WorkerManagerConfig } from './config';
+import { loadConfig } from './config';
+
+/** Stops the process with every problem on its own line (exit 78 for configuration problems). */
+function fail(err: unknown): never {
+  const { text, exitCode } = describeStartupFailure('worker-manager', err);
+  process.stderr.write(text);
+  process.exit(exitCode);
+}
 
 async function main(): Promise<void> {
-  let config: WorkerManagerConfig;
+  let config;
+  let workers;
+  // Modules are loaded (and checked) before the broker is reachable; their memo is the backend's
+  // once it opens, and no command is taken before then.
+  const memo = new DeferredMemoStore('the worker-manager is starting: waiting for its broker');
   try {
     config = loadConfig();
+    workers = loadWorkerModules(config.workerModules, { memo });
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
-    process.exit(78); // EX_CONFIG
+    fail(err);
   }
   const logger = createPinoLogger({ level: config.logLevel, base: { service: 'worker-manager' } });
-  const workers = loadWorkerModules(config.workerModules);
+  // Off (no tracer, no observer, nothing on the hot path) unless an OTLP endpoint is configured.
+  const tracing =
+    config.tracing === undefined
+      ? undefined
+      : await createTracing(config.tracing, { messagingSystem: config.backend, logger });
+  // Worker modules get the service's tracer from the OpenTelemetry API (`trace.getTracer`).
+  tracing?.registerGlobally();
   const health = new HealthServer();
-  if (config.httpPort !== undefined) await health.listen(config.httpPort);
-  const backend = await openBackend(config, { logger });
-  const manager = new WorkerManager({
-    bus: backend.bus,
-    workers,
-    logger,
-    subscribe: {
-      ...(config.visibilityTimeoutMs === undefined
-        ? {}
-        : { visibilityTimeoutMs: config.visibilityTimeoutMs }),
-      ...(config.maxDeliveries === undefined ? {} : { maxDeliveries: config.maxDeliveries }),
-    },
-    ...(config.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: config.drainTimeoutMs }),
-  });
+  if (config.httpPort !== undefined) {
+    const httpPort = config.httpPort;
+    await listenOrExplain(() => health.listen(httpPort, config.httpHost), httpPort, 'HTTP_PORT');
+  }
+  // The API listens first (health NOT_SERVING, calls UNAVAILABLE) while the backend opens: a
+  // broker that is down delays readiness, with one log line per try, instead of crash-looping.
+  const managerApi = deferredApi<WorkerManagerApi>('the worker-manager is starting: waiting for its broker');
   const grpc = new ControlPlaneServer({
-    workerManager: manager,
+    workerManager: managerApi.api,
     logger,
     host: config.grpcHost,
     port: config.grpcPort,
+    reflection: config.security.reflection,
+    ...(config.security.tls === undefined ? {} : { tls: config.security.tls }),
+    ...(config.security.auth === undefined ? {} : { auth: config.security.auth }),
     onDrain: () => {
       health.setReady(false);
       logger.info({}, 'Drain call: no new commands; the process stays up until SIGTERM');
     },
   });
-  // Bound before the manager takes any command (a taken port stops the process with nothing in
-  // flight), NOT_SERVING until the command subscriptions run.
-  const { port: grpcPort } = await grpc.start({ serving: false });
-  // A Drain call that came first leaves the manager closed: it must not start taking commands.
-  if (!grpc.draining) await manager.start();
-  health.setStats(() => ({ ...manager.counters, ...backend.bus.counters?.() }));
-  if (!grpc.draining) {
-    grpc.setServing(true);
-    health.setReady(true);
-  }
-  logger.info(
-    {
-      backend: config.backend,
-      managerId: manager.managerId,
-      workers: workers.map((w) => w.name),
-      grpcPort,
-    },
-    'worker-manager started',
-  );
+  const starting = new AbortController();
+  let closeEngine: () => Promise<void> = async () => undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
+    starting.abort();
     logger.info({ signal }, 'draining');
     health.setReady(false);
     grpc.setServing(false);
     // The manager first (the API keeps answering ListWorkers while it drains; a Drain call in
     // flight shares the same drain), then the API, then the backend under both.
-    void manager
-      .close()
+    void closeEngine()
       .then(() => grpc.close())
-      .then(() => backend.close())
       .then(() => health.close())
+      // The spans of the attempts just drained are exported before the process goes.
+      .then(() => tracing?.shutdown())
       .then(
         () => process.exit(0),
         (err: unknown) => {
@@ -91,9 +94,63 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // Bound before the manager takes any command (a taken port stops the process with nothing in
+  // flight), NOT_SERVING until the command subscriptions run.
+  const { port: grpcPort } = await listenOrExplain(
+    () => grpc.start({ serving: false }),
+    config.grpcPort,
+    'GRPC_PORT',
+  );
+  const backend = await openBackendWhenReachable(config, { logger, signal: starting.signal });
+  if (backend === undefined) return;
+  memo.bind(backend.memo);
+  const newManager = (): WorkerManager =>
+    new WorkerManager({
+      bus: backend.bus,
+      registry: backend.registry,
+      workers,
+      logger,
+      ...(tracing === undefined ? {} : { observer: tracing.workerObserver() }),
+      subscribe: {
+        ...(config.visibilityTimeoutMs === undefined
+          ? {}
+          : { visibilityTimeoutMs: config.visibilityTimeoutMs }),
+        ...(config.maxDeliveries === undefined ? {} : { maxDeliveries: config.maxDeliveries }),
+      },
+      ...(config.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: config.drainTimeoutMs }),
+    });
+  let manager: WorkerManager | undefined;
+  closeEngine = async () => {
+    await manager?.close();
+    await backend.close();
+  };
+  health.setStats(() => ({ ...manager?.counters, ...backend.bus.counters?.() }));
+  // A start the broker refuses (a subscription timing out while a cluster elects its leaders) is
+  // tried again on a new manager: the failed one undid its subscriptions. A Drain call that came
+  // first leaves the manager closed: it must not start taking commands.
+  const started = await startWhenBrokerAllows(
+    "subscribing to the workers' commands",
+    async () => {
+      if (grpc.draining || stopping) return;
+      manager = newManager();
+      managerApi.bind(manager);
+      await manager.start();
+    },
+    { logger, signal: starting.signal },
+  );
+  if (!started || grpc.draining || stopping) return;
+  grpc.setServing(true);
+  health.setReady(true);
+  logger.info(
+    {
+      backend: config.backend,
+      managerId: manager?.managerId,
+      tracing: config.tracing === undefined ? 'off' : config.tracing.tracesUrl,
+      workers: workers.map((w) => w.name),
+      grpcPort,
+    },
+    'worker-manager started',
+  );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`worker-manager failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+main().catch(fail);

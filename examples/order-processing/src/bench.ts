@@ -1,61 +1,126 @@
 /**
- * `pnpm bench [--backend memory|redis|nats] [--n N] [--fail-rate F] [--concurrency C] [--closed] [--json]`:
- * the SPEC §8 benchmark. Runs N order sagas, verifies every final state and context, and prints
- * one JSON line. In the same run it measures the floor and prints the ratio: for memory, the same
- * worker functions called directly in a loop; for redis, the same steps done by hand on Redis
- * Streams; for nats, by hand on JetStream. With redis or nats the orchestrator and 2 worker-managers run as separate processes
- * against a private server (Redis with AOF on, appendfsync everysec).
+ * `pnpm bench`: the SPEC §8 benchmark (`pnpm bench --help` lists the options). Runs N order sagas,
+ * verifies every final state and context (and, in one process, every effect: applied once, undone
+ * newest first, each undo after its do), and prints one JSON line. In the same run it measures the
+ * floor and prints the ratio: for memory, the same worker functions called directly in a loop; for
+ * redis and nats, the same saga written by hand on the same broker. With a broker it also prints
+ * what one step costs the broker (commands or messages, and bytes), ours next to the floor's.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openBackend } from '@multiagents/backends';
 import { EventType, RunState, Topics, type Run } from '@multiagents/contracts';
-import { Orchestrator } from '@multiagents/core';
+import { Orchestrator, silentLogger } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
-import { freePort, ServiceProcess, startNatsServer, startRedisServer } from '@multiagents/testing';
+import {
+  freePort,
+  ServiceProcess,
+  startNatsClusterProcesses,
+  startNatsServer,
+  startRedisClusterProcesses,
+  startRedisServer,
+  type ServerProcess,
+} from '@multiagents/testing';
+import { createTracing, parseTracingConfig, type Tracing } from '@multiagents/telemetry';
 import type { WorkerContext } from '@multiagents/worker-sdk';
-import { silentLogger } from '@multiagents/core';
+import { counterDelta, natsCounters, redisCounters, type BrokerCounters } from './broker-stats';
 import { createOrderWorkers, EffectsLedger, makeOrders, type OrderInput } from './order-workers';
 import { observeOrchestrator, runOrders, type OrderOutcome } from './run-orders';
 import { measureRedisFloor } from './redis-floor';
 import { measureNatsFloor } from './nats-floor';
 import { orderWorkflow } from './workflow';
-import { ledgerPositions, verifyOrderRun } from './verify-orders';
+import { orderEffectKeys, verifyOrderRun } from './verify-orders';
 
 const BACKENDS = ['memory', 'redis', 'nats'] as const;
 
+/**
+ * Tracing of the runs this process starts (and, in the embedded mode, runs), from the standard
+ * OTEL_* variables like the services (which inherit them): off unless an endpoint is set.
+ */
+async function benchTracing(messagingSystem: string): Promise<Tracing | undefined> {
+  const config = parseTracingConfig(process.env, { serviceName: 'bench' });
+  return config === undefined ? undefined : createTracing(config, { messagingSystem });
+}
+
+/** Services that only watch the runs (their own consumer groups on the events), run as extra processes. */
+const OBSERVERS = ['metrics-collector', 'event-monitor'] as const;
+type Observer = (typeof OBSERVERS)[number];
+
+const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints one JSON line
+
+  --backend memory|redis|nats  memory (default): the embedded mode in this process;
+                               redis / nats: a private server, the orchestrator and 2
+                               worker-managers as separate processes
+  --n N                        workflows to run (default 10000)
+  --fail-rate F                share of orders whose shipping fails, 0..1 (default 0.1)
+  --concurrency C              start requests in flight (default 200), or with --closed
+                               whole workflows in flight
+  --closed                     closed loop: measures latency (p50/p95/p99)
+  --partitions P               Redis partitions (default 1)
+  --cluster                    redis: a private 3-master Redis Cluster instead of one server;
+                               nats: a 3-node JetStream cluster with R3 streams and buckets
+                               (no floor is measured on a cluster)
+  --observers LIST             redis / nats: also run these services, comma-separated, as
+                               extra processes: metrics-collector, event-monitor (their cost)
+  --seed S                     seed of the failing orders (default 42)
+  --json                       only the JSON line
+  --help                       this text`;
+
 interface BenchArgs {
-  backend: string;
+  backend: (typeof BACKENDS)[number];
   n: number;
   failRate: number;
   concurrency: number;
   closed: boolean;
   json: boolean;
   seed: number;
+  partitions: number;
+  observers: Observer[];
+  cluster: boolean;
 }
 
 function parse(): BenchArgs {
-  const { values } = parseArgs({
-    options: {
-      backend: { type: 'string', default: 'memory' },
-      n: { type: 'string', default: '10000' },
-      'fail-rate': { type: 'string', default: '0.1' },
-      concurrency: { type: 'string', default: '200' },
-      closed: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      seed: { type: 'string', default: '42' },
-    },
-    allowPositionals: false,
-  });
-  const args: BenchArgs = {
-    backend: values.backend,
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        backend: { type: 'string', default: 'memory' },
+        n: { type: 'string', default: '10000' },
+        'fail-rate': { type: 'string', default: '0.1' },
+        concurrency: { type: 'string', default: '200' },
+        closed: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        seed: { type: 'string', default: '42' },
+        partitions: { type: 'string', default: '1' },
+        observers: { type: 'string', default: '' },
+        cluster: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const args = {
+    backend: values.backend as BenchArgs['backend'],
     n: Number(values.n),
     failRate: Number(values['fail-rate']),
     concurrency: Number(values.concurrency),
     closed: values.closed,
     json: values.json,
     seed: Number(values.seed),
+    partitions: Number(values.partitions),
+    cluster: values.cluster,
+    observers: values.observers
+      .split(',')
+      .map((o) => o.trim())
+      .filter((o) => o !== '') as Observer[],
   };
   const problems: string[] = [];
   if (!(BACKENDS as readonly string[]).includes(args.backend)) {
@@ -66,8 +131,21 @@ function parse(): BenchArgs {
   if (!Number.isInteger(args.concurrency) || args.concurrency < 1)
     problems.push('--concurrency must be a positive integer');
   if (!Number.isInteger(args.seed)) problems.push('--seed must be an integer');
+  if (!Number.isInteger(args.partitions) || args.partitions < 1 || args.partitions > 1024)
+    problems.push('--partitions must be an integer from 1 to 1024');
+  for (const observer of args.observers) {
+    if (!(OBSERVERS as readonly string[]).includes(observer)) {
+      problems.push(`--observers ${observer}: must be among ${OBSERVERS.join(', ')}`);
+    }
+  }
+  if (args.observers.length > 0 && args.backend === 'memory') {
+    problems.push('--observers needs --backend redis or nats (they are separate processes)');
+  }
+  if (args.cluster && args.backend === 'memory') {
+    problems.push('--cluster needs --backend redis or nats');
+  }
   if (problems.length > 0) {
-    console.error(`bench: ${problems.join('; ')}`);
+    console.error(`bench: ${problems.join('; ')}\n\n${USAGE}`);
     process.exit(2);
   }
   return args;
@@ -107,15 +185,60 @@ async function measureFloor(orders: readonly OrderInput[]): Promise<number> {
   return performance.now() - started;
 }
 
+/** Counts of the verified runs. */
+class Tally {
+  completed = 0;
+  compensated = 0;
+  /** Steps done, compensations included (attempts). */
+  steps = 0;
+  readonly problems: string[] = [];
+
+  add(run: Run, problems: readonly string[]): void {
+    if (run.state === RunState.Completed) this.completed++;
+    if (run.state === RunState.Compensated) this.compensated++;
+    for (const step of Object.values(run.steps)) {
+      this.steps += step.attempts.length + (step.compensation?.attempts.length ?? 0);
+    }
+    if (this.problems.length < 100) this.problems.push(...problems);
+  }
+}
+
+/** A broker's cost over one measured part: counters and the steps they were spent on. */
+interface BrokerCost {
+  readonly delta: BrokerCounters;
+  readonly steps: number;
+}
+
 /** What one backend's run produced, for the common report. */
 interface Measured {
   readonly outcomes: OrderOutcome[];
-  readonly runs: Map<string, Run>;
+  readonly tally: Tally;
   readonly wallMs: number;
+  /** CPU time of this process over the measured part (the embedded mode: everything). */
+  readonly cpuMs?: number;
   readonly maxRssMb: number;
   readonly floorMs: number;
   readonly floor: string;
-  readonly problems: string[];
+  readonly ours?: BrokerCost;
+  readonly floorCost?: BrokerCost;
+  /** CPU time each process used over the measured part (ms), by name. */
+  readonly cpuByProcess?: Readonly<Record<string, number>>;
+  /** Events each observer's group had not read or acknowledged yet when the last run ended. */
+  readonly observersBehindAtEnd?: Readonly<Record<string, number>>;
+}
+
+/** CPU time a process has used so far (user + system), in ms; 0 when unknown. */
+function cpuTimeMs(pid: number | undefined): number {
+  try {
+    const fields =
+      readFileSync(`/proc/${pid ?? 'self'}/stat`, 'utf8')
+        .split(') ')[1]
+        ?.split(' ') ?? [];
+    // utime and stime are fields 14 and 15 of /proc/<pid>/stat (12 and 13 after the name), in ticks.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 /** Peak resident memory of a process (VmHWM), in MB; 0 when unknown. */
@@ -131,47 +254,104 @@ function peakRssMb(pid: number | undefined): number {
 
 async function runEmbeddedBench(args: BenchArgs, orders: OrderInput[]): Promise<Measured> {
   const ledger = new EffectsLedger();
-  const stack = await startEmbedded({ workers: createOrderWorkers(ledger), definitions: [orderWorkflow] });
+  const tracing = await benchTracing('memory');
+  const stack = await startEmbedded({
+    workers: createOrderWorkers(ledger),
+    definitions: [orderWorkflow],
+    ...(tracing === undefined
+      ? {}
+      : {
+          orchestrator: { observer: tracing.orchestratorObserver() },
+          workerManager: { observer: tracing.workerObserver() },
+        }),
+  });
+  const tally = new Tally();
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const outcomes = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
     orders,
     concurrency: args.concurrency,
     closed: args.closed,
     timeoutMs: 30 * 60_000,
+    // Each run is checked (state, context, effects) the moment it ends, then let go: the bench
+    // itself keeps nothing per run but its latency, so memory shows what the engine keeps.
+    onTerminal: (order, run) => {
+      tally.add(run, verifyOrderRun(run, order, ledger));
+      ledger.forget(orderEffectKeys(run.txId));
+    },
   });
   const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
   const maxRssMb = peakRssMb(undefined);
-  // Verify every run's final state, context and effects before reporting anything.
-  const position = ledgerPositions(ledger);
-  const runs = new Map<string, Run>();
-  const problems: string[] = [];
-  for (const { order, txId } of outcomes) {
-    const run = await stack.orchestrator.getRun(txId);
-    runs.set(txId, run);
-    problems.push(...verifyOrderRun(run, order, { ledger, position }));
+  for (const outcome of outcomes) {
+    // Runs that ended before their start returned were checked from what the observer kept.
+    if (outcome.run) tally.add(outcome.run, verifyOrderRun(outcome.run, outcome.order, ledger));
   }
   await stack.close();
+  await tracing?.shutdown();
   return {
     outcomes,
-    runs,
+    tally,
     wallMs,
+    cpuMs: (cpu.user + cpu.system) / 1000,
     maxRssMb,
     floorMs: await measureFloor(orders),
     floor: 'plain function calls',
-    problems,
   };
 }
 
 const REPO_ROOT = join(__dirname, '..', '..', '..');
 
+const TERMINAL_STATES: ReadonlySet<string> = new Set([
+  RunState.Completed,
+  RunState.Compensated,
+  RunState.Failed,
+  RunState.Cancelled,
+  RunState.CompensationFailed,
+]);
+
 async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promise<Measured> {
   const backend = args.backend as 'redis' | 'nats';
-  // A production-like private server: Redis with the AOF on and fsync every second.
-  const server = backend === 'redis' ? await startRedisServer({ appendOnly: true }) : await startNatsServer();
+  // A production-like private server: Redis with the AOF on and fsync every second; NATS with a
+  // monitoring port for its counters.
+  // --cluster: 3 Redis masters (AOF, fsync every second) or 3 NATS servers (R3), all on this machine.
+  const redisCluster =
+    args.cluster && backend === 'redis'
+      ? await startRedisClusterProcesses({ masters: 3, replicasPerMaster: 0, appendFsync: 'everysec' })
+      : undefined;
+  const natsCluster = args.cluster && backend === 'nats' ? await startNatsClusterProcesses(3) : undefined;
+  const server: ServerProcess & { readonly monitorUrl?: string } = redisCluster
+    ? { ...redisCluster.nodes[0]!, url: redisCluster.seeds, stop: () => redisCluster.stop() }
+    : natsCluster
+      ? {
+          ...natsCluster.servers[0]!,
+          url: natsCluster.seeds,
+          stop: () => natsCluster.stop(),
+        }
+      : backend === 'redis'
+        ? await startRedisServer({ appendOnly: true })
+        : await startNatsServer({ monitor: true });
+  const sum = (all: BrokerCounters[]): BrokerCounters =>
+    all.reduce((a, b) => ({
+      commands: a.commands + b.commands,
+      scripts: a.scripts + b.scripts,
+      bytesIn: a.bytesIn + b.bytesIn,
+      byCommand: {},
+    }));
+  const counters = async (): Promise<BrokerCounters> =>
+    redisCluster
+      ? sum(await Promise.all(redisCluster.nodes.map((n) => redisCounters(n.url))))
+      : natsCluster
+        ? sum(await Promise.all(natsCluster.servers.map((n) => natsCounters(n.monitorUrl))))
+        : backend === 'redis'
+          ? redisCounters(server.url)
+          : natsCounters(server.monitorUrl as string);
   const prefix = `bench-${Date.now()}`;
   const env = {
     MULTIAGENTS_BACKEND: backend,
-    ...(backend === 'redis' ? { REDIS_URL: server.url } : { NATS_URL: server.url }),
+    ...(backend === 'redis'
+      ? { REDIS_URL: server.url, MULTIAGENTS_REDIS_PARTITIONS: String(args.partitions) }
+      : { NATS_URL: server.url, ...(natsCluster ? { MULTIAGENTS_NATS_REPLICAS: '3' } : {}) }),
     MULTIAGENTS_PREFIX: prefix,
     LOG_LEVEL: 'warn',
   };
@@ -189,6 +369,11 @@ async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promi
       await freePort(),
     ),
   ];
+  for (const observer of args.observers) {
+    const main = join(REPO_ROOT, 'apps', observer, 'dist', 'main.js');
+    if (!existsSync(main)) throw new Error(`--observers ${observer}: ${main} is missing (build it first)`);
+    services.push(new ServiceProcess(observer, main, env, logDir, await freePort()));
+  }
   for (let i = 0; i < 2; i++) {
     services.push(
       new ServiceProcess(
@@ -203,21 +388,43 @@ async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promi
   const adapters = await openBackend({
     backend,
     prefix,
-    ...(backend === 'redis' ? { redisUrl: server.url } : { natsUrl: server.url }),
+    ...(backend === 'redis'
+      ? { redisUrl: server.url, redisPartitions: args.partitions, redisCluster: redisCluster !== undefined }
+      : { natsUrl: server.url, ...(natsCluster ? { natsReplicas: 3 } : {}) }),
   });
+  // BENCH_PROFILE_DIR=<dir>: each service writes a V8 CPU profile there when it stops (a profile
+  // beats a guess).
+  const starterTracing = await benchTracing(backend);
+  const profileDir = process.env['BENCH_PROFILE_DIR'];
+  const nodeArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   try {
-    await Promise.all(services.map((s) => s.start()));
+    await Promise.all(services.map((s) => s.start(15_000, { nodeArgs })));
     // Runs are started here (as an API client would) and watched through their lifecycle events.
-    const starter = new Orchestrator({ ...adapters, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    // The runs start here: their root spans (and the sampling decision) are made here too.
+    const starter = new Orchestrator({
+      ...adapters,
+      timerPollIntervalMs: 0,
+      ...(starterTracing === undefined ? {} : { observer: starterTracing.orchestratorObserver() }),
+    });
     await starter.registerWorkflow(orderWorkflow);
     const listeners = new Set<(txId: string) => void>();
     const watcher = await adapters.bus.subscribe(
       Topics.events,
       { group: `bench-${prefix}`, consumer: 'bench', startFrom: 'latest', concurrency: 256 },
       async (delivery) => {
-        if (TERMINAL_EVENTS.has(delivery.envelope.type)) for (const l of listeners) l(delivery.envelope.txId);
+        const { type, txId, payload } = delivery.envelope;
+        if (type !== EventType.WorkflowTransitioned) return;
+        const state = (payload as { state?: string }).state;
+        if (state !== undefined && TERMINAL_STATES.has(state)) for (const l of listeners) l(txId);
       },
     );
+    const before = await counters();
+    const pids: Record<string, number | undefined> = {
+      bench: undefined,
+      ...Object.fromEntries(services.map((s) => [s.name, s.pid])),
+      broker: server.pid(),
+    };
+    const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTimeMs(pid)]));
     const started = performance.now();
     const outcomes = await runOrders(
       starter,
@@ -228,94 +435,134 @@ async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promi
       { orders, concurrency: args.concurrency, closed: args.closed, timeoutMs: 30 * 60_000 },
     );
     const wallMs = performance.now() - started;
+    const cpuByProcess = Object.fromEntries(
+      Object.entries(pids).map(([name, pid]) => [name, Math.round(cpuTimeMs(pid) - (cpuBefore[name] ?? 0))]),
+    );
+    const ours = counterDelta(before, await counters());
+    const eventStats = await adapters.bus.topicStats?.(Topics.events);
+    const observersBehindAtEnd = Object.fromEntries(
+      args.observers.map((observer) => {
+        const group = eventStats?.groups.find((g) => g.group === observer);
+        return [observer, (group?.pending ?? 0) + (group?.lag ?? 0)];
+      }),
+    );
     await watcher.close();
     const maxRssMb = Math.max(...services.map((s) => peakRssMb(s.pid)));
-    const runs = new Map<string, Run>();
-    const problems: string[] = [];
-    for (const { order, txId } of outcomes) {
-      const stored = await adapters.store.get(txId);
-      if (!stored) {
-        problems.push(`${txId}: missing`);
-        continue;
-      }
-      runs.set(txId, stored.run);
-      problems.push(...verifyOrderRun(stored.run, order));
+    const tally = new Tally();
+    for (let i = 0; i < outcomes.length; i += 200) {
+      const batch = outcomes.slice(i, i + 200);
+      const stored = await Promise.all(batch.map((o) => adapters.runs.get(o.txId)));
+      batch.forEach((outcome, j) => {
+        const run = stored[j]?.run;
+        if (run) tally.add(run, verifyOrderRun(run, outcome.order));
+        else tally.problems.push(`${outcome.txId}: missing`);
+      });
     }
     await Promise.all(services.map((s) => s.stop()));
-    const floorMs =
-      backend === 'redis'
+    const floorBefore = await counters();
+    // The hand-written floors talk to one server: not measured on a cluster (NaN: printed as null).
+    const floorMs = args.cluster
+      ? Number.NaN
+      : backend === 'redis'
         ? await measureRedisFloor(server.url, orders, args.concurrency)
         : await measureNatsFloor(server.url, orders, args.concurrency);
+    const floorDelta = counterDelta(floorBefore, await counters());
+    // The floor does exactly the saga's steps: 3 per completed order, 4 per compensated one.
+    const floorSteps = orders.reduce((sum, o) => sum + (o.failShipping ? 5 : 3), 0);
     return {
       outcomes,
-      runs,
+      tally,
       wallMs,
       maxRssMb,
       floorMs,
       floor: backend === 'redis' ? 'hand-written Redis Streams saga' : 'hand-written JetStream saga',
-      problems,
+      ours: { delta: ours, steps: tally.steps },
+      ...(args.cluster ? {} : { floorCost: { delta: floorDelta, steps: floorSteps } }),
+      cpuByProcess,
+      observersBehindAtEnd,
     };
   } finally {
     await Promise.all(services.map((s) => s.stop()));
     await adapters.close();
     await server.stop();
+    await starterTracing?.shutdown();
   }
 }
 
-const TERMINAL_EVENTS = new Set<string>([
-  EventType.WorkflowCompleted,
-  EventType.WorkflowCompensated,
-  EventType.WorkflowFailed,
-  EventType.WorkflowCancelled,
-  EventType.WorkflowStuck,
-]);
+function perStep(cost: BrokerCost | undefined): { commands?: number; bytes?: number } {
+  if (!cost || cost.steps === 0) return {};
+  return {
+    commands: Number((cost.delta.commands / cost.steps).toFixed(2)),
+    bytes: Math.round(cost.delta.bytesIn / cost.steps),
+  };
+}
+
+/** `off`, or the sampler and its ratio (what the JSON line reports). */
+function tracingLabel(): string {
+  const config = parseTracingConfig(process.env, { serviceName: 'bench' });
+  return config === undefined ? 'off' : `${config.sampler}:${config.samplerRatio}`;
+}
 
 async function main(): Promise<void> {
   const args = parse();
   const orders = makeOrders(args.n, args.failRate, args.seed);
-  const { outcomes, runs, wallMs, maxRssMb, floorMs, floor, problems } =
+  const measured =
     args.backend === 'memory'
       ? await runEmbeddedBench(args, orders)
       : await runDistributedBench(args, orders);
-  let completed = 0;
-  let compensated = 0;
-  let steps = 0;
-  for (const run of runs.values()) {
-    if (run.state === RunState.Completed) completed++;
-    if (run.state === RunState.Compensated) compensated++;
-    for (const step of Object.values(run.steps))
-      steps += step.attempts.length + (step.compensation?.attempts.length ?? 0);
-  }
-
+  const { outcomes, tally, wallMs, maxRssMb, floorMs, floor } = measured;
   const latencies = outcomes.map((o) => o.latencyMs).sort((a, b) => a - b);
   const workflowsPerSec = Math.round((args.n / wallMs) * 1000);
   const floorWorkflowsPerSec = Math.round((args.n / floorMs) * 1000);
+  const ours = perStep(measured.ours);
+  const theirs = perStep(measured.floorCost);
+  const unit = args.backend === 'nats' ? 'Messages' : 'Commands';
   const line = {
     backend: args.backend,
     mode: args.closed ? 'closed' : 'open',
     n: args.n,
     failRate: args.failRate,
     concurrency: args.concurrency,
-    completed,
-    compensated,
-    other: args.n - completed - compensated,
+    ...(args.backend === 'redis' ? { partitions: args.partitions } : {}),
+    ...(args.cluster ? { cluster: true } : {}),
+    ...(args.observers.length > 0 ? { observers: args.observers } : {}),
+    tracing: tracingLabel(),
+    completed: tally.completed,
+    compensated: tally.compensated,
+    other: args.n - tally.completed - tally.compensated,
     wallMs: Math.round(wallMs),
     workflowsPerSec,
-    stepsPerSec: Math.round((steps / wallMs) * 1000),
+    stepsPerSec: Math.round((tally.steps / wallMs) * 1000),
     p50Ms: percentile(latencies, 50),
     p95Ms: percentile(latencies, 95),
     p99Ms: percentile(latencies, 99),
     maxRssMb,
+    ...(measured.cpuMs === undefined ? {} : { cpuMs: Math.round(measured.cpuMs) }),
+    ...(measured.cpuByProcess ? { cpuMsByProcess: measured.cpuByProcess } : {}),
+    ...(measured.observersBehindAtEnd && args.observers.length > 0
+      ? { observersBehindAtEnd: measured.observersBehindAtEnd }
+      : {}),
     floor,
     floorWorkflowsPerSec: Number.isFinite(floorWorkflowsPerSec) ? floorWorkflowsPerSec : null,
     ratioToFloor: Number.isFinite(floorWorkflowsPerSec)
       ? Number((workflowsPerSec / floorWorkflowsPerSec).toFixed(4))
       : null,
-    verified: problems.length === 0,
+    ...(ours.commands === undefined
+      ? {}
+      : {
+          [`broker${unit}PerStep`]: ours.commands,
+          brokerBytesPerStep: ours.bytes,
+          [`floor${unit}PerStep`]: theirs.commands,
+          floorBytesPerStep: theirs.bytes,
+        }),
+    ...(measured.ours && Object.keys(measured.ours.delta.byCommand).length > 0
+      ? { brokerCommands: measured.ours.delta.byCommand }
+      : {}),
+    verified: tally.problems.length === 0,
   };
-  if (problems.length > 0) {
-    console.error(`bench: ${problems.length} runs failed verification:`);
-    for (const problem of problems.slice(0, 20)) console.error(`  ${problem}`);
+  if (tally.problems.length > 0) {
+    console.error(`bench: runs failed verification:`);
+    for (const problem of tally.problems.slice(0, 20)) console.error(`  ${problem}`);
     process.exitCode = 1;
   }
   if (!args.json) {

@@ -14,7 +14,7 @@ import { ControlPlaneServer } from '@multiagents/grpc-server';
 import { createOrderWorkers, EffectsLedger, makeOrders } from './order-workers';
 import { observeOrchestrator, runOrders } from './run-orders';
 import { formatTimeline } from './timeline';
-import { ledgerPositions, verifyOrderRun } from './verify-orders';
+import { verifyOrderRun } from './verify-orders';
 
 const ORDERS = 1_000;
 const FAIL_RATE = 0.1;
@@ -58,14 +58,13 @@ async function main(): Promise<void> {
   const wallMs = performance.now() - started;
   if (process.stdout.isTTY) process.stdout.write('\n');
 
-  const positions = ledgerPositions(ledger);
   const counts = new Map<string, number>();
   const problems: string[] = [];
   let compensated: string | undefined;
   for (const { order, txId } of outcomes) {
     const run = await stack.orchestrator.getRun(txId);
     counts.set(run.state, (counts.get(run.state) ?? 0) + 1);
-    problems.push(...verifyOrderRun(run, order, { ledger, position: positions }));
+    problems.push(...verifyOrderRun(run, order, ledger));
     if (run.state === RunState.Compensated) compensated ??= txId;
   }
   console.log(

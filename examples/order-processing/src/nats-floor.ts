@@ -102,11 +102,13 @@ export async function measureNatsFloor(
   const encode = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value));
   const decode = <T>(msg: JsMsg): T => JSON.parse(Buffer.from(msg.data).toString('utf8')) as T;
 
-  /** The state write and the command: a KV put, then a publish awaited to its PubAck. */
+  /** The state write and the command, sent together: a KV put and a publish, both awaited to their acks. */
   const send = async (tx: string, state: State, kvClient = kv, js = producerJs): Promise<void> => {
     const step = state.undo ? `${STEPS[state.step]}:undo` : (STEPS[state.step] as string);
-    await kvClient.put(tx, encode(state));
-    await js.publish(commandsSubject, encode({ tx, step, input: state.order } satisfies Command));
+    await Promise.all([
+      kvClient.put(tx, encode(state)),
+      js.publish(commandsSubject, encode({ tx, step, input: state.order } satisfies Command)),
+    ]);
   };
   const startNext = async (kvClient = kv, js = producerJs): Promise<void> => {
     if (next >= orders.length) return;

@@ -8,17 +8,48 @@ export interface OrderInput {
   readonly failShipping?: boolean;
 }
 
-/** How often each effect was applied and undone, by idempotency key: what the checks read. */
+/**
+ * How often each effect was applied and undone, by idempotency key, and in which order: what the
+ * checks read. A checked run's keys can be forgotten, so a long benchmark's ledger stays small.
+ */
 export class EffectsLedger {
-  readonly applied = new Map<string, number>();
-  /** Idempotency keys in the order their effects were applied (do and undo). */
-  readonly order: string[] = [];
+  private readonly entries = new Map<string, { count: number; readonly seq: number }>();
+  private seq = 0;
 
+  /** Records a call; true the first time the key is seen (the effect is applied once). */
   apply(key: string): boolean {
-    const seen = this.applied.get(key) ?? 0;
-    this.applied.set(key, seen + 1);
-    if (seen === 0) this.order.push(key);
-    return seen === 0;
+    const entry = this.entries.get(key);
+    if (entry) {
+      entry.count += 1;
+      return false;
+    }
+    this.entries.set(key, { count: 1, seq: ++this.seq });
+    return true;
+  }
+
+  /** Calls recorded for the key (0: never applied). */
+  count(key: string): number {
+    return this.entries.get(key)?.count ?? 0;
+  }
+
+  /** When the key's effect was first applied, as a position in the ledger (undefined: never). */
+  position(key: string): number | undefined {
+    return this.entries.get(key)?.seq;
+  }
+
+  /** Keys recorded (and not forgotten). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Every key's call count. */
+  counts(): number[] {
+    return [...this.entries.values()].map((e) => e.count);
+  }
+
+  /** Drops keys whose runs were checked. */
+  forget(keys: Iterable<string>): void {
+    for (const key of keys) this.entries.delete(key);
   }
 }
 

@@ -2,14 +2,17 @@ import { isTerminalRunState, type Run } from '@multiagents/contracts';
 import type { Orchestrator } from '@multiagents/core';
 import type { OrderInput } from './order-workers';
 
-/** Tells when runs become terminal: calls `listener(txId)` once per run; returns an unsubscribe. */
-export type TerminalObserver = (listener: (txId: string) => void) => () => void;
+/**
+ * Tells when runs become terminal: calls `listener(txId, run?)` once per run (with the final run
+ * when the observer has it); returns an unsubscribe.
+ */
+export type TerminalObserver = (listener: (txId: string, run?: Run) => void) => () => void;
 
 /** Observes terminal runs through the orchestrator in this process (the embedded mode). */
 export function observeOrchestrator(orchestrator: Orchestrator): TerminalObserver {
   return (listener) =>
     orchestrator.onRunChanged((run: Run) => {
-      if (isTerminalRunState(run.state)) listener(run.txId);
+      if (isTerminalRunState(run.state)) listener(run.txId, run);
     });
 }
 
@@ -24,6 +27,11 @@ export interface RunOrdersOptions {
   readonly closed?: boolean;
   /** Called whenever a run reaches a terminal state. */
   readonly onFinished?: (finished: number) => void;
+  /**
+   * Called with each order's final run as soon as the observer sees it (when it has the run).
+   * With it, outcomes do not keep the runs: a long benchmark checks each run and lets it go.
+   */
+  readonly onTerminal?: (order: OrderInput, run: Run) => void;
   /** Give up after this long. */
   readonly timeoutMs?: number;
 }
@@ -33,6 +41,8 @@ export interface OrderOutcome {
   readonly order: OrderInput;
   readonly txId: string;
   readonly latencyMs: number;
+  /** The final run, when the observer saw it (finished runs may leave the process later). */
+  readonly run?: Run;
 }
 
 /**
@@ -49,13 +59,23 @@ export async function runOrders(
   const requestedAt = new Array<number>(orders.length);
   const txIds = new Array<string>(orders.length);
   const finishedAt = new Map<string, number>();
+  const finalRuns = new Map<string, Run>();
   const waiters = new Map<string, () => void>();
   let finished = 0;
   let allDone!: () => void;
   const everyRunDone = new Promise<void>((resolve) => (allDone = resolve));
-  const unsubscribe = observe((txId) => {
+  const orderOf = new Map<string, OrderInput>();
+  const unsubscribe = observe((txId, run) => {
     if (finishedAt.has(txId)) return;
     finishedAt.set(txId, performance.now());
+    if (run && options.onTerminal) {
+      // A run can end before its start call returns its txId here: checked once it does.
+      const order = orderOf.get(txId);
+      if (order) {
+        orderOf.delete(txId);
+        options.onTerminal(order, run);
+      } else finalRuns.set(txId, run);
+    } else if (run) finalRuns.set(txId, run);
     finished++;
     options.onFinished?.(finished);
     waiters.get(txId)?.();
@@ -79,6 +99,13 @@ export async function runOrders(
       requestedAt[i] = performance.now();
       const { txId } = await starter.startWorkflow('order_processing', { ...order });
       txIds[i] = txId;
+      if (options.onTerminal) {
+        const early = finalRuns.get(txId);
+        if (early) {
+          finalRuns.delete(txId);
+          options.onTerminal(order, early);
+        } else orderOf.set(txId, order);
+      }
       if (options.closed && !finishedAt.has(txId)) {
         await new Promise<void>((resolve) => waiters.set(txId, resolve));
         waiters.delete(txId);
@@ -93,6 +120,12 @@ export async function runOrders(
   }
   return orders.map((order, i) => {
     const txId = txIds[i] as string;
-    return { order, txId, latencyMs: (finishedAt.get(txId) ?? NaN) - (requestedAt[i] as number) };
+    const run = finalRuns.get(txId);
+    return {
+      order,
+      txId,
+      latencyMs: (finishedAt.get(txId) ?? NaN) - (requestedAt[i] as number),
+      ...(run ? { run } : {}),
+    };
   });
 }

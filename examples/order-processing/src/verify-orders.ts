@@ -1,24 +1,17 @@
 import { RunState, StepStatus, type Run } from '@multiagents/contracts';
 import type { EffectsLedger, OrderInput } from './order-workers';
 
-/** The workers' effects, when they ran in this process: checked too. */
-export interface LedgerView {
-  readonly ledger: EffectsLedger;
-  readonly position: ReadonlyMap<string, number>;
-}
-
 /**
  * What one finished order run should look like: its final state, context and step statuses, and
  * with a ledger its effects (each applied, undone newest first, each undo after its do).
  */
-export function verifyOrderRun(run: Run, order: OrderInput, effects?: LedgerView): string[] {
+export function verifyOrderRun(run: Run, order: OrderInput, effects?: EffectsLedger): string[] {
   const problems: string[] = [];
   const tx = run.txId;
   const fail = (what: string): void => void problems.push(`${order.orderId} (${tx}): ${what}`);
-  const has = (key: string, expected: boolean): boolean =>
-    effects ? (effects.ledger.applied.get(key) ?? 0) > 0 : expected;
+  const has = (key: string, expected: boolean): boolean => (effects ? effects.count(key) > 0 : expected);
   const before = (a: string, b: string): boolean =>
-    !effects || (effects.position.get(a) ?? Infinity) < (effects.position.get(b) ?? -Infinity);
+    !effects || (effects.position(a) ?? Infinity) < (effects.position(b) ?? -Infinity);
   const ctx = run.context;
 
   if (!order.failShipping) {
@@ -50,7 +43,8 @@ export function verifyOrderRun(run: Run, order: OrderInput, effects?: LedgerView
   return problems;
 }
 
-/** Index of each idempotency key in the ledger's order, for the ordering checks. */
-export function ledgerPositions(ledger: EffectsLedger): Map<string, number> {
-  return new Map(ledger.order.map((key, i) => [key, i]));
+/** Every idempotency key an order run's effects may use (for forgetting a checked run). */
+export function orderEffectKeys(txId: string): string[] {
+  const steps = ['reserve_inventory', 'charge_payment', 'ship_order'];
+  return [...steps.map((s) => `${txId}:${s}`), ...steps.map((s) => `${txId}:${s}:undo`)];
 }

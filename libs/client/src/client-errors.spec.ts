@@ -9,7 +9,7 @@ import {
   RunNotFoundError,
   ValidationError,
 } from '@multiagents/contracts';
-import { fromServiceError, RpcError } from './client-errors';
+import { fromServiceError, RpcError, unavailableReason } from './client-errors';
 
 function serviceError(
   code: status,
@@ -83,6 +83,35 @@ describe('fromServiceError', () => {
         serviceError(status.INTERNAL, 'x', { 'multiagents-error-code': 'ILLEGAL_TRANSITION' }),
       ),
     ).toMatchObject({ code: 'ILLEGAL_TRANSITION', grpcCode: status.INTERNAL });
+  });
+
+  it('names the address an unreachable server was called at, never ending in a bare "Resolution note:"', () => {
+    const refused = fromServiceError(
+      serviceError(
+        status.UNAVAILABLE,
+        'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ',
+      ),
+      { address: '127.0.0.1:1' },
+    );
+    expect(refused).toMatchObject({
+      code: 'UNAVAILABLE',
+      message: 'server at 127.0.0.1:1 unavailable: connect ECONNREFUSED 127.0.0.1:1',
+      details: { address: '127.0.0.1:1' },
+    });
+    expect(unavailableReason('Name resolution failed for target dns:nowhere.invalid:50051')).toBe(
+      'Name resolution failed for target dns:nowhere.invalid:50051',
+    );
+    // A note with something in it is kept.
+    expect(unavailableReason('No connection established. Last error: x. Resolution note: DNS says no')).toBe(
+      'x (DNS says no)',
+    );
+    // An UNAVAILABLE the server itself sent (its own code in the trailers) keeps the server's words.
+    expect(
+      fromServiceError(
+        serviceError(status.UNAVAILABLE, 'shutting down', { 'multiagents-error-code': 'UNAVAILABLE' }),
+        { address: 'h:1' },
+      ),
+    ).toMatchObject({ message: 'shutting down' });
   });
 
   it('passes anything that is not a gRPC error through', () => {

@@ -102,12 +102,43 @@ export function isServiceError(value: unknown): value is ServiceError {
   return value instanceof Error && typeof (value as { code?: unknown }).code === 'number';
 }
 
-/** The MultiAgentsError a failed call stands for. Anything that is not a ServiceError passes through. */
-export function fromServiceError(err: unknown): unknown {
+/**
+ * Why the channel could not reach the server, in a person's words: grpc-js says "No connection
+ * established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: " (the note
+ * often empty); this keeps the last error and a non-empty note.
+ */
+export function unavailableReason(details: string): string {
+  let reason = details.trim();
+  let note = '';
+  const noted = /\s*Resolution note:\s*(.*)$/s.exec(reason);
+  if (noted) {
+    reason = reason.slice(0, noted.index);
+    note = noted[1]?.trim() ?? '';
+  }
+  reason = reason
+    .replace(/^No connection established\.\s*Last error:\s*/, '')
+    .replace(/^(?:Error:\s*)+/, '')
+    .replace(/\.$/, '');
+  if (reason === '') reason = 'no connection';
+  return note === '' ? reason : `${reason} (${note})`;
+}
+
+/**
+ * The MultiAgentsError a failed call stands for. Anything that is not a ServiceError passes through.
+ * With the `address` called, an UNAVAILABLE the channel raised (no server answered) names it:
+ * `server at 127.0.0.1:1 unavailable: connect ECONNREFUSED 127.0.0.1:1`, and keeps it in
+ * `details.address`.
+ */
+export function fromServiceError(err: unknown, context: { address?: string } = {}): unknown {
   if (!isServiceError(err)) return err;
-  const code = firstString(err.metadata, ERROR_CODE_METADATA_KEY) ?? CODE_BY_STATUS[err.code] ?? 'UNKNOWN';
-  const details = detailsOf(err.metadata);
-  const message = err.details || err.message;
+  const serverCode = firstString(err.metadata, ERROR_CODE_METADATA_KEY);
+  const code = serverCode ?? CODE_BY_STATUS[err.code] ?? 'UNKNOWN';
+  let details = detailsOf(err.metadata);
+  let message = err.details || err.message;
+  if (err.code === status.UNAVAILABLE && serverCode === undefined && context.address !== undefined) {
+    message = `server at ${context.address} unavailable: ${unavailableReason(message)}`;
+    details = { ...details, address: context.address };
+  }
   switch (code) {
     case ErrorCode.InvalidArgument: {
       const problems = Array.isArray(details?.['problems'])

@@ -25,4 +25,33 @@ describe('client options', () => {
       'retry.initialBackoffMs must be a positive integer (got -1)',
     ]);
   });
+
+  it('builds TLS credentials and a token source, and checks them', () => {
+    const resolved = resolveClientOptions('127.0.0.1:1', { tls: {}, token: 'abc.def.ghi' });
+    expect(resolved.credentials?._isSecure()).toBe(true);
+    expect(resolved.token?.()).toBe('abc.def.ghi');
+    let error: unknown;
+    try {
+      resolveClientOptions('127.0.0.1:1', { tls: { cert: 'x' }, token: 'has space' });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ValidationError).problems).toEqual([
+      'tls.cert and tls.key go together (mutual TLS needs both)',
+      'token must be non-empty printable ASCII without spaces',
+    ]);
+  });
+
+  it('bounds every number to what the runtime honours', () => {
+    let error: unknown;
+    try {
+      resolveClientOptions('127.0.0.1:1', { timeoutMs: 2 ** 31, retry: { maxAttempts: 1_000 } });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ValidationError).problems).toEqual([
+      'timeoutMs must be at most 2147483647 (got 2147483648)',
+      'retry.maxAttempts must be at most 100 (got 1000)',
+    ]);
+  });
 });

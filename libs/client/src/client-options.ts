@@ -1,4 +1,4 @@
-import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { ValidationError } from '@multiagents/contracts';
 
 /** Retries of idempotent calls that failed with UNAVAILABLE (server down, restarting, draining). */
@@ -10,10 +10,31 @@ export interface RetryOptions {
   readonly maxBackoffMs?: number;
 }
 
+/** TLS of the connection, as PEM contents (the caller reads the files). */
+export interface ClientTlsOptions {
+  /** CAs that sign the server's certificate; the system's roots when absent. */
+  readonly ca?: Buffer | string;
+  /** Client certificate and key, for mutual TLS. */
+  readonly cert?: Buffer | string;
+  readonly key?: Buffer | string;
+  /** Name to check the server's certificate against, when it differs from the address's host. */
+  readonly serverName?: string;
+}
+
 /** Options of {@link connect}. */
 export interface ClientOptions {
-  /** Channel credentials; plaintext by default (the embedded mode, a local cluster). */
+  /**
+   * Channel credentials; plaintext by default (the embedded mode, a local cluster). Prefer `tls`;
+   * give at most one of the two.
+   */
   readonly credentials?: ChannelCredentials;
+  /** TLS (and mutual TLS with `cert` and `key`). */
+  readonly tls?: ClientTlsOptions;
+  /**
+   * Bearer token (a JWT) sent as `authorization: Bearer …` on every call, or a function that
+   * returns the current one (called before each call, so a token can be refreshed).
+   */
+  readonly token?: string | (() => string | Promise<string>);
   /** Default deadline of a unary call, retries included. */
   readonly timeoutMs?: number;
   readonly retry?: RetryOptions;
@@ -26,6 +47,7 @@ export interface ClientOptions {
 /** The resolved form of {@link ClientOptions}. */
 export interface ResolvedClientOptions {
   readonly credentials: ChannelCredentials | undefined;
+  readonly token: (() => string | Promise<string>) | undefined;
   readonly timeoutMs: number;
   readonly retry: Required<RetryOptions>;
   readonly maxReceiveMessageBytes: number;
@@ -39,9 +61,14 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   maxReceiveMessageBytes: 64 * 1024 * 1024,
 });
 
-function positiveInteger(value: unknown, name: string, problems: string[]): void {
+/** The longest delay setTimeout honours (about 24.8 days): deadlines and backoffs stay below it. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function positiveInteger(value: unknown, name: string, problems: string[], max = MAX_TIMER_MS): void {
   if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {
     problems.push(`${name} must be a positive integer (got ${JSON.stringify(value) ?? typeof value})`);
+  } else if (typeof value === 'number' && value > max) {
+    problems.push(`${name} must be at most ${max} (got ${value})`);
   }
 }
 
@@ -52,13 +79,30 @@ export function resolveClientOptions(address: unknown, options: ClientOptions): 
     problems.push('address must be a non-empty string such as "127.0.0.1:50051"');
   }
   positiveInteger(options.timeoutMs, 'timeoutMs', problems);
-  positiveInteger(options.retry?.maxAttempts, 'retry.maxAttempts', problems);
+  positiveInteger(options.retry?.maxAttempts, 'retry.maxAttempts', problems, 100);
   positiveInteger(options.retry?.initialBackoffMs, 'retry.initialBackoffMs', problems);
   positiveInteger(options.retry?.maxBackoffMs, 'retry.maxBackoffMs', problems);
-  positiveInteger(options.maxReceiveMessageBytes, 'maxReceiveMessageBytes', problems);
+  positiveInteger(options.maxReceiveMessageBytes, 'maxReceiveMessageBytes', problems, 1024 * 1024 * 1024);
+  if (options.credentials !== undefined && options.tls !== undefined) {
+    problems.push('give credentials or tls, not both');
+  }
+  const tls = options.tls;
+  if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) {
+    problems.push('tls.cert and tls.key go together (mutual TLS needs both)');
+  }
+  const token = options.token;
+  if (typeof token === 'string' && !/^[\x21-\x7e]+$/.test(token)) {
+    problems.push('token must be non-empty printable ASCII without spaces');
+  }
   if (problems.length > 0) throw new ValidationError('invalid client options', problems);
+  const pem = (value: Buffer | string | undefined): Buffer | null =>
+    value === undefined ? null : Buffer.isBuffer(value) ? value : Buffer.from(value, 'utf8');
   return {
-    credentials: options.credentials,
+    credentials:
+      tls === undefined
+        ? options.credentials
+        : grpcCredentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert)),
+    token: token === undefined ? undefined : typeof token === 'string' ? () => token : token,
     timeoutMs: options.timeoutMs ?? DEFAULT_CLIENT_OPTIONS.timeoutMs,
     retry: {
       maxAttempts: options.retry?.maxAttempts ?? DEFAULT_CLIENT_OPTIONS.retry.maxAttempts,
@@ -66,6 +110,9 @@ export function resolveClientOptions(address: unknown, options: ClientOptions): 
       maxBackoffMs: options.retry?.maxBackoffMs ?? DEFAULT_CLIENT_OPTIONS.retry.maxBackoffMs,
     },
     maxReceiveMessageBytes: options.maxReceiveMessageBytes ?? DEFAULT_CLIENT_OPTIONS.maxReceiveMessageBytes,
-    channelOptions: options.channelOptions ?? {},
+    channelOptions: {
+      ...(tls?.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': tls.serverName }),
+      ...options.channelOptions,
+    },
   };
 }

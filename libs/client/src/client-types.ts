@@ -16,6 +16,19 @@ export interface RegisterWorkflowResult {
   readonly created: boolean;
   readonly id: string;
   readonly version: number;
+  /** What did not stop the registration but is worth knowing (workers no live replica hosts). */
+  readonly warnings: readonly string[];
+}
+
+/** One live worker-manager replica, as {@link MultiAgentsClient.listWorkerManagers} answers. */
+export interface WorkerManagerSummary {
+  readonly managerId: string;
+  readonly workers: readonly string[];
+  readonly capacity: number;
+  readonly inFlight: number;
+  /** When it last announced itself (ms since the epoch). */
+  readonly seenAt: number;
+  readonly details: Readonly<Record<string, string>>;
 }
 
 /** What {@link MultiAgentsClient.startWorkflow} answers. */
@@ -72,4 +85,9 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** Aborting cancels the call (it rejects with CANCELLED). */
   readonly signal?: AbortSignal;
+  /**
+   * W3C `traceparent` / `tracestate` sent as call metadata: a run started with them is traced as
+   * a child of the caller's span.
+   */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
 }

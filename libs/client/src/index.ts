@@ -16,14 +16,24 @@
  * ```
  */
 export { connect, MultiAgentsClient } from './multiagents-client';
+/** The event-monitor's client: timelines, stuck runs, dead letters, workers, the event stream. */
+export { connectMonitor, EventMonitorClient } from './event-monitor-client';
+export type {
+  RunTimelineView,
+  TimelineTransition,
+  StuckRunView,
+  DeadLetterView,
+  MonitoredWorkerManagerView,
+} from './event-monitor-client';
 export { DEFAULT_CLIENT_OPTIONS } from './client-options';
-export type { ClientOptions, RetryOptions, ResolvedClientOptions } from './client-options';
+export type { ClientOptions, ClientTlsOptions, RetryOptions, ResolvedClientOptions } from './client-options';
 export { RpcError, RpcErrorCode, fromServiceError } from './client-errors';
 export type {
   CallOptions,
   CircuitStateName,
   DrainResult,
   RegisterWorkflowResult,
+  WorkerManagerSummary,
   StartWorkflowResult,
   WorkerList,
   WorkerStatus,

@@ -15,13 +15,15 @@ const definition: WorkflowDefinition = {
   id: 'every_kind',
   version: 2,
   description: 'd',
-  defaults: { retry: { maxAttempts: 3 }, timeoutMs: 100 },
+  defaults: { retry: { maxAttempts: 3 }, timeoutMs: 100, scheduleToStartTimeoutMs: 60_000 },
+  inputSchema: { type: 'object', required: ['total'], properties: { total: { type: 'number' } } },
   steps: [
     {
       name: 'reserve',
       kind: 'task',
       worker: 'inventory.reserve',
       compensation: 'inventory.release',
+      scheduleToStartTimeoutMs: 5_000,
       when: 'context.total > 0',
       input: 'context',
       output: 'r',
@@ -119,7 +121,7 @@ describe('client mappers', () => {
       updatedAt: 2,
       signals: { approved: [{ by: 'me' }, null] },
       completedCount: 0,
-      eventCount: 0,
+      outputCount: 0,
       // Unwinding began (a compensation record exists) and is over: an empty queue, not none.
       compensationQueue: [],
       error: { code: 'E', message: 'm', retryable: false, details: { step: 'ship' } },

@@ -95,6 +95,11 @@ export function runStateToProto(state: RunState): pb.RunState {
   return proto;
 }
 
+/** The domain run state of a proto enum value (throws INTERNAL for a value this client does not know). */
+export function runStateFromProto(state: number): RunState {
+  return known(RUN_STATE_FROM_PROTO, state, 'run state');
+}
+
 /** JSON value → UTF-8 bytes; undefined → empty bytes ("absent"). */
 export function jsonToBytes(value: unknown): Buffer {
   return value === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(value), 'utf8');
@@ -144,6 +149,7 @@ function attemptFromProto(attempt: pb.AttemptRecord): AttemptRecord {
     attempt: attempt.attempt,
     startedAt: attempt.startedAtMs,
     endedAt: attempt.endedAtMs,
+    pickedUpAt: attempt.pickedUpAtMs,
     outcome:
       attempt.outcome === pb.AttemptOutcome.UNSPECIFIED
         ? undefined
@@ -178,6 +184,8 @@ function stepRecordFromProto(step: pb.StepRecord): StepRecord {
     completedSeq: step.completedSeq,
     heartbeatAt: step.heartbeatAtMs,
     attemptBase: step.attemptBase,
+    outputSeq: step.outputSeq,
+    outputKey: step.outputKey,
     partialEffects: step.partialEffects,
     compensation: compensationFromProto(step.compensation),
   });
@@ -219,11 +227,12 @@ export function runFromProto(run: pb.RunRecord): Run {
     idempotencyKey: run.idempotencyKey,
     signals,
     completedCount: run.completedCount,
-    eventCount: run.eventCount,
+    outputCount: run.outputCount,
     compensationQueue: compensationQueueFromProto(run, steps),
     error: errorInfoFromProto(run.error),
     cancelRequested: run.cancelRequested,
     traceHeaders: Object.keys(run.traceHeaders).length > 0 ? { ...run.traceHeaders } : undefined,
+    usage: run.usage === undefined ? undefined : { ...run.usage },
   });
 }
 

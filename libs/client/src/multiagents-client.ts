@@ -15,6 +15,7 @@ import type {
   CallOptions,
   DrainResult,
   RegisterWorkflowResult,
+  WorkerManagerSummary,
   StartWorkflowResult,
   WorkerList,
   WorkflowDefinitionSummary,
@@ -134,7 +135,7 @@ export class MultiAgentsClient {
       true,
       options,
     );
-    return { created: res.created, id: res.id, version: res.version };
+    return { created: res.created, id: res.id, version: res.version, warnings: [...res.warnings] };
   }
 
   /** One version of a definition; the latest without `version`. */
@@ -244,7 +245,7 @@ export class MultiAgentsClient {
       if (options.signal?.aborted) throw cancelled();
       const stream: ClientReadableStream<pb.WatchWorkflowResponse> = this.orchestrator.watchWorkflow(
         { txId },
-        new Metadata(),
+        await this.metadata(),
         deadline === undefined ? {} : { deadline },
       );
       // After cancel() the stream may still emit its CANCELLED error: never leave it unhandled.
@@ -270,7 +271,7 @@ export class MultiAgentsClient {
           err.code === status.UNAVAILABLE &&
           failures < maxAttempts &&
           (deadline === undefined || Date.now() < deadline);
-        if (!retry) throw fromServiceError(err);
+        if (!retry) throw fromServiceError(err, { address: this.address });
         const backoff = Math.min(maxBackoffMs, initialBackoffMs * 2 ** (failures - 1));
         await sleep(backoff / 2 + (Math.random() * backoff) / 2, options.signal);
       } finally {
@@ -341,6 +342,24 @@ export class MultiAgentsClient {
   }
 
   /** The workers hosted next to the orchestrator, with load and circuit state. */
+  /** Every live worker-manager replica of the deployment (the orchestrator reads its registry). */
+  async listWorkerManagers(options?: CallOptions): Promise<WorkerManagerSummary[]> {
+    const res = await this.unary<pb.ListWorkerManagersRequest, pb.ListWorkerManagersResponse>(
+      (r, m, o, cb) => this.orchestrator.listWorkerManagers(r, m, o, cb),
+      {},
+      true,
+      options,
+    );
+    return res.managers.map((m) => ({
+      managerId: m.managerId,
+      workers: [...m.workers],
+      capacity: m.capacity,
+      inFlight: m.inFlight,
+      seenAt: m.seenAtMs,
+      details: { ...m.details },
+    }));
+  }
+
   async listWorkers(options?: CallOptions): Promise<WorkerList> {
     const res = await this.unary<pb.ListWorkersRequest, pb.ListWorkersResponse>(
       (r, m, o, cb) => this.workerManager.listWorkers(r, m, o, cb),
@@ -395,7 +414,13 @@ export class MultiAgentsClient {
     const { maxAttempts, initialBackoffMs, maxBackoffMs } = this.options.retry;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.once(method, request, deadline, options.signal);
+        return await this.once(
+          method,
+          request,
+          await this.metadata(options.traceHeaders),
+          deadline,
+          options.signal,
+        );
       } catch (err) {
         const retry =
           idempotent &&
@@ -403,18 +428,28 @@ export class MultiAgentsClient {
           isServiceError(err) &&
           err.code === status.UNAVAILABLE &&
           options.signal?.aborted !== true;
-        if (!retry) throw fromServiceError(err);
+        if (!retry) throw fromServiceError(err, { address: this.address });
         const backoff = Math.min(maxBackoffMs, initialBackoffMs * 2 ** (attempt - 1));
         const delayMs = backoff / 2 + (Math.random() * backoff) / 2;
-        if (Date.now() + delayMs >= deadline) throw fromServiceError(err);
+        if (Date.now() + delayMs >= deadline) throw fromServiceError(err, { address: this.address });
         await sleep(delayMs, options.signal);
       }
     }
   }
 
+  /** Call metadata: the bearer token, when one is configured, and the caller's trace headers. */
+  private async metadata(traceHeaders?: Readonly<Record<string, string>>): Promise<Metadata> {
+    const metadata = new Metadata();
+    for (const [key, value] of Object.entries(traceHeaders ?? {})) metadata.set(key, value);
+    const token = this.options.token;
+    if (token !== undefined) metadata.set('authorization', `Bearer ${await token()}`);
+    return metadata;
+  }
+
   private once<Req, Res>(
     method: Unary<Req, Res>,
     request: Req,
+    metadata: Metadata,
     deadline: number,
     signal: AbortSignal | undefined,
   ): Promise<Res> {
@@ -424,7 +459,7 @@ export class MultiAgentsClient {
         return;
       }
       const onAbort = (): void => call.cancel();
-      const call = method(request, new Metadata(), { deadline }, (error, response) => {
+      const call = method(request, metadata, { deadline }, (error, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (error) reject(error);
         else resolve(response);

@@ -13,6 +13,7 @@ import type {
   WorkflowDefaults,
   WorkflowDefinition,
 } from './definition';
+import { parseBoundedJson } from './json-bounds';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -49,6 +50,8 @@ function stepToProto(step: StepDefinition): pb.Step {
             retry: retryToProto(step.retry),
             timeoutMs: step.timeoutMs,
             heartbeatTimeoutMs: step.heartbeatTimeoutMs,
+            scheduleToStartTimeoutMs: step.scheduleToStartTimeoutMs,
+            agent: step.agent,
             compensationRetry: retryToProto(step.compensationRetry),
             compensationTimeoutMs: step.compensationTimeoutMs,
           },
@@ -93,9 +96,18 @@ export function definitionToProto(definition: WorkflowDefinition): pb.WorkflowDe
             retry: retryToProto(defaults.retry),
             timeoutMs: defaults.timeoutMs,
             heartbeatTimeoutMs: defaults.heartbeatTimeoutMs,
+            scheduleToStartTimeoutMs: defaults.scheduleToStartTimeoutMs,
             compensationRetry: retryToProto(defaults.compensationRetry),
             compensationTimeoutMs: defaults.compensationTimeoutMs,
           },
+    inputSchema:
+      definition.inputSchema === undefined
+        ? Buffer.alloc(0)
+        : Buffer.from(JSON.stringify(definition.inputSchema), 'utf8'),
+    budget:
+      definition.budget === undefined
+        ? undefined
+        : { maxTokens: definition.budget.maxTokens, maxCostUsd: definition.budget.maxCostUsd },
   };
 }
 
@@ -144,6 +156,8 @@ function stepFromProto(step: pb.Step): StepDefinition {
         retry: retryFromProto(task.retry),
         timeoutMs: task.timeoutMs,
         heartbeatTimeoutMs: task.heartbeatTimeoutMs,
+        scheduleToStartTimeoutMs: task.scheduleToStartTimeoutMs,
+        agent: task.agent,
         compensationRetry: retryFromProto(task.compensationRetry),
         compensationTimeoutMs: task.compensationTimeoutMs,
       });
@@ -185,8 +199,29 @@ export function definitionFromProto(definition: pb.WorkflowDefinition): Workflow
             retry: retryFromProto(defaults.retry),
             timeoutMs: defaults.timeoutMs,
             heartbeatTimeoutMs: defaults.heartbeatTimeoutMs,
+            scheduleToStartTimeoutMs: defaults.scheduleToStartTimeoutMs,
             compensationRetry: retryFromProto(defaults.compensationRetry),
             compensationTimeoutMs: defaults.compensationTimeoutMs,
           }),
+    inputSchema: inputSchemaFromProto(definition.inputSchema),
+    budget:
+      definition.budget === undefined
+        ? undefined
+        : defined({ maxTokens: definition.budget.maxTokens, maxCostUsd: definition.budget.maxCostUsd }),
   });
+}
+
+/**
+ * The schema's JSON, parsed within bounds. Bytes that are not a JSON object are passed on as
+ * they are (a string), so the validator reports them with everything else.
+ */
+function inputSchemaFromProto(bytes: Uint8Array): Record<string, unknown> | undefined {
+  if (bytes.length === 0) return undefined;
+  const text = new TextDecoder().decode(bytes);
+  try {
+    const value = parseBoundedJson(text, { maxBytes: 64 * 1024, maxDepth: 32, what: 'inputSchema' });
+    return value as Record<string, unknown>;
+  } catch {
+    return text as unknown as Record<string, unknown>;
+  }
 }

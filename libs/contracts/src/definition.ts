@@ -44,8 +44,19 @@ export interface TaskStep extends StepBase {
   readonly retry?: RetryPolicy;
   readonly timeoutMs?: number;
   readonly heartbeatTimeoutMs?: number;
+  /**
+   * How long a command may wait for a worker to take it: past it the attempt fails with
+   * `NO_WORKER` (nobody hosts the worker, or every replica is busy or gone) and the run
+   * compensates instead of hanging.
+   */
+  readonly scheduleToStartTimeoutMs?: number;
   readonly compensationRetry?: RetryPolicy;
   readonly compensationTimeoutMs?: number;
+  /**
+   * The step calls a model (an agent from @multiagents/agents): the tokens and cost its results
+   * report count against the run's `budget`, which is checked before each of its dispatches.
+   */
+  readonly agent?: boolean;
 }
 
 /** Run branches at once; join when all finish. */
@@ -77,6 +88,7 @@ export interface WorkflowDefaults {
   readonly retry?: RetryPolicy;
   readonly timeoutMs?: number;
   readonly heartbeatTimeoutMs?: number;
+  readonly scheduleToStartTimeoutMs?: number;
   readonly compensationRetry?: RetryPolicy;
   readonly compensationTimeoutMs?: number;
 }
@@ -88,6 +100,17 @@ export interface WorkflowDefinition {
   readonly description?: string;
   readonly steps: readonly StepDefinition[];
   readonly defaults?: WorkflowDefaults;
+  /**
+   * A JSON Schema every start input must satisfy: a bad input is refused (INVALID_ARGUMENT, every
+   * problem listed) before any step runs.
+   */
+  readonly inputSchema?: Readonly<Record<string, unknown>>;
+  /**
+   * What one run may spend on its agent steps (tokens, cost in USD). Before each agent step is
+   * dispatched the run's usage so far, plus the agent attempts in flight, is checked: over the
+   * budget the step fails with `BUDGET_EXCEEDED` (not retried), and the run compensates.
+   */
+  readonly budget?: { readonly maxTokens?: number; readonly maxCostUsd?: number };
 }
 
 /**
@@ -98,3 +121,24 @@ export const WORKER_NAME_PATTERN = /^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$/;
 
 /** Longest worker name accepted. */
 export const MAX_WORKER_NAME_LENGTH = 128;
+
+/**
+ * Names every JavaScript object already has (`__proto__`, `constructor`, `toString`…) plus
+ * `prototype`. A step, signal, output key or input field with one of these names would read or
+ * rewrite the prototype of the plain objects that hold runs and contexts, so they are refused.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([
+  ...Object.getOwnPropertyNames(Object.prototype),
+  'prototype',
+]);
+
+/** True when `name` is one of {@link RESERVED_NAMES}. */
+export function isReservedName(name: string): boolean {
+  return RESERVED_NAMES.has(name);
+}
+
+/**
+ * What signal names look like (SPEC §2): a letter, digit or `_`, then up to 127 letters, digits,
+ * `_`, `.`, `:` or `-`; never one of {@link RESERVED_NAMES}.
+ */
+export const SIGNAL_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;

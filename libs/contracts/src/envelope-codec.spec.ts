@@ -9,8 +9,9 @@ import {
   SIGNATURE_HEADER,
 } from './envelope-codec';
 import type { Envelope } from './envelope';
-import { ErrorCode, PoisonMessageError } from './errors';
+import { ErrorCode, PoisonMessageError, ValidationError } from './errors';
 import { EventType } from './event-types';
+import { createKeyRing } from './key-ring';
 
 const full: Envelope = {
   id: 'msg-1',
@@ -353,6 +354,244 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     it('rejects a truncated signature', () => {
       const bytes = encodeEnvelope(full, { signingKey });
       rejectionOf(() => decodeEnvelope(bytes.subarray(0, bytes.length - 1), { signingKey }));
+    });
+  });
+
+  describe('signing with key ids (rotation)', () => {
+    const k1 = Buffer.alloc(32, 1);
+    const k2 = Buffer.alloc(32, 2);
+    const old = createKeyRing([['k1', k1]]);
+    const rotating = createKeyRing([
+      ['k2', k2],
+      ['k1', k1],
+    ]);
+    const rotated = createKeyRing([['k2', k2]]);
+
+    it('round-trips and carries the key id next to the signature', () => {
+      const bytes = encodeEnvelope(full, { keys: rotating });
+      expect(decodeEnvelope(bytes, { keys: rotating })).toEqual(full);
+      expect(EnvelopeMessage.decode(bytes).headers[SIGNATURE_HEADER]).toMatch(/^k2:[0-9a-f]{64}$/);
+      // Still the wire trick: the unsigned encoding, then one trailing headers entry.
+      const unsigned = encodeEnvelope(full);
+      expect(Buffer.from(bytes.subarray(0, unsigned.length)).equals(Buffer.from(unsigned))).toBe(true);
+    });
+
+    it('the MAC covers the body and the key id', () => {
+      const bytes = encodeEnvelope(minimal, { keys: old });
+      const hex = Buffer.from(bytes.subarray(bytes.length - 64)).toString('latin1');
+      expect(
+        createHmac('sha256', k1)
+          .update(bytes.subarray(0, bytes.length - 64))
+          .digest('hex'),
+      ).toBe(hex);
+    });
+
+    it('rotates without a stop: old messages still verify, new ones use the new key', () => {
+      const before = encodeEnvelope(full, { keys: old });
+      // Step 1: everyone accepts k2 while still signing with k1.
+      const accepting = createKeyRing([
+        ['k1', k1],
+        ['k2', k2],
+      ]);
+      expect(decodeEnvelope(before, { keys: accepting })).toEqual(full);
+      expect(decodeEnvelope(encodeEnvelope(full, { keys: rotating }), { keys: accepting })).toEqual(full);
+      // Step 2: everyone signs with k2; what k1 signed is still accepted.
+      expect(decodeEnvelope(before, { keys: rotating })).toEqual(full);
+      // Step 3: k1 retired.
+      const error = rejectionOf(() => decodeEnvelope(before, { keys: rotated }));
+      expect(error.details).toMatchObject({ reason: EnvelopeRejection.UnknownKey, keyId: 'k1' });
+    });
+
+    it('key ids of every length from 1 to 32 are found from the end', () => {
+      for (let length = 1; length <= 32; length++) {
+        const id = 'B'.repeat(length);
+        const ring = createKeyRing([[id, k1]]);
+        expect(decodeEnvelope(encodeEnvelope(minimal, { keys: ring }), { keys: ring })).toEqual(minimal);
+      }
+    });
+
+    it('rejects a wrong key under a known id, a changed key id, and unsigned or legacy messages', () => {
+      const forged = encodeEnvelope(full, { keys: createKeyRing([['k1', k2]]) });
+      expect(rejectionOf(() => decodeEnvelope(forged, { keys: old })).details).toMatchObject({
+        reason: EnvelopeRejection.BadSignature,
+      });
+      // Relabel a k2 signature as k1 (same length): the MAC covers the id.
+      const relabelled = Buffer.from(encodeEnvelope(full, { keys: rotated }));
+      relabelled.write('k1', relabelled.length - 64 - 3, 'latin1');
+      expect(rejectionOf(() => decodeEnvelope(relabelled, { keys: rotating })).details).toMatchObject({
+        reason: EnvelopeRejection.BadSignature,
+      });
+      expect(rejectionOf(() => decodeEnvelope(encodeEnvelope(full), { keys: old })).details).toMatchObject({
+        reason: EnvelopeRejection.Unsigned,
+      });
+      const legacy = encodeEnvelope(full, { signingKey: k1 });
+      expect(rejectionOf(() => decodeEnvelope(legacy, { keys: old })).details).toMatchObject({
+        reason: EnvelopeRejection.Unsigned,
+      });
+    });
+
+    it('verificationKeys narrows what decoding accepts: a worker-manager takes commands from orchestrators only', () => {
+      const orchestratorRing = createKeyRing([['orch-1', k1]]);
+      const workerRing = createKeyRing([['wm-1', k2]]);
+      const workerManager = { keys: workerRing, verificationKeys: orchestratorRing.keys };
+      // A command the orchestrator signed is accepted...
+      const command = encodeEnvelope(full, { keys: orchestratorRing });
+      expect(decodeEnvelope(command, workerManager)).toEqual(full);
+      // ...one a worker-manager signed (its own key, or a peer's) is not, and neither is an unsigned one.
+      const fromWorker = encodeEnvelope(full, workerManager);
+      expect(EnvelopeMessage.decode(fromWorker).headers[SIGNATURE_HEADER]).toMatch(/^wm-1:/);
+      expect(rejectionOf(() => decodeEnvelope(fromWorker, workerManager)).details).toMatchObject({
+        reason: EnvelopeRejection.UnknownKey,
+        keyId: 'wm-1',
+      });
+      expect(rejectionOf(() => decodeEnvelope(encodeEnvelope(full), workerManager)).details).toMatchObject({
+        reason: EnvelopeRejection.Unsigned,
+      });
+      // A consumer that only verifies.
+      expect(decodeEnvelope(command, { verificationKeys: orchestratorRing.keys })).toEqual(full);
+      expect(() =>
+        decodeEnvelope(command, { verificationKeys: orchestratorRing.keys, signingKey: k1 }),
+      ).toThrow(ValidationError);
+    });
+
+    it('refuses options with both signingKey and keys', () => {
+      expect(() => encodeEnvelope(full, { keys: old, signingKey: k1 })).toThrow(ValidationError);
+      expect(() => decodeEnvelope(encodeEnvelope(full), { keys: old, signingKey: k1 })).toThrow(
+        ValidationError,
+      );
+    });
+
+    it('fuzz: any edit of a signed message is refused before parsing, never crashes (10,000 cases)', () => {
+      const signed = encodeEnvelope(full, { keys: rotating });
+      fc.assert(
+        fc.property(
+          fc.array(fc.tuple(fc.nat({ max: signed.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+            minLength: 1,
+            maxLength: 4,
+          }),
+          fc.nat({ max: signed.length }),
+          (edits, cut) => {
+            const bytes = Uint8Array.from(signed);
+            for (const [at, value] of edits) bytes[at] = value;
+            const edited = bytes.subarray(0, cut);
+            const same = Buffer.from(edited).equals(Buffer.from(signed));
+            try {
+              const decoded = decodeEnvelope(edited, { keys: rotating });
+              expect(same).toBe(true);
+              expect(decoded).toEqual(full);
+            } catch (err) {
+              expect(same).toBe(false);
+              expect(err).toBeInstanceOf(PoisonMessageError);
+            }
+          },
+        ),
+        { numRuns: 10_000 },
+      );
+    });
+
+    it('fuzz: arbitrary envelopes round-trip and arbitrary bytes only ever poison (10,000 cases)', () => {
+      const envelopes = fc.record({
+        id: fc.string({ minLength: 1 }),
+        type: fc.constantFrom(...Object.values(EventType)),
+        txId: fc.string({ minLength: 1 }),
+        workflowId: fc.string({ minLength: 1 }),
+        time: fc.maxSafeNat(),
+        headers: fc.dictionary(
+          fc.string().filter((key) => key !== SIGNATURE_HEADER && key !== '__proto__'),
+          fc.string(),
+          { maxKeys: 3 },
+        ),
+        payload: fc.jsonValue({ maxDepth: 4 }).map((value) => JSON.parse(JSON.stringify(value)) as unknown),
+      });
+      fc.assert(
+        fc.property(envelopes, fc.uint8Array({ maxLength: 300 }), (envelope, noise) => {
+          expect(decodeEnvelope(encodeEnvelope(envelope, { keys: rotating }), { keys: rotating })).toEqual(
+            envelope,
+          );
+          try {
+            decodeEnvelope(noise, { keys: rotating });
+          } catch (err) {
+            expect(err).toBeInstanceOf(PoisonMessageError);
+          }
+        }),
+        { numRuns: 10_000 },
+      );
+    });
+  });
+
+  describe('encrypted payloads (payloadKeys)', () => {
+    const p1 = createKeyRing([['p1', Buffer.alloc(32, 3)]]);
+    const p2 = createKeyRing([
+      ['p2', Buffer.alloc(32, 4)],
+      ['p1', Buffer.alloc(32, 3)],
+    ]);
+    const secret = { ...full, payload: { card: '4111111111111111', nested: { a: [1, 2] } } };
+
+    it('round-trips, and the bytes on the wire hold no plaintext', () => {
+      const bytes = encodeEnvelope(secret, { payloadKeys: p1 });
+      expect(Buffer.from(bytes).includes('4111111111111111')).toBe(false);
+      expect(EnvelopeMessage.decode(bytes).payload[0]).toBe(0);
+      expect(decodeEnvelope(bytes, { payloadKeys: p1 })).toEqual(secret);
+      // Signed and encrypted together.
+      const both = { keys: createKeyRing([['s', Buffer.alloc(32, 5)]]), payloadKeys: p1 };
+      expect(decodeEnvelope(encodeEnvelope(secret, both), both)).toEqual(secret);
+    });
+
+    it('rotates: what the old key encrypted still decrypts, new payloads use the new key', () => {
+      const old = encodeEnvelope(secret, { payloadKeys: p1 });
+      expect(decodeEnvelope(old, { payloadKeys: p2 })).toEqual(secret);
+      const fresh = encodeEnvelope(secret, { payloadKeys: p2 });
+      expect(rejectionOf(() => decodeEnvelope(fresh, { payloadKeys: p1 })).details).toMatchObject({
+        reason: EnvelopeRejection.Undecryptable,
+        keyId: 'p2',
+      });
+    });
+
+    it('refuses a plaintext payload, a tampered one, one moved to another envelope, and one without keys', () => {
+      expect(
+        rejectionOf(() => decodeEnvelope(encodeEnvelope(secret), { payloadKeys: p1 })).details,
+      ).toMatchObject({
+        reason: EnvelopeRejection.Unencrypted,
+      });
+      const message = EnvelopeMessage.decode(encodeEnvelope(secret, { payloadKeys: p1 }));
+      const tampered = Buffer.from(message.payload);
+      tampered.writeUInt8((tampered.at(-20) ?? 0) ^ 1, tampered.length - 20);
+      const reencode = (patch: Partial<EnvelopeMessage>): Uint8Array =>
+        EnvelopeMessage.encode({ ...message, ...patch }).finish();
+      for (const bytes of [
+        reencode({ payload: tampered }),
+        reencode({ txId: 'another-run' }),
+        reencode({ id: 'x' }),
+      ]) {
+        expect(rejectionOf(() => decodeEnvelope(bytes, { payloadKeys: p1 })).details).toMatchObject({
+          reason: EnvelopeRejection.Undecryptable,
+        });
+      }
+      expect(rejectionOf(() => decodeEnvelope(reencode({}))).details).toMatchObject({
+        reason: EnvelopeRejection.Undecryptable,
+      });
+    });
+
+    it('fuzz: arbitrary payloads round-trip encrypted, arbitrary bytes only ever poison (10,000 cases)', () => {
+      fc.assert(
+        fc.property(fc.jsonValue({ maxDepth: 4 }), fc.uint8Array({ maxLength: 200 }), (payload, junk) => {
+          const envelope = { ...full, payload };
+          const bytes = encodeEnvelope(envelope, { payloadKeys: p2 });
+          expect(decodeEnvelope(bytes, { payloadKeys: p2 })).toEqual(
+            decodeEnvelope(encodeEnvelope(envelope)),
+          );
+          const forged = EnvelopeMessage.encode({
+            ...EnvelopeMessage.decode(bytes),
+            payload: Buffer.concat([Buffer.from([0]), junk]),
+          }).finish();
+          try {
+            decodeEnvelope(forged, { payloadKeys: p2 });
+          } catch (err) {
+            expect(err).toBeInstanceOf(PoisonMessageError);
+          }
+        }),
+        { numRuns: 10_000 },
+      );
     });
   });
 });

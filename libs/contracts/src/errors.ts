@@ -22,6 +22,14 @@ export const ErrorCode = {
   UnknownWorker: 'UNKNOWN_WORKER',
   CircuitOpen: 'CIRCUIT_OPEN',
   PoisonMessage: 'POISON_MESSAGE',
+  /** A run's token or cost budget would be exceeded by dispatching a step (non-retryable). */
+  BudgetExceeded: 'BUDGET_EXCEEDED',
+  /** An encoded (encrypted) payload that cannot be decoded: tampered with, unknown key or codec. */
+  PayloadRejected: 'PAYLOAD_REJECTED',
+  /** No worker took a command within its step's schedule-to-start timeout (non-retryable). */
+  NoWorker: 'NO_WORKER',
+  /** The service cannot answer yet (starting, waiting for its broker): try again. */
+  Unavailable: 'UNAVAILABLE',
   Internal: 'INTERNAL',
 } as const;
 /** One of {@link ErrorCode}'s values, or a worker-defined code. */
@@ -167,6 +175,39 @@ export class IllegalTransitionError extends MultiAgentsError {
 export class PoisonMessageError extends MultiAgentsError {
   constructor(message: string, options: MultiAgentsErrorOptions = {}) {
     super(ErrorCode.PoisonMessage, message, { ...options, retryable: false });
+  }
+}
+
+/**
+ * No credentials, or credentials that do not verify (expired, wrong audience or issuer, bad
+ * signature, unknown certificate). `details.subject` names the caller when it is known; the
+ * credential itself never appears.
+ */
+export class UnauthenticatedError extends MultiAgentsError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(ErrorCode.Unauthenticated, message, { retryable: false, ...(details ? { details } : {}) });
+  }
+}
+
+/** The caller is known but may not do this (its role is too low, or the workflow is not its). */
+export class PermissionDeniedError extends MultiAgentsError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(ErrorCode.PermissionDenied, message, { retryable: false, ...(details ? { details } : {}) });
+  }
+}
+
+/**
+ * An encoded payload that cannot be decoded: tampered with, bound to another place, written with a
+ * key id or codec this process does not hold. Never retryable: the same bytes fail the same way.
+ * `details.reason` says which (`unknown_key`, `unknown_codec`, `malformed`, `tampered`).
+ */
+export class PayloadRejectedError extends MultiAgentsError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    details: Record<string, unknown> = {},
+  ) {
+    super(ErrorCode.PayloadRejected, message, { retryable: false, details: { reason, ...details } });
   }
 }
 

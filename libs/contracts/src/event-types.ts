@@ -18,7 +18,17 @@ export const EventType = {
   WorkflowCompensated: 'workflow.compensated',
   WorkflowCancelled: 'workflow.cancelled',
   WorkflowStuck: 'workflow.stuck',
+  /**
+   * Partial output of a running attempt (an agent's token deltas), on `Topics.events`. Not part of
+   * the run's history and not a lifecycle event: bounded in rate, and may be dropped.
+   */
+  StepProgress: 'step.progress',
   WorkerHeartbeat: 'worker.heartbeat',
+  /**
+   * One message per committed transition of a run, carrying every lifecycle event the transition
+   * produced (SPEC §5): what observers consume. Its payload is a {@link TransitionEventPayload}.
+   */
+  WorkflowTransitioned: 'workflow.transitioned',
 } as const;
 /** One of {@link EventType}'s values. */
 export type EventType = (typeof EventType)[keyof typeof EventType];

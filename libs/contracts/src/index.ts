@@ -10,20 +10,41 @@ export {
   ResourceExhaustedError,
   IllegalTransitionError,
   PoisonMessageError,
+  PayloadRejectedError,
+  UnauthenticatedError,
+  PermissionDeniedError,
   hasErrorCode,
   toErrorInfo,
 } from './errors';
 export type { ErrorInfo, MultiAgentsErrorOptions } from './errors';
 export { EventType, isEventType, LIFECYCLE_EVENT_TYPES } from './event-types';
+/** Checked decoding of `workflow.transitioned` and `worker.heartbeat` payloads for event consumers. */
+export {
+  decodeTransition,
+  decodeHeartbeat,
+  EventRejectReason,
+  eventRejectReasonOf,
+  MAX_EVENTS_PER_TRANSITION,
+} from './event-decoding';
 export { Topics, Groups } from './envelope';
 export type { Envelope } from './envelope';
 export type {
   StepCommandPayload,
   StepResultPayload,
   StepHeartbeatPayload,
+  StepProgressPayload,
   WorkerHeartbeatPayload,
+  LifecycleEvent,
+  TransitionEventPayload,
 } from './payloads';
-export { StepKind, WORKER_NAME_PATTERN, MAX_WORKER_NAME_LENGTH } from './definition';
+export {
+  StepKind,
+  WORKER_NAME_PATTERN,
+  MAX_WORKER_NAME_LENGTH,
+  RESERVED_NAMES,
+  SIGNAL_NAME_PATTERN,
+  isReservedName,
+} from './definition';
 export type {
   RetryPolicy,
   InputMapping,
@@ -35,8 +56,31 @@ export type {
   WorkflowDefaults,
   WorkflowDefinition,
 } from './definition';
-export { RunState, StepStatus, TERMINAL_RUN_STATES, isTerminalRunState } from './run';
-export type { Run, StepRecord, AttemptRecord, CompensationRecord } from './run';
-export { encodeEnvelope, decodeEnvelope, MAX_ENVELOPE_BYTES, SIGNATURE_HEADER } from './envelope-codec';
-export type { EnvelopeCodecOptions, EnvelopeRejection } from './envelope-codec';
+export { RunState, StepStatus, TERMINAL_RUN_STATES, isTerminalRunState, rebuildContext } from './run';
+export type { Run, StepRecord, AttemptRecord, CompensationRecord, RunUsage } from './run';
+export {
+  encodeEnvelope,
+  decodeEnvelope,
+  describeEnvelopeRefusal,
+  EnvelopeRejection,
+  MAX_ENVELOPE_BYTES,
+  SIGNATURE_HEADER,
+} from './envelope-codec';
+export type { EnvelopeCodecOptions } from './envelope-codec';
 export { definitionToProto, definitionFromProto } from './definition-proto';
+export { costUsd, costForModel, checkBudget, validateBudget, validatePriceTable } from './budget';
+export type { Budget, BudgetCheck, ModelPrice, PriceTable, Spend, TokenCounts } from './budget';
+/** JSON values encrypted at rest (AES-256-GCM under a key ring), bound to where they belong. */
+export { sealJson, openJson, isSealedJson } from './sealed-json';
+/** What {@link sealJson} returns. */
+export type { SealedJson } from './sealed-json';
+export { KEY_ID_PATTERN, DEFAULT_MIN_KEY_BYTES, createKeyRing, parseKeyRing } from './key-ring';
+export type { KeyRing, KeyRingOptions } from './key-ring';
+export {
+  checkJsonBounds,
+  parseBoundedJson,
+  DEFAULT_JSON_BOUNDS,
+  DEFAULT_MAX_JSON_BYTES,
+  DEFAULT_MAX_JSON_DEPTH,
+} from './json-bounds';
+export type { JsonBounds } from './json-bounds';

@@ -52,7 +52,10 @@ export type StepStatus = (typeof StepStatus)[keyof typeof StepStatus];
 /** One attempt of a step or of its compensation. */
 export interface AttemptRecord {
   readonly attempt: number;
+  /** When the command was sent. */
   readonly startedAt: number;
+  /** When a worker-manager said it took the command (steps with a schedule-to-start timeout). */
+  pickedUpAt?: number;
   endedAt?: number;
   outcome?: 'completed' | 'failed' | 'timed_out';
   error?: ErrorInfo;
@@ -91,11 +94,53 @@ export interface StepRecord {
   error?: ErrorInfo;
   /** Order in which the step completed within the run (1, 2, …): compensation runs in reverse. */
   completedSeq?: number;
+  /**
+   * Order in which the step's output entered the context (1, 2, …; absent: no output). With
+   * {@link outputKey} it makes the context a function of the input and the step records, so a
+   * store keeps each output once and rebuilds the context on read (see `rebuildContext`).
+   */
+  outputSeq?: number;
+  /** The context key the output went under; absent: the output was merged into the context. */
+  outputKey?: string;
   /** When the current attempt last sent a heartbeat (heartbeat timeouts count from here). */
   heartbeatAt?: number;
   /** Set when the step failed with partial effects, so it is compensated too. */
   partialEffects?: boolean;
   compensation?: CompensationRecord;
+}
+
+/**
+ * The context a run's step records imply: the input, then each step's output in the order it
+ * arrived (under its `outputKey`, or merged when it is an object). The engine keeps `context`
+ * equal to this, so stores need not write the context at all.
+ */
+export function rebuildContext(
+  input: Readonly<Record<string, unknown>>,
+  steps: Readonly<Record<string, StepRecord>>,
+): Record<string, unknown> {
+  const outputs = Object.values(steps)
+    .filter((record) => record.outputSeq !== undefined)
+    .sort((a, b) => (a.outputSeq as number) - (b.outputSeq as number));
+  let context: Record<string, unknown> = { ...input };
+  for (const record of outputs) {
+    const output = record.output;
+    if (record.outputKey !== undefined) context = { ...context, [record.outputKey]: output };
+    else if (typeof output === 'object' && output !== null && !Array.isArray(output)) {
+      context = { ...context, ...(output as Record<string, unknown>) };
+    }
+  }
+  return context;
+}
+
+/** What a run's agent steps spent, summed over their attempts (failed ones included: they were paid). */
+export interface RunUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** Cost in USD where the price of the model was known. */
+  costUsd: number;
+  /** Agent attempts whose usage was counted. */
+  attempts: number;
 }
 
 /** A saga: one run of a pinned workflow definition. */
@@ -116,14 +161,16 @@ export interface Run {
   signals: Record<string, unknown[]>;
   /** Counter behind `completedSeq`. */
   completedCount: number;
-  /** Counter behind lifecycle event ids (`<txId>:e<n>`), so republished events keep their ids. */
-  eventCount: number;
+  /** Counter behind `outputSeq`. */
+  outputCount: number;
   /** Steps still to undo, newest completion first; the head is the one compensating now. */
   compensationQueue?: string[];
   /** Why the run is failing, compensating or failed. */
   error?: ErrorInfo;
   /** Set once a cancel was requested (the run unwinds like a failure, ending `cancelled`). */
   cancelRequested?: boolean;
+  /** What the run's agent steps spent so far (absent until one reported usage). */
+  usage?: RunUsage;
   /** W3C trace headers captured at start; copied onto every message of the run. */
   readonly traceHeaders?: Readonly<Record<string, string>>;
 }

@@ -1,6 +1,6 @@
 export { systemClock } from './ports/clock';
 export type { Clock } from './ports/clock';
-export { uuidGenerator } from './ports/id-generator';
+export { uuidGenerator, txIdForIdempotencyKey } from './ports/id-generator';
 export type { IdGenerator } from './ports/id-generator';
 export { silentLogger } from './ports/logger';
 export type { Logger, LogFields } from './ports/logger';
@@ -13,19 +13,50 @@ export type {
   Subscription,
   DeadLetter,
 } from './ports/event-bus';
-export type { Effect, Timer, TimerPayload } from './ports/effects';
+export { timerIdFor, parseTimerId } from './ports/timer';
+export type { Timer, TimerPayload } from './ports/timer';
 export type {
-  StateStore,
-  TimerStore,
-  DefinitionStore,
-  DefinitionSummary,
+  RunStore,
   StoredRun,
-  OutboxEntry,
+  RunRevision,
+  Transition,
   CreateRunResult,
   RunFilter,
   RunPage,
-  PendingOutbox,
-} from './ports/state-store';
+} from './ports/run-store';
+export type { DefinitionStore, DefinitionSummary } from './ports/definition-store';
+export { MemoRecordCorruptError, decodeMemoRecord, encodeMemoRecord } from './ports/memo-store';
+export type { MemoStore } from './ports/memo-store';
+export type {
+  WorkerRegistry,
+  WorkerManagerRecord,
+  TimelineStore,
+  TimelineEntry,
+  GroupStats,
+  TopicStats,
+  RunCounts,
+} from './ports/monitoring';
+export { combineObservers } from './ports/observers';
+export type {
+  OrchestratorObserver,
+  WorkerObserver,
+  AttemptScope,
+  AttemptResult,
+  ObservedCommand,
+  AttemptInfo,
+  CommittedTransition,
+  TransitionCause,
+  TraceHeaders,
+} from './ports/observers';
+export {
+  encodeRunRecord,
+  encodeRunMeta,
+  encodeRunHeader,
+  encodeStepRecord,
+  encodeTransitionParts,
+  decodeRunRecord,
+} from './store/run-record';
+export type { RunRecordParts } from './store/run-record';
 export { CelCompiler, DEFAULT_CEL_LIMITS, celToJson } from './definition/cel-expression';
 export type { CelLimits, CelProgram, CelActivation } from './definition/cel-expression';
 export {
@@ -33,6 +64,7 @@ export {
   compileWorkflow,
   taskSteps,
   DEFAULT_MAX_STEPS,
+  DEFINITION_LIMITS,
 } from './definition/validate-definition';
 export type {
   ValidateDefinitionOptions,
@@ -48,7 +80,7 @@ export {
   decide,
   commandIdFor,
   idempotencyKeyFor,
-  timerIdFor,
+  inFlightCommands,
   isOperatorEvent,
   MAX_BUFFERED_SIGNALS,
 } from './engine/saga-engine';
@@ -79,8 +111,9 @@ export type {
   StartWorkflowResult,
   OrchestratorStats,
 } from './orchestrator/orchestrator';
-export { parseServiceConfig, listVariable, Backend } from './config/service-config';
-export type { ServiceConfig, Environment } from './config/service-config';
 export { MinHeap } from './util/min-heap';
+export type { Environment } from './config/environment';
 export { resolveSubscribeOptions } from './ports/resolve-subscribe-options';
 export type { ResolvedSubscribeOptions } from './ports/resolve-subscribe-options';
+export { isEncodedPayload } from './ports/payload-codec';
+export type { PayloadCodec, EncodedPayload } from './ports/payload-codec';

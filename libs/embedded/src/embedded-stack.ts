@@ -1,5 +1,4 @@
 import type { WorkflowDefinition } from '@multiagents/contracts';
-import { MemoryEventBus } from '@multiagents/bus-memory';
 import {
   Orchestrator,
   systemClock,
@@ -8,7 +7,14 @@ import {
   type Logger,
   type OrchestratorOptions,
 } from '@multiagents/core';
-import { MemoryDefinitionStore, MemoryStateStore, MemoryTimerStore } from '@multiagents/store-memory';
+import {
+  createMemoryBackend,
+  type MemoryDefinitionStore,
+  type MemoryEventBus,
+  type MemoryMemoStore,
+  type MemoryRunStore,
+  type MemoryRunStoreOptions,
+} from '@multiagents/memory';
 import { WorkerManager, type WorkerDefinition, type WorkerManagerOptions } from '@multiagents/worker-sdk';
 
 /** Options of {@link startEmbedded}. */
@@ -21,8 +27,10 @@ export interface EmbeddedOptions {
   readonly clock?: Clock;
   /** Orchestrator settings (timer polling, limits…); the stores and bus are the embedded ones. */
   readonly orchestrator?: Partial<
-    Omit<OrchestratorOptions, 'bus' | 'store' | 'timers' | 'definitions' | 'clock' | 'logger'>
+    Omit<OrchestratorOptions, 'bus' | 'runs' | 'definitions' | 'clock' | 'logger'>
   >;
+  /** Retention of finished runs (default: the newest 10,000, up to an hour old). */
+  readonly runs?: Pick<MemoryRunStoreOptions, 'retainFinishedRuns' | 'retainFinishedMs'>;
   /** Worker-manager settings. */
   readonly workerManager?: Partial<Omit<WorkerManagerOptions, 'bus' | 'workers' | 'clock' | 'logger'>>;
 }
@@ -32,9 +40,10 @@ export interface EmbeddedStack {
   readonly orchestrator: Orchestrator;
   readonly workerManager: WorkerManager;
   readonly bus: MemoryEventBus;
-  readonly store: MemoryStateStore;
-  readonly timers: MemoryTimerStore;
+  readonly runs: MemoryRunStore;
   readonly definitions: MemoryDefinitionStore;
+  /** Records written once per key (an agent's memo), in this process's memory. */
+  readonly memo: MemoryMemoStore;
   /** Drains the worker-manager, then stops the orchestrator and the bus. */
   close(): Promise<void>;
 }
@@ -54,18 +63,19 @@ export interface EmbeddedStack {
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedStack> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const bus = new MemoryEventBus();
-  const store = new MemoryStateStore({ clock });
-  const timers = new MemoryTimerStore();
-  const definitions = new MemoryDefinitionStore();
+  const backend = createMemoryBackend({ clock, ...(options.runs ? { runs: options.runs } : {}) });
+  const { bus, runs, definitions, registry } = backend;
   const workerNames = new Set(options.workers.map((w) => w.name));
   const orchestrator = new Orchestrator({
     knownWorkers: () => workerNames,
+    // Nothing in one process consumes lifecycle events unless asked (a monitor turns them on):
+    // published to nobody they would only fill the bus's retention.
+    lifecycleEvents: false,
     ...options.orchestrator,
     bus,
-    store,
-    timers,
+    runs,
     definitions,
+    registry,
     clock,
     logger,
   });
@@ -73,6 +83,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     ...options.workerManager,
     bus,
     workers: options.workers,
+    registry,
     clock,
     logger,
   });
@@ -83,16 +94,13 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     orchestrator,
     workerManager,
     bus,
-    store,
-    timers,
+    runs,
     definitions,
+    memo: backend.memo,
     async close() {
       await workerManager.close();
       await orchestrator.close();
-      await bus.close();
-      await timers.close();
-      await store.close();
-      await definitions.close();
+      await backend.close();
     },
   };
 }

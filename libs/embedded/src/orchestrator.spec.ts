@@ -1,7 +1,7 @@
 /**
- * The orchestrator shell (libs/core) over the in-memory adapters: what a user of the embedded
- * mode relies on — crash recovery through the outbox, compare-and-set between two writers,
- * durable timers, idempotent starts, and clear errors for bad input.
+ * The orchestrator shell (libs/core) over the memory backend: what a user of the embedded mode
+ * relies on — commands sent again when their results do not come, compare-and-set between two
+ * writers, durable timers, idempotent starts, and clear errors for bad input.
  */
 import {
   ErrorCode,
@@ -12,9 +12,14 @@ import {
   type Run,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { MemoryEventBus } from '@multiagents/bus-memory';
-import { Orchestrator, WorkflowBuilder, type EventBus } from '@multiagents/core';
-import { MemoryDefinitionStore, MemoryStateStore, MemoryTimerStore } from '@multiagents/store-memory';
+import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
+import {
+  Orchestrator,
+  WorkflowBuilder,
+  type EventBus,
+  type RunStore,
+  type Transition,
+} from '@multiagents/core';
 import { ManualClock, waitFor } from '@multiagents/testing';
 import { defineWorker, WorkerManager } from '@multiagents/worker-sdk';
 import { startEmbedded } from './embedded-stack';
@@ -65,7 +70,7 @@ describe('Orchestrator over the memory adapters', () => {
       ).rejects.toMatchObject({
         code: ErrorCode.AlreadyExists,
       });
-      expect((await stack.store.list({}, 10)).runs).toHaveLength(1);
+      expect((await stack.runs.list({}, 10)).runs).toHaveLength(1);
     } finally {
       await stack.close();
     }
@@ -98,12 +103,86 @@ describe('Orchestrator over the memory adapters', () => {
         code: ErrorCode.InvalidArgument,
         message: expect.stringMatching(/unknown worker/),
       });
-      expect((await stack.store.list({}, 10)).runs).toHaveLength(0);
+      expect((await stack.runs.list({}, 10)).runs).toHaveLength(0);
 
       const { txId } = await o.startWorkflow('two_steps', {});
       await o.waitForTerminal(txId, { timeoutMs: 4_000 });
       await expect(o.signal(txId, 'late')).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
       await expect(o.cancel(txId)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('refuses an input that does not match the inputSchema, listing every problem, before any step', async () => {
+    const calls: string[] = [];
+    const schemaFlow = new WorkflowBuilder('with_schema')
+      .step('first', 'w.first', { compensation: 'w.undo_first' })
+      .inputSchema({
+        type: 'object',
+        required: ['orderId', 'total'],
+        properties: { orderId: { type: 'string' }, total: { type: 'number' } },
+      })
+      .build();
+    const stack = await startEmbedded({ workers: workers(calls), definitions: [schemaFlow] });
+    try {
+      await expect(stack.orchestrator.startWorkflow('with_schema', { total: 'x' })).rejects.toMatchObject({
+        code: ErrorCode.InvalidArgument,
+        problems: ["input must have required property 'orderId'", 'input.total must be number'],
+      });
+      expect((await stack.runs.list({}, 10)).runs).toHaveLength(0);
+      expect(calls).toEqual([]);
+      const { txId } = await stack.orchestrator.startWorkflow('with_schema', { orderId: 'o-1', total: 2 });
+      expect((await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('fails a step nobody takes with NO_WORKER after its schedule-to-start timeout, and compensates', async () => {
+    const calls: string[] = [];
+    const orphan = new WorkflowBuilder('orphan')
+      .step('first', 'w.first', { compensation: 'w.undo_first' })
+      .step('second', 'w.nobody', { scheduleToStartTimeoutMs: 50 })
+      .build();
+    const stack = await startEmbedded({
+      workers: workers(calls),
+      definitions: [],
+      orchestrator: { timerPollIntervalMs: 10, knownWorkers: () => undefined },
+    });
+    try {
+      await stack.orchestrator.registerWorkflow(orphan);
+      const { txId } = await stack.orchestrator.startWorkflow('orphan', {});
+      const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
+      expect(run.state).toBe('compensated');
+      expect(run.steps['second']?.error?.code).toBe(ErrorCode.NoWorker);
+      expect(calls).toEqual([`${txId}:first`, `${txId}:first:undo`]);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('a taken command says so at once: a slow step with a schedule-to-start timeout is not failed', async () => {
+    const slow = new WorkflowBuilder('slow').step('work', 'w.slow', { scheduleToStartTimeoutMs: 30 }).build();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const stack = await startEmbedded({
+      workers: [defineWorker('w.slow', async () => (await gate, { done: true }))],
+      definitions: [slow],
+      orchestrator: { timerPollIntervalMs: 5 },
+    });
+    try {
+      const { txId } = await stack.orchestrator.startWorkflow('slow', {});
+      await waitFor(
+        async () =>
+          (await stack.orchestrator.getRun(txId)).steps['work']?.attempts[0]?.pickedUpAt !== undefined,
+      );
+      const sentAt = (await stack.orchestrator.getRun(txId)).steps['work']?.attempts[0]?.startedAt ?? 0;
+      // Long past the 30 ms deadline (and many timer polls later) the step still runs.
+      await waitFor(() => Date.now() > sentAt + 200, { timeoutMs: 2_000 });
+      expect((await stack.orchestrator.getRun(txId)).steps['work']?.status).toBe('running');
+      release();
+      expect((await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
     } finally {
       await stack.close();
     }
@@ -165,61 +244,156 @@ describe('Orchestrator over the memory adapters', () => {
 
 describe('Orchestrator crash and concurrency semantics', () => {
   function parts(clock = new ManualClock()) {
-    return {
-      clock,
-      bus: new MemoryEventBus(),
-      store: new MemoryStateStore({ clock }),
-      timers: new MemoryTimerStore(),
-      definitions: new MemoryDefinitionStore(),
-    };
+    const backend = createMemoryBackend({ clock });
+    return { clock, bus: backend.bus, runs: backend.runs, definitions: backend.definitions };
   }
 
-  it('republishes the outbox a crashed writer left behind', async () => {
-    const p = parts();
-    // A bus that is down: the run is saved with its outbox, the command is not published.
-    const downBus: EventBus = {
-      ...p.bus,
-      publish: () => Promise.reject(new Error('bus down')),
-    } as unknown as EventBus;
-    const crashed = new Orchestrator({
-      ...p,
-      bus: downBus,
-      timerPollIntervalMs: 0,
-      outboxSweepIntervalMs: 0,
-    });
-    await crashed.registerWorkflow(twoSteps);
-    const { txId } = await crashed.startWorkflow('two_steps', {});
-    expect((await p.store.get(txId))?.outbox.length).toBeGreaterThan(0);
+  /** A run store whose first writes lose their commands, like a broker that forgot them. */
+  function forgetful(runs: MemoryRunStore, forget: number): RunStore {
+    let left = forget;
+    const drop = (t: Transition): Transition => {
+      if (left <= 0 || t.commands.length === 0) return t;
+      left--;
+      return { ...t, commands: [] };
+    };
+    const wrapped = Object.create(runs) as RunStore;
+    wrapped.create = (t) => runs.create(drop(t));
+    wrapped.commit = (expected, t) => runs.commit(expected, drop(t));
+    return wrapped;
+  }
 
+  it('sends a command again, same id, when its result does not come in time', async () => {
+    const p = parts();
     const calls: string[] = [];
     const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
     await manager.start();
-    const recovered = new Orchestrator({ ...p, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
-    await recovered.start(); // recovers the outbox before consuming
+    const o = new Orchestrator({
+      ...p,
+      runs: forgetful(p.runs, 1),
+      timerPollIntervalMs: 0,
+      redispatchAfterMs: 10_000,
+      recoverySweepIntervalMs: 0,
+    });
+    await o.start();
     try {
-      const run = await recovered.waitForTerminal(txId, { timeoutMs: 4_000, pollIntervalMs: 20 });
+      await o.registerWorkflow(twoSteps);
+      const { txId } = await o.startWorkflow('two_steps', {}); // saved; its command is lost
+      expect(await o.redispatchOverdue()).toBe(0); // not overdue yet
+      p.clock.advance(10_000);
+      expect(await o.redispatchOverdue()).toBe(1);
+      const run = await o.waitForTerminal(txId, { timeoutMs: 4_000 });
       expect(run.state).toBe('completed');
-      expect(recovered.stats.outboxRecovered).toBeGreaterThanOrEqual(1);
       expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
-      expect((await p.store.get(txId))?.outbox).toHaveLength(0);
+      expect(o.stats.redispatched).toBe(1);
+      p.clock.advance(60_000);
+      expect(await o.redispatchOverdue()).toBe(0); // answered commands are forgotten
     } finally {
       await manager.close();
-      await recovered.close();
+      await o.close();
     }
   });
 
-  it('refuses a stale writer: two orchestrators race on one run and exactly one applies each result', async () => {
+  it('sends every awaited command again at once when the broker comes back', async () => {
     const p = parts();
-    const a = new Orchestrator({ ...p, consumerName: 'a', timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    let restored: (() => void) | undefined;
+    const bus = Object.create(p.bus) as EventBus;
+    bus.onRestored = (listener: () => void) => {
+      restored = listener;
+      return () => (restored = undefined);
+    };
+    const o = new Orchestrator({
+      ...p,
+      bus,
+      runs: forgetful(p.runs, 1),
+      timerPollIntervalMs: 0,
+      redispatchAfterMs: 60_000,
+      recoverySweepIntervalMs: 0,
+    });
+    await o.start();
+    const calls: string[] = [];
+    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    try {
+      await o.registerWorkflow(twoSteps);
+      const { txId } = await o.startWorkflow('two_steps', {});
+      await manager.start();
+      expect(restored).toBeDefined();
+      restored?.();
+      const run = await o.waitForTerminal(txId, { timeoutMs: 4_000 });
+      expect(run.state).toBe('completed');
+      expect(o.stats.redispatched).toBe(1);
+    } finally {
+      await manager.close();
+      await o.close();
+    }
+  });
+
+  it('a recovery sweep finds a run whose writer died before sending its command', async () => {
+    const p = parts();
+    const dead = new Orchestrator({ ...p, runs: forgetful(p.runs, 1), timerPollIntervalMs: 0 });
+    await dead.registerWorkflow(twoSteps);
+    const { txId } = await dead.startWorkflow('two_steps', { n: 1 }); // saved, command lost, writer gone
+    const calls: string[] = [];
+    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    await manager.start();
+    const survivor = new Orchestrator({
+      ...p,
+      timerPollIntervalMs: 0,
+      redispatchAfterMs: 30_000,
+      recoverySweepIntervalMs: 0,
+    });
+    await survivor.start();
+    try {
+      expect(await survivor.sweep()).toBe(0); // idle for less than redispatchAfterMs: left alone
+      p.clock.advance(30_000);
+      expect(await survivor.sweep()).toBe(1);
+      const run = await survivor.waitForTerminal(txId, { timeoutMs: 4_000, pollIntervalMs: 20 });
+      expect(run.state).toBe('completed');
+      expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
+    } finally {
+      await manager.close();
+      await survivor.close();
+    }
+  });
+
+  it('names the workers of a definition that no live worker-manager replica hosts', async () => {
+    const backend = createMemoryBackend();
+    const o = new Orchestrator({ ...backend, timerPollIntervalMs: 0 });
+    const now = Date.now();
+    await backend.registry.announce(
+      { managerId: 'wm-1', workers: ['w.first', 'w.undo_first'], capacity: 4, inFlight: 0, seenAt: now },
+      60_000,
+    );
+    await backend.registry.announce(
+      { managerId: 'wm-gone', workers: ['w.second'], capacity: 4, inFlight: 0, seenAt: now - 120_000 },
+      60_000,
+    );
+    expect(await o.unhostedWorkers(twoSteps)).toEqual(['w.second']);
+    expect((await o.listWorkerManagers()).map((m) => m.managerId)).toEqual(['wm-1']);
+  });
+
+  it('refuses a stale writer: a commit on an old revision changes nothing', async () => {
+    const p = parts();
+    const a = new Orchestrator({ ...p, consumerName: 'a', timerPollIntervalMs: 0 });
     await a.registerWorkflow(twoSteps);
     const { txId } = await a.startWorkflow('two_steps', {});
-    const stored = await p.store.get(txId);
+    const stored = (await p.runs.get(txId))!;
+    const write = (run: Run): Transition => ({
+      run,
+      changedSteps: [],
+      commands: [],
+      schedule: [],
+      cancel: [],
+    });
     // Writer B loaded version 1 and then paused; A applies a change meanwhile.
-    const run = stored?.run as Run;
-    expect(await p.store.compareAndSet(txId, 1, { ...run, updatedAt: run.updatedAt + 1 }, [])).toBe(2);
+    expect(
+      await p.runs.commit(stored, write({ ...stored.run, updatedAt: stored.run.updatedAt + 1 })),
+    ).toEqual({
+      version: 2,
+      revision: '2',
+    });
     // B wakes up and tries to write on version 1: refused, nothing changes.
-    expect(await p.store.compareAndSet(txId, 1, { ...run, context: { stale: true } }, [])).toBeUndefined();
-    expect((await p.store.get(txId))?.run.context).toEqual({});
+    expect(await p.runs.commit(stored, write({ ...stored.run, state: 'failed' }))).toBeUndefined();
+    expect((await p.runs.get(txId))?.run.state).toBe('running');
   });
 
   it('fires durable timers on the clock: a retry after backoff, then success', async () => {
@@ -239,7 +413,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
       ],
     });
     await manager.start();
-    const o = new Orchestrator({ ...p, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    const o = new Orchestrator({ ...p, timerPollIntervalMs: 0 });
     await o.start();
     try {
       await o.registerWorkflow(flaky);
@@ -269,7 +443,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
       .sleep('cool_off', 5_000)
       .wait('approve', 'approved', { output: 'approval' })
       .build();
-    const o = new Orchestrator({ ...p, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    const o = new Orchestrator({ ...p, timerPollIntervalMs: 0 });
     await o.start();
     try {
       await o.registerWorkflow(approval);
@@ -292,7 +466,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
       .sleep('cool_off', 1_000)
       .wait('approve', 'approved', { timeoutMs: 500 })
       .build();
-    const options = { ...p, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 };
+    const options = { ...p, timerPollIntervalMs: 0 };
     const a = new Orchestrator({ ...options, consumerName: 'a' });
     const b = new Orchestrator({ ...options, consumerName: 'b' });
     await a.registerWorkflow(flow);
@@ -317,47 +491,21 @@ describe('Orchestrator crash and concurrency semantics', () => {
     expect((await a.getRun(second)).state).toBe('completed');
   });
 
-  it('a later write carries out what an earlier failed publish left in the outbox', async () => {
-    const p = parts();
-    let down = true;
-    const flakyBus = Object.create(p.bus) as MemoryEventBus;
-    flakyBus.publish = (topic, envelopes) =>
-      down ? Promise.reject(new Error('bus down')) : p.bus.publish(topic, envelopes);
-    const calls: string[] = [];
-    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
-    await manager.start();
-    const o = new Orchestrator({ ...p, bus: flakyBus, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
-    await o.start();
-    try {
-      await o.registerWorkflow(twoSteps);
-      const { txId } = await o.startWorkflow('two_steps', {}); // saved; its command was not published
-      down = false;
-      await o.signal(txId, 'unrelated'); // the next write of this run
-      const run = await o.waitForTerminal(txId, { timeoutMs: 4_000 });
-      expect(run.state).toBe('completed');
-      expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
-    } finally {
-      await manager.close();
-      await o.close();
-    }
-  });
-
   it('waits out a store that fails for a while: results are redelivered, not dead-lettered', async () => {
     const p = parts();
     let failures = 7; // more deliveries than a bus's default maxDeliveries (5) allows
-    const flakyStore = Object.create(p.store) as MemoryStateStore;
-    flakyStore.compareAndSet = (...args) => {
+    const flakyStore = Object.create(p.runs) as MemoryRunStore;
+    flakyStore.commit = (...args) => {
       if (failures-- > 0) return Promise.reject(new Error('store unreachable'));
-      return p.store.compareAndSet(...args);
+      return p.runs.commit(...args);
     };
     const calls: string[] = [];
     const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
     await manager.start();
     const o = new Orchestrator({
       ...p,
-      store: flakyStore,
+      runs: flakyStore,
       timerPollIntervalMs: 0,
-      outboxSweepIntervalMs: 0,
       resultRetryBaseDelayMs: 5,
     });
     await o.start();

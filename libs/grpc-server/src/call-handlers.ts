@@ -11,6 +11,7 @@ import {
   type ServiceDefinition,
   type StatusObject,
 } from '@grpc/grpc-js';
+import type { JsonBounds } from '@multiagents/contracts';
 import type { Logger } from '@multiagents/core';
 import { toGrpcStatus } from './grpc-error';
 
@@ -63,6 +64,8 @@ export interface HandlerContext {
   readonly logger: Logger;
   /** Server-side limit on one unary call, whatever deadline the client set (or none). */
   readonly maxCallMs: number;
+  /** Size and depth bounds of JSON a request carries (inputs, payloads, outputs). */
+  readonly jsonBounds: Pick<JsonBounds, 'maxBytes' | 'maxDepth'>;
 }
 
 /**

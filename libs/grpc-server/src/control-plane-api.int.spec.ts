@@ -9,7 +9,7 @@ import { startTestControlPlane, orderWorkflow, type TestControlPlane } from './t
 
 jest.setTimeout(20_000);
 
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > until) throw new Error('condition not met in time');
@@ -57,8 +57,16 @@ describe('control plane API over gRPC (embedded mode)', () => {
       })
       .sleep('pause', 5)
       .build();
-    expect(await client.registerWorkflow(definition)).toEqual({ created: true, id: 'greeting', version: 1 });
-    expect(await client.registerWorkflow(definition)).toEqual({ created: false, id: 'greeting', version: 1 });
+    expect(await client.registerWorkflow(definition)).toMatchObject({
+      created: true,
+      id: 'greeting',
+      version: 1,
+    });
+    expect(await client.registerWorkflow(definition)).toMatchObject({
+      created: false,
+      id: 'greeting',
+      version: 1,
+    });
     expect(await client.getWorkflowDefinition('greeting')).toEqual(
       await plane.stack.orchestrator.getDefinition('greeting'),
     );
@@ -70,6 +78,17 @@ describe('control plane API over gRPC (embedded mode)', () => {
       latestVersion: 1,
       versions: [1],
     });
+  });
+
+  it('lists every live worker-manager replica, and warns at registration about workers none hosts', async () => {
+    const managers = await client.listWorkerManagers();
+    expect(managers).toHaveLength(1);
+    expect(managers[0]?.workers).toEqual(expect.arrayContaining(['inventory.reserve', 'payment.charge']));
+    expect(managers[0]?.managerId).toBe(plane.stack.workerManager.managerId);
+    const hosted = await client.registerWorkflow(
+      new WorkflowBuilder('hosted').step('a', 'inventory.reserve').build(),
+    );
+    expect(hosted.warnings).toEqual([]);
   });
 
   it('starts a run, watches it to completion and reads it back exactly as the orchestrator has it', async () => {

@@ -30,7 +30,7 @@ async function failure(promise: Promise<unknown>): Promise<MultiAgentsError> {
   return err;
 }
 
-async function eventually(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+async function eventually(check: () => boolean, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > until) throw new Error('condition not met in time');
@@ -166,11 +166,11 @@ describe('control plane bad input over gRPC', () => {
       expect(err).toBeInstanceOf(ResourceExhaustedError);
       expect(err.code).toBe(ErrorCode.ResourceExhausted);
       expect(meanwhile.state).toBe(RunState.Completed);
-      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(Date.now() - started).toBeLessThan(30_000);
       // Under the transport limit but over the orchestrator's payload limit: the domain says no.
       const medium = await failure(client.startWorkflow('order_processing', { blob: 'y'.repeat(300_000) }));
       expect(medium).toBeInstanceOf(ResourceExhaustedError);
-      expect(medium.message).toMatch(/over the limit/);
+      expect(medium.message).toMatch(/more than the 262144-byte limit/);
       // And the same connection goes on working.
       expect((await client.getWorkflow(finishedTxId)).txId).toBe(finishedTxId);
     } finally {
@@ -226,8 +226,8 @@ describe('control plane bad input over gRPC', () => {
 
       // 2. abort signal, with several streams on the same run.
       const controller = new AbortController();
-      const watchers = [1, 2, 3].map(async () => {
-        const seen: RunState[] = [];
+      const seens: RunState[][] = [[], [], []];
+      const watchers = seens.map(async (seen) => {
         try {
           for await (const run of client.watchWorkflow(txId, { signal: controller.signal }))
             seen.push(run.state);
@@ -236,7 +236,9 @@ describe('control plane bad input over gRPC', () => {
         }
         return { seen, err: undefined };
       });
-      await eventually(() => plane.server.watchListeners === 3);
+      // Every stream has its first message (the run as it is) before the abort: the server
+      // holding three listeners does not mean each client has read what they sent.
+      await eventually(() => plane.server.watchListeners === 3 && seens.every((seen) => seen.length >= 1));
       expect(active).toBe(1); // one orchestrator listener fans out to every stream
       controller.abort();
       for (const result of await Promise.all(watchers)) {

@@ -3,23 +3,39 @@ import {
   ServerCredentials,
   status,
   type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerInterceptor,
+  type ServerUnaryCall,
+  type sendUnaryData,
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { ValidationError } from '@multiagents/contracts';
 import { silentLogger, type Logger } from '@multiagents/core';
-import { OrchestratorServiceService, WorkerManagerServiceService } from '@multiagents/proto';
+import {
+  EventMonitorServiceService,
+  OrchestratorServiceService,
+  WorkerManagerServiceService,
+} from '@multiagents/proto';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { tolerantService } from './call-handlers';
+import { authorizationInterceptor } from './authorization-interceptor';
+import { Authorizer, checkAuthOptions, type AuthOptions } from './authorizer';
+import { MalformedRequest, tolerantService } from './call-handlers';
+import { EventMonitorService, type EventMonitorApi } from './event-monitor-service';
 import { OrchestratorService, type OrchestratorApi } from './orchestrator-service';
 import { findProtoDir, loadReflectionPackage } from './proto-files';
+import { WatchedTlsFiles, type ServerTlsOptions } from './tls-files';
 import { WorkerManagerService, type WorkerManagerApi } from './worker-manager-service';
+import { DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH } from '@multiagents/contracts';
 
 /** Fully qualified name of the orchestrator's gRPC service (also its health-check name). */
 export const ORCHESTRATOR_SERVICE_NAME = 'multiagents.v1.OrchestratorService';
 /** Fully qualified name of the worker-manager's gRPC service (also its health-check name). */
 export const WORKER_MANAGER_SERVICE_NAME = 'multiagents.v1.WorkerManagerService';
+
+/** Fully qualified name of the event-monitor's gRPC service (also its health-check name). */
+export const EVENT_MONITOR_SERVICE_NAME = 'multiagents.v1.EventMonitorService';
 
 /** The standard health service's name (grpc.health.v1). */
 const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
@@ -36,14 +52,32 @@ export interface ControlPlaneServerOptions {
    * that hosts workers, or the standalone worker-manager). At least one of the two is required.
    */
   readonly workerManager?: WorkerManagerApi;
+  /** Served as EventMonitorService (the event-monitor service). */
+  readonly eventMonitor?: EventMonitorApi;
   /**
    * Runs once when a Drain call begins, after health turned NOT_SERVING (the standalone
    * worker-manager turns its HTTP readiness off there too).
    */
   readonly onDrain?: () => void;
   readonly logger?: Logger;
-  /** Interface to bind. */
+  /**
+   * Interface to bind; default 127.0.0.1, so an unauthenticated API is not reachable from other
+   * machines unless an operator says so.
+   */
   readonly host?: string;
+  /** TLS (and, with a client CA, mutual TLS); plaintext when absent. Files are re-read on change. */
+  readonly tls?: ServerTlsOptions;
+  /**
+   * Authentication and roles on every method but health (SPEC §6). When absent the API is open
+   * to anyone who can reach the port, and start() logs so loudly.
+   */
+  readonly auth?: AuthOptions;
+  /** Serve gRPC server reflection (readers only, when authentication is on). Default true. */
+  readonly reflection?: boolean;
+  /** Largest start input, signal payload or step output accepted in a request (bytes of JSON). */
+  readonly maxJsonBytes?: number;
+  /** Deepest start input, signal payload or step output accepted in a request. */
+  readonly maxJsonDepth?: number;
   /** Port to bind; 0 picks a free one (read it from `start()`'s answer). */
   readonly port: number;
   /** Largest request or response message; a larger request is refused with RESOURCE_EXHAUSTED. */
@@ -78,12 +112,18 @@ type Defaulted = Required<
     | 'maxPageSize'
     | 'drainDelayMs'
     | 'shutdownTimeoutMs'
+    | 'reflection'
+    | 'maxJsonBytes'
+    | 'maxJsonDepth'
   >
 >;
 
 /** Defaults of {@link ControlPlaneServerOptions}. */
 export const DEFAULT_CONTROL_PLANE_SERVER_OPTIONS: Readonly<Defaulted> = Object.freeze({
-  host: '0.0.0.0',
+  host: '127.0.0.1',
+  reflection: true,
+  maxJsonBytes: DEFAULT_MAX_JSON_BYTES,
+  maxJsonDepth: DEFAULT_MAX_JSON_DEPTH,
   maxMessageBytes: 4 * 1024 * 1024,
   maxCallMs: 30_000,
   maxWatchMs: 3_600_000,
@@ -96,19 +136,28 @@ export const DEFAULT_CONTROL_PLANE_SERVER_OPTIONS: Readonly<Defaulted> = Object.
 
 type Resolved = ControlPlaneServerOptions & Defaulted;
 
+/** The longest delay setTimeout honours (about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
 function resolveOptions(options: ControlPlaneServerOptions): Resolved {
   // Options set to undefined take the default too (config modules pass unset variables so).
   const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
   const resolved = { ...DEFAULT_CONTROL_PLANE_SERVER_OPTIONS, ...given } as Resolved;
   const problems: string[] = [];
-  for (const name of ['orchestrator', 'workerManager'] as const) {
+  for (const name of ['orchestrator', 'workerManager', 'eventMonitor'] as const) {
     const value: unknown = options[name];
     if (value !== undefined && (typeof value !== 'object' || value === null)) {
       problems.push(`${name} must be an object (got ${value === null ? 'null' : typeof value})`);
     }
   }
-  if (options.orchestrator === undefined && options.workerManager === undefined) {
-    problems.push('orchestrator or workerManager is required: a server with nothing to serve');
+  if (
+    options.orchestrator === undefined &&
+    options.workerManager === undefined &&
+    options.eventMonitor === undefined
+  ) {
+    problems.push('orchestrator, workerManager or eventMonitor is required: a server with nothing to serve');
   }
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65_535) {
     problems.push(`port must be an integer from 0 to 65535 (got ${String(resolved.port)})`);
@@ -120,6 +169,8 @@ function resolveOptions(options: ControlPlaneServerOptions): Resolved {
     ['defaultPageSize', resolved.defaultPageSize],
     ['maxPageSize', resolved.maxPageSize],
     ['shutdownTimeoutMs', resolved.shutdownTimeoutMs],
+    ['maxJsonBytes', resolved.maxJsonBytes],
+    ['maxJsonDepth', resolved.maxJsonDepth],
   ];
   for (const [name, value] of positive) {
     if (!Number.isSafeInteger(value) || value <= 0) {
@@ -137,6 +188,23 @@ function resolveOptions(options: ControlPlaneServerOptions): Resolved {
   if (resolved.defaultPageSize > resolved.maxPageSize) problems.push('defaultPageSize is above maxPageSize');
   if (typeof resolved.host !== 'string' || resolved.host.length === 0)
     problems.push('host must be non-empty');
+  // Bounded by what one process can hold and the wire can carry: a 1 GiB message, a timer of ~24.8 days.
+  if (resolved.maxMessageBytes > 1024 * 1024 * 1024) problems.push('maxMessageBytes must be at most 1 GiB');
+  if (resolved.maxJsonDepth > 1_000) problems.push('maxJsonDepth must be at most 1000');
+  for (const [name, value] of [
+    ['maxCallMs', resolved.maxCallMs],
+    ['maxWatchMs', resolved.maxWatchMs],
+    ['shutdownTimeoutMs', resolved.shutdownTimeoutMs],
+    ['drainDelayMs', resolved.drainDelayMs],
+    ['watchPollIntervalMs', resolved.watchPollIntervalMs],
+  ] as const) {
+    if (value > MAX_TIMER_MS)
+      problems.push(`${name} must be at most ${MAX_TIMER_MS} (what setTimeout can wait)`);
+  }
+  if (options.auth !== undefined) problems.push(...checkAuthOptions(options.auth));
+  if (options.auth?.certificateRoles !== undefined && options.tls?.clientCaFile === undefined) {
+    problems.push('certificate roles need mutual TLS: set a client CA file');
+  }
   if (problems.length > 0) throw new ValidationError('invalid ControlPlaneServer options', problems);
   return resolved;
 }
@@ -166,6 +234,9 @@ export class ControlPlaneServer {
   private readonly server: Server;
   private readonly orchestratorService: OrchestratorService | undefined;
   private readonly workerManagerService: WorkerManagerService | undefined;
+  private readonly eventMonitorService: EventMonitorService | undefined;
+  private readonly authorizer: Authorizer | undefined;
+  private readonly tlsFiles: WatchedTlsFiles | undefined;
   /** Open grpc.health.v1 Watch streams: ended at shutdown, or graceful shutdown would wait on them. */
   private readonly healthWatches = new Set<ServerWritableStream<unknown, unknown>>();
   private state: ServerState = 'new';
@@ -180,12 +251,40 @@ export class ControlPlaneServer {
       '': 'NOT_SERVING',
       ...(options.orchestrator ? { [ORCHESTRATOR_SERVICE_NAME]: 'NOT_SERVING' } : {}),
       ...(options.workerManager ? { [WORKER_MANAGER_SERVICE_NAME]: 'NOT_SERVING' } : {}),
+      ...(options.eventMonitor ? { [EVENT_MONITOR_SERVICE_NAME]: 'NOT_SERVING' } : {}),
     });
+    this.tlsFiles = options.tls === undefined ? undefined : new WatchedTlsFiles(options.tls, this.logger);
+    this.authorizer = options.auth === undefined ? undefined : new Authorizer(options.auth);
+    const orchestrator = options.orchestrator;
+    const eventMonitor = options.eventMonitor;
+    const interceptors: ServerInterceptor[] =
+      this.authorizer === undefined
+        ? []
+        : [
+            authorizationInterceptor(
+              this.authorizer,
+              this.logger,
+              orchestrator !== undefined
+                ? (txId) =>
+                    orchestrator.getRun(txId).then(
+                      (run) => run.workflowId,
+                      () => undefined,
+                    )
+                : eventMonitor !== undefined
+                  ? (txId) => eventMonitor.workflowOf(txId).catch(() => undefined)
+                  : undefined,
+            ),
+          ];
     this.server = new Server({
       'grpc.max_receive_message_length': this.options.maxMessageBytes,
       'grpc.max_send_message_length': this.options.maxMessageBytes,
+      interceptors,
     });
-    const context = { logger: this.logger, maxCallMs: this.options.maxCallMs };
+    const context = {
+      logger: this.logger,
+      maxCallMs: this.options.maxCallMs,
+      jsonBounds: { maxBytes: this.options.maxJsonBytes, maxDepth: this.options.maxJsonDepth },
+    };
     if (options.orchestrator) {
       this.orchestratorService = new OrchestratorService(options.orchestrator, {
         ...context,
@@ -220,6 +319,16 @@ export class ControlPlaneServer {
         this.workerManagerService.implementation,
       );
     }
+    if (options.eventMonitor) {
+      this.eventMonitorService = new EventMonitorService(options.eventMonitor, {
+        ...context,
+        maxWatchMs: this.options.maxWatchMs,
+      });
+      this.server.addService(
+        tolerantService(EventMonitorServiceService),
+        this.eventMonitorService.implementation,
+      );
+    }
     this.addHealthService();
   }
 
@@ -232,23 +341,54 @@ export class ControlPlaneServer {
   async start(options: { readonly serving?: boolean } = {}): Promise<{ port: number; address: string }> {
     if (this.state !== 'new') throw new Error(`ControlPlaneServer cannot start: it is ${this.state}`);
     this.state = 'starting';
-    const protoDir = this.options.protoDir ?? findProtoDir();
-    new ReflectionService(loadReflectionPackage(protoDir), {
-      services: this.servedServiceNames(),
-    }).addToServer(this.server);
+    if (this.options.reflection) {
+      const protoDir = this.options.protoDir ?? findProtoDir();
+      new ReflectionService(loadReflectionPackage(protoDir), {
+        services: this.servedServiceNames(),
+      }).addToServer(this.server);
+    }
+    await this.authorizer?.start();
+    const credentials = this.tlsFiles?.serverCredentials() ?? ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(
-        `${this.options.host}:${this.options.port}`,
-        ServerCredentials.createInsecure(),
-        (err, bound) => (err ? reject(err) : resolve(bound)),
+      this.server.bindAsync(`${this.options.host}:${this.options.port}`, credentials, (err, bound) =>
+        err ? reject(err) : resolve(bound),
       );
     });
+    this.warnIfOpen(port);
     this.boundPort = port;
     this.state = 'serving';
     this.setServing(options.serving !== false);
     const address = `${this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host}:${port}`;
-    this.logger.info({ port, host: this.options.host }, 'gRPC control plane listening');
+    this.logger.info(
+      {
+        port,
+        host: this.options.host,
+        tls: this.tlsFiles === undefined ? 'off' : this.tlsFiles.mutual ? 'mutual' : 'server',
+        auth: this.authorizer === undefined ? 'off' : 'on',
+        reflection: this.options.reflection,
+      },
+      'gRPC control plane listening',
+    );
     return { port, address };
+  }
+
+  /** Says loudly what an open or plaintext API means (SPEC §10). */
+  private warnIfOpen(port: number): void {
+    const where = `${this.options.host}:${port}`;
+    if (this.authorizer === undefined) {
+      const reachable = !LOOPBACK.has(this.options.host);
+      this.logger.warn(
+        { host: this.options.host, port, security: 'open' },
+        `AUTHENTICATION IS OFF: anyone who can reach ${where} can register workflows, read every run's input, ` +
+          `start, signal and cancel runs and drain workers${reachable ? ' — and this address is reachable from other machines' : ''}. ` +
+          'Configure authentication (see the Security section of the README).',
+      );
+    } else if (this.tlsFiles === undefined) {
+      this.logger.warn(
+        { host: this.options.host, port, security: 'plaintext' },
+        `TLS IS OFF: bearer tokens and payloads to ${where} travel in plaintext.`,
+      );
+    }
   }
 
   /** The bound port, once started. */
@@ -258,7 +398,7 @@ export class ControlPlaneServer {
 
   /** WatchWorkflow streams open now (0 without an orchestrator). */
   get openWatches(): number {
-    return this.orchestratorService?.openWatches ?? 0;
+    return (this.orchestratorService?.openWatches ?? 0) + (this.eventMonitorService?.openWatches ?? 0);
   }
 
   /** Listeners the watch streams hold (0 once every stream has ended, or without an orchestrator). */
@@ -282,6 +422,7 @@ export class ControlPlaneServer {
     const drained = this.workerManagerService?.isDraining === true;
     this.health.setStatus('', drained ? 'NOT_SERVING' : status);
     if (this.orchestratorService) this.health.setStatus(ORCHESTRATOR_SERVICE_NAME, status);
+    if (this.eventMonitorService) this.health.setStatus(EVENT_MONITOR_SERVICE_NAME, status);
     if (this.workerManagerService) {
       this.health.setStatus(WORKER_MANAGER_SERVICE_NAME, drained ? 'NOT_SERVING' : status);
     }
@@ -303,6 +444,7 @@ export class ControlPlaneServer {
     return [
       ...(this.orchestratorService ? [ORCHESTRATOR_SERVICE_NAME] : []),
       ...(this.workerManagerService ? [WORKER_MANAGER_SERVICE_NAME] : []),
+      ...(this.eventMonitorService ? [EVENT_MONITOR_SERVICE_NAME] : []),
       HEALTH_SERVICE_NAME,
     ];
   }
@@ -315,9 +457,19 @@ export class ControlPlaneServer {
     this.health.addToServer({
       addService: (service, implementation: UntypedServiceImplementation) => {
         const watch = implementation['watch'] as handleServerStreamingCall<unknown, unknown>;
-        this.server.addService(service, {
+        const check = implementation['check'] as handleUnaryCall<unknown, unknown>;
+        // Malformed bytes are INVALID_ARGUMENT here too, never grpc-js's INTERNAL.
+        this.server.addService(tolerantService(service), {
           ...implementation,
+          check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+            if (call.request instanceof MalformedRequest) callback(call.request.toStatus());
+            else check(call, callback);
+          },
           watch: (call: ServerWritableStream<unknown, unknown>) => {
+            if (call.request instanceof MalformedRequest) {
+              call.emit('error', call.request.toStatus());
+              return;
+            }
             this.healthWatches.add(call);
             const forget = (): void => void this.healthWatches.delete(call);
             call.once('cancelled', forget);
@@ -330,6 +482,8 @@ export class ControlPlaneServer {
   }
 
   private async shutdown(): Promise<void> {
+    this.authorizer?.close();
+    this.tlsFiles?.close();
     const wasServing = this.state === 'serving';
     this.state = 'closing';
     this.setServing(false);
@@ -337,6 +491,10 @@ export class ControlPlaneServer {
       await new Promise((resolve) => setTimeout(resolve, this.options.drainDelayMs));
     }
     this.orchestratorService?.endWatches({
+      code: status.UNAVAILABLE,
+      details: 'server shutting down; watch again',
+    });
+    this.eventMonitorService?.endWatches({
       code: status.UNAVAILABLE,
       details: 'server shutting down; watch again',
     });

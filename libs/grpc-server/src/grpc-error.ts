@@ -30,6 +30,7 @@ export const GRPC_STATUS_BY_ERROR_CODE: Readonly<Record<string, status>> = {
   [ErrorCode.Conflict]: status.ABORTED,
   [ErrorCode.Timeout]: status.DEADLINE_EXCEEDED,
   [ErrorCode.Cancelled]: status.CANCELLED,
+  [ErrorCode.Unavailable]: status.UNAVAILABLE,
 };
 
 /** A gRPC status to answer with, plus whether it hides an unexpected error (to be logged). */

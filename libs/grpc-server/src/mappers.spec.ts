@@ -1,12 +1,15 @@
 import {
+  ResourceExhaustedError,
   RunState,
   StepStatus,
   ValidationError,
   type Run,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { compileWorkflow } from '@multiagents/core';
+import { compileWorkflow, validateDefinition } from '@multiagents/core';
 import * as pb from '@multiagents/proto';
+import fc from 'fast-check';
+import { MalformedRequest, tolerantService } from './call-handlers';
 import {
   definitionFromProto,
   definitionToProto,
@@ -16,6 +19,8 @@ import {
   runToProto,
   workerInfoToProto,
 } from './mappers';
+
+const BOUNDS = { maxBytes: 256 * 1024, maxDepth: 64 };
 
 /** Paths of keys whose value is undefined, at any depth. */
 function undefinedKeys(value: unknown, path = '$'): string[] {
@@ -135,7 +140,7 @@ describe('gRPC mappers (server side)', () => {
       idempotencyKey: 'k-1',
       signals: { approved: [{ by: 'ops' }, null] },
       completedCount: 1,
-      eventCount: 7,
+      outputCount: 7,
       compensationQueue: ['charge'],
       error: { code: 'SHIP_FAILED', message: 'no carrier', retryable: false, partialEffects: true },
       cancelRequested: true,
@@ -152,13 +157,13 @@ describe('gRPC mappers (server side)', () => {
       endedAtMs: 21,
       idempotencyKey: 'k-1',
       completedCount: 1,
-      eventCount: 7,
+      outputCount: 7,
       compensationQueue: ['charge'],
       cancelRequested: true,
       traceHeaders: { traceparent: '00-abc-def-01' },
       error: { code: 'SHIP_FAILED', message: 'no carrier', retryable: false, partialEffects: true },
     });
-    const json = (bytes: Uint8Array): unknown => jsonFromBytes(bytes, 'x', [], undefined);
+    const json = (bytes: Uint8Array): unknown => jsonFromBytes(bytes, 'x', [], undefined, BOUNDS);
     expect(json(record.input)).toEqual(run.input);
     expect(json(record.context)).toEqual(run.context);
     expect(record.signals['approved']?.payloads.map(json)).toEqual([{ by: 'ops' }, null]);
@@ -175,9 +180,66 @@ describe('gRPC mappers (server side)', () => {
 
   it('reports JSON that does not parse as a problem of its field', () => {
     const problems: string[] = [];
-    expect(jsonFromBytes(Buffer.from('{nope'), 'input', problems, {})).toBeUndefined();
+    expect(jsonFromBytes(Buffer.from('{nope'), 'input', problems, {}, BOUNDS)).toBeUndefined();
     expect(problems).toEqual([expect.stringMatching(/^input is not valid UTF-8 JSON/)]);
-    expect(jsonFromBytes(Buffer.alloc(0), 'input', problems, 'empty')).toBe('empty');
+    expect(jsonFromBytes(Buffer.alloc(0), 'input', problems, 'empty', BOUNDS)).toBe('empty');
+  });
+
+  it('refuses deep JSON as a problem of its field and large JSON as RESOURCE_EXHAUSTED', () => {
+    const problems: string[] = [];
+    const deep = Buffer.from('{"a":'.repeat(4_100) + '1' + '}'.repeat(4_100));
+    expect(jsonFromBytes(deep, 'input', problems, {}, BOUNDS)).toBeUndefined();
+    expect(problems).toEqual(['input is nested more than 64 levels deep']);
+    expect(() => jsonFromBytes(Buffer.alloc(BOUNDS.maxBytes + 1, 0x20), 'input', [], {}, BOUNDS)).toThrow(
+      ResourceExhaustedError,
+    );
+  });
+
+  it('fuzz: request decoding and mapping never crash on any bytes (10,000 cases)', () => {
+    const orchestrator = tolerantService(pb.OrchestratorServiceService);
+    const manager = tolerantService(pb.WorkerManagerServiceService);
+    const methods = [...Object.values(orchestrator), ...Object.values(manager)];
+    const valid = Buffer.from(
+      pb.RegisterWorkflowRequest.encode({
+        definition: definitionToProto({
+          id: 'wf',
+          version: 1,
+          steps: [
+            { name: 'a', kind: 'task', worker: 'w.a', input: { x: 'context.x' }, retry: { maxAttempts: 2 } },
+          ],
+        }),
+      }).finish(),
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 200 }),
+          fc
+            .array(fc.tuple(fc.nat({ max: valid.length - 1 }), fc.nat({ max: 255 })), { maxLength: 4 })
+            .map((edits) => {
+              const bytes = Buffer.from(valid);
+              for (const [at, value] of edits) bytes[at] = value;
+              return bytes;
+            }),
+        ),
+        fc.nat({ max: methods.length - 1 }),
+        (bytes, index) => {
+          const request: unknown = methods[index]?.requestDeserialize(Buffer.from(bytes));
+          const register: unknown = orchestrator.registerWorkflow.requestDeserialize(Buffer.from(bytes));
+          if (register instanceof MalformedRequest) return;
+          const definition = (register as pb.RegisterWorkflowRequest).definition;
+          if (definition !== undefined) {
+            const mapped = definitionFromProto(definition);
+            expect(Array.isArray(validateDefinition(mapped))).toBe(true);
+          }
+          for (const field of ['input', 'payload', 'output'] as const) {
+            const raw = (request as Record<string, unknown> | null)?.[field];
+            if (raw instanceof Uint8Array) jsonFromBytes(raw, field, [], undefined, BOUNDS);
+          }
+        },
+      ),
+      { numRuns: 10_000 },
+    );
   });
 
   it('maps every circuit state of a worker', () => {

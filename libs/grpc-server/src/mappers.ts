@@ -7,9 +7,13 @@
  * problem at once, so a definition registered over gRPC is checked like one read from YAML.
  */
 import {
+  MultiAgentsError,
+  ResourceExhaustedError,
   RunState,
   StepStatus,
   ValidationError,
+  parseBoundedJson,
+  type JsonBounds,
   type AttemptRecord,
   type CompensationRecord,
   type ErrorInfo,
@@ -97,15 +101,26 @@ export function jsonToBytes(value: unknown): Buffer {
 }
 
 /**
- * UTF-8 JSON bytes → value; empty bytes → `empty`. Bad JSON is reported as a problem of `field`
- * (pushed into `problems`) so a request is rejected with every problem at once.
+ * UTF-8 JSON bytes → value; empty bytes → `empty`. Bad JSON, or JSON nested deeper than
+ * `bounds.maxDepth`, is reported as a problem of `field` (pushed into `problems`) so a request is
+ * rejected with every problem at once; more than `bounds.maxBytes` throws ResourceExhaustedError at
+ * once. What is accepted can be stored and encoded by every backend later.
  */
-export function jsonFromBytes(bytes: Uint8Array, field: string, problems: string[], empty: unknown): unknown {
+export function jsonFromBytes(
+  bytes: Uint8Array,
+  field: string,
+  problems: string[],
+  empty: unknown,
+  bounds: Pick<JsonBounds, 'maxBytes' | 'maxDepth'>,
+): unknown {
   if (bytes.length === 0) return empty;
   try {
-    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    return parseBoundedJson(bytes, { ...bounds, what: field });
   } catch (err) {
-    problems.push(`${field} is not valid UTF-8 JSON: ${(err as Error).message}`);
+    if (err instanceof ResourceExhaustedError) throw err;
+    if (err instanceof ValidationError) problems.push(...err.problems);
+    else if (err instanceof MultiAgentsError) problems.push(`${field}: ${err.message}`);
+    else throw err;
     return undefined;
   }
 }
@@ -126,6 +141,7 @@ function attemptToProto(attempt: AttemptRecord): pb.AttemptRecord {
     attempt: attempt.attempt,
     startedAtMs: attempt.startedAt,
     endedAtMs: attempt.endedAt,
+    pickedUpAtMs: attempt.pickedUpAt,
     outcome:
       attempt.outcome === undefined ? pb.AttemptOutcome.UNSPECIFIED : OUTCOME_TO_PROTO[attempt.outcome],
     error: errorInfoToProto(attempt.error),
@@ -160,6 +176,8 @@ function stepRecordToProto(step: StepRecord): pb.StepRecord {
     compensation: compensationToProto(step.compensation),
     heartbeatAtMs: step.heartbeatAt,
     attemptBase: step.attemptBase,
+    outputSeq: step.outputSeq,
+    outputKey: step.outputKey,
   };
 }
 
@@ -186,11 +204,12 @@ export function runToProto(run: Run): pb.RunRecord {
     idempotencyKey: run.idempotencyKey,
     signals,
     completedCount: run.completedCount,
-    eventCount: run.eventCount,
+    outputCount: run.outputCount,
     compensationQueue: [...(run.compensationQueue ?? [])],
     error: errorInfoToProto(run.error),
     cancelRequested: run.cancelRequested,
     traceHeaders: { ...(run.traceHeaders ?? {}) },
+    usage: run.usage === undefined ? undefined : { ...run.usage },
   };
 }
 

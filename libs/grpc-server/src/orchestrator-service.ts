@@ -9,7 +9,13 @@ import {
   type ServerWritableStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { isTerminalRunState, ValidationError, type Run } from '@multiagents/contracts';
+import {
+  isReservedName,
+  isTerminalRunState,
+  SIGNAL_NAME_PATTERN,
+  ValidationError,
+  type Run,
+} from '@multiagents/contracts';
 import type { Logger, Orchestrator } from '@multiagents/core';
 import type * as pb from '@multiagents/proto';
 import { MalformedRequest, remainingMs, unaryCall, type HandlerContext } from './call-handlers';
@@ -39,6 +45,8 @@ export type OrchestratorApi = Pick<
   | 'skipStep'
   | 'resumeCompensation'
   | 'onRunChanged'
+  | 'unhostedWorkers'
+  | 'listWorkerManagers'
 >;
 
 /** Settings of the OrchestratorService handlers (resolved by the server). */
@@ -58,6 +66,15 @@ const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 function requireId(value: string, field: string, problems: string[]): void {
   if (value.length === 0) problems.push(`${field} is required`);
   else if (value.length > MAX_ID_LENGTH) problems.push(`${field} is longer than ${MAX_ID_LENGTH} characters`);
+  // Ids and names become keys of plain objects somewhere (runs, steps, signals, definitions).
+  else if (isReservedName(value)) problems.push(`${field} ${JSON.stringify(value)} is reserved`);
+}
+
+function requireSignalName(value: string, problems: string[]): void {
+  requireId(value, 'name', problems);
+  if (value.length > 0 && value.length <= MAX_ID_LENGTH && !SIGNAL_NAME_PATTERN.test(value)) {
+    problems.push(`name must be a signal name matching ${SIGNAL_NAME_PATTERN.source}`);
+  }
 }
 
 function throwIfAny(problems: readonly string[]): void {
@@ -102,10 +119,36 @@ export class OrchestratorService {
     this.implementation = {
       registerWorkflow: unaryCall(settings, 'RegisterWorkflow', async (req: pb.RegisterWorkflowRequest) => {
         if (req.definition === undefined) throwIfAny(['definition is required']);
-        const definition = definitionFromProto(req.definition as pb.WorkflowDefinition);
+        let definition;
+        try {
+          definition = definitionFromProto(req.definition as pb.WorkflowDefinition);
+        } catch (err) {
+          // Branches nested so deep that mapping them overflows the stack: bad input, not a crash.
+          if (err instanceof RangeError) throwIfAny(['definition is nested too deep']);
+          throw err;
+        }
         const created = await o.registerWorkflow(definition);
-        return { created, id: definition.id, version: definition.version };
+        // Registered either way; a worker nobody hosts now is worth saying (runs would wait for it).
+        const unhosted = await o.unhostedWorkers(definition).catch(() => []);
+        const warnings =
+          unhosted.length === 0
+            ? []
+            : [
+                `no live worker-manager hosts ${unhosted.join(', ')}: runs of ${definition.id} will wait for them (or fail with NO_WORKER where a step sets scheduleToStartTimeoutMs)`,
+              ];
+        return { created, id: definition.id, version: definition.version, warnings };
       }),
+
+      listWorkerManagers: unaryCall(settings, 'ListWorkerManagers', async () => ({
+        managers: (await o.listWorkerManagers()).map((m) => ({
+          managerId: m.managerId,
+          workers: [...m.workers],
+          capacity: m.capacity,
+          inFlight: m.inFlight,
+          seenAtMs: m.seenAt,
+          details: { ...(m.details ?? {}) },
+        })),
+      })),
 
       getWorkflowDefinition: unaryCall(
         settings,
@@ -126,7 +169,7 @@ export class OrchestratorService {
       startWorkflow: unaryCall(settings, 'StartWorkflow', async (req: pb.StartWorkflowRequest, call) => {
         const problems: string[] = [];
         requireId(req.workflowId, 'workflow_id', problems);
-        const input = jsonFromBytes(req.input, 'input', problems, {});
+        const input = jsonFromBytes(req.input, 'input', problems, {}, settings.jsonBounds);
         if (input !== undefined && !isPlainObject(input)) problems.push('input must be a JSON object');
         if (req.idempotencyKey !== undefined) requireId(req.idempotencyKey, 'idempotency_key', problems);
         throwIfAny(problems);
@@ -192,8 +235,8 @@ export class OrchestratorService {
       signalWorkflow: unaryCall(settings, 'SignalWorkflow', async (req: pb.SignalWorkflowRequest) => {
         const problems: string[] = [];
         requireId(req.txId, 'tx_id', problems);
-        requireId(req.name, 'name', problems);
-        const payload = jsonFromBytes(req.payload, 'payload', problems, null);
+        requireSignalName(req.name, problems);
+        const payload = jsonFromBytes(req.payload, 'payload', problems, null, settings.jsonBounds);
         throwIfAny(problems);
         return { run: runToProto(await o.signal(req.txId, req.name, payload)) };
       }),
@@ -222,7 +265,7 @@ export class OrchestratorService {
         const problems: string[] = [];
         requireId(req.txId, 'tx_id', problems);
         requireId(req.step, 'step', problems);
-        const output = jsonFromBytes(req.output, 'output', problems, undefined);
+        const output = jsonFromBytes(req.output, 'output', problems, undefined, settings.jsonBounds);
         throwIfAny(problems);
         return { run: runToProto(await o.skipStep(req.txId, req.step, output)) };
       }),

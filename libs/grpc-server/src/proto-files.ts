@@ -9,7 +9,11 @@ import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 
 /** The API's files, relative to the proto root. */
-export const API_PROTO_FILES = ['multiagents/v1/orchestrator.proto', 'multiagents/v1/worker_manager.proto'];
+export const API_PROTO_FILES = [
+  'multiagents/v1/orchestrator.proto',
+  'multiagents/v1/worker_manager.proto',
+  'multiagents/v1/event_monitor.proto',
+];
 
 const MARKER = join('multiagents', 'v1', 'orchestrator.proto');
 

@@ -83,7 +83,7 @@ async function reflectedServices(address: string): Promise<string[]> {
   }
 }
 
-async function eventually(condition: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+async function eventually(condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > until) throw new Error('condition not met in time');
@@ -265,6 +265,8 @@ describe('control plane server options', () => {
   const never = (): Promise<never> => new Promise<never>(() => undefined);
   const orchestrator: OrchestratorApi = {
     registerWorkflow: never,
+    unhostedWorkers: () => Promise.resolve([]),
+    listWorkerManagers: () => Promise.resolve([]),
     getDefinition: never,
     listDefinitions: never,
     startWorkflow: never,
@@ -280,7 +282,9 @@ describe('control plane server options', () => {
 
   it('needs an orchestrator or a worker-manager', () => {
     expect(() => new ControlPlaneServer({ port: 0 })).toThrow(ValidationError);
-    expect(() => new ControlPlaneServer({ port: 0 })).toThrow(/orchestrator or workerManager is required/);
+    expect(() => new ControlPlaneServer({ port: 0 })).toThrow(
+      /orchestrator, workerManager or eventMonitor is required/,
+    );
     let problems: readonly string[] = [];
     try {
       new ControlPlaneServer({

@@ -138,7 +138,7 @@ describe('@multiagents/proto', () => {
       updatedAtMs: 1_717_171_717_999,
       signals: { approved: { payloads: [Buffer.from('true')] } },
       completedCount: 1,
-      eventCount: 9,
+      outputCount: 9,
       compensationQueue: ['charge'],
       traceHeaders: { traceparent: '00-abc-def-01' },
     });

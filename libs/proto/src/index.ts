@@ -98,8 +98,14 @@ export {
   OrchestratorServiceClient,
   /** RegisterWorkflow's request: a definition. */
   RegisterWorkflowRequest,
-  /** RegisterWorkflow's answer: created or already registered. */
+  /** RegisterWorkflow's answer: created or already registered, and warnings. */
   RegisterWorkflowResponse,
+  /** ListWorkerManagers' request. */
+  ListWorkerManagersRequest,
+  /** One live worker-manager replica. */
+  WorkerManagerSummary,
+  /** ListWorkerManagers' answer: every live replica. */
+  ListWorkerManagersResponse,
   /** GetWorkflowDefinition's request: id and optional version. */
   GetWorkflowDefinitionRequest,
   /** GetWorkflowDefinition's answer. */
@@ -175,6 +181,54 @@ export {
 } from './gen/multiagents/v1/worker_manager';
 /** Handlers a server implements for WorkerManagerService. */
 export type { WorkerManagerServiceServer } from './gen/multiagents/v1/worker_manager';
+
+// The event-monitor's API (event_monitor.proto).
+export {
+  /** gRPC service definition of EventMonitorService (pass to `server.addService`). */
+  EventMonitorServiceService,
+  /** Typed grpc-js client constructor of EventMonitorService. */
+  EventMonitorServiceClient,
+  /** GetTimeline's request. */
+  GetTimelineRequest,
+  /** GetTimeline's answer: a run's transitions in version order. */
+  GetTimelineResponse,
+  /** One committed transition of a run. */
+  TimelineEntry,
+  /** One lifecycle event inside a transition. */
+  TimelineEvent,
+  /** ListStuckRuns' request. */
+  ListStuckRunsRequest,
+  /** ListStuckRuns' answer. */
+  ListStuckRunsResponse,
+  /** A run the watchdog found stuck. */
+  StuckRun,
+  /** ListDeadLetters' request. */
+  ListDeadLettersRequest,
+  /** ListDeadLetters' answer. */
+  ListDeadLettersResponse,
+  /** A message that could not be handled. */
+  DeadLetter,
+  /** ReplayDeadLetter's request. */
+  ReplayDeadLetterRequest,
+  /** ReplayDeadLetter's answer. */
+  ReplayDeadLetterResponse,
+  /** DiscardDeadLetter's request. */
+  DiscardDeadLetterRequest,
+  /** DiscardDeadLetter's answer. */
+  DiscardDeadLetterResponse,
+  /** ListMonitoredWorkers' request. */
+  ListMonitoredWorkersRequest,
+  /** ListMonitoredWorkers' answer. */
+  ListMonitoredWorkersResponse,
+  /** A worker-manager replica, live or gone. */
+  MonitoredWorkerManager,
+  /** WatchEvents' request. */
+  WatchEventsRequest,
+  /** One streamed event. */
+  WatchEventsResponse,
+} from './gen/multiagents/v1/event_monitor';
+/** Handlers a server implements for EventMonitorService. */
+export type { EventMonitorServiceServer } from './gen/multiagents/v1/event_monitor';
 
 /** The codec shape every generated message value has (`encode`, `decode`, `fromPartial`, ...). */
 export type { MessageFns, DeepPartial } from './gen/multiagents/v1/envelope';

@@ -18,4 +18,48 @@ describe('HealthServer', () => {
       await health.close();
     }
   });
+
+  it('serves added routes (query strings ignored) and answers 500 when one fails', async () => {
+    const health = new HealthServer();
+    health.setRoute('/metrics', async (req) => ({
+      status: 200,
+      contentType: 'text/plain; version=0.0.4',
+      body: `accept=${req.headers.accept ?? ''}\n`,
+    }));
+    health.setRoute('/broken', () => Promise.reject(new Error('store down')));
+    const port = await health.listen(0, '127.0.0.1');
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics?x=1`, { headers: { accept: 'text/plain' } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4');
+      expect(await res.text()).toBe('accept=text/plain\n');
+      const broken = await fetch(`http://127.0.0.1:${port}/broken`);
+      expect([broken.status, await broken.text()]).toEqual([500, 'store down\n']);
+    } finally {
+      await health.close();
+    }
+  });
+
+  it('hands other paths to the fallback, keeps the probes, and closes with a stream still open', async () => {
+    const health = new HealthServer();
+    health.setReady(true);
+    health.setFallback((req, res) => {
+      if (req.url === '/stream') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(': open\n\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`fallback ${req.method ?? ''} ${req.url ?? ''}`);
+    });
+    const port = await health.listen(0, '127.0.0.1');
+    const res = await fetch(`http://127.0.0.1:${port}/runs/x?y=1`);
+    expect(await res.text()).toBe('fallback GET /runs/x?y=1');
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const stream = await fetch(`http://127.0.0.1:${port}/stream`);
+    expect(stream.status).toBe(200);
+    // close() ends open streams instead of waiting for them forever.
+    await health.close();
+    await stream.body?.cancel().catch(() => undefined);
+  });
 });

@@ -8,6 +8,7 @@ import type {
   EventBus,
   SubscribeOptions,
   Subscription,
+  TopicStats,
 } from '@multiagents/core';
 import { makeEnvelope } from './make-envelope';
 import { sleep } from './sleep';
@@ -29,6 +30,16 @@ export interface EventBusConformanceOptions {
    * one fails loudly instead of silently passing.
    */
   readonly skipRawPublish?: boolean;
+  /**
+   * Skip the topic-stats test (a bus without `topicStats`). Without it a missing `topicStats`
+   * fails the test loudly.
+   */
+  readonly skipTopicStats?: boolean;
+  /**
+   * The bus cannot count dead letters ever added (`deadLettersAdded` undefined, as the port allows):
+   * the test then requires it to be undefined instead of exact.
+   */
+  readonly noDeadLettersAdded?: boolean;
 }
 
 /** Bytes that are neither JSON nor a protobuf message (0xff… is an invalid tag/wire type). */
@@ -359,6 +370,42 @@ export function eventBusConformance(
       expect(await bus.replayDeadLetter(topic, 'no-such-dead-letter')).toBe(false);
     });
 
+    it('discards exactly one dead letter for good: off the list, the others kept, not replayable', async () => {
+      const topic = newTopic();
+      const sent = envelopes(3);
+      const handled: string[] = [];
+      await subscribe(topic, { group: 'g', consumer: 'c1', concurrency: 1, ...QUICK }, async (d) => {
+        handled.push(d.envelope.id);
+        throw new PoisonMessageError(`poison ${d.envelope.id}`);
+      });
+      await bus.publish(topic, sent);
+      await waitFor(async () => (await bus.listDeadLetters(topic)).length === 3, WAIT);
+      const [first, middle, last] = (await bus.listDeadLetters(topic)) as [
+        DeadLetter,
+        DeadLetter,
+        DeadLetter,
+      ];
+
+      expect(await bus.discardDeadLetter(topic, middle.id)).toBe(true);
+      expect((await bus.listDeadLetters(topic)).map((d) => d.id)).toEqual([first.id, last.id]);
+      expect(await bus.discardDeadLetter(topic, middle.id)).toBe(false);
+      expect(await bus.replayDeadLetter(topic, middle.id)).toBe(false);
+      expect(await bus.discardDeadLetter(topic, 'no-such-dead-letter')).toBe(false);
+      // A letter is discarded through its own topic only.
+      expect(await bus.discardDeadLetter(newTopic(), first.id)).toBe(false);
+      expect((await bus.listDeadLetters(topic)).map((d) => d.id)).toEqual([first.id, last.id]);
+      // The others are still whole: one replays (handled again, dead again), the last discards.
+      expect(await bus.replayDeadLetter(topic, first.id)).toBe(true);
+      await waitFor(() => handled.length === 4, WAIT);
+      await waitFor(async () => (await bus.listDeadLetters(topic)).length === 2, WAIT);
+      expect(handled[3]).toBe(first.envelope?.id);
+      expect(await bus.discardDeadLetter(topic, last.id)).toBe(true);
+      const left = await bus.listDeadLetters(topic);
+      expect(left.map((d) => d.envelope?.id)).toEqual([first.envelope?.id]);
+      expect(handled.filter((id) => id === middle.envelope?.id)).toHaveLength(1);
+      await pendingIs(topic, 'g', 0);
+    });
+
     it('lists dead letters oldest first, up to the limit', async () => {
       const topic = newTopic();
       const sent = envelopes(3);
@@ -389,6 +436,64 @@ export function eventBusConformance(
       expect(await bus.pendingCount(topic, 'no-such-group')).toBe(0);
       hold.release();
       await pendingIs(topic, 'g', 0);
+    });
+
+    it('reports topic stats: pending and lag per group, dead letters held and ever added', async () => {
+      if (options.skipTopicStats) return;
+      if (!bus.topicStats) throw new Error('bus.topicStats is required unless skipTopicStats is set');
+      const stats = async (topic: string): Promise<TopicStats> => {
+        const got = (await bus.topicStats?.(topic)) as TopicStats;
+        return { ...got, groups: [...got.groups].sort((a, b) => (a.group < b.group ? -1 : 1)) };
+      };
+      const statsAre = async (topic: string, expected: TopicStats): Promise<void> => {
+        let last: TopicStats | undefined;
+        await waitFor(
+          async () => {
+            last = await stats(topic);
+            return JSON.stringify(last) === JSON.stringify(expected);
+          },
+          { ...WAIT, description: `topicStats(${topic})` },
+        ).catch(() => undefined);
+        expect(last).toEqual(expected);
+      };
+      const topic = newTopic();
+      expect((await stats(topic)).deadLetters).toBe(0);
+      // 'idle' exists but reads nothing: everything published after is its lag.
+      await (await subscribe(topic, { group: 'idle', consumer: 'c1', ...QUICK }, async () => {})).close();
+      const hold = newGate();
+      const [poison, ...rest] = envelopes(4) as [Envelope, ...Envelope[]];
+      let poisoned = false;
+      // 'busy' dead-letters the poison once, then holds two messages: pending 2, and one not delivered.
+      await subscribe(topic, { group: 'busy', consumer: 'c1', concurrency: 2, ...QUICK }, async (d) => {
+        if (d.envelope.id === poison.id && !poisoned) {
+          poisoned = true;
+          throw new PoisonMessageError('bad');
+        }
+        await hold.promise;
+      });
+      await bus.publish(topic, [poison, ...rest]);
+      await statsAre(topic, {
+        topic,
+        groups: [
+          { group: 'busy', pending: 2, lag: 1 },
+          { group: 'idle', pending: 0, lag: 4 },
+        ],
+        deadLetters: 1,
+        ...(options.noDeadLettersAdded ? {} : { deadLettersAdded: 1 }),
+      });
+      hold.release();
+      const [dead] = await bus.listDeadLetters(topic);
+      expect(await bus.replayDeadLetter(topic, dead?.id ?? '')).toBe(true);
+      // The replayed message is one more for both groups; the dead letter is gone, but was added once.
+      await statsAre(topic, {
+        topic,
+        groups: [
+          { group: 'busy', pending: 0, lag: 0 },
+          { group: 'idle', pending: 0, lag: 5 },
+        ],
+        deadLetters: 0,
+        ...(options.noDeadLettersAdded ? {} : { deadLettersAdded: 1 }),
+      });
     });
 
     it('never runs more handlers at once than the concurrency option allows', async () => {

@@ -18,13 +18,13 @@ export function makeRun(overrides: Partial<Run> = {}): Run {
     workflowVersion: 1,
     state: RunState.Running,
     input: { orderId: `o-${runCounter}` },
-    context: {},
+    context: { orderId: `o-${runCounter}` },
     steps: {},
     createdAt,
     updatedAt: createdAt,
     signals: {},
     completedCount: 0,
-    eventCount: 0,
+    outputCount: 0,
     ...overrides,
   };
 }

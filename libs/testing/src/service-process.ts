@@ -13,6 +13,10 @@ export class ServiceProcess {
   private exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
   /** How each incarnation ended, in order (fault tests prove a kill really happened). */
   readonly exits: { code: number | null; signal: NodeJS.Signals | null }[] = [];
+  /** Incarnations that ended without the test asking (a crash of the service's own making). */
+  readonly crashes: { code: number | null; signal: NodeJS.Signals | null }[] = [];
+  /** Set when the test sends a signal that ends the process, so its exit is not a crash. */
+  private ending = false;
 
   constructor(
     readonly name: string,
@@ -27,22 +31,37 @@ export class ServiceProcess {
     return this.child?.pid;
   }
 
-  /** Starts the process and waits until its /readyz answers 200. */
-  async start(timeoutMs = 15_000): Promise<void> {
+  /**
+   * Starts the process and waits until its /readyz answers 200. `extra` adds environment
+   * variables and node options (e.g. `-r <module>` to preload a fault injector) for this
+   * incarnation only.
+   */
+  async start(
+    timeoutMs = 60_000,
+    extra: { readonly env?: Record<string, string>; readonly nodeArgs?: readonly string[] } = {},
+  ): Promise<void> {
     mkdirSync(this.logDir, { recursive: true });
     const log = createWriteStream(join(this.logDir, `${this.name}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [this.script], {
+    const child = spawn(process.execPath, [...(extra.nodeArgs ?? []), this.script], {
       // GRPC_PORT 0 unless the caller names one: replicas on one machine must not share a port.
-      env: { ...process.env, GRPC_PORT: '0', ...this.env, HTTP_PORT: String(this.httpPort) },
+      env: {
+        ...process.env,
+        GRPC_PORT: '0',
+        ...this.env,
+        ...extra.env,
+        HTTP_PORT: String(this.httpPort),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     trackChild(child);
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     this.child = child;
+    this.ending = false;
     this.exit = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
         this.exits.push({ code, signal });
+        if (!this.ending) this.crashes.push({ code, signal });
         resolve({ code, signal });
       }),
     );
@@ -62,8 +81,14 @@ export class ServiceProcess {
     }
   }
 
+  /** Says the current incarnation will end by a fault the test armed in it (not a crash). */
+  expectExit(): void {
+    this.ending = true;
+  }
+
   /** Sends a signal: SIGKILL for a crash, SIGSTOP/SIGCONT for a pause, SIGTERM for a drain. */
   signal(signal: NodeJS.Signals): void {
+    if (signal !== 'SIGSTOP' && signal !== 'SIGCONT') this.ending = true;
     this.child?.kill(signal);
   }
 
@@ -90,6 +115,7 @@ export class ServiceProcess {
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    this.ending = true;
     child.kill('SIGCONT');
     child.kill('SIGTERM');
     try {

@@ -10,8 +10,12 @@ export interface WaitForOptions {
   readonly description?: string;
 }
 
-/** Default bound of {@link waitFor}: well below Jest's 5 s test timeout, so our error wins. */
-export const DEFAULT_WAIT_FOR_TIMEOUT_MS = 4_000;
+/**
+ * Default bound of {@link waitFor}: generous, because a loaded CI machine is slow, not wrong (a
+ * green run never waits that long); below the 30 s test timeout of jest.preset.js, so this error,
+ * which names what was awaited, wins.
+ */
+export const DEFAULT_WAIT_FOR_TIMEOUT_MS = 20_000;
 /** Default polling interval of {@link waitFor}. */
 export const DEFAULT_WAIT_FOR_INTERVAL_MS = 5;
 

@@ -18,6 +18,9 @@ export type {
   RunAttemptOptions,
   WorkerRunnerOptions,
 } from './worker-runner';
+export { DEFAULT_PROGRESS_MAX_PER_SECOND, MAX_PENDING_PROGRESS_CHARS } from './progress-throttle';
+export type { ProgressUpdate, ProgressReport, ProgressSink } from './progress-throttle';
 export { parseStepCommand } from './parse-step-command';
 export type { StepCommand } from './parse-step-command';
 export { loadWorkerModules } from './load-worker-modules';
+export type { WorkerServices, WorkerModule } from './load-worker-modules';

@@ -36,4 +36,53 @@ describe('loadWorkerModules', () => {
     expect(problems).toMatch(/missing\.js: cannot load/);
     expect(problems).toMatch(/worker x is defined twice/);
   });
+
+  it('calls createWorkers(services) once with the host services, beside modules that export workers', () => {
+    const memo = { get: async () => undefined, put: async <T>(_key: string, record: T) => record };
+    const factory = moduleFile(
+      dir,
+      'factory.js',
+      `let calls = 0;
+       exports.createWorkers = (services) => {
+         calls += 1;
+         return [{ name: 'f.agent', handler: () => ({}), options: {}, memo: services.memo, calls }];
+       };`,
+    );
+    const plain = moduleFile(dir, 'plain.js', `exports.workers = [${worker('p.one')}];`);
+    const workers = loadWorkerModules([factory, plain], { memo });
+    expect(workers.map((w) => w.name)).toEqual(['f.agent', 'p.one']);
+    expect(workers[0]).toMatchObject({ memo, calls: 1 });
+  });
+
+  it('says what is wrong with a createWorkers module, every problem at once', () => {
+    const memo = { get: async () => undefined, put: async <T>(_key: string, record: T) => record };
+    const both = moduleFile(dir, 'both.js', `exports.workers = []; exports.createWorkers = () => [];`);
+    const notFunction = moduleFile(dir, 'not-function.js', `exports.createWorkers = [];`);
+    const throws = moduleFile(
+      dir,
+      'throws.js',
+      `exports.createWorkers = () => { throw new Error('no key'); };`,
+    );
+    const promise = moduleFile(dir, 'promise.js', `exports.createWorkers = async () => [];`);
+    const junk = moduleFile(dir, 'junk.js', `exports.createWorkers = () => [{ name: 1 }];`);
+    let error: unknown;
+    try {
+      loadWorkerModules([both, notFunction, throws, promise, junk], { memo });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).problems).toEqual([
+      `${both}: export either "workers" or "createWorkers", not both`,
+      `${notFunction}: "createWorkers" must be a function (services) => an array of defineWorker(...) results`,
+      `${throws}: createWorkers threw: no key`,
+      `${promise}: createWorkers must return the array itself, not a promise`,
+      `${junk}: createWorkers must return an array of defineWorker(...) results`,
+    ]);
+  });
+
+  it('refuses a createWorkers module where the host gives no services', () => {
+    const factory = moduleFile(dir, 'needs-services.js', `exports.createWorkers = () => [];`);
+    expect(() => loadWorkerModules([factory])).toThrow(/gives no services: export "workers" instead/);
+  });
 });

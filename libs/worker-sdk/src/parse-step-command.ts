@@ -72,6 +72,7 @@ export function parseStepCommand(envelope: Envelope): StepCommand {
   const payload = raw.payload;
   let timeoutMs: number | undefined;
   let heartbeatTimeoutMs: number | undefined;
+  let scheduleToStartTimeoutMs: number | undefined;
   if (!isRecord(payload)) {
     problems.push(`payload must be an object (got ${describeValue(payload)})`);
   } else {
@@ -83,6 +84,11 @@ export function parseStepCommand(envelope: Envelope): StepCommand {
     }
     timeoutMs = optionalDuration(payload.timeoutMs, 'payload.timeoutMs', problems);
     heartbeatTimeoutMs = optionalDuration(payload.heartbeatTimeoutMs, 'payload.heartbeatTimeoutMs', problems);
+    scheduleToStartTimeoutMs = optionalDuration(
+      payload.scheduleToStartTimeoutMs,
+      'payload.scheduleToStartTimeoutMs',
+      problems,
+    );
   }
 
   if (problems.length > 0 || !isRecord(payload)) {
@@ -107,6 +113,7 @@ export function parseStepCommand(envelope: Envelope): StepCommand {
       compensation: payload.compensation as boolean,
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
       ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
+      ...(scheduleToStartTimeoutMs === undefined ? {} : { scheduleToStartTimeoutMs }),
     },
   };
 }

@@ -135,3 +135,39 @@ export async function waitFor(
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** A ScheduleFn driven by a {@link ManualClock}: callbacks run when the test moves time past them. */
+export interface ManualScheduler {
+  readonly schedule: (callback: () => void, delayMs: number) => () => void;
+  /** Callbacks scheduled and not yet run or cancelled. */
+  readonly pending: () => number;
+  /** Moves the clock forward by `ms`, running each due callback at its own time, in time order. */
+  advance(ms: number): Promise<void>;
+}
+
+/** Makes a {@link ManualScheduler} over `clock`. */
+export function manualScheduler(clock: ManualClock): ManualScheduler {
+  let tasks: { at: number; callback: () => void; order: number }[] = [];
+  let order = 0;
+  return {
+    schedule: (callback, delayMs) => {
+      const task = { at: clock.now() + Math.max(0, delayMs), callback, order: order++ };
+      tasks.push(task);
+      return () => void (tasks = tasks.filter((t) => t !== task));
+    },
+    pending: () => tasks.length,
+    advance: async (ms) => {
+      const target = clock.now() + ms;
+      for (;;) {
+        const next = [...tasks].sort((a, b) => a.at - b.at || a.order - b.order)[0];
+        if (next === undefined || next.at > target) break;
+        tasks = tasks.filter((t) => t !== next);
+        clock.advance(next.at - clock.now());
+        next.callback();
+        await flushPromises();
+      }
+      clock.advance(target - clock.now());
+      await flushPromises();
+    },
+  };
+}

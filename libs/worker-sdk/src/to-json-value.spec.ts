@@ -1,4 +1,4 @@
-import { toJsonValue } from './to-json-value';
+import { DEFAULT_OUTPUT_BOUNDS, toJsonValue } from './to-json-value';
 
 describe('toJsonValue', () => {
   it('returns what a JSON round trip gives', () => {
@@ -26,5 +26,17 @@ describe('toJsonValue', () => {
       expect(result.ok).toBe(false);
       expect(result.ok ? '' : result.reason).not.toBe('');
     }
+  });
+
+  it('refuses an output nested too deep or too large to be stored and sent (issue 12)', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 4_100; i++) deep = { a: deep };
+    expect(toJsonValue(deep)).toEqual({
+      ok: false,
+      reason: 'invalid output: output is nested more than 64 levels deep',
+    });
+    const large = toJsonValue({ blob: 'x'.repeat(DEFAULT_OUTPUT_BOUNDS.maxBytes) });
+    expect(large.ok ? '' : large.reason).toMatch(/output is larger than the 524288-byte limit/);
+    expect(toJsonValue({ ok: true }, { maxBytes: 5, maxDepth: 4 }).ok).toBe(false);
   });
 });

@@ -1,3 +1,19 @@
+import {
+  checkJsonBounds,
+  DEFAULT_MAX_JSON_DEPTH,
+  MAX_ENVELOPE_BYTES,
+  type JsonBounds,
+} from '@multiagents/contracts';
+
+/**
+ * Bounds of what a worker may return: deep enough for any real document, and small enough that
+ * the result envelope always fits the bus's limit (half of it, leaving room for the rest).
+ */
+export const DEFAULT_OUTPUT_BOUNDS: Pick<JsonBounds, 'maxBytes' | 'maxDepth'> = Object.freeze({
+  maxBytes: MAX_ENVELOPE_BYTES / 2,
+  maxDepth: DEFAULT_MAX_JSON_DEPTH,
+});
+
 /** The result of {@link toJsonValue}. */
 export type JsonConversion =
   { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: string };
@@ -5,11 +21,14 @@ export type JsonConversion =
 /**
  * Turns a value into exactly the JSON data the other side of the bus will see (a Date becomes a
  * string, `undefined` fields disappear, a returned `undefined` becomes `null`), or says why it
- * cannot (a BigInt, a cycle, a function, a throwing `toJSON`). Done before publishing so every
+ * cannot (a BigInt, a cycle, a function, a throwing `toJSON`, more than `bounds` allow). Done before publishing so every
  * backend, the in-process one included, hands the orchestrator the same data, and so a bad value
  * is reported as the worker's failure instead of crashing the consumer.
  */
-export function toJsonValue(value: unknown): JsonConversion {
+export function toJsonValue(
+  value: unknown,
+  bounds: Pick<JsonBounds, 'maxBytes' | 'maxDepth'> = DEFAULT_OUTPUT_BOUNDS,
+): JsonConversion {
   if (value === undefined) return { ok: true, value: null };
   let text: string | undefined;
   try {
@@ -18,5 +37,13 @@ export function toJsonValue(value: unknown): JsonConversion {
     return { ok: false, reason: err instanceof Error ? err.message : String(err) };
   }
   if (text === undefined) return { ok: false, reason: `a ${typeof value} is not JSON data` };
-  return { ok: true, value: JSON.parse(text) as unknown };
+  const json = JSON.parse(text) as unknown;
+  // Bounded here, where it is made: an output too deep or too large for a store or the bus would
+  // otherwise be accepted now and fail to encode later, again and again.
+  try {
+    checkJsonBounds(json, { ...bounds, what: 'output' });
+  } catch (err) {
+    return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+  }
+  return { ok: true, value: json };
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '@multiagents/core';
+import type { ProgressUpdate } from './progress-throttle';
 
 /** What a worker handler knows about the attempt it runs, and how it talks back while running. */
 export interface WorkerContext {
@@ -26,6 +27,18 @@ export interface WorkerContext {
    * the broker from handing the command to another replica. Never rejects.
    */
   heartbeat(details?: unknown): Promise<void>;
+  /**
+   * Streams partial output (an agent's token deltas) as `step.progress` events. Returns at once and
+   * never throws: reports are coalesced and published at a bounded rate, best effort, and ignored
+   * once the attempt has ended. Optional so that hosts other than the WorkerManager may omit it.
+   */
+  readonly progress?: (update: ProgressUpdate) => void;
+  /**
+   * The W3C trace context (`traceparent`, maybe `tracestate`) of this attempt's span, when the run
+   * is traced: the parent to give the spans the handler makes (an agent's model and tool calls),
+   * so they join the run's trace without a context manager.
+   */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
   /** A child logger carrying `worker`, `txId`, `step` and `attempt`. */
   readonly logger: Logger;
 }

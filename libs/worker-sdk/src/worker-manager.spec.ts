@@ -1,4 +1,4 @@
-import { MemoryEventBus } from '@multiagents/bus-memory';
+import { MemoryEventBus } from '@multiagents/memory';
 import {
   ErrorCode,
   EventType,
@@ -9,6 +9,7 @@ import {
   type Envelope,
   type StepCommandPayload,
   type StepHeartbeatPayload,
+  type StepProgressPayload,
   type StepResultPayload,
   type WorkerHeartbeatPayload,
 } from '@multiagents/contracts';
@@ -43,6 +44,7 @@ function spyOnExtends(bus: EventBus): { bus: EventBus; extended: string[] } {
     pendingCount: (topic, group) => bus.pendingCount(topic, group),
     listDeadLetters: (topic, limit) => bus.listDeadLetters(topic, limit),
     replayDeadLetter: (topic, id) => bus.replayDeadLetter(topic, id),
+    discardDeadLetter: (topic, id) => bus.discardDeadLetter(topic, id),
     close: () => bus.close(),
   };
   return { bus: spy, extended };
@@ -166,6 +168,46 @@ describe('WorkerManager', () => {
     await waitFor(async () => (await bus.pendingCount(COMMANDS, Groups.workers)) === 0, 2_000, 'the ack');
   });
 
+  it("hands the observer each attempt with its delivery, and logs with the scope's fields", async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    const logger = recordingLogger();
+    const infos: unknown[] = [];
+    const ended: unknown[] = [];
+    await startManager(
+      [
+        worker((_input, ctx) => {
+          ctx.logger.info({}, 'inside');
+          return 'ok';
+        }),
+      ],
+      {
+        logger,
+        observer: {
+          attemptStarted: (command, info) => {
+            infos.push({ step: command.step, ...info });
+            return {
+              run: (work) => work(),
+              logFields: { trace_id: 't'.repeat(32), span_id: 's'.repeat(16) },
+              end: (result) => void ended.push(result),
+            };
+          },
+        },
+      },
+    );
+    await sendCommand({}, { commandId: 'c-obs' });
+
+    await waitFor(() => seen.length === 1, 2_000, 'the result');
+    expect(infos).toEqual([
+      expect.objectContaining({ step: 'reserve', deliveryCount: 1, topic: COMMANDS, group: Groups.workers }),
+    ]);
+    expect(ended).toEqual([{ kind: 'completed' }]);
+    expect(logger.lines.find((l) => l.message === 'inside')?.fields).toMatchObject({
+      trace_id: 't'.repeat(32),
+      span_id: 's'.repeat(16),
+      step: 'reserve',
+    });
+  });
+
   it('publishes ok:false for a failing handler, retryable or not', async () => {
     const seen = await observe<StepResultPayload>(Topics.results);
     await startManager([
@@ -225,6 +267,88 @@ describe('WorkerManager', () => {
     expect(heartbeat.id).toMatch(/^c-hb:heartbeat:/);
     expect(seen.indexOf(heartbeat)).toBeLessThan(seen.indexOf(results(seen)[0]!));
     expect(spy.extended).toHaveLength(1);
+  });
+
+  it('says at once that it took a command with a schedule-to-start timeout (and only then)', async () => {
+    const seen = await observe(Topics.results);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const manager = new WorkerManager({ bus, workers: [worker(async () => (await gate, 'done'))] });
+    managers.push(manager);
+    await manager.start();
+    await sendCommand({}, { commandId: 'c-s2s', scheduleToStartTimeoutMs: 5_000 });
+    await sendCommand({}, { commandId: 'c-plain' });
+    await waitFor(() => seen.some((e) => e.type === EventType.StepHeartbeat), 2_000, 'the started heartbeat');
+    release();
+    await waitFor(() => results(seen).length === 2, 2_000, 'both results');
+    const heartbeats = seen.filter(
+      (e) => e.type === EventType.StepHeartbeat,
+    ) as Envelope<StepHeartbeatPayload>[];
+    expect(heartbeats.map((h) => h.payload)).toEqual([{ commandId: 'c-s2s', details: { started: true } }]);
+  });
+
+  it('publishes ctx.progress() reports as step.progress on the events topic, coalesced and in order', async () => {
+    const events = await observe<StepProgressPayload>(Topics.events);
+    const resultsSeen = await observe(Topics.results);
+    const tokens = Array.from({ length: 50 }, (_, i) => `tok${i} `);
+    await startManager(
+      [
+        worker(async (_input, ctx) => {
+          for (const token of tokens) {
+            ctx.progress?.({ deltas: { answer: token } });
+            await sleep(2);
+          }
+          return 'done';
+        }),
+      ],
+      { progressMaxPerSecond: 20 },
+    );
+    await sendCommand({ attempt: 2 }, { commandId: 'c-progress' });
+
+    await waitFor(() => results(resultsSeen).length === 1, 4_000, 'the result');
+    const progress = () => events.filter((e) => e.type === EventType.StepProgress);
+    await waitFor(
+      () =>
+        progress().reduce((n, e) => n + (e.payload.deltas?.['answer'] ?? '').length, 0) ===
+        tokens.join('').length,
+      2_000,
+      'every token in step.progress events',
+    );
+    const published = progress();
+    expect(published[0]).toMatchObject({
+      type: EventType.StepProgress,
+      txId: 'tx-1',
+      workflowId: 'order_processing',
+      step: 'reserve',
+      attempt: 2,
+      headers: { traceparent: expect.any(String) },
+      payload: { commandId: 'c-progress', seq: 1 },
+    });
+    expect(published[0]!.id).toMatch(/^c-progress:progress:/);
+    expect(published.map((e) => e.payload.seq)).toEqual(published.map((_, i) => i + 1));
+    expect(published.map((e) => e.payload.deltas?.['answer']).join('')).toBe(tokens.join(''));
+    // 50 reports at 20/s: coalesced into fewer events (the exact rate bound is unit-tested with a
+    // manual clock in progress-throttle.spec.ts).
+    expect(published.length).toBeLessThan(tokens.length);
+    // Progress is for watchers: nothing of it goes to the orchestrators' results topic.
+    expect(resultsSeen.filter((e) => e.type === EventType.StepProgress)).toEqual([]);
+  });
+
+  it('publishes no step.progress with progressMaxPerSecond 0, and validates the option', async () => {
+    const publish = jest.spyOn(bus, 'publish');
+    const resultsSeen = await observe(Topics.results);
+    await startManager([worker((_input, ctx) => (ctx.progress?.({ deltas: { answer: 'x' } }), 'done'))], {
+      progressMaxPerSecond: 0,
+    });
+    await sendCommand({}, { commandId: 'c-quiet' });
+    await waitFor(() => results(resultsSeen).length === 1, 2_000, 'the result');
+    // With progress on, the first report is handed to the bus before the handler even returns.
+    const published = publish.mock.calls.flatMap(([, envelopes]) => envelopes.map((e) => e.type));
+    expect(published).toContain(EventType.StepResult);
+    expect(published).not.toContain(EventType.StepProgress);
+    expect(() => new WorkerManager({ bus, workers: [worker(() => 1)], progressMaxPerSecond: -2 })).toThrow(
+      'progressMaxPerSecond must be a non-negative integer (got -2)',
+    );
   });
 
   it('dead-letters a malformed command and goes on with the next one', async () => {

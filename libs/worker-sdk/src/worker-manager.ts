@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import {
   SIGNATURE_HEADER,
   ErrorCode,
@@ -10,6 +9,7 @@ import {
   type Envelope,
   type ErrorInfo,
   type StepHeartbeatPayload,
+  type StepProgressPayload,
   type StepResultPayload,
   type WorkerHeartbeatPayload,
 } from '@multiagents/contracts';
@@ -25,11 +25,15 @@ import {
   type Logger,
   type SubscribeOptions,
   type Subscription,
+  type WorkerObserver,
+  type WorkerRegistry,
 } from '@multiagents/core';
+import { AttemptControl } from './attempt-control';
 import { WORKER_NAME_PATTERN, type WorkerDefinition } from './define-worker';
 import { describeValue } from './describe-value';
 import { parseStepCommand, type StepCommand } from './parse-step-command';
 import { isPositiveInteger } from './worker-options';
+import { DEFAULT_PROGRESS_MAX_PER_SECOND, type ProgressReport } from './progress-throttle';
 import {
   DEFAULT_HEARTBEAT_THROTTLE_MS,
   WorkerRunner,
@@ -58,6 +62,21 @@ export interface WorkerManagerOptions {
   readonly drainTimeoutMs?: number;
   /** Least time between two `step.heartbeat`s published for one attempt. */
   readonly heartbeatThrottleMs?: number;
+  /** Tracing and metrics hook in here: one scope per attempt (see `WorkerObserver`). */
+  readonly observer?: WorkerObserver;
+  /**
+   * Where this replica announces itself (every `heartbeatIntervalMs`, forgotten after three
+   * missed announcements): what `workers list` and the orchestrator's warnings about unhosted
+   * workers read.
+   */
+  readonly registry?: WorkerRegistry;
+  /** Free-form facts about this replica for operators (host, version…), shown by `workers list`. */
+  readonly details?: Readonly<Record<string, string>>;
+  /**
+   * Most `step.progress` events published per attempt per second (`ctx.progress()` reports in
+   * between are coalesced); 0 switches progress events off where nothing consumes them.
+   */
+  readonly progressMaxPerSecond?: number;
 }
 
 /** Defaults of {@link WorkerManagerOptions}. */
@@ -65,6 +84,7 @@ export const DEFAULT_WORKER_MANAGER_OPTIONS = Object.freeze({
   heartbeatIntervalMs: 5_000,
   drainTimeoutMs: 30_000,
   heartbeatThrottleMs: DEFAULT_HEARTBEAT_THROTTLE_MS,
+  progressMaxPerSecond: DEFAULT_PROGRESS_MAX_PER_SECOND,
 });
 
 /** One hosted worker as operators see it (served over gRPC as ListWorkers). */
@@ -105,12 +125,6 @@ class AttemptCancelledError extends MultiAgentsError {
   }
 }
 
-/** Every attempt in flight listens on the drain signal: that many listeners is expected, not a leak. */
-function unlimitedListeners(controller: AbortController): AbortController {
-  setMaxListeners(0, controller.signal);
-  return controller;
-}
-
 type ManagerState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 
 /**
@@ -138,15 +152,24 @@ export class WorkerManager {
   private readonly drainTimeoutMs: number;
   private readonly extendEveryMs: number;
   /** Fires every attempt's signal when draining gives up. */
-  private readonly drainAbort = unlimitedListeners(new AbortController());
-  private readonly attempts = new Map<string, Set<AbortController>>();
+  private readonly drainAbort = new AbortController();
+  private readonly observer: WorkerObserver | undefined;
+  private readonly registry: WorkerRegistry | undefined;
+  private readonly details: Readonly<Record<string, string>> | undefined;
+  private readonly attempts = new Map<string, Set<AttemptControl>>();
   private readonly deliveriesInFlight = new Set<Promise<void>>();
   private subscriptions: Subscription[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Deliveries whose attempts are running: kept visible to this replica only. */
+  private readonly extending = new Set<Delivery>();
+  private extendTimer: NodeJS.Timeout | undefined;
   private state: ManagerState = 'new';
   private closing: Promise<void> | undefined;
 
   constructor(options: WorkerManagerOptions) {
+    this.observer = options.observer;
+    this.registry = options.registry;
+    this.details = options.details;
     const problems: string[] = [];
     if (typeof options.bus !== 'object' || options.bus === null) problems.push('bus is required');
     if (!Array.isArray(options.workers) || options.workers.length === 0) {
@@ -178,6 +201,7 @@ export class WorkerManager {
     positive(options.heartbeatIntervalMs, 'heartbeatIntervalMs');
     positive(options.drainTimeoutMs, 'drainTimeoutMs', true);
     positive(options.heartbeatThrottleMs, 'heartbeatThrottleMs', true);
+    positive(options.progressMaxPerSecond, 'progressMaxPerSecond', true);
     positive(options.subscribe?.visibilityTimeoutMs, 'subscribe.visibilityTimeoutMs');
     positive(options.subscribe?.maxDeliveries, 'subscribe.maxDeliveries');
     positive(options.subscribe?.retryDelayMs, 'subscribe.retryDelayMs', true);
@@ -199,10 +223,17 @@ export class WorkerManager {
     this.extendEveryMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
     const heartbeatThrottleMs =
       options.heartbeatThrottleMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.heartbeatThrottleMs;
+    const progressMaxPerSecond =
+      options.progressMaxPerSecond ?? DEFAULT_WORKER_MANAGER_OPTIONS.progressMaxPerSecond;
     this.runners = new Map(
       options.workers.map((worker) => [
         worker.name,
-        new WorkerRunner(worker, { logger: this.logger, clock: this.clock, heartbeatThrottleMs }),
+        new WorkerRunner(worker, {
+          logger: this.logger,
+          clock: this.clock,
+          heartbeatThrottleMs,
+          progressMaxPerSecond,
+        }),
       ]),
     );
   }
@@ -294,6 +325,12 @@ export class WorkerManager {
     const wasRunning = this.state === 'running' || this.state === 'starting';
     this.state = 'closing';
     if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    // No longer a replica to count on: out of the registry at once (not three heartbeats later).
+    if (wasRunning && this.registry) {
+      await this.registry
+        .withdraw(this.managerId)
+        .catch((err: unknown) => this.logger.warn({ err }, 'withdrawing this replica failed'));
+    }
     if (wasRunning)
       this.logger.info({ drainTimeoutMs, inFlight: this.totalInFlight() }, 'worker-manager draining');
     // Subscription.close() stops new deliveries and waits for the handlers in flight; our own set
@@ -313,7 +350,11 @@ export class WorkerManager {
         { inFlight: this.totalInFlight() },
         'drain timeout passed: aborting attempts in flight',
       );
-      this.drainAbort.abort(new DrainAbortedError(this.managerId));
+      const reason = new DrainAbortedError(this.managerId);
+      this.drainAbort.abort(reason);
+      for (const controllers of this.attempts.values()) {
+        for (const controller of controllers) controller.abort(reason);
+      }
     }
     for (const result of await closed) {
       if (result.status === 'rejected') {
@@ -323,6 +364,26 @@ export class WorkerManager {
     this.subscriptions = [];
     this.state = 'closed';
     if (wasRunning) this.logger.info({}, 'worker-manager closed');
+  }
+
+  /** Starts the one timer that extends every delivery in flight; it stops when none is left. */
+  private armExtender(): void {
+    if (this.extendTimer !== undefined) return;
+    this.extendTimer = setInterval(() => {
+      if (this.extending.size === 0) {
+        clearInterval(this.extendTimer);
+        this.extendTimer = undefined;
+        return;
+      }
+      for (const delivery of this.extending) {
+        delivery
+          .extend()
+          .catch((err: unknown) =>
+            this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
+          );
+      }
+    }, this.extendEveryMs);
+    this.extendTimer.unref();
   }
 
   private track(runner: WorkerRunner, delivery: Delivery): Promise<void> {
@@ -367,35 +428,57 @@ export class WorkerManager {
       throw new DrainAbortedError(this.managerId);
     }
 
-    const controller = new AbortController();
-    const onDrainAbort = (): void => controller.abort(this.drainAbort.signal.reason);
-    this.drainAbort.signal.addEventListener('abort', onDrainAbort, { once: true });
-    const controllers = this.attempts.get(commandId) ?? new Set<AbortController>();
+    const controller = new AttemptControl();
+    // A drain that gave up on attempts in flight aborted them all; one that slipped in after it
+    // is aborted at once.
+    if (this.drainAbort.signal.aborted) controller.abort(this.drainAbort.signal.reason);
+    const controllers = this.attempts.get(commandId) ?? new Set<AttemptControl>();
     controllers.add(controller);
     this.attempts.set(commandId, controllers);
     // The visibility timeout exists to notice dead consumers, not long steps: while this process
-    // lives and the attempt runs, keep the command ours (its own timeout bounds the attempt).
-    const extender = setInterval(() => {
-      delivery
-        .extend()
-        .catch((err: unknown) => this.logger.warn({ err, commandId }, 'extending a delivery failed'));
-    }, this.extendEveryMs);
-    extender.unref();
+    // lives and the attempt runs, keep the command ours (its own timeout bounds the attempt). One
+    // manager-wide timer extends every delivery in flight (see `extendDeliveries`).
+    this.extending.add(delivery);
+    this.armExtender();
 
-    let outcome: AttemptOutcome;
+    if (command.payload.scheduleToStartTimeoutMs !== undefined) {
+      // The step has a schedule-to-start deadline: say at once that a worker took the command.
+      this.publishStepHeartbeat(command, { started: true }).catch((err: unknown) =>
+        this.logger.warn({ err, commandId }, 'announcing a taken command failed'),
+      );
+    }
+    const scope = this.observer?.attemptStarted?.(command, {
+      deliveryCount: delivery.deliveryCount,
+      managerId: this.managerId,
+      topic: delivery.topic,
+      group: Groups.workers,
+      messageId: delivery.id,
+    });
+    let outcome: AttemptOutcome | undefined;
     try {
-      outcome = await runner.run(command, {
-        signal: controller.signal,
-        heartbeat: {
-          extend: () => delivery.extend(),
-          publish: (details) => this.publishStepHeartbeat(command, details),
-        },
-      });
+      const attempt = (): Promise<AttemptOutcome> =>
+        runner.run(command, {
+          control: controller,
+          heartbeat: {
+            extend: () => delivery.extend(),
+            publish: (details) => this.publishStepHeartbeat(command, details),
+          },
+          progress: { publish: (report) => this.publishStepProgress(command, report) },
+          logFields: scope?.logFields,
+          traceHeaders: scope?.traceHeaders,
+        });
+      outcome = await (scope ? scope.run(attempt) : attempt());
     } finally {
-      clearInterval(extender);
-      this.drainAbort.signal.removeEventListener('abort', onDrainAbort);
+      this.extending.delete(delivery);
       controllers.delete(controller);
       if (controllers.size === 0) this.attempts.delete(commandId);
+      scope?.end(
+        outcome === undefined || outcome.kind === 'aborted'
+          ? { kind: 'aborted' }
+          : outcome.kind === 'completed'
+            ? { kind: 'completed' }
+            : { kind: 'failed', code: outcome.error.code, retryable: outcome.error.retryable },
+      );
     }
 
     if (outcome.kind === 'aborted') {
@@ -437,6 +520,19 @@ export class WorkerManager {
     ]);
   }
 
+  /** Best effort, on the events topic: watchers read it; the orchestrator never sees it. */
+  private async publishStepProgress(command: StepCommand, report: ProgressReport): Promise<void> {
+    const payload: StepProgressPayload = { commandId: command.payload.commandId, ...report };
+    await this.bus.publish(Topics.events, [
+      this.stepEnvelope(
+        command,
+        `${command.payload.commandId}:progress:${this.idGenerator.next()}`,
+        EventType.StepProgress,
+        payload,
+      ),
+    ]);
+  }
+
   private stepEnvelope<P>(command: StepCommand, id: string, type: EventType, payload: P): Envelope<P> {
     return {
       id,
@@ -460,13 +556,33 @@ export class WorkerManager {
     return headers;
   }
 
-  /** Publishes one `worker.heartbeat`; failures are logged (the next one comes soon). */
+  /**
+   * Publishes one `worker.heartbeat` and refreshes this replica in the registry; failures are
+   * logged (the next one comes soon).
+   */
   private async announce(): Promise<void> {
     const payload: WorkerHeartbeatPayload = {
       managerId: this.managerId,
       workers: [...this.runners.keys()],
       inFlight: this.totalInFlight(),
     };
+    if (this.registry) {
+      let capacity = 0;
+      for (const runner of this.runners.values()) capacity += runner.capacity;
+      this.registry
+        .announce(
+          {
+            managerId: this.managerId,
+            workers: payload.workers,
+            capacity,
+            inFlight: payload.inFlight,
+            seenAt: this.clock.now(),
+            ...(this.details ? { details: this.details } : {}),
+          },
+          this.heartbeatIntervalMs * 3,
+        )
+        .catch((err: unknown) => this.logger.warn({ err }, 'announcing this replica failed'));
+    }
     const envelope: Envelope<WorkerHeartbeatPayload> = {
       id: `${this.managerId}:heartbeat:${this.idGenerator.next()}`,
       type: EventType.WorkerHeartbeat,

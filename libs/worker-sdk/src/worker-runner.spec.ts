@@ -3,6 +3,7 @@ import { defineWorker, type WorkerHandler } from './define-worker';
 import { deferred, isSettled, manualClock, recordingLogger, stepCommand } from './test-support';
 import type { WorkerContext } from './worker-context';
 import type { WorkerOptions } from './worker-options';
+import type { ProgressReport, ProgressSink } from './progress-throttle';
 import { WorkerRunner, type AttemptOutcome, type HeartbeatSink } from './worker-runner';
 
 function runner(handler: WorkerHandler<never, unknown>, options?: WorkerOptions, extra = {}): WorkerRunner {
@@ -17,7 +18,7 @@ function failed(outcome: AttemptOutcome): Extract<AttemptOutcome, { kind: 'faile
 }
 
 beforeEach(() => {
-  // Promise callbacks stay real; cockatiel's timers and Date.now() (its circuit clock) are faked.
+  // Promise callbacks stay real; the attempt timers and Date.now() (the circuit's clock) are faked.
   jest.useFakeTimers({ doNotFake: ['nextTick', 'queueMicrotask'] });
 });
 afterEach(() => {
@@ -416,6 +417,63 @@ describe('WorkerRunner', () => {
         'heartbeat failed',
         'heartbeat failed',
       ]);
+    });
+  });
+
+  describe('progress', () => {
+    function progressSink(): ProgressSink & { reports: ProgressReport[] } {
+      const reports: ProgressReport[] = [];
+      return { reports, publish: async (report) => void reports.push(report) };
+    }
+
+    it('hands ctx.progress() reports to the sink, and ignores those made after the attempt ended', async () => {
+      const sink = progressSink();
+      let ctx: WorkerContext | undefined;
+      const r = runner((_input, c) => {
+        ctx = c;
+        c.progress?.({ deltas: { answer: 'Paris' } });
+        return 'done';
+      });
+      expect(await r.run(stepCommand(), { progress: sink })).toEqual({ kind: 'completed', output: 'done' });
+      await jest.advanceTimersByTimeAsync(0);
+      expect(sink.reports).toEqual([{ seq: 1, deltas: { answer: 'Paris' } }]);
+
+      ctx!.progress?.({ deltas: { answer: ' again' } });
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(sink.reports).toHaveLength(1);
+    });
+
+    it('publishes what was coalesced before the attempt ended, at the bounded rate', async () => {
+      const sink = progressSink();
+      const r = runner(
+        (_input, ctx) => {
+          for (const token of ['a', 'b', 'c']) ctx.progress?.({ deltas: { answer: token } });
+          return 'done';
+        },
+        undefined,
+        { progressMaxPerSecond: 5 },
+      );
+      await r.run(stepCommand(), { progress: sink });
+      await jest.advanceTimersByTimeAsync(199);
+      expect(sink.reports).toEqual([{ seq: 1, deltas: { answer: 'a' } }]);
+      await jest.advanceTimersByTimeAsync(1);
+      expect(sink.reports).toEqual([
+        { seq: 1, deltas: { answer: 'a' } },
+        { seq: 2, deltas: { answer: 'bc' } },
+      ]);
+    });
+
+    it('is off with progressMaxPerSecond 0, and refuses a negative rate', async () => {
+      const sink = progressSink();
+      const r = runner((_input, ctx) => (ctx.progress?.({ deltas: { answer: 'x' } }), 'done'), undefined, {
+        progressMaxPerSecond: 0,
+      });
+      await r.run(stepCommand(), { progress: sink });
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(sink.reports).toEqual([]);
+      expect(() => runner(() => 1, undefined, { progressMaxPerSecond: -1 })).toThrow(
+        'progressMaxPerSecond must be a finite number ≥ 0',
+      );
     });
   });
 });

@@ -1,21 +1,15 @@
-import { ErrorCode, toErrorInfo, type ErrorInfo } from '@multiagents/contracts';
+import { ErrorCode, ValidationError, toErrorInfo, type ErrorInfo } from '@multiagents/contracts';
 import { silentLogger, systemClock, type Clock, type Logger } from '@multiagents/core';
-import {
-  CircuitState,
-  ConsecutiveBreaker,
-  TimeoutStrategy,
-  bulkhead,
-  circuitBreaker,
-  handleAll,
-  isBrokenCircuitError,
-  isIsolatedCircuitError,
-  isTaskCancelledError,
-  timeout,
-  type BulkheadPolicy,
-  type CircuitBreakerPolicy,
-} from 'cockatiel';
+import { AttemptControl } from './attempt-control';
+import { CircuitBreaker, type CircuitStateName } from './circuit-breaker';
 import type { WorkerDefinition, WorkerHandler } from './define-worker';
 import type { StepCommand } from './parse-step-command';
+import {
+  DEFAULT_PROGRESS_MAX_PER_SECOND,
+  ProgressThrottle,
+  type ProgressSink,
+  type ProgressUpdate,
+} from './progress-throttle';
 import { toJsonValue } from './to-json-value';
 import type { WorkerContext } from './worker-context';
 
@@ -38,8 +32,19 @@ export interface HeartbeatSink {
 export interface RunAttemptOptions {
   /** Aborting it aborts the attempt: `ctx.signal` fires and the outcome is `aborted`. */
   readonly signal?: AbortSignal;
+  /** The attempt's own control (what the WorkerManager uses): aborting it aborts the attempt. */
+  readonly control?: AttemptControl;
   readonly heartbeat?: HeartbeatSink;
+  /** Where `ctx.progress()` reports go, coalesced and rate-bounded; without it they are dropped. */
+  readonly progress?: ProgressSink;
+  /** Fields added to the attempt's log lines (the observer's `trace_id` and `span_id`). */
+  readonly logFields?: Readonly<Record<string, string>> | undefined;
+  /** The attempt span's W3C trace context (the observer's), handed to the handler as `ctx.traceHeaders`. */
+  readonly traceHeaders?: Readonly<Record<string, string>> | undefined;
 }
+
+/** What an observer says of one attempt: its log fields and its span's trace context. */
+type AttemptTrace = Pick<RunAttemptOptions, 'logFields' | 'traceHeaders'>;
 
 /** Construction options of a {@link WorkerRunner}. */
 export interface WorkerRunnerOptions {
@@ -49,45 +54,41 @@ export interface WorkerRunnerOptions {
   readonly clock?: Clock;
   /** Least time between two published `step.heartbeat`s of one attempt (extensions are never throttled). */
   readonly heartbeatThrottleMs?: number;
+  /**
+   * Most `step.progress` publications per attempt per second (default
+   * {@link DEFAULT_PROGRESS_MAX_PER_SECOND}); 0 turns progress off.
+   */
+  readonly progressMaxPerSecond?: number;
 }
 
-/** A circuit breaker's state as shown to operators (ListWorkers). */
-export type CircuitStateName = 'closed' | 'open' | 'half-open' | 'isolated' | 'disabled';
+export type { CircuitStateName };
 
 /** Default of {@link WorkerRunnerOptions.heartbeatThrottleMs}. */
 export const DEFAULT_HEARTBEAT_THROTTLE_MS = 1_000;
 
-/**
- * Thrown inside the circuit breaker for a failure that should count against the worker's health
- * (a retryable error, a timeout). Non-retryable errors are returned instead of thrown: a declined
- * card says the payment service works, and must not open the circuit for every other run.
- */
-class CountedFailure extends Error {
-  constructor(readonly info: ErrorInfo) {
-    super(info.message);
-  }
-}
-
-/** How the handler's promise and the attempt's signal raced. */
+/** How the handler's promise and the attempt's abort raced. */
 type Settled =
   | { readonly kind: 'returned'; readonly value: unknown }
   | { readonly kind: 'threw'; readonly error: unknown }
-  | { readonly kind: 'signal' };
+  | { readonly kind: 'aborted'; readonly reason: unknown; readonly timedOut: boolean };
 
-const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+/** The reason `ctx.signal` carries when the attempt's timeout passed. */
+class AttemptTimeoutError extends Error {
+  override readonly name = 'AttemptTimeoutError';
+}
 
-const CIRCUIT_STATE_NAMES: Record<CircuitState, CircuitStateName> = {
-  [CircuitState.Closed]: 'closed',
-  [CircuitState.Open]: 'open',
-  [CircuitState.HalfOpen]: 'half-open',
-  [CircuitState.Isolated]: 'isolated',
-};
+/** A failure that counts against the worker's health (a retryable error, a timeout). */
+interface Counted {
+  readonly outcome: AttemptOutcome;
+  readonly counted: boolean;
+}
 
 /**
- * Runs attempts of one worker with its resilience policies (cockatiel): a bulkhead of
- * `concurrency` slots, a consecutive-failures circuit breaker, and a cooperative timeout per
+ * Runs attempts of one worker with its resilience rules: at most `concurrency` attempts at once
+ * (more wait for a slot), a consecutive-failures circuit breaker, and a cooperative timeout per
  * attempt whose AbortSignal is `ctx.signal`. One runner per worker per WorkerManager; usable
- * without a bus, e.g. to test a worker.
+ * without a bus, e.g. to test a worker. Written for the hot path: no event listener, promise
+ * chain or policy object per attempt beyond the handler's own.
  *
  * @example
  * const runner = new WorkerRunner(defineWorker('inventory.reserve', reserve, { timeoutMs: 5_000 }));
@@ -99,12 +100,15 @@ export class WorkerRunner {
   readonly capacity: number;
   private readonly handler: WorkerHandler<unknown, unknown>;
   private readonly timeoutMs: number | undefined;
-  private readonly bulkhead: BulkheadPolicy;
-  private readonly breaker: CircuitBreakerPolicy | undefined;
+  private readonly breaker: CircuitBreaker | undefined;
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly heartbeatThrottleMs: number;
+  private readonly progressMaxPerSecond: number;
   private active = 0;
+  private running = 0;
+  /** Attempts waiting for a slot, first come first served. */
+  private readonly waiting: (() => void)[] = [];
 
   constructor(definition: WorkerDefinition<never, unknown>, options: WorkerRunnerOptions = {}) {
     this.name = definition.name;
@@ -112,24 +116,24 @@ export class WorkerRunner {
     // The input comes off the wire as JSON data; the handler's input type is its author's claim.
     this.handler = definition.handler as WorkerHandler<unknown, unknown>;
     this.timeoutMs = definition.options.timeoutMs;
-    // The bus already limits deliveries to `concurrency`; the bulkhead enforces the same limit when
-    // the runner is used directly. Its queue is unbounded because the bus bounds what arrives.
-    this.bulkhead = bulkhead(definition.options.concurrency, Number.POSITIVE_INFINITY);
+    this.logger = (options.logger ?? silentLogger).child({ worker: definition.name });
+    this.clock = options.clock ?? systemClock;
+    this.heartbeatThrottleMs = options.heartbeatThrottleMs ?? DEFAULT_HEARTBEAT_THROTTLE_MS;
+    this.progressMaxPerSecond = options.progressMaxPerSecond ?? DEFAULT_PROGRESS_MAX_PER_SECOND;
+    if (!(Number.isFinite(this.progressMaxPerSecond) && this.progressMaxPerSecond >= 0)) {
+      throw new ValidationError(`invalid WorkerRunner options for ${definition.name}`, [
+        `progressMaxPerSecond must be a finite number ≥ 0 (got ${String(this.progressMaxPerSecond)})`,
+      ]);
+    }
     const breaker = definition.options.circuitBreaker;
     this.breaker =
       breaker === false
         ? undefined
-        : circuitBreaker(handleAll, {
-            halfOpenAfter: breaker.halfOpenAfterMs,
-            breaker: new ConsecutiveBreaker(breaker.consecutiveFailures),
+        : new CircuitBreaker(breaker, this.clock, (state) => {
+            if (state === 'open')
+              this.logger.warn({}, 'circuit opened: attempts fail fast until it half-opens');
+            else this.logger.info({}, 'circuit closed');
           });
-    this.logger = (options.logger ?? silentLogger).child({ worker: definition.name });
-    this.clock = options.clock ?? systemClock;
-    this.heartbeatThrottleMs = options.heartbeatThrottleMs ?? DEFAULT_HEARTBEAT_THROTTLE_MS;
-    this.breaker?.onBreak(() =>
-      this.logger.warn({}, 'circuit opened: attempts fail fast until it half-opens'),
-    );
-    this.breaker?.onReset(() => this.logger.info({}, 'circuit closed'));
   }
 
   /** Attempts started and not finished (running or waiting for a slot). */
@@ -139,7 +143,7 @@ export class WorkerRunner {
 
   /** The circuit breaker's state, or `disabled`. */
   get circuitState(): CircuitStateName {
-    return this.breaker === undefined ? 'disabled' : CIRCUIT_STATE_NAMES[this.breaker.state];
+    return this.breaker === undefined ? 'disabled' : this.breaker.state;
   }
 
   /**
@@ -147,127 +151,218 @@ export class WorkerRunner {
    * non-Error, a hung handler, an open circuit, an output that is not JSON) is an outcome.
    */
   async run(command: StepCommand, options: RunAttemptOptions = {}): Promise<AttemptOutcome> {
-    const signal = options.signal ?? NEVER_ABORTED;
-    const logger = this.logger.child({ txId: command.txId, step: command.step, attempt: command.attempt });
-    const attempt = (): Promise<AttemptOutcome> =>
-      this.bulkhead.execute(() => this.runWithTimeout(command, signal, logger, options.heartbeat), signal);
+    const control = options.control ?? new AttemptControl();
+    const outer = options.signal;
+    let detach: (() => void) | undefined;
+    if (outer !== undefined) {
+      // The caller's own signal (direct use): the one listener of the slow path.
+      if (outer.aborted) control.abort(outer.reason);
+      else {
+        const forward = (): void => control.abort(outer.reason);
+        outer.addEventListener('abort', forward, { once: true });
+        detach = () => outer.removeEventListener('abort', forward);
+      }
+    }
     this.active++;
     try {
-      return await (this.breaker === undefined ? attempt() : this.breaker.execute(attempt, signal));
+      return await this.attempt(command, control, options.heartbeat, options.progress, options);
     } catch (err) {
-      if (err instanceof CountedFailure) return { kind: 'failed', error: err.info };
-      if (isBrokenCircuitError(err) || isIsolatedCircuitError(err)) {
-        logger.debug({}, 'circuit open: attempt not run');
-        return {
-          kind: 'failed',
-          error: {
-            code: ErrorCode.CircuitOpen,
-            message: `worker ${this.name} is failing: its circuit breaker is open`,
-            retryable: true,
-            details: { worker: this.name },
-          },
-        };
-      }
-      // Aborted while waiting for a bulkhead slot or for a half-open trial: the handler never ran.
-      if (isTaskCancelledError(err) && signal.aborted)
-        return { kind: 'aborted', reason: signal.reason as unknown };
-      logger.error({ err }, 'unexpected failure around a worker attempt');
+      this.logger.error({ err }, 'unexpected failure around a worker attempt');
       return { kind: 'failed', error: { ...toErrorInfo(err), code: ErrorCode.Internal, retryable: true } };
     } finally {
       this.active--;
+      detach?.();
     }
   }
 
-  /** Runs the handler under the attempt's timeout, and sorts what happened into outcomes. */
-  private async runWithTimeout(
+  private async attempt(
     command: StepCommand,
-    outer: AbortSignal,
-    logger: Logger,
+    control: AttemptControl,
     sink: HeartbeatSink | undefined,
+    progress: ProgressSink | undefined,
+    trace: AttemptTrace,
   ): Promise<AttemptOutcome> {
-    const timeoutMs = smallest(this.timeoutMs, command.payload.timeoutMs);
-    const invoke = (signal: AbortSignal): Promise<Settled> => this.invoke(command, signal, logger, sink);
-    const settled =
-      timeoutMs === undefined
-        ? await invoke(outer)
-        : await timeout(timeoutMs, {
-            // Cooperative: the policy only fires the signal; `invoke` stops waiting when it does, so
-            // a handler that ignores its signal cannot hold the attempt (or the slot) past the timeout.
-            strategy: TimeoutStrategy.Cooperative,
-            // The signal means "stop": firing it after a normal return would cancel work the
-            // handler deliberately left running.
-            abortOnReturn: false,
-          }).execute(({ signal }) => invoke(signal), outer);
-
-    switch (settled.kind) {
-      case 'signal':
-        if (outer.aborted) {
-          logger.info({}, 'attempt aborted before its handler finished');
-          return { kind: 'aborted', reason: outer.reason as unknown };
-        }
-        logger.warn({ timeoutMs }, 'attempt timed out');
-        throw new CountedFailure({
-          code: ErrorCode.Timeout,
-          message: `worker ${this.name} did not finish within ${timeoutMs} ms`,
+    if (control.aborted) return { kind: 'aborted', reason: control.reason };
+    const ticket = this.breaker?.enter() ?? 'run';
+    if (ticket === 'reject') {
+      this.logger.debug({ txId: command.txId, step: command.step }, 'circuit open: attempt not run');
+      return {
+        kind: 'failed',
+        error: {
+          code: ErrorCode.CircuitOpen,
+          message: `worker ${this.name} is failing: its circuit breaker is open`,
           retryable: true,
-          details: { timeoutMs },
-        });
+          details: { worker: this.name },
+        },
+      };
+    }
+    let judged: Counted | undefined;
+    try {
+      if (!(await this.acquire(control))) {
+        return { kind: 'aborted', reason: control.reason };
+      }
+      try {
+        judged = await this.runHandler(command, control, sink, progress, trace);
+      } finally {
+        this.release();
+      }
+      return judged.outcome;
+    } finally {
+      if (this.breaker) {
+        if (judged === undefined || judged.outcome.kind === 'aborted') this.breaker.released(ticket);
+        else if (judged.counted) this.breaker.failed(ticket);
+        else this.breaker.succeeded(ticket);
+      }
+    }
+  }
+
+  /** Waits for a slot; false when the attempt was aborted while waiting (it never ran). */
+  private acquire(control: AttemptControl): Promise<boolean> | boolean {
+    if (this.running < this.capacity) {
+      this.running++;
+      return true;
+    }
+    return new Promise<boolean>((resolve) => {
+      const take = (): void => {
+        control.onAbort(undefined);
+        this.running++;
+        resolve(true);
+      };
+      this.waiting.push(take);
+      control.onAbort(() => {
+        const index = this.waiting.indexOf(take);
+        if (index >= 0) this.waiting.splice(index, 1);
+        control.onAbort(undefined);
+        resolve(false);
+      });
+    });
+  }
+
+  private release(): void {
+    this.running--;
+    const next = this.waiting.shift();
+    if (next) next();
+  }
+
+  /** Runs the handler under the attempt's timeout, and sorts what happened into outcomes. */
+  private async runHandler(
+    command: StepCommand,
+    control: AttemptControl,
+    sink: HeartbeatSink | undefined,
+    progress: ProgressSink | undefined,
+    trace: AttemptTrace,
+  ): Promise<Counted> {
+    const timeoutMs = smallest(this.timeoutMs, command.payload.timeoutMs);
+    const logger = this.attemptLogger(command, trace.logFields);
+    const settled = await this.invoke(
+      command,
+      control,
+      timeoutMs,
+      logger,
+      sink,
+      progress,
+      trace.traceHeaders,
+    );
+    switch (settled.kind) {
+      case 'aborted':
+        if (!settled.timedOut) {
+          logger().info({}, 'attempt aborted before its handler finished');
+          return { outcome: { kind: 'aborted', reason: settled.reason }, counted: false };
+        }
+        logger().warn({ timeoutMs }, 'attempt timed out');
+        return {
+          outcome: {
+            kind: 'failed',
+            error: {
+              code: ErrorCode.Timeout,
+              message: `worker ${this.name} did not finish within ${timeoutMs} ms`,
+              retryable: true,
+              details: { timeoutMs },
+            },
+          },
+          counted: true,
+        };
       case 'threw': {
         const error = toErrorInfo(settled.error);
-        logger.info({ code: error.code, retryable: error.retryable }, `attempt failed: ${error.message}`);
-        if (error.retryable) throw new CountedFailure(error);
-        return { kind: 'failed', error };
+        logger().info({ code: error.code, retryable: error.retryable }, `attempt failed: ${error.message}`);
+        return { outcome: { kind: 'failed', error }, counted: error.retryable };
       }
       case 'returned': {
         const json = toJsonValue(settled.value);
         if (!json.ok) {
-          logger.warn({ reason: json.reason }, 'attempt returned an output that is not JSON-serialisable');
+          logger().warn({ reason: json.reason }, 'attempt returned an output that is not JSON-serialisable');
           // Running it again returns the same kind of value: this is a bug in the worker.
           return {
-            kind: 'failed',
-            error: {
-              code: ErrorCode.WorkerError,
-              message: `worker ${this.name} returned an output that is not JSON-serialisable: ${json.reason}`,
-              retryable: false,
-              details: { reason: 'output_not_serialisable' },
+            outcome: {
+              kind: 'failed',
+              error: {
+                code: ErrorCode.WorkerError,
+                message: `worker ${this.name} returned an output that is not JSON-serialisable: ${json.reason}`,
+                retryable: false,
+                details: { reason: 'output_not_serialisable' },
+              },
             },
+            counted: false,
           };
         }
-        logger.debug({}, 'attempt completed');
-        return { kind: 'completed', output: json.value };
+        return { outcome: { kind: 'completed', output: json.value }, counted: false };
       }
     }
   }
 
-  /** Calls the handler and settles on whichever comes first: its result, or the signal firing. */
+  /** The attempt's logger, made on first use: most attempts log nothing. */
+  private attemptLogger(
+    command: StepCommand,
+    logFields: Readonly<Record<string, string>> | undefined,
+  ): () => Logger {
+    let child: Logger | undefined;
+    return () =>
+      (child ??= this.logger.child({
+        txId: command.txId,
+        step: command.step,
+        attempt: command.attempt,
+        ...logFields,
+      }));
+  }
+
+  /** Calls the handler and settles on whichever comes first: its result, or the attempt's abort. */
   private invoke(
     command: StepCommand,
-    signal: AbortSignal,
-    logger: Logger,
+    control: AttemptControl,
+    timeoutMs: number | undefined,
+    logger: () => Logger,
     sink: HeartbeatSink | undefined,
+    progress: ProgressSink | undefined,
+    traceHeaders: Readonly<Record<string, string>> | undefined,
   ): Promise<Settled> {
     return new Promise<Settled>((resolve) => {
-      if (signal.aborted) {
-        resolve({ kind: 'signal' });
-        return;
-      }
       let finished = false;
+      let timedOut = false;
+      let timer: NodeJS.Timeout | undefined;
       const finish = (settled: Settled): void => {
         if (finished) return;
         finished = true;
-        signal.removeEventListener('abort', onAbort);
+        if (timer !== undefined) clearTimeout(timer);
+        control.onAbort(undefined);
         resolve(settled);
       };
-      // Registered before the handler runs, so it fires before any listener of the handler's and the
-      // attempt is classified by why the signal fired, not by whatever error the handler throws then.
-      const onAbort = (): void => {
-        finish({ kind: 'signal' });
-        logger.debug({}, 'signal fired; a handler that ignores it keeps running in the background');
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      const ctx = this.context(command, signal, logger, sink, () => finished);
+      // Heard before the handler's own listeners fire: the attempt is classified by why it was
+      // aborted, not by whatever error the handler throws then.
+      control.onAbort((reason) => {
+        finish({ kind: 'aborted', reason, timedOut });
+        logger().debug({}, 'signal fired; a handler that ignores it keeps running in the background');
+      });
+      if (timeoutMs !== undefined) {
+        // Cooperative: the timeout only fires the signal; a handler that ignores it cannot hold
+        // the attempt (or its slot) past the timeout, and keeps running in the background.
+        timer = setTimeout(() => {
+          timedOut = true;
+          control.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      const ctx = this.context(command, control, logger, sink, progress, () => finished, traceHeaders);
       try {
-        Promise.resolve(this.handler(command.payload.input, ctx)).then(
+        Promise.resolve(this.handler(ownCopy(command.payload.input), ctx)).then(
           (value) => finish({ kind: 'returned', value }),
           (error: unknown) => finish({ kind: 'threw', error }),
         );
@@ -279,11 +374,28 @@ export class WorkerRunner {
 
   private context(
     command: StepCommand,
-    signal: AbortSignal,
-    logger: Logger,
+    control: AttemptControl,
+    logger: () => Logger,
     sink: HeartbeatSink | undefined,
+    progressSink: ProgressSink | undefined,
     isFinished: () => boolean,
+    traceHeaders: Readonly<Record<string, string>> | undefined,
   ): WorkerContext {
+    // One throttle per attempt, made on the first report (most attempts report none): the rate
+    // bound is per attempt, and a retry starts a fresh sequence.
+    let throttle: ProgressThrottle | undefined;
+    // What was reported before the attempt ended is still published (at the bounded rate);
+    // reports after it would describe a delivery that is no longer ours.
+    const progress = (update: ProgressUpdate): void => {
+      if (progressSink === undefined || this.progressMaxPerSecond === 0 || isFinished()) return;
+      throttle ??= new ProgressThrottle({
+        sink: progressSink,
+        maxPerSecond: this.progressMaxPerSecond,
+        clock: this.clock,
+        logger: logger(),
+      });
+      throttle.offer(update);
+    };
     let lastPublishedAt: number | undefined;
     const heartbeat = async (details?: unknown): Promise<void> => {
       // After the attempt ended its heartbeats would describe a delivery that is no longer ours.
@@ -298,7 +410,7 @@ export class WorkerRunner {
           const json = toJsonValue(details);
           if (json.ok) data = json.value;
           else
-            logger.warn(
+            logger().warn(
               { reason: json.reason },
               'heartbeat details are not JSON-serialisable; sent without them',
             );
@@ -307,7 +419,8 @@ export class WorkerRunner {
       }
       // A lost heartbeat is not the step's failure: the orchestrator's heartbeat timeout judges liveness.
       for (const result of await Promise.allSettled(tasks)) {
-        if (result.status === 'rejected') logger.warn({ err: result.reason as unknown }, 'heartbeat failed');
+        if (result.status === 'rejected')
+          logger().warn({ err: result.reason as unknown }, 'heartbeat failed');
       }
     };
     return {
@@ -317,11 +430,28 @@ export class WorkerRunner {
       attempt: command.attempt,
       idempotencyKey: command.payload.idempotencyKey,
       compensation: command.payload.compensation,
-      signal,
+      get signal() {
+        return control.signal;
+      },
       heartbeat,
-      logger,
+      progress,
+      ...(traceHeaders === undefined ? {} : { traceHeaders }),
+      get logger() {
+        return logger();
+      },
     };
   }
+}
+
+/**
+ * The input as the handler may use it. An in-process bus hands out deep-frozen messages (so no
+ * consumer changes what another sees): the handler gets its own copy, mutable as it would be
+ * after crossing a broker.
+ */
+function ownCopy(input: unknown): unknown {
+  return typeof input === 'object' && input !== null && Object.isFrozen(input)
+    ? structuredClone(input)
+    : input;
 }
 
 function smallest(a: number | undefined, b: number | undefined): number | undefined {

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { EventType, Topics } from '@multiagents/contracts';
-import type { EventBus, DefinitionStore, StateStore, TimerStore } from '@multiagents/core';
+import { EventType, isTerminalRunState, Topics, type Envelope, type RunState } from '@multiagents/contracts';
+import type { Backend } from '@multiagents/backends';
 import { Orchestrator, parseDefinition } from '@multiagents/core';
 import {
   freePort,
@@ -14,29 +14,48 @@ import {
 import Redis from 'ioredis';
 import { checkInvariants, waitForTerminalRuns, type InvariantReport, type StartedOrder } from './invariants';
 import { LedgerKeys } from './ledger-workers-keys';
+import { collectorCounts, type CollectorCounts } from './metrics-check';
+import { monitorCounts, type MonitorCounts } from './monitor-check';
 
 /** Repository root, from this file's folder (src or dist). */
 export const REPO_ROOT = join(__dirname, '..', '..', '..');
 
-/** The faults of issue 3 item 6 (and issue 5 item 3). */
-export type Fault = 'kill-worker-manager' | 'kill-orchestrator' | 'kill-broker' | 'pause-worker-manager';
+/**
+ * The faults of issue 3 item 6 and issue 5 item 3, plus the new transition's own crash point
+ * (issue 8 item 7): the orchestrator killed -9 right after a commit, before its next read.
+ */
+export type Fault =
+  | 'kill-worker-manager'
+  | 'kill-orchestrator'
+  | 'kill-broker'
+  | 'pause-worker-manager'
+  | 'crash-after-commit'
+  | 'kill-collector'
+  | 'kill-monitor'
+  | 'kill-cluster-node';
+
+/**
+ * How the broker keeps what it acknowledged: `durable` (nothing acknowledged is lost to a kill
+ * -9) or `production` (its usual settings, which may lose the last writes: runs the broker
+ * forgot are reported, and no run may be left waiting).
+ */
+export type BrokerSettings = 'durable' | 'production';
 
 /** A backend under test: how to start its server and open its adapters from the test process. */
 export interface BackendUnderTest {
   readonly name: 'redis' | 'nats';
+  readonly settings: BrokerSettings;
   startServer(): Promise<ServerProcess>;
   /** Environment that points a service at the server. */
   env(server: ServerProcess): Record<string, string>;
-  open(
-    server: ServerProcess,
-    prefix: string,
-  ): Promise<{
-    bus: EventBus;
-    store: StateStore;
-    timers: TimerStore;
-    definitions: DefinitionStore;
-    close(): Promise<void>;
-  }>;
+  open(server: ServerProcess, prefix: string): Promise<Backend>;
+  /**
+   * A cluster's fault (`kill-cluster-node`): kills one node with SIGKILL and resolves once the
+   * cluster has shown it took over (a replica promoted, a new stream leader), with that evidence.
+   */
+  killNode?(prefix: string): Promise<{ readonly evidence: string; readonly failoverMs: number }>;
+  /** A label for logs and reports (default: the backend's name). */
+  readonly label?: string;
 }
 
 /** What a scenario measured. */
@@ -46,6 +65,13 @@ export interface ScenarioResult extends InvariantReport {
   readonly n: number;
   /** From the fault to the first run that finished after the fault was over (-1: none). */
   readonly recoveryMs: number;
+  /** From the fault until the cluster showed it took over (kill-cluster-node; -1 otherwise). */
+  readonly failoverMs: number;
+  /**
+   * Runs whose terminal lifecycle event the checker's own consumer group saw (the same events
+   * the metrics-collector counts): tells a lost event from a collector that lost count.
+   */
+  readonly terminalEventsSeen: number;
   /** From the fault until every run was terminal. */
   readonly drainMs: number;
   readonly ignoredResults: number;
@@ -58,7 +84,15 @@ export interface ScenarioResult extends InvariantReport {
   readonly heldAtFault: number;
   /** Of those, how many another replica executed again afterwards. */
   readonly heldRedoneElsewhere: number;
+  /** Commands the orchestrator sent again because their results did not come in time. */
+  readonly redispatched: number;
   readonly faultEvidence: string;
+  /** What the metrics-collector counted (SPEC §9.5), and whether its counters must be exact too. */
+  readonly metrics: CollectorCounts & { readonly countersExact: boolean };
+  /** What the event-monitor's timelines say (SPEC §9.5). */
+  readonly monitor: MonitorCounts;
+  /** Service processes that ended without the fault ending them (each one a defect). */
+  readonly crashes: readonly string[];
 }
 
 /** Builds every package once (an Nx cache hit when nothing changed), so the services run from dist. */
@@ -69,6 +103,8 @@ export function buildServices(): void {
       'scripts/build-quiet.sh',
       '@multiagents/orchestrator',
       '@multiagents/worker-manager',
+      '@multiagents/metrics-collector',
+      '@multiagents/event-monitor',
       '@multiagents/fault-tests',
     ],
     { cwd: REPO_ROOT, stdio: 'inherit', timeout: 300_000 },
@@ -79,15 +115,14 @@ const VISIBILITY_TIMEOUT_MS = 2_000;
 /** Commands a worker-manager victim holds until its fault (see ledger-workers.ts). */
 const VICTIM_HOLDS = 2;
 /** Bound of every wait on a condition below. */
-const CONDITION_TIMEOUT_MS = 60_000;
+const CONDITION_TIMEOUT_MS = 120_000;
 
-const TERMINAL_EVENTS = new Set<string>([
-  EventType.WorkflowCompleted,
-  EventType.WorkflowCompensated,
-  EventType.WorkflowFailed,
-  EventType.WorkflowCancelled,
-  EventType.WorkflowStuck,
-]);
+/** True for a `workflow.transitioned` event that left its run in a terminal state. */
+function endsRun(envelope: Envelope): boolean {
+  if (envelope.type !== EventType.WorkflowTransitioned) return false;
+  const state = (envelope.payload as { state?: unknown }).state;
+  return typeof state === 'string' && isTerminalRunState(state as RunState);
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -115,7 +150,12 @@ export async function runFaultScenario(
   const ledgerServer = await startRedisServer();
   const ledger = new Redis(ledgerServer.url);
   const prefix = `fault-${fault}`;
-  const logDir = join(REPO_ROOT, 'tmp', 'fault-logs', `${backend.name}-${fault}`);
+  const logDir = join(
+    REPO_ROOT,
+    'tmp',
+    'fault-logs',
+    `${backend.label ?? backend.name}-${backend.settings}-${fault}`,
+  );
   const services: ServiceProcess[] = [];
   const adapters = await backend.open(server, prefix);
   try {
@@ -154,10 +194,49 @@ export async function runFaultScenario(
       managers.push(manager);
       services.push(manager);
     }
-    await Promise.all(services.map((s) => s.start()));
+    // The metrics-collector (SPEC §9.5): its counts are checked against the checker's after the fault.
+    const collector = new ServiceProcess(
+      'metrics-collector',
+      join(REPO_ROOT, 'apps/metrics-collector/dist/main.js'),
+      { ...common, MULTIAGENTS_VISIBILITY_TIMEOUT_MS: String(VISIBILITY_TIMEOUT_MS) },
+      logDir,
+      await freePort(),
+    );
+    services.push(collector);
+    // The event-monitor (SPEC §9.5): its timelines' final states are checked against the checker's.
+    const monitorPort = await freePort();
+    const monitor = new ServiceProcess(
+      'event-monitor',
+      join(REPO_ROOT, 'apps/event-monitor/dist/main.js'),
+      {
+        ...common,
+        GRPC_PORT: String(monitorPort),
+        MULTIAGENTS_VISIBILITY_TIMEOUT_MS: String(VISIBILITY_TIMEOUT_MS),
+      },
+      logDir,
+      await freePort(),
+    );
+    services.push(monitor);
+    // The crash point is armed in the orchestrator's first incarnation only (a preloaded injector).
+    const crashAfter = Math.max(50, Math.round(n / 8));
+    await Promise.all([
+      orchestrator.start(
+        CONDITION_TIMEOUT_MS,
+        fault === 'crash-after-commit'
+          ? {
+              env: { FAULT_CRASH_AFTER_COMMITS: String(crashAfter) },
+              nodeArgs: ['-r', join(REPO_ROOT, 'tests/fault/dist/crash-after-commit.js')],
+            }
+          : {},
+      ),
+      ...managers.map((m) => m.start()),
+      collector.start(),
+      monitor.start(),
+    ]);
+    if (fault === 'crash-after-commit') orchestrator.expectExit();
 
     // Starting is the API's job: an Orchestrator that is never started only writes runs and commands.
-    const starter = new Orchestrator({ ...adapters, timerPollIntervalMs: 0, outboxSweepIntervalMs: 0 });
+    const starter = new Orchestrator({ ...adapters, timerPollIntervalMs: 0 });
     await starter.registerWorkflow(
       parseDefinition(readFileSync(join(REPO_ROOT, 'examples/order-processing/src/workflow.yaml'), 'utf8')),
     );
@@ -170,7 +249,7 @@ export async function runFaultScenario(
       Topics.events,
       { group: 'fault-checker', consumer: 'checker', startFrom: 'earliest', concurrency: 64 },
       async (delivery) => {
-        if (TERMINAL_EVENTS.has(delivery.envelope.type)) terminalAt.push(Date.now());
+        if (endsRun(delivery.envelope)) terminalAt.push(Date.now());
       },
     );
     // Starts keep going through the fault (retried with the same idempotency key while the broker
@@ -213,7 +292,15 @@ export async function runFaultScenario(
     const faultAt = Date.now();
     const unfinishedAtFault = orders.length - terminalAt.length;
     let faultEvidence = '';
+    let failoverMs = -1;
     switch (fault) {
+      case 'kill-cluster-node': {
+        if (backend.killNode === undefined) throw new Error(`${backend.name} is not a cluster`);
+        const outcome = await backend.killNode(prefix);
+        faultEvidence = outcome.evidence;
+        failoverMs = outcome.failoverMs;
+        break;
+      }
       case 'kill-worker-manager': {
         const victim = managers[0]!;
         victim.signal('SIGKILL');
@@ -227,6 +314,27 @@ export async function runFaultScenario(
         await new Promise((r) => setTimeout(r, 500));
         await orchestrator.start();
         faultEvidence = `orchestrator ended by ${exit.signal}, restarted as pid ${orchestrator.pid}`;
+        break;
+      }
+      case 'crash-after-commit': {
+        // The injector kills the orchestrator the moment its commit returns: wait for that, restart.
+        const exit = await orchestrator.exited(CONDITION_TIMEOUT_MS);
+        await orchestrator.start();
+        faultEvidence = `orchestrator killed by ${exit.signal} right after commit ${crashAfter}, restarted as pid ${orchestrator.pid}`;
+        break;
+      }
+      case 'kill-collector': {
+        collector.signal('SIGKILL');
+        const exit = await collector.exited();
+        await collector.start();
+        faultEvidence = `metrics-collector ended by ${exit.signal}, restarted as pid ${collector.pid}`;
+        break;
+      }
+      case 'kill-monitor': {
+        monitor.signal('SIGKILL');
+        const exit = await monitor.exited();
+        await monitor.start();
+        faultEvidence = `event-monitor ended by ${exit.signal}, restarted as pid ${monitor.pid}`;
         break;
       }
       case 'kill-broker': {
@@ -243,7 +351,7 @@ export async function runFaultScenario(
         // Paused past the visibility timeout: another replica takes the held commands and their runs
         // go on. Only once those runs ended does the victim wake, so its results are surely late.
         const heldRuns = [...new Set(held.map((key) => key.split(':')[0]!))];
-        const ended = await waitForTerminalRuns(adapters.store, heldRuns, CONDITION_TIMEOUT_MS);
+        const ended = await waitForTerminalRuns(adapters.runs, heldRuns, CONDITION_TIMEOUT_MS);
         if (ended.size !== heldRuns.length) throw new Error(`runs held by the paused replica never ended`);
         const pausedMs = Date.now() - faultAt;
         await ledger.set(LedgerKeys.release, '1');
@@ -255,9 +363,9 @@ export async function runFaultScenario(
     const recoveredAt = Date.now();
     await starting;
     const runs = await waitForTerminalRuns(
-      adapters.store,
+      adapters.runs,
       orders.map((o) => o.txId),
-      180_000,
+      Math.max(180_000, n * 45),
     );
     const drainMs = Date.now() - faultAt;
     // Recovery: from the fault to the first run that finished after the fault was over.
@@ -291,20 +399,53 @@ export async function runFaultScenario(
       const callers = await ledger.lrange(LedgerKeys.callers(key), 0, -1);
       if (callers.some((c) => c !== victim)) heldRedoneElsewhere++;
     }
-    const report = await checkInvariants({ orders, runs, store: adapters.store, bus: adapters.bus, ledger });
+    const report = await checkInvariants({
+      orders,
+      runs,
+      store: adapters.runs,
+      bus: adapters.bus,
+      ledger,
+      allowLost:
+        backend.settings === 'production' && (fault === 'kill-broker' || fault === 'kill-cluster-node'),
+    });
+    // Its counters restart with it, and a broker that forgets acknowledged writes may have shown
+    // it events it then lost: only there are they not exact. The store's gauge always is.
+    const countersExact =
+      fault !== 'kill-collector' &&
+      !(backend.settings === 'production' && (fault === 'kill-broker' || fault === 'kill-cluster-node'));
+    const metrics = await collectorCounts(collector, report, countersExact, CONDITION_TIMEOUT_MS);
+    // Runs a broker reported lost have no timeline to end: they count as `other`.
+    const monitorCount = await monitorCounts(
+      `127.0.0.1:${monitorPort}`,
+      orders.map((o) => o.txId),
+      report,
+      CONDITION_TIMEOUT_MS,
+    );
     return {
       ...report,
-      backend: backend.name,
+      backend: backend.label ?? backend.name,
       fault,
+      failoverMs,
+      terminalEventsSeen: terminalAt.length,
       n,
       recoveryMs: firstAfter === undefined ? -1 : firstAfter - faultAt,
       drainMs,
       ignoredResults: stats['ignoredResults'] ?? 0,
       casConflicts: stats['casConflicts'] ?? 0,
-      redeliveries: sum('redelivered'),
+      // Delivered again to a survivor: Redis counts reclaims after the visibility timeout apart from
+      // retries; NATS counts both as redeliveries.
+      redeliveries: sum('redelivered') + sum('reclaimed'),
       duplicatePublishes: sum('duplicatePublishes'),
       heldAtFault: held.length,
       heldRedoneElsewhere,
+      redispatched: stats['redispatched'] ?? 0,
+      metrics: { ...metrics, countersExact },
+      monitor: monitorCount,
+      crashes: services.flatMap((s) =>
+        s.crashes.map(
+          (c) => `${s.name} exited by itself (code ${c.code}, signal ${c.signal}); see ${logDir}`,
+        ),
+      ),
       faultEvidence: `${faultEvidence}; ${unfinishedAtFault} runs in flight at the fault; total ${Date.now() - startedAt} ms`,
     };
   } finally {

@@ -1,5 +1,5 @@
 import { Groups, isTerminalRunState, RunState, Topics, type Run } from '@multiagents/contracts';
-import type { EventBus, StateStore } from '@multiagents/core';
+import type { EventBus, RunStore } from '@multiagents/core';
 import type Redis from 'ioredis';
 import { LedgerKeys } from './ledger-workers-keys';
 
@@ -18,6 +18,11 @@ export interface InvariantReport {
   readonly other: number;
   /** Commands delivered more than once (evidence of redelivery after a fault). */
   readonly redeliveredCommands: number;
+  /**
+   * Runs whose start was acknowledged and whose record the broker no longer has: it forgot its
+   * last writes (a kill -9 under production settings). Allowed only where the caller says so.
+   */
+  readonly lostByBroker: number;
   readonly problems: string[];
 }
 
@@ -29,9 +34,13 @@ const WORKERS = [
   'shipping.ship',
 ];
 
-/** Reads every run until all are terminal or `timeoutMs` passes; returns the runs by txId. */
+/**
+ * Reads every run until all are terminal (or missing from the store: a broker that forgot them)
+ * or `timeoutMs` passes; returns the terminal runs by txId. A read that fails (the broker is
+ * restarting) is retried, never taken for a missing run.
+ */
 export async function waitForTerminalRuns(
-  store: StateStore,
+  store: RunStore,
   txIds: readonly string[],
   timeoutMs: number,
   onProgress?: (terminal: number) => void,
@@ -43,9 +52,17 @@ export async function waitForTerminalRuns(
     const next: string[] = [];
     for (let i = 0; i < pending.length; i += 200) {
       const batch = pending.slice(i, i + 200);
-      const stored = await Promise.all(batch.map((txId) => store.get(txId).catch(() => undefined)));
+      const stored = await Promise.all(
+        batch.map((txId) =>
+          store.get(txId).then(
+            (s) => s ?? null,
+            () => undefined,
+          ),
+        ),
+      );
       stored.forEach((s, j) => {
         const txId = batch[j] as string;
+        if (s === null) return; // missing: nothing will make it terminal
         if (s && isTerminalRunState(s.run.state)) runs.set(txId, s.run);
         else next.push(txId);
       });
@@ -67,11 +84,14 @@ export async function waitForTerminalRuns(
 export async function checkInvariants(params: {
   readonly orders: readonly StartedOrder[];
   readonly runs: ReadonlyMap<string, Run>;
-  readonly store: StateStore;
+  readonly store: RunStore;
   readonly bus: EventBus;
   readonly ledger: Redis;
+  /** Runs the broker no longer has are reported, not failures (production settings). */
+  readonly allowLost: boolean;
 }): Promise<InvariantReport> {
   const { orders, runs, store, bus, ledger } = params;
+  let lostByBroker = 0;
   const problems: string[] = [];
   const order = await ledger.lrange(LedgerKeys.order, 0, -1);
   const position = new Map(order.map((key, i) => [key, i]));
@@ -88,6 +108,10 @@ export async function checkInvariants(params: {
     const tx = o.txId;
     if (!run) {
       const stored = await store.get(tx);
+      if (stored === undefined && params.allowLost) {
+        lostByBroker++;
+        continue;
+      }
       problems.push(`${o.orderId} (${tx}): not terminal (state ${stored?.run.state ?? 'missing'})`);
       continue;
     }
@@ -145,8 +169,9 @@ export async function checkInvariants(params: {
   return {
     completed,
     compensated,
-    other: orders.length - completed - compensated,
+    other: orders.length - completed - compensated - lostByBroker,
     redeliveredCommands,
+    lostByBroker,
     problems,
   };
 }

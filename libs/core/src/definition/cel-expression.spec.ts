@@ -1,3 +1,5 @@
+import { ErrorCode, ResourceExhaustedError } from '@multiagents/contracts';
+import fc from 'fast-check';
 import { CelCompiler, celToJson, DEFAULT_CEL_LIMITS, type CelActivation } from './cel-expression';
 
 const activation = (context: Record<string, unknown>, steps: CelActivation['steps'] = {}): CelActivation => ({
@@ -51,6 +53,150 @@ describe('CelCompiler', () => {
     expect(() => cel.compile('context.total >')).toThrow();
     expect(() => cel.compile('(() => process.exit(1))()')).toThrow();
     expect(() => cel.compile('unknownVariable == 1')).toThrow();
+  });
+});
+
+describe('CelCompiler against hostile data (runtime cost budget)', () => {
+  const cel = new CelCompiler();
+  const big = Array.from({ length: 20_000 }, (_, i) => i);
+
+  function costError(fn: () => unknown): ResourceExhaustedError {
+    let thrown: unknown;
+    try {
+      fn();
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ResourceExhaustedError);
+    expect((thrown as ResourceExhaustedError).code).toBe(ErrorCode.ResourceExhausted);
+    return thrown as ResourceExhaustedError;
+  }
+
+  it('aborts nested exists over a large list quickly instead of blocking the event loop', () => {
+    const nested = cel.compile('context.items.exists(a, context.items.exists(b, a < b && b < a))');
+    // Run to the end, this is 20,000² comparisons and returns false: the budget error proves the
+    // evaluation was cut off after at most a million units of work (no wall-clock assertion).
+    expect(costError(() => nested.evaluate(activation({ items: big }))).message).toMatch(
+      /exceeded its cost budget of 1000000 units/,
+    );
+  });
+
+  it('still evaluates a single pass over the same list', () => {
+    expect(cel.compile('context.items.exists(a, a == 19999)').evaluate(activation({ items: big }))).toBe(
+      true,
+    );
+    expect(
+      cel.compile('size(context.items.filter(a, a >= 10000))').evaluate(activation({ items: big })),
+    ).toBe(10_000n);
+  });
+
+  it('stops values that double in size (cel.bind)', () => {
+    let source = 'size(x11) > 0';
+    for (let i = 11; i > 0; i--) source = `cel.bind(x${i}, x${i - 1} + x${i - 1}, ${source})`;
+    source = `cel.bind(x0, context.s + context.s, ${source})`;
+    const doubling = cel.compile(source);
+    costError(() => doubling.evaluate(activation({ s: 'a'.repeat(100_000) })));
+  });
+
+  it('charges errors, so an expression failing on every item stops too', () => {
+    const failing = cel.compile('context.items.exists(a, context.items.exists(b, a == b + 1))');
+    // Run to the end, this returns true after ~20,000 inner passes: the budget error shows it stopped.
+    costError(() => failing.evaluate(activation({ items: big })));
+  });
+
+  it('honours a smaller budget', () => {
+    const tight = new CelCompiler({ ...DEFAULT_CEL_LIMITS, maxCost: 50 });
+    expect(tight.compile('context.total > 0').evaluate(activation({ total: 1 }))).toBe(true);
+    costError(() =>
+      tight.compile('context.items.all(a, a >= 0)').evaluate(activation({ items: big.slice(0, 100) })),
+    );
+  });
+
+  it('a context key named constructor, __proto__ or toString does not break evaluation', () => {
+    const context = JSON.parse(
+      '{"total": 5, "constructor": "x", "__proto__": {"a": 1}, "toString": 3}',
+    ) as Record<string, unknown>;
+    expect(cel.compile('context.total > 0').evaluate(activation(context))).toBe(true);
+    expect(cel.compile('context.constructor == "x"').evaluate(activation(context))).toBe(true);
+    expect(cel.compile('context["__proto__"].a == 1').evaluate(activation(context))).toBe(true);
+    const nested = { order: { constructor: 1, total: 2 } };
+    expect(cel.compile('context.order.total == 2').evaluate(activation(nested))).toBe(true);
+    const copied = celToJson(cel.compile('context').evaluate(activation(context))) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(copied)).toBe(Object.prototype);
+    expect(Object.hasOwn(copied, '__proto__')).toBe(true);
+    expect(Object.create(null) as object).not.toHaveProperty('a');
+  });
+
+  it('evaluates matches() in linear time (RE2) and refuses backtracking-only syntax at compile time', () => {
+    const evil = cel.compile('context.s.matches("^(a+)+$")');
+    const started = Date.now();
+    expect(evil.evaluate(activation({ s: `${'a'.repeat(5_000)}b` }))).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(
+      cel
+        .compile('context.s.matches(r"^[a-z]+@example\\.com$")')
+        .evaluate(activation({ s: 'bob@example.com' })),
+    ).toBe(true);
+    expect(() => cel.compile('context.s.matches(r"(a)\\1")')).toThrow(/unsupported regular expression/);
+    expect(() => cel.compile('context.s.matches("(?=a)")')).toThrow(/unsupported regular expression/);
+    // A pattern from the data is compiled by RE2 too, at evaluation time.
+    expect(() =>
+      cel.compile('context.s.matches(context.p)').evaluate(activation({ s: 'aa', p: '(a)\\1' })),
+    ).toThrow(/unsupported regular expression/);
+    expect(cel.compile('context.s.matches(context.p)').evaluate(activation({ s: 'aa', p: '^a+$' }))).toBe(
+      true,
+    );
+  });
+
+  it('charges a regex match by input and pattern size', () => {
+    const tight = new CelCompiler({ ...DEFAULT_CEL_LIMITS, maxCost: 1_000 });
+    costError(() =>
+      tight.compile('context.s.matches("a+b")').evaluate(activation({ s: 'a'.repeat(100_000) })),
+    );
+  });
+
+  it('fuzz: hostile data never crashes or hangs an expression (10,000 cases)', () => {
+    const expressions = [
+      'context.total > 0',
+      'context.items.exists(a, context.items.exists(b, a == b))',
+      'context.items.map(a, [a, a, a]).exists(x, size(x) > 2)',
+      'has(context.order) && context.order.total > 0',
+      'context.s.matches("^(a|aa)+$")',
+      'size(context) > 0 && "constructor" in context',
+      '{"k": context.items, "s": context.s + context.s}',
+      'context.items.filter(a, a == "__proto__").size() == 0',
+    ].map((source) => cel.compile(source));
+    const leaf = fc.oneof(
+      fc.integer(),
+      fc.double(),
+      fc.string({ maxLength: 40 }),
+      fc.constantFrom('__proto__', 'constructor', 'toString', 'a'.repeat(500)),
+      fc.boolean(),
+      fc.constant(null),
+    );
+    const data = fc.dictionary(
+      fc.oneof(
+        fc.constantFrom('total', 'items', 'order', 's', 'constructor', '__proto__', 'valueOf'),
+        fc.string(),
+      ),
+      fc.oneof(leaf, fc.array(leaf, { maxLength: 300 }), fc.dictionary(fc.string(), leaf)),
+    );
+    const started = Date.now();
+    fc.assert(
+      fc.property(data, fc.nat({ max: expressions.length - 1 }), (context, index) => {
+        const program = expressions[index];
+        try {
+          celToJson(
+            program?.evaluate(activation(JSON.parse(JSON.stringify(context)) as Record<string, unknown>)),
+          );
+        } catch (err) {
+          // A failed evaluation fails the step; anything but an Error would be a crash.
+          expect(err).toBeInstanceOf(Error);
+        }
+      }),
+      { numRuns: 10_000 },
+    );
+    expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
 

@@ -1,6 +1,11 @@
-import { ValidationError, type WorkflowDefinition } from '@multiagents/contracts';
+import {
+  MultiAgentsError,
+  ValidationError,
+  checkJsonBounds,
+  type WorkflowDefinition,
+} from '@multiagents/contracts';
 import { parse as parseYaml } from 'yaml';
-import { compileWorkflow, type ValidateDefinitionOptions } from './validate-definition';
+import { compileWorkflow, DEFINITION_LIMITS, type ValidateDefinitionOptions } from './validate-definition';
 
 /** Largest definition text accepted (bytes of UTF-8). */
 export const MAX_DEFINITION_BYTES = 256 * 1024;
@@ -35,6 +40,20 @@ export function parseDefinition(text: string, options: ValidateDefinitionOptions
     throw new ValidationError('invalid workflow definition', [
       `not valid YAML or JSON: ${(err as Error).message}`,
     ]);
+  }
+  // Before anything recurses into it (withKinds, the validator): deep documents parse fine.
+  try {
+    checkJsonBounds(data, {
+      maxBytes: DEFINITION_LIMITS.maxBytes,
+      maxDepth: DEFINITION_LIMITS.maxDepth,
+      what: 'definition',
+    });
+  } catch (err) {
+    if (!(err instanceof MultiAgentsError)) throw err;
+    throw new ValidationError(
+      'invalid workflow definition',
+      err instanceof ValidationError ? err.problems : [err.message],
+    );
   }
   if (typeof data === 'object' && data !== null && !Array.isArray(data)) {
     const record = data as Record<string, unknown>;

@@ -1,6 +1,8 @@
 import { ErrorCode, ValidationError, type WorkflowDefinition } from '@multiagents/contracts';
+import fc from 'fast-check';
 import { CelCompiler } from './cel-expression';
-import { compileWorkflow, taskSteps, validateDefinition } from './validate-definition';
+import { parseDefinition } from './parse-definition';
+import { compileWorkflow, DEFINITION_LIMITS, taskSteps, validateDefinition } from './validate-definition';
 
 /** Runs `fn`, expecting a ValidationError, and returns it. */
 function validationErrorOf(fn: () => unknown): ValidationError {
@@ -90,7 +92,7 @@ describe('validateDefinition', () => {
       ['initialDelayMs', /step "h"\.retry: initialDelayMs must be an integer >= 0, got -1/],
       ['maxDelayMs', /step "h"\.retry: maxDelayMs must be an integer >= 0, got 1\.5/],
       ['backoffCoefficient', /step "h"\.retry: backoffCoefficient must be a number from 1 to 100, got 0\.5/],
-      ['nonRetryableErrors', /step "h"\.retry: nonRetryableErrors must be a list of error codes/],
+      ['nonRetryableErrors', /step "h"\.retry: nonRetryableErrors must be a list of .*error codes/],
     ];
     for (const [what, pattern] of expected) {
       expect({ what, found: error.problems.some((p) => pattern.test(p)) }).toEqual({ what, found: true });
@@ -362,5 +364,213 @@ describe('validateDefinition', () => {
       ],
     });
     expect(taskSteps(compiled.definition.steps).map((s) => s.name)).toEqual(['a', 'b', 'd']);
+  });
+});
+
+describe('input schemas (issue 11)', () => {
+  const base = { id: 'wf', version: 1, steps: [{ name: 'a', kind: 'task', worker: 'w.a' }] };
+
+  it('compiles an inputSchema and checks inputs against it, listing every problem', () => {
+    const compiled = compileWorkflow({
+      ...base,
+      inputSchema: {
+        type: 'object',
+        required: ['orderId', 'total'],
+        properties: {
+          orderId: { type: 'string', pattern: '^o-[0-9]+$' },
+          total: { type: 'number', minimum: 0 },
+        },
+        additionalProperties: false,
+      },
+    });
+    expect(compiled.checkInput?.({ orderId: 'o-1', total: 3 })).toEqual([]);
+    expect(compiled.checkInput?.({ orderId: 'x', extra: 1 })).toEqual([
+      "input must have required property 'total'",
+      'input must NOT have additional properties (extra)',
+      'input.orderId must match pattern "^o-[0-9]+$"',
+    ]);
+    expect(compileWorkflow(base).checkInput).toBeUndefined();
+  });
+
+  it('refuses a schema that does not compile, or is not an object, with the other problems', () => {
+    expect(validateDefinition({ ...base, version: 0, inputSchema: { type: 'objekt' } })).toEqual([
+      'definition: version must be an integer >= 1, got 0',
+      expect.stringMatching(/^inputSchema: inputSchema is not a valid JSON Schema: .*type/),
+    ]);
+    expect(validateDefinition({ ...base, inputSchema: { tpye: 'object' } })).toEqual([
+      expect.stringMatching(/^inputSchema: .*unknown keyword: "tpye"/),
+    ]);
+    expect(validateDefinition({ ...base, inputSchema: 'string' })).toEqual([
+      'inputSchema: must be a JSON Schema object',
+    ]);
+  });
+
+  it('runs patterns in linear time (RE2): a backtracking pattern cannot stall validation', () => {
+    const compiled = compileWorkflow({
+      ...base,
+      inputSchema: { type: 'object', properties: { s: { type: 'string', pattern: '^(a+)+$' } } },
+    });
+    // With a backtracking engine this input would take longer than the test's timeout.
+    expect(compiled.checkInput?.({ s: `${'a'.repeat(50_000)}!` })).toEqual([
+      'input.s must match pattern "^(a+)+$"',
+    ]);
+  });
+
+  it('accepts scheduleToStartTimeoutMs on task steps and in defaults, bounded', () => {
+    expect(
+      validateDefinition({
+        ...base,
+        defaults: { scheduleToStartTimeoutMs: 1_000 },
+        steps: [{ name: 'a', kind: 'task', worker: 'w.a', scheduleToStartTimeoutMs: 0 }],
+      }),
+    ).toEqual(['step "a": scheduleToStartTimeoutMs must be an integer >= 1, got 0']);
+  });
+});
+
+describe('validateDefinition against hostile definitions (issue 12)', () => {
+  const task = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    name,
+    kind: 'task',
+    worker: 'w.x',
+    ...extra,
+  });
+  const definitionOf = (...steps: unknown[]): Record<string, unknown> => ({ id: 'wf', version: 1, steps });
+
+  it('refuses a step named __proto__ or constructor', () => {
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'prototype']) {
+      expect(validateDefinition(definitionOf(task(name)))).toEqual([
+        `step "${name}": name ${JSON.stringify(name)} is reserved (a property of every JavaScript object)`,
+      ]);
+    }
+  });
+
+  it('refuses reserved signal names, output keys, input fields and ids', () => {
+    expect(validateDefinition(definitionOf({ name: 'w', kind: 'wait', signal: 'constructor' }))).toEqual([
+      'step "w": signal "constructor" is reserved (a property of every JavaScript object)',
+    ]);
+    expect(validateDefinition(definitionOf(task('a', { output: '__proto__' })))).toEqual([
+      'step "a": output "__proto__" is reserved (a property of every JavaScript object)',
+    ]);
+    const mapping = JSON.parse('{"__proto__": "context.x", "ok": "context.y"}') as Record<string, string>;
+    expect(validateDefinition(definitionOf(task('a', { input: mapping })))).toEqual([
+      'definition: definition holds the key "__proto__", which is not allowed',
+    ]);
+    expect(validateDefinition(definitionOf(task('a', { input: { constructor: 'context.x' } })))).toEqual([
+      'step "a": input field "constructor" is reserved (a property of every JavaScript object)',
+    ]);
+    expect(validateDefinition({ ...definitionOf(task('a')), id: 'valueOf' })).toEqual([
+      'definition: id "valueOf" is reserved (a property of every JavaScript object)',
+    ]);
+    expect(validateDefinition(definitionOf(task('a', { output: 'a b' })))[0]).toMatch(
+      /output must be a context key/,
+    );
+  });
+
+  it('bounds every number to what the runtime can honour', () => {
+    const problems = validateDefinition({
+      id: 'wf',
+      version: 2 ** 40,
+      steps: [
+        task('a', {
+          timeoutMs: 1e300,
+          heartbeatTimeoutMs: 2 ** 31,
+          retry: {
+            maxAttempts: 1e9,
+            maxDelayMs: Number.MAX_SAFE_INTEGER,
+            nonRetryableErrors: ['x'.repeat(200)],
+          },
+        }),
+        { name: 's', kind: 'sleep', durationMs: DEFINITION_LIMITS.maxTimerMs + 1 },
+        { name: 'w', kind: 'wait', signal: 'go', timeoutMs: DEFINITION_LIMITS.maxTimerMs + 1 },
+      ],
+      description: 'd'.repeat(5_000),
+    });
+    expect(problems).toEqual([
+      `definition: version must be at most ${DEFINITION_LIMITS.maxVersion}, got ${2 ** 40}`,
+      `definition: description is longer than ${DEFINITION_LIMITS.maxDescriptionLength} characters`,
+      `step "a".retry: maxAttempts must be at most ${DEFINITION_LIMITS.maxAttempts}, got 1000000000`,
+      `step "a".retry: maxDelayMs must be at most ${DEFINITION_LIMITS.maxDelayMs}, got ${Number.MAX_SAFE_INTEGER}`,
+      expect.stringMatching(/step "a"\.retry: nonRetryableErrors must be a list of at most 100/),
+      `step "a": timeoutMs must be at most ${DEFINITION_LIMITS.maxDelayMs}, got 1e+300`,
+      `step "a": heartbeatTimeoutMs must be at most ${DEFINITION_LIMITS.maxDelayMs}, got ${2 ** 31}`,
+      `step "s": durationMs must be at most ${DEFINITION_LIMITS.maxTimerMs}, got ${DEFINITION_LIMITS.maxTimerMs + 1}`,
+      `step "w": timeoutMs must be at most ${DEFINITION_LIMITS.maxTimerMs}, got ${DEFINITION_LIMITS.maxTimerMs + 1}`,
+    ]);
+  });
+
+  it('refuses deeply nested definitions without recursing into them', () => {
+    let steps: unknown = [task('leaf')];
+    for (let i = 0; i < 5_000; i++) steps = [{ name: `p${i}`, kind: 'parallel', branches: [steps] }];
+    expect(validateDefinition(definitionOf(...(steps as unknown[])))).toEqual([
+      `definition: definition is nested more than ${DEFINITION_LIMITS.maxDepth} levels deep`,
+    ]);
+    const yaml = `id: wf\nversion: 1\nsteps: ${'['.repeat(4_100)}${']'.repeat(4_100)}\n`;
+    expect(() => parseDefinition(yaml)).toThrow(ValidationError);
+  });
+
+  it('fuzz: the loader never throws anything but ValidationError (10,000 cases)', () => {
+    const name = fc.oneof(
+      fc.constantFrom('a', 'b', '__proto__', 'constructor', 'toString', '', 'x'.repeat(200), 'a:b'),
+      fc.string({ maxLength: 12 }),
+    );
+    const expression = fc.oneof(
+      fc.constantFrom(
+        'context.total > 0',
+        'steps.a.output.x',
+        'context.s.matches("(a+)+$")',
+        '1 +',
+        '[1].map(x, x)',
+      ),
+      fc.string({ maxLength: 30 }),
+    );
+    const number = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(0, -1, 2 ** 53, 1e300, Number.NaN));
+    const step: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+      step: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        fc.record(
+          {
+            name,
+            kind: fc.constantFrom('task', 'wait', 'sleep', 'parallel', 'teleport'),
+            worker: name,
+            compensation: name,
+            when: expression,
+            input: fc.oneof(expression, fc.dictionary(name, expression, { maxKeys: 3 })),
+            output: name,
+            signal: name,
+            timeoutMs: number,
+            durationMs: number,
+            retry: fc.record({
+              maxAttempts: number,
+              initialDelayMs: number,
+              nonRetryableErrors: fc.anything(),
+            }),
+            branches: fc.array(fc.array(tie('step'), { maxLength: 2 }), { maxLength: 2 }),
+          },
+          { requiredKeys: ['name', 'kind'] },
+        ),
+        fc.anything({ maxDepth: 1 }),
+      ),
+    })).step;
+    const definition = fc.record(
+      {
+        id: name,
+        version: number,
+        description: fc.anything(),
+        steps: fc.array(step, { maxLength: 4 }),
+        extra: fc.anything(),
+      },
+      { requiredKeys: ['steps'] },
+    );
+    fc.assert(
+      fc.property(definition, (raw) => {
+        expect(Array.isArray(validateDefinition(raw))).toBe(true);
+        try {
+          parseDefinition(JSON.stringify(raw) ?? 'null');
+        } catch (err) {
+          expect(err).toBeInstanceOf(ValidationError);
+        }
+      }),
+      { numRuns: 10_000 },
+    );
   });
 });

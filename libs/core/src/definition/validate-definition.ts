@@ -1,13 +1,18 @@
 import {
   MAX_WORKER_NAME_LENGTH,
+  MultiAgentsError,
   StepKind,
   WORKER_NAME_PATTERN,
   ValidationError,
+  checkJsonBounds,
+  isReservedName,
+  validateBudget,
   type StepDefinition,
   type TaskStep,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
 import { CelCompiler, type CelProgram } from './cel-expression';
+import { compileInputSchema, MAX_INPUT_SCHEMA_BYTES, type InputSchemaCheck } from './input-schema';
 
 /** Options for {@link validateDefinition} and {@link compileWorkflow}. */
 export interface ValidateDefinitionOptions {
@@ -20,6 +25,30 @@ export interface ValidateDefinitionOptions {
 
 /** Default bound on the number of steps in one definition. */
 export const DEFAULT_MAX_STEPS = 500;
+
+/**
+ * Numeric bounds a definition must stay within: what the runtime can honour (a timer that
+ * `setTimeout` can arm, an attempt count that fits the wire format), with room to spare.
+ */
+export const DEFINITION_LIMITS = Object.freeze({
+  /** Definition versions (uint32 on the wire, kept below 2^31). */
+  maxVersion: 2_147_483_647,
+  /** Attempt timeouts, heartbeat timeouts and retry delays: the longest `setTimeout` (~24.8 days). */
+  maxDelayMs: 2_147_483_647,
+  /** Sleeps and wait deadlines, which are durable timers: one year. */
+  maxTimerMs: 365 * 24 * 3_600_000,
+  /** Attempts of one step (or one compensation). */
+  maxAttempts: 1_000,
+  /** Error codes listed in `nonRetryableErrors`, and the length of each. */
+  maxNonRetryableErrors: 100,
+  maxErrorCodeLength: 128,
+  /** Length of a description. */
+  maxDescriptionLength: 4_096,
+  /** Nesting of the definition as JSON: about a dozen levels of parallel steps. */
+  maxDepth: 40,
+  /** The definition as JSON, in bytes. */
+  maxBytes: 1024 * 1024,
+});
 
 /** A compiled input mapping: one expression, or one per field. */
 export type CompiledInput = CelProgram | Readonly<Record<string, CelProgram>>;
@@ -37,6 +66,8 @@ export interface CompiledStep {
 export interface CompiledWorkflow {
   readonly definition: WorkflowDefinition;
   readonly steps: ReadonlyMap<string, CompiledStep>;
+  /** Checks a start input against the definition's `inputSchema` (every problem); absent: any object. */
+  readonly checkInput?: InputSchemaCheck;
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
@@ -57,8 +88,10 @@ const STEP_KEYS: Record<string, ReadonlySet<string>> = {
     'retry',
     'timeoutMs',
     'heartbeatTimeoutMs',
+    'scheduleToStartTimeoutMs',
     'compensationRetry',
     'compensationTimeoutMs',
+    'agent',
   ]),
   parallel: new Set(['name', 'kind', 'description', 'when', 'branches']),
   wait: new Set(['name', 'kind', 'description', 'when', 'signal', 'timeoutMs', 'output']),
@@ -75,10 +108,11 @@ const DEFAULTS_KEYS = new Set([
   'retry',
   'timeoutMs',
   'heartbeatTimeoutMs',
+  'scheduleToStartTimeoutMs',
   'compensationRetry',
   'compensationTimeoutMs',
 ]);
-const TOP_KEYS = new Set(['id', 'version', 'description', 'steps', 'defaults']);
+const TOP_KEYS = new Set(['id', 'version', 'description', 'steps', 'defaults', 'inputSchema', 'budget']);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -87,6 +121,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 class Checker {
   readonly problems: string[] = [];
   readonly compiled = new Map<string, CompiledStep>();
+  checkInput: InputSchemaCheck | undefined;
   private stepCount = 0;
 
   constructor(
@@ -103,10 +138,48 @@ class Checker {
       if (!allowed.has(key)) this.problem(where, `unknown field "${key}"`);
   }
 
-  positiveInt(where: string, field: string, value: unknown, min = 1): void {
+  positiveInt(
+    where: string,
+    field: string,
+    value: unknown,
+    min = 1,
+    max: number = DEFINITION_LIMITS.maxDelayMs,
+  ): void {
     if (value === undefined) return;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
       this.problem(where, `${field} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+    } else if (value > max) {
+      this.problem(where, `${field} must be at most ${max}, got ${value}`);
+    }
+  }
+
+  /** A name that becomes a key of a plain object (a step, a signal, a context key, an input field). */
+  safeName(where: string, field: string, value: string): boolean {
+    if (!isReservedName(value)) return true;
+    this.problem(
+      where,
+      `${field} ${JSON.stringify(value)} is reserved (a property of every JavaScript object)`,
+    );
+    return false;
+  }
+
+  contextKey(where: string, field: string, value: unknown): void {
+    if (value === undefined) return;
+    if (typeof value !== 'string' || !NAME.test(value)) {
+      this.problem(
+        where,
+        `${field} must be a context key matching ${NAME.source}, got ${JSON.stringify(value)}`,
+      );
+      return;
+    }
+    this.safeName(where, field, value);
+  }
+
+  description(where: string, value: unknown): void {
+    if (value === undefined) return;
+    if (typeof value !== 'string') this.problem(where, 'description must be a string');
+    else if (value.length > DEFINITION_LIMITS.maxDescriptionLength) {
+      this.problem(where, `description is longer than ${DEFINITION_LIMITS.maxDescriptionLength} characters`);
     }
   }
 
@@ -138,7 +211,7 @@ class Checker {
     }
     const at = `${where}.${field}`;
     this.unknownKeys(at, value, RETRY_KEYS);
-    this.positiveInt(at, 'maxAttempts', value['maxAttempts']);
+    this.positiveInt(at, 'maxAttempts', value['maxAttempts'], 1, DEFINITION_LIMITS.maxAttempts);
     this.positiveInt(at, 'initialDelayMs', value['initialDelayMs'], 0);
     this.positiveInt(at, 'maxDelayMs', value['maxDelayMs'], 0);
     const coefficient = value['backoffCoefficient'];
@@ -152,8 +225,16 @@ class Checker {
       );
     }
     const codes = value['nonRetryableErrors'];
-    if (codes !== undefined && (!Array.isArray(codes) || codes.some((c) => typeof c !== 'string'))) {
-      this.problem(at, 'nonRetryableErrors must be a list of error codes');
+    if (
+      codes !== undefined &&
+      (!Array.isArray(codes) ||
+        codes.length > DEFINITION_LIMITS.maxNonRetryableErrors ||
+        codes.some((c) => typeof c !== 'string' || c.length > DEFINITION_LIMITS.maxErrorCodeLength))
+    ) {
+      this.problem(
+        at,
+        `nonRetryableErrors must be a list of at most ${DEFINITION_LIMITS.maxNonRetryableErrors} error codes of at most ${DEFINITION_LIMITS.maxErrorCodeLength} characters`,
+      );
     }
   }
 
@@ -206,6 +287,7 @@ class Checker {
       where = `step "${name}"`;
       if (names.has(name)) this.problem(where, 'duplicate step name');
       names.add(name);
+      this.safeName(where, 'name', name);
     }
     const kind = raw['kind'];
     if (typeof kind !== 'string' || !(kind in STEP_KEYS)) {
@@ -216,9 +298,7 @@ class Checker {
       return;
     }
     this.unknownKeys(where, raw, STEP_KEYS[kind] ?? new Set());
-    if (raw['description'] !== undefined && typeof raw['description'] !== 'string') {
-      this.problem(where, 'description must be a string');
-    }
+    this.description(where, raw['description']);
     const when = raw['when'] === undefined ? undefined : this.expression(where, 'when', raw['when'], before);
     let readsSteps = (when?.stepRefs.length ?? 0) > 0;
     let input: CompiledInput | undefined;
@@ -231,10 +311,12 @@ class Checker {
         this.retry(where, 'compensationRetry', raw['compensationRetry']);
         this.positiveInt(where, 'timeoutMs', raw['timeoutMs']);
         this.positiveInt(where, 'heartbeatTimeoutMs', raw['heartbeatTimeoutMs']);
+        this.positiveInt(where, 'scheduleToStartTimeoutMs', raw['scheduleToStartTimeoutMs']);
         this.positiveInt(where, 'compensationTimeoutMs', raw['compensationTimeoutMs']);
-        if (raw['output'] !== undefined && (typeof raw['output'] !== 'string' || raw['output'] === '')) {
-          this.problem(where, 'output must be a non-empty context key');
+        if (raw['agent'] !== undefined && typeof raw['agent'] !== 'boolean') {
+          this.problem(where, 'agent must be a boolean');
         }
+        this.contextKey(where, 'output', raw['output']);
         const mapping = raw['input'];
         if (typeof mapping === 'string') {
           input = this.expression(where, 'input', mapping, before);
@@ -242,6 +324,7 @@ class Checker {
         } else if (isRecord(mapping)) {
           const fields: Record<string, CelProgram> = {};
           for (const [field, source] of Object.entries(mapping)) {
+            this.contextKey(where, 'input field', field);
             const program = this.expression(where, `input.${field}`, source, before);
             if (program) {
               fields[field] = program;
@@ -274,16 +357,16 @@ class Checker {
         const signal = raw['signal'];
         if (typeof signal !== 'string' || !NAME.test(signal)) {
           this.problem(where, `signal must be a name matching ${NAME.source}`);
+        } else {
+          this.safeName(where, 'signal', signal);
         }
-        this.positiveInt(where, 'timeoutMs', raw['timeoutMs']);
-        if (raw['output'] !== undefined && (typeof raw['output'] !== 'string' || raw['output'] === '')) {
-          this.problem(where, 'output must be a non-empty context key');
-        }
+        this.positiveInt(where, 'timeoutMs', raw['timeoutMs'], 1, DEFINITION_LIMITS.maxTimerMs);
+        this.contextKey(where, 'output', raw['output']);
         break;
       }
       case StepKind.Sleep:
         if (raw['durationMs'] === undefined) this.problem(where, 'durationMs is required');
-        this.positiveInt(where, 'durationMs', raw['durationMs'], 0);
+        this.positiveInt(where, 'durationMs', raw['durationMs'], 0, DEFINITION_LIMITS.maxTimerMs);
         break;
     }
     if (typeof name === 'string') {
@@ -294,6 +377,23 @@ class Checker {
         readsSteps,
       });
       before.add(name);
+    }
+  }
+
+  /** A JSON Schema for start inputs: compiled now, so a bad one is refused at registration. */
+  inputSchema(value: unknown): void {
+    if (value === undefined) return;
+    if (!isRecord(value)) {
+      this.problem('inputSchema', 'must be a JSON Schema object');
+      return;
+    }
+    try {
+      checkJsonBounds(value, { maxBytes: MAX_INPUT_SCHEMA_BYTES, maxDepth: 32, what: 'inputSchema' });
+      this.checkInput = compileInputSchema(value);
+    } catch (err) {
+      for (const problem of err instanceof ValidationError ? err.problems : [(err as Error).message]) {
+        this.problem('inputSchema', problem);
+      }
     }
   }
 
@@ -310,16 +410,30 @@ function check(definition: unknown, options: ValidateDefinitionOptions): Checker
     checker.problem('definition', 'must be an object');
     return checker;
   }
+  // First, and alone when it fails: everything below recurses into the definition.
+  try {
+    checkJsonBounds(definition, {
+      maxBytes: DEFINITION_LIMITS.maxBytes,
+      maxDepth: DEFINITION_LIMITS.maxDepth,
+      what: 'definition',
+    });
+  } catch (err) {
+    if (!(err instanceof MultiAgentsError)) throw err;
+    for (const problem of err instanceof ValidationError ? err.problems : [err.message]) {
+      checker.problem('definition', problem);
+    }
+    return checker;
+  }
   checker.unknownKeys('definition', definition, TOP_KEYS);
   const id = definition['id'];
   if (typeof id !== 'string' || !NAME.test(id)) {
     checker.problem('definition', `id must match ${NAME.source}, got ${JSON.stringify(id)}`);
+  } else {
+    checker.safeName('definition', 'id', id);
   }
-  checker.positiveInt('definition', 'version', definition['version']);
+  checker.positiveInt('definition', 'version', definition['version'], 1, DEFINITION_LIMITS.maxVersion);
   if (definition['version'] === undefined) checker.problem('definition', 'version is required');
-  if (definition['description'] !== undefined && typeof definition['description'] !== 'string') {
-    checker.problem('definition', 'description must be a string');
-  }
+  checker.description('definition', definition['description']);
   const defaults = definition['defaults'];
   if (defaults !== undefined) {
     if (!isRecord(defaults)) checker.problem('defaults', 'must be an object');
@@ -329,10 +443,15 @@ function check(definition: unknown, options: ValidateDefinitionOptions): Checker
       checker.retry('defaults', 'compensationRetry', defaults['compensationRetry']);
       checker.positiveInt('defaults', 'timeoutMs', defaults['timeoutMs']);
       checker.positiveInt('defaults', 'heartbeatTimeoutMs', defaults['heartbeatTimeoutMs']);
+      checker.positiveInt('defaults', 'scheduleToStartTimeoutMs', defaults['scheduleToStartTimeoutMs']);
       checker.positiveInt('defaults', 'compensationTimeoutMs', defaults['compensationTimeoutMs']);
     }
   }
   checker.steps('definition.steps', definition['steps'], new Set(), new Set());
+  checker.inputSchema(definition['inputSchema']);
+  if (definition['budget'] !== undefined) {
+    for (const problem of validateBudget(definition['budget'])) checker.problem('definition', problem);
+  }
   checker.finish();
   return checker;
 }
@@ -361,7 +480,11 @@ export function compileWorkflow(
     const id = isRecord(definition) && typeof definition['id'] === 'string' ? ` ${definition['id']}` : '';
     throw new ValidationError(`invalid workflow definition${id}`, checker.problems);
   }
-  return { definition: definition as WorkflowDefinition, steps: checker.compiled };
+  return {
+    definition: definition as WorkflowDefinition,
+    steps: checker.compiled,
+    ...(checker.checkInput ? { checkInput: checker.checkInput } : {}),
+  };
 }
 
 /** The task steps of a definition, at every level, in definition order. */

@@ -75,6 +75,7 @@ export class WorkflowBuilder extends StepListBuilder {
   private versionNumber = 1;
   private text: string | undefined;
   private defaultOptions: WorkflowDefaults | undefined;
+  private schema: Readonly<Record<string, unknown>> | undefined;
 
   constructor(private readonly id: string) {
     super();
@@ -95,6 +96,12 @@ export class WorkflowBuilder extends StepListBuilder {
     return this;
   }
 
+  /** A JSON Schema every start input must satisfy (checked before any step runs). */
+  inputSchema(schema: Readonly<Record<string, unknown>>): this {
+    this.schema = schema;
+    return this;
+  }
+
   /** The definition; throws a ValidationError listing every problem. */
   build(options: ValidateDefinitionOptions = {}): WorkflowDefinition {
     const definition: WorkflowDefinition = {
@@ -103,6 +110,7 @@ export class WorkflowBuilder extends StepListBuilder {
       ...(this.text === undefined ? {} : { description: this.text }),
       steps: this.list(),
       ...(this.defaultOptions === undefined ? {} : { defaults: this.defaultOptions }),
+      ...(this.schema === undefined ? {} : { inputSchema: this.schema }),
     };
     compileWorkflow(definition, options);
     return definition;

@@ -1,6 +1,7 @@
 import {
   ErrorCode,
   EventType,
+  rebuildContext,
   IllegalTransitionError,
   RunState,
   StepStatus,
@@ -29,14 +30,8 @@ import {
   canOperatorTransition,
   canTransition,
 } from './run-transitions';
-import {
-  commandIdFor,
-  createRun,
-  decide,
-  idempotencyKeyFor,
-  MAX_BUFFERED_SIGNALS,
-  timerIdFor,
-} from './saga-engine';
+import { commandIdFor, createRun, decide, idempotencyKeyFor, MAX_BUFFERED_SIGNALS } from './saga-engine';
+import { timerIdFor } from '../ports/timer';
 
 const TX = 'tx-1';
 
@@ -103,7 +98,7 @@ describe('createRun', () => {
       idempotencyKey: 'k',
       traceHeaders: { traceparent: 'tp' },
       completedCount: 0,
-      eventCount: 0,
+      outputCount: 0,
     });
     expect(run.context).not.toBe(input);
     expect(Object.keys(run.steps)).toEqual(['a', 'p', 'b', 'c']);
@@ -312,7 +307,139 @@ describe('sequential task steps', () => {
     const again = d.start();
     expect(again.ignored).toBeDefined();
     expect(again.run).toBe(before);
-    expect(again.effects).toEqual([]);
+    expect(again.commands).toEqual([]);
+    expect(again.lifecycle).toEqual([]);
+  });
+});
+
+describe('run budgets for agent steps', () => {
+  const usage = (totalTokens: number, costUsd = 0) => ({
+    answer: { text: 'x' },
+    usage: { promptTokens: totalTokens - 1, completionTokens: 1, totalTokens, costUsd },
+  });
+
+  it('sums what agent steps report, failed attempts included, and ignores plain steps', () => {
+    const d = drive(
+      workflow(
+        [
+          task('plan', 'agent.plan', { agent: true, retry: { maxAttempts: 2, initialDelayMs: 0 } }),
+          task('plain', 'w.plain'),
+        ],
+        { budget: { maxTokens: 1_000 } },
+      ),
+    );
+    d.start();
+    const retried = d.fail(
+      'plan',
+      failure('AGENT_BAD_ANSWER', {
+        details: { usage: { promptTokens: 5, completionTokens: 5, totalTokens: 10, costUsd: 0.01 } },
+      }),
+    );
+    const completed = d.ok('plan', usage(20, 0.02));
+    const plain = d.ok('plain', { usage: { totalTokens: 999 } });
+    // Each attempt's event carries what it spent: the metrics count tokens and cost from there.
+    expect(retried.lifecycle.find((e) => e.type === EventType.StepRetrying)).toMatchObject({
+      usage: { promptTokens: 5, completionTokens: 5, costUsd: 0.01 },
+    });
+    expect(completed.lifecycle.find((e) => e.type === EventType.StepCompleted)).toMatchObject({
+      step: 'plan',
+      usage: { promptTokens: 19, completionTokens: 1, costUsd: 0.02 },
+    });
+    expect(plain.lifecycle.find((e) => e.type === EventType.StepCompleted)).not.toHaveProperty('usage');
+    expect(d.run.usage).toEqual({
+      promptTokens: 24,
+      completionTokens: 6,
+      totalTokens: 30,
+      costUsd: 0.03,
+      attempts: 2,
+    });
+  });
+
+  it('fails the next agent step with BUDGET_EXCEEDED before dispatching it, and compensates', () => {
+    const d = drive(
+      workflow(
+        [
+          task('research', 'agent.research', { agent: true, compensation: 'undo.research' }),
+          task('write', 'agent.write', { agent: true }),
+        ],
+        { budget: { maxTokens: 100 } },
+      ),
+    );
+    d.start();
+    const next = d.ok('research', usage(100));
+    expect(commandsOf(next).map((c) => c.envelope.id)).toEqual(['tx-1:research:undo:1']);
+    expect(d.step('write').error).toMatchObject({ code: ErrorCode.BudgetExceeded, retryable: false });
+    expect(d.step('write').attempts).toEqual([]);
+    expect(d.run.state).toBe(RunState.Compensating);
+  });
+
+  it('reserves the agent attempts in flight: parallel branches cannot all start past the budget', () => {
+    const d = drive(
+      workflow(
+        [
+          {
+            name: 'fan',
+            kind: 'parallel',
+            branches: [[task('a', 'agent.a', { agent: true })], [task('b', 'agent.b', { agent: true })]],
+          },
+        ],
+        { budget: { maxTokens: 1 } },
+      ),
+    );
+    const started = d.start();
+    expect(commandsOf(started).map((c) => c.envelope.id)).toEqual(['tx-1:a:1']);
+    expect(d.step('b').error?.code).toBe(ErrorCode.BudgetExceeded);
+    d.ok('a', usage(1));
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+});
+
+describe('schedule-to-start timeout', () => {
+  const S2S = workflow([
+    task('a', 'w.a', { compensation: 'w.undo-a' }),
+    task('b', 'w.b', { scheduleToStartTimeoutMs: 5_000 }),
+  ]);
+
+  it('asks the worker-manager to say it took the command, and arms a deadline for it', () => {
+    const d = drive(S2S);
+    d.start();
+    const sent = d.ok('a', {});
+    expect(commandsOf(sent)[0]?.payload.scheduleToStartTimeoutMs).toBe(5_000);
+    expect(schedulesOf(sent).map((t) => [t.id, t.dueAt])).toEqual([['tx-1:start:b:1', d.now + 5_000]]);
+  });
+
+  it('fails the attempt with a non-retryable NO_WORKER when nobody took it, and compensates', () => {
+    const d = drive(S2S);
+    d.start();
+    d.ok('a', {});
+    const failed = d.fire({ kind: 'start', step: 'b', attempt: 1 });
+    expect(d.step('b').error).toMatchObject({ code: ErrorCode.NoWorker, retryable: false });
+    expect(d.step('b').attempts[0]?.outcome).toBe('timed_out');
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(commandsOf(failed).map((c) => c.envelope.id)).toEqual(['tx-1:a:undo:1']);
+  });
+
+  it('a started heartbeat records the pick-up and disarms the deadline', () => {
+    const d = drive(S2S);
+    d.start();
+    d.ok('a', {});
+    d.tick(40);
+    const picked = d.heartbeat('b');
+    expect(picked.ignored).toBeUndefined();
+    expect(unschedulesOf(picked)).toEqual(['tx-1:start:b:1']);
+    expect(d.step('b').attempts[0]?.pickedUpAt).toBe(d.now);
+    expect(d.heartbeat('b').ignored).toBe('step has no heartbeat timeout');
+    expect(d.fireStale({ kind: 'start', step: 'b', attempt: 1 }).ignored).toMatch(/stale timer/);
+    d.ok('b', {});
+    expect(d.run.state).toBe(RunState.Completed);
+    expect(d.timers.size).toBe(0);
+  });
+
+  it('takes its default from the definition, and a result in time leaves no timer behind', () => {
+    const d = drive(workflow([task('a', 'w.a')], { defaults: { scheduleToStartTimeoutMs: 100 } }));
+    expect(schedulesOf(d.start()).map((t) => t.id)).toEqual(['tx-1:start:a:1']);
+    expect(unschedulesOf(d.ok('a', {}))).toEqual(['tx-1:start:a:1']);
+    expect(d.timers.size).toBe(0);
   });
 });
 
@@ -824,7 +951,15 @@ describe('cancel', () => {
     done.ok('a', {});
     const terminal = done.run;
     const ignored = done.cancel();
-    expect(ignored).toEqual({ run: terminal, effects: [], ignored: 'run is completed' });
+    expect(ignored).toEqual({
+      run: terminal,
+      commands: [],
+      lifecycle: [],
+      schedule: [],
+      cancel: [],
+      changedSteps: [],
+      ignored: 'run is completed',
+    });
 
     const twice = drive(ORDER);
     twice.start();
@@ -1054,7 +1189,15 @@ describe('events that change nothing', () => {
     d.ok('a', { n: 1 });
     const before = d.run;
     const duplicate = d.ok('a', { n: 2 }, 1);
-    expect(duplicate).toEqual({ run: before, effects: [], ignored: 'late or duplicate result' });
+    expect(duplicate).toEqual({
+      run: before,
+      commands: [],
+      lifecycle: [],
+      schedule: [],
+      cancel: [],
+      changedSteps: [],
+      ignored: 'late or duplicate result',
+    });
     expect(duplicate.run).toBe(before);
     expect(d.run.context).toEqual({ n: 1 });
   });
@@ -1145,7 +1288,15 @@ describe('events that change nothing', () => {
       d.heartbeat('a', 1),
       d.start(),
     ]) {
-      expect(decision).toEqual({ run: final, effects: [], ignored: 'run is failed' });
+      expect(decision).toEqual({
+        run: final,
+        commands: [],
+        lifecycle: [],
+        schedule: [],
+        cancel: [],
+        changedSteps: [],
+        ignored: 'run is failed',
+      });
     }
   });
 });
@@ -1296,29 +1447,40 @@ describe('purity', () => {
 });
 
 describe('lifecycle events', () => {
-  it('go to the events topic with ids <txId>:e<n>, strictly increasing over the whole run', () => {
+  it('come as one ordered list per transition, each with the state the run was in right after it', () => {
     const d = drive(ORDER, { txId: 'tx-9' });
     d.start();
-    d.signal('early');
+    expect(eventsOf(d.last).map((e) => [e.type, e.step, e.payload['state']])).toEqual([
+      [EventType.WorkflowStarted, undefined, RunState.Running],
+      [EventType.StepStarted, 'reserve', RunState.Running],
+    ]);
     d.ok('reserve', {});
-    d.fail('charge', failure('FLAKY'));
-    d.fire({ kind: 'retry', step: 'charge', attempt: 2 });
     d.ok('charge', {});
-    d.fail('ship', failure('NOPE', { retryable: false }));
-    d.undone('charge');
-    d.undone('reserve');
-    const published = d.published.filter((p) => p.envelope.type !== 'step.command');
-    expect(published.every((p) => p.topic === Topics.events)).toBe(true);
-    const ids = published.map((p) => p.envelope.id);
-    expect(ids).toEqual(ids.map((_, i) => `tx-9:e${i + 1}`));
-    expect(d.run.eventCount).toBe(ids.length);
-    for (const event of d.events()) {
-      expect(event).toMatchObject({ txId: 'tx-9', workflowId: 'wf' });
-      expect(typeof event.payload['state']).toBe('string');
-    }
+    const last = d.ok('ship', {});
+    expect(eventsOf(last).map((e) => [e.type, e.step, e.payload['state']])).toEqual([
+      [EventType.StepCompleted, 'ship', RunState.Running],
+      [EventType.WorkflowCompleted, undefined, RunState.Completed],
+    ]);
+    expect(eventsOf(last)[0]?.payload['durationMs']).toBe(0);
   });
 
-  it('carry the trace headers captured at start, as do commands', () => {
+  it("carry the run's duration on the event that ends it, and each failure's duration", () => {
+    const d = drive(ORDER, { now: 1_000 });
+    d.start();
+    d.tick(10).ok('reserve', {});
+    d.tick(20).ok('charge', {});
+    const failed = d.tick(30).fail('ship', failure('NO_STOCK', { retryable: false }));
+    const shipFailed = eventsOf(failed).find((e) => e.type === EventType.StepFailed);
+    expect(shipFailed?.payload['durationMs']).toBe(30);
+    d.tick(5).undone('charge');
+    const ended = d.tick(7).undone('reserve');
+    const terminal = eventsOf(ended).at(-1);
+    expect(terminal?.type).toBe(EventType.WorkflowCompensated);
+    // From the run's creation (start at 1_000) to the last compensation's result at 1_072.
+    expect(terminal?.payload['durationMs']).toBe(72);
+  });
+
+  it('commands carry the trace headers captured at start', () => {
     const compiled = compileWorkflow(ORDER);
     const run = createRun({
       txId: TX,
@@ -1328,11 +1490,33 @@ describe('lifecycle events', () => {
       traceHeaders: { traceparent: '00-abc-def-01' },
     });
     const decision = decide(compiled, run, { type: 'start' }, 0);
-    for (const effect of decision.effects) {
-      if (effect.type === 'publish')
-        expect(effect.envelope.headers).toEqual({ traceparent: '00-abc-def-01' });
+    expect(decision.commands).toHaveLength(1);
+    for (const command of decision.commands) {
+      expect(command.headers).toEqual({ traceparent: '00-abc-def-01' });
     }
-    expect(decision.effects.filter((e) => e.type === 'publish')).toHaveLength(3);
+  });
+});
+
+describe('what a store writes', () => {
+  it('changedSteps names exactly the records a transition changed', () => {
+    const d = drive(ORDER);
+    expect(d.start().changedSteps).toEqual(['reserve']);
+    expect(d.ok('reserve', { r: 1 }).changedSteps).toEqual(['reserve', 'charge']);
+    expect(d.heartbeat('charge').changedSteps).toEqual([]);
+    expect(d.fail('charge', failure('FLAKY')).changedSteps).toEqual(['charge']);
+  });
+
+  it('the context is the input plus the outputs in arrival order, so the store need not keep it', () => {
+    const d = drive(workflow([task('a', 'w.a'), task('b', 'w.b', { output: 'bOut' }), task('c', 'w.c')]), {
+      input: { x: 1, y: 1 },
+    });
+    d.start();
+    d.ok('a', { y: 2, z: 3 });
+    d.ok('b', [1, 2]);
+    d.ok('c', 'not merged');
+    expect(d.run.context).toEqual({ x: 1, y: 2, z: 3, bOut: [1, 2] });
+    expect(rebuildContext(d.run.input, d.run.steps)).toEqual(d.run.context);
+    expect([d.step('a').outputSeq, d.step('b').outputSeq, d.step('b').outputKey]).toEqual([1, 2, 'bOut']);
   });
 });
 
@@ -1658,7 +1842,8 @@ describe('operator actions', () => {
       const decision = act(d) as ReturnType<SagaDriver['send']>;
       expect(decision.ignored).toMatch(reason);
       expect(decision.run).toBe(before);
-      expect(decision.effects).toEqual([]);
+      expect(decision.commands).toEqual([]);
+      expect(decision.lifecycle).toEqual([]);
     }
     const ALL_ACTIONS: [string, (d: SagaDriver) => unknown][] = [
       ['retry_step', (d) => d.retryStep('a')],

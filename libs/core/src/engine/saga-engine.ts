@@ -1,14 +1,15 @@
 import {
+  checkBudget,
   ErrorCode,
   EventType,
   isTerminalRunState,
   RunState,
   StepKind,
   StepStatus,
-  Topics,
   type AttemptRecord,
   type Envelope,
   type ErrorInfo,
+  type LifecycleEvent,
   type Run,
   type StepCommandPayload,
   type StepDefinition,
@@ -16,7 +17,7 @@ import {
   type TaskStep,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import type { Effect, TimerPayload } from '../ports/effects';
+import { timerIdFor, type Timer, type TimerPayload } from '../ports/timer';
 import { celToJson, type CelActivation, type CelProgram } from '../definition/cel-expression';
 import type { CompiledStep, CompiledWorkflow } from '../definition/validate-definition';
 import {
@@ -79,12 +80,40 @@ export function isOperatorEvent(event: EngineEvent): event is OperatorEvent {
   return event.type === 'retry_step' || event.type === 'skip_step' || event.type === 'resume_compensation';
 }
 
-/** The engine's answer: the next run and what to do about it, or why nothing changed. */
+/**
+ * The engine's answer: the next run and everything the transition produces, which the
+ * orchestrator commits in one atomic write (`RunStore.commit`); or why nothing changed.
+ */
 export interface Decision {
   readonly run: Run;
-  readonly effects: readonly Effect[];
+  /** `step.command` envelopes to send, each on `Topics.command(payload.worker)`. */
+  readonly commands: readonly Envelope<StepCommandPayload>[];
+  /** The lifecycle events of the transition, in order (one `workflow.transitioned` message carries them). */
+  readonly lifecycle: readonly LifecycleEvent[];
+  /** Timers to add or replace, by id. */
+  readonly schedule: readonly Timer[];
+  /** Ids of timers to remove (never also in `schedule`). */
+  readonly cancel: readonly string[];
+  /** Steps whose records changed: a store writes these and the run's header, nothing else. */
+  readonly changedSteps: readonly string[];
   /** Set when the event changed nothing (duplicate or late result, stale timer…): nothing to write. */
   readonly ignored?: string;
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+const NOTHING: Pick<Decision, 'commands' | 'lifecycle' | 'schedule' | 'cancel' | 'changedSteps'> =
+  Object.freeze({
+    commands: Object.freeze([]),
+    lifecycle: Object.freeze([]),
+    schedule: Object.freeze([]),
+    cancel: Object.freeze([]),
+    changedSteps: Object.freeze([]),
+  });
+
+/** A decision that changes nothing, with its reason. */
+function ignore(run: Run, reason: string): Decision {
+  return { run, ...NOTHING, ignored: reason };
 }
 
 /** Parameters of {@link createRun}. */
@@ -95,6 +124,16 @@ export interface CreateRunParams {
   readonly now: number;
   readonly idempotencyKey?: string;
   readonly traceHeaders?: Record<string, string>;
+}
+
+/**
+ * What one agent attempt spent, as its `step.completed`, `step.retrying` or `step.failed` event
+ * carries it (`usage`): the metrics count tokens and cost from these events.
+ */
+interface AttemptUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly costUsd: number;
 }
 
 /** Most early signals of one name a run keeps. */
@@ -108,11 +147,6 @@ export function commandIdFor(txId: string, step: string, attempt: number, compen
 /** The key a worker sees for every attempt of one step of one run (SPEC §4). */
 export function idempotencyKeyFor(txId: string, step: string, compensation = false): string {
   return compensation ? `${txId}:${step}:undo` : `${txId}:${step}`;
-}
-
-/** Deterministic timer ids: scheduling the same timer twice replaces it. */
-export function timerIdFor(txId: string, payload: TimerPayload): string {
-  return `${txId}:${payload.kind}:${payload.step}:${payload.attempt}${payload.compensation ? ':undo' : ''}`;
 }
 
 function collectSteps(steps: readonly StepDefinition[], into: Record<string, StepRecord>): void {
@@ -138,7 +172,7 @@ export function createRun(params: CreateRunParams): Run {
     updatedAt: params.now,
     signals: {},
     completedCount: 0,
-    eventCount: 0,
+    outputCount: 0,
     ...(params.idempotencyKey === undefined ? {} : { idempotencyKey: params.idempotencyKey }),
     ...(params.traceHeaders === undefined ? {} : { traceHeaders: params.traceHeaders }),
   };
@@ -147,19 +181,79 @@ export function createRun(params: CreateRunParams): Run {
 /**
  * The saga engine: a pure function of (workflow, run, event, now). No I/O, no clock, no
  * randomness; the input run is never mutated (it may be shared with a store), so the same call
- * always gives the same decision. The orchestrator persists `run` with compare-and-set and
- * carries out `effects` through the outbox.
+ * always gives the same decision. The orchestrator commits the decision (the run, its commands,
+ * timers and lifecycle events) in one atomic write with compare-and-set on the run's version.
  */
 export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent, now: number): Decision {
-  if (isTerminalRunState(run.state) && !isOperatorEvent(event)) {
-    return { run, effects: [], ignored: `run is ${run.state}` };
-  }
+  if (isTerminalRunState(run.state) && !isOperatorEvent(event)) return ignore(run, `run is ${run.state}`);
   const draft = new Draft(workflow, run, now);
   const ignored = draft.apply(event);
-  if (ignored !== undefined) return { run, effects: [], ignored };
+  if (ignored !== undefined) return ignore(run, ignored);
   draft.settle();
   draft.run.updatedAt = now;
-  return { run: draft.run, effects: draft.effects };
+  const schedule: Timer[] = [];
+  const cancel: string[] = [];
+  for (const [id, timer] of draft.timers) {
+    if (timer) schedule.push(timer);
+    else cancel.push(id);
+  }
+  return {
+    run: draft.run,
+    commands: draft.commands,
+    lifecycle: draft.lifecycle,
+    schedule,
+    cancel,
+    changedSteps: changedSteps(run, draft.run),
+  };
+}
+
+/**
+ * The commands a run has in flight (running task attempts and compensations), built again from
+ * the run: what an orchestrator sends once more when their results never came (a broker that
+ * forgot a message, a writer that died between its write and its publish). Same command ids as
+ * the originals, so whichever result arrives first counts and the other is ignored. The input is
+ * computed from the current context; the original's input may have differed only when a
+ * parallel branch finished meanwhile.
+ */
+export function inFlightCommands(
+  workflow: CompiledWorkflow,
+  run: Run,
+  now: number,
+): Envelope<StepCommandPayload>[] {
+  if (isTerminalRunState(run.state)) return [];
+  const draft = new Draft(workflow, run, now);
+  draft.rebuildCommands();
+  return draft.commands;
+}
+
+/** Names of the step records `next` changed (the engine replaces, never mutates, nested values). */
+function changedSteps(before: Run, next: Run): string[] {
+  const changed: string[] = [];
+  for (const name in next.steps) {
+    const old = before.steps[name];
+    if (!old || !shallowEqual(old, next.steps[name] as StepRecord)) changed.push(name);
+  }
+  return changed;
+}
+
+function shallowEqual(a: object, b: object): boolean {
+  const left = a as Record<string, unknown>;
+  const right = b as Record<string, unknown>;
+  let count = 0;
+  for (const key in right) if (Object.hasOwn(right, key)) count++;
+  for (const key in left) {
+    if (!Object.hasOwn(left, key)) continue;
+    count--;
+    const x = left[key];
+    const y = right[key];
+    if (x === y) continue;
+    // The compensation record is copied with every decision: compare its fields.
+    if (key === 'compensation' && typeof x === 'object' && typeof y === 'object' && x && y) {
+      if (shallowEqual(x, y)) continue;
+    }
+    return false;
+  }
+  return count === 0;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -170,11 +264,10 @@ function cloneRun(run: Run): Run {
   // Copy-on-write: arrays and the context are replaced, never mutated, so a shallow copy of each
   // step record is enough to keep the caller's run intact.
   const steps: Record<string, StepRecord> = {};
-  for (const [name, record] of Object.entries(run.steps)) {
-    steps[name] = {
-      ...record,
-      ...(record.compensation ? { compensation: { ...record.compensation } } : {}),
-    };
+  for (const name in run.steps) {
+    const copy = { ...(run.steps[name] as StepRecord) };
+    if (copy.compensation) copy.compensation = { ...copy.compensation };
+    steps[name] = copy;
   }
   return { ...run, steps };
 }
@@ -187,13 +280,20 @@ function closeLast(
 ) {
   const last = attempts[attempts.length - 1];
   if (!last || last.endedAt !== undefined) return attempts;
-  return [...attempts.slice(0, -1), { ...last, endedAt: now, outcome, ...(error ? { error } : {}) }];
+  const closed: AttemptRecord = { ...last, endedAt: now, outcome };
+  if (error) closed.error = error;
+  const copy = attempts.slice();
+  copy[copy.length - 1] = closed;
+  return copy;
 }
 
-/** One decision in the making: a draft run plus the effects collected so far. */
+/** One decision in the making: a draft run plus what it produced so far. */
 class Draft {
   readonly run: Run;
-  readonly effects: Effect[] = [];
+  readonly commands: Envelope<StepCommandPayload>[] = [];
+  readonly lifecycle: LifecycleEvent[] = [];
+  /** Timer changes by id, the last one winning: a Timer to schedule, null to cancel. */
+  readonly timers = new Map<string, Timer | null>();
 
   constructor(
     private readonly workflow: CompiledWorkflow,
@@ -201,6 +301,45 @@ class Draft {
     private readonly now: number,
   ) {
     this.run = cloneRun(original);
+  }
+
+  /** Adds the command of every running attempt and compensation (see {@link inFlightCommands}). */
+  rebuildCommands(): void {
+    for (const name in this.run.steps) {
+      const record = this.run.steps[name] as StepRecord;
+      const compiled = this.workflow.steps.get(name);
+      if (compiled?.definition.kind !== StepKind.Task) continue;
+      const definition = compiled.definition;
+      const compensation = record.compensation;
+      if (compensation?.status === 'running') {
+        this.command(
+          definition.compensation as string,
+          name,
+          compensation.attempt,
+          true,
+          this.run.context,
+          this.compensationTimeoutMs(definition),
+          undefined,
+        );
+      } else if (record.status === StepStatus.Running) {
+        let input: unknown;
+        try {
+          input = this.input(compiled);
+        } catch {
+          continue; // its first dispatch failed the same way and the attempt failed with it
+        }
+        this.command(
+          definition.worker,
+          name,
+          record.attempt,
+          false,
+          input,
+          definition.timeoutMs ?? this.workflow.definition.defaults?.timeoutMs,
+          this.heartbeatTimeoutMs(definition),
+          this.scheduleToStartTimeoutMs(definition),
+        );
+      }
+    }
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -269,11 +408,25 @@ class Draft {
     ) {
       return 'heartbeat of an attempt that is not running';
     }
+    // The first sign of life of an attempt with a schedule-to-start deadline: a worker took it.
+    const pickedUp = this.notePickedUp(compiled.definition, record);
     const timeoutMs = this.heartbeatTimeoutMs(compiled.definition);
-    if (timeoutMs === undefined) return 'step has no heartbeat timeout';
+    if (timeoutMs === undefined) return pickedUp ? undefined : 'step has no heartbeat timeout';
     record.heartbeatAt = this.now;
     this.schedule({ kind: 'heartbeat', step: name, attempt: record.attempt }, this.now + timeoutMs);
     return undefined;
+  }
+
+  /** Records that a worker took the current attempt (once), ending its schedule-to-start deadline. */
+  private notePickedUp(definition: TaskStep, record: StepRecord): boolean {
+    if (this.scheduleToStartTimeoutMs(definition) === undefined) return false;
+    const last = record.attempts[record.attempts.length - 1];
+    if (!last || last.pickedUpAt !== undefined || last.endedAt !== undefined) return false;
+    const attempts = record.attempts.slice();
+    attempts[attempts.length - 1] = { ...last, pickedUpAt: this.now };
+    record.attempts = attempts;
+    this.unschedule({ kind: 'start', step: record.name, attempt: record.attempt });
+    return true;
   }
 
   private onTimer(timer: TimerPayload): string | undefined {
@@ -308,6 +461,25 @@ class Draft {
       return 'stale timer';
     }
     switch (timer.kind) {
+      case 'start': {
+        if (definition.kind !== StepKind.Task || record.status !== StepStatus.Running) return 'stale timer';
+        if (record.attempt !== timer.attempt) return 'stale timer';
+        const last = record.attempts[record.attempts.length - 1];
+        if (last?.pickedUpAt !== undefined) return 'stale timer: a worker took the command';
+        const afterMs = this.scheduleToStartTimeoutMs(definition) ?? 0;
+        this.failAttempt(
+          definition,
+          record,
+          {
+            code: ErrorCode.NoWorker,
+            message: `no worker took ${definition.worker} within ${afterMs} ms (none hosts it, or every replica is busy or gone)`,
+            retryable: false,
+            details: { worker: definition.worker, scheduleToStartTimeoutMs: afterMs },
+          },
+          'timed_out',
+        );
+        return undefined;
+      }
       case 'retry':
         if (definition.kind !== StepKind.Task || record.status !== StepStatus.Retrying) return 'stale timer';
         if (record.attempt + 1 !== timer.attempt) return 'stale timer';
@@ -333,16 +505,21 @@ class Draft {
       case 'sleep':
         if (definition.kind !== StepKind.Sleep || record.status !== StepStatus.Waiting) return 'stale timer';
         if (timer.attempt !== record.attempt + 1) return 'stale timer';
-        this.completeStep(record, undefined, undefined);
+        this.completeStep(record, undefined, undefined, undefined, { kind: StepKind.Sleep });
         return undefined;
       case 'wait':
         if (definition.kind !== StepKind.Wait || record.status !== StepStatus.Waiting) return 'stale timer';
         if (timer.attempt !== record.attempt + 1) return 'stale timer';
-        this.failStep(record, {
-          code: ErrorCode.WaitTimeout,
-          message: `signal "${definition.signal}" did not arrive within ${definition.timeoutMs} ms`,
-          retryable: false,
-        });
+        this.failStep(
+          record,
+          {
+            code: ErrorCode.WaitTimeout,
+            message: `signal "${definition.signal}" did not arrive within ${definition.timeoutMs} ms`,
+            retryable: false,
+          },
+          undefined,
+          { kind: StepKind.Wait, signal: definition.signal },
+        );
         return undefined;
     }
   }
@@ -365,7 +542,10 @@ class Draft {
         if (definition.timeoutMs !== undefined) {
           this.unschedule({ kind: 'wait', step: stepName, attempt: record.attempt + 1 });
         }
-        this.completeStep(record, definition.output, payload);
+        this.completeStep(record, definition.output, payload, undefined, {
+          kind: StepKind.Wait,
+          signal: name,
+        });
         return undefined;
       }
     }
@@ -408,7 +588,7 @@ class Draft {
   /** A failed run goes on: see {@link OperatorEvent}. `settle` then starts what was rewound. */
   private reopen(target: StepRecord, event: Extract<OperatorEvent, { step: string }>): void {
     this.transition(RunState.Running, true);
-    delete this.run.error;
+    if (this.run.error !== undefined) delete this.run.error;
     const attempt = target.attempt || undefined;
     if (event.type === 'skip_step') {
       const definition = this.compiled(target.name).definition;
@@ -435,7 +615,7 @@ class Draft {
   /** Puts a step the failure failed or stopped back where advancing starts it again. */
   private rewind(record: StepRecord): void {
     const definition = this.compiled(record.name).definition;
-    delete record.endedAt;
+    if (record.endedAt !== undefined) delete record.endedAt;
     if (definition.kind === StepKind.Parallel) {
       // Its branches are rewound step by step; one whose condition failed starts over.
       record.status = record.startedAt === undefined ? StepStatus.Pending : StepStatus.Running;
@@ -445,11 +625,11 @@ class Draft {
     if (definition.kind === StepKind.Task) {
       // A fresh series: the next attempt is attempt + 1, with the whole retry budget.
       if (record.attempt > 0) record.attemptBase = record.attempt;
-      delete record.heartbeatAt;
+      if (record.heartbeatAt !== undefined) delete record.heartbeatAt;
       // Partial effects of a failed run's step are never undone (it has no compensation, or the
       // run would have compensated): the step runs again and is judged on its new outcome.
-      delete record.partialEffects;
-      delete record.completedSeq;
+      if (record.partialEffects !== undefined) delete record.partialEffects;
+      if (record.completedSeq !== undefined) delete record.completedSeq;
     } else if (record.startedAt !== undefined) {
       // A wait or sleep starts over; its timers carry attempt + 1, so the old ones are stale.
       record.attempt += 1;
@@ -499,7 +679,7 @@ class Draft {
       const progress = this.advance(this.workflow.definition.steps);
       if (progress === 'done') {
         this.transition(RunState.Completed);
-        this.emit(EventType.WorkflowCompleted, {});
+        this.emit(EventType.WorkflowCompleted, { durationMs: this.runDurationMs() });
         return;
       }
       if (!this.isStopping()) {
@@ -549,7 +729,8 @@ class Draft {
 
   private updateActivityState(): void {
     let waiting = false;
-    for (const [name, record] of Object.entries(this.run.steps)) {
+    for (const name in this.run.steps) {
+      const record = this.run.steps[name] as StepRecord;
       if (record.status === StepStatus.Running || record.status === StepStatus.Retrying) {
         if (this.compiled(name).definition.kind === StepKind.Task) {
           if (this.run.state === RunState.Waiting) this.transition(RunState.Running);
@@ -566,7 +747,8 @@ class Draft {
   }
 
   private hasAttemptInFlight(): boolean {
-    for (const [name, record] of Object.entries(this.run.steps)) {
+    for (const name in this.run.steps) {
+      const record = this.run.steps[name] as StepRecord;
       if (record.status === StepStatus.Running && this.compiled(name).definition.kind === StepKind.Task)
         return true;
     }
@@ -575,7 +757,8 @@ class Draft {
 
   /** Stops what has no effects in flight: waits, sleeps and pending retries. */
   private stopActive(): void {
-    for (const [name, record] of Object.entries(this.run.steps)) {
+    for (const name in this.run.steps) {
+      const record = this.run.steps[name] as StepRecord;
       const kind = this.compiled(name).definition.kind;
       if (record.status === StepStatus.Waiting) {
         const definition = this.compiled(name).definition;
@@ -612,10 +795,10 @@ class Draft {
     if (queue.length === 0) {
       if (cancelling) {
         this.transition(RunState.Cancelled);
-        this.emit(EventType.WorkflowCancelled, {});
+        this.emit(EventType.WorkflowCancelled, { durationMs: this.runDurationMs() });
       } else {
         this.transition(RunState.Failed);
-        this.emit(EventType.WorkflowFailed, { error: this.run.error });
+        this.emit(EventType.WorkflowFailed, { error: this.run.error, durationMs: this.runDurationMs() });
       }
       return;
     }
@@ -642,7 +825,11 @@ class Draft {
       if (compensation.status === 'running' || compensation.status === 'retrying') return;
       if (compensation.status === 'failed') {
         this.transition(RunState.CompensationFailed);
-        this.emit(EventType.WorkflowStuck, { remaining: queue, error: compensation.error });
+        this.emit(EventType.WorkflowStuck, {
+          remaining: queue,
+          error: compensation.error,
+          durationMs: this.runDurationMs(),
+        });
         return;
       }
       queue = queue.slice(1);
@@ -650,10 +837,10 @@ class Draft {
     }
     if (this.run.cancelRequested) {
       this.transition(RunState.Cancelled);
-      this.emit(EventType.WorkflowCancelled, {});
+      this.emit(EventType.WorkflowCancelled, { durationMs: this.runDurationMs() });
     } else {
       this.transition(RunState.Compensated);
-      this.emit(EventType.WorkflowCompensated, {});
+      this.emit(EventType.WorkflowCompensated, { durationMs: this.runDurationMs() });
     }
   }
 
@@ -705,7 +892,10 @@ class Draft {
         const [early, ...rest] = this.run.signals[definition.signal] ?? [];
         if (this.run.signals[definition.signal]?.length) {
           this.run.signals = { ...this.run.signals, [definition.signal]: rest };
-          this.completeStep(record, definition.output, early);
+          this.completeStep(record, definition.output, early, undefined, {
+            kind: StepKind.Wait,
+            signal: definition.signal,
+          });
           return;
         }
         if (definition.timeoutMs !== undefined) {
@@ -721,10 +911,18 @@ class Draft {
 
   private startAttempt(compiled: CompiledStep, record: StepRecord, attempt: number): void {
     const definition = compiled.definition as TaskStep;
+    if (definition.agent === true) {
+      const over = this.overBudget(record.name);
+      if (over !== undefined) {
+        // Not dispatched: the model is never called past the run's budget.
+        this.failStep(record, over);
+        return;
+      }
+    }
     record.status = StepStatus.Running;
     record.attempt = attempt;
     record.attempts = [...record.attempts, { attempt, startedAt: this.now }];
-    delete record.heartbeatAt;
+    if (record.heartbeatAt !== undefined) delete record.heartbeatAt;
     record.startedAt ??= this.now;
     let input: unknown;
     try {
@@ -736,9 +934,22 @@ class Draft {
     }
     const timeoutMs = definition.timeoutMs ?? this.workflow.definition.defaults?.timeoutMs;
     const heartbeatTimeoutMs = this.heartbeatTimeoutMs(definition);
-    this.command(definition.worker, record.name, attempt, false, input, timeoutMs, heartbeatTimeoutMs);
+    const scheduleToStartTimeoutMs = this.scheduleToStartTimeoutMs(definition);
+    this.command(
+      definition.worker,
+      record.name,
+      attempt,
+      false,
+      input,
+      timeoutMs,
+      heartbeatTimeoutMs,
+      scheduleToStartTimeoutMs,
+    );
     if (timeoutMs !== undefined) {
       this.schedule({ kind: 'timeout', step: record.name, attempt }, this.now + timeoutMs);
+    }
+    if (scheduleToStartTimeoutMs !== undefined) {
+      this.schedule({ kind: 'start', step: record.name, attempt }, this.now + scheduleToStartTimeoutMs);
     }
     if (heartbeatTimeoutMs !== undefined) {
       this.schedule({ kind: 'heartbeat', step: record.name, attempt }, this.now + heartbeatTimeoutMs);
@@ -746,10 +957,66 @@ class Draft {
     this.emit(EventType.StepStarted, { worker: definition.worker }, record.name, attempt);
   }
 
+  /**
+   * BUDGET_EXCEEDED when dispatching one more agent attempt could take the run past its budget:
+   * what it spent so far plus what the agent attempts in flight (this one included) may spend,
+   * counted as one token each (their real usage is not known until they answer).
+   */
+  private overBudget(step: string): ErrorInfo | undefined {
+    const budget = this.workflow.definition.budget;
+    if (budget === undefined) return undefined;
+    let inFlight = 1;
+    for (const name in this.run.steps) {
+      if (name === step) continue;
+      const other = this.run.steps[name] as StepRecord;
+      const definition = this.workflow.steps.get(name)?.definition;
+      if (other.status === StepStatus.Running && definition?.kind === StepKind.Task && definition.agent)
+        inFlight++;
+    }
+    const usage = this.run.usage;
+    const check = checkBudget(
+      budget,
+      { tokens: usage?.totalTokens ?? 0, costUsd: usage?.costUsd ?? 0 },
+      { tokens: inFlight, costUsd: 0 },
+    );
+    if (!check.exceeded) return undefined;
+    return {
+      code: ErrorCode.BudgetExceeded,
+      message: `the run's budget would be exceeded: ${check.reasons.join('; ')}`,
+      retryable: false,
+      details: { budget, spent: usage ?? null, reservedAttempts: inFlight },
+    };
+  }
+
+  /**
+   * Adds what an agent attempt reports having spent (in its output, or its error's details) to the
+   * run's usage, and returns it for the attempt's lifecycle event (metrics count tokens from there).
+   */
+  private countUsage(definition: TaskStep, reported: unknown): AttemptUsage | undefined {
+    if (definition.agent !== true || typeof reported !== 'object' || reported === null) return undefined;
+    const u = (reported as { usage?: unknown }).usage;
+    if (typeof u !== 'object' || u === null) return undefined;
+    const n = (value: unknown): number =>
+      typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : 0;
+    const { promptTokens, completionTokens, totalTokens, costUsd } = u as Record<string, unknown>;
+    const prompt = n(promptTokens);
+    const completion = n(completionTokens);
+    const before = this.run.usage;
+    this.run.usage = {
+      promptTokens: (before?.promptTokens ?? 0) + prompt,
+      completionTokens: (before?.completionTokens ?? 0) + completion,
+      totalTokens: (before?.totalTokens ?? 0) + (n(totalTokens) || prompt + completion),
+      costUsd: (before?.costUsd ?? 0) + n(costUsd),
+      attempts: (before?.attempts ?? 0) + 1,
+    };
+    return { promptTokens: prompt, completionTokens: completion, costUsd: n(costUsd) };
+  }
+
   private completeTask(definition: TaskStep, record: StepRecord, output: unknown): void {
+    const usage = this.countUsage(definition, output);
     record.attempts = closeLast(record.attempts, this.now, 'completed');
     this.clearAttemptTimers(definition, record);
-    this.completeStep(record, definition.output, output);
+    this.completeStep(record, definition.output, output, usage);
   }
 
   private failAttempt(
@@ -758,6 +1025,8 @@ class Draft {
     error: ErrorInfo,
     outcome: 'failed' | 'timed_out',
   ): void {
+    // A failed agent attempt was paid for too.
+    const usage = this.countUsage(definition, error.details);
     record.attempts = closeLast(record.attempts, this.now, outcome, error);
     this.clearAttemptTimers(definition, record);
     const policy = this.retryPolicy(definition);
@@ -767,7 +1036,12 @@ class Draft {
     if (this.canRetry(policy, error, tries)) {
       const delayMs = backoffDelayMs(policy, tries);
       record.status = StepStatus.Retrying;
-      this.emit(EventType.StepRetrying, { error, delayMs }, record.name, record.attempt);
+      this.emit(
+        EventType.StepRetrying,
+        { error, delayMs, ...(usage === undefined ? {} : { usage }) },
+        record.name,
+        record.attempt,
+      );
       if (delayMs === 0) this.startAttempt(this.compiled(record.name), record, record.attempt + 1);
       else
         this.schedule({ kind: 'retry', step: record.name, attempt: record.attempt + 1 }, this.now + delayMs);
@@ -777,7 +1051,7 @@ class Draft {
       record.partialEffects = true;
       record.completedSeq = ++this.run.completedCount;
     }
-    this.failStep(record, error);
+    this.failStep(record, error, usage);
   }
 
   private canRetry(policy: ResolvedRetryPolicy, error: ErrorInfo, tries: number): boolean {
@@ -789,30 +1063,65 @@ class Draft {
     );
   }
 
-  private failStep(record: StepRecord, error: ErrorInfo): void {
+  /**
+   * `waited` is what a wait or sleep step's end tells (its kind, the signal it waited for), so a
+   * reader of the event alone (a tracer started after the step began) knows what ended.
+   */
+  private failStep(
+    record: StepRecord,
+    error: ErrorInfo,
+    usage?: AttemptUsage,
+    waited?: Readonly<Record<string, string>>,
+  ): void {
     this.endStep(record, StepStatus.Failed);
     record.error = error;
-    this.emit(EventType.StepFailed, { error }, record.name, record.attempt || undefined);
+    const durationMs = record.startedAt === undefined ? 0 : this.now - record.startedAt;
+    this.emit(
+      EventType.StepFailed,
+      { error, durationMs, ...waited, ...(usage === undefined ? {} : { usage }) },
+      record.name,
+      record.attempt || undefined,
+    );
     if (!this.isStopping()) {
       this.run.error = { ...error, details: { ...error.details, step: record.name } };
     }
   }
 
-  private completeStep(record: StepRecord, outputKey: string | undefined, output: unknown): void {
+  private completeStep(
+    record: StepRecord,
+    outputKey: string | undefined,
+    output: unknown,
+    usage?: AttemptUsage,
+    waited?: Readonly<Record<string, string>>,
+  ): void {
     this.endStep(record, StepStatus.Completed);
     record.completedSeq = ++this.run.completedCount;
-    delete record.error;
+    if (record.error !== undefined) delete record.error;
     this.recordOutput(record, outputKey, output);
     const durationMs = record.startedAt === undefined ? 0 : this.now - record.startedAt;
-    this.emit(EventType.StepCompleted, { durationMs }, record.name, record.attempt || undefined);
+    this.emit(
+      EventType.StepCompleted,
+      { durationMs, ...waited, ...(usage === undefined ? {} : { usage }) },
+      record.name,
+      record.attempt || undefined,
+    );
   }
 
-  /** Keeps a step's output and puts it into the context: under its key, or merged when an object. */
+  /**
+   * Keeps a step's output and puts it into the context: under its key, or merged when an object.
+   * `outputSeq` and `outputKey` record how, so `rebuildContext` gives the same context from the
+   * step records alone.
+   */
   private recordOutput(record: StepRecord, outputKey: string | undefined, output: unknown): void {
     if (output === undefined) return;
     record.output = output;
-    if (outputKey !== undefined) this.run.context = { ...this.run.context, [outputKey]: output };
-    else if (isPlainObject(output)) this.run.context = { ...this.run.context, ...output };
+    record.outputSeq = ++this.run.outputCount;
+    if (outputKey !== undefined) {
+      record.outputKey = outputKey;
+      this.run.context = { ...this.run.context, [outputKey]: output };
+    } else if (isPlainObject(output)) {
+      this.run.context = { ...this.run.context, ...output };
+    }
   }
 
   private endStep(record: StepRecord, status: StepStatus): void {
@@ -827,6 +1136,10 @@ class Draft {
     }
     if (this.heartbeatTimeoutMs(definition) !== undefined) {
       this.unschedule({ kind: 'heartbeat', step: record.name, attempt });
+    }
+    const last = record.attempts[record.attempts.length - 1];
+    if (this.scheduleToStartTimeoutMs(definition) !== undefined && last?.pickedUpAt === undefined) {
+      this.unschedule({ kind: 'start', step: record.name, attempt });
     }
   }
 
@@ -938,7 +1251,12 @@ class Draft {
     }
     record.compensation = { ...compensation, status: 'failed', attempts, error, endedAt: this.now };
     record.status = StepStatus.CompensationFailed;
-    this.emit(EventType.CompensationFailed, { error }, record.name, compensation.attempt);
+    this.emit(
+      EventType.CompensationFailed,
+      { error, durationMs: this.now - compensation.startedAt },
+      record.name,
+      compensation.attempt,
+    );
   }
 
   // ---- helpers ------------------------------------------------------------------------------
@@ -967,6 +1285,10 @@ class Draft {
     return definition.heartbeatTimeoutMs ?? this.workflow.definition.defaults?.heartbeatTimeoutMs;
   }
 
+  private scheduleToStartTimeoutMs(definition: TaskStep): number | undefined {
+    return definition.scheduleToStartTimeoutMs ?? this.workflow.definition.defaults?.scheduleToStartTimeoutMs;
+  }
+
   private compensationTimeoutMs(definition: TaskStep): number | undefined {
     return definition.compensationTimeoutMs ?? this.workflow.definition.defaults?.compensationTimeoutMs;
   }
@@ -974,7 +1296,8 @@ class Draft {
   private activation(compiled: CompiledStep): CelActivation {
     const steps: Record<string, { status: string; output?: unknown }> = {};
     if (compiled.readsSteps) {
-      for (const [name, record] of Object.entries(this.run.steps)) {
+      for (const name in this.run.steps) {
+        const record = this.run.steps[name] as StepRecord;
         steps[name] = {
           status: record.status,
           ...(record.output === undefined ? {} : { output: record.output }),
@@ -1001,7 +1324,7 @@ class Draft {
   private transition(to: RunState, operator = false): void {
     if (operator) {
       assertOperatorTransition(this.run.state, to, this.run.txId);
-      delete this.run.endedAt;
+      if (this.run.endedAt !== undefined) delete this.run.endedAt;
     } else {
       assertTransition(this.run.state, to, this.run.txId);
     }
@@ -1016,31 +1339,36 @@ class Draft {
     step?: string,
     attempt?: number,
   ): Envelope<P> {
-    return {
+    const envelope: { -readonly [K in keyof Envelope<P>]: Envelope<P>[K] } = {
       id,
       type,
       txId: this.run.txId,
       workflowId: this.run.workflowId,
-      ...(step === undefined ? {} : { step }),
-      ...(attempt === undefined ? {} : { attempt }),
       time: this.now,
-      headers: this.run.traceHeaders ?? {},
+      headers: this.run.traceHeaders ?? NO_HEADERS,
       payload,
     };
+    if (step !== undefined) envelope.step = step;
+    if (attempt !== undefined) envelope.attempt = attempt;
+    return envelope;
+  }
+
+  /** Time from the run's creation to now: the `durationMs` of the event that ends it. */
+  private runDurationMs(): number {
+    return this.now - this.run.createdAt;
   }
 
   private emit(
     type: Envelope['type'],
-    payload: Record<string, unknown>,
+    details: Record<string, unknown>,
     step?: string,
     attempt?: number,
   ): void {
-    const id = `${this.run.txId}:e${++this.run.eventCount}`;
-    this.effects.push({
-      type: 'publish',
-      topic: Topics.events,
-      envelope: this.envelope(id, type, { state: this.run.state, ...payload }, step, attempt),
-    });
+    const event: Record<string, unknown> = { type, state: this.run.state };
+    if (step !== undefined) event['step'] = step;
+    if (attempt !== undefined) event['attempt'] = attempt;
+    for (const key in details) event[key] = details[key];
+    this.lifecycle.push(event as LifecycleEvent);
   }
 
   private command(
@@ -1051,33 +1379,29 @@ class Draft {
     input: unknown,
     timeoutMs: number | undefined,
     heartbeatTimeoutMs: number | undefined,
+    scheduleToStartTimeoutMs?: number,
   ): void {
     const commandId = commandIdFor(this.run.txId, step, attempt, compensation);
-    const payload: StepCommandPayload = {
+    const payload: { -readonly [K in keyof StepCommandPayload]: StepCommandPayload[K] } = {
       commandId,
       worker,
       input,
       idempotencyKey: idempotencyKeyFor(this.run.txId, step, compensation),
       compensation,
-      ...(timeoutMs === undefined ? {} : { timeoutMs }),
-      ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
     };
-    this.effects.push({
-      type: 'publish',
-      topic: Topics.command(worker),
-      envelope: this.envelope(commandId, 'step.command', payload, step, attempt),
-    });
+    if (timeoutMs !== undefined) payload.timeoutMs = timeoutMs;
+    if (heartbeatTimeoutMs !== undefined) payload.heartbeatTimeoutMs = heartbeatTimeoutMs;
+    if (scheduleToStartTimeoutMs !== undefined) payload.scheduleToStartTimeoutMs = scheduleToStartTimeoutMs;
+    this.commands.push(this.envelope(commandId, EventType.StepCommand, payload, step, attempt));
   }
 
   private schedule(payload: TimerPayload, dueAt: number): void {
-    this.effects.push({
-      type: 'schedule',
-      timer: { id: timerIdFor(this.run.txId, payload), txId: this.run.txId, dueAt, payload },
-    });
+    const id = timerIdFor(this.run.txId, payload);
+    this.timers.set(id, { id, txId: this.run.txId, dueAt, payload });
   }
 
   private unschedule(payload: TimerPayload): void {
-    this.effects.push({ type: 'unschedule', timerId: timerIdFor(this.run.txId, payload) });
+    this.timers.set(timerIdFor(this.run.txId, payload), null);
   }
 }
 

@@ -1,6 +1,9 @@
 import {
   AlreadyExistsError,
+  checkJsonBounds,
+  DEFAULT_MAX_JSON_DEPTH,
   DefinitionNotFoundError,
+  MAX_ENVELOPE_BYTES,
   ErrorCode,
   EventType,
   FailedPreconditionError,
@@ -8,37 +11,42 @@ import {
   isTerminalRunState,
   MultiAgentsError,
   PoisonMessageError,
-  ResourceExhaustedError,
   RunNotFoundError,
+  RunState,
   Topics,
   ValidationError,
   type Envelope,
   type ErrorInfo,
   type Run,
+  type StepCommandPayload,
+  type TransitionEventPayload,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { compileWorkflow, type CompiledWorkflow } from '../definition/validate-definition';
-import { createRun, decide, type EngineEvent, type OperatorEvent } from '../engine/saga-engine';
+import { compileWorkflow, taskSteps, type CompiledWorkflow } from '../definition/validate-definition';
+import {
+  commandIdFor,
+  createRun,
+  decide,
+  inFlightCommands,
+  type Decision,
+  type EngineEvent,
+  type OperatorEvent,
+} from '../engine/saga-engine';
 import { systemClock, type Clock } from '../ports/clock';
-import type { Effect, Timer } from '../ports/effects';
-import type { EventBus, Subscription } from '../ports/event-bus';
-import { uuidGenerator, type IdGenerator } from '../ports/id-generator';
+import type { DefinitionStore, DefinitionSummary } from '../ports/definition-store';
+import type { Delivery, EventBus, Subscription } from '../ports/event-bus';
+import { txIdForIdempotencyKey, uuidGenerator, type IdGenerator } from '../ports/id-generator';
 import { silentLogger, type Logger } from '../ports/logger';
-import type {
-  DefinitionStore,
-  DefinitionSummary,
-  RunFilter,
-  RunPage,
-  StateStore,
-  TimerStore,
-} from '../ports/state-store';
+import type { WorkerManagerRecord, WorkerRegistry } from '../ports/monitoring';
+import type { OrchestratorObserver, TransitionCause } from '../ports/observers';
+import type { RunFilter, RunPage, RunRevision, RunStore, Transition } from '../ports/run-store';
+import type { Timer } from '../ports/timer';
 import { KeyedMutex } from './keyed-mutex';
 
 /** What an orchestrator is built from. */
 export interface OrchestratorOptions {
   readonly bus: EventBus;
-  readonly store: StateStore;
-  readonly timers: TimerStore;
+  readonly runs: RunStore;
   readonly definitions: DefinitionStore;
   readonly clock?: Clock;
   readonly ids?: IdGenerator;
@@ -50,10 +58,6 @@ export interface OrchestratorOptions {
   readonly timerBatchSize?: number;
   /** A claimed timer that was not completed fires again after this long (crashed claimer). */
   readonly timerLeaseMs?: number;
-  /** How often outboxes left behind by a crashed writer are carried out; 0 disables. */
-  readonly outboxSweepIntervalMs?: number;
-  /** Outbox entries younger than this belong to a live writer and are left alone by the sweep. */
-  readonly outboxGraceMs?: number;
   /** Results handled at once. */
   readonly resultConcurrency?: number;
   /** Deliveries of a result that keeps failing (store unreachable) before it is dead-lettered. */
@@ -70,39 +74,74 @@ export interface OrchestratorOptions {
   readonly recentRunsCached?: number;
   /** When given, definitions may only name these workers. */
   readonly knownWorkers?: () => ReadonlySet<string> | undefined;
+  /** Tracing, metrics and logs hook in here (see {@link OrchestratorObserver}). */
+  readonly observer?: OrchestratorObserver;
+  /** The live worker-manager replicas: `listWorkerManagers`, and warnings about unhosted workers. */
+  readonly registry?: WorkerRegistry;
+  /** One `workflow.transitioned` event per transition on `Topics.events` (default true). */
+  readonly lifecycleEvents?: boolean;
+  /**
+   * A command whose result has not come after this long is sent again, with the same command id
+   * (the later of two results is ignored), then again after twice as long, and so on; 0 never
+   * sends a command twice (a backend that cannot lose an acknowledged message).
+   */
+  readonly redispatchAfterMs?: number;
+  /**
+   * With `redispatchAfterMs` > 0: when the bus says its broker connection came back, check every
+   * command this process awaits at once instead of at its deadline (default true). A broker whose
+   * restarts keep what it acknowledged (Redis: its data is a consistent prefix of its history)
+   * does not need it.
+   */
+  readonly redispatchOnRestored?: boolean;
+  /**
+   * How often live runs idle for longer than `redispatchAfterMs` are looked for and their
+   * commands sent again: runs whose writer died before its messages were sent, or whose messages
+   * a broker lost. Also done once at start. 0 disables (default: 0 when `redispatchAfterMs` is 0).
+   */
+  readonly recoverySweepIntervalMs?: number;
 }
 
-/** Defaults of {@link OrchestratorOptions}. */
-export const DEFAULT_ORCHESTRATOR_OPTIONS: ResolvedDefaults = {
-  timerPollIntervalMs: 50,
-  timerBatchSize: 256,
-  timerLeaseMs: 30_000,
-  outboxSweepIntervalMs: 5_000,
-  outboxGraceMs: 10_000,
-  resultConcurrency: 64,
-  maxCasRetries: 20,
-  maxPayloadBytes: 256 * 1024,
-  recentRunsCached: 10_000,
-  resultMaxDeliveries: 60,
-  resultRetryBaseDelayMs: 250,
-};
+type Defaulted =
+  | 'timerPollIntervalMs'
+  | 'timerBatchSize'
+  | 'timerLeaseMs'
+  | 'resultConcurrency'
+  | 'maxCasRetries'
+  | 'maxPayloadBytes'
+  | 'recentRunsCached'
+  | 'resultMaxDeliveries'
+  | 'resultRetryBaseDelayMs'
+  | 'lifecycleEvents'
+  | 'redispatchAfterMs'
+  | 'redispatchOnRestored'
+  | 'recoverySweepIntervalMs';
 
-type ResolvedDefaults = Required<
-  Pick<
-    OrchestratorOptions,
-    | 'timerPollIntervalMs'
-    | 'timerBatchSize'
-    | 'timerLeaseMs'
-    | 'outboxSweepIntervalMs'
-    | 'outboxGraceMs'
-    | 'resultConcurrency'
-    | 'maxCasRetries'
-    | 'maxPayloadBytes'
-    | 'recentRunsCached'
-    | 'resultMaxDeliveries'
-    | 'resultRetryBaseDelayMs'
-  >
->;
+/** Defaults of {@link OrchestratorOptions}. */
+export const DEFAULT_ORCHESTRATOR_OPTIONS: Readonly<Required<Pick<OrchestratorOptions, Defaulted>>> =
+  Object.freeze({
+    timerPollIntervalMs: 50,
+    timerBatchSize: 256,
+    timerLeaseMs: 30_000,
+    resultConcurrency: 64,
+    maxCasRetries: 20,
+    maxPayloadBytes: 256 * 1024,
+    recentRunsCached: 10_000,
+    resultMaxDeliveries: 60,
+    resultRetryBaseDelayMs: 250,
+    lifecycleEvents: true,
+    redispatchAfterMs: 0,
+    redispatchOnRestored: true,
+    recoverySweepIntervalMs: 60_000,
+  });
+
+type Resolved = OrchestratorOptions & Required<Pick<OrchestratorOptions, Defaulted>>;
+
+/** Longest wait between two dispatches of a command whose result does not come. */
+const MAX_REDISPATCH_DELAY_MS = 10 * 60_000;
+/** Runs read per page by the recovery sweep. */
+const SWEEP_PAGE = 256;
+/** The states in which a run has commands in flight. */
+const ACTIVE_STATES = [RunState.Running, RunState.Compensating, RunState.Cancelling] as const;
 
 /** Options of {@link Orchestrator.startWorkflow}. */
 export interface StartWorkflowOptions {
@@ -129,18 +168,35 @@ export interface OrchestratorStats {
   /** Writes refused because another writer changed the run first (SPEC §9.4). */
   casConflicts: number;
   timersFired: number;
-  outboxRecovered: number;
+  /** Commands sent again because their result did not come in time (same command id). */
+  redispatched: number;
+  /** Results for runs the store does not have: expired, or lost by a broker that forgot a write. */
+  unknownRuns: number;
 }
 
 type RunListener = (run: Run) => void;
 
-interface Versioned {
+interface Versioned extends RunRevision {
   readonly run: Run;
-  readonly version: number;
 }
 
-function jsonBytes(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+/** A command this process sent, awaiting its result. */
+interface Dispatched {
+  readonly txId: string;
+  readonly envelope: Envelope<StepCommandPayload>;
+  readonly dueAt: number;
+  readonly delayMs: number;
+}
+
+/**
+ * A private copy of a JSON value from outside (start input, signal payload, operator output), as
+ * it would arrive over the API: checked for size and depth first (nothing accepted can fail to
+ * encode later), then copied, so the caller keeps its own object and the run stores plain JSON.
+ */
+function jsonCopy(value: unknown, maxBytes: number, what: string): unknown {
+  checkJsonBounds(value, { maxBytes, maxDepth: DEFAULT_MAX_JSON_DEPTH, what });
+  const text = JSON.stringify(value) as string | undefined;
+  return text === undefined ? null : (JSON.parse(text) as unknown);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -172,12 +228,19 @@ function toEngineEvent(envelope: Envelope): EngineEvent {
     throw new PoisonMessageError(`unexpected ${envelope.type} on the results topic`);
   }
   if (payload['ok'] === true) {
-    return {
-      type: 'result',
-      step: envelope.step,
-      commandId,
-      outcome: { ok: true, output: payload['output'] },
-    };
+    const output = payload['output'];
+    try {
+      // What a run stores must encode again later, on every backend: a forged or runaway output
+      // (too deep to encode) is refused here, not accepted into the run.
+      checkJsonBounds(output, {
+        maxBytes: MAX_ENVELOPE_BYTES,
+        maxDepth: DEFAULT_MAX_JSON_DEPTH,
+        what: 'output',
+      });
+    } catch (err) {
+      throw new PoisonMessageError(`step.result ${envelope.id}: ${(err as Error).message}`);
+    }
+    return { type: 'result', step: envelope.step, commandId, outcome: { ok: true, output } };
   }
   const error = parseErrorInfo(payload['error']);
   if (payload['ok'] !== false || !error) {
@@ -186,13 +249,50 @@ function toEngineEvent(envelope: Envelope): EngineEvent {
   return { type: 'result', step: envelope.step, commandId, outcome: { ok: false, error } };
 }
 
+function causeOf(event: EngineEvent): TransitionCause {
+  switch (event.type) {
+    case 'start':
+    case 'result':
+    case 'heartbeat':
+    case 'timer':
+    case 'signal':
+    case 'cancel':
+      return event.type;
+    default:
+      return 'operator';
+  }
+}
+
+/** The command with the headers an observer gave it (its dispatch span), if any. */
+function withHeaders(
+  command: Envelope<StepCommandPayload>,
+  headers: Readonly<Record<string, string>> | undefined,
+): Envelope<StepCommandPayload> {
+  return headers === undefined ? command : { ...command, headers };
+}
+
+/** Ids of the commands a run is waiting on: its running attempts and compensations. */
+function awaitedCommandIds(run: Run): Set<string> {
+  const ids = new Set<string>();
+  for (const record of Object.values(run.steps)) {
+    if (record.compensation?.status === 'running') {
+      ids.add(commandIdFor(run.txId, record.name, record.compensation.attempt, true));
+    } else if (record.status === 'running' && record.attempt > 0) {
+      ids.add(commandIdFor(run.txId, record.name, record.attempt));
+    }
+  }
+  return ids;
+}
+
 /**
- * The shell around the pure engine: load, decide, compare-and-set, carry out effects. It consumes
- * results, fires durable timers, and on start (and periodically) carries out outboxes a crashed
- * writer left behind. Several orchestrators may run at once: compare-and-set decides.
+ * The shell around the pure engine: load, decide, commit. Each transition is one atomic write of
+ * one port (`RunStore.commit`): the run's changed parts, its commands, timers and lifecycle event,
+ * and the acknowledgement of the result that caused it. It consumes results, fires durable
+ * timers, and sends again a command whose result does not come (a broker that forgot it). Several
+ * orchestrators may run at once: compare-and-set decides.
  *
  * @example
- * const orchestrator = new Orchestrator({ bus, store, timers, definitions });
+ * const orchestrator = new Orchestrator({ bus, runs, definitions });
  * await orchestrator.start();
  * await orchestrator.registerWorkflow(definition);
  * const { txId } = await orchestrator.startWorkflow('order_processing', { orderId: 'o-1' });
@@ -204,35 +304,46 @@ export class Orchestrator {
     ignoredResults: 0,
     casConflicts: 0,
     timersFired: 0,
-    outboxRecovered: 0,
+    redispatched: 0,
+    unknownRuns: 0,
   };
   private readonly clock: Clock;
   private readonly ids: IdGenerator;
   private readonly logger: Logger;
-  private readonly options: OrchestratorOptions & ResolvedDefaults;
+  private readonly options: Resolved;
+  private readonly observer: OrchestratorObserver;
   private readonly compiled = new Map<string, Promise<CompiledWorkflow>>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
   private readonly recent = new Map<string, Versioned>();
   /** waitForTerminal callers by txId: a map, so many waiters cost O(1) per change. */
   private readonly waiters = new Map<string, Set<RunListener>>();
+  /** Commands sent by this process and not answered yet, oldest deadline first (insertion order). */
+  private readonly dispatched = new Map<string, Dispatched>();
+  /** The same, by run. */
+  private readonly dispatchedByRun = new Map<string, Set<string>>();
   private readonly intervals: NodeJS.Timeout[] = [];
   private subscription: Subscription | undefined;
+  private unwatchRestore: (() => void) | undefined;
+  private unwatchCache: (() => void) | undefined;
   private firing: Promise<number> | undefined;
+  private redispatching: Promise<number> | undefined;
   private sweeping: Promise<number> | undefined;
   private closed = false;
 
   constructor(options: OrchestratorOptions) {
-    this.options = { ...DEFAULT_ORCHESTRATOR_OPTIONS, ...options };
+    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.options = { ...DEFAULT_ORCHESTRATOR_OPTIONS, ...defined } as Resolved;
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? uuidGenerator;
     this.logger = (options.logger ?? silentLogger).child({ component: 'orchestrator' });
+    this.observer = options.observer ?? {};
   }
 
-  /** Carries out what a crashed writer left in the outbox, then consumes results and fires timers. */
+  /** Consumes results, fires timers, and (with redispatch on) recovers what a crash left waiting. */
   async start(): Promise<void> {
-    const recovered = await this.recoverOutbox(0);
-    if (recovered > 0) this.logger.info({ runs: recovered }, 'outbox recovered');
+    // Cached runs may be newer than what a restarted broker kept: decide on fresh reads again.
+    this.unwatchCache = this.options.bus.onRestored?.(() => this.recent.clear());
     this.subscription = await this.options.bus.subscribe(
       Topics.results,
       {
@@ -248,7 +359,7 @@ export class Orchestrator {
       },
       async (delivery) => {
         try {
-          await this.handleResult(delivery.envelope);
+          await this.handleResult(delivery);
         } catch (err) {
           if (err instanceof MultiAgentsError && !err.retryable) throw err;
           const retryAfterMs = Math.min(
@@ -262,8 +373,23 @@ export class Orchestrator {
     if (this.options.timerPollIntervalMs > 0) {
       this.every(this.options.timerPollIntervalMs, () => this.fireDueTimers());
     }
-    if (this.options.outboxSweepIntervalMs > 0) {
-      this.every(this.options.outboxSweepIntervalMs, () => this.recoverOutbox(this.options.outboxGraceMs));
+    const redispatchAfterMs = this.options.redispatchAfterMs;
+    if (redispatchAfterMs > 0) {
+      this.every(Math.max(100, Math.min(1_000, redispatchAfterMs / 4)), () => this.redispatchOverdue());
+      // A broker that restarted may have forgotten what it acknowledged last: check everything now.
+      if (this.options.redispatchOnRestored) {
+        this.unwatchRestore = this.options.bus.onRestored?.(() => {
+          void this.redispatchOverdue(true).catch((err: unknown) =>
+            this.logger.warn({ err: String(err) }, 'redispatch after a broker restart failed'),
+          );
+        });
+      }
+      if (this.options.recoverySweepIntervalMs > 0) {
+        void this.sweep().catch((err: unknown) =>
+          this.logger.warn({ err: String(err) }, 'recovery sweep at start failed; will retry'),
+        );
+        this.every(this.options.recoverySweepIntervalMs, () => this.sweep());
+      }
     }
   }
 
@@ -271,9 +397,15 @@ export class Orchestrator {
   async close(): Promise<void> {
     this.closed = true;
     for (const interval of this.intervals) clearInterval(interval);
+    this.unwatchRestore?.();
+    this.unwatchCache?.();
     await this.subscription?.close();
-    await this.firing;
-    await this.sweeping;
+    // Their failures were logged by the background loop that started them: closing waits, never
+    // throws them again (a sweep that timed out against a cluster mid-failover ended the process).
+    const settled = (work: Promise<unknown> | undefined) => work?.catch(() => undefined);
+    await settled(this.firing);
+    await settled(this.redispatching);
+    await settled(this.sweeping);
   }
 
   /**
@@ -286,6 +418,27 @@ export class Orchestrator {
     return this.options.definitions.put(compiled.definition);
   }
 
+  /**
+   * The workers (and compensations) of `definition` that no live worker-manager replica hosts
+   * right now: registering it is fine (a replica may start later), but its runs would wait for
+   * them. Empty without a registry.
+   */
+  async unhostedWorkers(definition: WorkflowDefinition): Promise<string[]> {
+    if (!this.options.registry) return [];
+    const hosted = new Set((await this.options.registry.list()).flatMap((r) => r.workers));
+    const needed = new Set<string>();
+    for (const step of taskSteps(definition.steps)) {
+      needed.add(step.worker);
+      if (step.compensation !== undefined) needed.add(step.compensation);
+    }
+    return [...needed].filter((worker) => !hosted.has(worker)).sort();
+  }
+
+  /** Every live worker-manager replica (empty without a registry). */
+  async listWorkerManagers(): Promise<WorkerManagerRecord[]> {
+    return this.options.registry ? this.options.registry.list() : [];
+  }
+
   /** Starts a run; once this resolves the run is durable. */
   async startWorkflow(
     workflowId: string,
@@ -294,57 +447,58 @@ export class Orchestrator {
   ): Promise<StartWorkflowResult> {
     if (!isPlainObject(input))
       throw new ValidationError('invalid start input', ['input must be a JSON object']);
-    const size = jsonBytes(input);
-    if (size > this.options.maxPayloadBytes) {
-      throw new ResourceExhaustedError(
-        `input is ${size} bytes, over the limit of ${this.options.maxPayloadBytes}`,
-      );
-    }
+    input = jsonCopy(input, this.options.maxPayloadBytes, 'input');
     const definition = await this.options.definitions.get(workflowId, options.version);
     if (!definition) throw new DefinitionNotFoundError(workflowId, options.version);
     const workflow = await this.workflow(definition.id, definition.version, definition);
+    const problems = workflow.checkInput?.(input) ?? [];
+    if (problems.length > 0) {
+      throw new ValidationError(
+        `input does not match ${definition.id} v${definition.version}'s inputSchema`,
+        problems,
+      );
+    }
     const now = this.clock.now();
+    const key = options.idempotencyKey;
+    const txId = key === undefined ? this.ids.next() : txIdForIdempotencyKey(key);
+    const traceHeaders =
+      this.observer.runStarting?.({ workflowId, txId, callerHeaders: options.traceHeaders ?? {} }) ??
+      options.traceHeaders;
     const run = createRun({
-      txId: this.ids.next(),
+      txId,
       workflow: definition,
-      input,
+      input: input as Record<string, unknown>,
       now,
-      ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
-      ...(options.traceHeaders === undefined ? {} : { traceHeaders: options.traceHeaders }),
+      ...(key === undefined ? {} : { idempotencyKey: key }),
+      ...(traceHeaders === undefined ? {} : { traceHeaders: { ...traceHeaders } }),
     });
     const decision = decide(workflow, run, { type: 'start' }, now);
-    const created = await this.options.store.create(decision.run, decision.effects, options.idempotencyKey);
-    if (!created.created) {
-      const existing = await this.options.store.get(created.txId);
-      if (
-        existing &&
-        (existing.run.workflowId !== workflowId ||
-          JSON.stringify(existing.run.input) !== JSON.stringify(input))
-      ) {
-        throw new AlreadyExistsError(`idempotency key ${options.idempotencyKey} started a different run`, {
-          txId: created.txId,
-        });
+    // Under the run's lock: a result that races in waits until this process knows the run.
+    return this.mutex.run(txId, async () => {
+      const transition = this.transition(decision, 1, { changedSteps: Object.keys(decision.run.steps) });
+      const result = await this.options.runs.create(transition);
+      if (!result.created) {
+        const existing = result.stored.run;
+        if (existing.workflowId !== workflowId || JSON.stringify(existing.input) !== JSON.stringify(input)) {
+          throw new AlreadyExistsError(`idempotency key ${key} started a different run`, { txId });
+        }
+        return { txId, created: false };
       }
-      return { txId: created.txId, created: false };
-    }
-    // Under the run's lock: a result that races in must not see (and repeat) this outbox half-done.
-    await this.mutex.run(decision.run.txId, async () => {
-      if (await this.carryOut(decision.run.txId, 1, decision.effects)) this.remember(decision.run, 1);
+      this.committed(decision, result.stored, transition, RunState.Pending, 'start');
+      return { txId, created: true };
     });
-    this.notify(decision.run);
-    return { txId: decision.run.txId, created: true };
   }
 
   /** The run, or RunNotFoundError. */
   async getRun(txId: string): Promise<Run> {
-    const stored = await this.options.store.get(txId);
+    const stored = await this.options.runs.get(txId);
     if (!stored) throw new RunNotFoundError(txId);
     return stored.run;
   }
 
   /** Runs matching `filter`, newest first. */
   listRuns(filter: RunFilter, limit: number, cursor?: string): Promise<RunPage> {
-    return this.options.store.list(filter, limit, cursor);
+    return this.options.runs.list(filter, limit, cursor);
   }
 
   /** The definition, or DefinitionNotFoundError. */
@@ -361,13 +515,8 @@ export class Orchestrator {
 
   /** Delivers a signal; one that arrives before its wait step is kept. */
   async signal(txId: string, name: string, payload: unknown = null): Promise<Run> {
-    const size = jsonBytes(payload);
-    if (size > this.options.maxPayloadBytes) {
-      throw new ResourceExhaustedError(
-        `signal payload is ${size} bytes, over the limit of ${this.options.maxPayloadBytes}`,
-      );
-    }
-    return this.userEvent(txId, { type: 'signal', name, payload });
+    const copy = jsonCopy(payload, this.options.maxPayloadBytes, 'signal payload');
+    return this.userEvent(txId, { type: 'signal', name, payload: copy });
   }
 
   /** Cancels a run: steps in flight finish, then completed steps are compensated. */
@@ -393,15 +542,12 @@ export class Orchestrator {
    * Errors as {@link retryStep}.
    */
   async skipStep(txId: string, step: string, output?: unknown): Promise<Run> {
-    if (output !== undefined) {
-      const size = jsonBytes(output);
-      if (size > this.options.maxPayloadBytes) {
-        throw new ResourceExhaustedError(
-          `output is ${size} bytes, over the limit of ${this.options.maxPayloadBytes}`,
-        );
-      }
-    }
-    return this.operatorEvent(txId, { type: 'skip_step', step, ...(output === undefined ? {} : { output }) });
+    const copy = output === undefined ? undefined : jsonCopy(output, this.options.maxPayloadBytes, 'output');
+    return this.operatorEvent(txId, {
+      type: 'skip_step',
+      step,
+      ...(copy === undefined ? {} : { output: copy }),
+    });
   }
 
   /**
@@ -474,42 +620,30 @@ export class Orchestrator {
   }
 
   /**
-   * Carries out outbox entries older than `graceMs` (0: all of them). A writer that crashed between
-   * its compare-and-set and its publish left them; repeating an effect is safe.
+   * Sends again the commands this process sent whose results are overdue (all of them with
+   * `all`: after a broker restart), if their runs still wait for them. Returns how many were sent.
    */
-  async recoverOutbox(graceMs: number): Promise<number> {
+  async redispatchOverdue(all = false): Promise<number> {
+    if (this.redispatching) return this.redispatching;
+    this.redispatching = this.redispatchBatch(all).finally(() => (this.redispatching = undefined));
+    return this.redispatching;
+  }
+
+  /**
+   * Looks through the live runs of the store for ones idle longer than `redispatchAfterMs` that
+   * this process is not already watching, and sends their awaited commands again. Returns how many
+   * runs it recovered.
+   */
+  async sweep(): Promise<number> {
     if (this.sweeping) return this.sweeping;
-    this.sweeping = this.sweep(graceMs).finally(() => (this.sweeping = undefined));
+    this.sweeping = this.sweepLiveRuns().finally(() => (this.sweeping = undefined));
     return this.sweeping;
   }
 
   // ---- internals ----------------------------------------------------------------------------
 
-  private async sweep(graceMs: number): Promise<number> {
-    let total = 0;
-    for (;;) {
-      // At start (grace 0) everything pending is ours to carry out, however recent.
-      const olderThan = graceMs <= 0 ? Number.MAX_SAFE_INTEGER : this.clock.now() - graceMs;
-      const pending = await this.options.store.listPendingOutbox(olderThan, 256);
-      let failed = false;
-      for (const { txId, entries } of pending) {
-        const version = Math.max(...entries.map((e) => e.version));
-        const done = await this.carryOut(
-          txId,
-          version,
-          entries.map((e) => e.effect),
-        );
-        if (done) this.stats.outboxRecovered++;
-        failed ||= !done;
-      }
-      total += pending.length;
-      // A failure (bus down) leaves entries in place: stop here rather than list them again.
-      if (failed || pending.length < 256 || this.closed) return total;
-    }
-  }
-
   private async fireBatch(): Promise<number> {
-    const due = await this.options.timers.claimDue(
+    const due = await this.options.runs.claimDueTimers(
       this.clock.now(),
       this.options.timerBatchSize,
       this.options.timerLeaseMs,
@@ -519,8 +653,13 @@ export class Orchestrator {
   }
 
   private async fire(timer: Timer): Promise<void> {
+    let ignored: string | undefined;
     try {
-      await this.apply(timer.txId, { type: 'timer', timer: timer.payload });
+      ignored = await this.apply(
+        timer.txId,
+        { type: 'timer', timer: timer.payload },
+        { firedTimer: timer.id },
+      );
       this.stats.timersFired++;
     } catch (err) {
       if (!(err instanceof RunNotFoundError)) {
@@ -531,27 +670,39 @@ export class Orchestrator {
         );
         return;
       }
+      ignored = 'run not found';
     }
-    await this.options.timers.complete([timer.id]);
+    // A committed transition removed the timer with its write; one that changed nothing did not.
+    if (ignored !== undefined) await this.options.runs.completeTimers([timer.id]);
   }
 
-  private async handleResult(envelope: Envelope): Promise<void> {
+  private async handleResult(delivery: Delivery): Promise<void> {
+    const envelope = delivery.envelope;
     const event = toEngineEvent(envelope);
     try {
-      const ignored = await this.apply(envelope.txId, event);
+      const ignored = await this.apply(envelope.txId, event, { ack: delivery });
       if (ignored !== undefined && event.type === 'result') {
         this.stats.ignoredResults++;
         this.logger.debug({ txId: envelope.txId, step: envelope.step, reason: ignored }, 'result ignored');
       }
     } catch (err) {
-      // A result for a run that no longer exists (retention removed it) is moot, not poison.
-      if (err instanceof RunNotFoundError) return;
+      // A result for a run the store does not have: expired, or lost by a broker that forgot a
+      // write after acknowledging it. Moot either way, not poison; counted and reported.
+      if (err instanceof RunNotFoundError) {
+        this.stats.unknownRuns++;
+        this.observer.unknownRun?.(envelope.txId);
+        this.logger.warn(
+          { txId: envelope.txId, step: envelope.step, messageId: envelope.id },
+          'result for a run the store does not have (expired, or lost by the broker)',
+        );
+        return;
+      }
       throw err;
     }
   }
 
   private async operatorEvent(txId: string, event: OperatorEvent): Promise<Run> {
-    const stored = await this.options.store.get(txId);
+    const stored = await this.options.runs.get(txId);
     if (!stored) throw new RunNotFoundError(txId);
     if (event.type !== 'resume_compensation' && stored.run.steps[event.step] === undefined) {
       throw new MultiAgentsError(ErrorCode.NotFound, `run ${txId} has no step ${event.step}`, {
@@ -575,7 +726,7 @@ export class Orchestrator {
   }
 
   private async userEvent(txId: string, event: EngineEvent): Promise<Run> {
-    const stored = await this.options.store.get(txId);
+    const stored = await this.options.runs.get(txId);
     if (!stored) throw new RunNotFoundError(txId);
     if (isTerminalRunState(stored.run.state)) {
       throw new FailedPreconditionError(`run ${txId} is ${stored.run.state}`, {
@@ -591,23 +742,23 @@ export class Orchestrator {
     return this.getRun(txId);
   }
 
-  /** Load, decide, compare-and-set, carry out. Returns the reason when the event changed nothing. */
-  private apply(txId: string, event: EngineEvent): Promise<string | undefined> {
+  /** Load, decide, commit. Returns the reason when the event changed nothing. */
+  private apply(
+    txId: string,
+    event: EngineEvent,
+    cause: { ack?: Delivery; firedTimer?: string } = {},
+  ): Promise<string | undefined> {
     return this.mutex.run(txId, async () => {
       // The run this process wrote last saves a read per event. A stale copy (another
       // orchestrator moved the run on) cannot do harm: compare-and-set refuses what is decided
       // on it, and a decision to ignore the event is only trusted once made on a fresh read.
       let current: Versioned | undefined = this.recent.get(txId);
       let fresh = current === undefined;
-      // Effects an earlier writer saved but did not carry out (its publish failed, or it crashed):
-      // carried out with this write, since clearing the outbox up to the new version drops them.
-      let leftover: readonly Effect[] = [];
       for (let attempt = 0; attempt < this.options.maxCasRetries;) {
         if (!current) {
-          const stored = await this.options.store.get(txId);
+          const stored = await this.options.runs.get(txId);
           if (!stored) throw new RunNotFoundError(txId);
-          current = { run: stored.run, version: stored.version };
-          leftover = stored.outbox.map((entry) => entry.effect);
+          current = stored;
           fresh = true;
         }
         const workflow = await this.workflow(current.run.workflowId, current.run.workflowVersion);
@@ -618,26 +769,30 @@ export class Orchestrator {
             continue;
           }
           this.stats.ignoredEvents++;
+          this.observer.ignored?.(txId, causeOf(event), decision.ignored);
           return decision.ignored;
         }
         attempt++;
-        const version = await this.options.store.compareAndSet(
-          txId,
-          current.version,
-          decision.run,
-          decision.effects,
-        );
-        if (version === undefined) {
+        const version = current.version + 1;
+        const transition = this.transition(decision, version, {
+          ...(cause.ack ? { ack: cause.ack } : {}),
+          ...(cause.firedTimer ? { firedTimer: cause.firedTimer } : {}),
+        });
+        const revision = await this.options.runs.commit(current, transition);
+        if (revision === undefined) {
           this.stats.casConflicts++;
+          this.observer.conflicted?.(txId);
           this.recent.delete(txId);
           current = undefined;
           continue;
         }
-        const done = await this.carryOut(txId, version, [...leftover, ...decision.effects]);
-        // Only a run whose outbox is empty is worth caching: the next write then has nothing left over.
-        if (done) this.remember(decision.run, version);
-        else this.recent.delete(txId);
-        this.notify(decision.run);
+        this.committed(
+          decision,
+          { run: decision.run, ...revision },
+          transition,
+          current.run.state,
+          causeOf(event),
+        );
         return undefined;
       }
       throw new MultiAgentsError(
@@ -647,50 +802,202 @@ export class Orchestrator {
     });
   }
 
+  /** The write of one decision, as the store's port takes it. */
+  private transition(
+    decision: Decision,
+    version: number,
+    extra: { changedSteps?: readonly string[]; ack?: Delivery; firedTimer?: string },
+  ): Transition {
+    const run = decision.run;
+    let cancel = decision.cancel;
+    const fired = extra.firedTimer;
+    // The timer that caused this transition goes with it, unless the decision scheduled it again.
+    if (fired !== undefined && !cancel.includes(fired) && !decision.schedule.some((t) => t.id === fired)) {
+      cancel = [...cancel, fired];
+    }
+    let commands = decision.commands;
+    if (commands.length > 0 && this.observer.dispatching) {
+      const headers = this.observer.dispatching(run, commands, false);
+      if (headers) commands = commands.map((c) => withHeaders(c, headers.get(c.id)));
+    }
+    const event: Envelope<TransitionEventPayload> | undefined =
+      this.options.lifecycleEvents && decision.lifecycle.length > 0
+        ? {
+            id: `${run.txId}:v${version}`,
+            type: EventType.WorkflowTransitioned,
+            txId: run.txId,
+            workflowId: run.workflowId,
+            time: run.updatedAt,
+            headers: run.traceHeaders ?? {},
+            payload: { version, state: run.state, events: decision.lifecycle },
+          }
+        : undefined;
+    return {
+      run,
+      changedSteps: extra.changedSteps ?? decision.changedSteps,
+      commands,
+      ...(event ? { event } : {}),
+      schedule: decision.schedule,
+      cancel,
+      ...(extra.ack ? { ack: extra.ack } : {}),
+    };
+  }
+
+  /** After a successful write: cache the run, watch its commands, tell observers and listeners. */
+  private committed(
+    decision: Decision,
+    stored: Versioned,
+    transition: Transition,
+    previousState: Run['state'],
+    cause: TransitionCause,
+  ): void {
+    const run = decision.run;
+    this.remember(stored);
+    if (this.options.redispatchAfterMs > 0) this.track(run, transition.commands);
+    this.observer.committed?.({
+      run,
+      previousState,
+      version: stored.version,
+      cause,
+      lifecycle: decision.lifecycle,
+      commands: transition.commands,
+      schedule: transition.schedule,
+      at: run.updatedAt,
+    });
+    this.notify(run);
+  }
+
   /** Keeps the latest version this process wrote of a live run, up to `recentRunsCached` runs. */
-  private remember(run: Run, version: number): void {
-    this.recent.delete(run.txId);
-    if (isTerminalRunState(run.state) || this.options.recentRunsCached === 0) return;
-    this.recent.set(run.txId, { run, version });
+  private remember(stored: Versioned): void {
+    const txId = stored.run.txId;
+    this.recent.delete(txId);
+    if (isTerminalRunState(stored.run.state) || this.options.recentRunsCached === 0) return;
+    this.recent.set(txId, stored);
     if (this.recent.size > this.options.recentRunsCached) {
       const oldest = this.recent.keys().next().value;
       if (oldest !== undefined) this.recent.delete(oldest);
     }
   }
 
-  /** Publishes, schedules and unschedules, then marks the outbox done up to `version`. */
-  private async carryOut(txId: string, version: number, effects: readonly Effect[]): Promise<boolean> {
-    const byTopic = new Map<string, Envelope[]>();
-    const timerOps = new Map<string, Timer | null>();
-    for (const effect of effects) {
-      if (effect.type === 'publish') {
-        const list = byTopic.get(effect.topic);
-        if (list) list.push(effect.envelope);
-        else byTopic.set(effect.topic, [effect.envelope]);
-      } else if (effect.type === 'schedule') {
-        timerOps.set(effect.timer.id, effect.timer);
-      } else {
-        timerOps.set(effect.timerId, null);
+  /** Forgets the run's answered commands and starts the clock on the new ones. */
+  private track(run: Run, sent: readonly Envelope<StepCommandPayload>[]): void {
+    const txId = run.txId;
+    let ids = this.dispatchedByRun.get(txId);
+    if (ids) {
+      const awaited = isTerminalRunState(run.state) ? new Set<string>() : awaitedCommandIds(run);
+      for (const id of ids) {
+        if (!awaited.has(id)) {
+          this.dispatched.delete(id);
+          ids.delete(id);
+        }
       }
     }
-    try {
-      const work: Promise<void>[] = [];
-      for (const [topic, envelopes] of byTopic) work.push(this.options.bus.publish(topic, envelopes));
-      const schedule = [...timerOps.values()].filter((t): t is Timer => t !== null);
-      const cancel = [...timerOps.entries()].filter(([, t]) => t === null).map(([id]) => id);
-      if (schedule.length > 0) work.push(this.options.timers.schedule(schedule));
-      if (cancel.length > 0) work.push(this.options.timers.cancel(cancel));
-      await Promise.all(work);
-      await this.options.store.clearOutbox(txId, version);
-      return true;
-    } catch (err) {
-      // The state is saved with its outbox; the sweep carries the effects out later.
-      this.logger.warn(
-        { txId, version, err: String(err) },
-        'carrying out effects failed; left in the outbox',
-      );
-      return false;
+    if (sent.length > 0) {
+      if (!ids) {
+        ids = new Set();
+        this.dispatchedByRun.set(txId, ids);
+      }
+      const delayMs = this.options.redispatchAfterMs;
+      const dueAt = this.clock.now() + delayMs;
+      for (const envelope of sent) {
+        this.dispatched.delete(envelope.id);
+        this.dispatched.set(envelope.id, { txId, envelope, dueAt, delayMs });
+        ids.add(envelope.id);
+      }
     }
+    if (ids?.size === 0) this.dispatchedByRun.delete(txId);
+  }
+
+  private async redispatchBatch(all: boolean): Promise<number> {
+    const now = this.clock.now();
+    const overdue: Dispatched[] = [];
+    for (const entry of this.dispatched.values()) {
+      if (!all && entry.dueAt > now) {
+        // Deadlines of equal delays are in insertion order; later entries are not due either.
+        if (entry.delayMs === this.options.redispatchAfterMs) break;
+        continue;
+      }
+      overdue.push(entry);
+    }
+    let sent = 0;
+    for (const entry of overdue) {
+      if (this.closed) break;
+      const { txId, envelope } = entry;
+      let run: Run | undefined;
+      try {
+        run = (await this.options.runs.get(txId))?.run;
+      } catch {
+        continue; // the store is unreachable: try again at the next round
+      }
+      this.dispatched.delete(envelope.id);
+      if (!run || !awaitedCommandIds(run).has(envelope.id)) {
+        const ids = this.dispatchedByRun.get(txId);
+        ids?.delete(envelope.id);
+        if (ids?.size === 0) this.dispatchedByRun.delete(txId);
+        continue;
+      }
+      try {
+        const headers = this.observer.dispatching?.(run, [envelope], true);
+        await this.options.bus.publish(Topics.command(envelope.payload.worker), [
+          withHeaders(envelope, headers?.get(envelope.id)),
+        ]);
+        sent++;
+        this.stats.redispatched++;
+        this.logger.warn(
+          { txId, commandId: envelope.id, afterMs: entry.delayMs },
+          'no result in time: command sent again',
+        );
+      } catch (err) {
+        this.logger.warn(
+          { txId, commandId: envelope.id, err: String(err) },
+          'sending a command again failed',
+        );
+      }
+      const delayMs = Math.min(MAX_REDISPATCH_DELAY_MS, entry.delayMs * 2);
+      this.dispatched.set(envelope.id, { ...entry, dueAt: this.clock.now() + delayMs, delayMs });
+    }
+    return sent;
+  }
+
+  private async sweepLiveRuns(): Promise<number> {
+    const idleBefore = this.clock.now() - this.options.redispatchAfterMs;
+    let recovered = 0;
+    for (const state of ACTIVE_STATES) {
+      let cursor: string | undefined;
+      do {
+        if (this.closed) return recovered;
+        const page = await this.options.runs.list({ state }, SWEEP_PAGE, cursor);
+        for (const run of page.runs) {
+          if (run.updatedAt > idleBefore || this.dispatchedByRun.has(run.txId)) continue;
+          if (await this.recover(run.txId)) recovered++;
+        }
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
+    }
+    if (recovered > 0) this.logger.info({ runs: recovered }, 'recovery sweep sent commands again');
+    return recovered;
+  }
+
+  /** Sends the awaited commands of an idle run again (read fresh, under its lock). */
+  private recover(txId: string): Promise<boolean> {
+    return this.mutex.run(txId, async () => {
+      const stored = await this.options.runs.get(txId);
+      if (!stored || stored.run.updatedAt > this.clock.now() - this.options.redispatchAfterMs) return false;
+      const workflow = await this.workflow(stored.run.workflowId, stored.run.workflowVersion);
+      let commands = inFlightCommands(workflow, stored.run, this.clock.now());
+      if (commands.length === 0) return false;
+      const headers = this.observer.dispatching?.(stored.run, commands, true);
+      if (headers) commands = commands.map((c) => withHeaders(c, headers.get(c.id)));
+      const byTopic = new Map<string, Envelope[]>();
+      for (const command of commands) {
+        const topic = Topics.command(command.payload.worker);
+        byTopic.set(topic, [...(byTopic.get(topic) ?? []), command]);
+      }
+      await Promise.all([...byTopic].map(([topic, envelopes]) => this.options.bus.publish(topic, envelopes)));
+      this.stats.redispatched += commands.length;
+      this.track(stored.run, commands);
+      return true;
+    });
   }
 
   private workflow(id: string, version: number, known?: WorkflowDefinition): Promise<CompiledWorkflow> {

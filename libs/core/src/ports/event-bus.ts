@@ -1,4 +1,5 @@
 import type { Envelope } from '@multiagents/contracts';
+import type { TopicStats } from './monitoring';
 
 /**
  * One delivery of one message to one consumer of a group. The handler's outcome decides what
@@ -86,10 +87,23 @@ export interface EventBus {
   listDeadLetters(topic: string, limit?: number): Promise<DeadLetter[]>;
   /** Publishes a dead letter again (with a fresh delivery count) and removes it; false if unknown. */
   replayDeadLetter(topic: string, id: string): Promise<boolean>;
+  /** Deletes a dead letter for good, without publishing it again; false if unknown. */
+  discardDeadLetter(topic: string, id: string): Promise<boolean>;
   /**
    * Backend-specific counters (e.g. publishes a broker dropped as duplicates of an earlier one),
    * for the services' `/stats`. Optional: not every backend has any.
    */
   counters?(): Readonly<Record<string, number>>;
+  /**
+   * Calls `listener` whenever the connection to the broker comes back after it was lost (a broker
+   * restart may have forgotten its last acknowledged writes). Returns an unsubscribe function.
+   * Optional: an in-process bus never loses its broker.
+   */
+  onRestored?(listener: () => void): () => void;
+  /**
+   * The topic's consumer groups (pending, lag) and dead letters, for metrics and the monitor.
+   * Optional: a bus that cannot tell leaves it out.
+   */
+  topicStats?(topic: string): Promise<TopicStats>;
   close(): Promise<void>;
 }

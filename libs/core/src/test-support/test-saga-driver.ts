@@ -2,21 +2,15 @@ import {
   Topics,
   type Envelope,
   type ErrorInfo,
+  type LifecycleEvent,
   type Run,
   type StepCommandPayload,
   type StepRecord,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import type { Timer, TimerPayload } from '../ports/effects';
+import { timerIdFor, type Timer, type TimerPayload } from '../ports/timer';
 import { compileWorkflow, type CompiledWorkflow } from '../definition/validate-definition';
-import {
-  commandIdFor,
-  createRun,
-  decide,
-  timerIdFor,
-  type Decision,
-  type EngineEvent,
-} from '../engine/saga-engine';
+import { commandIdFor, createRun, decide, type Decision, type EngineEvent } from '../engine/saga-engine';
 import { deepFreeze } from './test-deep-freeze';
 
 /** Options of {@link SagaDriver}. */
@@ -40,37 +34,47 @@ export function failure(code: string, extra: Partial<ErrorInfo> = {}): ErrorInfo
   return { code, message: `${code} happened`, retryable: true, ...extra };
 }
 
-/** The commands published by one decision, in order. */
-export function commandsOf(decision: Decision): SentCommand[] {
-  const out: SentCommand[] = [];
-  for (const effect of decision.effects) {
-    if (effect.type === 'publish' && effect.envelope.type === 'step.command') {
-      const envelope = effect.envelope as Envelope<StepCommandPayload>;
-      out.push({ topic: effect.topic, envelope, payload: envelope.payload });
-    }
-  }
-  return out;
+/** One lifecycle event of a decision, read like an envelope: kind, step, attempt, the rest as payload. */
+export interface LifecycleView {
+  readonly type: string;
+  readonly step?: string;
+  readonly attempt?: number;
+  /** `state` and the event's details. */
+  readonly payload: Record<string, unknown>;
 }
 
-/** The lifecycle events published by one decision, in order. */
-export function eventsOf(decision: Decision): Envelope<Record<string, unknown>>[] {
-  const out: Envelope<Record<string, unknown>>[] = [];
-  for (const effect of decision.effects) {
-    if (effect.type === 'publish' && effect.topic === Topics.events) {
-      out.push(effect.envelope as Envelope<Record<string, unknown>>);
-    }
-  }
-  return out;
+/** The commands published by one decision, in order. */
+export function commandsOf(decision: Decision): SentCommand[] {
+  return decision.commands.map((envelope) => ({
+    topic: Topics.command(envelope.payload.worker),
+    envelope,
+    payload: envelope.payload,
+  }));
+}
+
+function view(event: LifecycleEvent): LifecycleView {
+  const { type, step, attempt, ...payload } = event;
+  return {
+    type,
+    ...(step === undefined ? {} : { step }),
+    ...(attempt === undefined ? {} : { attempt }),
+    payload,
+  };
+}
+
+/** The lifecycle events of one decision, in order. */
+export function eventsOf(decision: Decision): LifecycleView[] {
+  return decision.lifecycle.map(view);
 }
 
 /** The timers scheduled by one decision. */
 export function schedulesOf(decision: Decision): Timer[] {
-  return decision.effects.flatMap((effect) => (effect.type === 'schedule' ? [effect.timer] : []));
+  return [...decision.schedule];
 }
 
 /** The timer ids unscheduled by one decision. */
 export function unschedulesOf(decision: Decision): string[] {
-  return decision.effects.flatMap((effect) => (effect.type === 'unschedule' ? [effect.timerId] : []));
+  return [...decision.cancel];
 }
 
 /**
@@ -85,7 +89,7 @@ export class SagaDriver {
   now: number;
   /** Timers scheduled and neither unscheduled nor fired, by id. */
   readonly timers = new Map<string, Timer>();
-  /** Every published envelope, in order, with its topic. */
+  /** Every command sent, in order, with its topic. */
   readonly published: { topic: string; envelope: Envelope }[] = [];
   readonly decisions: Decision[] = [];
   private readonly freeze: boolean;
@@ -118,11 +122,11 @@ export class SagaDriver {
     const before = this.freeze ? deepFreeze(this.run) : this.run;
     const decision = decide(this.workflow, before, event, this.now);
     this.decisions.push(decision);
-    for (const effect of decision.effects) {
-      if (effect.type === 'publish') this.published.push({ topic: effect.topic, envelope: effect.envelope });
-      else if (effect.type === 'schedule') this.timers.set(effect.timer.id, effect.timer);
-      else this.timers.delete(effect.timerId);
+    for (const envelope of decision.commands) {
+      this.published.push({ topic: Topics.command(envelope.payload.worker), envelope });
     }
+    for (const id of decision.cancel) this.timers.delete(id);
+    for (const timer of decision.schedule) this.timers.set(timer.id, timer);
     this.run = decision.run;
     return decision;
   }
@@ -229,8 +233,8 @@ export class SagaDriver {
     return this.decisions.flatMap(commandsOf);
   }
 
-  /** Every lifecycle event published so far. */
-  events(): Envelope<Record<string, unknown>>[] {
+  /** Every lifecycle event so far. */
+  events(): LifecycleView[] {
     return this.decisions.flatMap(eventsOf);
   }
 

@@ -1,5 +1,6 @@
 import {
   isTerminalRunState,
+  rebuildContext,
   StepKind,
   StepStatus,
   Topics,
@@ -12,7 +13,8 @@ import {
   type TaskStep,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import type { Timer, TimerPayload } from '../ports/effects';
+import type { Timer, TimerPayload } from '../ports/timer';
+import { decodeRunRecord, encodeRunRecord } from '../store/run-record';
 import { compileWorkflow, taskSteps, type CompiledWorkflow } from '../definition/validate-definition';
 import { canOperatorTransition, canTransition } from '../engine/run-transitions';
 import {
@@ -147,7 +149,6 @@ export class SagaWorld {
   reopens = 0;
   private readonly history: { event: EngineEvent; now: number }[] = [];
   private readonly allEffects: unknown[] = [];
-  private nextEventNumber = 1;
   readonly stateSequence: RunState[];
   cancelAccepted = false;
   /** What this world exercised, so a property can show its interesting cases really happened. */
@@ -225,7 +226,14 @@ export class SagaWorld {
       this.check(decision.ignored !== undefined, 'a terminal run changed');
     if (decision.ignored !== undefined) {
       this.check(decision.run === before, 'an ignored event returned a different run object');
-      this.check(decision.effects.length === 0, 'an ignored event produced effects');
+      this.check(
+        decision.commands.length +
+          decision.lifecycle.length +
+          decision.schedule.length +
+          decision.cancel.length ===
+          0,
+        'an ignored event produced effects',
+      );
       this.check(transitions.length === 0, 'an ignored event made a transition');
       return decision;
     }
@@ -263,7 +271,7 @@ export class SagaWorld {
     );
 
     this.run = decision.run;
-    this.allEffects.push(decision.effects);
+    this.allEffects.push(effectsOf(decision));
     if (event.type === 'result' && !event.commandId.includes(':undo:')) {
       // Judged from the outcome, not from the engine's bookkeeping: an accepted success completes
       // the step; an accepted final failure with partial effects counts as done too (SPEC §3).
@@ -273,25 +281,23 @@ export class SagaWorld {
         this.completionOrder.push(event.step);
       }
     }
-    for (const effect of decision.effects) {
-      if (effect.type === 'schedule') {
-        this.timers.set(effect.timer.id, effect.timer);
-      } else if (effect.type === 'unschedule') {
-        const timer = this.timers.get(effect.timerId);
-        if (timer) {
-          this.timers.delete(effect.timerId);
-          this.staleTimers.push(timer.payload);
-        }
-      } else if (effect.envelope.type === 'step.command') {
-        const envelope = effect.envelope as Envelope<StepCommandPayload>;
-        this.checkCommand(effect.topic, envelope);
-        this.commands.push({ topic: effect.topic, envelope });
-      } else {
-        this.check(effect.topic === Topics.events, `lifecycle event on topic ${effect.topic}`);
-        const expected = `${this.txId}:e${this.nextEventNumber++}`;
-        this.check(effect.envelope.id === expected, `event id ${effect.envelope.id}, expected ${expected}`);
+    for (const id of decision.cancel) {
+      const timer = this.timers.get(id);
+      if (timer) {
+        this.timers.delete(id);
+        this.staleTimers.push(timer.payload);
       }
     }
+    for (const timer of decision.schedule) {
+      this.check(!decision.cancel.includes(timer.id), `timer ${timer.id} both scheduled and cancelled`);
+      this.timers.set(timer.id, timer);
+    }
+    for (const envelope of decision.commands) {
+      const topic = Topics.command(envelope.payload.worker);
+      this.checkCommand(topic, envelope);
+      this.commands.push({ topic, envelope });
+    }
+    this.checkSlimState(before, decision);
     if (isTerminalRunState(decision.run.state)) {
       // A finished run leaves nothing behind that could fire later.
       this.check(
@@ -300,6 +306,27 @@ export class SagaWorld {
       );
     }
     return decision;
+  }
+
+  /**
+   * What a store writes is enough: the changed steps are exactly the records that differ, and the
+   * context is what the input and the step records imply (the store does not keep it).
+   */
+  private checkSlimState(before: Run, decision: Decision): void {
+    const after = decision.run;
+    const differ = Object.keys(after.steps).filter(
+      (name) => JSON.stringify(before.steps[name]) !== JSON.stringify(after.steps[name]),
+    );
+    this.check(
+      JSON.stringify([...decision.changedSteps].sort()) === JSON.stringify(differ.sort()),
+      `changedSteps ${list(decision.changedSteps)}, but the records that changed are ${list(differ)}`,
+    );
+    this.check(
+      JSON.stringify(rebuildContext(after.input, after.steps)) === JSON.stringify(after.context),
+      'the context is not what the input and the step records imply',
+    );
+    const stored = decodeRunRecord(encodeRunRecord(after));
+    this.check(canonical(stored) === canonical(after), 'a stored run does not read back the same');
   }
 
   private checkCommand(topic: string, envelope: Envelope<StepCommandPayload>): void {
@@ -797,12 +824,27 @@ export class SagaWorld {
     const effects: unknown[] = [];
     for (const { event, now } of this.history) {
       const decision = decide(this.workflow, run, event, now);
-      if (decision.ignored === undefined) effects.push(decision.effects);
+      if (decision.ignored === undefined) effects.push(effectsOf(decision));
       run = decision.run;
     }
     this.check(JSON.stringify(run) === JSON.stringify(this.run), 'replay gave a different run');
     this.check(JSON.stringify(effects) === JSON.stringify(this.allEffects), 'replay gave different effects');
   }
+}
+
+/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+}
+
+/** A decision's output, for comparing a replay with the original. */
+function effectsOf(decision: Decision): unknown {
+  const { commands, lifecycle, schedule, cancel, changedSteps } = decision;
+  return { commands, lifecycle, schedule, cancel, changedSteps };
 }
 
 function list(names: readonly string[]): string {

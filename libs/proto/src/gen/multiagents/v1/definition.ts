@@ -23,7 +23,19 @@ export interface WorkflowDefinition {
   /** The steps, run in order. */
   steps: Step[];
   /** Defaults for every task step that does not set its own. */
-  defaults?: WorkflowDefaults | undefined;
+  defaults?:
+    | WorkflowDefaults
+    | undefined;
+  /** A JSON Schema (UTF-8 JSON) every start input must satisfy; empty: any JSON object. */
+  inputSchema: Buffer;
+  /** What one run may spend on its agent steps; absent: no limit. */
+  budget?: RunBudget | undefined;
+}
+
+/** A run's spending limit on agent steps (tokens, cost in USD); an absent field is no limit. */
+export interface RunBudget {
+  maxTokens?: number | undefined;
+  maxCostUsd?: number | undefined;
 }
 
 /** Defaults applied to every task step that does not set its own. */
@@ -35,7 +47,11 @@ export interface WorkflowDefaults {
   timeoutMs?: number | undefined;
   heartbeatTimeoutMs?: number | undefined;
   compensationRetry?: RetryPolicy | undefined;
-  compensationTimeoutMs?: number | undefined;
+  compensationTimeoutMs?:
+    | number
+    | undefined;
+  /** How long a command may wait for a worker to take it before the attempt fails with NO_WORKER. */
+  scheduleToStartTimeoutMs?: number | undefined;
 }
 
 /** One step of a workflow; `kind` says which of the four step kinds it is. */
@@ -85,7 +101,15 @@ export interface TaskStep {
     | RetryPolicy
     | undefined;
   /** Per-attempt timeout of the compensation in milliseconds. */
-  compensationTimeoutMs?: number | undefined;
+  compensationTimeoutMs?:
+    | number
+    | undefined;
+  /** How long a command may wait for a worker to take it before the attempt fails with NO_WORKER. */
+  scheduleToStartTimeoutMs?:
+    | number
+    | undefined;
+  /** The step calls a model: its usage counts against the run's budget, checked before each dispatch. */
+  agent?: boolean | undefined;
 }
 
 /** Run branches at once; join when all finish. */
@@ -155,7 +179,15 @@ export interface FieldMapping_FieldsEntry {
 }
 
 function createBaseWorkflowDefinition(): WorkflowDefinition {
-  return { id: "", version: 0, description: undefined, steps: [], defaults: undefined };
+  return {
+    id: "",
+    version: 0,
+    description: undefined,
+    steps: [],
+    defaults: undefined,
+    inputSchema: Buffer.alloc(0),
+    budget: undefined,
+  };
 }
 
 export const WorkflowDefinition: MessageFns<WorkflowDefinition> = {
@@ -174,6 +206,12 @@ export const WorkflowDefinition: MessageFns<WorkflowDefinition> = {
     }
     if (message.defaults !== undefined) {
       WorkflowDefaults.encode(message.defaults, writer.uint32(42).fork()).join();
+    }
+    if (message.inputSchema.length !== 0) {
+      writer.uint32(50).bytes(message.inputSchema);
+    }
+    if (message.budget !== undefined) {
+      RunBudget.encode(message.budget, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -231,6 +269,22 @@ export const WorkflowDefinition: MessageFns<WorkflowDefinition> = {
             message.defaults = WorkflowDefaults.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.inputSchema = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.budget = RunBudget.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -250,6 +304,12 @@ export const WorkflowDefinition: MessageFns<WorkflowDefinition> = {
       description: isSet(object.description) ? globalThis.String(object.description) : undefined,
       steps: globalThis.Array.isArray(object?.steps) ? object.steps.map((e: any) => Step.fromJSON(e)) : [],
       defaults: isSet(object.defaults) ? WorkflowDefaults.fromJSON(object.defaults) : undefined,
+      inputSchema: isSet(object.inputSchema)
+        ? Buffer.from(bytesFromBase64(object.inputSchema))
+        : isSet(object.input_schema)
+        ? Buffer.from(bytesFromBase64(object.input_schema))
+        : Buffer.alloc(0),
+      budget: isSet(object.budget) ? RunBudget.fromJSON(object.budget) : undefined,
     };
   },
 
@@ -270,6 +330,12 @@ export const WorkflowDefinition: MessageFns<WorkflowDefinition> = {
     if (message.defaults !== undefined) {
       obj.defaults = WorkflowDefaults.toJSON(message.defaults);
     }
+    if (message.inputSchema.length !== 0) {
+      obj.inputSchema = base64FromBytes(message.inputSchema);
+    }
+    if (message.budget !== undefined) {
+      obj.budget = RunBudget.toJSON(message.budget);
+    }
     return obj;
   },
 
@@ -285,6 +351,103 @@ export const WorkflowDefinition: MessageFns<WorkflowDefinition> = {
     message.defaults = (object.defaults !== undefined && object.defaults !== null)
       ? WorkflowDefaults.fromPartial(object.defaults)
       : undefined;
+    message.inputSchema = object.inputSchema ?? Buffer.alloc(0);
+    message.budget = (object.budget !== undefined && object.budget !== null)
+      ? RunBudget.fromPartial(object.budget)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRunBudget(): RunBudget {
+  return { maxTokens: undefined, maxCostUsd: undefined };
+}
+
+export const RunBudget: MessageFns<RunBudget> = {
+  encode(message: RunBudget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxTokens !== undefined) {
+      writer.uint32(8).uint64(message.maxTokens);
+    }
+    if (message.maxCostUsd !== undefined) {
+      writer.uint32(17).double(message.maxCostUsd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunBudget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunBudget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxCostUsd = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunBudget {
+    return {
+      maxTokens: isSet(object.maxTokens)
+        ? globalThis.Number(object.maxTokens)
+        : isSet(object.max_tokens)
+        ? globalThis.Number(object.max_tokens)
+        : undefined,
+      maxCostUsd: isSet(object.maxCostUsd)
+        ? globalThis.Number(object.maxCostUsd)
+        : isSet(object.max_cost_usd)
+        ? globalThis.Number(object.max_cost_usd)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RunBudget): unknown {
+    const obj: any = {};
+    if (message.maxTokens !== undefined) {
+      obj.maxTokens = Math.round(message.maxTokens);
+    }
+    if (message.maxCostUsd !== undefined) {
+      obj.maxCostUsd = floatToJson(message.maxCostUsd);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RunBudget>): RunBudget {
+    return RunBudget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RunBudget>): RunBudget {
+    const message = createBaseRunBudget();
+    message.maxTokens = object.maxTokens ?? undefined;
+    message.maxCostUsd = object.maxCostUsd ?? undefined;
     return message;
   },
 };
@@ -296,6 +459,7 @@ function createBaseWorkflowDefaults(): WorkflowDefaults {
     heartbeatTimeoutMs: undefined,
     compensationRetry: undefined,
     compensationTimeoutMs: undefined,
+    scheduleToStartTimeoutMs: undefined,
   };
 }
 
@@ -315,6 +479,9 @@ export const WorkflowDefaults: MessageFns<WorkflowDefaults> = {
     }
     if (message.compensationTimeoutMs !== undefined) {
       writer.uint32(40).int64(message.compensationTimeoutMs);
+    }
+    if (message.scheduleToStartTimeoutMs !== undefined) {
+      writer.uint32(48).int64(message.scheduleToStartTimeoutMs);
     }
     return writer;
   },
@@ -372,6 +539,14 @@ export const WorkflowDefaults: MessageFns<WorkflowDefaults> = {
             message.compensationTimeoutMs = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.scheduleToStartTimeoutMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -407,6 +582,11 @@ export const WorkflowDefaults: MessageFns<WorkflowDefaults> = {
         : isSet(object.compensation_timeout_ms)
         ? globalThis.Number(object.compensation_timeout_ms)
         : undefined,
+      scheduleToStartTimeoutMs: isSet(object.scheduleToStartTimeoutMs)
+        ? globalThis.Number(object.scheduleToStartTimeoutMs)
+        : isSet(object.schedule_to_start_timeout_ms)
+        ? globalThis.Number(object.schedule_to_start_timeout_ms)
+        : undefined,
     };
   },
 
@@ -427,6 +607,9 @@ export const WorkflowDefaults: MessageFns<WorkflowDefaults> = {
     if (message.compensationTimeoutMs !== undefined) {
       obj.compensationTimeoutMs = Math.round(message.compensationTimeoutMs);
     }
+    if (message.scheduleToStartTimeoutMs !== undefined) {
+      obj.scheduleToStartTimeoutMs = Math.round(message.scheduleToStartTimeoutMs);
+    }
     return obj;
   },
 
@@ -444,6 +627,7 @@ export const WorkflowDefaults: MessageFns<WorkflowDefaults> = {
       ? RetryPolicy.fromPartial(object.compensationRetry)
       : undefined;
     message.compensationTimeoutMs = object.compensationTimeoutMs ?? undefined;
+    message.scheduleToStartTimeoutMs = object.scheduleToStartTimeoutMs ?? undefined;
     return message;
   },
 };
@@ -650,6 +834,8 @@ function createBaseTaskStep(): TaskStep {
     heartbeatTimeoutMs: undefined,
     compensationRetry: undefined,
     compensationTimeoutMs: undefined,
+    scheduleToStartTimeoutMs: undefined,
+    agent: undefined,
   };
 }
 
@@ -681,6 +867,12 @@ export const TaskStep: MessageFns<TaskStep> = {
     }
     if (message.compensationTimeoutMs !== undefined) {
       writer.uint32(72).int64(message.compensationTimeoutMs);
+    }
+    if (message.scheduleToStartTimeoutMs !== undefined) {
+      writer.uint32(80).int64(message.scheduleToStartTimeoutMs);
+    }
+    if (message.agent !== undefined) {
+      writer.uint32(88).bool(message.agent);
     }
     return writer;
   },
@@ -770,6 +962,22 @@ export const TaskStep: MessageFns<TaskStep> = {
             message.compensationTimeoutMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.scheduleToStartTimeoutMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.agent = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -809,6 +1017,12 @@ export const TaskStep: MessageFns<TaskStep> = {
         : isSet(object.compensation_timeout_ms)
         ? globalThis.Number(object.compensation_timeout_ms)
         : undefined,
+      scheduleToStartTimeoutMs: isSet(object.scheduleToStartTimeoutMs)
+        ? globalThis.Number(object.scheduleToStartTimeoutMs)
+        : isSet(object.schedule_to_start_timeout_ms)
+        ? globalThis.Number(object.schedule_to_start_timeout_ms)
+        : undefined,
+      agent: isSet(object.agent) ? globalThis.Boolean(object.agent) : undefined,
     };
   },
 
@@ -841,6 +1055,12 @@ export const TaskStep: MessageFns<TaskStep> = {
     if (message.compensationTimeoutMs !== undefined) {
       obj.compensationTimeoutMs = Math.round(message.compensationTimeoutMs);
     }
+    if (message.scheduleToStartTimeoutMs !== undefined) {
+      obj.scheduleToStartTimeoutMs = Math.round(message.scheduleToStartTimeoutMs);
+    }
+    if (message.agent !== undefined) {
+      obj.agent = message.agent;
+    }
     return obj;
   },
 
@@ -864,6 +1084,8 @@ export const TaskStep: MessageFns<TaskStep> = {
       ? RetryPolicy.fromPartial(object.compensationRetry)
       : undefined;
     message.compensationTimeoutMs = object.compensationTimeoutMs ?? undefined;
+    message.scheduleToStartTimeoutMs = object.scheduleToStartTimeoutMs ?? undefined;
+    message.agent = object.agent ?? undefined;
     return message;
   },
 };
@@ -1625,6 +1847,14 @@ export const FieldMapping_FieldsEntry: MessageFns<FieldMapping_FieldsEntry> = {
     return message;
   },
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;

@@ -19,7 +19,9 @@ export const protobufFileName = "multiagents/v1/envelope.proto";
  * entry `x-signature` = lowercase hex HMAC-SHA256 over every byte of the message before that entry
  * (the encoding of the envelope without the signature). Because protobuf merges repeated map
  * entries, any decoder still reads the signed bytes as an Envelope; a verifier checks the signature
- * over the exact bytes received, before parsing anything.
+ * over the exact bytes received, before parsing anything. With rotating keys the value is
+ * `<key id>:<hex HMAC>` instead, the HMAC covering every byte before the hex (the key id included),
+ * so a verifier holding several keys knows which one to check with.
  */
 export interface Envelope {
   /** Unique message id; consumers deduplicate on it. */

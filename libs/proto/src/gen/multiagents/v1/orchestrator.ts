@@ -38,6 +38,40 @@ export interface RegisterWorkflowResponse {
   created: boolean;
   id: string;
   version: number;
+  /**
+   * Things worth knowing that did not stop the registration, e.g. workers no live
+   * worker-manager hosts right now (runs would wait for them).
+   */
+  warnings: string[];
+}
+
+/** ListWorkerManagers' request. */
+export interface ListWorkerManagersRequest {
+}
+
+/** One live worker-manager replica. */
+export interface WorkerManagerSummary {
+  managerId: string;
+  /** The workers it hosts. */
+  workers: string[];
+  /** Attempts it may run at once, over all its workers. */
+  capacity: number;
+  /** Attempts running when it last announced itself. */
+  inFlight: number;
+  /** When it last announced itself, in milliseconds since the Unix epoch. */
+  seenAtMs: number;
+  /** Free-form facts for operators (host, version…). */
+  details: { [key: string]: string };
+}
+
+export interface WorkerManagerSummary_DetailsEntry {
+  key: string;
+  value: string;
+}
+
+/** ListWorkerManagers' answer. */
+export interface ListWorkerManagersResponse {
+  managers: WorkerManagerSummary[];
 }
 
 /** GetWorkflowDefinition's request. */
@@ -266,7 +300,7 @@ export const RegisterWorkflowRequest: MessageFns<RegisterWorkflowRequest> = {
 };
 
 function createBaseRegisterWorkflowResponse(): RegisterWorkflowResponse {
-  return { created: false, id: "", version: 0 };
+  return { created: false, id: "", version: 0, warnings: [] };
 }
 
 export const RegisterWorkflowResponse: MessageFns<RegisterWorkflowResponse> = {
@@ -279,6 +313,9 @@ export const RegisterWorkflowResponse: MessageFns<RegisterWorkflowResponse> = {
     }
     if (message.version !== 0) {
       writer.uint32(24).uint32(message.version);
+    }
+    for (const v of message.warnings) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -320,6 +357,14 @@ export const RegisterWorkflowResponse: MessageFns<RegisterWorkflowResponse> = {
             message.version = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.warnings.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -337,6 +382,7 @@ export const RegisterWorkflowResponse: MessageFns<RegisterWorkflowResponse> = {
       created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      warnings: globalThis.Array.isArray(object?.warnings) ? object.warnings.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -351,6 +397,9 @@ export const RegisterWorkflowResponse: MessageFns<RegisterWorkflowResponse> = {
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
     }
+    if (message.warnings?.length) {
+      obj.warnings = message.warnings;
+    }
     return obj;
   },
 
@@ -362,6 +411,406 @@ export const RegisterWorkflowResponse: MessageFns<RegisterWorkflowResponse> = {
     message.created = object.created ?? false;
     message.id = object.id ?? "";
     message.version = object.version ?? 0;
+    message.warnings = object.warnings?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListWorkerManagersRequest(): ListWorkerManagersRequest {
+  return {};
+}
+
+export const ListWorkerManagersRequest: MessageFns<ListWorkerManagersRequest> = {
+  encode(_: ListWorkerManagersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWorkerManagersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWorkerManagersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListWorkerManagersRequest {
+    return {};
+  },
+
+  toJSON(_: ListWorkerManagersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListWorkerManagersRequest>): ListWorkerManagersRequest {
+    return ListWorkerManagersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListWorkerManagersRequest>): ListWorkerManagersRequest {
+    const message = createBaseListWorkerManagersRequest();
+    return message;
+  },
+};
+
+function createBaseWorkerManagerSummary(): WorkerManagerSummary {
+  return { managerId: "", workers: [], capacity: 0, inFlight: 0, seenAtMs: 0, details: {} };
+}
+
+export const WorkerManagerSummary: MessageFns<WorkerManagerSummary> = {
+  encode(message: WorkerManagerSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.managerId !== "") {
+      writer.uint32(10).string(message.managerId);
+    }
+    for (const v of message.workers) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.capacity !== 0) {
+      writer.uint32(24).uint32(message.capacity);
+    }
+    if (message.inFlight !== 0) {
+      writer.uint32(32).uint32(message.inFlight);
+    }
+    if (message.seenAtMs !== 0) {
+      writer.uint32(40).int64(message.seenAtMs);
+    }
+    globalThis.Object.entries(message.details).forEach(([key, value]: [string, string]) => {
+      WorkerManagerSummary_DetailsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerManagerSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerManagerSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.managerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workers.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.capacity = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inFlight = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seenAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = WorkerManagerSummary_DetailsEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.details[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerManagerSummary {
+    return {
+      managerId: isSet(object.managerId)
+        ? globalThis.String(object.managerId)
+        : isSet(object.manager_id)
+        ? globalThis.String(object.manager_id)
+        : "",
+      workers: globalThis.Array.isArray(object?.workers) ? object.workers.map((e: any) => globalThis.String(e)) : [],
+      capacity: isSet(object.capacity) ? globalThis.Number(object.capacity) : 0,
+      inFlight: isSet(object.inFlight)
+        ? globalThis.Number(object.inFlight)
+        : isSet(object.in_flight)
+        ? globalThis.Number(object.in_flight)
+        : 0,
+      seenAtMs: isSet(object.seenAtMs)
+        ? globalThis.Number(object.seenAtMs)
+        : isSet(object.seen_at_ms)
+        ? globalThis.Number(object.seen_at_ms)
+        : 0,
+      details: isObject(object.details)
+        ? (globalThis.Object.entries(object.details) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: WorkerManagerSummary): unknown {
+    const obj: any = {};
+    if (message.managerId !== "") {
+      obj.managerId = message.managerId;
+    }
+    if (message.workers?.length) {
+      obj.workers = message.workers;
+    }
+    if (message.capacity !== 0) {
+      obj.capacity = Math.round(message.capacity);
+    }
+    if (message.inFlight !== 0) {
+      obj.inFlight = Math.round(message.inFlight);
+    }
+    if (message.seenAtMs !== 0) {
+      obj.seenAtMs = Math.round(message.seenAtMs);
+    }
+    if (message.details) {
+      const entries = globalThis.Object.entries(message.details) as [string, string][];
+      if (entries.length > 0) {
+        obj.details = {};
+        entries.forEach(([k, v]) => {
+          obj.details[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WorkerManagerSummary>): WorkerManagerSummary {
+    return WorkerManagerSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkerManagerSummary>): WorkerManagerSummary {
+    const message = createBaseWorkerManagerSummary();
+    message.managerId = object.managerId ?? "";
+    message.workers = object.workers?.map((e) => e) || [];
+    message.capacity = object.capacity ?? 0;
+    message.inFlight = object.inFlight ?? 0;
+    message.seenAtMs = object.seenAtMs ?? 0;
+    message.details = (globalThis.Object.entries(object.details ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseWorkerManagerSummary_DetailsEntry(): WorkerManagerSummary_DetailsEntry {
+  return { key: "", value: "" };
+}
+
+export const WorkerManagerSummary_DetailsEntry: MessageFns<WorkerManagerSummary_DetailsEntry> = {
+  encode(message: WorkerManagerSummary_DetailsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkerManagerSummary_DetailsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkerManagerSummary_DetailsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkerManagerSummary_DetailsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: WorkerManagerSummary_DetailsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WorkerManagerSummary_DetailsEntry>): WorkerManagerSummary_DetailsEntry {
+    return WorkerManagerSummary_DetailsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkerManagerSummary_DetailsEntry>): WorkerManagerSummary_DetailsEntry {
+    const message = createBaseWorkerManagerSummary_DetailsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseListWorkerManagersResponse(): ListWorkerManagersResponse {
+  return { managers: [] };
+}
+
+export const ListWorkerManagersResponse: MessageFns<ListWorkerManagersResponse> = {
+  encode(message: ListWorkerManagersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.managers) {
+      WorkerManagerSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWorkerManagersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWorkerManagersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.managers.push(WorkerManagerSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWorkerManagersResponse {
+    return {
+      managers: globalThis.Array.isArray(object?.managers)
+        ? object.managers.map((e: any) => WorkerManagerSummary.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListWorkerManagersResponse): unknown {
+    const obj: any = {};
+    if (message.managers?.length) {
+      obj.managers = message.managers.map((e) => WorkerManagerSummary.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListWorkerManagersResponse>): ListWorkerManagersResponse {
+    return ListWorkerManagersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListWorkerManagersResponse>): ListWorkerManagersResponse {
+    const message = createBaseListWorkerManagersResponse();
+    message.managers = object.managers?.map((e) => WorkerManagerSummary.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2499,6 +2948,21 @@ export const OrchestratorServiceService = {
       Buffer.from(ResumeCompensationResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ResumeCompensationResponse => ResumeCompensationResponse.decode(value),
   },
+  /**
+   * Every live worker-manager replica of the deployment (from the shared registry each replica
+   * announces itself in), with the workers it hosts and its load.
+   */
+  listWorkerManagers: {
+    path: "/multiagents.v1.OrchestratorService/ListWorkerManagers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListWorkerManagersRequest): Buffer =>
+      Buffer.from(ListWorkerManagersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListWorkerManagersRequest => ListWorkerManagersRequest.decode(value),
+    responseSerialize: (value: ListWorkerManagersResponse): Buffer =>
+      Buffer.from(ListWorkerManagersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListWorkerManagersResponse => ListWorkerManagersResponse.decode(value),
+  },
 } as const;
 
 export interface OrchestratorServiceServer extends UntypedServiceImplementation {
@@ -2545,6 +3009,11 @@ export interface OrchestratorServiceServer extends UntypedServiceImplementation 
   skipStep: handleUnaryCall<SkipStepRequest, SkipStepResponse>;
   /** Operator action on a `compensation_failed` run: resumes undoing what is left. */
   resumeCompensation: handleUnaryCall<ResumeCompensationRequest, ResumeCompensationResponse>;
+  /**
+   * Every live worker-manager replica of the deployment (from the shared registry each replica
+   * announces itself in), with the workers it hosts and its load.
+   */
+  listWorkerManagers: handleUnaryCall<ListWorkerManagersRequest, ListWorkerManagersResponse>;
 }
 
 export interface OrchestratorServiceClient extends Client {
@@ -2753,6 +3222,25 @@ export interface OrchestratorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResumeCompensationResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Every live worker-manager replica of the deployment (from the shared registry each replica
+   * announces itself in), with the workers it hosts and its load.
+   */
+  listWorkerManagers(
+    request: ListWorkerManagersRequest,
+    callback: (error: ServiceError | null, response: ListWorkerManagersResponse) => void,
+  ): ClientUnaryCall;
+  listWorkerManagers(
+    request: ListWorkerManagersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListWorkerManagersResponse) => void,
+  ): ClientUnaryCall;
+  listWorkerManagers(
+    request: ListWorkerManagersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListWorkerManagersResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const OrchestratorServiceClient = makeGenericClientConstructor(
@@ -2790,6 +3278,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

@@ -366,10 +366,15 @@ export interface ErrorInfo {
 export interface AttemptRecord {
   /** 1-based attempt number. */
   attempt: number;
+  /** When the command was sent. */
   startedAtMs: number;
   endedAtMs?: number | undefined;
   outcome: AttemptOutcome;
-  error?: ErrorInfo | undefined;
+  error?:
+    | ErrorInfo
+    | undefined;
+  /** When a worker-manager said it took the command (steps with a schedule-to-start timeout). */
+  pickedUpAtMs?: number | undefined;
 }
 
 /** The compensation of one step, once it has begun. */
@@ -417,7 +422,15 @@ export interface StepRecord {
     | number
     | undefined;
   /** Attempts made before the current series (an operator retried the step); absent: 0. */
-  attemptBase?: number | undefined;
+  attemptBase?:
+    | number
+    | undefined;
+  /** Order in which the output entered the context (1, 2, ...); absent: no output. */
+  outputSeq?:
+    | number
+    | undefined;
+  /** The context key the output went under; absent: merged into the context. */
+  outputKey?: string | undefined;
 }
 
 /** Signals that arrived before a wait step asked for them, oldest first. */
@@ -451,8 +464,8 @@ export interface RunRecord {
   signals: { [key: string]: PendingSignals };
   /** Counter behind `completed_seq`. */
   completedCount: number;
-  /** Counter behind lifecycle event ids (`<tx_id>:e<n>`). */
-  eventCount: number;
+  /** Counter behind `output_seq`. */
+  outputCount: number;
   /** Steps still to undo, newest completion first; the head is the one compensating now. */
   compensationQueue: string[];
   /** Why the run is failing, compensating or failed. */
@@ -465,6 +478,8 @@ export interface RunRecord {
     | undefined;
   /** W3C trace headers captured at start; copied onto every message of the run. */
   traceHeaders: { [key: string]: string };
+  /** What the run's agent steps spent so far; absent until one reported usage. */
+  usage?: RunUsage | undefined;
 }
 
 export interface RunRecord_StepsEntry {
@@ -480,6 +495,15 @@ export interface RunRecord_SignalsEntry {
 export interface RunRecord_TraceHeadersEntry {
   key: string;
   value: string;
+}
+
+/** What a run's agent steps spent, summed over their attempts (failed ones included). */
+export interface RunUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  costUsd: number;
+  attempts: number;
 }
 
 function createBaseErrorInfo(): ErrorInfo {
@@ -620,7 +644,7 @@ export const ErrorInfo: MessageFns<ErrorInfo> = {
 };
 
 function createBaseAttemptRecord(): AttemptRecord {
-  return { attempt: 0, startedAtMs: 0, endedAtMs: undefined, outcome: 0, error: undefined };
+  return { attempt: 0, startedAtMs: 0, endedAtMs: undefined, outcome: 0, error: undefined, pickedUpAtMs: undefined };
 }
 
 export const AttemptRecord: MessageFns<AttemptRecord> = {
@@ -639,6 +663,9 @@ export const AttemptRecord: MessageFns<AttemptRecord> = {
     }
     if (message.error !== undefined) {
       ErrorInfo.encode(message.error, writer.uint32(42).fork()).join();
+    }
+    if (message.pickedUpAtMs !== undefined) {
+      writer.uint32(48).int64(message.pickedUpAtMs);
     }
     return writer;
   },
@@ -696,6 +723,14 @@ export const AttemptRecord: MessageFns<AttemptRecord> = {
             message.error = ErrorInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pickedUpAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -723,6 +758,11 @@ export const AttemptRecord: MessageFns<AttemptRecord> = {
         : undefined,
       outcome: isSet(object.outcome) ? attemptOutcomeFromJSON(object.outcome) : 0,
       error: isSet(object.error) ? ErrorInfo.fromJSON(object.error) : undefined,
+      pickedUpAtMs: isSet(object.pickedUpAtMs)
+        ? globalThis.Number(object.pickedUpAtMs)
+        : isSet(object.picked_up_at_ms)
+        ? globalThis.Number(object.picked_up_at_ms)
+        : undefined,
     };
   },
 
@@ -743,6 +783,9 @@ export const AttemptRecord: MessageFns<AttemptRecord> = {
     if (message.error !== undefined) {
       obj.error = ErrorInfo.toJSON(message.error);
     }
+    if (message.pickedUpAtMs !== undefined) {
+      obj.pickedUpAtMs = Math.round(message.pickedUpAtMs);
+    }
     return obj;
   },
 
@@ -758,6 +801,7 @@ export const AttemptRecord: MessageFns<AttemptRecord> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? ErrorInfo.fromPartial(object.error)
       : undefined;
+    message.pickedUpAtMs = object.pickedUpAtMs ?? undefined;
     return message;
   },
 };
@@ -966,6 +1010,8 @@ function createBaseStepRecord(): StepRecord {
     compensation: undefined,
     heartbeatAtMs: undefined,
     attemptBase: undefined,
+    outputSeq: undefined,
+    outputKey: undefined,
   };
 }
 
@@ -1009,6 +1055,12 @@ export const StepRecord: MessageFns<StepRecord> = {
     }
     if (message.attemptBase !== undefined) {
       writer.uint32(104).uint32(message.attemptBase);
+    }
+    if (message.outputSeq !== undefined) {
+      writer.uint32(112).uint32(message.outputSeq);
+    }
+    if (message.outputKey !== undefined) {
+      writer.uint32(122).string(message.outputKey);
     }
     return writer;
   },
@@ -1130,6 +1182,22 @@ export const StepRecord: MessageFns<StepRecord> = {
             message.attemptBase = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.outputSeq = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.outputKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1183,6 +1251,16 @@ export const StepRecord: MessageFns<StepRecord> = {
         : isSet(object.attempt_base)
         ? globalThis.Number(object.attempt_base)
         : undefined,
+      outputSeq: isSet(object.outputSeq)
+        ? globalThis.Number(object.outputSeq)
+        : isSet(object.output_seq)
+        ? globalThis.Number(object.output_seq)
+        : undefined,
+      outputKey: isSet(object.outputKey)
+        ? globalThis.String(object.outputKey)
+        : isSet(object.output_key)
+        ? globalThis.String(object.output_key)
+        : undefined,
     };
   },
 
@@ -1227,6 +1305,12 @@ export const StepRecord: MessageFns<StepRecord> = {
     if (message.attemptBase !== undefined) {
       obj.attemptBase = Math.round(message.attemptBase);
     }
+    if (message.outputSeq !== undefined) {
+      obj.outputSeq = Math.round(message.outputSeq);
+    }
+    if (message.outputKey !== undefined) {
+      obj.outputKey = message.outputKey;
+    }
     return obj;
   },
 
@@ -1252,6 +1336,8 @@ export const StepRecord: MessageFns<StepRecord> = {
       : undefined;
     message.heartbeatAtMs = object.heartbeatAtMs ?? undefined;
     message.attemptBase = object.attemptBase ?? undefined;
+    message.outputSeq = object.outputSeq ?? undefined;
+    message.outputKey = object.outputKey ?? undefined;
     return message;
   },
 };
@@ -1343,11 +1429,12 @@ function createBaseRunRecord(): RunRecord {
     idempotencyKey: undefined,
     signals: {},
     completedCount: 0,
-    eventCount: 0,
+    outputCount: 0,
     compensationQueue: [],
     error: undefined,
     cancelRequested: undefined,
     traceHeaders: {},
+    usage: undefined,
   };
 }
 
@@ -1395,8 +1482,8 @@ export const RunRecord: MessageFns<RunRecord> = {
     if (message.completedCount !== 0) {
       writer.uint32(112).uint32(message.completedCount);
     }
-    if (message.eventCount !== 0) {
-      writer.uint32(120).uint32(message.eventCount);
+    if (message.outputCount !== 0) {
+      writer.uint32(120).uint32(message.outputCount);
     }
     for (const v of message.compensationQueue) {
       writer.uint32(130).string(v!);
@@ -1410,6 +1497,9 @@ export const RunRecord: MessageFns<RunRecord> = {
     globalThis.Object.entries(message.traceHeaders).forEach(([key, value]: [string, string]) => {
       RunRecord_TraceHeadersEntry.encode({ key: key as any, value }, writer.uint32(154).fork()).join();
     });
+    if (message.usage !== undefined) {
+      RunUsage.encode(message.usage, writer.uint32(162).fork()).join();
+    }
     return writer;
   },
 
@@ -1549,7 +1639,7 @@ export const RunRecord: MessageFns<RunRecord> = {
               break;
             }
 
-            message.eventCount = reader.uint32();
+            message.outputCount = reader.uint32();
             continue;
           }
           case 16: {
@@ -1585,6 +1675,14 @@ export const RunRecord: MessageFns<RunRecord> = {
             if (entry19.value !== undefined) {
               message.traceHeaders[entry19.key] = entry19.value;
             }
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.usage = RunUsage.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1677,10 +1775,10 @@ export const RunRecord: MessageFns<RunRecord> = {
         : isSet(object.completed_count)
         ? globalThis.Number(object.completed_count)
         : 0,
-      eventCount: isSet(object.eventCount)
-        ? globalThis.Number(object.eventCount)
-        : isSet(object.event_count)
-        ? globalThis.Number(object.event_count)
+      outputCount: isSet(object.outputCount)
+        ? globalThis.Number(object.outputCount)
+        : isSet(object.output_count)
+        ? globalThis.Number(object.output_count)
         : 0,
       compensationQueue: globalThis.Array.isArray(object?.compensationQueue)
         ? object.compensationQueue.map((e: any) => globalThis.String(e))
@@ -1720,6 +1818,7 @@ export const RunRecord: MessageFns<RunRecord> = {
           {},
         )
         : {},
+      usage: isSet(object.usage) ? RunUsage.fromJSON(object.usage) : undefined,
     };
   },
 
@@ -1779,8 +1878,8 @@ export const RunRecord: MessageFns<RunRecord> = {
     if (message.completedCount !== 0) {
       obj.completedCount = Math.round(message.completedCount);
     }
-    if (message.eventCount !== 0) {
-      obj.eventCount = Math.round(message.eventCount);
+    if (message.outputCount !== 0) {
+      obj.outputCount = Math.round(message.outputCount);
     }
     if (message.compensationQueue?.length) {
       obj.compensationQueue = message.compensationQueue;
@@ -1799,6 +1898,9 @@ export const RunRecord: MessageFns<RunRecord> = {
           obj.traceHeaders[k] = v;
         });
       }
+    }
+    if (message.usage !== undefined) {
+      obj.usage = RunUsage.toJSON(message.usage);
     }
     return obj;
   },
@@ -1838,7 +1940,7 @@ export const RunRecord: MessageFns<RunRecord> = {
       {},
     );
     message.completedCount = object.completedCount ?? 0;
-    message.eventCount = object.eventCount ?? 0;
+    message.outputCount = object.outputCount ?? 0;
     message.compensationQueue = object.compensationQueue?.map((e) => e) || [];
     message.error = (object.error !== undefined && object.error !== null)
       ? ErrorInfo.fromPartial(object.error)
@@ -1853,6 +1955,9 @@ export const RunRecord: MessageFns<RunRecord> = {
       },
       {},
     );
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? RunUsage.fromPartial(object.usage)
+      : undefined;
     return message;
   },
 };
@@ -2116,12 +2221,165 @@ export const RunRecord_TraceHeadersEntry: MessageFns<RunRecord_TraceHeadersEntry
   },
 };
 
+function createBaseRunUsage(): RunUsage {
+  return { promptTokens: 0, completionTokens: 0, totalTokens: 0, costUsd: 0, attempts: 0 };
+}
+
+export const RunUsage: MessageFns<RunUsage> = {
+  encode(message: RunUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.promptTokens !== 0) {
+      writer.uint32(8).uint64(message.promptTokens);
+    }
+    if (message.completionTokens !== 0) {
+      writer.uint32(16).uint64(message.completionTokens);
+    }
+    if (message.totalTokens !== 0) {
+      writer.uint32(24).uint64(message.totalTokens);
+    }
+    if (message.costUsd !== 0) {
+      writer.uint32(33).double(message.costUsd);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(40).uint32(message.attempts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.promptTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.completionTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.costUsd = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunUsage {
+    return {
+      promptTokens: isSet(object.promptTokens)
+        ? globalThis.Number(object.promptTokens)
+        : isSet(object.prompt_tokens)
+        ? globalThis.Number(object.prompt_tokens)
+        : 0,
+      completionTokens: isSet(object.completionTokens)
+        ? globalThis.Number(object.completionTokens)
+        : isSet(object.completion_tokens)
+        ? globalThis.Number(object.completion_tokens)
+        : 0,
+      totalTokens: isSet(object.totalTokens)
+        ? globalThis.Number(object.totalTokens)
+        : isSet(object.total_tokens)
+        ? globalThis.Number(object.total_tokens)
+        : 0,
+      costUsd: isSet(object.costUsd)
+        ? globalThis.Number(object.costUsd)
+        : isSet(object.cost_usd)
+        ? globalThis.Number(object.cost_usd)
+        : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+    };
+  },
+
+  toJSON(message: RunUsage): unknown {
+    const obj: any = {};
+    if (message.promptTokens !== 0) {
+      obj.promptTokens = Math.round(message.promptTokens);
+    }
+    if (message.completionTokens !== 0) {
+      obj.completionTokens = Math.round(message.completionTokens);
+    }
+    if (message.totalTokens !== 0) {
+      obj.totalTokens = Math.round(message.totalTokens);
+    }
+    if (message.costUsd !== 0) {
+      obj.costUsd = floatToJson(message.costUsd);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RunUsage>): RunUsage {
+    return RunUsage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RunUsage>): RunUsage {
+    const message = createBaseRunUsage();
+    message.promptTokens = object.promptTokens ?? 0;
+    message.completionTokens = object.completionTokens ?? 0;
+    message.totalTokens = object.totalTokens ?? 0;
+    message.costUsd = object.costUsd ?? 0;
+    message.attempts = object.attempts ?? 0;
+    return message;
+  },
+};
+
 function bytesFromBase64(b64: string): Uint8Array {
   return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
 }
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

@@ -1,0 +1,112 @@
+import { createKeyRing, ErrorCode, isSealedJson, type Run } from '@multiagents/contracts';
+import type { CreateRunResult, RunStore, StoredRun, Transition } from '@multiagents/core';
+import { makeRun } from '@multiagents/testing';
+import { SealingRunStore } from './sealing-run-store';
+
+/** Keeps what it is given, as a broker would: the test reads it "raw". */
+class RawStore implements RunStore {
+  readonly runs = new Map<string, StoredRun>();
+  create(transition: Transition): Promise<CreateRunResult> {
+    const stored = { run: transition.run, version: 1, revision: '1' };
+    this.runs.set(transition.run.txId, stored);
+    return Promise.resolve({ created: true, stored });
+  }
+  commit(_expected: unknown, transition: Transition): Promise<{ version: number; revision: string }> {
+    this.runs.set(transition.run.txId, { run: transition.run, version: 2, revision: '2' });
+    return Promise.resolve({ version: 2, revision: '2' });
+  }
+  get(txId: string): Promise<StoredRun | undefined> {
+    return Promise.resolve(this.runs.get(txId));
+  }
+  list(): Promise<{ runs: Run[] }> {
+    return Promise.resolve({ runs: [...this.runs.values()].map((stored) => stored.run) });
+  }
+  claimDueTimers(): Promise<never[]> {
+    return Promise.resolve([]);
+  }
+  completeTimers(): Promise<void> {
+    return Promise.resolve();
+  }
+  countByState(): Promise<never> {
+    return Promise.reject(new Error('not used'));
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const k1 = createKeyRing([['k1', Buffer.alloc(32, 1)]]);
+const k2 = createKeyRing([
+  ['k2', Buffer.alloc(32, 2)],
+  ['k1', Buffer.alloc(32, 1)],
+]);
+const transition = (run: Run): Transition => ({
+  run,
+  changedSteps: [],
+  commands: [],
+  schedule: [],
+  cancel: [],
+});
+
+function secretRun(): Run {
+  const base = makeRun({ input: { card: '4111111111111111' }, signals: { approve: [{ by: 'alice' }] } });
+  return {
+    ...base,
+    steps: {
+      charge: {
+        name: 'charge',
+        status: 'completed',
+        attempt: 1,
+        attempts: [],
+        output: { paymentId: 'p-1' },
+        outputSeq: 1,
+      },
+    },
+  };
+}
+
+describe('SealingRunStore', () => {
+  it('stores the input, step outputs and signals sealed, and reads them back with the context rebuilt', async () => {
+    const raw = new RawStore();
+    const store = new SealingRunStore(raw, k1);
+    const run = secretRun();
+    await store.create(transition(run));
+    const kept = raw.runs.get(run.txId)?.run as Run;
+    expect(JSON.stringify(kept)).not.toMatch(/4111111111111111|p-1|alice/);
+    expect(isSealedJson(kept.input)).toBe(true);
+    const read = (await store.get(run.txId))?.run;
+    expect(read?.input).toEqual(run.input);
+    expect(read?.signals).toEqual(run.signals);
+    expect(read?.context).toMatchObject({ card: '4111111111111111', paymentId: 'p-1' });
+    expect((await store.list({}, 10)).runs[0]?.input).toEqual(run.input);
+  });
+
+  it('reads what an older key sealed after rotation; a sealed value moved to another run does not open', async () => {
+    const raw = new RawStore();
+    const run = secretRun();
+    await new SealingRunStore(raw, k1).create(transition(run));
+    expect((await new SealingRunStore(raw, k2).get(run.txId))?.run.input).toEqual(run.input);
+    // A new write after rotation uses k2; a reader with k1 only cannot open it.
+    await new SealingRunStore(raw, k2).commit({ version: 1, revision: '1' }, transition(run));
+    await expect(new SealingRunStore(raw, k1).get(run.txId)).rejects.toMatchObject({
+      code: ErrorCode.PayloadRejected,
+    });
+    // Copy the sealed input into another run: bound to its txId, it is refused.
+    const other = makeRun();
+    raw.runs.set(other.txId, {
+      run: { ...other, input: (raw.runs.get(run.txId)?.run as Run).input },
+      version: 1,
+      revision: '1',
+    });
+    await expect(new SealingRunStore(raw, k2).get(other.txId)).rejects.toMatchObject({
+      code: ErrorCode.PayloadRejected,
+    });
+  });
+
+  it('reads plaintext written before encryption was turned on', async () => {
+    const raw = new RawStore();
+    const run = secretRun();
+    await raw.create(transition(run));
+    expect((await new SealingRunStore(raw, k1).get(run.txId))?.run.input).toEqual(run.input);
+  });
+});

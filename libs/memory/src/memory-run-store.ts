@@ -1,0 +1,287 @@
+import {
+  isTerminalRunState,
+  RunNotFoundError,
+  Topics,
+  ValidationError,
+  type Envelope,
+  type RunState,
+} from '@multiagents/contracts';
+import {
+  systemClock,
+  type Clock,
+  type CreateRunResult,
+  type RunFilter,
+  type RunCounts,
+  type RunPage,
+  type RunRevision,
+  type RunStore,
+  type StoredRun,
+  type Timer,
+  type Transition,
+} from '@multiagents/core';
+import type { MemoryEventBus } from './memory-event-bus';
+import { SortedRunIndex, compareRunKeys, type RunKey } from './sorted-run-index';
+import { TimerQueue } from './timer-queue';
+
+/** Default of {@link MemoryRunStoreOptions.retainFinishedRuns}. */
+export const DEFAULT_RETAIN_FINISHED_RUNS = 10_000;
+/** Default of {@link MemoryRunStoreOptions.retainFinishedMs}: one hour. */
+export const DEFAULT_RETAIN_FINISHED_MS = 60 * 60 * 1000;
+
+/** Options of {@link MemoryRunStore}. */
+export interface MemoryRunStoreOptions {
+  /** The bus transitions publish on, and whose deliveries they acknowledge in the same step. */
+  readonly bus: MemoryEventBus;
+  /** Ages finished runs for retention (default: the system clock). */
+  readonly clock?: Clock;
+  /**
+   * Finished (terminal) runs kept, newest first; older ones leave the process, so memory stays
+   * bounded however many runs finish (default {@link DEFAULT_RETAIN_FINISHED_RUNS}; 0 keeps none).
+   */
+  readonly retainFinishedRuns?: number;
+  /** Longest a finished run is kept, in ms (default {@link DEFAULT_RETAIN_FINISHED_MS}). */
+  readonly retainFinishedMs?: number;
+}
+
+/** One run as held: replaced on every write, never changed afterwards (so `stored` can be handed out). */
+interface Held {
+  readonly stored: StoredRun;
+  /** Fixed at create: a run's createdAt never changes, and the indexes are keyed on it. */
+  readonly key: RunKey;
+  readonly state: RunState;
+}
+
+/**
+ * The embedded backend's {@link RunStore}, and the reference semantics every other backend is
+ * checked against (one conformance suite): a transition is applied in one synchronous step (the
+ * run, its messages on the {@link MemoryEventBus}, its timers and the acknowledgement of the
+ * delivery that caused it), so nothing can interleave with it; compare-and-set on the version.
+ * Finished runs are kept up to a count and an age, then forgotten.
+ *
+ * Ownership: the store keeps the `Run` objects it is given, without copying. The engine treats
+ * runs as immutable values (every transition builds a new object), which is what makes that safe
+ * and cheap; a caller that mutates a run after handing it over breaks the contract.
+ *
+ * @example
+ * const bus = new MemoryEventBus();
+ * const runs = new MemoryRunStore({ bus });
+ * const orchestrator = new Orchestrator({ bus, runs, definitions: new MemoryDefinitionStore() });
+ */
+export class MemoryRunStore implements RunStore {
+  private readonly bus: MemoryEventBus;
+  private readonly clock: Clock;
+  private readonly retainCount: number;
+  private readonly retainMs: number;
+  private readonly runs = new Map<string, Held>();
+  private readonly all = new SortedRunIndex();
+  private readonly byState = new Map<RunState, SortedRunIndex>();
+  /** Finished runs in the order they finished, with when: what retention drops first. */
+  private readonly finished = new Map<string, number>();
+  private readonly timers = new TimerQueue();
+  private closed = false;
+
+  constructor(options: MemoryRunStoreOptions) {
+    const problems: string[] = [];
+    const count = options.retainFinishedRuns ?? DEFAULT_RETAIN_FINISHED_RUNS;
+    const ms = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
+    if (!Number.isSafeInteger(count) || count < 0)
+      problems.push('retainFinishedRuns must be an integer >= 0');
+    if (!(Number.isFinite(ms) && ms >= 0)) problems.push('retainFinishedMs must be a number >= 0');
+    if (problems.length > 0) throw new ValidationError('MemoryRunStore options', problems);
+    this.bus = options.bus;
+    this.clock = options.clock ?? systemClock;
+    this.retainCount = count;
+    this.retainMs = ms;
+  }
+
+  /** Runs held, finished ones included (diagnostics and retention tests). */
+  get size(): number {
+    return this.runs.size;
+  }
+
+  async create(transition: Transition): Promise<CreateRunResult> {
+    this.assertOpen();
+    const run = transition.run;
+    const existing = this.runs.get(run.txId);
+    if (existing !== undefined) return { created: false, stored: existing.stored };
+    const stored = freeze({ run, version: 1, revision: '1' });
+    const held: Held = { stored, key: { createdAt: run.createdAt, txId: run.txId }, state: run.state };
+    this.apply(transition, () => {
+      this.runs.set(run.txId, held);
+      this.all.insert(held.key);
+      this.stateIndex(held.state).insert(held.key);
+    });
+    this.afterWrite(held);
+    return { created: true, stored };
+  }
+
+  async commit(expected: RunRevision, transition: Transition): Promise<RunRevision | undefined> {
+    this.assertOpen();
+    const run = transition.run;
+    const held = this.runs.get(run.txId);
+    if (held === undefined) throw new RunNotFoundError(run.txId);
+    if (held.stored.revision !== expected.revision) return undefined;
+    const version = held.stored.version + 1;
+    const next: Held = {
+      stored: freeze({ run, version, revision: String(version) }),
+      key: held.key,
+      state: run.state,
+    };
+    this.apply(transition, () => {
+      if (next.state !== held.state) {
+        this.stateIndex(held.state).remove(held.key);
+        this.stateIndex(next.state).insert(held.key);
+      }
+      this.runs.set(run.txId, next);
+    });
+    this.afterWrite(next);
+    return { version, revision: next.stored.revision };
+  }
+
+  async get(txId: string): Promise<StoredRun | undefined> {
+    this.assertOpen();
+    return this.runs.get(txId)?.stored;
+  }
+
+  async list(filter: RunFilter, limit: number, cursor?: string): Promise<RunPage> {
+    this.assertOpen();
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new ValidationError('limit', ['must be an integer >= 1']);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const index = filter.state === undefined ? this.all : this.byState.get(filter.state);
+    if (index === undefined) return { runs: [] };
+
+    // Walk newest to oldest from the first key both below the cursor and inside createdBefore.
+    let i = index.length - 1;
+    if (after !== undefined) i = Math.min(i, index.partitionPoint((k) => compareRunKeys(k, after) < 0) - 1);
+    const before = filter.createdBefore;
+    if (before !== undefined) i = Math.min(i, index.partitionPoint((k) => k.createdAt <= before) - 1);
+
+    const runs: StoredRun['run'][] = [];
+    let last: RunKey | undefined;
+    let more = false;
+    for (; i >= 0; i -= 1) {
+      const key = index.at(i) as RunKey;
+      if (filter.createdAfter !== undefined && key.createdAt < filter.createdAfter) break;
+      if (!index.has(key.txId)) continue;
+      const held = this.runs.get(key.txId);
+      if (held === undefined) continue;
+      if (filter.workflowId !== undefined && held.stored.run.workflowId !== filter.workflowId) continue;
+      // One match past a full page proves there is a next page (no empty last page).
+      if (runs.length === limit) {
+        more = true;
+        break;
+      }
+      runs.push(held.stored.run);
+      last = key;
+    }
+    return more && last !== undefined ? { runs, nextCursor: encodeCursor(last) } : { runs };
+  }
+
+  async countByState(): Promise<RunCounts> {
+    this.assertOpen();
+    const counts: Partial<Record<RunState, number>> = {};
+    for (const [state, index] of this.byState) if (index.size > 0) counts[state] = index.size;
+    return counts;
+  }
+
+  async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<Timer[]> {
+    this.assertOpen();
+    return this.timers.claimDue(now, limit, leaseMs);
+  }
+
+  async completeTimers(timerIds: readonly string[]): Promise<void> {
+    this.assertOpen();
+    this.timers.remove(timerIds);
+  }
+
+  /** Further calls are refused; the data stays (nothing to release in memory). */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  /**
+   * Everything a transition does, in one synchronous step: encode its messages (the only part that
+   * can fail, so it goes first), then write the run, append the messages, change the timers and
+   * acknowledge the delivery that caused it.
+   */
+  private apply(transition: Transition, write: () => void): void {
+    const batches = new Map<string, Envelope[]>();
+    for (const command of transition.commands) {
+      const topic = Topics.command(command.payload.worker);
+      const list = batches.get(topic);
+      if (list) list.push(command);
+      else batches.set(topic, [command]);
+    }
+    if (transition.event) batches.set(Topics.events, [transition.event]);
+    const publish = this.bus.prepare([...batches]);
+    write();
+    publish();
+    if (transition.cancel.length > 0) this.timers.remove(transition.cancel);
+    if (transition.schedule.length > 0) this.timers.schedule(transition.schedule);
+    if (transition.ack) this.bus.acknowledge(transition.ack);
+  }
+
+  /** Retention: a run that just finished joins the finished list; the oldest beyond the limits go. */
+  private afterWrite(held: Held): void {
+    const txId = held.stored.run.txId;
+    if (!isTerminalRunState(held.state)) {
+      // An operator reopened a finished run: it is live again.
+      this.finished.delete(txId);
+      return;
+    }
+    if (!this.finished.has(txId)) this.finished.set(txId, this.clock.now());
+    const oldestKept = this.clock.now() - this.retainMs;
+    for (const [id, endedAt] of this.finished) {
+      if (this.finished.size <= this.retainCount && endedAt >= oldestKept) break;
+      this.finished.delete(id);
+      this.forget(id);
+    }
+  }
+
+  private forget(txId: string): void {
+    const held = this.runs.get(txId);
+    if (held === undefined) return;
+    this.runs.delete(txId);
+    this.all.remove(held.key);
+    this.stateIndex(held.state).remove(held.key);
+  }
+
+  private stateIndex(state: RunState): SortedRunIndex {
+    let index = this.byState.get(state);
+    if (index === undefined) {
+      index = new SortedRunIndex();
+      this.byState.set(state, index);
+    }
+    return index;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('MemoryRunStore is closed');
+  }
+}
+
+function freeze(stored: StoredRun): StoredRun {
+  return Object.freeze(stored);
+}
+
+function encodeCursor(key: RunKey): string {
+  return Buffer.from(JSON.stringify([key.createdAt, key.txId]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): RunKey {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === 2 &&
+      typeof parsed[0] === 'number' &&
+      typeof parsed[1] === 'string'
+    ) {
+      return { createdAt: parsed[0], txId: parsed[1] };
+    }
+  } catch {
+    // Reported below with the same error as a well-formed JSON of the wrong shape.
+  }
+  throw new ValidationError('cursor', ['not a cursor returned by list()']);
+}

@@ -1,0 +1,419 @@
+import {
+  EventType,
+  RunState,
+  StepStatus,
+  Topics,
+  type Envelope,
+  type Run,
+  type TransitionEventPayload,
+  EventRejectReason,
+} from '@multiagents/contracts';
+import type { Delivery, EventBus, Transition } from '@multiagents/core';
+import { createMemoryBackend, type MemoryBackend } from '@multiagents/memory';
+import { ManualClock, makeRun, waitFor } from '@multiagents/testing';
+import { EventMonitor, EVENT_MONITOR_GROUP, type EventMonitorOptions } from './event-monitor';
+
+const THRESHOLD_MS = 60_000;
+
+function transitionEvent(
+  txId: string,
+  version: number,
+  payload: Partial<TransitionEventPayload>,
+  time: number,
+): Envelope<TransitionEventPayload> {
+  return {
+    id: `${txId}:v${version}`,
+    type: EventType.WorkflowTransitioned,
+    txId,
+    workflowId: 'order_processing',
+    time,
+    headers: {},
+    payload: { version, state: RunState.Running, events: [], ...payload },
+  };
+}
+
+function create(run: Run): Transition {
+  return { run, changedSteps: Object.keys(run.steps), commands: [], schedule: [], cancel: [] };
+}
+
+function runningStep(name: string, startedAt: number): Run['steps'][string] {
+  return {
+    name,
+    status: StepStatus.Running,
+    attempt: 1,
+    attempts: [{ attempt: 1, startedAt }],
+    startedAt,
+  };
+}
+
+describe('EventMonitor', () => {
+  let clock: ManualClock;
+  let backend: MemoryBackend;
+  const monitors: EventMonitor[] = [];
+
+  function monitor(overrides: Partial<EventMonitorOptions> = {}): EventMonitor {
+    const created = new EventMonitor({
+      ...backend,
+      consumer: `em-${monitors.length + 1}`,
+      clock,
+      stuckThresholdMs: THRESHOLD_MS,
+      // The tests scan by hand (scanNow): the timer never fires within a test.
+      stuckScanIntervalMs: 3_600_000,
+      workersPollIntervalMs: 3_600_000,
+      ...overrides,
+    });
+    monitors.push(created);
+    return created;
+  }
+
+  beforeEach(() => {
+    clock = new ManualClock();
+    backend = createMemoryBackend({ clock });
+  });
+
+  afterEach(async () => {
+    await Promise.all(monitors.splice(0).map((m) => m.close()));
+    await backend.close();
+  });
+
+  it('keeps a run timeline in version order, once per version, and says NOT_FOUND for unknown runs', async () => {
+    const em = monitor();
+    await em.start();
+    const t0 = clock.now();
+    await backend.bus.publish(Topics.events, [
+      transitionEvent(
+        'tx-1',
+        2,
+        {
+          events: [
+            { type: EventType.StepStarted, state: RunState.Running, step: 'reserve_inventory', attempt: 1 },
+          ],
+        },
+        t0 + 1,
+      ),
+      transitionEvent(
+        'tx-1',
+        1,
+        { events: [{ type: EventType.WorkflowStarted, state: RunState.Running }] },
+        t0,
+      ),
+      // Published twice (a lost ack): recorded once.
+      transitionEvent('tx-1', 2, {}, t0 + 1),
+      transitionEvent(
+        'tx-1',
+        3,
+        {
+          state: RunState.Completed,
+          events: [{ type: EventType.WorkflowCompleted, state: RunState.Completed, durationMs: 5 }],
+        },
+        t0 + 5,
+      ),
+    ]);
+    await waitFor(() => em.stats.eventsHandled === 4);
+    const timeline = await em.getTimeline('tx-1');
+    expect(timeline.workflowId).toBe('order_processing');
+    expect(timeline.entries.map((e) => [e.version, e.state, e.time, e.events.map((x) => x.type)])).toEqual([
+      [1, RunState.Running, t0, [EventType.WorkflowStarted]],
+      [2, RunState.Running, t0 + 1, [EventType.StepStarted]],
+      [3, RunState.Completed, t0 + 5, [EventType.WorkflowCompleted]],
+    ]);
+    await expect(em.getTimeline('tx-unknown')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  /**
+   * A monitor whose timeline writes wait for `release()` (a broker electing a leader answers that
+   * late) and whose deliveries' extend() is `extend` instead of the bus's.
+   */
+  function slowWriter(extend: (delivery: Delivery) => Promise<void>): {
+    em: EventMonitor;
+    release: () => void;
+  } {
+    const bus: EventBus = Object.create(backend.bus) as EventBus;
+    bus.subscribe = (topic, options, handler) =>
+      backend.bus.subscribe(topic, options, (delivery) =>
+        handler({ ...delivery, extend: () => extend(delivery) }),
+      );
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const timelines = Object.create(backend.timelines) as typeof backend.timelines;
+    timelines.append = async (...args) => {
+      await released;
+      return backend.timelines.append(...args);
+    };
+    return { em: monitor({ bus, timelines, subscribe: { visibilityTimeoutMs: 300 } }), release };
+  }
+
+  it('keeps a delivery while its timeline write is slow, so the bus neither hands it out again nor dead-letters it', async () => {
+    let extended = 0;
+    const { em, release } = slowWriter((delivery) => {
+      extended += 1;
+      return delivery.extend();
+    });
+    await em.start();
+    await backend.bus.publish(Topics.events, [transitionEvent('tx-slow', 1, {}, clock.now())]);
+    await waitFor(() => extended >= 3, { description: 'the slow write extended three times' });
+    release();
+    await waitFor(async () => (await backend.timelines.get('tx-slow'))?.length === 1);
+    expect(await em.listDeadLetters(Topics.events)).toEqual([]);
+  });
+
+  it('goes on writing when extending the delivery fails, and leaves no rejection unhandled (that would end the process)', async () => {
+    // The broker that makes the write slow refuses the extends too (a cluster node just killed).
+    let refused = 0;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const { em, release } = slowWriter(() => {
+        refused += 1;
+        return Promise.reject(new Error('connection is closed'));
+      });
+      await em.start();
+      await backend.bus.publish(Topics.events, [transitionEvent('tx-refused', 1, {}, clock.now())]);
+      await waitFor(() => refused >= 3, { description: 'three extends refused' });
+      release();
+      await waitFor(async () => (await backend.timelines.get('tx-refused'))?.length === 1);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('dead-letters an event it cannot decode with the reason, counts it, and goes on', async () => {
+    const em = monitor();
+    await em.start();
+    const forged: Envelope = {
+      ...transitionEvent('tx-forged', 1, {}, clock.now()),
+      payload: { version: 'one', state: 'exploded', events: 'none' },
+    };
+    await backend.bus.publish(Topics.events, [forged, transitionEvent('tx-ok', 1, {}, clock.now())]);
+    await waitFor(() => em.stats.eventsHandled === 2);
+    expect((await em.getTimeline('tx-ok')).entries).toHaveLength(1);
+    expect(em.stats.eventsRejected).toBe(1);
+    expect(em.stats.rejectedByReason[EventRejectReason.BadTransition]).toBe(1);
+    const letters = await em.listDeadLetters(Topics.events);
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ group: EVENT_MONITOR_GROUP, envelope: { id: forged.id } });
+    expect(letters[0]?.error).toContain(EventRejectReason.BadTransition);
+    await expect(em.getTimeline('tx-forged')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // Every known topic when none is named; replay takes it off the list; an unknown id is NOT_FOUND.
+    expect((await em.listDeadLetters()).map((l) => l.id)).toEqual([letters[0]?.id]);
+    await expect(em.replayDeadLetter(Topics.events, 'no-such-letter')).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    await em.replayDeadLetter(Topics.events, letters[0]?.id as string);
+    await waitFor(() => em.stats.eventsRejected === 2);
+  });
+
+  it('discards a dead letter for good: off the list, never handled again, NOT_FOUND the second time', async () => {
+    const em = monitor();
+    await em.start();
+    const forged = (txId: string): Envelope => ({
+      ...transitionEvent(txId, 1, {}, clock.now()),
+      payload: { version: 'one', state: 'exploded', events: 'none' },
+    });
+    await backend.bus.publish(Topics.events, [forged('tx-garbage'), forged('tx-kept')]);
+    await waitFor(async () => (await em.listDeadLetters(Topics.events)).length === 2);
+    const [garbage, kept] = await em.listDeadLetters(Topics.events);
+
+    await em.discardDeadLetter(Topics.events, garbage?.id as string);
+    expect((await em.listDeadLetters(Topics.events)).map((l) => l.id)).toEqual([kept?.id]);
+    await expect(em.discardDeadLetter(Topics.events, garbage?.id as string)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    await expect(em.replayDeadLetter(Topics.events, garbage?.id as string)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    await expect(em.discardDeadLetter('', '')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(em.stats.eventsRejected).toBe(2);
+  });
+
+  it('finds a run that stopped moving, publishes workflow.stuck once across replicas, and lists it until it moves', async () => {
+    const a = monitor();
+    const b = monitor();
+    await a.start();
+    await b.start();
+    const stuckEvents: Envelope[] = [];
+    await backend.bus.subscribe(Topics.events, { group: 'test-observer', consumer: 't' }, async (d) => {
+      if (d.envelope.type === EventType.WorkflowStuck) stuckEvents.push(d.envelope);
+    });
+    const t0 = clock.now();
+    const hung = makeRun({
+      workflowId: 'order_processing',
+      updatedAt: t0,
+      steps: { charge_payment: runningStep('charge_payment', t0) },
+    });
+    const waiting = makeRun({
+      updatedAt: t0,
+      steps: { approve: { name: 'approve', status: StepStatus.Waiting, attempt: 0, attempts: [] } },
+    });
+    const retrying = makeRun({
+      updatedAt: t0,
+      steps: { ship: { ...runningStep('ship', t0), status: StepStatus.Retrying } },
+    });
+    const ended = makeRun({ state: RunState.Completed, updatedAt: t0 });
+    for (const run of [hung, waiting, retrying, ended]) await backend.runs.create(create(run));
+    // The retry's backoff is an hour: waiting on a timer until it is due.
+    await backend.bus.publish(Topics.events, [
+      transitionEvent(
+        retrying.txId,
+        2,
+        {
+          events: [
+            {
+              type: EventType.StepRetrying,
+              state: RunState.Running,
+              step: 'ship',
+              attempt: 1,
+              delayMs: 3_600_000,
+            },
+          ],
+        },
+        t0,
+      ),
+    ]);
+    await waitFor(() => a.stats.transitionsRecorded + b.stats.transitionsRecorded === 1);
+
+    clock.advance(THRESHOLD_MS); // exactly the threshold: not yet
+    await Promise.all([a.scanNow(), b.scanNow()]);
+    expect(await a.listStuckRuns()).toEqual([]);
+
+    clock.advance(1);
+    await Promise.all([a.scanNow(), b.scanNow()]);
+    await a.scanNow();
+    for (const em of [a, b]) {
+      expect(await em.listStuckRuns()).toEqual([
+        expect.objectContaining({
+          txId: hung.txId,
+          workflowId: 'order_processing',
+          state: RunState.Running,
+          lastProgressAt: t0,
+          thresholdMs: THRESHOLD_MS,
+          steps: ['charge_payment'],
+        }),
+      ]);
+    }
+    await waitFor(() => stuckEvents.length === 1);
+    expect(stuckEvents[0]).toMatchObject({
+      txId: hung.txId,
+      payload: { reason: 'no_progress', lastProgressAt: t0 },
+    });
+    expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(1);
+
+    // The retry timer was due an hour after t0: stuck a threshold later.
+    clock.set(t0 + 3_600_000 + THRESHOLD_MS + 1);
+    await a.scanNow();
+    expect((await a.listStuckRuns()).map((r) => r.txId).sort()).toEqual([hung.txId, retrying.txId].sort());
+
+    // The hung run moves: off the list at the next scan.
+    const stored = await backend.runs.get(hung.txId);
+    await backend.runs.commit(stored!, {
+      ...create({ ...hung, updatedAt: clock.now(), state: RunState.Completed }),
+      changedSteps: [],
+    });
+    await a.scanNow();
+    expect((await a.listStuckRuns()).map((r) => r.txId)).toEqual([retrying.txId]);
+    expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(2);
+  });
+
+  it('lists the live runs waiting for a retry, as of its last scan, by workflow', async () => {
+    const em = monitor();
+    await em.start();
+    const t0 = clock.now();
+    const retrying = makeRun({
+      workflowId: 'order_processing',
+      updatedAt: t0,
+      steps: { ship: { ...runningStep('ship', t0), status: StepStatus.Retrying } },
+    });
+    const undoing = makeRun({
+      workflowId: 'other_flow',
+      state: RunState.Compensating,
+      updatedAt: t0 + 1,
+      steps: {
+        charge: {
+          ...runningStep('charge', t0),
+          status: StepStatus.Compensating,
+          compensation: { status: 'retrying', attempt: 1, attempts: [], startedAt: t0 },
+        },
+      },
+    });
+    const moving = makeRun({ updatedAt: t0, steps: { pay: runningStep('pay', t0) } });
+    for (const run of [retrying, undoing, moving]) await backend.runs.create(create(run));
+    expect(await em.listRetryingRuns()).toEqual([]); // nothing scanned yet
+    await em.scanNow();
+    expect(await em.listRetryingRuns()).toEqual([
+      {
+        txId: undoing.txId,
+        workflowId: 'other_flow',
+        state: RunState.Compensating,
+        steps: ['charge'],
+        updatedAt: t0 + 1,
+      },
+      {
+        txId: retrying.txId,
+        workflowId: 'order_processing',
+        state: RunState.Running,
+        steps: ['ship'],
+        updatedAt: t0,
+      },
+    ]);
+    expect((await em.listRetryingRuns({ workflowId: 'order_processing' })).map((r) => r.txId)).toEqual([
+      retrying.txId,
+    ]);
+    // The retry ran and the run completed: off the list at the next scan.
+    const stored = await backend.runs.get(retrying.txId);
+    await backend.runs.commit(stored!, {
+      ...create({ ...retrying, updatedAt: clock.now(), state: RunState.Completed }),
+      changedSteps: [],
+    });
+    await em.scanNow();
+    expect((await em.listRetryingRuns()).map((r) => r.txId)).toEqual([undoing.txId]);
+  });
+
+  it('uses a workflow’s own threshold over the default', async () => {
+    const em = monitor({ stuckThresholdsMs: { slow: 10 * THRESHOLD_MS } });
+    await em.start();
+    const t0 = clock.now();
+    const slow = makeRun({ workflowId: 'slow', updatedAt: t0, steps: { s: runningStep('s', t0) } });
+    const fast = makeRun({ workflowId: 'fast', updatedAt: t0, steps: { s: runningStep('s', t0) } });
+    for (const run of [slow, fast]) await backend.runs.create(create(run));
+    clock.advance(2 * THRESHOLD_MS);
+    await em.scanNow();
+    expect((await em.listStuckRuns()).map((r) => r.txId)).toEqual([fast.txId]);
+    expect(await em.listStuckRuns({ workflowId: 'slow' })).toEqual([]);
+  });
+
+  it('lists live worker-managers and keeps the ones that went silent as gone', async () => {
+    const em = monitor();
+    await em.start();
+    const record = { workers: ['payment.charge'], capacity: 8, inFlight: 1, seenAt: clock.now() };
+    await backend.registry.announce({ managerId: 'wm-a', ...record }, 10_000);
+    await backend.registry.announce({ managerId: 'wm-b', ...record }, 60_000);
+    expect((await em.listWorkers()).map((w) => [w.managerId, w.live])).toEqual([
+      ['wm-a', true],
+      ['wm-b', true],
+    ]);
+    clock.advance(20_000);
+    expect((await em.listWorkers()).map((w) => [w.managerId, w.live])).toEqual([
+      ['wm-a', false],
+      ['wm-b', true],
+    ]);
+  });
+
+  it('streams every event to watchers, filtered, from any replica', async () => {
+    const a = monitor();
+    const b = monitor();
+    await a.start();
+    await b.start();
+    const seen: string[] = [];
+    const stop = await a.watchEvents({ txId: 'tx-w' }, (envelope) => seen.push(envelope.id));
+    await backend.bus.publish(Topics.events, [
+      transitionEvent('tx-other', 1, {}, clock.now()),
+      ...[1, 2, 3, 4].map((v) => transitionEvent('tx-w', v, {}, clock.now())),
+    ]);
+    await waitFor(() => seen.length === 4);
+    expect(seen).toEqual(['tx-w:v1', 'tx-w:v2', 'tx-w:v3', 'tx-w:v4']);
+    stop();
+    expect(a.stats.watchers).toBe(0);
+  });
+});

@@ -1,0 +1,687 @@
+import {
+  ErrorCode,
+  EventType,
+  MultiAgentsError,
+  RunNotFoundError,
+  Topics,
+  ValidationError,
+  type Envelope,
+  type RunState,
+  decodeHeartbeat,
+  decodeTransition,
+  EventRejectReason,
+  eventRejectReasonOf,
+} from '@multiagents/contracts';
+import {
+  DEFAULT_SUBSCRIBE_OPTIONS,
+  silentLogger,
+  systemClock,
+  taskSteps,
+  type Clock,
+  type DeadLetter,
+  type DefinitionStore,
+  type Delivery,
+  type EventBus,
+  type Logger,
+  type RunStore,
+  type SubscribeOptions,
+  type Subscription,
+  type TimelineEntry,
+  type TimelineStore,
+  type WorkerManagerRecord,
+  type WorkerRegistry,
+} from '@multiagents/core';
+import { assessRun, retryDueAt, WATCHED_STATES, type Assessment } from './stuck-assessment';
+
+/** The event-monitor's consumer group on `Topics.events`: its replicas compete in it. */
+export const EVENT_MONITOR_GROUP = 'event-monitor';
+
+/** Defaults of {@link EventMonitorOptions}. */
+export const DEFAULT_EVENT_MONITOR_OPTIONS = {
+  group: EVENT_MONITOR_GROUP,
+  concurrency: 32,
+  /** Timelines are kept 7 days after their last event. */
+  timelineRetentionMs: 7 * 24 * 60 * 60 * 1000,
+  /** A run that has not moved for 5 minutes is stuck. */
+  stuckThresholdMs: 5 * 60_000,
+  /** How often the watchdog looks at the live runs. */
+  stuckScanIntervalMs: 10_000,
+  /** Live runs read per page by the watchdog. */
+  stuckScanPageSize: 500,
+  /** How often the worker registry is read (to notice replicas that went silent). */
+  workersPollIntervalMs: 5_000,
+  /** How long a gone worker-manager stays listed. */
+  goneWorkersRetentionMs: 60 * 60_000,
+  /** Dead letters read per topic when the caller names no limit, and the most it may ask for. */
+  deadLettersLimit: 100,
+  maxDeadLettersLimit: 1_000,
+} as const;
+
+/** Options of {@link EventMonitor}. */
+export interface EventMonitorOptions {
+  readonly bus: EventBus;
+  readonly runs: Pick<RunStore, 'list'>;
+  readonly definitions: Pick<DefinitionStore, 'list' | 'get'>;
+  readonly registry: Pick<WorkerRegistry, 'list'>;
+  readonly timelines: TimelineStore;
+  /** This replica's consumer name in the group (unique per process). */
+  readonly consumer: string;
+  readonly group?: string;
+  /** Subscription settings (visibility timeout, deliveries before a dead letter…). */
+  readonly subscribe?: Partial<Omit<SubscribeOptions, 'group' | 'consumer'>>;
+  /** How long a run's timeline is kept after its last event. */
+  readonly timelineRetentionMs?: number;
+  /** No progress for longer than this makes a run stuck (default for every workflow). */
+  readonly stuckThresholdMs?: number;
+  /** Thresholds of some workflows, by workflow id. */
+  readonly stuckThresholdsMs?: Readonly<Record<string, number>>;
+  readonly stuckScanIntervalMs?: number;
+  readonly stuckScanPageSize?: number;
+  readonly workersPollIntervalMs?: number;
+  readonly goneWorkersRetentionMs?: number;
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+}
+
+/** A run's timeline as the monitor answers it. */
+export interface RunTimeline {
+  readonly txId: string;
+  /** The run's workflow ('' when no entry carries it). */
+  readonly workflowId: string;
+  readonly entries: readonly TimelineEntry[];
+}
+
+/** A run the watchdog found stuck. */
+export interface StuckRunInfo {
+  readonly txId: string;
+  readonly workflowId: string;
+  readonly state: RunState;
+  /** When the run last moved (or its retry timer was due). */
+  readonly lastProgressAt: number;
+  readonly thresholdMs: number;
+  /** When this replica first found it stuck at this point. */
+  readonly detectedAt: number;
+  /** Steps in flight when it stopped moving. */
+  readonly steps: readonly string[];
+  /** Its version when it stopped moving, from its timeline (0 when unknown). */
+  readonly version: number;
+}
+
+/** A live run waiting for a retry's backoff timer, as the watchdog's last scan found it. */
+export interface RetryingRunInfo {
+  readonly txId: string;
+  readonly workflowId: string;
+  readonly state: RunState;
+  /** The steps (or compensations) waiting to be tried again, and those still in flight. */
+  readonly steps: readonly string[];
+  /** When the run last changed (the failed attempt that scheduled the retry, or later). */
+  readonly updatedAt: number;
+}
+
+/** A worker-manager replica as the monitor knows it: live, or gone silent. */
+export interface MonitoredWorkerManager extends WorkerManagerRecord {
+  readonly live: boolean;
+}
+
+/** Which events a watcher wants (every field optional, combined with AND). */
+export interface EventFilter {
+  readonly workflowId?: string;
+  readonly txId?: string;
+}
+
+/** The `workflow.stuck` payload the watchdog publishes. */
+export interface StuckEventPayload {
+  readonly reason: 'no_progress';
+  readonly state: RunState;
+  readonly lastProgressAt: number;
+  readonly thresholdMs: number;
+  readonly steps: readonly string[];
+  readonly version: number;
+}
+
+/** Counters for `/stats`. */
+export interface EventMonitorStats {
+  readonly eventsHandled: number;
+  readonly transitionsRecorded: number;
+  readonly eventsRejected: number;
+  readonly rejectedByReason: Readonly<Record<string, number>>;
+  readonly stuckRuns: number;
+  readonly stuckEventsPublished: number;
+  readonly watchdogScans: number;
+  readonly watchers: number;
+}
+
+type Resolved = Required<
+  Pick<
+    EventMonitorOptions,
+    | 'group'
+    | 'timelineRetentionMs'
+    | 'stuckThresholdMs'
+    | 'stuckScanIntervalMs'
+    | 'stuckScanPageSize'
+    | 'workersPollIntervalMs'
+    | 'goneWorkersRetentionMs'
+  >
+>;
+
+function resolve(options: EventMonitorOptions): Resolved {
+  const d = DEFAULT_EVENT_MONITOR_OPTIONS;
+  const resolved: Resolved = {
+    group: options.group ?? d.group,
+    timelineRetentionMs: options.timelineRetentionMs ?? d.timelineRetentionMs,
+    stuckThresholdMs: options.stuckThresholdMs ?? d.stuckThresholdMs,
+    stuckScanIntervalMs: options.stuckScanIntervalMs ?? d.stuckScanIntervalMs,
+    stuckScanPageSize: options.stuckScanPageSize ?? d.stuckScanPageSize,
+    workersPollIntervalMs: options.workersPollIntervalMs ?? d.workersPollIntervalMs,
+    goneWorkersRetentionMs: options.goneWorkersRetentionMs ?? d.goneWorkersRetentionMs,
+  };
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(resolved)) {
+    if (name === 'group') continue;
+    if (!Number.isSafeInteger(value) || (value as number) < 1)
+      problems.push(`${name} must be a positive integer`);
+  }
+  if (typeof options.consumer !== 'string' || options.consumer.length === 0)
+    problems.push('consumer must be a non-empty string');
+  for (const [workflowId, value] of Object.entries(options.stuckThresholdsMs ?? {})) {
+    if (!Number.isSafeInteger(value) || value < 1)
+      problems.push(`stuck threshold of ${workflowId} must be a positive integer`);
+  }
+  if (problems.length > 0) throw new ValidationError('invalid EventMonitor options', problems);
+  return resolved;
+}
+
+/**
+ * The event-monitor's logic (the app only wires it and serves it). It consumes `Topics.events` in
+ * its own consumer group (never taking anyone else's messages) and:
+ *
+ * - appends every committed transition to its run's timeline in the shared {@link TimelineStore},
+ *   kept `timelineRetentionMs` after the run's last event; a redelivered event changes nothing;
+ * - runs the stuck-run watchdog: every `stuckScanIntervalMs` it reads the live runs from the run
+ *   store (not from the events, which the replicas share out between them, so every replica sees
+ *   every run and a restarted replica misses none), and a run that has not moved for longer than
+ *   its workflow's threshold while not waiting for a signal, a sleep or a retry timer is listed as
+ *   stuck until it moves; `workflow.stuck` is published once per stuck point across every replica
+ *   (a {@link TimelineStore.markOnce} on the run and the time it last moved);
+ * - lists, replays and discards dead letters through the bus port;
+ * - lists worker-managers: the live ones from the shared registry, and those that went silent
+ *   (listed as gone for `goneWorkersRetentionMs`);
+ * - streams events to watchers: while anyone watches, this replica also reads the events in a
+ *   group of its own that starts at the latest event, so a watcher sees every event, not only
+ *   this replica's share.
+ *
+ * An event it cannot decode is dead-lettered at once (a `PoisonMessageError` with the reason) and
+ * counted; the events behind it go on.
+ *
+ * @example
+ * const monitor = new EventMonitor({ ...backend, consumer: 'em-1', stuckThresholdMs: 60_000 });
+ * await monitor.start();
+ * const timeline = await monitor.getTimeline(txId);
+ */
+export class EventMonitor {
+  private readonly options: Resolved;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly stuck = new Map<string, StuckRunInfo>();
+  private retrying: RetryingRunInfo[] = [];
+  private readonly workers = new Map<string, { record: WorkerManagerRecord; goneAt?: number }>();
+  private readonly watchers = new Set<{ filter: EventFilter; listener: (envelope: Envelope) => void }>();
+  private readonly counts = {
+    eventsHandled: 0,
+    transitionsRecorded: 0,
+    eventsRejected: 0,
+    stuckEventsPublished: 0,
+    watchdogScans: 0,
+  };
+  private readonly rejected: Record<string, number> = Object.fromEntries(
+    Object.values(EventRejectReason).map((reason) => [reason, 0]),
+  );
+  private subscription: Subscription | undefined;
+  private watchSubscription: Promise<Subscription> | undefined;
+  private scanTimer: NodeJS.Timeout | undefined;
+  private workersTimer: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private closed = false;
+  /** How often a delivery whose timeline write is slow is kept ours (a third of the visibility timeout). */
+  private readonly extendEveryMs: number;
+
+  constructor(private readonly deps: EventMonitorOptions) {
+    this.options = resolve(deps);
+    const visibilityTimeoutMs =
+      deps.subscribe?.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
+    this.extendEveryMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
+    this.logger = (deps.logger ?? silentLogger).child({ component: 'event-monitor' });
+    this.clock = deps.clock ?? systemClock;
+  }
+
+  /** The threshold every workflow without its own has. */
+  get defaultStuckThresholdMs(): number {
+    return this.options.stuckThresholdMs;
+  }
+
+  /** Consumes the events (from where the group left off) and starts the watchdog and the worker poll. */
+  async start(): Promise<void> {
+    this.subscription = await this.deps.bus.subscribe(
+      Topics.events,
+      {
+        concurrency: DEFAULT_EVENT_MONITOR_OPTIONS.concurrency,
+        ...this.deps.subscribe,
+        group: this.options.group,
+        consumer: this.deps.consumer,
+      },
+      (delivery) => this.handle(delivery),
+    );
+    if (this.closed) {
+      await this.subscription.close();
+      return;
+    }
+    await this.pollWorkers().catch((err: unknown) =>
+      this.logger.warn({ err }, 'reading the worker registry failed'),
+    );
+    this.scanTimer = setInterval(() => void this.scanNow(), this.options.stuckScanIntervalMs);
+    this.scanTimer.unref();
+    this.workersTimer = setInterval(
+      () =>
+        void this.pollWorkers().catch((err: unknown) =>
+          this.logger.warn({ err }, 'reading the worker registry failed'),
+        ),
+      this.options.workersPollIntervalMs,
+    );
+    this.workersTimer.unref();
+  }
+
+  /** Stops consuming (the events in flight are acknowledged first) and ends every watch. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.scanTimer !== undefined) clearInterval(this.scanTimer);
+    if (this.workersTimer !== undefined) clearInterval(this.workersTimer);
+    this.watchers.clear();
+    await this.subscription?.close();
+    await this.watchSubscription?.then(
+      (subscription) => subscription.close(),
+      () => undefined,
+    );
+    await this.scanning;
+  }
+
+  /** Counters for `/stats`. */
+  get stats(): EventMonitorStats {
+    return {
+      ...this.counts,
+      rejectedByReason: { ...this.rejected },
+      stuckRuns: this.stuck.size,
+      watchers: this.watchers.size,
+    };
+  }
+
+  // ---- the API ------------------------------------------------------------------------------
+
+  /** A run's timeline; RunNotFoundError (NOT_FOUND) when the monitor knows nothing of it. */
+  async getTimeline(txId: string): Promise<RunTimeline> {
+    if (typeof txId !== 'string' || txId.length === 0) {
+      throw new ValidationError('GetTimeline', ['txId is required']);
+    }
+    const entries = await this.deps.timelines.get(txId);
+    if (entries === undefined || entries.length === 0) throw new RunNotFoundError(txId);
+    const workflowId = entries.find((entry) => entry.workflowId !== undefined)?.workflowId ?? '';
+    return { txId, workflowId, entries };
+  }
+
+  /** The workflow of a run the monitor has a timeline of (authorization of workflow-limited callers). */
+  async workflowOf(txId: string): Promise<string | undefined> {
+    const entries = await this.deps.timelines.get(txId);
+    return entries?.find((entry) => entry.workflowId !== undefined)?.workflowId;
+  }
+
+  /** The runs found stuck by the last watchdog scan, oldest progress first. */
+  async listStuckRuns(filter: { readonly workflowId?: string } = {}): Promise<StuckRunInfo[]> {
+    return [...this.stuck.values()]
+      .filter((run) => !filter.workflowId || run.workflowId === filter.workflowId)
+      .sort((a, b) => a.lastProgressAt - b.lastProgressAt || (a.txId < b.txId ? -1 : 1));
+  }
+
+  /**
+   * The live runs waiting for a retry's backoff timer ("running", but retrying), as of the
+   * watchdog's last scan (every `stuckScanIntervalMs`), most recently changed first.
+   */
+  async listRetryingRuns(filter: { readonly workflowId?: string } = {}): Promise<RetryingRunInfo[]> {
+    return this.retrying.filter((run) => !filter.workflowId || run.workflowId === filter.workflowId);
+  }
+
+  /** Dead letters of `topic`, or of every topic the deployment uses (events, results, every worker's commands). */
+  async listDeadLetters(topic?: string, limit?: number): Promise<DeadLetter[]> {
+    const d = DEFAULT_EVENT_MONITOR_OPTIONS;
+    const wanted =
+      limit === undefined || limit <= 0 ? d.deadLettersLimit : Math.min(limit, d.maxDeadLettersLimit);
+    const topics = topic ? [topic] : await this.knownTopics();
+    const out: DeadLetter[] = [];
+    for (const name of topics) {
+      try {
+        out.push(...(await this.deps.bus.listDeadLetters(name, wanted)));
+      } catch (err) {
+        // A topic the bus refuses (a name it cannot carry) has no dead letters.
+        if (err instanceof MultiAgentsError && err.code === ErrorCode.InvalidArgument && !topic) continue;
+        throw err;
+      }
+    }
+    return out;
+  }
+
+  /** Publishes a dead letter again and removes it; NOT_FOUND when the topic holds no such letter. */
+  replayDeadLetter(topic: string, id: string): Promise<void> {
+    return this.onDeadLetter('ReplayDeadLetter', 'replayed', topic, id, () =>
+      this.deps.bus.replayDeadLetter(topic, id),
+    );
+  }
+
+  /** Deletes a dead letter for good (never published again); NOT_FOUND when the topic holds no such letter. */
+  discardDeadLetter(topic: string, id: string): Promise<void> {
+    return this.onDeadLetter('DiscardDeadLetter', 'discarded', topic, id, () =>
+      this.deps.bus.discardDeadLetter(topic, id),
+    );
+  }
+
+  /** Checks the arguments, acts on the dead letter, and says NOT_FOUND when the bus had none. */
+  private async onDeadLetter(
+    method: string,
+    done: string,
+    topic: string,
+    id: string,
+    act: () => Promise<boolean>,
+  ): Promise<void> {
+    const problems: string[] = [];
+    if (typeof topic !== 'string' || topic.length === 0) problems.push('topic is required');
+    if (typeof id !== 'string' || id.length === 0) problems.push('id is required');
+    if (problems.length > 0) throw new ValidationError(method, problems);
+    if (!(await act())) {
+      throw new MultiAgentsError(ErrorCode.NotFound, `dead letter ${id} not found in topic ${topic}`, {
+        retryable: false,
+        details: { topic, id },
+      });
+    }
+    this.logger.info({ topic, id }, `dead letter ${done}`);
+  }
+
+  /** Every worker-manager replica: the live ones (read now) and those gone silent, by id. */
+  async listWorkers(): Promise<MonitoredWorkerManager[]> {
+    await this.pollWorkers();
+    return [...this.workers.values()]
+      .map(({ record, goneAt }) => ({ ...record, live: goneAt === undefined }))
+      .sort((a, b) => (a.managerId < b.managerId ? -1 : 1));
+  }
+
+  /**
+   * Calls `listener` with every event matching `filter` from now on, until the returned function
+   * is called. The first watcher opens this replica's own watch group (starting at the latest event).
+   */
+  async watchEvents(filter: EventFilter, listener: (envelope: Envelope) => void): Promise<() => void> {
+    if (this.closed)
+      throw new MultiAgentsError(ErrorCode.Unavailable, 'the event-monitor is closing', { retryable: true });
+    const watcher = { filter, listener };
+    this.watchers.add(watcher);
+    try {
+      await this.openWatchSubscription();
+    } catch (err) {
+      this.watchers.delete(watcher);
+      throw err;
+    }
+    return () => void this.watchers.delete(watcher);
+  }
+
+  /** Runs one watchdog scan now (the timer does every `stuckScanIntervalMs`); resolves when done. */
+  scanNow(): Promise<void> {
+    this.scanning ??= this.scan()
+      .catch((err: unknown) => this.logger.warn({ err }, 'stuck-run scan failed'))
+      .finally(() => {
+        this.scanning = undefined;
+      });
+    return this.scanning;
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  private async handle(delivery: Delivery): Promise<void> {
+    const envelope = delivery.envelope;
+    this.counts.eventsHandled += 1;
+    try {
+      switch (envelope.type) {
+        case EventType.WorkflowTransitioned: {
+          const transition = decodeTransition(envelope);
+          // A write the store is slow to answer (a broker electing a leader) keeps the delivery:
+          // past the visibility timeout the bus would hand it out again, and past its deliveries
+          // dead-letter it while this write still succeeds, leaving the timeline without it.
+          // A failed extend (the broker is the thing that is slow) is logged, never left unhandled:
+          // an unhandled rejection ends the process.
+          const extending = setInterval(() => {
+            delivery
+              .extend()
+              .catch((err: unknown) =>
+                this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
+              );
+          }, this.extendEveryMs);
+          try {
+            await this.deps.timelines.append(
+              envelope.txId,
+              [{ ...transition, time: envelope.time, workflowId: envelope.workflowId }],
+              this.options.timelineRetentionMs,
+            );
+          } finally {
+            clearInterval(extending);
+          }
+          this.counts.transitionsRecorded += 1;
+          // It moved: off the stuck list at once (the next scan would say so too).
+          const stuck = this.stuck.get(envelope.txId);
+          if (stuck !== undefined && transition.version > stuck.version) this.stuck.delete(envelope.txId);
+          return;
+        }
+        case EventType.WorkerHeartbeat: {
+          const heartbeat = decodeHeartbeat(envelope);
+          const known = this.workers.get(heartbeat.managerId);
+          if (known !== undefined && known.record.seenAt <= envelope.time) {
+            this.workers.set(heartbeat.managerId, {
+              record: {
+                ...known.record,
+                workers: heartbeat.workers,
+                inFlight: heartbeat.inFlight,
+                seenAt: envelope.time,
+              },
+            });
+          }
+          return;
+        }
+        default:
+          // workflow.stuck, step.progress and anything newer: only streamed to watchers.
+          return;
+      }
+    } catch (err) {
+      const reason = eventRejectReasonOf(err);
+      if (reason !== undefined) {
+        this.counts.eventsRejected += 1;
+        this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
+        this.logger.warn(
+          { reason, err: (err as Error).message, txId: envelope.txId, envelopeId: envelope.id },
+          'event dead-lettered: it cannot be decoded',
+        );
+      }
+      throw err;
+    }
+  }
+
+  private openWatchSubscription(): Promise<Subscription> {
+    this.watchSubscription ??= this.deps.bus
+      .subscribe(
+        Topics.events,
+        {
+          concurrency: DEFAULT_EVENT_MONITOR_OPTIONS.concurrency,
+          group: `${this.options.group}-watch-${this.deps.consumer}`,
+          consumer: this.deps.consumer,
+          startFrom: 'latest',
+        },
+        async (delivery) => this.fanOut(delivery.envelope),
+      )
+      .catch((err: unknown) => {
+        this.watchSubscription = undefined;
+        throw err;
+      });
+    return this.watchSubscription;
+  }
+
+  private fanOut(envelope: Envelope): void {
+    for (const { filter, listener } of this.watchers) {
+      if (filter.txId && envelope.txId !== filter.txId) continue;
+      if (filter.workflowId && envelope.workflowId !== filter.workflowId) continue;
+      try {
+        listener(envelope);
+      } catch (err) {
+        this.logger.warn({ err }, 'an event watcher threw');
+      }
+    }
+  }
+
+  // ---- the watchdog -------------------------------------------------------------------------
+
+  private thresholdOf(workflowId: string): number {
+    const own = this.deps.stuckThresholdsMs;
+    return own !== undefined && Object.hasOwn(own, workflowId)
+      ? (own[workflowId] as number)
+      : this.options.stuckThresholdMs;
+  }
+
+  private async scan(): Promise<void> {
+    const now = this.clock.now();
+    const found = new Map<string, StuckRunInfo>();
+    const retrying: RetryingRunInfo[] = [];
+    for (const state of WATCHED_STATES) {
+      let cursor: string | undefined;
+      do {
+        if (this.closed) return;
+        const page = await this.deps.runs.list({ state }, this.options.stuckScanPageSize, cursor);
+        for (const run of page.runs) {
+          const assessment = assessRun(run);
+          if (assessment.kind === 'retry-timer') {
+            retrying.push({
+              txId: run.txId,
+              workflowId: run.workflowId,
+              state: run.state,
+              steps: assessment.steps,
+              updatedAt: run.updatedAt,
+            });
+          }
+          const info = await this.check(run, assessment, now);
+          if (info !== undefined) found.set(run.txId, info);
+        }
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
+    }
+    // Runs no longer stuck (they moved or ended) leave the list; the others keep when they were found.
+    this.stuck.clear();
+    for (const [txId, info] of found) this.stuck.set(txId, info);
+    this.retrying = retrying.sort((a, b) => b.updatedAt - a.updatedAt || (a.txId < b.txId ? -1 : 1));
+    this.counts.watchdogScans += 1;
+  }
+
+  private async check(
+    run: Parameters<typeof assessRun>[0],
+    assessment: Assessment,
+    now: number,
+  ): Promise<StuckRunInfo | undefined> {
+    if (assessment.kind === 'not-watched') return undefined;
+    const thresholdMs = this.thresholdOf(run.workflowId);
+    if (now - assessment.lastProgressAt <= thresholdMs) return undefined;
+    // Past the threshold: the timeline tells the version, and when a retry timer was due.
+    const timeline = (await this.deps.timelines.get(run.txId)) ?? [];
+    let lastProgressAt = assessment.lastProgressAt;
+    if (assessment.kind === 'retry-timer') {
+      const due = retryDueAt(timeline);
+      // A backoff the timeline cannot date: waiting on a timer, so not stuck.
+      if (due === undefined) return undefined;
+      lastProgressAt = Math.max(lastProgressAt, due);
+      if (now - lastProgressAt <= thresholdMs) return undefined;
+    }
+    const version = timeline[timeline.length - 1]?.version ?? 0;
+    const previous = this.stuck.get(run.txId);
+    const info: StuckRunInfo = {
+      txId: run.txId,
+      workflowId: run.workflowId,
+      state: run.state,
+      lastProgressAt,
+      thresholdMs,
+      detectedAt: previous?.lastProgressAt === lastProgressAt ? previous.detectedAt : now,
+      steps: assessment.steps,
+      version,
+    };
+    // Once per stuck point across every replica: the run and the time it last moved.
+    const first = await this.deps.timelines.markOnce(
+      `stuck:${run.txId}:${lastProgressAt}`,
+      this.options.timelineRetentionMs,
+    );
+    if (first) await this.publishStuck(info);
+    return info;
+  }
+
+  private async publishStuck(info: StuckRunInfo): Promise<void> {
+    const payload: StuckEventPayload = {
+      reason: 'no_progress',
+      state: info.state,
+      lastProgressAt: info.lastProgressAt,
+      thresholdMs: info.thresholdMs,
+      steps: info.steps,
+      version: info.version,
+    };
+    const envelope: Envelope<StuckEventPayload> = {
+      id: `${info.txId}:stuck:${info.lastProgressAt}`,
+      type: EventType.WorkflowStuck,
+      txId: info.txId,
+      workflowId: info.workflowId,
+      time: info.detectedAt,
+      headers: {},
+      payload,
+    };
+    await this.deps.bus.publish(Topics.events, [envelope]);
+    this.counts.stuckEventsPublished += 1;
+    this.logger.warn(
+      {
+        txId: info.txId,
+        workflowId: info.workflowId,
+        state: info.state,
+        stuckForMs: info.detectedAt - info.lastProgressAt,
+      },
+      'run stuck: workflow.stuck published',
+    );
+  }
+
+  // ---- workers and topics -------------------------------------------------------------------
+
+  private async pollWorkers(): Promise<void> {
+    const live = await this.deps.registry.list();
+    const now = this.clock.now();
+    const liveIds = new Set<string>();
+    for (const record of live) {
+      liveIds.add(record.managerId);
+      this.workers.set(record.managerId, { record });
+    }
+    for (const [managerId, known] of this.workers) {
+      if (liveIds.has(managerId)) continue;
+      if (known.goneAt === undefined) {
+        this.workers.set(managerId, { record: known.record, goneAt: now });
+        this.logger.info({ managerId }, 'worker-manager gone silent');
+      } else if (now - known.goneAt > this.options.goneWorkersRetentionMs) {
+        this.workers.delete(managerId);
+      }
+    }
+  }
+
+  private async knownTopics(): Promise<string[]> {
+    const workers = new Set<string>();
+    for (const { record } of this.workers.values()) for (const worker of record.workers) workers.add(worker);
+    for (const summary of await this.deps.definitions.list()) {
+      const definition = await this.deps.definitions.get(summary.id);
+      if (definition === undefined) continue;
+      for (const step of taskSteps(definition.steps)) {
+        workers.add(step.worker);
+        if (step.compensation) workers.add(step.compensation);
+      }
+    }
+    return [Topics.events, Topics.results, ...[...workers].sort().map((worker) => Topics.command(worker))];
+  }
+}

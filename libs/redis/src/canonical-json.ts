@@ -1,0 +1,16 @@
+/**
+ * JSON with object keys sorted at every level and `undefined` members dropped: two values with
+ * the same content give the same string whatever order their keys were written in.
+ *
+ * The same function as the memory backend's (adapters never import each other): both must agree
+ * on what "the same definition" means.
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, member: unknown) => {
+    if (member === null || typeof member !== 'object' || Array.isArray(member)) return member;
+    const source = member as Record<string, unknown>;
+    const sorted: Record<string, unknown> = {};
+    for (const key of Object.keys(source).sort()) sorted[key] = source[key];
+    return sorted;
+  });
+}

@@ -1,0 +1,482 @@
+import { ErrorCode, EventType, Topics, encodeEnvelope, type Envelope } from '@multiagents/contracts';
+import { makeEnvelope, sleep, startRedisServer, waitFor } from '@multiagents/testing';
+import { Redis } from 'ioredis';
+import { createRedisBackend } from './redis-backend';
+import type { RedisDelivery } from './redis-delivery';
+import type { RedisEventBus } from './redis-event-bus';
+import { RedisKeys } from './redis-keys';
+import { freshPrefix, useRedisServer } from './test/redis-test-server';
+
+const WAIT = { timeoutMs: 4_000 } as const;
+
+describe('RedisEventBus (adapter-specific)', () => {
+  const gates: Array<() => void> = [];
+  const clients: Redis[] = [];
+  // Declared before the server's hooks, so it runs first: parked handlers let close() finish.
+  afterEach(async () => {
+    for (const release of gates.splice(0)) release();
+    for (const client of clients.splice(0)) client.disconnect();
+  });
+  const redis = useRedisServer();
+
+  const newBus = (options: Parameters<typeof redis.backend>[0] = {}): RedisEventBus =>
+    redis.backend(options).bus;
+  const newGate = (): { promise: Promise<void>; release: () => void } => {
+    let release!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    gates.push(release);
+    return { promise, release };
+  };
+  const rawClient = (): Redis => {
+    const client = new Redis(redis.server().url);
+    clients.push(client);
+    return client;
+  };
+  const topicName = (): string => `t-${Math.random().toString(36).slice(2, 10)}`;
+  const streamOf = (bus: RedisEventBus, topic: string, partition = 0): string =>
+    (bus.keys.topicStreams(topic)[partition] ?? bus.keys.topicStreams(topic)[0])?.stream ?? '';
+
+  it('sums topic stats over the partitions of a partitioned topic', async () => {
+    const bus = newBus({ partitions: 3 });
+    const txIds = Array.from({ length: 12 }, (_, i) => `tx-${i}`);
+    expect(new Set(txIds.map((txId) => bus.keys.partitionOf(txId))).size).toBe(3);
+    // A group that read nothing (created, then closed) and one that handled everything.
+    await (await bus.subscribe(Topics.events, { group: 'idle', consumer: 'c1' }, async () => {})).close();
+    let handled = 0;
+    await bus.subscribe(Topics.events, { group: 'all', consumer: 'c1' }, async () => {
+      handled += 1;
+    });
+    await bus.publish(
+      Topics.events,
+      txIds.map((txId) => makeEnvelope({ txId })),
+    );
+    await waitFor(() => handled === 12, { ...WAIT, description: '12 events handled' });
+    await waitFor(async () => (await bus.pendingCount(Topics.events, 'all')) === 0, WAIT);
+    expect(await bus.topicStats(Topics.events)).toEqual({
+      topic: Topics.events,
+      groups: [
+        { group: 'all', pending: 0, lag: 0 },
+        { group: 'idle', pending: 0, lag: 12 },
+      ],
+      deadLetters: 0,
+      deadLettersAdded: 0,
+    });
+  });
+
+  it('dead-letters a forged or malformed entry on every stream and goes on with the valid ones', async () => {
+    const bus = newBus({ partitions: 3 });
+    const raw = rawClient();
+    // A txId of each partition, so that every partitioned stream gets traffic.
+    const txIds = [0, 1, 2].map((p) => {
+      for (let i = 0; ; i += 1) if (bus.keys.partitionOf(`tx-${i}`) === p) return `tx-${i}`;
+    });
+    for (const topic of [Topics.command('inventory.reserve'), Topics.results, Topics.events, topicName()]) {
+      const handled: string[] = [];
+      await bus.subscribe(topic, { group: 'g', consumer: 'c1', concurrency: 1 }, async (d) => {
+        handled.push(d.envelope.id);
+      });
+      const streams = bus.keys.topicStreams(topic);
+      const valid: Envelope[] = [];
+      for (const [i, source] of streams.entries()) {
+        const txId = source.partition === undefined ? 'tx-any' : (txIds[source.partition] as string);
+        const [before, after] = [makeEnvelope({ txId }), makeEnvelope({ txId })];
+        valid.push(before, after);
+        await bus.publish(topic, [before]);
+        await raw.xadd(source.stream, '*', 'other', 'field'); // no d field
+        await raw.xadd(source.stream, '*', 'd', Buffer.from([0xff, 0x00, 0x13])); // not an envelope
+        if (source.partition !== undefined) {
+          // A valid envelope on the wrong partition's stream (forged or misrouted).
+          const wrong = txIds[(i + 1) % streams.length] as string;
+          await raw.xadd(source.stream, '*', 'd', Buffer.from(encodeEnvelope(makeEnvelope({ txId: wrong }))));
+        }
+        await bus.publish(topic, [after]);
+      }
+      const perStream = streams[0]?.partition === undefined ? 2 : 3;
+      await waitFor(() => handled.length === valid.length, {
+        ...WAIT,
+        description: `valid messages of ${topic}`,
+      });
+      await waitFor(async () => (await bus.listDeadLetters(topic)).length === perStream * streams.length, {
+        ...WAIT,
+        description: `dead letters of ${topic}`,
+      });
+      expect([...handled].sort()).toEqual(valid.map((e) => e.id).sort());
+      const dead = await bus.listDeadLetters(topic);
+      const errors = dead.map((d) => d.error);
+      expect(errors.filter((e) => e.includes("no 'd' field"))).toHaveLength(streams.length);
+      expect(errors.filter((e) => e.includes('not a protobuf Envelope'))).toHaveLength(streams.length);
+      if (perStream === 3) expect(errors.filter((e) => e.includes('misrouted message'))).toHaveLength(3);
+      expect(dead.every((d) => d.group === 'g' && d.deliveryCount === 1)).toBe(true);
+      expect(await bus.pendingCount(topic, 'g')).toBe(0);
+    }
+    expect(bus.counters()['misrouted']).toBe(3 * 3);
+  });
+
+  it("lets a second consumer reclaim a hung handler's entry and ignores the first one's late ack", async () => {
+    const bus = newBus();
+    const topic = topicName();
+    const hang = newGate();
+    const hold = newGate();
+    const seen: Array<[string, number]> = [];
+    // Concurrency 1 each: a consumer with no free slot reclaims nothing, so c2 is the one that does.
+    const options = { group: 'g', concurrency: 1, visibilityTimeoutMs: 300 };
+    await bus.subscribe(topic, { ...options, consumer: 'c1' }, async (d) => {
+      seen.push(['c1', d.deliveryCount]);
+      await hang.promise;
+    });
+    await bus.publish(topic, [makeEnvelope()]);
+    await waitFor(() => seen.length === 1, WAIT);
+    await bus.subscribe(topic, { ...options, consumer: 'c2' }, async (d) => {
+      seen.push(['c2', d.deliveryCount]);
+      await hold.promise;
+    });
+    await waitFor(() => seen.length === 2, WAIT);
+    expect(seen).toEqual([
+      ['c1', 1],
+      ['c2', 2],
+    ]);
+    expect(await bus.pendingCount(topic, 'g')).toBe(1);
+
+    hang.release(); // c1 finishes late: its ack must not settle c2's delivery
+    await waitFor(() => (bus.counters()['supersededSettles'] ?? 0) === 1, WAIT);
+    expect(await bus.pendingCount(topic, 'g')).toBe(1);
+
+    hold.release();
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('does not handle an entry that waited in its backlog while another consumer reclaimed it', async () => {
+    const bus = newBus({ partitions: 3 });
+    const topic = Topics.command('slow.work');
+    // One entry per partition: a consumer with one slot still reads all three at once (COUNT is
+    // per stream), handles one and keeps two waiting.
+    const sent = [0, 1, 2].map((p) => {
+      for (let i = 0; ; i += 1) {
+        const txId = `tx-backlog-${i}`;
+        if (bus.keys.partitionOf(txId) === p) return makeEnvelope({ txId });
+      }
+    });
+    await bus.publish(topic, sent);
+    const handled: Array<[string, string]> = [];
+    const options = { group: 'g', visibilityTimeoutMs: 300 };
+    await bus.subscribe(topic, { ...options, consumer: 'c1', concurrency: 1 }, async (d) => {
+      handled.push(['c1', d.envelope.id]);
+      // Long, but kept alive: only the entries waiting behind it go idle.
+      for (let i = 0; i < 8; i += 1) {
+        await sleep(100);
+        await d.extend();
+      }
+    });
+    await waitFor(() => handled.length === 1, WAIT);
+    await bus.subscribe(topic, { ...options, consumer: 'c2', concurrency: 5 }, async (d) => {
+      handled.push(['c2', d.envelope.id]);
+    });
+    await waitFor(() => handled.length === 3, WAIT);
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+    // c1 found the two it had kept reclaimed by c2, and let them go.
+    await waitFor(() => (bus.counters()['supersededSettles'] ?? 0) === 2, WAIT);
+    expect(handled.map(([, id]) => id).sort()).toEqual(sent.map((e) => e.id).sort());
+    expect(handled.filter(([consumer]) => consumer === 'c2')).toHaveLength(2);
+  });
+
+  it('acknowledges a command in the same round trip as the step.result that answers it', async () => {
+    const bus = newBus({ partitions: 3 });
+    const topic = Topics.command('payment.charge');
+    const commands = Array.from({ length: 6 }, (_, i) =>
+      makeEnvelope({
+        txId: `tx-reply-${i}`,
+        type: EventType.StepCommand,
+        payload: { commandId: `tx-reply-${i}:charge:1`, worker: 'payment.charge', input: {} },
+      }),
+    );
+    const pendingAfterResult: number[] = [];
+    const raw = rawClient();
+    await bus.subscribe(topic, { group: 'workers', consumer: 'w1', concurrency: 1 }, async (d) => {
+      const { source, entryId } = d as RedisDelivery;
+      expect(await raw.xpending(source.stream, 'workers', entryId, entryId, 1)).toHaveLength(1);
+      const commandId = (d.envelope.payload as { commandId: string }).commandId;
+      await bus.publish(Topics.results, [
+        makeEnvelope({
+          id: `${commandId}:result`,
+          txId: d.envelope.txId,
+          type: EventType.StepResult,
+          payload: { commandId, worker: 'payment.charge', ok: true, output: {} },
+        }),
+      ]);
+      // The result is written and the command acknowledged before this handler even returns.
+      pendingAfterResult.push((await raw.xpending(source.stream, 'workers', entryId, entryId, 1)).length);
+    });
+    await bus.publish(topic, commands);
+    await waitFor(() => pendingAfterResult.length === commands.length, WAIT);
+    expect(pendingAfterResult.every((n) => n === 0)).toBe(true);
+    expect(bus.counters()['ackedWithResult']).toBe(commands.length);
+    // Each result went to its run's partition, where the command came from.
+    for (const command of commands) {
+      const p = bus.keys.partitionOf(command.txId);
+      expect(await rawClient().xlen(bus.keys.stream(p, Topics.results))).toBeGreaterThan(0);
+    }
+    expect(await bus.retainedCount(Topics.results)).toBe(commands.length);
+  });
+
+  it('dead-letters an entry whose handler hung on its last allowed delivery', async () => {
+    const bus = newBus();
+    const topic = topicName();
+    const counts: number[] = [];
+    const never = newGate();
+    await bus.subscribe(
+      topic,
+      { group: 'g', consumer: 'c1', maxDeliveries: 2, visibilityTimeoutMs: 150 },
+      async (d) => {
+        counts.push(d.deliveryCount);
+        await never.promise;
+      },
+    );
+    await bus.publish(topic, [makeEnvelope()]);
+    await waitFor(async () => (await bus.listDeadLetters(topic)).length === 1, WAIT);
+    const [dead] = await bus.listDeadLetters(topic);
+    expect(counts).toEqual([1, 2]);
+    expect(dead).toMatchObject({ group: 'g', deliveryCount: 2 });
+    expect(dead?.error).toContain('not acknowledged within the visibility timeout after 2 deliveries');
+    expect(await bus.pendingCount(topic, 'g')).toBe(0);
+  });
+
+  it('keeps a retry delay longer than the visibility timeout', async () => {
+    const bus = newBus();
+    const topic = topicName();
+    const at: Array<[number, number]> = [];
+    await bus.subscribe(topic, { group: 'g', consumer: 'c1', visibilityTimeoutMs: 200 }, async (d) => {
+      at.push([d.deliveryCount, Date.now()]);
+      if (d.deliveryCount === 1) throw Object.assign(new Error('later'), { retryAfterMs: 700 });
+    });
+    await bus.publish(topic, [makeEnvelope()]);
+    await waitFor(() => at.length === 2, WAIT);
+    const [[c1, t1], [c2, t2]] = at as [[number, number], [number, number]];
+    expect([c1, c2]).toEqual([1, 2]);
+    expect(t2 - t1).toBeGreaterThanOrEqual(650);
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+  });
+
+  it('replays a dead letter of a partitioned topic into the partition it came from', async () => {
+    const bus = newBus({ partitions: 3 });
+    const envelope = makeEnvelope({ txId: 'tx-replay' });
+    const seen: number[] = [];
+    await bus.subscribe(Topics.results, { group: 'g', consumer: 'c1', retryDelayMs: 10 }, async (d) => {
+      seen.push(d.deliveryCount);
+      if (seen.length === 1) throw Object.assign(new Error('poison'), { code: ErrorCode.PoisonMessage });
+    });
+    await bus.publish(Topics.results, [envelope]);
+    await waitFor(async () => (await bus.listDeadLetters(Topics.results)).length === 1, WAIT);
+    const [dead] = await bus.listDeadLetters(Topics.results);
+    const p = bus.keys.partitionOf('tx-replay');
+    expect(dead?.id.startsWith(`${p}:`)).toBe(true);
+    expect(await bus.replayDeadLetter(Topics.results, dead?.id ?? '')).toBe(true);
+    await waitFor(() => seen.length === 2, WAIT);
+    expect(await rawClient().xlen(bus.keys.deadLetters(p, Topics.results))).toBe(0);
+    expect(await bus.replayDeadLetter(Topics.results, `${(p + 1) % 3}:1-1`)).toBe(false);
+    expect(await bus.replayDeadLetter(Topics.results, 'nonsense')).toBe(false);
+  });
+
+  it("discards a dead letter of a partitioned topic from its partition's dead-letter stream", async () => {
+    const bus = newBus({ partitions: 3 });
+    await bus.subscribe(Topics.results, { group: 'g', consumer: 'c1', retryDelayMs: 10 }, async () => {
+      throw Object.assign(new Error('poison'), { code: ErrorCode.PoisonMessage });
+    });
+    await bus.publish(Topics.results, [makeEnvelope({ txId: 'tx-discard' })]);
+    await waitFor(async () => (await bus.listDeadLetters(Topics.results)).length === 1, WAIT);
+    const [dead] = await bus.listDeadLetters(Topics.results);
+    const p = bus.keys.partitionOf('tx-discard');
+    const entryId = dead?.id.slice(`${p}:`.length) ?? '';
+    expect(await bus.discardDeadLetter(Topics.results, `${(p + 1) % 3}:${entryId}`)).toBe(false);
+    expect(await bus.discardDeadLetter(Topics.results, entryId)).toBe(false);
+    expect(await bus.discardDeadLetter(Topics.results, 'nonsense')).toBe(false);
+    expect(await rawClient().xlen(bus.keys.deadLetters(p, Topics.results))).toBe(1);
+    expect(await bus.discardDeadLetter(Topics.results, dead?.id ?? '')).toBe(true);
+    expect(await rawClient().xlen(bus.keys.deadLetters(p, Topics.results))).toBe(0);
+    expect(await bus.listDeadLetters(Topics.results)).toEqual([]);
+  });
+
+  it('trims what every group acknowledged and never an unacknowledged or unread entry', async () => {
+    const bus = newBus({ trimIntervalMs: 0 });
+    const topic = topicName();
+    const stream = streamOf(bus, topic);
+    const sent = Array.from({ length: 10 }, () => makeEnvelope());
+    const stuck = sent[4] as Envelope;
+    const hold = newGate();
+    const handled = new Set<string>();
+    await bus.subscribe(topic, { group: 'slow', consumer: 'c1' }, async (d) => {
+      if (d.envelope.id === stuck.id) await hold.promise;
+      handled.add(d.envelope.id);
+    });
+    await bus.subscribe(topic, { group: 'fast', consumer: 'c1' }, async () => undefined);
+    await bus.publish(topic, sent);
+    await waitFor(() => handled.size === 9, WAIT);
+    await waitFor(async () => (await bus.pendingCount(topic, 'fast')) === 0, WAIT);
+    await waitFor(async () => (await bus.pendingCount(topic, 'slow')) === 1, WAIT);
+
+    // Entries 1-4 are acknowledged by both groups; entry 5 is pending in `slow`.
+    expect(await bus.trim(topic)).toBe(4);
+    expect(await bus.retainedCount(topic)).toBe(6);
+    const raw = rawClient();
+    const oldest = (await raw.xrange(stream, '-', '+', 'COUNT', 1))[0]?.[0];
+    expect(oldest).toBe((await raw.xpending(stream, 'slow'))[1]);
+
+    // A group with no consumer that never read anything holds the whole stream back.
+    await raw.xgroup('CREATE', stream, 'idle', '0');
+    hold.release();
+    await waitFor(async () => (await bus.pendingCount(topic, 'slow')) === 0, WAIT);
+    expect(await bus.trim(topic)).toBe(0);
+    await raw.xgroup('DESTROY', stream, 'idle');
+    // All read and acknowledged: only the last delivered entry is kept (XTRIM MINID keeps it).
+    expect(await bus.trim(topic)).toBe(5);
+    expect(await bus.retainedCount(topic)).toBe(1);
+  });
+
+  it('keeps about maxRetainedPerTopic entries while a topic has no group, for groups created later', async () => {
+    const bus = newBus({ trimIntervalMs: 0, maxRetainedPerTopic: 10 });
+    const topic = topicName();
+    await bus.publish(
+      topic,
+      Array.from({ length: 250 }, () => makeEnvelope()),
+    );
+    const removed = await bus.trim(topic);
+    const retained = await bus.retainedCount(topic);
+    // MAXLEN ~ drops whole stream nodes (100 entries by default): never below the limit.
+    expect(removed).toBeGreaterThan(0);
+    expect(retained).toBeGreaterThanOrEqual(10);
+    expect(retained + removed).toBe(250);
+    const got: number[] = [];
+    await bus.subscribe(topic, { group: 'late', consumer: 'c1' }, async () => {
+      got.push(1);
+    });
+    await waitFor(() => got.length === retained, WAIT);
+  });
+
+  it('caps each partition’s events stream at about eventsMaxLen', async () => {
+    const bus = newBus({ eventsMaxLen: 10 });
+    await bus.publish(
+      Topics.events,
+      Array.from({ length: 400 }, () => makeEnvelope({ txId: 'tx-events' })),
+    );
+    const retained = await bus.retainedCount(Topics.events);
+    expect(retained).toBeGreaterThanOrEqual(10);
+    expect(retained).toBeLessThan(400);
+  });
+
+  it('refuses a process configured with another partition count for the same prefix', async () => {
+    const prefix = freshPrefix();
+    const first = redis.backend({ prefix, partitions: 3 });
+    await first.bus.publish(Topics.results, [makeEnvelope()]);
+    const second = redis.backend({ prefix, partitions: 4 });
+    await expect(second.bus.publish(Topics.results, [makeEnvelope()])).rejects.toMatchObject({
+      code: ErrorCode.FailedPrecondition,
+      message: expect.stringContaining(`prefix ${prefix} is laid out in 3 partitions`),
+    });
+    await expect(second.runs.get('tx-1')).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
+    await expect(
+      second.bus.subscribe(Topics.results, { group: 'g', consumer: 'c' }, async () => undefined),
+    ).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
+    expect(new RedisKeys(prefix, 3).partitionOf('x')).toBe(first.connection.keys.partitionOf('x'));
+  });
+});
+
+describe('RedisEventBus and Redis restarts', () => {
+  it('resumes blocked reads after kill -9 and restart, redelivers what was unacknowledged, and says so', async () => {
+    const redis = await startRedisServer({ appendOnly: true, appendFsync: 'always' });
+    const backend = createRedisBackend({ url: redis.url, prefix: freshPrefix(), claimIntervalMs: 100 });
+    const bus = backend.bus;
+    let releaseHung!: () => void;
+    const hung = new Promise<void>((resolve) => {
+      releaseHung = resolve;
+    });
+    let restored = 0;
+    bus.onRestored(() => {
+      restored += 1;
+    });
+    try {
+      const topic = 'restart';
+      const [a, b] = [makeEnvelope(), makeEnvelope()];
+      const seen: Array<[string, number]> = [];
+      await bus.subscribe(topic, { group: 'g', consumer: 'c1', visibilityTimeoutMs: 500 }, async (d) => {
+        seen.push([d.envelope.id, d.deliveryCount]);
+        if (d.envelope.id === a.id && d.deliveryCount === 1) await hung; // never acked before the crash
+      });
+      await bus.publish(topic, [a]);
+      await waitFor(() => seen.length === 1, WAIT);
+
+      redis.kill('SIGKILL');
+      await redis.restart();
+      await waitFor(() => restored === 1, { timeoutMs: 10_000, description: 'onRestored' });
+      await bus.publish(topic, [b]);
+
+      await waitFor(() => seen.some(([id]) => id === b.id), {
+        timeoutMs: 10_000,
+        description: 'new message',
+      });
+      await waitFor(() => seen.some(([id, n]) => id === a.id && n === 2), {
+        timeoutMs: 10_000,
+        description: 'unacknowledged message redelivered',
+      });
+      await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+      releaseHung();
+      await sleep(100);
+      expect(await bus.pendingCount(topic, 'g')).toBe(0);
+      expect(bus.counters()['restored']).toBe(1);
+    } finally {
+      releaseHung();
+      await backend.close();
+      await redis.stop();
+    }
+  });
+
+  it('starts while Redis is down: publish rejects within the bound, subscribe works once Redis is up', async () => {
+    const redis = await startRedisServer();
+    redis.kill('SIGKILL');
+    await sleep(100);
+    const backend = createRedisBackend({ url: redis.url, prefix: freshPrefix(), commandTimeoutMs: 300 });
+    const bus = backend.bus;
+    try {
+      const topic = 'late-redis';
+      const started = Date.now();
+      await expect(bus.publish(topic, [makeEnvelope()])).rejects.toMatchObject({
+        code: ErrorCode.Timeout,
+        message: expect.stringContaining('Redis did not answer within 300 ms'),
+      });
+      // Bounded by the command timeout, not by ioredis' reconnect loop (generous for a loaded machine).
+      expect(Date.now() - started).toBeLessThan(15_000);
+
+      const got: string[] = [];
+      let subscribed = false;
+      const subscribing = bus
+        .subscribe(topic, { group: 'g', consumer: 'c1' }, async (d) => {
+          got.push(d.envelope.id);
+        })
+        .then(() => {
+          subscribed = true;
+        });
+      await sleep(300);
+      expect(subscribed).toBe(false);
+
+      await redis.restart();
+      await waitFor(() => subscribed, { timeoutMs: 10_000, description: 'subscribe after Redis is up' });
+      await subscribing;
+      const fresh = makeEnvelope();
+      // The command connection may still be in its reconnect backoff (≤ reconnectMaxDelayMs), longer
+      // than this test's 300 ms command timeout: publish until it gets through.
+      await waitFor(
+        () =>
+          bus.publish(topic, [fresh]).then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 10_000, description: 'publish after Redis is up' },
+      );
+      await waitFor(() => got.includes(fresh.id), WAIT);
+    } finally {
+      await backend.close();
+      await redis.stop();
+    }
+  });
+});

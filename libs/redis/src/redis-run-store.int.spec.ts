@@ -1,0 +1,486 @@
+import {
+  ErrorCode,
+  EventType,
+  RunState,
+  Topics,
+  decodeEnvelope,
+  type Envelope,
+  type Run,
+} from '@multiagents/contracts';
+import type { Delivery, RunRevision } from '@multiagents/core';
+import { makeEnvelope, makeRun, startRedisServer, waitFor, type ServerProcess } from '@multiagents/testing';
+import { Redis } from 'ioredis';
+import { createRedisBackend, type RedisBackend } from './redis-backend';
+import type { RedisDelivery } from './redis-delivery';
+import { RedisKeys } from './redis-keys';
+import { counterDelta, serverCounters } from './test/command-stats';
+import { freshPrefix, useRedisServer } from './test/redis-test-server';
+import { TEST_WORKER, numberedRun, numberedTransition, readEffects } from './test/transitions';
+
+const WAIT = { timeoutMs: 5_000 } as const;
+
+/** A txId that lands in partition `p` of `backend`. */
+function txIdIn(backend: RedisBackend, p: number, tag: string): string {
+  for (let i = 0; ; i += 1) {
+    const txId = `tx-${tag}-${i}`;
+    if (backend.connection.keys.partitionOf(txId) === p) return txId;
+  }
+}
+
+describe('RedisRunStore (adapter-specific)', () => {
+  const clients: Redis[] = [];
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.disconnect();
+  });
+  const redis = useRedisServer();
+  const raw = (): Redis => {
+    const client = new Redis(redis.server().url);
+    clients.push(client);
+    return client;
+  };
+
+  it("keeps a run's commands, results, events, timers and indexes in its partition; a worker reads every partition", async () => {
+    const backend = redis.backend({ partitions: 3 });
+    const { keys } = backend.connection;
+    const runs = [0, 1, 2, 0, 1, 2]
+      .map(() => numberedRun())
+      .map((run, i) => ({
+        ...run,
+        txId: txIdIn(backend, i % 3, `route${i}-é✓{x}`),
+      }));
+    for (const run of runs)
+      expect((await backend.runs.create(numberedTransition(run, 1))).created).toBe(true);
+
+    // Every key of a run is in its partition, and nothing of it anywhere else.
+    const client = raw();
+    for (const run of runs) {
+      const p = keys.partitionOf(run.txId);
+      const found = await client.keys(`${keys.prefix}:*`);
+      const mentioning = found.filter((key) => key.endsWith(run.txId));
+      expect(mentioning).toEqual([keys.run(p, run.txId)]);
+      expect(await client.zscore(keys.indexAll(p), run.txId)).not.toBeNull();
+      expect(await client.zscore(keys.indexState(p, run.state), run.txId)).not.toBeNull();
+      expect(await client.zscore(keys.timers(p), `${run.txId}:retry:s:1`)).not.toBeNull();
+      for (let q = 0; q < 3; q += 1) {
+        const commands = (await client.xrangeBuffer(
+          keys.stream(q, Topics.command(TEST_WORKER)),
+          '-',
+          '+',
+        )) as unknown as Array<[Buffer, Buffer[]]>;
+        const here = commands
+          .map(([, f]) => decodeEnvelope(f[1] as Buffer).txId)
+          .filter((id) => id === run.txId);
+        expect(here).toHaveLength(q === p ? 1 : 0);
+      }
+    }
+
+    // One worker consumer gets the commands of every partition and answers each on the run's own
+    // results stream; one orchestrator consumer gets every result.
+    const handledBy = new Map<string, number>();
+    await backend.bus.subscribe(
+      Topics.command(TEST_WORKER),
+      { group: 'workers', consumer: 'w1' },
+      async (d) => {
+        handledBy.set(d.envelope.txId, (d as RedisDelivery).source.partition ?? -1);
+        await backend.bus.publish(Topics.results, [
+          makeEnvelope({
+            txId: d.envelope.txId,
+            type: EventType.StepResult,
+            payload: { commandId: d.envelope.id, worker: TEST_WORKER, ok: true, output: {} },
+          }),
+        ]);
+      },
+    );
+    const results = new Map<string, number>();
+    await backend.bus.subscribe(Topics.results, { group: 'orchestrators', consumer: 'o1' }, async (d) => {
+      results.set(d.envelope.txId, (d as RedisDelivery).source.partition ?? -1);
+    });
+    await waitFor(() => results.size === runs.length, WAIT);
+    for (const run of runs) {
+      expect(handledBy.get(run.txId)).toBe(keys.partitionOf(run.txId));
+      expect(results.get(run.txId)).toBe(keys.partitionOf(run.txId));
+    }
+    expect(new Set(results.values())).toEqual(new Set([0, 1, 2]));
+  });
+
+  it('refuses a decision made on a write the broker lost (ABA on the version number)', async () => {
+    const backend = redis.backend();
+    const client = raw();
+    const run = numberedRun();
+    const first = (await backend.runs.create(numberedTransition(run, 1))).stored;
+    const key = backend.connection.keys.run(0, run.txId);
+    const before = await client.dumpBuffer(key);
+
+    // Writer Y commits version 2 and remembers its revision…
+    const y = (await backend.runs.commit(first, numberedTransition(run, 2))) as RunRevision;
+    // …then the broker loses that write (restored from before it, as after a crash)…
+    await client.restore(key, 0, before, 'REPLACE');
+    // …and writer Z commits another version 2 on top of version 1.
+    const z = (await backend.runs.commit(first, numberedTransition(run, 2, { commands: [] }))) as RunRevision;
+    expect(z.version).toBe(y.version);
+    expect(z.revision).not.toBe(y.revision);
+
+    // Y's next decision was made on its lost version 2: same number, refused all the same.
+    expect(await backend.runs.commit(y, numberedTransition(run, 3))).toBeUndefined();
+    expect((await backend.runs.get(run.txId))?.revision).toBe(z.revision);
+    expect(await backend.runs.commit(z, numberedTransition(run, 3))).toMatchObject({ version: 3 });
+    expect(backend.bus.counters()['staleCommits']).toBe(1);
+  });
+
+  it('refuses malformed script arguments before writing anything', async () => {
+    const backend = redis.backend();
+    const client = raw();
+    const run = numberedRun();
+    const first = (await backend.runs.create(numberedTransition(run, 1))).stored;
+    const { keys, scripts } = backend.connection;
+    const snapshot = async (): Promise<unknown> => [
+      await client.hgetall(keys.run(0, run.txId)),
+      await client.xlen(keys.stream(0, Topics.command(TEST_WORKER))),
+      await client.xlen(keys.stream(0, Topics.events)),
+      await client.zrange(keys.timers(0), '0', '-1', 'WITHSCORES'),
+    ];
+    const before = await snapshot();
+    const scriptKeys = [
+      keys.run(0, run.txId),
+      keys.base(0),
+      keys.timers(0),
+      keys.stream(0, Topics.events),
+      keys.stream(0, Topics.results),
+      keys.stream(0, Topics.command(TEST_WORKER)),
+    ];
+    // A valid head (one step record, one command, an event, one timer) and a broken tail.
+    const head = [
+      'commit',
+      run.txId,
+      first.revision,
+      'next-rev',
+      'running',
+      '{}',
+      '',
+      100,
+      '',
+      '',
+      '',
+      '',
+      '',
+      1,
+    ];
+    const body = [1, 's9', '{}', 1, 6, 'cmd', 'evt', 1, `${run.txId}:retry:s:9`, 5];
+    for (const tail of [[2, 'only-one-cancel'], [1], [0, 'extra']]) {
+      await expect(scripts.commit(scriptKeys, [...head, ...body, ...tail])).rejects.toThrow(
+        /multiagents commit: bad/,
+      );
+    }
+    await expect(
+      scripts.commit(scriptKeys, [...head, 1, 's9', '{}', 1, 99, 'cmd', 'evt', 0, 0]),
+    ).rejects.toThrow(/bad command stream/);
+    await expect(
+      scripts.commit(scriptKeys, [...head, 0, 0, '', 1, `${run.txId}:retry:s:9`, 'soon', 0]),
+    ).rejects.toThrow(/bad timer/);
+    // A run key of another partition than the rest of the keys, keys of a partition the txId does
+    // not hash to, and a foreign command stream are refused.
+    const elsewhere = [keys.run(1, run.txId), ...scriptKeys.slice(1)];
+    const other = new RedisKeys(keys.prefix, 2);
+    await expect(scripts.commit(elsewhere, [...head, ...body, 0])).rejects.toThrow(/bad keys/);
+    const wrongPartition = 1 - other.partitionOf(run.txId);
+    const moved = [
+      other.run(wrongPartition, run.txId),
+      other.base(wrongPartition),
+      other.timers(wrongPartition),
+      other.stream(wrongPartition, Topics.events),
+      other.stream(wrongPartition, Topics.results),
+      other.stream(wrongPartition, Topics.command(TEST_WORKER)),
+    ];
+    await expect(scripts.commit(moved, [...head.slice(0, 13), 2, ...body, 0])).rejects.toThrow(
+      /bad partition/,
+    );
+    await expect(
+      scripts.commit(
+        [...scriptKeys.slice(0, 5), other.stream(1, Topics.command(TEST_WORKER))],
+        [...head, ...body, 0],
+      ),
+    ).rejects.toThrow(/bad command stream key/);
+    expect(await snapshot()).toEqual(before);
+    // The same head with a well-formed tail is accepted: the refusals were about the tail alone.
+    expect(await scripts.commit(scriptKeys, [...head, ...body, 0])).toEqual([1, 2]);
+  });
+
+  it('refuses a result read from another partition than its run: poison, nothing written', async () => {
+    const backend = redis.backend({ partitions: 3 });
+    const run: Run = { ...numberedRun(), txId: txIdIn(backend, 1, 'home') };
+    const first = (await backend.runs.create(numberedTransition(run, 1))).stored;
+    // A result about `run` published raw on partition 2's stream (forged or misrouted), delivered
+    // as if it were valid: the store must not commit it with the run.
+    const forged = makeEnvelope({ txId: run.txId, type: EventType.StepResult });
+    let refusal: unknown;
+    await backend.bus.subscribe(Topics.results, { group: 'o', consumer: 'o1' }, async (d) => {
+      const delivery = Object.assign(Object.create(Object.getPrototypeOf(d) as object) as RedisDelivery, d, {
+        source: backend.connection.keys.topicStreams(Topics.results)[2],
+      }) as Delivery;
+      refusal = await backend.runs
+        .commit(first, numberedTransition(run, 2, { ack: delivery }))
+        .catch((err: unknown) => err);
+    });
+    await backend.bus.publish(Topics.results, [forged]);
+    await waitFor(() => refusal !== undefined, WAIT);
+    expect(refusal).toMatchObject({ code: ErrorCode.PoisonMessage });
+    expect((await backend.runs.get(run.txId))?.version).toBe(1);
+  });
+
+  it('sets a TTL when a run becomes terminal, removes it when an operator reopens it, and lists past expired runs', async () => {
+    const backend = redis.backend({ terminalRunTtlMs: 60_000 });
+    const client = raw();
+    const { keys } = backend.connection;
+    const run = makeRun({ state: RunState.Running });
+    let current: RunRevision = (
+      await backend.runs.create({ run, changedSteps: [], commands: [], schedule: [], cancel: [] })
+    ).stored;
+    const key = keys.run(0, run.txId);
+    expect(await client.pttl(key)).toBe(-1);
+    const write = async (state: RunState): Promise<void> => {
+      current = (await backend.runs.commit(current, {
+        run: { ...run, state },
+        changedSteps: [],
+        commands: [],
+        schedule: [],
+        cancel: [],
+      })) as RunRevision;
+    };
+    await write(RunState.Failed);
+    expect(await client.pttl(key)).toBeGreaterThan(59_000);
+    await write(RunState.Running); // an operator's retry_step
+    expect(await client.pttl(key)).toBe(-1);
+    expect(await client.zscore(keys.indexState(0, RunState.Failed), run.txId)).toBeNull();
+    await write(RunState.Completed);
+    expect(await client.pttl(key)).toBeGreaterThan(59_000);
+
+    // Expired: gone from get, and list() drops its index entry when it meets it.
+    const live = makeRun({ state: RunState.Completed });
+    await backend.runs.create({ run: live, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    await client.del(key);
+    expect(await backend.runs.get(run.txId)).toBeUndefined();
+    expect((await backend.runs.list({ state: RunState.Completed }, 10)).runs.map((r) => r.txId)).toEqual([
+      live.txId,
+    ]);
+    expect(await client.zscore(keys.indexState(0, RunState.Completed), run.txId)).toBeNull();
+    expect(backend.bus.counters()['expiredIndexEntries']).toBe(1);
+  });
+
+  it('prunes the index entries of expired runs from every index, and keeps the live ones', async () => {
+    const backend = redis.backend({ partitions: 2 });
+    const client = raw();
+    const { keys } = backend.connection;
+    await backend.definitions.put({
+      id: 'orders',
+      version: 1,
+      steps: [{ kind: 'task', name: 's', worker: 'w' }],
+    });
+    const write = (run: Run) => ({ run, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    const made = Array.from({ length: 12 }, (_, i) =>
+      makeRun({ workflowId: 'orders', state: i % 3 === 0 ? RunState.Running : RunState.Completed }),
+    );
+    for (const run of made) await backend.runs.create(write(run));
+    const expired = made.filter((run) => run.state === RunState.Completed).slice(0, 5);
+    for (const run of expired) await client.del(keys.run(keys.partitionOf(run.txId), run.txId));
+
+    expect(await backend.runs.pruneIndexes()).toBe(5);
+    for (const run of made) {
+      const p = keys.partitionOf(run.txId);
+      const gone = expired.includes(run);
+      for (const index of [
+        keys.indexAll(p),
+        keys.indexState(p, run.state),
+        keys.indexWorkflow(p, 'orders'),
+      ]) {
+        expect(await client.zscore(index, run.txId)).toBe(gone ? null : String(run.createdAt));
+      }
+    }
+    expect(await backend.runs.pruneIndexes()).toBe(0);
+    expect((await backend.runs.list({ workflowId: 'orders' }, 100)).runs).toHaveLength(made.length - 5);
+  });
+
+  it('writes one transition in one script call: the header and changed steps only, indexes only on a state change', async () => {
+    const backend = redis.backend();
+    const client = raw();
+    const run = numberedRun();
+    let current: RunRevision = (await backend.runs.create(numberedTransition(run, 1))).stored;
+    const before = await serverCounters(client);
+    current = (await backend.runs.commit(current, numberedTransition(run, 2))) as RunRevision;
+    const delta = counterDelta(before, await serverCounters(client));
+    // EVALSHA + HMGET + HSET + XADD (command) + XADD (event) + ZREM + ZADD (timers); no index write.
+    expect(delta.calls).toEqual({ evalsha: 1, hmget: 1, hset: 1, xadd: 2, zrem: 1, zadd: 1 });
+    // A state change moves the run between two state indexes, and nothing else changes.
+    const finished = {
+      ...numberedTransition(run, 3),
+      run: { ...numberedTransition(run, 3).run, state: RunState.Waiting },
+    };
+    const beforeState = await serverCounters(client);
+    await backend.runs.commit(current, finished);
+    expect(counterDelta(beforeState, await serverCounters(client)).calls).toEqual({
+      evalsha: 1,
+      hmget: 1,
+      hset: 1,
+      xadd: 2,
+      zrem: 2,
+      zadd: 2,
+    });
+    const fields = await client.hkeys(backend.connection.keys.run(0, run.txId));
+    expect(fields.sort()).toEqual(['c', 'h', 'm', 'r', 's:s1', 's:s2', 's:s3', 'st', 'v']);
+  });
+});
+
+describe('RedisRunStore crash safety (AOF, appendfsync always)', () => {
+  let server: ServerProcess;
+  const clients: Redis[] = [];
+  beforeAll(async () => {
+    server = await startRedisServer({ appendOnly: true, appendFsync: 'always' });
+  });
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.disconnect();
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+  const raw = (): Redis => {
+    const client = new Redis(server.url);
+    clients.push(client);
+    return client;
+  };
+
+  it('leaves each transition whole or absent when redis-server is killed -9 mid-transition', async () => {
+    const prefix = freshPrefix();
+    const options = {
+      url: server.url,
+      prefix,
+      partitions: 3,
+      commandTimeoutMs: 1_000,
+      maxRetriesPerRequest: 0,
+    };
+    const writer = createRedisBackend(options);
+    const runs = Array.from({ length: 30 }, () => numberedRun());
+    const acknowledged = new Map<string, number>();
+    for (const run of runs) {
+      await writer.runs.create(numberedTransition(run, 1));
+      acknowledged.set(run.txId, 1);
+    }
+    let committed = 0;
+    let failures = 0;
+    let killed = false;
+    // Every run moves on as fast as it can, 30 transitions in flight at any time.
+    const drive = runs.map(async (run) => {
+      let current: RunRevision = { version: 1, revision: (await writer.runs.get(run.txId))?.revision ?? '' };
+      for (let k = 2; k < 10_000; k += 1) {
+        try {
+          current = (await writer.runs.commit(current, numberedTransition(run, k))) as RunRevision;
+          acknowledged.set(run.txId, k);
+          committed += 1;
+          if (committed === 600 && !killed) {
+            killed = true;
+            server.kill('SIGKILL');
+          }
+        } catch {
+          failures += 1;
+          return;
+        }
+      }
+    });
+    await Promise.all(drive);
+    await writer.close();
+    // The fault happened mid-stream: transitions were in flight when the server died.
+    expect(killed).toBe(true);
+    expect(failures).toBeGreaterThan(0);
+    await server.restart();
+
+    const reader = createRedisBackend({ url: server.url, prefix, partitions: 3 });
+    try {
+      const effects = await readEffects(raw(), reader.connection);
+      let extra = 0;
+      for (const run of runs) {
+        const stored = await reader.runs.get(run.txId);
+        const version = stored?.version ?? 0;
+        // Nothing acknowledged is lost (fsync always); at most the in-flight one landed unanswered.
+        const acked = acknowledged.get(run.txId) ?? 0;
+        expect(version).toBeGreaterThanOrEqual(acked);
+        expect(version).toBeLessThanOrEqual(acked + 1);
+        extra += version - acked;
+        // Whole or absent: the header, the records, the commands, the events and the timers of
+        // exactly transitions 1..version, and nothing of a later one.
+        expect(stored?.run.updatedAt).toBe(run.createdAt + version);
+        expect(Object.keys(stored?.run.steps ?? {}).length).toBe(version);
+        const upTo = Array.from({ length: version }, (_, i) => i + 1);
+        expect(effects.commands.get(run.txId)).toEqual(upTo.map((k) => `${run.txId}:c${k}`));
+        expect(effects.events.get(run.txId)).toEqual(upTo.map((k) => `${run.txId}:v${k}`));
+        expect(effects.timers.get(run.txId)).toEqual([`${run.txId}:retry:s:${version}`]);
+      }
+      expect(extra).toBeLessThanOrEqual(runs.length);
+    } finally {
+      await reader.close();
+    }
+  }, 30_000);
+
+  it('loses nothing when the process crashes right after the atomic write, or the broker right after that', async () => {
+    const prefix = freshPrefix();
+    const options = { url: server.url, prefix, partitions: 3, claimIntervalMs: 100 };
+    const orchestrator = createRedisBackend(options);
+    const run = numberedRun();
+    const first = (await orchestrator.runs.create(numberedTransition(run, 1, { commands: [] }))).stored;
+    await orchestrator.definitions.put({
+      id: 'orders',
+      version: 1,
+      steps: [{ kind: 'task', name: 's', worker: 'w' }],
+    });
+
+    // The orchestrator takes a result, commits the transition it causes (with the result's ack)…
+    let committed = false;
+    let revive!: () => void;
+    const dead = new Promise<void>((resolve) => {
+      revive = resolve;
+    });
+    await orchestrator.bus.subscribe(
+      Topics.results,
+      { group: 'orchestrators', consumer: 'o1', visibilityTimeoutMs: 300 },
+      async (delivery) => {
+        await orchestrator.runs.commit(first, numberedTransition(run, 2, { ack: delivery }));
+        committed = true;
+        await dead; // …and dies before doing anything else
+      },
+    );
+    await orchestrator.bus.publish(Topics.results, [
+      makeEnvelope({ txId: run.txId, type: EventType.StepResult, payload: { commandId: `${run.txId}:c1` } }),
+    ]);
+    await waitFor(() => committed, WAIT);
+    // kill -9 of the process: its connections drop (readers and commands), with no ack, no
+    // handler finishing, nothing flushed.
+    await orchestrator.connection.close();
+    // …and the broker dies right after, before anyone read what was written.
+    server.kill('SIGKILL');
+    await server.restart();
+
+    const next = createRedisBackend(options);
+    try {
+      // The command committed with the transition is there for a worker.
+      const commands: Envelope[] = [];
+      await next.bus.subscribe(
+        Topics.command(TEST_WORKER),
+        { group: 'workers', consumer: 'w1' },
+        async (d) => {
+          commands.push(d.envelope);
+        },
+      );
+      await waitFor(() => commands.length === 1, WAIT);
+      expect(commands[0]?.id).toBe(`${run.txId}:c2`);
+      // The result that caused it was acknowledged by the same write: nobody takes it again.
+      expect(await next.bus.pendingCount(Topics.results, 'orchestrators')).toBe(0);
+      const stored = await next.runs.get(run.txId);
+      expect(stored?.version).toBe(2);
+      expect(await next.definitions.get('orders')).toMatchObject({ id: 'orders', version: 1 });
+      const effects = await readEffects(raw(), next.connection);
+      expect(effects.events.get(run.txId)).toEqual([`${run.txId}:v1`, `${run.txId}:v2`]);
+      expect(effects.timers.get(run.txId)).toEqual([`${run.txId}:retry:s:2`]);
+    } finally {
+      revive(); // only so that the dead process's objects can be closed
+      await next.close();
+      await orchestrator.close().catch(() => undefined);
+    }
+  }, 20_000);
+});

@@ -1,0 +1,658 @@
+import {
+  ErrorCode,
+  decodeEnvelope,
+  describeEnvelopeRefusal,
+  hasErrorCode,
+  toErrorInfo,
+  type Envelope,
+} from '@multiagents/contracts';
+import type { DeliveryHandler, ResolvedSubscribeOptions, Subscription } from '@multiagents/core';
+import { createConsumerGroup, isNoGroupError } from './consumer-group';
+import type { RedisClient } from './redis-backend-options';
+import type { RedisConnection } from './redis-connection';
+import { RedisDelivery, deliveryId } from './redis-delivery';
+import type { TopicStream } from './redis-keys';
+import type { ReplyRegistry } from './reply-registry';
+import { bulkToString, parseEntryTriples, parseReadGroupReply, type ReceivedEntry } from './stream-replies';
+import type { StreamWriter } from './stream-writer';
+
+/** What a subscription needs from its bus. */
+export interface SubscriptionHost {
+  readonly connection: RedisConnection;
+  readonly writer: StreamWriter;
+  readonly replies: ReplyRegistry;
+  /** Called once the subscription is closed. */
+  detach(subscription: RedisSubscription): void;
+}
+
+/** An entry this consumer owns (pending under it) and has not handed to a handler yet. */
+interface Owned {
+  readonly source: TopicStream;
+  readonly entryId: string;
+  readonly deliveryCount: number;
+  readonly data: Buffer | undefined;
+  /** When this consumer took it (Date.now()). */
+  readonly ownedAt: number;
+}
+
+/** One blocking reader: a connection and the streams one XREADGROUP covers. */
+interface Lane {
+  readonly reader: RedisClient;
+  readonly streams: readonly TopicStream[];
+  readonly byKey: ReadonlyMap<string, TopicStream>;
+  /** This reader's CLIENT ID (for CLIENT UNBLOCK); unknown again after every reconnect. */
+  readerId: number | undefined;
+  reading: boolean;
+  loop: Promise<void>;
+}
+
+/** Backoff of a read loop after an unexpected error (never a hot loop, never long). */
+const LOOP_BACKOFF_MIN_MS = 50;
+const LOOP_BACKOFF_MAX_MS = 2_000;
+/** CLIENT UNBLOCK may reach Redis before the read it targets: try again this many times. */
+const UNBLOCK_ATTEMPTS = 5;
+const UNBLOCK_RETRY_MS = 2;
+
+/**
+ * One consumer of a group on one topic: every stream of the topic (one per partition for the
+ * run's topics) is read by one blocking XREADGROUP per lane — one lane for all partitions on a
+ * single server, one per partition on Redis Cluster, where a multi-key read must stay in one slot.
+ * Each read takes at most as many entries as there are free handler slots (COUNT per stream), so
+ * `concurrency` holds with no lock; entries owned beyond that (a read over several streams, a
+ * reclaim) wait in a short local queue.
+ *
+ * Everything else runs on the shared command connection: reclaiming entries idle past the
+ * visibility timeout (XAUTOCLAIM, every `claimIntervalMs` or half the timeout), redelivering a
+ * failed entry when its retry delay is over (XCLAIM to itself), dead letters, `extend()`, and
+ * acknowledgements, which are batched per event-loop turn by the {@link StreamWriter} and guarded
+ * by owner and delivery count, so a superseded delivery settles nothing.
+ */
+export class RedisSubscription implements Subscription {
+  private readonly lanes: Lane[] = [];
+  private readonly streams: readonly TopicStream[];
+  private readonly backlog: Owned[] = [];
+  private inFlight = 0;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Settle operations (retry, dead letter, hand-back) not answered yet; close() waits for them. */
+  private readonly settling = new Set<Promise<void>>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** Entries of this consumer whose retry delay is over, with the delivery count that failed. */
+  private dueRetries: Array<{ source: TopicStream; entryId: string; deliveryCount: number }> = [];
+  private redelivering = false;
+  private readonly claimCursors = new Map<string, string>();
+  private claimTimer: NodeJS.Timeout | undefined;
+  private claiming: Promise<void> | undefined;
+  private readonly claimEveryMs: number;
+  private roomWaiters: Array<() => void> = [];
+  private idleWaiters: Array<() => void> = [];
+  private pauses = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+
+  constructor(
+    private readonly host: SubscriptionHost,
+    readonly topic: string,
+    lanes: readonly (readonly TopicStream[])[],
+    readers: readonly RedisClient[],
+    readonly options: ResolvedSubscribeOptions,
+    private readonly handler: DeliveryHandler,
+  ) {
+    const busOptions = host.connection.options;
+    // Reclaim often enough that a short visibility timeout is honoured with little lag.
+    this.claimEveryMs = Math.max(
+      10,
+      Math.min(busOptions.claimIntervalMs, Math.floor(options.visibilityTimeoutMs / 2)),
+    );
+    this.streams = lanes.flat();
+    lanes.forEach((streams, i) => {
+      const reader = readers[i] as RedisClient;
+      const lane: Lane = {
+        reader,
+        streams,
+        byKey: new Map(streams.map((s) => [s.stream, s])),
+        readerId: undefined,
+        reading: false,
+        loop: Promise.resolve(),
+      };
+      reader.on('ready', () => {
+        lane.readerId = undefined;
+      });
+      lane.loop = this.readLoop(lane);
+      this.lanes.push(lane);
+    });
+    this.scheduleClaim(this.claimEveryMs);
+  }
+
+  /** Stops taking entries, waits for the handlers in flight and their acks. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // ---- reading ------------------------------------------------------------------------------
+
+  private room(): number {
+    return this.options.concurrency - this.inFlight - this.backlog.length;
+  }
+
+  private async readLoop(lane: Lane): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      try {
+        if (this.room() <= 0) {
+          await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+          continue;
+        }
+        await this.read(lane);
+        failures = 0;
+      } catch (err) {
+        if (this.closed) break;
+        failures += 1;
+        if (isNoGroupError(err)) {
+          await this.recreateGroups(lane.reader, lane.streams);
+          continue;
+        }
+        this.logFailure('read', err);
+        await this.pause(Math.min(LOOP_BACKOFF_MIN_MS * 2 ** (failures - 1), LOOP_BACKOFF_MAX_MS));
+      }
+    }
+  }
+
+  private async read(lane: Lane): Promise<void> {
+    const { connection } = this.host;
+    if (!connection.cluster && lane.readerId === undefined) {
+      lane.readerId = Number(await lane.reader.client('ID'));
+    }
+    if (this.closed) return;
+    const room = Math.min(this.room(), connection.options.batchSize);
+    // COUNT is per stream: with fewer free slots than streams a read may take a few more entries
+    // than the handlers can start at once; they wait in the backlog (see dispatch()).
+    const perStream = Math.max(1, Math.floor(room / this.streams.length));
+    const keys = lane.streams.map((s) => s.stream);
+    lane.reading = true;
+    let reply: unknown;
+    try {
+      reply = await lane.reader.callBuffer(
+        'XREADGROUP',
+        'GROUP',
+        this.options.group,
+        this.options.consumer,
+        'COUNT',
+        perStream,
+        'BLOCK',
+        connection.options.blockMs,
+        'STREAMS',
+        ...keys,
+        ...keys.map(() => '>'),
+      );
+    } finally {
+      lane.reading = false;
+    }
+    // Entries read are ours now (pending under this consumer), closing or not.
+    this.own(parseReadGroupReply(reply), (entry) => lane.byKey.get(entry.stream));
+  }
+
+  private own(
+    entries: readonly ReceivedEntry[],
+    sourceOf: (entry: ReceivedEntry) => TopicStream | undefined,
+  ): void {
+    const ownedAt = Date.now();
+    for (const entry of entries) {
+      const source = sourceOf(entry);
+      if (source === undefined) continue;
+      this.backlog.push({
+        source,
+        entryId: entry.id,
+        deliveryCount: entry.deliveryCount,
+        data: entry.data,
+        ownedAt,
+      });
+    }
+    this.pump();
+  }
+
+  private async recreateGroups(reader: RedisClient, streams: readonly TopicStream[]): Promise<void> {
+    // The group vanished (Redis lost its data, or someone destroyed it): recreate it from the
+    // earliest retained entry — duplicates are acceptable, losing messages is not.
+    this.host.connection.logger.warn(
+      { topic: this.topic, group: this.options.group },
+      'consumer group missing: recreating it',
+    );
+    try {
+      for (const source of streams) await createConsumerGroup(reader, source.stream, this.options.group, '0');
+    } catch (err) {
+      this.logFailure('create group', err);
+      await this.pause(LOOP_BACKOFF_MIN_MS);
+    }
+  }
+
+  // ---- reclaiming and redelivering (command connection) -------------------------------------
+
+  private scheduleClaim(delayMs: number): void {
+    if (this.closed) return;
+    this.claimTimer = setTimeout(() => {
+      this.claimTimer = undefined;
+      this.claiming = this.claimPass().finally(() => (this.claiming = undefined));
+    }, delayMs);
+    this.claimTimer.unref();
+  }
+
+  /** Takes entries of the group idle past the visibility timeout (their consumer died or hung). */
+  private async claimPass(): Promise<void> {
+    const { connection } = this.host;
+    const { options } = connection;
+    let again = false;
+    try {
+      const room = Math.min(this.room(), options.batchSize);
+      if (room > 0 && !this.closed) {
+        const perStream = Math.max(1, Math.floor(room / this.streams.length));
+        const replies = await Promise.all(
+          this.streams.map((source) =>
+            connection.scripts.claim(
+              [source.stream, source.dead],
+              [
+                this.options.group,
+                this.options.consumer,
+                this.options.visibilityTimeoutMs,
+                this.claimCursors.get(source.stream) ?? '0-0',
+                perStream,
+                this.options.maxDeliveries,
+                options.clock.now(),
+                options.maxDeadLettersPerTopic,
+              ],
+            ),
+          ),
+        );
+        replies.forEach(([cursor, entries, deadCount], i) => {
+          const source = this.streams[i] as TopicStream;
+          const next = bulkToString(cursor);
+          this.claimCursors.set(source.stream, next);
+          const claimed = parseEntryTriples(entries);
+          connection.counters.reclaimed += claimed.length;
+          connection.counters.deadLettered += Number(deadCount);
+          // Keep scanning a pending list while it yields entries; pause once it is done or dry.
+          if (next !== '0-0' && claimed.length > 0) again = true;
+          this.own(claimed, () => source);
+        });
+      }
+    } catch (err) {
+      if (!this.closed) {
+        if (isNoGroupError(err)) {
+          for (const lane of this.lanes) await this.recreateGroups(lane.reader, lane.streams);
+        } else this.logFailure('reclaim', err);
+      }
+    }
+    this.scheduleClaim(again ? 0 : this.claimEveryMs);
+  }
+
+  private redeliverDue(): void {
+    if (this.redelivering || this.closed || this.dueRetries.length === 0) return;
+    const room = this.room();
+    if (room <= 0) return;
+    const due = this.dueRetries.splice(0, room);
+    const bySource = new Map<TopicStream, Array<string | number>>();
+    for (const { source, entryId, deliveryCount } of due) {
+      const pairs = bySource.get(source) ?? [];
+      pairs.push(entryId, deliveryCount);
+      bySource.set(source, pairs);
+    }
+    this.redelivering = true;
+    const { connection } = this.host;
+    const work = Promise.all(
+      [...bySource].map(async ([source, pairs]) => {
+        try {
+          const reply = await connection.scripts.redeliver(source.stream, [
+            this.options.group,
+            this.options.consumer,
+            ...pairs,
+          ]);
+          const entries = parseEntryTriples(reply);
+          connection.counters.redelivered += entries.length;
+          this.own(entries, () => source);
+        } catch (err) {
+          // Still pending with a due idle time: the next reclaim pass takes it.
+          this.logFailure('redeliver', err);
+        }
+      }),
+    ).then(() => {
+      this.redelivering = false;
+      this.redeliverDue();
+    });
+    this.track(work);
+  }
+
+  // ---- handling -----------------------------------------------------------------------------
+
+  private pump(): void {
+    while (!this.closed && this.inFlight < this.options.concurrency && this.backlog.length > 0) {
+      this.dispatch(this.backlog.shift() as Owned);
+    }
+  }
+
+  private dispatch(entry: Owned): void {
+    if (Date.now() - entry.ownedAt <= this.options.visibilityTimeoutMs / 2) {
+      this.start(entry);
+      return;
+    }
+    // It waited in the backlog for a while: another consumer may have reclaimed it meanwhile.
+    // Make sure it is still this delivery (and restart its visibility timeout) before handling it.
+    this.inFlight += 1;
+    this.track(
+      this.touch(entry, 0).then(
+        (owned) => {
+          this.inFlight -= 1;
+          if (owned === 1 && !this.closed) this.start({ ...entry, ownedAt: Date.now() });
+          else if (owned !== 1) this.host.connection.counters.supersededSettles += 1;
+          this.released();
+        },
+        (err: unknown) => {
+          // Unknown: leave it pending; the group reclaims it after the visibility timeout.
+          this.inFlight -= 1;
+          this.logFailure('check ownership', err);
+          this.released();
+        },
+      ),
+    );
+  }
+
+  private start(entry: Owned): void {
+    const { connection } = this.host;
+    const { source, entryId, deliveryCount, data } = entry;
+    if (data === undefined) {
+      this.deadLetter(entry, "undecodable message: stream entry has no 'd' field");
+      return;
+    }
+    let envelope: Envelope;
+    try {
+      envelope = decodeEnvelope(data, connection.options.codec);
+    } catch (err) {
+      // Undecodable (or forged) bytes never reach a handler and never block the entries behind.
+      connection.counters.refusedEnvelopes += 1;
+      this.deadLetter(entry, describeEnvelopeRefusal(err));
+      return;
+    }
+    if (source.partition !== undefined) {
+      const home = connection.keys.partitionOf(envelope.txId);
+      if (home !== source.partition) {
+        connection.counters.misrouted += 1;
+        this.deadLetter(
+          entry,
+          `misrouted message: run ${envelope.txId} belongs to partition ${home}, not ${source.partition}`,
+        );
+        return;
+      }
+    }
+    this.inFlight += 1;
+    const delivery: RedisDelivery = new RedisDelivery(
+      deliveryId(source, entryId),
+      this.topic,
+      envelope,
+      deliveryCount,
+      source,
+      entryId,
+      this.options.group,
+      this.options.consumer,
+      connection,
+      () => this.extend(delivery),
+    );
+    this.host.replies.register(delivery);
+    let result: Promise<void>;
+    try {
+      result = Promise.resolve(this.handler(delivery));
+    } catch (err) {
+      // A handler that throws before returning its promise fails like one that rejects.
+      this.settled(delivery, false, err);
+      return;
+    }
+    result.then(
+      () => this.settled(delivery, true, undefined),
+      (err: unknown) => this.settled(delivery, false, err),
+    );
+  }
+
+  private settled(delivery: RedisDelivery, ok: boolean, err: unknown): void {
+    this.inFlight -= 1;
+    this.host.replies.unregister(delivery);
+    // Settled already: acknowledged inside a commit, or together with the result it answered.
+    if (!delivery.settled) {
+      delivery.settled = true;
+      if (ok) this.ack(delivery);
+      else this.track(this.fail(delivery, err));
+    }
+    this.released();
+  }
+
+  /** A handler slot came free: start what waits, or let close() finish. */
+  private released(): void {
+    if (this.closed) {
+      if (this.inFlight === 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const wake of waiters) wake();
+      }
+      return;
+    }
+    this.pump();
+    this.redeliverDue();
+    if (this.room() > 0 && this.roomWaiters.length > 0) {
+      const waiters = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  private ack(delivery: RedisDelivery): void {
+    const { source, entryId, deliveryCount, group, consumer } = delivery;
+    this.track(
+      this.host.writer
+        .write(source.slot, [], [{ stream: source.stream, group, consumer, entryId, deliveryCount }])
+        .catch((err: unknown) => {
+          // Not acknowledged: delivered again after the visibility timeout (at-least-once).
+          this.logFailure('ack', err);
+        }),
+    );
+  }
+
+  private async fail(delivery: RedisDelivery, err: unknown): Promise<void> {
+    const error = toErrorInfo(err).message;
+    const entry: Owned = {
+      source: delivery.source,
+      entryId: delivery.entryId,
+      deliveryCount: delivery.deliveryCount,
+      data: undefined,
+      ownedAt: Date.now(),
+    };
+    if (hasErrorCode(err, ErrorCode.PoisonMessage) || delivery.deliveryCount >= this.options.maxDeliveries) {
+      await this.deadLetterNow(entry, error);
+      return;
+    }
+    const delayMs = retryAfterMs(err) ?? this.options.retryDelayMs;
+    await this.scheduleRetry(entry, Date.now() + delayMs);
+  }
+
+  /**
+   * Keeps a failed entry pending under this consumer and redelivers it at `dueAt`. Its idle time
+   * is set so the group's reclaimers find it due at the same moment (durable if we die); a delay
+   * longer than the visibility timeout is bridged by resetting the idle time every half timeout.
+   */
+  private async scheduleRetry(entry: Owned, dueAt: number): Promise<void> {
+    const { visibilityTimeoutMs } = this.options;
+    const remaining = dueAt - Date.now();
+    const bridging = remaining > visibilityTimeoutMs;
+    const idleMs = bridging ? 0 : Math.max(0, Math.floor(visibilityTimeoutMs - remaining));
+    let owned: number;
+    try {
+      owned = await this.touch(entry, idleMs);
+    } catch (err) {
+      // Not re-armed: the entry is reclaimed once its visibility timeout runs out.
+      this.logFailure('retry', err);
+      return;
+    }
+    if (owned !== 1) {
+      this.host.connection.counters.supersededSettles += 1;
+      return;
+    }
+    if (this.closed) return;
+    const waitMs = bridging
+      ? Math.min(remaining - visibilityTimeoutMs, visibilityTimeoutMs / 2)
+      : dueAt - Date.now();
+    const timer = setTimeout(
+      () => {
+        this.retryTimers.delete(timer);
+        if (this.closed) return;
+        if (bridging) {
+          this.track(this.scheduleRetry(entry, dueAt));
+        } else {
+          this.dueRetries.push(entry);
+          this.redeliverDue();
+        }
+      },
+      Math.max(0, waitMs),
+    );
+    timer.unref();
+    this.retryTimers.add(timer);
+  }
+
+  private async extend(delivery: RedisDelivery): Promise<void> {
+    // A superseded delivery's extend changes nothing (the script checks owner and count).
+    await this.host.connection.call('extend', () => this.touch(delivery, 0));
+  }
+
+  private touch(entry: Pick<Owned, 'source' | 'entryId' | 'deliveryCount'>, idleMs: number): Promise<number> {
+    return this.host.connection.scripts.touch(entry.source.stream, [
+      this.options.group,
+      this.options.consumer,
+      entry.entryId,
+      entry.deliveryCount,
+      idleMs,
+    ]);
+  }
+
+  private deadLetter(entry: Owned, error: string): void {
+    this.track(this.deadLetterNow(entry, error));
+  }
+
+  private async deadLetterNow(entry: Owned, error: string): Promise<void> {
+    const { connection } = this.host;
+    try {
+      const id = await connection.scripts.deadLetter(
+        [entry.source.stream, entry.source.dead],
+        [
+          this.options.group,
+          this.options.consumer,
+          entry.entryId,
+          entry.deliveryCount,
+          error,
+          connection.options.clock.now(),
+          connection.options.maxDeadLettersPerTopic,
+        ],
+      );
+      if (id === null) connection.counters.supersededSettles += 1;
+      else connection.counters.deadLettered += 1;
+    } catch (err) {
+      // Still pending: reclaimed after the visibility timeout and dead-lettered then.
+      this.logFailure('dead-letter', err);
+    }
+  }
+
+  // ---- closing ------------------------------------------------------------------------------
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    const { connection } = this.host;
+    if (this.claimTimer !== undefined) clearTimeout(this.claimTimer);
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
+    // Their entries stay pending with a due idle time: any consumer of the group reclaims them.
+    this.dueRetries = [];
+    for (const pause of this.pauses) {
+      clearTimeout(pause.timer);
+      pause.wake();
+    }
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const wake of waiters) wake();
+    for (const lane of this.lanes) if (lane.reading) this.unblock(lane, 1);
+    // A read blocked on an unreachable Redis would never return: bound the wait, then cut it off
+    // (entries it had taken are reclaimed by the group after the visibility timeout).
+    await Promise.all(
+      this.lanes.map(async (lane) => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          lane.loop,
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, connection.options.blockMs + 500);
+          }),
+        ]);
+        clearTimeout(timer);
+        connection.closeReader(lane.reader);
+        await lane.loop;
+      }),
+    );
+    await this.claiming;
+    // Entries owned but not handled: made due for reclaim at once, so the group does not wait a
+    // whole visibility timeout for them.
+    for (const entry of this.backlog.splice(0)) {
+      this.track(
+        this.touch(entry, this.options.visibilityTimeoutMs).then(
+          () => undefined,
+          (err: unknown) => this.logFailure('hand back', err),
+        ),
+      );
+    }
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    while (this.settling.size > 0) await Promise.allSettled([...this.settling]);
+    await this.host.writer.drain();
+    this.host.detach(this);
+  }
+
+  private unblock(lane: Lane, attempt: number): void {
+    const id = lane.readerId;
+    if (id === undefined) return; // bounded by the grace period in shutdown()
+    this.host.connection.client.client('UNBLOCK', id).then(
+      (unblocked) => {
+        // 0: the read had not reached Redis yet (the two connections race) or just finished.
+        if (Number(unblocked) !== 0 || attempt >= UNBLOCK_ATTEMPTS || !lane.reading) return;
+        setTimeout(() => this.unblock(lane, attempt + 1), UNBLOCK_RETRY_MS).unref();
+      },
+      () => undefined, // best effort: the read ends by itself within blockMs
+    );
+  }
+
+  private track(operation: Promise<void>): void {
+    this.settling.add(operation);
+    void operation.finally(() => this.settling.delete(operation));
+  }
+
+  private pause(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.pauses.delete(entry);
+          resolve();
+        }, ms),
+        wake: resolve,
+      };
+      entry.timer.unref();
+      this.pauses.add(entry);
+    });
+  }
+
+  private logFailure(what: string, err: unknown): void {
+    this.host.connection.logger.warn(
+      {
+        topic: this.topic,
+        group: this.options.group,
+        consumer: this.options.consumer,
+        err: toErrorInfo(err).message,
+      },
+      `redis bus ${what} failed`,
+    );
+  }
+}
+
+function retryAfterMs(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const value = (err as { retryAfterMs?: unknown }).retryAfterMs;
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+}

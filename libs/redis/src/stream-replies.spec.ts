@@ -1,0 +1,46 @@
+import { fieldValue, parseEntryTriples, parseReadGroupReply } from './stream-replies';
+
+const b = (s: string): Buffer => Buffer.from(s);
+
+describe('stream replies', () => {
+  it('reads XREADGROUP replies as first deliveries, with or without a d field', () => {
+    const reply = [
+      [
+        b('k'),
+        [
+          [b('1-0'), [b('d'), Buffer.of(1, 2)]],
+          [b('1-1'), [b('x'), b('y')]],
+          [b('1-2'), null],
+        ],
+      ],
+    ];
+    expect(parseReadGroupReply(reply)).toEqual([
+      { stream: 'k', id: '1-0', deliveryCount: 1, data: Buffer.of(1, 2) },
+      { stream: 'k', id: '1-1', deliveryCount: 1, data: undefined },
+    ]);
+    expect(parseReadGroupReply(null)).toEqual([]);
+    // RESP3's map as ioredis' legacy mapping flattens it.
+    expect(parseReadGroupReply([b('k'), [[b('1-3'), [b('d'), b('q')]]]])).toEqual([
+      { stream: 'k', id: '1-3', deliveryCount: 1, data: b('q') },
+    ]);
+  });
+
+  it('names the stream of each entry when one read covers several partitions', () => {
+    const reply = [
+      [b('p0'), [[b('1-0'), [b('d'), b('a')]]]],
+      [b('p1'), [[b('1-0'), [b('d'), b('b')]]]],
+    ];
+    expect(parseReadGroupReply(reply).map((e) => [e.stream, e.id, e.data?.toString()])).toEqual([
+      ['p0', '1-0', 'a'],
+      ['p1', '1-0', 'b'],
+    ]);
+  });
+
+  it('reads flat id/count/data triples', () => {
+    expect(parseEntryTriples([b('2-0'), 3, b('z'), b('2-1'), 2, null])).toEqual([
+      { stream: '', id: '2-0', deliveryCount: 3, data: b('z') },
+      { stream: '', id: '2-1', deliveryCount: 2, data: undefined },
+    ]);
+    expect(fieldValue([b('a'), b('1'), b('d'), b('2')], 'd')).toEqual(b('2'));
+  });
+});
