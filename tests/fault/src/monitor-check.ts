@@ -9,28 +9,37 @@ export interface MonitorCounts {
   readonly compensated: number;
   /** Runs the monitor has no timeline of, or whose timeline ends in another state. */
   readonly other: number;
+  /** A few of those runs, with what the monitor answered for them (for a failure's message). */
+  readonly otherRuns: readonly string[];
 }
 
 async function read(address: string, txIds: readonly string[]): Promise<MonitorCounts> {
   const client = connectMonitor(address, { timeoutMs: 10_000 });
   try {
     const counts = { completed: 0, compensated: 0, other: 0 };
+    const otherRuns: string[] = [];
     let next = 0;
     await Promise.all(
       Array.from({ length: 16 }, async () => {
         while (next < txIds.length) {
           const txId = txIds[next++]!;
-          const last = await client.getTimeline(txId).then(
-            (timeline) => timeline.entries.at(-1)?.state,
-            () => undefined,
+          const answer = await client.getTimeline(txId).then(
+            (timeline) => ({
+              last: timeline.entries.at(-1)?.state,
+              told: timeline.entries.map((e) => `v${e.version} ${e.state}`).join(', '),
+            }),
+            (err: unknown) => ({ last: undefined, told: `error: ${(err as Error).message}` }),
           );
-          if (last === RunState.Completed) counts.completed++;
-          else if (last === RunState.Compensated) counts.compensated++;
-          else counts.other++;
+          if (answer.last === RunState.Completed) counts.completed++;
+          else if (answer.last === RunState.Compensated) counts.compensated++;
+          else {
+            counts.other++;
+            if (otherRuns.length < 5) otherRuns.push(`${txId}: ${answer.told}`);
+          }
         }
       }),
     );
-    return counts;
+    return { ...counts, otherRuns };
   } finally {
     client.close();
   }
