@@ -5,6 +5,7 @@ export type { IdGenerator } from './ports/id-generator';
 export { silentLogger } from './ports/logger';
 export type { Logger, LogFields } from './ports/logger';
 export { DEFAULT_SUBSCRIBE_OPTIONS } from './ports/event-bus';
+export { OUTAGE_MAX_DELIVERIES, retryAfterOutage } from './ports/outage-retry';
 export type {
   EventBus,
   Delivery,

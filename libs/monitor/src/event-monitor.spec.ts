@@ -1,5 +1,7 @@
 import {
+  ErrorCode,
   EventType,
+  MultiAgentsError,
   RunState,
   StepStatus,
   Topics,
@@ -177,6 +179,27 @@ describe('EventMonitor', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled);
     }
+  });
+
+  it('waits out a timeline store that fails for longer than the default five deliveries', async () => {
+    // A leader election of a few seconds: every write fails fast, then the store answers again.
+    let failures = 0;
+    const timelines = Object.create(backend.timelines) as typeof backend.timelines;
+    timelines.append = async (...args) => {
+      if (failures < 8) {
+        failures += 1;
+        throw new MultiAgentsError(ErrorCode.Timeout, 'NATS did not answer (no responders)');
+      }
+      return backend.timelines.append(...args);
+    };
+    const em = monitor({ timelines, outageRetryBaseDelayMs: 1 });
+    await em.start();
+    await backend.bus.publish(Topics.events, [transitionEvent('tx-outage', 1, {}, clock.now())]);
+    await waitFor(async () => (await backend.timelines.get('tx-outage'))?.length === 1, {
+      description: 'the timeline written once the store answers',
+    });
+    expect(failures).toBe(8);
+    expect(await em.listDeadLetters(Topics.events)).toEqual([]);
   });
 
   it('dead-letters an event it cannot decode with the reason, counts it, and goes on', async () => {

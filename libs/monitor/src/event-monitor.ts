@@ -14,6 +14,8 @@ import {
 } from '@multiagents/contracts';
 import {
   DEFAULT_SUBSCRIBE_OPTIONS,
+  OUTAGE_MAX_DELIVERIES,
+  retryAfterOutage,
   silentLogger,
   systemClock,
   taskSteps,
@@ -42,6 +44,8 @@ export const DEFAULT_EVENT_MONITOR_OPTIONS = {
   concurrency: 32,
   /** Timelines are kept 7 days after their last event. */
   timelineRetentionMs: 7 * 24 * 60 * 60 * 1000,
+  /** An event whose timeline write failed comes back after 0.5 s, then 1 s, 2 s… up to 30 s. */
+  outageRetryBaseDelayMs: 250,
   /** A run that has not moved for 5 minutes is stuck. */
   stuckThresholdMs: 5 * 60_000,
   /** How often the watchdog looks at the live runs. */
@@ -71,6 +75,11 @@ export interface EventMonitorOptions {
   readonly subscribe?: Partial<Omit<SubscribeOptions, 'group' | 'consumer'>>;
   /** How long a run's timeline is kept after its last event. */
   readonly timelineRetentionMs?: number;
+  /**
+   * First delay before an event whose timeline write failed (the store unreachable) is delivered
+   * again; it doubles with each delivery, up to 30 s, for up to {@link OUTAGE_MAX_DELIVERIES}.
+   */
+  readonly outageRetryBaseDelayMs?: number;
   /** No progress for longer than this makes a run stuck (default for every workflow). */
   readonly stuckThresholdMs?: number;
   /** Thresholds of some workflows, by workflow id. */
@@ -156,6 +165,7 @@ type Resolved = Required<
     EventMonitorOptions,
     | 'group'
     | 'timelineRetentionMs'
+    | 'outageRetryBaseDelayMs'
     | 'stuckThresholdMs'
     | 'stuckScanIntervalMs'
     | 'stuckScanPageSize'
@@ -169,6 +179,7 @@ function resolve(options: EventMonitorOptions): Resolved {
   const resolved: Resolved = {
     group: options.group ?? d.group,
     timelineRetentionMs: options.timelineRetentionMs ?? d.timelineRetentionMs,
+    outageRetryBaseDelayMs: options.outageRetryBaseDelayMs ?? d.outageRetryBaseDelayMs,
     stuckThresholdMs: options.stuckThresholdMs ?? d.stuckThresholdMs,
     stuckScanIntervalMs: options.stuckScanIntervalMs ?? d.stuckScanIntervalMs,
     stuckScanPageSize: options.stuckScanPageSize ?? d.stuckScanPageSize,
@@ -265,6 +276,9 @@ export class EventMonitor {
       Topics.events,
       {
         concurrency: DEFAULT_EVENT_MONITOR_OPTIONS.concurrency,
+        // An event is dead-lettered when it cannot be decoded, not because the timeline store was
+        // briefly unreachable (a broker restart, a leader election): that is waited out.
+        maxDeliveries: OUTAGE_MAX_DELIVERIES,
         ...this.deps.subscribe,
         group: this.options.group,
         consumer: this.deps.consumer,
@@ -503,7 +517,7 @@ export class EventMonitor {
           'event dead-lettered: it cannot be decoded',
         );
       }
-      throw err;
+      throw retryAfterOutage(err, delivery.deliveryCount, this.options.outageRetryBaseDelayMs);
     }
   }
 

@@ -164,6 +164,13 @@ export async function checkInvariants(params: {
     const dead = await bus.listDeadLetters(Topics.command(worker));
     if (dead.length > 0) problems.push(`${dead.length} dead letters for ${worker}: ${dead[0]?.error}`);
   }
+  // No result and no event given up on: a consumer waits a broker's outage out (the event-monitor's
+  // timeline writes, the orchestrator's commits) rather than dead-letter what it could not store.
+  for (const topic of [Topics.results, Topics.events]) {
+    const dead = await bus.listDeadLetters(topic);
+    if (dead.length > 0)
+      problems.push(`${dead.length} dead letters of ${topic} (group ${dead[0]?.group}): ${dead[0]?.error}`);
+  }
   let redeliveredCommands = 0;
   for (const n of calls.values()) if (n > 1) redeliveredCommands++;
   return {

@@ -37,6 +37,7 @@ import type { DefinitionStore, DefinitionSummary } from '../ports/definition-sto
 import type { Delivery, EventBus, Subscription } from '../ports/event-bus';
 import { txIdForIdempotencyKey, uuidGenerator, type IdGenerator } from '../ports/id-generator';
 import { silentLogger, type Logger } from '../ports/logger';
+import { OUTAGE_MAX_DELIVERIES, retryAfterOutage } from '../ports/outage-retry';
 import type { WorkerManagerRecord, WorkerRegistry } from '../ports/monitoring';
 import type { OrchestratorObserver, TransitionCause } from '../ports/observers';
 import type { RunFilter, RunPage, RunRevision, RunStore, Transition } from '../ports/run-store';
@@ -126,7 +127,7 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS: Readonly<Required<Pick<OrchestratorOp
     maxCasRetries: 20,
     maxPayloadBytes: 256 * 1024,
     recentRunsCached: 10_000,
-    resultMaxDeliveries: 60,
+    resultMaxDeliveries: OUTAGE_MAX_DELIVERIES,
     resultRetryBaseDelayMs: 250,
     lifecycleEvents: true,
     redispatchAfterMs: 0,
@@ -361,12 +362,7 @@ export class Orchestrator {
         try {
           await this.handleResult(delivery);
         } catch (err) {
-          if (err instanceof MultiAgentsError && !err.retryable) throw err;
-          const retryAfterMs = Math.min(
-            30_000,
-            this.options.resultRetryBaseDelayMs * 2 ** Math.min(delivery.deliveryCount, 10),
-          );
-          throw Object.assign(err instanceof Error ? err : new Error(String(err)), { retryAfterMs });
+          throw retryAfterOutage(err, delivery.deliveryCount, this.options.resultRetryBaseDelayMs);
         }
       },
     );
