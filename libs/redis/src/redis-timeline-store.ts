@@ -6,8 +6,8 @@ import { RedisConnection } from './redis-connection';
  * Run timelines and once-only marks on Redis, for the event-monitor. A timeline is a hash beside
  * its run (same partition hash tag): one field per version, written with HSETNX so a redelivered
  * event changes nothing and replicas appending at once never overwrite each other; the hash
- * expires `ttlMs` after its last append (PEXPIRE in the same MULTI). A mark is `SET NX PX`. Not on
- * the per-step path: only the monitor writes here.
+ * expires `ttlMs` after its last append (both in one script call, `append-timeline.lua`). A mark
+ * is `SET NX PX`. Not on the per-step path: only the monitor writes here.
  *
  * @example
  * const timelines = new RedisTimelineStore(backend.connection);
@@ -26,14 +26,9 @@ export class RedisTimelineStore implements TimelineStore {
 
   async append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void> {
     const key = this.connection.keys.timeline(txId);
-    await this.connection.call('append timeline', async () => {
-      const multi = this.connection.client.multi();
-      for (const entry of entries) multi.hsetnx(key, String(entry.version), JSON.stringify(entry));
-      multi.pexpire(key, Math.max(1, Math.ceil(ttlMs)));
-      const replies = await multi.exec();
-      const failed = replies?.find(([err]) => err !== null);
-      if (failed) throw failed[0] as Error;
-    });
+    const args: Array<string | number> = [Math.max(1, Math.ceil(ttlMs))];
+    for (const entry of entries) args.push(entry.version, JSON.stringify(entry));
+    await this.connection.call('append timeline', () => this.connection.scripts.appendTimeline(key, args));
   }
 
   async get(txId: string): Promise<TimelineEntry[] | undefined> {

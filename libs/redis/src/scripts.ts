@@ -1,5 +1,6 @@
 import { ErrorCode, MultiAgentsError } from '@multiagents/contracts';
 import type { RedisClient } from './redis-backend-options';
+import { APPEND_TIMELINE_SCRIPT } from './lua/append-timeline-script';
 import { CLAIM_SCRIPT } from './lua/claim-script';
 import { CLAIM_TIMERS_SCRIPT } from './lua/claim-timers-script';
 import { COMMIT_SCRIPT } from './lua/commit-script';
@@ -35,6 +36,7 @@ export interface RedisScripts {
   indexPage(key: string, args: readonly ScriptArg[]): Promise<string[]>;
   pruneIndex(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number]>;
   putDefinition(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
+  appendTimeline(key: string, args: readonly ScriptArg[]): Promise<number>;
 }
 
 // Names are namespaced: other code may define commands on a client it shares with us. Scripts
@@ -52,6 +54,7 @@ const DEFINITIONS = {
   multiagentsIndexPage: INDEX_PAGE_SCRIPT,
   multiagentsPruneIndex: PRUNE_INDEX_SCRIPT,
   multiagentsPutDefinition: PUT_DEFINITION_SCRIPT,
+  multiagentsAppendTimeline: APPEND_TIMELINE_SCRIPT,
 } as const;
 
 type ScriptMethod = (...args: ScriptArg[]) => Promise<unknown>;
@@ -80,6 +83,7 @@ export function defineScripts(client: RedisClient): RedisScripts {
   const indexPage = method('multiagentsIndexPage');
   const pruneIndex = method('multiagentsPruneIndex');
   const putDefinition = method('multiagentsPutDefinition');
+  const appendTimeline = method('multiagentsAppendTimeline');
   return {
     commit: (keys, args) => commit(keys, args) as Promise<[number, number?]>,
     flush: (keys, args) => flush(keys, args) as Promise<number>,
@@ -94,5 +98,6 @@ export function defineScripts(client: RedisClient): RedisScripts {
     indexPage: (key, args) => indexPage([key], args) as Promise<string[]>,
     pruneIndex: (keys, args) => pruneIndex(keys, args) as Promise<[number, number]>,
     putDefinition: (keys, args) => putDefinition(keys, args) as Promise<number>,
+    appendTimeline: (key, args) => appendTimeline([key], args) as Promise<number>,
   };
 }
