@@ -23,6 +23,8 @@ export interface TimelineTransition {
   readonly time: number;
   /** Its lifecycle events in order, each with its details (`durationMs`, `error`, `delayMs`…). */
   readonly events: readonly LifecycleEvent[];
+  /** Made from the run's record: the events since the entry before never reached the monitor. */
+  readonly reconciled?: boolean;
 }
 
 /** A run's timeline. */
@@ -138,6 +140,7 @@ export class EventMonitorClient {
           ...(event.step === undefined ? {} : { step: event.step }),
           ...(event.attempt === undefined ? {} : { attempt: event.attempt }),
         })),
+        ...(entry.reconciled ? { reconciled: true } : {}),
       })),
     };
   }

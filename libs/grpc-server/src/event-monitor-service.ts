@@ -84,6 +84,7 @@ function timelineEntryToProto(entry: TimelineEntry): pb.TimelineEntry {
       ...(attempt === undefined ? {} : { attempt }),
       details: Object.keys(details).length === 0 ? Buffer.alloc(0) : jsonBytes(details),
     })),
+    reconciled: entry.reconciled === true,
   };
 }
 

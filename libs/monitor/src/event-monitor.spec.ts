@@ -122,6 +122,85 @@ describe('EventMonitor', () => {
     await expect(em.getTimeline('tx-unknown')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it('answers a timeline the events stopped reaching with the run store’s last state, and says so', async () => {
+    const em = monitor();
+    await em.start();
+    const t0 = clock.now();
+    const run = makeRun({ workflowId: 'order_processing', updatedAt: t0 });
+    await backend.runs.create(create(run));
+    // The run's first event reached the monitor; the ones after it never did (a broker lost them).
+    const first = {
+      version: 1,
+      state: RunState.Running,
+      events: [],
+      time: t0,
+      workflowId: 'order_processing',
+    };
+    await backend.timelines.append(run.txId, [first], 60_000);
+    const stored = await backend.runs.get(run.txId);
+    await backend.runs.commit(stored!, {
+      ...create({ ...run, updatedAt: t0 + 5, state: RunState.Completed }),
+      changedSteps: [],
+    });
+
+    const timeline = await em.getTimeline(run.txId);
+    expect(timeline.entries).toEqual([
+      first,
+      {
+        version: 2,
+        state: RunState.Completed,
+        events: [],
+        time: t0 + 5,
+        workflowId: 'order_processing',
+        reconciled: true,
+      },
+    ]);
+    expect(em.stats.reconciledTimelineReads).toBe(1);
+    // Not stored: the event, if it does come, still lands with its lifecycle events.
+    expect(await backend.timelines.get(run.txId)).toEqual([first]);
+  });
+
+  it('does not answer from the run store while events are still to be handled', async () => {
+    const { em, release } = slowWriter((delivery) => delivery.extend());
+    await em.start();
+    const t0 = clock.now();
+    const run = makeRun({ updatedAt: t0 });
+    await backend.runs.create(create(run));
+    await backend.timelines.append(
+      run.txId,
+      [{ version: 1, state: RunState.Running, events: [], time: t0 }],
+      60_000,
+    );
+    const stored = await backend.runs.get(run.txId);
+    await backend.runs.commit(stored!, {
+      ...create({ ...run, updatedAt: t0 + 5, state: RunState.Completed }),
+      changedSteps: [],
+    });
+    // Its event is in flight (the timeline write is slow): late, not lost.
+    await backend.bus.publish(Topics.events, [
+      transitionEvent(run.txId, 2, { state: RunState.Completed }, t0 + 5),
+    ]);
+    await waitFor(
+      async () => ((await backend.bus.topicStats?.(Topics.events))?.groups[0]?.pending ?? 0) === 1,
+    );
+    expect((await em.getTimeline(run.txId)).entries.map((e) => e.version)).toEqual([1]);
+    expect(em.stats.reconciledTimelineReads).toBe(0);
+    release();
+    await waitFor(async () => (await em.getTimeline(run.txId)).entries.length === 2);
+    expect((await em.getTimeline(run.txId)).entries[1]).toMatchObject({ state: RunState.Completed });
+    expect(em.stats.reconciledTimelineReads).toBe(0);
+  });
+
+  it('leaves a timeline as it is when the run is no further on', async () => {
+    const em = monitor();
+    const run = makeRun({ updatedAt: clock.now() });
+    await backend.runs.create(create(run));
+    const entry = { version: 1, state: RunState.Running, events: [], time: clock.now() };
+    await backend.timelines.append(run.txId, [entry], 60_000);
+    expect((await em.getTimeline(run.txId)).entries).toEqual([entry]);
+    expect(em.stats.reconciledTimelineReads).toBe(0);
+  });
+
   /**
    * A monitor whose timeline writes wait for `release()` (a broker electing a leader answers that
    * late) and whose deliveries' extend() is `extend` instead of the bus's.

@@ -10,6 +10,7 @@ import {
   decodeHeartbeat,
   decodeTransition,
   EventRejectReason,
+  isTerminalRunState,
   eventRejectReasonOf,
 } from '@multiagents/contracts';
 import {
@@ -64,7 +65,7 @@ export const DEFAULT_EVENT_MONITOR_OPTIONS = {
 /** Options of {@link EventMonitor}. */
 export interface EventMonitorOptions {
   readonly bus: EventBus;
-  readonly runs: Pick<RunStore, 'list'>;
+  readonly runs: Pick<RunStore, 'list' | 'get'>;
   readonly definitions: Pick<DefinitionStore, 'list' | 'get'>;
   readonly registry: Pick<WorkerRegistry, 'list'>;
   readonly timelines: TimelineStore;
@@ -152,6 +153,11 @@ export interface StuckEventPayload {
 export interface EventMonitorStats {
   readonly eventsHandled: number;
   readonly transitionsRecorded: number;
+  /**
+   * Timeline reads answered with an entry made from the run's record: the run was further on than
+   * its timeline while this monitor's group had no event left to read or to finish.
+   */
+  readonly reconciledTimelineReads: number;
   readonly eventsRejected: number;
   readonly rejectedByReason: Readonly<Record<string, number>>;
   readonly stuckRuns: number;
@@ -240,6 +246,7 @@ export class EventMonitor {
   private readonly counts = {
     eventsHandled: 0,
     transitionsRecorded: 0,
+    reconciledTimelineReads: 0,
     eventsRejected: 0,
     stuckEventsPublished: 0,
     watchdogScans: 0,
@@ -335,10 +342,55 @@ export class EventMonitor {
     if (typeof txId !== 'string' || txId.length === 0) {
       throw new ValidationError('GetTimeline', ['txId is required']);
     }
-    const entries = await this.deps.timelines.get(txId);
-    if (entries === undefined || entries.length === 0) throw new RunNotFoundError(txId);
+    const stored = await this.deps.timelines.get(txId);
+    if (stored === undefined || stored.length === 0) throw new RunNotFoundError(txId);
+    const entries = await this.reconcile(txId, stored);
     const workflowId = entries.find((entry) => entry.workflowId !== undefined)?.workflowId ?? '';
     return { txId, workflowId, entries };
+  }
+
+  /**
+   * A timeline is built from events, and a broker can fail to deliver some: one was seen to stop
+   * short of its run's last transitions after a NATS cluster node was killed. A timeline that does
+   * not end in a final state is checked against the run store, the source of truth: when the run
+   * is further on and this monitor's group has no event left to read or to finish (so none is
+   * merely late), the answer gets an entry made from the run's record (`reconciled`), and the read
+   * is counted and logged. The entry is not stored: an event that does arrive still lands.
+   */
+  private async reconcile(txId: string, entries: TimelineEntry[]): Promise<TimelineEntry[]> {
+    const last = entries[entries.length - 1];
+    if (last === undefined || isTerminalRunState(last.state)) return entries;
+    try {
+      const stored = await this.deps.runs.get(txId);
+      if (stored === undefined || stored.version <= last.version || !(await this.eventsAllHandled())) {
+        return entries;
+      }
+      const { run } = stored;
+      this.counts.reconciledTimelineReads += 1;
+      this.logger.warn(
+        { txId, timelineVersion: last.version, runVersion: stored.version, state: run.state },
+        'timeline behind its run with no event left to handle: answered from the run store',
+      );
+      const entry: TimelineEntry = {
+        version: stored.version,
+        state: run.state,
+        events: [],
+        time: run.updatedAt,
+        workflowId: run.workflowId,
+        reconciled: true,
+      };
+      return [...entries, entry];
+    } catch (err) {
+      this.logger.warn({ err, txId }, 'checking a timeline against its run failed');
+      return entries;
+    }
+  }
+
+  /** True when this monitor's group has read and acknowledged every event the topic holds. */
+  private async eventsAllHandled(): Promise<boolean> {
+    const stats = await this.deps.bus.topicStats?.(Topics.events);
+    const mine = stats?.groups.find((g) => g.group === this.options.group);
+    return mine !== undefined && mine.pending === 0 && mine.lag === 0;
   }
 
   /** The workflow of a run the monitor has a timeline of (authorization of workflow-limited callers). */

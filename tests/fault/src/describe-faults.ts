@@ -69,6 +69,9 @@ export function describeFaults(
           counts: checkerSays,
           runs: [],
         });
+        // Timelines completed from the run store: none where the broker keeps every event it took.
+        if (!result.monitor.mayMissEvents) expect(result.monitor.reconciled).toBe(0);
+        expect(result.monitor.reconciled).toBeGreaterThanOrEqual(0);
         if (fault === 'kill-worker-manager' || fault === 'pause-worker-manager') {
           // The victim held commands when the fault hit (the scenario waits for that), and every one
           // of them was delivered again to another replica, which ran it.

@@ -89,8 +89,11 @@ export interface ScenarioResult extends InvariantReport {
   readonly faultEvidence: string;
   /** What the metrics-collector counted (SPEC §9.5), and whether its counters must be exact too. */
   readonly metrics: CollectorCounts & { readonly countersExact: boolean };
-  /** What the event-monitor's timelines say (SPEC §9.5). */
-  readonly monitor: MonitorCounts;
+  /**
+   * What the event-monitor's timelines say (SPEC §9.5), and how many of its answers were completed
+   * from the run store because events never reached it (`mayMissEvents`: where a broker can lose them).
+   */
+  readonly monitor: MonitorCounts & { readonly reconciled: number; readonly mayMissEvents: boolean };
   /** Service processes that ended without the fault ending them (each one a defect). */
   readonly crashes: readonly string[];
 }
@@ -440,7 +443,14 @@ export async function runFaultScenario(
       heldRedoneElsewhere,
       redispatched: stats['redispatched'] ?? 0,
       metrics: { ...metrics, countersExact },
-      monitor: monitorCount,
+      monitor: {
+        ...monitorCount,
+        reconciled: (await monitor.stats())['reconciledTimelineReads'] ?? -1,
+        // A broker that forgets acknowledged writes may lose an event and keep its run's record;
+        // on a NATS cluster a leader change has also left a timeline without its run's last events.
+        mayMissEvents:
+          (backend.settings === 'production' && fault === 'kill-broker') || fault === 'kill-cluster-node',
+      },
       crashes: services.flatMap((s) =>
         s.crashes.map(
           (c) => `${s.name} exited by itself (code ${c.code}, signal ${c.signal}); see ${logDir}`,

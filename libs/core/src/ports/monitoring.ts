@@ -37,6 +37,11 @@ export interface TimelineEntry extends TransitionEventPayload {
   readonly time: number;
   /** The run's workflow (the envelope's), so a timeline says whose it is. */
   readonly workflowId?: string;
+  /**
+   * Made by the event-monitor from the run's record when it answers a read, not from an event:
+   * the events after the previous entry never reached it (its `events` are then empty).
+   */
+  readonly reconciled?: boolean;
 }
 
 /**

@@ -54,6 +54,11 @@ export interface TimelineEntry {
   /** When it happened, in milliseconds since the Unix epoch. */
   timeMs: number;
   events: TimelineEvent[];
+  /**
+   * Made by the monitor from the run's record because the events before it never reached the
+   * monitor (a broker failed to deliver them); its events are empty.
+   */
+  reconciled: boolean;
 }
 
 /** GetTimeline's answer. */
@@ -392,7 +397,7 @@ export const TimelineEvent: MessageFns<TimelineEvent> = {
 };
 
 function createBaseTimelineEntry(): TimelineEntry {
-  return { version: 0, state: 0, timeMs: 0, events: [] };
+  return { version: 0, state: 0, timeMs: 0, events: [], reconciled: false };
 }
 
 export const TimelineEntry: MessageFns<TimelineEntry> = {
@@ -408,6 +413,9 @@ export const TimelineEntry: MessageFns<TimelineEntry> = {
     }
     for (const v of message.events) {
       TimelineEvent.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.reconciled !== false) {
+      writer.uint32(40).bool(message.reconciled);
     }
     return writer;
   },
@@ -457,6 +465,14 @@ export const TimelineEntry: MessageFns<TimelineEntry> = {
             message.events.push(TimelineEvent.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reconciled = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -479,6 +495,7 @@ export const TimelineEntry: MessageFns<TimelineEntry> = {
         ? globalThis.Number(object.time_ms)
         : 0,
       events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => TimelineEvent.fromJSON(e)) : [],
+      reconciled: isSet(object.reconciled) ? globalThis.Boolean(object.reconciled) : false,
     };
   },
 
@@ -496,6 +513,9 @@ export const TimelineEntry: MessageFns<TimelineEntry> = {
     if (message.events?.length) {
       obj.events = message.events.map((e) => TimelineEvent.toJSON(e));
     }
+    if (message.reconciled !== false) {
+      obj.reconciled = message.reconciled;
+    }
     return obj;
   },
 
@@ -508,6 +528,7 @@ export const TimelineEntry: MessageFns<TimelineEntry> = {
     message.state = object.state ?? 0;
     message.timeMs = object.timeMs ?? 0;
     message.events = object.events?.map((e) => TimelineEvent.fromPartial(e)) || [];
+    message.reconciled = object.reconciled ?? false;
     return message;
   },
 };
