@@ -58,6 +58,8 @@ export {
   decodeRunRecord,
 } from './store/run-record';
 export type { RunRecordParts } from './store/run-record';
+export { canonicalJson } from './store/canonical-json';
+export { decodeListCursor, encodeListCursor } from './store/list-cursor';
 export { CelCompiler, DEFAULT_CEL_LIMITS, celToJson } from './definition/cel-expression';
 export type { CelLimits, CelProgram, CelActivation } from './definition/cel-expression';
 export {

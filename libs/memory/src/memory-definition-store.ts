@@ -1,6 +1,5 @@
 import { AlreadyExistsError, ValidationError, type WorkflowDefinition } from '@multiagents/contracts';
-import type { DefinitionStore, DefinitionSummary } from '@multiagents/core';
-import { canonicalJson } from './canonical-json';
+import { canonicalJson, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
 
 interface StoredDefinition {
   /** A private deep copy, frozen: a stored version is immutable, and callers may share it. */

@@ -7,6 +7,8 @@ import {
   type RunState,
 } from '@multiagents/contracts';
 import {
+  decodeListCursor,
+  encodeListCursor,
   systemClock,
   type Clock,
   type CreateRunResult,
@@ -147,7 +149,7 @@ export class MemoryRunStore implements RunStore {
     this.assertOpen();
     if (!Number.isInteger(limit) || limit < 1)
       throw new ValidationError('limit', ['must be an integer >= 1']);
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : runKeyOf(decodeListCursor(cursor));
     const index = filter.state === undefined ? this.all : this.byState.get(filter.state);
     if (index === undefined) return { runs: [] };
 
@@ -175,7 +177,9 @@ export class MemoryRunStore implements RunStore {
       runs.push(held.stored.run);
       last = key;
     }
-    return more && last !== undefined ? { runs, nextCursor: encodeCursor(last) } : { runs };
+    return more && last !== undefined
+      ? { runs, nextCursor: encodeListCursor(last.createdAt, last.txId) }
+      : { runs };
   }
 
   async countByState(): Promise<RunCounts> {
@@ -265,23 +269,6 @@ function freeze(stored: StoredRun): StoredRun {
   return Object.freeze(stored);
 }
 
-function encodeCursor(key: RunKey): string {
-  return Buffer.from(JSON.stringify([key.createdAt, key.txId]), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): RunKey {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(parsed) &&
-      parsed.length === 2 &&
-      typeof parsed[0] === 'number' &&
-      typeof parsed[1] === 'string'
-    ) {
-      return { createdAt: parsed[0], txId: parsed[1] };
-    }
-  } catch {
-    // Reported below with the same error as a well-formed JSON of the wrong shape.
-  }
-  throw new ValidationError('cursor', ['not a cursor returned by list()']);
+function runKeyOf({ createdAt, key }: { createdAt: number; key: string }): RunKey {
+  return { createdAt, txId: key };
 }

@@ -5,9 +5,8 @@ import {
   ValidationError,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import type { DefinitionStore, DefinitionSummary } from '@multiagents/core';
+import { canonicalJson, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
-import { canonicalJson } from './canonical-json';
 import { decodeTime, encodeTime } from './key-codec';
 import { LruMap } from './lru-map';
 import { mapLimit } from './map-limit';

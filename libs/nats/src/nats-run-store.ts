@@ -11,6 +11,8 @@ import {
   type RunState,
 } from '@multiagents/contracts';
 import {
+  decodeListCursor,
+  encodeListCursor,
   encodeRunMeta,
   type CreateRunResult,
   type RunCounts,
@@ -362,7 +364,7 @@ export class NatsRunStore implements RunStore {
     this.assertOpen();
     if (!Number.isInteger(limit) || limit < 1)
       throw new ValidationError('limit', ['must be an integer >= 1']);
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : tokenKeyOf(decodeListCursor(cursor));
     const lower = filter.createdAfter ?? -Infinity;
     const upper = filter.createdBefore ?? Infinity;
     const state = filter.state;
@@ -1071,7 +1073,7 @@ function merge(live: readonly Candidate[], done: readonly DoneEntryKey[]): Candi
 }
 
 function page(runs: Run[], last: { createdAt: number; txToken: string } | undefined): RunPage {
-  return last === undefined ? { runs } : { runs, nextCursor: encodeCursor(last) };
+  return last === undefined ? { runs } : { runs, nextCursor: encodeListCursor(last.createdAt, last.txToken) };
 }
 
 /** Negative when `a` comes first newest first (it is newer, or equally new with a larger txId). */
@@ -1094,23 +1096,9 @@ function assertRun(run: Run): void {
   if (problems.length > 0) throw new ValidationError('run', problems);
 }
 
-function encodeCursor(key: { createdAt: number; txToken: string }): string {
-  return Buffer.from(JSON.stringify([key.createdAt, key.txToken]), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: number; txToken: string } {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(parsed) &&
-      parsed.length === 2 &&
-      typeof parsed[0] === 'number' &&
-      typeof parsed[1] === 'string'
-    ) {
-      return { createdAt: parsed[0], txToken: parsed[1] };
-    }
-  } catch {
-    // Reported below with the same error as a well-formed JSON of the wrong shape.
-  }
-  throw new ValidationError('cursor', ['not a cursor returned by list()']);
+function tokenKeyOf({ createdAt, key }: { createdAt: number; key: string }): {
+  createdAt: number;
+  txToken: string;
+} {
+  return { createdAt, txToken: key };
 }

@@ -4,8 +4,7 @@ import {
   ValidationError,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import type { DefinitionStore, DefinitionSummary } from '@multiagents/core';
-import { canonicalJson } from './canonical-json';
+import { canonicalJson, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
 

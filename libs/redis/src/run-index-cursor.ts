@@ -1,4 +1,4 @@
-import { ValidationError } from '@multiagents/contracts';
+import { decodeListCursor, encodeListCursor } from '@multiagents/core';
 
 /** Where a run sorts in the listing indexes: by createdAt, then txId (the zset score and member). */
 export interface RunIndexKey {
@@ -21,24 +21,11 @@ export function newerFirst(a: RunIndexKey, b: RunIndexKey): number {
  * every partition, so one position is a valid start in each of them.
  */
 export function encodeRunCursor(key: RunIndexKey): string {
-  return Buffer.from(JSON.stringify([key.createdAt, key.txId]), 'utf8').toString('base64url');
+  return encodeListCursor(key.createdAt, key.txId);
 }
 
 /** Throws ValidationError (INVALID_ARGUMENT) for anything {@link encodeRunCursor} did not produce. */
 export function decodeRunCursor(cursor: string): RunIndexKey {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(parsed) &&
-      parsed.length === 2 &&
-      typeof parsed[0] === 'number' &&
-      Number.isFinite(parsed[0]) &&
-      typeof parsed[1] === 'string'
-    ) {
-      return { createdAt: parsed[0], txId: parsed[1] };
-    }
-  } catch {
-    // Reported below with the same error as a well-formed JSON of the wrong shape.
-  }
-  throw new ValidationError('cursor', ['not a cursor returned by list()']);
+  const { createdAt, key } = decodeListCursor(cursor);
+  return { createdAt, txId: key };
 }

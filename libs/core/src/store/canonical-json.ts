@@ -1,6 +1,7 @@
 /**
  * JSON with object keys sorted at every level and `undefined` members dropped: two values with
- * the same content give the same string whatever order their keys were written in.
+ * the same content give the same string whatever order their keys were written in. Every
+ * definition store compares definitions with it, so all backends agree on "the same definition".
  */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, member: unknown) => {
