@@ -230,8 +230,10 @@ export function inFlightCommands(
 function changedSteps(before: Run, next: Run): string[] {
   const changed: string[] = [];
   for (const name in next.steps) {
+    const record = next.steps[name] as StepRecord;
     const old = before.steps[name];
-    if (!old || !shallowEqual(old, next.steps[name] as StepRecord)) changed.push(name);
+    // A record the draft did not copy is the caller's own object: unchanged.
+    if (old !== record && (!old || !shallowEqual(old, record))) changed.push(name);
   }
   return changed;
 }
@@ -247,7 +249,7 @@ function shallowEqual(a: object, b: object): boolean {
     const x = left[key];
     const y = right[key];
     if (x === y) continue;
-    // The compensation record is copied with every decision: compare its fields.
+    // A compensation record may be replaced by an equal one: compare its fields.
     if (key === 'compensation' && typeof x === 'object' && typeof y === 'object' && x && y) {
       if (shallowEqual(x, y)) continue;
     }
@@ -258,18 +260,6 @@ function shallowEqual(a: object, b: object): boolean {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function cloneRun(run: Run): Run {
-  // Copy-on-write: arrays and the context are replaced, never mutated, so a shallow copy of each
-  // step record is enough to keep the caller's run intact.
-  const steps: Record<string, StepRecord> = {};
-  for (const name in run.steps) {
-    const copy = { ...(run.steps[name] as StepRecord) };
-    if (copy.compensation) copy.compensation = { ...copy.compensation };
-    steps[name] = copy;
-  }
-  return { ...run, steps };
 }
 
 function closeLast(
@@ -294,13 +284,18 @@ class Draft {
   readonly lifecycle: LifecycleEvent[] = [];
   /** Timer changes by id, the last one winning: a Timer to schedule, null to cancel. */
   readonly timers = new Map<string, Timer | null>();
+  /** Steps whose records this draft copied (and may change); the others are the caller's own. */
+  private readonly copied = new Set<string>();
 
   constructor(
     private readonly workflow: CompiledWorkflow,
     original: Run,
     private readonly now: number,
   ) {
-    this.run = cloneRun(original);
+    // Copy-on-write: a step record is copied the first time the draft takes it to change it
+    // (`record`), so a decision costs the steps it touches, not every step of the workflow; arrays,
+    // the context and compensation records are replaced, never mutated.
+    this.run = { ...original, steps: { ...original.steps } };
   }
 
   /** Adds the command of every running attempt and compensation (see {@link inFlightCommands}). */
@@ -376,7 +371,7 @@ class Draft {
   }
 
   private onResult(name: string, commandId: string, outcome: AttemptOutcome): string | undefined {
-    const record = this.run.steps[name];
+    const record = this.writable(name);
     const compiled = this.workflow.steps.get(name);
     if (!record || compiled?.definition.kind !== StepKind.Task) return `unknown task step ${name}`;
     const task = compiled.definition;
@@ -399,7 +394,7 @@ class Draft {
   }
 
   private onHeartbeat(name: string, commandId: string): string | undefined {
-    const record = this.run.steps[name];
+    const record = this.writable(name);
     const compiled = this.workflow.steps.get(name);
     if (!record || compiled?.definition.kind !== StepKind.Task) return `unknown task step ${name}`;
     if (
@@ -430,7 +425,7 @@ class Draft {
   }
 
   private onTimer(timer: TimerPayload): string | undefined {
-    const record = this.run.steps[timer.step];
+    const record = this.writable(timer.step);
     const compiled = this.workflow.steps.get(timer.step);
     if (!record || !compiled) return `unknown step ${timer.step}`;
     const definition = compiled.definition;
@@ -542,7 +537,7 @@ class Draft {
         if (definition.timeoutMs !== undefined) {
           this.unschedule({ kind: 'wait', step: stepName, attempt: record.attempt + 1 });
         }
-        this.completeStep(record, definition.output, payload, undefined, {
+        this.completeStep(this.record(stepName), definition.output, payload, undefined, {
           kind: StepKind.Wait,
           signal: name,
         });
@@ -567,7 +562,7 @@ class Draft {
       if (state !== RunState.CompensationFailed) return `run is ${state}: no compensation failed`;
       return this.resumeCompensation(event.skip === true);
     }
-    const record = this.run.steps[event.step];
+    const record = this.writable(event.step);
     const compiled = this.workflow.steps.get(event.step);
     if (!record || !compiled) return `unknown step ${event.step}`;
     if (state === RunState.CompensationFailed) {
@@ -608,7 +603,8 @@ class Draft {
       );
     }
     for (const record of Object.values(this.run.steps)) {
-      if (record.status === StepStatus.Failed || record.status === StepStatus.Cancelled) this.rewind(record);
+      if (record.status === StepStatus.Failed || record.status === StepStatus.Cancelled)
+        this.rewind(this.record(record.name));
     }
   }
 
@@ -639,7 +635,7 @@ class Draft {
   /** A compensation_failed run unwinds again: its failed compensation is retried or skipped. */
   private resumeCompensation(skip: boolean): string | undefined {
     const queue = this.run.compensationQueue ?? [];
-    const record = queue[0] === undefined ? undefined : this.run.steps[queue[0]];
+    const record = queue[0] === undefined ? undefined : this.writable(queue[0]);
     const compensation = record?.compensation;
     if (!record || compensation?.status !== 'failed') return 'no failed compensation to resume';
     this.transition(this.run.cancelRequested ? RunState.Cancelling : RunState.Compensating, true);
@@ -758,8 +754,16 @@ class Draft {
   /** Stops what has no effects in flight: waits, sleeps and pending retries. */
   private stopActive(): void {
     for (const name in this.run.steps) {
-      const record = this.run.steps[name] as StepRecord;
+      const status = (this.run.steps[name] as StepRecord).status;
       const kind = this.compiled(name).definition.kind;
+      if (
+        status !== StepStatus.Waiting &&
+        status !== StepStatus.Retrying &&
+        !(status === StepStatus.Running && kind === StepKind.Parallel)
+      ) {
+        continue;
+      }
+      const record = this.record(name);
       if (record.status === StepStatus.Waiting) {
         const definition = this.compiled(name).definition;
         if (
@@ -1261,10 +1265,21 @@ class Draft {
 
   // ---- helpers ------------------------------------------------------------------------------
 
+  /** The step's record, this draft's own copy (to change). Throws when the run has no such step. */
   private record(name: string): StepRecord {
-    const record = this.run.steps[name];
+    const record = this.writable(name);
     if (!record) throw new Error(`run ${this.run.txId} has no record of step ${name}`);
     return record;
+  }
+
+  /** The step's record as {@link record} gives it, or undefined when the run has no such step. */
+  private writable(name: string): StepRecord | undefined {
+    const record = this.run.steps[name];
+    if (!record || this.copied.has(name)) return record;
+    const copy = { ...record };
+    this.run.steps[name] = copy;
+    this.copied.add(name);
+    return copy;
   }
 
   private compiled(name: string): CompiledStep {
