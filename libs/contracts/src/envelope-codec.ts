@@ -7,7 +7,7 @@ import {
   type BinaryLike,
   type KeyObject,
 } from 'node:crypto';
-import { Envelope as EnvelopeMessage } from '@multiagents/proto';
+import { BinaryWriter, Envelope as EnvelopeMessage } from '@multiagents/proto';
 import type { Envelope } from './envelope';
 import { PoisonMessageError, ResourceExhaustedError, ValidationError } from './errors';
 import { isEventType } from './event-types';
@@ -123,6 +123,10 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 type MutableEnvelope = { -readonly [K in keyof Envelope]: Envelope[K] };
 
+// One writer for every encode in this process: its buffer grows to the largest envelope once,
+// instead of from a few bytes for each message (encoding is synchronous, so it is never shared).
+const writer = new BinaryWriter();
+
 /**
  * Encodes an envelope as protobuf bytes (proto/multiagents/v1/envelope.proto), the payload as UTF-8
  * JSON. With `signingKey`, appends the `x-signature` header; any `x-signature` already in
@@ -148,18 +152,22 @@ export function encodeEnvelope(envelope: Envelope, options?: EnvelopeCodecOption
 
   let body: Uint8Array;
   try {
-    body = EnvelopeMessage.encode({
-      id: envelope.id,
-      type: envelope.type,
-      txId: envelope.txId,
-      workflowId: envelope.workflowId,
-      step: envelope.step,
-      attempt: envelope.attempt,
-      timeMs: envelope.time,
-      headers,
-      payload: sealPayload(encodePayload(envelope.payload), envelope, options?.payloadKeys),
-    }).finish();
+    body = EnvelopeMessage.encode(
+      {
+        id: envelope.id,
+        type: envelope.type,
+        txId: envelope.txId,
+        workflowId: envelope.workflowId,
+        step: envelope.step,
+        attempt: envelope.attempt,
+        timeMs: envelope.time,
+        headers,
+        payload: sealPayload(encodePayload(envelope.payload), envelope, options?.payloadKeys),
+      },
+      writer,
+    ).finish();
   } catch (err) {
+    writer.finish(); // drops what the failed encode wrote
     throw new ValidationError(`cannot encode envelope ${envelope.id} (${envelope.type})`, [
       errorMessage(err),
     ]);

@@ -23,6 +23,8 @@
 // The bus envelope (envelope.proto).
 /** One bus message: id, type, run ids, optional step/attempt, time, headers and a JSON payload. */
 export { Envelope } from './gen/multiagents/v1/envelope';
+/** The protobuf wire writer the codecs encode into (pass one to `encode` to reuse its buffer). */
+export { BinaryWriter } from '@bufbuild/protobuf/wire';
 
 // Workflow definitions (definition.proto).
 export {
