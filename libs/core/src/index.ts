@@ -115,6 +115,7 @@ export type {
   OrchestratorStats,
 } from './orchestrator/orchestrator';
 export { MinHeap } from './util/min-heap';
+export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';
 export { resolveSubscribeOptions } from './ports/resolve-subscribe-options';
 export type { ResolvedSubscribeOptions } from './ports/resolve-subscribe-options';

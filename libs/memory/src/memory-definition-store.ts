@@ -1,5 +1,5 @@
 import { AlreadyExistsError, ValidationError, type WorkflowDefinition } from '@multiagents/contracts';
-import { canonicalJson, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
+import { canonicalJson, deepFreeze, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
 
 interface StoredDefinition {
   /** A private deep copy, frozen: a stored version is immutable, and callers may share it. */
@@ -79,12 +79,4 @@ export class MemoryDefinitionStore implements DefinitionStore {
 
   /** Nothing to release: definitions live as long as the process. */
   async close(): Promise<void> {}
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const member of Object.values(value)) deepFreeze(member);
-  }
-  return value;
 }

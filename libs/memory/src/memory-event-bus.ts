@@ -10,6 +10,7 @@ import {
   type EnvelopeCodecOptions,
 } from '@multiagents/contracts';
 import {
+  deepFreeze,
   systemClock,
   type Clock,
   type DeadLetter,
@@ -720,20 +721,6 @@ export class MemoryEventBus implements EventBus {
     if (group.nextConsumer > index) group.nextConsumer -= 1;
     if (group.nextConsumer >= group.consumers.length) group.nextConsumer = 0;
   }
-}
-
-/**
- * Freezes a JSON value and everything in it (an already frozen object's contents are taken as
- * frozen: this function freezes children first, so what it froze is frozen all the way down).
- */
-function deepFreeze<T>(value: T): T {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
-  if (Array.isArray(value)) {
-    for (const item of value) deepFreeze(item);
-  } else {
-    for (const key in value) deepFreeze((value as Record<string, unknown>)[key]);
-  }
-  return Object.freeze(value);
 }
 
 function retryAfterMs(err: unknown): number | undefined {

@@ -5,7 +5,7 @@ import {
   ValidationError,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { canonicalJson, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
+import { canonicalJson, deepFreeze, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
 import { decodeTime, encodeTime } from './key-codec';
 import { LruMap } from './lru-map';
@@ -38,11 +38,12 @@ const decoder = new TextDecoder();
 export class NatsDefinitionStore implements DefinitionStore {
   private closed = false;
   /** `<id>@<version>` → canonical JSON: a stored version never changes, so it is read once. */
-  private readonly versions = new LruMap<string, string>(CACHED_VERSIONS);
-  /** id → the latest version's canonical JSON, and when it was read (see `definitionCacheMs`). */
-  private readonly latest = new LruMap<string, { readonly json: string; readonly at: number }>(
-    CACHED_VERSIONS,
-  );
+  private readonly versions = new LruMap<string, WorkflowDefinition>(CACHED_VERSIONS);
+  /** id → the latest version, and when it was read (see `definitionCacheMs`). */
+  private readonly latest = new LruMap<
+    string,
+    { readonly definition: WorkflowDefinition; readonly at: number }
+  >(CACHED_VERSIONS);
 
   constructor(
     private readonly ctx: NatsContext,
@@ -78,7 +79,8 @@ export class NatsDefinitionStore implements DefinitionStore {
   }
 
   /**
-   * A stored version is read once and then served from memory; the latest version (no `version`)
+   * A stored version is read once and then served from memory (parsed and frozen: every caller
+   * gets the same object and none can change it); the latest version (no `version`)
    * is re-read after `definitionCacheMs`, so every start does not cost a read (a version
    * registered by another process is seen that much later; one registered here at once).
    */
@@ -89,25 +91,25 @@ export class NatsDefinitionStore implements DefinitionStore {
     const names = this.ctx.names;
     if (version !== undefined) {
       const cacheKey = `${id}@${version}`;
-      let json = this.versions.get(cacheKey);
-      if (json === undefined) {
+      let definition = this.versions.get(cacheKey);
+      if (definition === undefined) {
         const record = await this.read(names.definition(id, version));
         if (record === undefined) return undefined;
-        json = decoder.decode(record.data);
-        this.versions.set(cacheKey, json);
+        definition = parseFrozen(record.data);
+        this.versions.set(cacheKey, definition);
       }
-      return JSON.parse(json) as WorkflowDefinition;
+      return definition;
     }
     const now = this.ctx.clock.now();
     const cached = this.latest.get(id);
     if (cached !== undefined && now - cached.at < this.ctx.options.definitionCacheMs) {
-      return JSON.parse(cached.json) as WorkflowDefinition;
+      return cached.definition;
     }
     const record = await this.read(names.latestDefinition(id));
     if (record === undefined) return undefined;
-    const json = decoder.decode(record.data);
-    if (this.ctx.options.definitionCacheMs > 0) this.latest.set(id, { json, at: now });
-    return JSON.parse(json) as WorkflowDefinition;
+    const definition = parseFrozen(record.data);
+    if (this.ctx.options.definitionCacheMs > 0) this.latest.set(id, { definition, at: now });
+    return definition;
   }
 
   /** Sorted by id; versions ascending. One key listing, then one read per id (its latest version). */
@@ -204,4 +206,9 @@ export class NatsDefinitionStore implements DefinitionStore {
       throw new MultiAgentsError(ErrorCode.FailedPrecondition, 'NatsDefinitionStore is closed');
     }
   }
+}
+
+/** A stored definition as every caller shares it: parsed once, frozen so none can change it. */
+function parseFrozen(data: Uint8Array): WorkflowDefinition {
+  return deepFreeze(JSON.parse(decoder.decode(data)) as WorkflowDefinition);
 }

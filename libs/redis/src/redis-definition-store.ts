@@ -4,18 +4,19 @@ import {
   ValidationError,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { canonicalJson, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
+import { canonicalJson, deepFreeze, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
 
-/** Definition versions whose JSON a store keeps in memory (a stored version never changes). */
+/** Definition versions a store keeps in memory, parsed (a stored version never changes). */
 const CACHED_VERSIONS = 1_000;
 
 /**
  * A {@link DefinitionStore} on Redis: one hash per workflow id (`"<version>"` → canonical JSON,
  * `"latest"` → highest version) and a set of ids, all under the `{defs}` hash tag. A stored
- * version is immutable, so its JSON is cached: `get(id, version)` of a known version reads
- * nothing, and `get(id)` reads only which version is the latest (one HGET per workflow start).
+ * version is immutable, so it is cached parsed and deeply frozen (every caller gets the same
+ * object and none can change it): `get(id, version)` of a known version reads nothing, and
+ * `get(id)` reads only which version is the latest (one HGET per workflow start).
  * Content is compared as
  * canonical JSON (keys sorted), so putting the same definition again with its keys in another
  * order is harmless (false); different content under a stored id and version is refused, because
@@ -30,8 +31,8 @@ export class RedisDefinitionStore implements DefinitionStore {
   /** The connection this store shares with its backend. */
   readonly connection: RedisConnection;
   private readonly owned: boolean;
-  /** `<id>\n<version>` → canonical JSON, oldest first (dropped beyond {@link CACHED_VERSIONS}). */
-  private readonly cache = new Map<string, string>();
+  /** `<id>\n<version>` → the definition, frozen, oldest first (dropped beyond {@link CACHED_VERSIONS}). */
+  private readonly cache = new Map<string, WorkflowDefinition>();
   private closed = false;
 
   /** Uses `connection` (not closed by this store) or opens its own from options. */
@@ -68,18 +69,18 @@ export class RedisDefinitionStore implements DefinitionStore {
     this.assertOpen();
     const { keys, client } = this.connection;
     const key = keys.definition(id);
-    const json = await this.connection.call('get definition', async () => {
+    return this.connection.call('get definition', async () => {
       const wanted = version ?? (await client.hget(key, 'latest'));
-      if (wanted === null) return null;
+      if (wanted === null) return undefined;
       const cacheKey = `${id}\n${wanted}`;
       const cached = this.cache.get(cacheKey);
       if (cached !== undefined) return cached;
       const stored = await client.hget(key, String(wanted));
-      if (stored !== null) this.remember(cacheKey, stored);
-      return stored;
+      if (stored === null) return undefined;
+      const definition = deepFreeze(JSON.parse(stored) as WorkflowDefinition);
+      this.remember(cacheKey, definition);
+      return definition;
     });
-    // Parsed on every call: callers get their own object and cannot change the cached one.
-    return json === null ? undefined : (JSON.parse(json) as WorkflowDefinition);
   }
 
   /** Sorted by id; versions ascending. */
@@ -118,8 +119,8 @@ export class RedisDefinitionStore implements DefinitionStore {
     if (this.owned) await this.connection.close();
   }
 
-  private remember(cacheKey: string, json: string): void {
-    this.cache.set(cacheKey, json);
+  private remember(cacheKey: string, definition: WorkflowDefinition): void {
+    this.cache.set(cacheKey, definition);
     if (this.cache.size > CACHED_VERSIONS) {
       const oldest = this.cache.keys().next();
       if (oldest.done !== true) this.cache.delete(oldest.value);

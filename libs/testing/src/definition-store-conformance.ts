@@ -105,6 +105,19 @@ export function definitionStoreConformance(
       expect(await store.get('orders', 1)).toEqual(definition('orders', 1));
     });
 
+    it('hands out stored versions that no caller can change (one shared, frozen object)', async () => {
+      await store.put(definition('orders', 1));
+      for (const got of [await store.get('orders', 1), await store.get('orders')]) {
+        const writable = got as unknown as { description: string; steps: unknown[] };
+        // A TypeError, possibly of another realm (structuredClone builds in Node's own).
+        expect(() => {
+          writable.description = 'mutated';
+        }).toThrow(/read.only|Cannot assign/);
+        expect(() => writable.steps.pop()).toThrow(/Cannot delete|read.only|not extensible/);
+      }
+      expect(await store.get('orders', 1)).toEqual(definition('orders', 1));
+    });
+
     it('lists each id with its versions ascending, the latest version and its description', async () => {
       await store.put(definition('refunds', 1));
       await store.put(definition('orders', 2, 'orders, second cut'));
