@@ -37,7 +37,7 @@ const decoder = new TextDecoder();
  */
 export class NatsDefinitionStore implements DefinitionStore {
   private closed = false;
-  /** `<id>@<version>` → canonical JSON: a stored version never changes, so it is read once. */
+  /** `<id>@<version>` → the definition, frozen: a stored version never changes, so it is read once. */
   private readonly versions = new LruMap<string, WorkflowDefinition>(CACHED_VERSIONS);
   /** id → the latest version, and when it was read (see `definitionCacheMs`). */
   private readonly latest = new LruMap<

@@ -284,12 +284,10 @@ class Draft {
   readonly lifecycle: LifecycleEvent[] = [];
   /** Timer changes by id, the last one winning: a Timer to schedule, null to cancel. */
   readonly timers = new Map<string, Timer | null>();
-  /** Steps whose records this draft copied (and may change); the others are the caller's own. */
-  private readonly copied = new Set<string>();
-
   constructor(
     private readonly workflow: CompiledWorkflow,
-    original: Run,
+    /** The caller's run: never changed; a step record still shared with it was not copied yet. */
+    private readonly original: Run,
     private readonly now: number,
   ) {
     // Copy-on-write: a step record is copied the first time the draft takes it to change it
@@ -1275,10 +1273,9 @@ class Draft {
   /** The step's record as {@link record} gives it, or undefined when the run has no such step. */
   private writable(name: string): StepRecord | undefined {
     const record = this.run.steps[name];
-    if (!record || this.copied.has(name)) return record;
+    if (!record || record !== this.original.steps[name]) return record;
     const copy = { ...record };
     this.run.steps[name] = copy;
-    this.copied.add(name);
     return copy;
   }
 
