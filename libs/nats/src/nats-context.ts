@@ -37,6 +37,7 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ConnectionState } from './connection-state';
 import { JetStreamPublisher, type PublishAck } from './jetstream-publisher';
 import type { NatsCredentials, ResolvedNatsBackendOptions } from './nats-backend-options';
@@ -47,6 +48,11 @@ const NS_PER_MS = 1_000_000;
 const PUBLISH_HEADER_ALLOWANCE = 4 * 1024;
 // JetStream API error codes (server/errors.json) told apart here.
 const STREAM_NAME_IN_USE = 10058;
+const SUBJECTS_OVERLAP = 10065;
+/** Tries of opening a bucket that another process is creating at the same moment. */
+const BUCKET_OPEN_TRIES = 5;
+/** Tries of one KV request that found nobody listening (a stream just made is not yet subscribed). */
+const KV_NO_RESPONDER_TRIES = 8;
 /**
  * A stream with more replicas than servers to place them on (10005; 10023 on some versions), or
  * replicas on a server without a cluster (10074). 10005 also means servers are down right now.
@@ -323,31 +329,40 @@ export class NatsContext {
 
   /**
    * A KV bucket made on first use with the backend's replicas and storage (an existing one, made
-   * by another process, is used as it is); a key not written for `maxAgeMs` is dropped. A failed
-   * open is not remembered: the next call tries again (the server may have been away).
+   * by another process, is used as it is); a key not written for `maxAgeMs` is dropped. Processes
+   * creating one bucket at the same moment all get it (the server refuses all but one creation
+   * with "subjects overlap": the others open what it made). A failed open is not remembered: the
+   * next call tries again (the server may have been away).
    */
   lazyBucket(bucket: string, maxAgeMs: number): () => Promise<KV> {
     let kv: Promise<KV> | undefined;
+    const o = this.options;
+    const create = (): Promise<KV> =>
+      new Kvm(this.js).create(bucket, {
+        history: 1,
+        replicas: o.replicas,
+        storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
+        timeout: o.requestTimeoutMs,
+        allow_direct: o.replicas === 1,
+        ttl: maxAgeMs,
+        description: `MultiAgents ${bucket}`,
+      });
     const open = async (): Promise<KV> => {
-      const o = this.options;
-      try {
-        return await new Kvm(this.js).create(bucket, {
-          history: 1,
-          replicas: o.replicas,
-          storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
-          timeout: o.requestTimeoutMs,
-          allow_direct: o.replicas === 1,
-          ttl: maxAgeMs,
-          description: `MultiAgents ${bucket}`,
-        });
-      } catch (err) {
-        kv = undefined;
-        throw new FailedPreconditionError(
-          `cannot open or create bucket ${bucket}: ${toErrorInfo(err).message}`,
-          {
-            bucket,
-          },
-        );
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await create();
+        } catch (err) {
+          const raced = isApiError(err, SUBJECTS_OVERLAP, STREAM_NAME_IN_USE);
+          if (attempt < BUCKET_OPEN_TRIES && (raced || isTransient(err))) {
+            await delay(50 * attempt);
+            continue;
+          }
+          kv = undefined;
+          throw new FailedPreconditionError(
+            `cannot open or create bucket ${bucket}: ${toErrorInfo(err).message}`,
+            { bucket },
+          );
+        }
       }
     };
     return () => (kv ??= open());
@@ -612,6 +627,42 @@ export function isTransient(err: unknown): boolean {
   )
     return true;
   return err instanceof JetStreamError && /timeout|no responders/i.test(err.message);
+}
+
+/**
+ * `request` (one KV read or compare-and-set write through the client), tried again while nobody
+ * answers it: the server hands out a stream another process just created before the stream
+ * listens on its subjects, so its first requests can meet no responders. Nothing was read or
+ * written then, which makes trying again safe; any other failure is the caller's.
+ */
+export async function untilAnswered<T>(request: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await request();
+    } catch (err) {
+      if (attempt >= KV_NO_RESPONDER_TRIES || !isNoResponders(err)) throw err;
+    }
+    await delay(25 * attempt);
+  }
+}
+
+/** Nobody listened on the subject: no stream (yet) took the request, so it had no effect. */
+function isNoResponders(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (
+      e.name === 'NoRespondersError' ||
+      e.name === 'JetStreamNotEnabled' ||
+      /no responders/i.test(e.message)
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** `kv.create` on a key that holds a value: the client reports it as a wrong last sequence, or so. */
+export function isKeyExists(err: unknown): boolean {
+  return err instanceof Error && /wrong last sequence|key exists/i.test(err.message);
 }
 
 /** True when `err` is a JetStream API error with one of `codes`. */

@@ -1,14 +1,13 @@
 import { ErrorCode } from '@multiagents/contracts';
 import { decodeMemoRecord, encodeMemoRecord, type MemoStore } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
-import { isWrongRevision, natsError, type NatsContext } from './nats-context';
+import { isKeyExists, isWrongRevision, natsError, untilAnswered, type NatsContext } from './nats-context';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /**
- * Tries of one `put` when NATS does not answer: a bucket just made can refuse its first writes for
- * a moment (no responders yet), and a write whose answer was lost is safe to try again (the second
- * try finds the first one's record, which is the caller's own).
+ * Tries of one `put` when NATS does not answer in time: a write whose answer was lost is safe to
+ * try again (the second try finds the first one's record, which is the caller's own).
  */
 const PUT_TRIES = 3;
 const PUT_RETRY_DELAY_MS = 100;
@@ -56,7 +55,7 @@ export class NatsMemoStore implements MemoStore {
     const data = encoder.encode(encodeMemoRecord(record, key));
     const kv = await this.bucket();
     try {
-      await kv.create(name, data);
+      await untilAnswered(() => kv.create(name, data));
       return decodeMemoRecord<T>(decoder.decode(data), key, this.where(name));
     } catch (err) {
       if (!(isWrongRevision(err) || isKeyExists(err))) {
@@ -83,7 +82,7 @@ export class NatsMemoStore implements MemoStore {
   private async read(key: string, name: string): Promise<string | undefined> {
     const kv = await this.bucket();
     try {
-      const entry = await kv.get(name);
+      const entry = await untilAnswered(() => kv.get(name));
       if (entry === null || entry.operation !== 'PUT') return undefined;
       return decoder.decode(entry.value);
     } catch (err) {
@@ -94,9 +93,4 @@ export class NatsMemoStore implements MemoStore {
   private where(name: string): string {
     return `NATS memo ${this.ctx.names.memoBucket} ${name}`;
   }
-}
-
-/** `kv.create` on a key that holds a value: the client reports it as a wrong last sequence, or so. */
-function isKeyExists(err: unknown): boolean {
-  return err instanceof Error && /wrong last sequence|key exists/i.test(err.message);
 }

@@ -1,6 +1,6 @@
 import type { TimelineEntry, TimelineStore } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
-import { isWrongRevision, natsError, type NatsContext } from './nats-context';
+import { isKeyExists, isWrongRevision, natsError, untilAnswered, type NatsContext } from './nats-context';
 
 /** A timeline or a mark as stored: its content and when it stops counting. */
 interface Stored<T> {
@@ -47,7 +47,7 @@ export class NatsTimelineStore implements TimelineStore {
       let current: Stored<TimelineEntry[]> | undefined;
       let revision = 0;
       try {
-        const entry = await kv.get(key);
+        const entry = await untilAnswered(() => kv.get(key));
         if (entry !== null && entry.operation === 'PUT') {
           revision = entry.revision;
           current = parse<TimelineEntry[]>(entry.value);
@@ -64,8 +64,7 @@ export class NatsTimelineStore implements TimelineStore {
       };
       try {
         const data = encoder.encode(JSON.stringify(next));
-        if (revision === 0) await kv.create(key, data);
-        else await kv.update(key, data, revision);
+        await untilAnswered(() => (revision === 0 ? kv.create(key, data) : kv.update(key, data, revision)));
         return;
       } catch (err) {
         if (!(isWrongRevision(err) || isKeyExists(err)) || attempt >= MAX_APPEND_ATTEMPTS) {
@@ -79,7 +78,7 @@ export class NatsTimelineStore implements TimelineStore {
     const kv = await this.bucket();
     const key = this.ctx.names.timeline(txId);
     try {
-      const entry = await kv.get(key);
+      const entry = await untilAnswered(() => kv.get(key));
       if (entry === null || entry.operation !== 'PUT') return undefined;
       const stored = parse<TimelineEntry[]>(entry.value);
       if (stored === undefined || !(stored.expiresAt > this.ctx.clock.now())) return undefined;
@@ -95,17 +94,17 @@ export class NatsTimelineStore implements TimelineStore {
     const data = (): Uint8Array =>
       encoder.encode(JSON.stringify({ value: true, expiresAt: this.ctx.clock.now() + ttlMs }));
     try {
-      await kv.create(name, data());
+      await untilAnswered(() => kv.create(name, data()));
       return true;
     } catch (err) {
       if (!(isWrongRevision(err) || isKeyExists(err))) throw natsError(`marking ${key}`, err, { key: name });
     }
     try {
-      const entry = await kv.get(name);
+      const entry = await untilAnswered(() => kv.get(name));
       if (entry === null) return false;
       const stored = entry.operation === 'PUT' ? parse<boolean>(entry.value) : undefined;
       if (stored !== undefined && stored.expiresAt > this.ctx.clock.now()) return false;
-      await kv.update(name, data(), entry.revision);
+      await untilAnswered(() => kv.update(name, data(), entry.revision));
       return true;
     } catch (err) {
       if (isWrongRevision(err)) return false;
@@ -126,9 +125,4 @@ function parse<T>(data: Uint8Array): Stored<T> | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** `kv.create` on a key that holds a value: the client reports it as a wrong last sequence, or so. */
-function isKeyExists(err: unknown): boolean {
-  return err instanceof Error && /wrong last sequence|key exists/i.test(err.message);
 }
