@@ -1,5 +1,6 @@
 import { createKeyRing, ErrorCode, isSealedJson, type Run } from '@multiagents/contracts';
 import type { CreateRunResult, RunStore, StoredRun, Transition } from '@multiagents/core';
+import { MemoryEventBus, MemoryRunStore } from '@multiagents/memory';
 import { makeRun } from '@multiagents/testing';
 import { SealingRunStore } from './sealing-run-store';
 
@@ -108,5 +109,19 @@ describe('SealingRunStore', () => {
     const run = secretRun();
     await raw.create(transition(run));
     expect((await new SealingRunStore(raw, k1).get(run.txId))?.run.input).toEqual(run.input);
+  });
+
+  it('holds starts where the store it seals holds them, and adds no bound of its own', async () => {
+    expect(new SealingRunStore(new RawStore(), k1).admit).toBeUndefined();
+    const bounded = new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns: 1 });
+    const store = new SealingRunStore(bounded, k1);
+    const release = await store.admit!();
+    let second = false;
+    const next = store.admit!().then((r) => ((second = true), r));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(second).toBe(false);
+    release();
+    (await next)();
+    expect(second).toBe(true);
   });
 });

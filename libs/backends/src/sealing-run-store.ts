@@ -27,10 +27,16 @@ import type { RunCounts, Timer } from '@multiagents/core';
  * Values written before encryption was turned on are read as they are.
  */
 export class SealingRunStore implements RunStore {
+  /** The inner store's bound on runs in progress, when it has one. */
+  readonly admit?: () => Promise<() => void>;
+
   constructor(
     private readonly inner: RunStore,
     private readonly keys: KeyRing,
-  ) {}
+  ) {
+    const admit = inner.admit;
+    if (admit) this.admit = () => admit.call(inner);
+  }
 
   async create(transition: Transition): Promise<CreateRunResult> {
     const result = await this.inner.create(this.sealTransition(transition));

@@ -29,8 +29,11 @@ export interface EmbeddedOptions {
   readonly orchestrator?: Partial<
     Omit<OrchestratorOptions, 'bus' | 'runs' | 'definitions' | 'clock' | 'logger'>
   >;
-  /** Retention of finished runs (default: the newest 10,000, up to an hour old). */
-  readonly runs?: Pick<MemoryRunStoreOptions, 'retainFinishedRuns' | 'retainFinishedMs'>;
+  /**
+   * Retention of finished runs (default: the newest 10,000, up to an hour old), and the runs in
+   * progress beyond which `startWorkflow` waits for one to finish or park (default 10,000).
+   */
+  readonly runs?: Pick<MemoryRunStoreOptions, 'retainFinishedRuns' | 'retainFinishedMs' | 'maxActiveRuns'>;
   /** Worker-manager settings. */
   readonly workerManager?: Partial<Omit<WorkerManagerOptions, 'bus' | 'workers' | 'clock' | 'logger'>>;
 }

@@ -521,3 +521,48 @@ describe('Orchestrator crash and concurrency semantics', () => {
     }
   }, 20_000);
 });
+
+describe('the embedded mode under more starts than it keeps in progress', () => {
+  it('holds starts at maxActiveRuns and still finishes every run; parked runs hold no start back', async () => {
+    const maxActiveRuns = 4;
+    let peak = 0;
+    let held = 0;
+    const stack = await startEmbedded({
+      workers: [
+        defineWorker('w.step', async () => {
+          peak = Math.max(peak, stack.runs.activeRuns);
+          held = Math.max(held, stack.runs.waitingStarts);
+          return { done: true };
+        }),
+      ],
+      definitions: [
+        new WorkflowBuilder('busy').step('one', 'w.step').step('two', 'w.step').build(),
+        new WorkflowBuilder('parked').wait('approve', 'approved').build(),
+      ],
+      runs: { maxActiveRuns },
+    });
+    try {
+      // Parked runs first: more of them than the bound, and none holds the busy starts back.
+      const parked = await Promise.all(
+        Array.from({ length: 6 }, () => stack.orchestrator.startWorkflow('parked', {})),
+      );
+      const starts = Array.from({ length: 40 }, () => stack.orchestrator.startWorkflow('busy', {}));
+      const started = await Promise.all(starts);
+      const finished = await Promise.all(
+        started.map(({ txId }) => stack.orchestrator.waitForTerminal(txId, { timeoutMs: 10_000 })),
+      );
+      expect(finished.map((run) => run.state)).toEqual(started.map(() => 'completed'));
+      // Starts were held: the workers saw them waiting.
+      expect(held).toBeGreaterThan(0);
+      expect(peak).toBeLessThanOrEqual(maxActiveRuns);
+      for (const { txId } of parked) await stack.orchestrator.signal(txId, 'approved');
+      for (const { txId } of parked) {
+        expect((await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 10_000 })).state).toBe(
+          'completed',
+        );
+      }
+    } finally {
+      await stack.close();
+    }
+  });
+});

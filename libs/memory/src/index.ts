@@ -20,7 +20,12 @@ export {
 /** Options of MemoryEventBus, before and after defaults. */
 export type { MemoryEventBusOptions, ResolvedMemoryEventBusOptions } from './memory-event-bus';
 /** Runs, timers and atomic transitions in memory, with retention of finished runs. */
-export { MemoryRunStore, DEFAULT_RETAIN_FINISHED_RUNS, DEFAULT_RETAIN_FINISHED_MS } from './memory-run-store';
+export {
+  MemoryRunStore,
+  DEFAULT_MAX_ACTIVE_RUNS,
+  DEFAULT_RETAIN_FINISHED_RUNS,
+  DEFAULT_RETAIN_FINISHED_MS,
+} from './memory-run-store';
 /** Options of MemoryRunStore. */
 export type { MemoryRunStoreOptions } from './memory-run-store';
 /** The live worker-manager replicas of one process. */

@@ -1,6 +1,6 @@
 import { EventType, RunState, Topics, type Run } from '@multiagents/contracts';
 import type { Transition } from '@multiagents/core';
-import { makeRun, runStoreConformance, ManualClock } from '@multiagents/testing';
+import { makeRun, runStoreConformance, ManualClock, waitFor } from '@multiagents/testing';
 import { createMemoryBackend } from './memory-backend';
 import { MemoryEventBus } from './memory-event-bus';
 import { MemoryRunStore } from './memory-run-store';
@@ -85,5 +85,112 @@ describe('MemoryRunStore atomicity', () => {
     ).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
     expect((await backend.runs.get(run.txId))?.version).toBe(1);
     expect(backend.bus.retainedCount(Topics.events)).toBe(0);
+  });
+});
+
+describe('MemoryRunStore admission', () => {
+  /** Settles pending promise reactions, so a start let in has resolved by the next line. */
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  async function commit(runs: MemoryRunStore, run: Run, state: RunState): Promise<void> {
+    await runs.commit((await runs.get(run.txId))!, write({ ...run, state }));
+  }
+
+  /** A start as the orchestrator makes one: let in, create, release. */
+  async function start(runs: MemoryRunStore, run: Run): Promise<void> {
+    const release = await runs.admit();
+    try {
+      await runs.create(write(run));
+    } finally {
+      release();
+    }
+  }
+
+  it('holds starts while maxActiveRuns runs are in progress, and lets them in oldest first as runs finish', async () => {
+    const runs = new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns: 2 });
+    const [a, b] = [makeRun({ state: RunState.Running }), makeRun({ state: RunState.Running })];
+    await start(runs, a);
+    await start(runs, b);
+    expect(runs.activeRuns).toBe(2);
+
+    const order: string[] = [];
+    const first = runs.admit().then((release) => (order.push('first'), release));
+    const second = runs.admit().then((release) => (order.push('second'), release));
+    await settle();
+    expect(order).toEqual([]);
+    expect(runs.waitingStarts).toBe(2);
+
+    // A step of a run in progress frees nothing.
+    await commit(runs, a, RunState.Running);
+    await settle();
+    expect(order).toEqual([]);
+
+    await commit(runs, a, RunState.Completed);
+    await settle();
+    expect(order).toEqual(['first']);
+    expect(runs.waitingStarts).toBe(1);
+
+    // A run parked on a wait or sleep does not count: the next start need not wait for a signal.
+    await commit(runs, b, RunState.Waiting);
+    await settle();
+    expect(order).toEqual(['first', 'second']);
+    (await first)();
+    (await second)();
+    expect(runs.activeRuns).toBe(0);
+  });
+
+  it('counts a start from the moment it is let in: a burst of starts never passes the bound', async () => {
+    const maxActiveRuns = 3;
+    const runs = new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns });
+    const made = Array.from({ length: 12 }, () => makeRun({ state: RunState.Running }));
+    let peak = 0;
+    const starting = made.map((run) =>
+      start(runs, run).then(() => {
+        peak = Math.max(peak, runs.activeRuns);
+      }),
+    );
+    await settle();
+    expect(runs.activeRuns).toBe(maxActiveRuns);
+    expect(runs.waitingStarts).toBe(made.length - maxActiveRuns);
+    // Finish runs one by one, as workers would: each lets exactly one start in.
+    for (const run of made) {
+      await waitFor(async () => (await runs.get(run.txId)) !== undefined, { description: 'run let in' });
+      await commit(runs, run, RunState.Completed);
+    }
+    await Promise.all(starting);
+    expect(peak).toBe(maxActiveRuns);
+  });
+
+  it('frees the place of a start that created nothing', async () => {
+    const runs = new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns: 1 });
+    const release = await runs.admit();
+    const next = runs.admit();
+    await settle();
+    expect(runs.waitingStarts).toBe(1);
+    release(); // the start failed before its run was created
+    release(); // a second release changes nothing
+    (await next)();
+    expect(runs.activeRuns).toBe(0);
+    expect(runs.waitingStarts).toBe(0);
+  });
+
+  it('rejects the starts still waiting when it closes, and never holds one with no bound', async () => {
+    const bounded = new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns: 1 });
+    await start(bounded, makeRun({ state: RunState.Running }));
+    const held = bounded.admit();
+    await bounded.close();
+    await expect(held).rejects.toThrow(/MemoryRunStore is closed/);
+
+    const unbounded = new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns: Infinity });
+    for (let i = 0; i < 50; i += 1) await start(unbounded, makeRun({ state: RunState.Running }));
+    expect(unbounded.activeRuns).toBe(50);
+  });
+
+  it('refuses a bound that is not a positive integer', () => {
+    for (const maxActiveRuns of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new MemoryRunStore({ bus: new MemoryEventBus(), maxActiveRuns })).toThrow(
+        /maxActiveRuns must be an integer >= 1 or Infinity/,
+      );
+    }
   });
 });

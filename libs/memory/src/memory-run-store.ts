@@ -1,10 +1,10 @@
 import {
   isTerminalRunState,
   RunNotFoundError,
+  RunState,
   Topics,
   ValidationError,
   type Envelope,
-  type RunState,
 } from '@multiagents/contracts';
 import {
   decodeListCursor,
@@ -29,6 +29,8 @@ import { TimerQueue } from './timer-queue';
 export const DEFAULT_RETAIN_FINISHED_RUNS = 10_000;
 /** Default of {@link MemoryRunStoreOptions.retainFinishedMs}: one hour. */
 export const DEFAULT_RETAIN_FINISHED_MS = 60 * 60 * 1000;
+/** Default of {@link MemoryRunStoreOptions.maxActiveRuns}. */
+export const DEFAULT_MAX_ACTIVE_RUNS = 10_000;
 
 /** Options of {@link MemoryRunStore}. */
 export interface MemoryRunStoreOptions {
@@ -43,6 +45,15 @@ export interface MemoryRunStoreOptions {
   readonly retainFinishedRuns?: number;
   /** Longest a finished run is kept, in ms (default {@link DEFAULT_RETAIN_FINISHED_MS}). */
   readonly retainFinishedMs?: number;
+  /**
+   * Runs in progress (neither finished nor parked on a wait or sleep) beyond which starts wait
+   * (`admit`) until one finishes or parks: the embedded bus is the process's memory, so a
+   * producer that outruns the workers must be held back, not buffered without bound. Parked runs
+   * do not count, so starts never wait on a signal only a later start would send. Runs in
+   * progress plus starts under way never pass it. Default {@link DEFAULT_MAX_ACTIVE_RUNS};
+   * `Infinity` never holds a start.
+   */
+  readonly maxActiveRuns?: number;
 }
 
 /** One run as held: replaced on every write, never changed afterwards (so `stored` can be handed out). */
@@ -80,25 +91,64 @@ export class MemoryRunStore implements RunStore {
   /** Finished runs in the order they finished, with when: what retention drops first. */
   private readonly finished = new Map<string, number>();
   private readonly timers = new TimerQueue();
+  private readonly maxActive: number;
+  /** Runs held that are neither finished nor parked (waiting). */
+  private active = 0;
+  /** Starts let in and not yet over (their run is created, or not, when they release). */
+  private admitted = 0;
+  /** Starts held by `admit`, oldest first. */
+  private readonly admissions: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private closed = false;
 
   constructor(options: MemoryRunStoreOptions) {
     const problems: string[] = [];
     const count = options.retainFinishedRuns ?? DEFAULT_RETAIN_FINISHED_RUNS;
     const ms = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
+    const maxActive = options.maxActiveRuns ?? DEFAULT_MAX_ACTIVE_RUNS;
     if (!Number.isSafeInteger(count) || count < 0)
       problems.push('retainFinishedRuns must be an integer >= 0');
     if (!(Number.isFinite(ms) && ms >= 0)) problems.push('retainFinishedMs must be a number >= 0');
+    if (!((Number.isSafeInteger(maxActive) && maxActive >= 1) || maxActive === Number.POSITIVE_INFINITY))
+      problems.push('maxActiveRuns must be an integer >= 1 or Infinity');
     if (problems.length > 0) throw new ValidationError('MemoryRunStore options', problems);
     this.bus = options.bus;
     this.clock = options.clock ?? systemClock;
     this.retainCount = count;
     this.retainMs = ms;
+    this.maxActive = maxActive;
   }
 
   /** Runs held, finished ones included (diagnostics and retention tests). */
   get size(): number {
     return this.runs.size;
+  }
+
+  /** Runs in progress: neither finished nor parked on a wait or sleep (diagnostics and tests). */
+  get activeRuns(): number {
+    return this.active;
+  }
+
+  /** Starts waiting in `admit` for a run in progress to finish or park (diagnostics and tests). */
+  get waitingStarts(): number {
+    return this.admissions.length;
+  }
+
+  async admit(): Promise<() => void> {
+    this.assertOpen();
+    // Nobody overtakes a start already waiting.
+    if (this.admissions.length > 0 || this.active + this.admitted >= this.maxActive) {
+      // Counted in `admitted` by `admitWaiting` when let in.
+      await new Promise<void>((resolve, reject) => this.admissions.push({ resolve, reject }));
+    } else {
+      this.admitted += 1;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.admitted -= 1;
+      this.admitWaiting();
+    };
   }
 
   async create(transition: Transition): Promise<CreateRunResult> {
@@ -113,6 +163,7 @@ export class MemoryRunStore implements RunStore {
       this.all.insert(held.key);
       this.stateIndex(held.state).insert(held.key);
     });
+    if (isActive(held.state)) this.active += 1;
     this.afterWrite(held);
     return { created: true, stored };
   }
@@ -136,7 +187,9 @@ export class MemoryRunStore implements RunStore {
       }
       this.runs.set(run.txId, next);
     });
+    this.active += Number(isActive(next.state)) - Number(isActive(held.state));
     this.afterWrite(next);
+    this.admitWaiting();
     return { version, revision: next.stored.revision };
   }
 
@@ -199,9 +252,19 @@ export class MemoryRunStore implements RunStore {
     this.timers.remove(timerIds);
   }
 
-  /** Further calls are refused; the data stays (nothing to release in memory). */
+  /** Further calls are refused and waiting starts rejected; the data stays (nothing to release). */
   async close(): Promise<void> {
     this.closed = true;
+    for (const waiting of this.admissions.splice(0)) waiting.reject(closedError());
+  }
+
+  /** Lets waiting starts in, oldest first, while runs in progress and starts let in are under the bound. */
+  private admitWaiting(): void {
+    while (this.admissions.length > 0 && this.active + this.admitted < this.maxActive) {
+      // Counted from now: its waiter only resumes later.
+      this.admitted += 1;
+      this.admissions.shift()?.resolve();
+    }
   }
 
   /**
@@ -261,8 +324,17 @@ export class MemoryRunStore implements RunStore {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new Error('MemoryRunStore is closed');
+    if (this.closed) throw closedError();
   }
+}
+
+function closedError(): Error {
+  return new Error('MemoryRunStore is closed');
+}
+
+/** In progress: a run that will move without a signal, a timer or an operator. */
+function isActive(state: RunState): boolean {
+  return state !== RunState.Waiting && !isTerminalRunState(state);
 }
 
 function freeze(stored: StoredRun): StoredRun {

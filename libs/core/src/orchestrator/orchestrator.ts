@@ -454,35 +454,44 @@ export class Orchestrator {
         problems,
       );
     }
-    const now = this.clock.now();
-    const key = options.idempotencyKey;
-    const txId = key === undefined ? this.ids.next() : txIdForIdempotencyKey(key);
-    const traceHeaders =
-      this.observer.runStarting?.({ workflowId, txId, callerHeaders: options.traceHeaders ?? {} }) ??
-      options.traceHeaders;
-    const run = createRun({
-      txId,
-      workflow: definition,
-      input: input as Record<string, unknown>,
-      now,
-      ...(key === undefined ? {} : { idempotencyKey: key }),
-      ...(traceHeaders === undefined ? {} : { traceHeaders: { ...traceHeaders } }),
-    });
-    const decision = decide(workflow, run, { type: 'start' }, now);
-    // Under the run's lock: a result that races in waits until this process knows the run.
-    return this.mutex.run(txId, async () => {
-      const transition = this.transition(decision, 1, { changedSteps: Object.keys(decision.run.steps) });
-      const result = await this.options.runs.create(transition);
-      if (!result.created) {
-        const existing = result.stored.run;
-        if (existing.workflowId !== workflowId || JSON.stringify(existing.input) !== JSON.stringify(input)) {
-          throw new AlreadyExistsError(`idempotency key ${key} started a different run`, { txId });
+    // A store that bounds the runs in progress holds the start here, before its time is taken.
+    const release = await this.options.runs.admit?.();
+    try {
+      const now = this.clock.now();
+      const key = options.idempotencyKey;
+      const txId = key === undefined ? this.ids.next() : txIdForIdempotencyKey(key);
+      const traceHeaders =
+        this.observer.runStarting?.({ workflowId, txId, callerHeaders: options.traceHeaders ?? {} }) ??
+        options.traceHeaders;
+      const run = createRun({
+        txId,
+        workflow: definition,
+        input: input as Record<string, unknown>,
+        now,
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+        ...(traceHeaders === undefined ? {} : { traceHeaders: { ...traceHeaders } }),
+      });
+      const decision = decide(workflow, run, { type: 'start' }, now);
+      // Under the run's lock: a result that races in waits until this process knows the run.
+      return await this.mutex.run(txId, async () => {
+        const transition = this.transition(decision, 1, { changedSteps: Object.keys(decision.run.steps) });
+        const result = await this.options.runs.create(transition);
+        if (!result.created) {
+          const existing = result.stored.run;
+          if (
+            existing.workflowId !== workflowId ||
+            JSON.stringify(existing.input) !== JSON.stringify(input)
+          ) {
+            throw new AlreadyExistsError(`idempotency key ${key} started a different run`, { txId });
+          }
+          return { txId, created: false };
         }
-        return { txId, created: false };
-      }
-      this.committed(decision, result.stored, transition, RunState.Pending, 'start');
-      return { txId, created: true };
-    });
+        this.committed(decision, result.stored, transition, RunState.Pending, 'start');
+        return { txId, created: true };
+      });
+    } finally {
+      release?.();
+    }
   }
 
   /** The run, or RunNotFoundError. */

@@ -88,6 +88,14 @@ export interface RunStore {
    */
   create(transition: Transition): Promise<CreateRunResult>;
   /**
+   * Resolves when the store will take another run, with a release the caller calls once its start
+   * is over, created or not. A store that bounds the runs in progress (the embedded one, whose
+   * broker is the process's own memory) holds starts here while it is full, as a bounded queue
+   * pushes back on its producers; stores without a bound leave it out. Rejects when the store
+   * closes while a start waits.
+   */
+  admit?(): Promise<() => void>;
+  /**
    * Commits a transition over `expected`. Returns the new version and revision, or undefined when
    * the stored run is no longer `expected` (another writer got there first). Throws
    * RunNotFoundError when the run does not exist.
