@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     `MultiAgents embedded mode: ${ORDERS} orders of "${definition.id}", ${FAIL_RATE * 100}% failing at ship_order`,
   );
   const started = performance.now();
-  const outcomes = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
+  const { outcomes } = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
     orders,
     concurrency: 50,
     onFinished: (done) => progress(done, ORDERS),

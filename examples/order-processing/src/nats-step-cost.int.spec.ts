@@ -119,7 +119,7 @@ it(
       await orchestrator.registerWorkflow(orderWorkflow);
       const before = await varz();
       const started = performance.now();
-      const outcomes = await runOrders(orchestrator, observeOrchestrator(orchestrator), {
+      const { outcomes } = await runOrders(orchestrator, observeOrchestrator(orchestrator), {
         orders,
         concurrency: CONCURRENCY,
         timeoutMs: 10 * 60_000,

@@ -26,7 +26,7 @@ describe('order saga in the embedded mode', () => {
       const orders = makeOrders(300, 0.2, 7);
       const failing = orders.filter((o) => o.failShipping).length;
       expect(failing).toBeGreaterThan(30); // the seeded generator really injects failures
-      const outcomes = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
+      const { outcomes } = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
         orders,
         concurrency: 20,
         timeoutMs: 20_000,
@@ -53,7 +53,9 @@ describe('order saga in the embedded mode', () => {
     const stack = await startEmbedded({ workers: createOrderWorkers(ledger), definitions: [orderWorkflow] });
     try {
       const [order] = makeOrders(1, 0);
-      const [outcome] = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
+      const {
+        outcomes: [outcome],
+      } = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
         orders: [order!],
         concurrency: 1,
       });

@@ -28,8 +28,10 @@ export interface RunOrdersOptions {
   /** Called whenever a run reaches a terminal state. */
   readonly onFinished?: (finished: number) => void;
   /**
-   * Called with each order's final run as soon as the observer sees it (when it has the run).
-   * With it, outcomes do not keep the runs: a long benchmark checks each run and lets it go.
+   * Called with each order's final run as soon as the observer sees it (the observer must then
+   * see each run end once, as the in-process one does). With it nothing is kept per finished run
+   * but its latency, and `outcomes` comes back empty: a long benchmark checks each run and lets it
+   * go, so memory shows what the engine keeps.
    */
   readonly onTerminal?: (order: OrderInput, run: Run) => void;
   /** Give up after this long. */
@@ -45,6 +47,14 @@ export interface OrderOutcome {
   readonly run?: Run;
 }
 
+/** What {@link runOrders} measured. */
+export interface RunOrdersResult {
+  /** Each order's latency from start request to terminal state observed, by order index. */
+  readonly latenciesMs: Float64Array;
+  /** Each order's outcome, in order (empty with `onTerminal`). */
+  readonly outcomes: OrderOutcome[];
+}
+
 /**
  * Starts every order through the orchestrator and waits until each run is terminal. The open
  * loop keeps at most `concurrency` start requests in flight (throughput); the closed loop keeps at
@@ -54,28 +64,39 @@ export async function runOrders(
   starter: RunStarter,
   observe: TerminalObserver,
   options: RunOrdersOptions,
-): Promise<OrderOutcome[]> {
-  const { orders, concurrency } = options;
-  const requestedAt = new Array<number>(orders.length);
-  const txIds = new Array<string>(orders.length);
-  const finishedAt = new Map<string, number>();
+): Promise<RunOrdersResult> {
+  const { orders, concurrency, onTerminal } = options;
+  const requestedAt = new Float64Array(orders.length);
+  const latenciesMs = new Float64Array(orders.length).fill(Number.NaN);
+  // Without onTerminal every txId and final run is kept for the outcomes; with it, only the runs
+  // in flight are known (by index), and a run that ends before its start returns waits in
+  // `endedEarly` until it does.
+  const txIds: string[] | undefined = onTerminal ? undefined : new Array<string>(orders.length);
+  const indexOf = new Map<string, number>();
+  const endedEarly = new Map<string, { readonly at: number; readonly run?: Run }>();
   const finalRuns = new Map<string, Run>();
   const waiters = new Map<string, () => void>();
   let finished = 0;
   let allDone!: () => void;
   const everyRunDone = new Promise<void>((resolve) => (allDone = resolve));
-  const orderOf = new Map<string, OrderInput>();
-  const unsubscribe = observe((txId, run) => {
-    if (finishedAt.has(txId)) return;
-    finishedAt.set(txId, performance.now());
-    if (run && options.onTerminal) {
-      // A run can end before its start call returns its txId here: checked once it does.
-      const order = orderOf.get(txId);
-      if (order) {
-        orderOf.delete(txId);
-        options.onTerminal(order, run);
-      } else finalRuns.set(txId, run);
+  const isFinished = (txId: string): boolean => {
+    const i = indexOf.get(txId);
+    return i === undefined ? endedEarly.has(txId) : !Number.isNaN(latenciesMs[i]);
+  };
+  /** Records run `i`'s end, observed at `at`. */
+  const ended = (i: number, txId: string, at: number, run: Run | undefined): void => {
+    latenciesMs[i] = at - (requestedAt[i] as number);
+    if (onTerminal) {
+      indexOf.delete(txId);
+      if (run) onTerminal(orders[i] as OrderInput, run);
     } else if (run) finalRuns.set(txId, run);
+  };
+  const unsubscribe = observe((txId, run) => {
+    if (isFinished(txId)) return;
+    const at = performance.now();
+    const i = indexOf.get(txId);
+    if (i === undefined) endedEarly.set(txId, run ? { at, run } : { at });
+    else ended(i, txId, at, run);
     finished++;
     options.onFinished?.(finished);
     waiters.get(txId)?.();
@@ -98,15 +119,14 @@ export async function runOrders(
       const order = orders[i] as OrderInput;
       requestedAt[i] = performance.now();
       const { txId } = await starter.startWorkflow('order_processing', { ...order });
-      txIds[i] = txId;
-      if (options.onTerminal) {
-        const early = finalRuns.get(txId);
-        if (early) {
-          finalRuns.delete(txId);
-          options.onTerminal(order, early);
-        } else orderOf.set(txId, order);
+      if (txIds) txIds[i] = txId;
+      indexOf.set(txId, i);
+      const early = endedEarly.get(txId);
+      if (early) {
+        endedEarly.delete(txId);
+        ended(i, txId, early.at, early.run);
       }
-      if (options.closed && !finishedAt.has(txId)) {
+      if (options.closed && Number.isNaN(latenciesMs[i])) {
         await new Promise<void>((resolve) => waiters.set(txId, resolve));
         waiters.delete(txId);
       }
@@ -118,14 +138,14 @@ export async function runOrders(
   } finally {
     unsubscribe();
   }
-  return orders.map((order, i) => {
-    const txId = txIds[i] as string;
+  const outcomes = (txIds ?? []).map((txId, i) => {
     const run = finalRuns.get(txId);
     return {
-      order,
+      order: orders[i] as OrderInput,
       txId,
-      latencyMs: (finishedAt.get(txId) ?? NaN) - (requestedAt[i] as number),
+      latencyMs: latenciesMs[i] as number,
       ...(run ? { run } : {}),
     };
   });
+  return { latenciesMs, outcomes };
 }
