@@ -34,8 +34,9 @@ export class SealingRunStore implements RunStore {
     private readonly inner: RunStore,
     private readonly keys: KeyRing,
   ) {
-    const admit = inner.admit;
-    if (admit) this.admit = () => admit.call(inner);
+    if (inner.admit !== undefined) {
+      this.admit = () => inner.admit?.() ?? Promise.resolve(() => undefined);
+    }
   }
 
   async create(transition: Transition): Promise<CreateRunResult> {
