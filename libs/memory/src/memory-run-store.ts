@@ -164,7 +164,7 @@ export class MemoryRunStore implements RunStore {
       this.stateIndex(held.state).insert(held.key);
     });
     if (isActive(held.state)) this.active += 1;
-    this.afterWrite(held);
+    this.afterWrite(held, undefined);
     return { created: true, stored };
   }
 
@@ -188,7 +188,7 @@ export class MemoryRunStore implements RunStore {
       this.runs.set(run.txId, next);
     });
     this.active += Number(isActive(next.state)) - Number(isActive(held.state));
-    this.afterWrite(next);
+    this.afterWrite(next, held.state);
     this.admitWaiting();
     return { version, revision: next.stored.revision };
   }
@@ -289,16 +289,21 @@ export class MemoryRunStore implements RunStore {
     if (transition.ack) this.bus.acknowledge(transition.ack);
   }
 
-  /** Retention: a run that just finished joins the finished list; the oldest beyond the limits go. */
-  private afterWrite(held: Held): void {
-    const txId = held.stored.run.txId;
+  /**
+   * Retention: a run that just finished joins the finished list, and the oldest beyond the limits
+   * go. `before` is the state it had (undefined for a new run): most writes move a run in
+   * progress and touch nothing here.
+   */
+  private afterWrite(held: Held, before: RunState | undefined): void {
+    const wasFinished = before !== undefined && isTerminalRunState(before);
     if (!isTerminalRunState(held.state)) {
       // An operator reopened a finished run: it is live again.
-      this.finished.delete(txId);
+      if (wasFinished) this.finished.delete(held.stored.run.txId);
       return;
     }
-    if (!this.finished.has(txId)) this.finished.set(txId, this.clock.now());
-    const oldestKept = this.clock.now() - this.retainMs;
+    const now = this.clock.now();
+    if (!wasFinished) this.finished.set(held.stored.run.txId, now);
+    const oldestKept = now - this.retainMs;
     for (const [id, endedAt] of this.finished) {
       if (this.finished.size <= this.retainCount && endedAt >= oldestKept) break;
       this.finished.delete(id);
