@@ -57,6 +57,39 @@ describe('WorkerRunner', () => {
       expect(seen?.ctx.signal.aborted).toBe(false);
     });
 
+    it("hands a frozen input (the in-process bus) over as the handler's own mutable deep copy", async () => {
+      const frozen = (value: object): object => {
+        for (const child of Object.values(value))
+          if (typeof child === 'object' && child !== null) frozen(child);
+        return Object.freeze(value);
+      };
+      // As JSON.parse makes it: "__proto__" is an own key, not the prototype.
+      const input = frozen(
+        JSON.parse(
+          '{"sku":"A-1","lines":[{"n":1},[2,null]],"meta":{"ok":true},"__proto__":{"x":1}}',
+        ) as object,
+      );
+      let seen: Record<string, unknown> | undefined;
+      const r = runner((given: Record<string, unknown>) => {
+        seen = given;
+        given['sku'] = 'changed';
+        (given['lines'] as unknown[]).push('more');
+        (given['meta'] as Record<string, unknown>)['ok'] = false;
+        return {};
+      });
+      const outcome = await r.run(stepCommand({ input: input }));
+      expect(outcome.kind).toBe('completed');
+      expect(JSON.stringify(seen)).toBe(
+        '{"sku":"changed","lines":[{"n":1},[2,null],"more"],"meta":{"ok":false},"__proto__":{"x":1}}',
+      );
+      expect(Object.getPrototypeOf(seen)).toBe(Object.prototype);
+      expect(Object.prototype.hasOwnProperty.call(seen, '__proto__')).toBe(true);
+      // The message every other consumer sees is untouched.
+      expect(JSON.stringify(input)).toBe(
+        '{"sku":"A-1","lines":[{"n":1},[2,null]],"meta":{"ok":true},"__proto__":{"x":1}}',
+      );
+    });
+
     it('gives the handler a logger carrying worker, txId, step and attempt', async () => {
       const logger = recordingLogger();
       const r = runner(
