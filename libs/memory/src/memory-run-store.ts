@@ -92,8 +92,6 @@ export class MemoryRunStore implements RunStore {
   private readonly finished = new Map<string, number>();
   private readonly timers = new TimerQueue();
   private readonly maxActive: number;
-  /** Runs held that are neither finished nor parked (waiting). */
-  private active = 0;
   /** Starts let in and not yet over (their run is created, or not, when they release). */
   private admitted = 0;
   /** Starts held by `admit`, oldest first. */
@@ -125,7 +123,8 @@ export class MemoryRunStore implements RunStore {
 
   /** Runs in progress: neither finished nor parked on a wait or sleep (diagnostics and tests). */
   get activeRuns(): number {
-    return this.active;
+    // `finished` holds exactly the finished runs still held.
+    return this.runs.size - this.finished.size - (this.byState.get(RunState.Waiting)?.size ?? 0);
   }
 
   /** Starts waiting in `admit` for a run in progress to finish or park (diagnostics and tests). */
@@ -136,7 +135,7 @@ export class MemoryRunStore implements RunStore {
   async admit(): Promise<() => void> {
     this.assertOpen();
     // Nobody overtakes a start already waiting.
-    if (this.admissions.length > 0 || this.active + this.admitted >= this.maxActive) {
+    if (this.admissions.length > 0 || this.activeRuns + this.admitted >= this.maxActive) {
       // Counted in `admitted` by `admitWaiting` when let in.
       await new Promise<void>((resolve, reject) => this.admissions.push({ resolve, reject }));
     } else {
@@ -163,7 +162,6 @@ export class MemoryRunStore implements RunStore {
       this.all.insert(held.key);
       this.stateIndex(held.state).insert(held.key);
     });
-    if (isActive(held.state)) this.active += 1;
     this.afterWrite(held, undefined);
     return { created: true, stored };
   }
@@ -187,7 +185,6 @@ export class MemoryRunStore implements RunStore {
       }
       this.runs.set(run.txId, next);
     });
-    this.active += Number(isActive(next.state)) - Number(isActive(held.state));
     this.afterWrite(next, held.state);
     this.admitWaiting();
     return { version, revision: next.stored.revision };
@@ -260,7 +257,7 @@ export class MemoryRunStore implements RunStore {
 
   /** Lets waiting starts in, oldest first, while runs in progress and starts let in are under the bound. */
   private admitWaiting(): void {
-    while (this.admissions.length > 0 && this.active + this.admitted < this.maxActive) {
+    while (this.admissions.length > 0 && this.activeRuns + this.admitted < this.maxActive) {
       // Counted from now: its waiter only resumes later.
       this.admitted += 1;
       this.admissions.shift()?.resolve();
@@ -335,11 +332,6 @@ export class MemoryRunStore implements RunStore {
 
 function closedError(): Error {
   return new Error('MemoryRunStore is closed');
-}
-
-/** In progress: a run that will move without a signal, a timer or an operator. */
-function isActive(state: RunState): boolean {
-  return state !== RunState.Waiting && !isTerminalRunState(state);
 }
 
 function freeze(stored: StoredRun): StoredRun {
