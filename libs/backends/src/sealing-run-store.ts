@@ -34,9 +34,8 @@ export class SealingRunStore implements RunStore {
     private readonly inner: RunStore,
     private readonly keys: KeyRing,
   ) {
-    if (inner.admit !== undefined) {
-      this.admit = () => inner.admit?.() ?? Promise.resolve(() => undefined);
-    }
+    const admit = inner.admit?.bind(inner);
+    if (admit) this.admit = admit;
   }
 
   async create(transition: Transition): Promise<CreateRunResult> {
