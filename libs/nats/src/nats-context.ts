@@ -620,13 +620,8 @@ export async function withinMs(promise: Promise<unknown>, ms: number): Promise<b
 /** A failure that retrying can cure: no answer in time, or nobody answering yet (JetStream starting). */
 export function isTransient(err: unknown): boolean {
   if (err instanceof JetStreamApiError) return false;
-  // JetStreamNotEnabled (no responders) extends Error, not JetStreamError; match it by name.
-  if (
-    err instanceof Error &&
-    (err.name === 'TimeoutError' || err.name === 'NoRespondersError' || err.name === 'JetStreamNotEnabled')
-  )
-    return true;
-  return err instanceof JetStreamError && /timeout|no responders/i.test(err.message);
+  if ((err instanceof Error && err.name === 'TimeoutError') || isNoResponders(err)) return true;
+  return err instanceof JetStreamError && /timeout/i.test(err.message);
 }
 
 /**
@@ -646,7 +641,10 @@ export async function untilAnswered<T>(request: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Nobody listened on the subject: no stream (yet) took the request, so it had no effect. */
+/**
+ * Nobody listened on the subject: no stream (yet) took the request, so it had no effect.
+ * JetStreamNotEnabled (the client's name for it) extends Error, not JetStreamError: matched by name.
+ */
 function isNoResponders(err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     if (
