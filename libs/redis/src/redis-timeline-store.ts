@@ -1,13 +1,27 @@
 import type { TimelineEntry, TimelineStore } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
+import type { ScriptArg } from './scripts';
+import { TurnBatcher } from './turn-batcher';
+
+/** Entries per script call: keeps ARGV well below Lua's limits. */
+const MAX_ENTRIES_PER_CALL = 500;
+
+/** One append: a run's timeline key, its time to live and its entries. */
+interface Append {
+  readonly key: string;
+  readonly ttlMs: number;
+  readonly entries: readonly TimelineEntry[];
+}
 
 /**
  * Run timelines and once-only marks on Redis, for the event-monitor. A timeline is a hash beside
  * its run (same partition hash tag): one field per version, written with HSETNX so a redelivered
  * event changes nothing and replicas appending at once never overwrite each other; the hash
- * expires `ttlMs` after its last append (both in one script call, `append-timeline.lua`). A mark
- * is `SET NX PX`. Not on the per-step path: only the monitor writes here.
+ * expires `ttlMs` after its last append (both in one script call, `append-timeline.lua`). The
+ * appends of one event-loop turn go in one call per partition (a {@link TurnBatcher}): the
+ * monitor appends once per event, and one call per event cost as much as the rest of its work.
+ * A mark is `SET NX PX`. Not on the per-step path: only the monitor writes here.
  *
  * @example
  * const timelines = new RedisTimelineStore(backend.connection);
@@ -17,18 +31,42 @@ export class RedisTimelineStore implements TimelineStore {
   /** The connection this store shares with its backend. */
   readonly connection: RedisConnection;
   private readonly owned: boolean;
+  private readonly batcher: TurnBatcher<Append>;
 
   /** Uses `connection` (not closed by this store) or opens its own from options. */
   constructor(connection: RedisConnection | RedisBackendOptions) {
     this.owned = !(connection instanceof RedisConnection);
     this.connection = connection instanceof RedisConnection ? connection : RedisConnection.open(connection);
+    this.batcher = new TurnBatcher<Append>({
+      send: (_slot, appends) => this.send(appends),
+      failure: (_slot, err) => this.connection.redisError('append timeline', err),
+      weight: (append) => append.entries.length,
+      maxWeight: MAX_ENTRIES_PER_CALL,
+    });
   }
 
   async append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void> {
-    const key = this.connection.keys.timeline(txId);
-    const args: Array<string | number> = [Math.max(1, Math.ceil(ttlMs))];
-    for (const entry of entries) args.push(entry.version, JSON.stringify(entry));
-    await this.connection.call('append timeline', () => this.connection.scripts.appendTimeline(key, args));
+    this.connection.assertOpen();
+    if (entries.length === 0) return;
+    const { keys } = this.connection;
+    const key = keys.timeline(txId);
+    await this.batcher.add(String(keys.partitionOf(txId)), {
+      key,
+      ttlMs: Math.max(1, Math.ceil(ttlMs)),
+      entries,
+    });
+  }
+
+  private async send(appends: readonly Append[]): Promise<void> {
+    const args: ScriptArg[] = [];
+    for (const { ttlMs, entries } of appends) {
+      args.push(ttlMs, entries.length);
+      for (const entry of entries) args.push(entry.version, JSON.stringify(entry));
+    }
+    await this.connection.scripts.appendTimeline(
+      appends.map((append) => append.key),
+      args,
+    );
   }
 
   async get(txId: string): Promise<TimelineEntry[] | undefined> {
@@ -56,6 +94,7 @@ export class RedisTimelineStore implements TimelineStore {
   }
 
   async close(): Promise<void> {
+    await this.batcher.drain();
     if (this.owned) await this.connection.close();
   }
 }

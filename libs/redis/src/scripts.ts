@@ -36,7 +36,7 @@ export interface RedisScripts {
   indexPage(key: string, args: readonly ScriptArg[]): Promise<string[]>;
   pruneIndex(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number]>;
   putDefinition(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
-  appendTimeline(key: string, args: readonly ScriptArg[]): Promise<number>;
+  appendTimeline(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
 }
 
 // Names are namespaced: other code may define commands on a client it shares with us. Scripts
@@ -98,6 +98,6 @@ export function defineScripts(client: RedisClient): RedisScripts {
     indexPage: (key, args) => indexPage([key], args) as Promise<string[]>,
     pruneIndex: (keys, args) => pruneIndex(keys, args) as Promise<[number, number]>,
     putDefinition: (keys, args) => putDefinition(keys, args) as Promise<number>,
-    appendTimeline: (key, args) => appendTimeline([key], args) as Promise<number>,
+    appendTimeline: (keys, args) => appendTimeline(keys, args) as Promise<number>,
   };
 }

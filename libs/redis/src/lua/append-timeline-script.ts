@@ -1,22 +1,38 @@
 /**
- * `append-timeline.lua`: adds entries to a run's timeline and restarts its time to live, in one
- * command (the event-monitor writes one per event).
+ * `append-timeline.lua`: adds entries to the timelines of one or more runs of one partition and
+ * restarts each one's time to live, in one command (the event-monitor's appends of one
+ * event-loop turn, batched per partition).
  *
  * ```
- * KEYS[1]   the run's timeline hash
- * ARGV[1]   time to live (ms) from now
- * ARGV[2k], ARGV[2k+1]   (k >= 1) an entry's version and its JSON
+ * KEYS[k]   a run's timeline hash (every key in one partition: one hash tag)
+ * ARGV      per key, in KEYS order: its time to live (ms) from now, n, then n pairs of an entry's
+ *           version and its JSON
  * returns   the number of entries added (a version already there is kept as it was)
+ *           error 'ERR multiagents append-timeline: bad arguments' (nothing written)
  * ```
  *
  * HSETNX per version: a redelivered event changes nothing, and replicas appending at once never
- * overwrite each other.
+ * overwrite each other. The arguments are checked before the first write.
  */
 export const APPEND_TIMELINE_SCRIPT = `#!lua
-local added = 0
-for i = 2, #ARGV, 2 do
-  added = added + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+local plan = {}
+local i = 1
+for k = 1, #KEYS do
+  local ttl, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  if not ttl or ttl < 1 or not n or n < 0 or n ~= math.floor(n) or i + 1 + 2 * n > #ARGV then
+    return redis.error_reply('ERR multiagents append-timeline: bad arguments')
+  end
+  plan[k] = { i + 2, n, ttl }
+  i = i + 2 + 2 * n
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if i ~= #ARGV + 1 then return redis.error_reply('ERR multiagents append-timeline: bad arguments') end
+local added = 0
+for k = 1, #KEYS do
+  local first, n, ttl = plan[k][1], plan[k][2], plan[k][3]
+  for j = first, first + 2 * n - 2, 2 do
+    added = added + redis.call('HSETNX', KEYS[k], ARGV[j], ARGV[j + 1])
+  end
+  redis.call('PEXPIRE', KEYS[k], ttl)
+end
 return added
 `;

@@ -1,0 +1,60 @@
+import { RunState } from '@multiagents/contracts';
+import type { TimelineEntry } from '@multiagents/core';
+import { freshPrefix, useRedisServer } from './test/redis-test-server';
+
+function entry(version: number, state: RunState = RunState.Running): TimelineEntry {
+  return { version, state, time: 1_700_000_000_000 + version, events: [] };
+}
+
+/** EVALSHA calls Redis executed so far (INFO commandstats). */
+async function evalshaCalls(info: string): Promise<number> {
+  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+describe('RedisTimelineStore', () => {
+  const redis = useRedisServer();
+
+  it("writes one turn's appends as one script call per partition, every entry kept", async () => {
+    const backend = redis.backend({ prefix: freshPrefix(), partitions: 2 });
+    const { client } = backend.connection;
+    const txIds = Array.from({ length: 40 }, (_, i) => `tx-${i}`);
+    // Warm up: the script is loaded, so every later call is one EVALSHA.
+    await backend.timelines.append('tx-warm', [entry(1)], 60_000);
+    const before = await evalshaCalls(await client.info('commandstats'));
+    await Promise.all(txIds.map((txId) => backend.timelines.append(txId, [entry(1), entry(2)], 60_000)));
+    const after = await evalshaCalls(await client.info('commandstats'));
+    const partitions = new Set(txIds.map((txId) => backend.connection.keys.partitionOf(txId)));
+    expect(partitions.size).toBe(2);
+    expect(after - before).toBe(partitions.size);
+    for (const txId of txIds) {
+      expect((await backend.timelines.get(txId))?.map((e) => e.version)).toEqual([1, 2]);
+      const ttl = await client.pttl(backend.connection.keys.timeline(txId));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+    }
+  });
+
+  it('keeps the first copy of a version appended twice in one turn', async () => {
+    const backend = redis.backend({ prefix: freshPrefix() });
+    await Promise.all([
+      backend.timelines.append('tx-1', [entry(1, RunState.Running)], 60_000),
+      backend.timelines.append('tx-1', [entry(1, RunState.Completed), entry(2, RunState.Completed)], 60_000),
+    ]);
+    expect((await backend.timelines.get('tx-1'))?.map((e) => e.state)).toEqual(['running', 'completed']);
+  });
+
+  it('refuses malformed arguments before writing anything', async () => {
+    const backend = redis.backend({ prefix: freshPrefix() });
+    const { keys, scripts, client } = backend.connection;
+    const key = keys.timeline('tx-1');
+    // The second key's count promises more pairs than there are.
+    await expect(
+      scripts.appendTimeline([key, keys.timeline('tx-2')], [60_000, 1, 1, '{}', 60_000, 3, 1, '{}']),
+    ).rejects.toThrow(/append-timeline: bad arguments/);
+    await expect(scripts.appendTimeline([key], [0, 1, 1, '{}'])).rejects.toThrow(/bad arguments/);
+    await expect(scripts.appendTimeline([key], [60_000, 1, 1, '{}', 'extra'])).rejects.toThrow(
+      /bad arguments/,
+    );
+    expect(await client.exists(key)).toBe(0);
+  });
+});
