@@ -61,6 +61,27 @@ describe('MemoryRunStore retention', () => {
     await runs.commit((await runs.get(b.txId))!, write({ ...b, state: RunState.Completed }));
     expect((await runs.get(a.txId))?.run.state).toBe(RunState.Running);
   });
+  it('hands a finished run back whole (kept packed), by get and by list, and reopens it on its revision', async () => {
+    const runs = new MemoryRunStore({ bus: new MemoryEventBus() });
+    const run = makeRun({
+      state: RunState.Running,
+      context: { orderId: 'o-1', items: [{ sku: 'a', qty: 2 }] },
+    });
+    await runs.create(write(run));
+    const done: Run = { ...run, state: RunState.Completed, context: { ...run.context, tracking: 't-1' } };
+    const revision = await runs.commit((await runs.get(run.txId))!, write(done));
+    const stored = await runs.get(run.txId);
+    expect(stored).toEqual({ run: done, version: 2, revision: revision!.revision });
+    expect((await runs.list({ workflowId: run.workflowId }, 10)).runs).toEqual([done]);
+    expect((await runs.list({ state: RunState.Completed }, 10)).runs).toEqual([done]);
+    // A stale revision is refused; the current one reopens it (an operator's retry).
+    expect(
+      await runs.commit({ version: 1, revision: '1' }, write({ ...done, state: RunState.Running })),
+    ).toBeUndefined();
+    const reopened: Run = { ...done, state: RunState.Running };
+    expect(await runs.commit(stored!, write(reopened))).toEqual({ version: 3, revision: '3' });
+    expect((await runs.get(run.txId))?.run).toBe(reopened);
+  });
 });
 
 describe('MemoryRunStore atomicity', () => {

@@ -56,12 +56,34 @@ export interface MemoryRunStoreOptions {
   readonly maxActiveRuns?: number;
 }
 
-/** One run as held: replaced on every write, never changed afterwards (so `stored` can be handed out). */
+/** One run as held: replaced on every write, never changed afterwards. */
 interface Held {
-  readonly stored: StoredRun;
   /** Fixed at create: a run's createdAt never changes, and the indexes are keyed on it. */
   readonly key: RunKey;
   readonly state: RunState;
+  readonly workflowId: string;
+  /** The version; the revision is the same number as a string. */
+  readonly version: number;
+  /**
+   * A run in progress as given (handed out as is: runs are immutable values); a finished one as
+   * its JSON in UTF-8 bytes, outside the V8 heap (see {@link MemoryRunStore}, retention).
+   */
+  readonly body: StoredRun | Buffer;
+}
+
+function isPacked(body: StoredRun | Buffer): body is Buffer {
+  return body instanceof Buffer;
+}
+
+/** The run `held` holds, unpacked when it is a finished one. */
+function storedOf(held: Held): StoredRun {
+  const { body, version } = held;
+  if (!isPacked(body)) return body;
+  return freeze({
+    run: JSON.parse(body.toString('utf8')) as StoredRun['run'],
+    version,
+    revision: String(version),
+  });
 }
 
 /**
@@ -154,9 +176,15 @@ export class MemoryRunStore implements RunStore {
     this.assertOpen();
     const run = transition.run;
     const existing = this.runs.get(run.txId);
-    if (existing !== undefined) return { created: false, stored: existing.stored };
+    if (existing !== undefined) return { created: false, stored: storedOf(existing) };
     const stored = freeze({ run, version: 1, revision: '1' });
-    const held: Held = { stored, key: { createdAt: run.createdAt, txId: run.txId }, state: run.state };
+    const held: Held = {
+      key: { createdAt: run.createdAt, txId: run.txId },
+      state: run.state,
+      workflowId: run.workflowId,
+      version: 1,
+      body: stored,
+    };
     this.apply(transition, () => {
       this.runs.set(run.txId, held);
       this.all.insert(held.key);
@@ -171,12 +199,14 @@ export class MemoryRunStore implements RunStore {
     const run = transition.run;
     const held = this.runs.get(run.txId);
     if (held === undefined) throw new RunNotFoundError(run.txId);
-    if (held.stored.revision !== expected.revision) return undefined;
-    const version = held.stored.version + 1;
+    if (String(held.version) !== expected.revision) return undefined;
+    const version = held.version + 1;
     const next: Held = {
-      stored: freeze({ run, version, revision: String(version) }),
       key: held.key,
       state: run.state,
+      workflowId: held.workflowId,
+      version,
+      body: freeze({ run, version, revision: String(version) }),
     };
     this.apply(transition, () => {
       if (next.state !== held.state) {
@@ -187,12 +217,13 @@ export class MemoryRunStore implements RunStore {
     });
     this.afterWrite(next, held.state);
     this.admitWaiting();
-    return { version, revision: next.stored.revision };
+    return { version, revision: String(version) };
   }
 
   async get(txId: string): Promise<StoredRun | undefined> {
     this.assertOpen();
-    return this.runs.get(txId)?.stored;
+    const held = this.runs.get(txId);
+    return held === undefined ? undefined : storedOf(held);
   }
 
   async list(filter: RunFilter, limit: number, cursor?: string): Promise<RunPage> {
@@ -218,13 +249,13 @@ export class MemoryRunStore implements RunStore {
       if (!index.has(key.txId)) continue;
       const held = this.runs.get(key.txId);
       if (held === undefined) continue;
-      if (filter.workflowId !== undefined && held.stored.run.workflowId !== filter.workflowId) continue;
+      if (filter.workflowId !== undefined && held.workflowId !== filter.workflowId) continue;
       // One match past a full page proves there is a next page (no empty last page).
       if (runs.length === limit) {
         more = true;
         break;
       }
-      runs.push(held.stored.run);
+      runs.push(storedOf(held).run);
       last = key;
     }
     return more && last !== undefined
@@ -293,13 +324,19 @@ export class MemoryRunStore implements RunStore {
    */
   private afterWrite(held: Held, before: RunState | undefined): void {
     const wasFinished = before !== undefined && isTerminalRunState(before);
+    const txId = held.key.txId;
     if (!isTerminalRunState(held.state)) {
       // An operator reopened a finished run: it is live again.
-      if (wasFinished) this.finished.delete(held.stored.run.txId);
+      if (wasFinished) this.finished.delete(txId);
       return;
     }
     const now = this.clock.now();
-    if (!wasFinished) this.finished.set(held.stored.run.txId, now);
+    if (!wasFinished) this.finished.set(txId, now);
+    // Kept packed: a finished run is rarely read again, and thousands of them kept as objects
+    // would weigh on every major GC and on the heap the GC lets grow in between.
+    if (!isPacked(held.body)) {
+      this.runs.set(txId, { ...held, body: Buffer.from(JSON.stringify(held.body.run), 'utf8') });
+    }
     const oldestKept = now - this.retainMs;
     for (const [id, endedAt] of this.finished) {
       if (this.finished.size <= this.retainCount && endedAt >= oldestKept) break;
