@@ -26,7 +26,13 @@ import {
 import { createTracing, parseTracingConfig, type Tracing } from '@multiagents/telemetry';
 import type { WorkerContext } from '@multiagents/worker-sdk';
 import { counterDelta, natsCounters, redisCounters, type BrokerCounters } from './broker-stats';
-import { createOrderWorkers, EffectsLedger, makeOrders, type OrderInput } from './order-workers';
+import {
+  createOrderWorkers,
+  EffectsLedger,
+  makeOrderBook,
+  type OrderInput,
+  type OrderList,
+} from './order-workers';
 import { observeOrchestrator, runOrders } from './run-orders';
 import { measureRedisFloor } from './redis-floor';
 import { measureNatsFloor } from './nats-floor';
@@ -174,7 +180,7 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** The same worker functions, called directly: no bus, no state, no engine. */
-async function measureFloor(orders: readonly OrderInput[]): Promise<number> {
+async function measureFloor(orders: OrderList): Promise<number> {
   const byName = new Map(createOrderWorkers(new EffectsLedger()).map((w) => [w.name, w.handler]));
   // Nothing is ever aborted here: one signal serves every call (an AbortController per call cost
   // the floor a twentieth of its time, which only flattered the ratio).
@@ -185,7 +191,7 @@ async function measureFloor(orders: readonly OrderInput[]): Promise<number> {
   };
   const started = performance.now();
   for (let i = 0; i < orders.length; i++) {
-    const order = orders[i] as OrderInput;
+    const order = orders.at(i) as OrderInput;
     const tx = `floor-${i}`;
     let context: Record<string, unknown> = { ...order };
     context = { ...context, ...((await call('inventory.reserve', order, `${tx}:r`)) as object) };
@@ -268,7 +274,7 @@ function peakRssMb(pid: number | undefined): number {
   }
 }
 
-async function runEmbeddedBench(args: BenchArgs, orders: OrderInput[]): Promise<Measured> {
+async function runEmbeddedBench(args: BenchArgs, orders: OrderList): Promise<Measured> {
   const ledger = new EffectsLedger();
   const tracing = await benchTracing('memory');
   const stack = await startEmbedded({
@@ -323,7 +329,7 @@ const TERMINAL_STATES: ReadonlySet<string> = new Set([
   RunState.CompensationFailed,
 ]);
 
-async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promise<Measured> {
+async function runDistributedBench(args: BenchArgs, orders: OrderList): Promise<Measured> {
   const backend = args.backend as 'redis' | 'nats';
   // A production-like private server: Redis with the AOF on and fsync every second; NATS with a
   // monitoring port for its counters.
@@ -481,7 +487,8 @@ async function runDistributedBench(args: BenchArgs, orders: OrderInput[]): Promi
         : await measureNatsFloor(server.url, orders, args.concurrency);
     const floorDelta = counterDelta(floorBefore, await counters());
     // The floor does exactly the saga's steps: 3 per completed order, 4 per compensated one.
-    const floorSteps = orders.reduce((sum, o) => sum + (o.failShipping ? 5 : 3), 0);
+    let floorSteps = 0;
+    for (let i = 0; i < orders.length; i++) floorSteps += orders.at(i)?.failShipping ? 5 : 3;
     return {
       latenciesMs,
       tally,
@@ -581,7 +588,8 @@ function medianReport(reports: readonly Report[]): Report {
 
 async function main(): Promise<void> {
   const args = parse();
-  const orders = makeOrders(args.n, args.failRate, args.seed);
+  // Made on demand: the bench holds no list of orders that grows with N.
+  const orders = makeOrderBook(args.n, args.failRate, args.seed);
   const reports: Report[] = [];
   const problems: string[] = [];
   // Each run measures its floor right after it, so a run and its floor share the machine's mood.

@@ -20,7 +20,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import type { OrderInput } from './order-workers';
+import type { OrderInput, OrderList } from './order-workers';
 
 interface State {
   step: number;
@@ -44,11 +44,7 @@ const STEPS = ['reserve', 'charge', 'ship'] as const;
 const BATCH = 256;
 
 /** Runs every order through the hand-written saga with `concurrency` in flight; returns wall ms. */
-export async function measureNatsFloor(
-  url: string,
-  orders: readonly OrderInput[],
-  concurrency: number,
-): Promise<number> {
+export async function measureNatsFloor(url: string, orders: OrderList, concurrency: number): Promise<number> {
   const id = `floor_${Date.now()}`;
   const commandsStream = `${id}_commands`;
   const resultsStream = `${id}_results`;
@@ -113,7 +109,7 @@ export async function measureNatsFloor(
   const startNext = async (kvClient = kv, js = producerJs): Promise<void> => {
     if (next >= orders.length) return;
     const i = next++;
-    const state: State = { step: 0, undo: false, order: orders[i] as OrderInput };
+    const state: State = { step: 0, undo: false, order: orders.at(i) as OrderInput };
     states.set(`t${i}`, state);
     await send(`t${i}`, state, kvClient, js);
   };

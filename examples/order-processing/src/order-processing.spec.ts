@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { RunState } from '@multiagents/contracts';
 import { parseDefinition } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
-import { createOrderWorkers, EffectsLedger, makeOrders } from './order-workers';
+import { createOrderWorkers, EffectsLedger, makeOrderBook, makeOrders } from './order-workers';
 import { observeOrchestrator, runOrders } from './run-orders';
 import { formatTimeline } from './timeline';
 import { verifyOrderRun } from './verify-orders';
@@ -46,6 +46,21 @@ describe('order saga in the embedded mode', () => {
     } finally {
       await stack.close();
     }
+  });
+
+  it('the on-demand order book gives the same seeded orders every time, and nothing out of range', () => {
+    const book = makeOrderBook(1_000, 0.1, 42);
+    const again = makeOrderBook(1_000, 0.1, 42);
+    const other = makeOrderBook(1_000, 0.1, 43);
+    const failing = (list: typeof book): number[] =>
+      Array.from({ length: list.length }, (_, i) => i).filter((i) => list.at(i)?.failShipping === true);
+    expect(book.at(0)).toEqual({ orderId: 'o-1', total: 10 });
+    expect(failing(again)).toEqual(failing(book));
+    expect(failing(other)).not.toEqual(failing(book));
+    expect(failing(book).length).toBeGreaterThan(60);
+    expect(failing(book).length).toBeLessThan(140);
+    expect([book.at(-1), book.at(1_000), book.at(1.5)]).toEqual([undefined, undefined, undefined]);
+    expect(makeOrders(1_000, 0.1, 42)).toEqual(Array.from({ length: 1_000 }, (_, i) => book.at(i)));
   });
 
   it('verification catches a run that did not compensate', async () => {

@@ -96,12 +96,31 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** Orders by index: an array, or {@link makeOrderBook}'s list made on demand. */
+export interface OrderList {
+  readonly length: number;
+  at(index: number): OrderInput | undefined;
+}
+
+/**
+ * The orders {@link makeOrders} lists, made on demand from their index: one byte per order is
+ * kept (whether it fails), so a long benchmark holds no list of orders that grows with N.
+ */
+export function makeOrderBook(n: number, failRate: number, seed = 42): OrderList {
+  const random = seededRandom(seed);
+  const fails = new Uint8Array(n);
+  for (let i = 0; i < n; i++) fails[i] = random() < failRate ? 1 : 0;
+  return {
+    length: n,
+    at: (i) =>
+      Number.isInteger(i) && i >= 0 && i < n
+        ? { orderId: `o-${i + 1}`, total: 10 + (i % 90), ...(fails[i] === 1 ? { failShipping: true } : {}) }
+        : undefined,
+  };
+}
+
 /** `n` orders; a fraction `failRate` of them (chosen by the seeded generator) fail at shipping. */
 export function makeOrders(n: number, failRate: number, seed = 42): OrderInput[] {
-  const random = seededRandom(seed);
-  return Array.from({ length: n }, (_, i) => ({
-    orderId: `o-${i + 1}`,
-    total: 10 + (i % 90),
-    ...(random() < failRate ? { failShipping: true } : {}),
-  }));
+  const book = makeOrderBook(n, failRate, seed);
+  return Array.from({ length: n }, (_, i) => book.at(i) as OrderInput);
 }

@@ -6,7 +6,7 @@
  * write (SET) — what any durable saga on Streams must do at least. Compensations too.
  */
 import Redis from 'ioredis';
-import type { OrderInput } from './order-workers';
+import type { OrderInput, OrderList } from './order-workers';
 
 interface State {
   step: number;
@@ -29,7 +29,7 @@ function fields(list: string[]): Record<string, string> {
 /** Runs every order through the hand-written saga with `concurrency` in flight; returns wall ms. */
 export async function measureRedisFloor(
   url: string,
-  orders: readonly OrderInput[],
+  orders: OrderList,
   concurrency: number,
 ): Promise<number> {
   const prefix = `floor:${Date.now()}`;
@@ -55,7 +55,7 @@ export async function measureRedisFloor(
   const startNext = (pipeline: ReturnType<Redis['pipeline']>): void => {
     if (next >= orders.length) return;
     const i = next++;
-    const state: State = { step: 0, undo: false, order: orders[i] as OrderInput };
+    const state: State = { step: 0, undo: false, order: orders.at(i) as OrderInput };
     states.set(`t${i}`, state);
     send(pipeline, `t${i}`, state);
   };

@@ -1,6 +1,6 @@
 import { isTerminalRunState, type Run } from '@multiagents/contracts';
 import type { Orchestrator } from '@multiagents/core';
-import type { OrderInput } from './order-workers';
+import type { OrderInput, OrderList } from './order-workers';
 
 /**
  * Tells when runs become terminal: calls `listener(txId, run?)` once per run (with the final run
@@ -21,7 +21,7 @@ export type RunStarter = Pick<Orchestrator, 'startWorkflow'>;
 
 /** Options of {@link runOrders}. */
 export interface RunOrdersOptions {
-  readonly orders: readonly OrderInput[];
+  readonly orders: OrderList;
   /** Open loop: start requests in flight. Closed loop: whole workflows in flight. */
   readonly concurrency: number;
   readonly closed?: boolean;
@@ -88,7 +88,7 @@ export async function runOrders(
     latenciesMs[i] = at - (requestedAt[i] as number);
     if (onTerminal) {
       indexOf.delete(txId);
-      if (run) onTerminal(orders[i] as OrderInput, run);
+      if (run) onTerminal(orders.at(i) as OrderInput, run);
     } else if (run) finalRuns.set(txId, run);
   };
   const unsubscribe = observe((txId, run) => {
@@ -116,7 +116,7 @@ export async function runOrders(
   const lane = async (): Promise<void> => {
     while (next < orders.length) {
       const i = next++;
-      const order = orders[i] as OrderInput;
+      const order = orders.at(i) as OrderInput;
       requestedAt[i] = performance.now();
       const { txId } = await starter.startWorkflow('order_processing', { ...order });
       if (txIds) txIds[i] = txId;
@@ -141,7 +141,7 @@ export async function runOrders(
   const outcomes = (txIds ?? []).map((txId, i) => {
     const run = finalRuns.get(txId);
     return {
-      order: orders[i] as OrderInput,
+      order: orders.at(i) as OrderInput,
       txId,
       latencyMs: latenciesMs[i] as number,
       ...(run ? { run } : {}),
