@@ -58,6 +58,7 @@ export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
         await bus.close();
         await runs.close();
         await definitions.close();
+        await timelines.close();
         await connection.close();
       })();
       return closing;

@@ -51,10 +51,27 @@ describe('RedisTimelineStore', () => {
     await expect(
       scripts.appendTimeline([key, keys.timeline('tx-2')], [60_000, 1, 1, '{}', 60_000, 3, 1, '{}']),
     ).rejects.toThrow(/append-timeline: bad arguments/);
-    await expect(scripts.appendTimeline([key], [0, 1, 1, '{}'])).rejects.toThrow(/bad arguments/);
+    // A bad time to live on a later key: the first key's entry is not written either.
+    for (const ttl of [0, 'nan', 'inf', '-inf', 1.5, '1e300']) {
+      await expect(
+        scripts.appendTimeline([key, keys.timeline('tx-2')], [60_000, 1, 1, '{}', ttl, 1, 1, '{}']),
+      ).rejects.toThrow(/bad arguments/);
+    }
     await expect(scripts.appendTimeline([key], [60_000, 1, 1, '{}', 'extra'])).rejects.toThrow(
       /bad arguments/,
     );
+    expect(await client.exists(key, keys.timeline('tx-2'))).toBe(0);
+    await expect(backend.timelines.append('tx-1', [entry(1)], Number.NaN)).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     expect(await client.exists(key)).toBe(0);
+  });
+
+  it('restarts the time to live of a timeline when nothing new is appended', async () => {
+    const backend = redis.backend({ prefix: freshPrefix() });
+    const key = backend.connection.keys.timeline('tx-1');
+    await backend.timelines.append('tx-1', [entry(1)], 1_000);
+    await backend.timelines.append('tx-1', [], 600_000);
+    expect(await backend.connection.client.pttl(key)).toBeGreaterThan(1_000);
   });
 });

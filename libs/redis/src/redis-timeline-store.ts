@@ -1,3 +1,4 @@
+import { ValidationError } from '@multiagents/contracts';
 import type { TimelineEntry, TimelineStore } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
@@ -47,17 +48,17 @@ export class RedisTimelineStore implements TimelineStore {
 
   async append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void> {
     this.connection.assertOpen();
-    if (entries.length === 0) return;
+    if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
+      throw new ValidationError('timeline append', [`ttlMs must be a positive number of ms, got ${ttlMs}`]);
+    }
     const { keys } = this.connection;
     const key = keys.timeline(txId);
-    await this.batcher.add(String(keys.partitionOf(txId)), {
-      key,
-      ttlMs: Math.max(1, Math.ceil(ttlMs)),
-      entries,
-    });
+    await this.batcher.add(String(keys.partitionOf(txId)), { key, ttlMs: Math.ceil(ttlMs), entries });
   }
 
   private async send(appends: readonly Append[]): Promise<void> {
+    // Sent a turn after the appends were made: the connection may have closed since.
+    this.connection.assertOpen();
     const args: ScriptArg[] = [];
     for (const { ttlMs, entries } of appends) {
       args.push(ttlMs, entries.length);

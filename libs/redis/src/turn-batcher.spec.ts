@@ -46,6 +46,34 @@ describe('TurnBatcher', () => {
     expect((results[0] as PromiseRejectedResult).reason).toEqual(new Error('bad: refused'));
   });
 
+  it('a send that throws at once fails its own callers only, and one whose error mapping throws gets the raw error', async () => {
+    const calls: string[] = [];
+    const batcher = new TurnBatcher<number>({
+      send: (slot) => {
+        calls.push(slot);
+        if (slot === 'sync') throw new Error('thrown');
+        return slot === 'async' ? Promise.reject(new Error('rejected')) : Promise.resolve();
+      },
+      failure: (slot, err) => {
+        if (slot === 'async') throw new Error('mapping failed');
+        return err;
+      },
+      weight: () => 1,
+      maxWeight: 10,
+    });
+    const results = await Promise.allSettled([
+      batcher.add('sync', 1),
+      batcher.add('async', 1),
+      batcher.add('ok', 1),
+    ]);
+    expect(calls).toEqual(['sync', 'async', 'ok']);
+    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : 'ok'))).toEqual([
+      'thrown',
+      'rejected',
+      'ok',
+    ]);
+  });
+
   it('drain sends what is queued at once and waits for every call in flight', async () => {
     const { calls, batcher } = recorder();
     let settled = false;

@@ -66,6 +66,11 @@ export class TurnBatcher<Item> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
+  /** `send`, with a synchronous throw turned into a rejection (the other batches still go). */
+  private async call(slot: string, items: readonly Item[]): Promise<void> {
+    await this.options.send(slot, items);
+  }
+
   private readonly flush = (): void => {
     if (!this.scheduled) return;
     this.scheduled = false;
@@ -73,12 +78,17 @@ export class TurnBatcher<Item> {
     for (const entry of this.open) batches.push(entry);
     this.open.clear();
     for (const [slot, batch] of batches) {
-      const sent = this.options.send(slot, batch.items).then(
+      const sent = this.call(slot, batch.items).then(
         () => {
           for (const waiter of batch.waiters) waiter.resolve();
         },
         (err: unknown) => {
-          const error = this.options.failure(slot, err);
+          let error = err;
+          try {
+            error = this.options.failure(slot, err);
+          } catch {
+            // The error as it came.
+          }
           for (const waiter of batch.waiters) waiter.reject(error);
         },
       );

@@ -5,8 +5,8 @@
  *
  * ```
  * KEYS[k]   a run's timeline hash (every key in one partition: one hash tag)
- * ARGV      per key, in KEYS order: its time to live (ms) from now, n, then n pairs of an entry's
- *           version and its JSON
+ * ARGV      per key, in KEYS order: its time to live from now (a whole number of ms, >= 1), n,
+ *           then n pairs of an entry's version and its JSON
  * returns   the number of entries added (a version already there is kept as it was)
  *           error 'ERR multiagents append-timeline: bad arguments' (nothing written)
  * ```
@@ -19,7 +19,9 @@ local plan = {}
 local i = 1
 for k = 1, #KEYS do
   local ttl, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  if not ttl or ttl < 1 or not n or n < 0 or n ~= math.floor(n) or i + 1 + 2 * n > #ARGV then
+  -- tonumber takes 'nan' and 'inf' too: only a whole number of ms from 1 to 2^53 passes.
+  if not ttl or ttl ~= ttl or ttl < 1 or ttl > 9007199254740992 or ttl ~= math.floor(ttl)
+    or not n or n < 0 or n ~= math.floor(n) or i + 1 + 2 * n > #ARGV then
     return redis.error_reply('ERR multiagents append-timeline: bad arguments')
   end
   plan[k] = { i + 2, n, ttl }
