@@ -49,6 +49,27 @@ describe('MemoryRunStore retention', () => {
     expect(await runs.get(recent.txId)).toBeDefined();
   });
 
+  it('keeps a finished run that cannot be packed as it is, and forgets without packing with no retention', async () => {
+    const runs = new MemoryRunStore({ bus: new MemoryEventBus() });
+    const run = makeRun({ state: RunState.Running });
+    await runs.create(write(run));
+    const odd: Run = { ...run, state: RunState.Completed, context: { big: 1n } };
+    await expect(runs.commit((await runs.get(run.txId))!, write(odd))).resolves.toEqual({
+      version: 2,
+      revision: '2',
+    });
+    expect((await runs.get(run.txId))?.run).toBe(odd);
+
+    const none = new MemoryRunStore({ bus: new MemoryEventBus(), retainFinishedRuns: 0 });
+    const gone = makeRun({ state: RunState.Running });
+    await none.create(write(gone));
+    await none.commit(
+      (await none.get(gone.txId))!,
+      write({ ...odd, txId: gone.txId, createdAt: gone.createdAt }),
+    );
+    expect(await none.get(gone.txId)).toBeUndefined();
+  });
+
   it('keeps a reopened run live, out of the finished list', async () => {
     const runs = new MemoryRunStore({ bus: new MemoryEventBus(), retainFinishedRuns: 1 });
     const a = makeRun();
@@ -72,6 +93,8 @@ describe('MemoryRunStore retention', () => {
     const revision = await runs.commit((await runs.get(run.txId))!, write(done));
     const stored = await runs.get(run.txId);
     expect(stored).toEqual({ run: done, version: 2, revision: revision!.revision });
+    // Unpacked from its bytes: equal, not the object committed.
+    expect(stored!.run).not.toBe(done);
     expect((await runs.list({ workflowId: run.workflowId }, 10)).runs).toEqual([done]);
     expect((await runs.list({ state: RunState.Completed }, 10)).runs).toEqual([done]);
     // A stale revision is refused; the current one reopens it (an operator's retry).

@@ -332,17 +332,29 @@ export class MemoryRunStore implements RunStore {
     }
     const now = this.clock.now();
     if (!wasFinished) this.finished.set(txId, now);
-    // Kept packed: a finished run is rarely read again, and thousands of them kept as objects
-    // would weigh on every major GC and on the heap the GC lets grow in between.
-    if (!isPacked(held.body)) {
-      this.runs.set(txId, { ...held, body: Buffer.from(JSON.stringify(held.body.run), 'utf8') });
-    }
     const oldestKept = now - this.retainMs;
     for (const [id, endedAt] of this.finished) {
       if (this.finished.size <= this.retainCount && endedAt >= oldestKept) break;
       this.finished.delete(id);
       this.forget(id);
     }
+    if (this.runs.get(txId) === held) this.pack(held);
+  }
+
+  /**
+   * Keeps a finished run as its JSON in bytes: it is rarely read again, and thousands of them
+   * kept as objects weigh on every major GC and on the heap V8 lets grow in between. The write is
+   * done by now, so a run that cannot be serialised is kept as it is, not failed.
+   */
+  private pack(held: Held): void {
+    if (isPacked(held.body)) return;
+    let packed: Buffer;
+    try {
+      packed = Buffer.from(JSON.stringify(held.body.run), 'utf8');
+    } catch {
+      return;
+    }
+    this.runs.set(held.key.txId, { ...held, body: packed });
   }
 
   private forget(txId: string): void {
