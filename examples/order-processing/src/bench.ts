@@ -486,7 +486,8 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList): Promise<
         ? await measureRedisFloor(server.url, orders, args.concurrency)
         : await measureNatsFloor(server.url, orders, args.concurrency);
     const floorDelta = counterDelta(floorBefore, await counters());
-    // The floor does exactly the saga's steps: 3 per completed order, 4 per compensated one.
+    // The floor does exactly the saga's steps: 3 per completed order, 5 per compensated one
+    // (reserve, charge, the failing ship, refund, release).
     let floorSteps = 0;
     for (let i = 0; i < orders.length; i++) floorSteps += orders.at(i)?.failShipping ? 5 : 3;
     return {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { RunState } from '@multiagents/contracts';
 import { parseDefinition } from '@multiagents/core';
 import { startEmbedded } from '@multiagents/embedded';
-import { createOrderWorkers, EffectsLedger, makeOrderBook, makeOrders } from './order-workers';
+import { createOrderWorkers, EffectsLedger, makeOrderBook, makeOrders, seededRandom } from './order-workers';
 import { observeOrchestrator, runOrders } from './run-orders';
 import { formatTimeline } from './timeline';
 import { verifyOrderRun } from './verify-orders';
@@ -60,7 +60,15 @@ describe('order saga in the embedded mode', () => {
     expect(failing(book).length).toBeGreaterThan(60);
     expect(failing(book).length).toBeLessThan(140);
     expect([book.at(-1), book.at(1_000), book.at(1.5)]).toEqual([undefined, undefined, undefined]);
-    expect(makeOrders(1_000, 0.1, 42)).toEqual(Array.from({ length: 1_000 }, (_, i) => book.at(i)));
+    // The orders the bench always used: one draw of the seeded generator per order, in order.
+    const random = seededRandom(42);
+    const listed = Array.from({ length: 1_000 }, (_, i) => ({
+      orderId: `o-${i + 1}`,
+      total: 10 + (i % 90),
+      ...(random() < 0.1 ? { failShipping: true } : {}),
+    }));
+    expect(Array.from({ length: 1_000 }, (_, i) => book.at(i))).toEqual(listed);
+    expect(makeOrders(1_000, 0.1, 42)).toEqual(listed);
   });
 
   it('verification catches a run that did not compensate', async () => {
