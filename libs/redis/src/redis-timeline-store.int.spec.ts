@@ -15,7 +15,13 @@ describe('RedisTimelineStore', () => {
   const redis = useRedisServer();
 
   it("writes one turn's appends as one script call per partition, every entry kept", async () => {
-    const backend = redis.backend({ prefix: freshPrefix(), partitions: 2 });
+    // No background scripts (stream trims, index prunes) that the EVALSHA count could catch.
+    const backend = redis.backend({
+      prefix: freshPrefix(),
+      partitions: 2,
+      trimIntervalMs: 0,
+      indexPruneIntervalMs: 0,
+    });
     const { client } = backend.connection;
     const txIds = Array.from({ length: 40 }, (_, i) => `tx-${i}`);
     // Warm up: the script is loaded, so every later call is one EVALSHA.
