@@ -335,8 +335,17 @@ describe('Orchestrator crash and concurrency semantics', () => {
     const calls: string[] = [];
     const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
     await manager.start();
+    // What the sweep asks the store for: a young run is left out by the store, never read.
+    const listed: string[] = [];
+    const runs = Object.create(p.runs) as RunStore;
+    runs.list = async (filter, limit, cursor) => {
+      const page = await p.runs.list(filter, limit, cursor);
+      listed.push(...page.runs.map((run) => run.txId));
+      return page;
+    };
     const survivor = new Orchestrator({
       ...p,
+      runs,
       timerPollIntervalMs: 0,
       redispatchAfterMs: 30_000,
       recoverySweepIntervalMs: 0,
@@ -344,8 +353,10 @@ describe('Orchestrator crash and concurrency semantics', () => {
     await survivor.start();
     try {
       expect(await survivor.sweep()).toBe(0); // idle for less than redispatchAfterMs: left alone
+      expect(listed).toEqual([]);
       p.clock.advance(30_000);
       expect(await survivor.sweep()).toBe(1);
+      expect(listed).toEqual([txId]);
       const run = await survivor.waitForTerminal(txId, { timeoutMs: 4_000, pollIntervalMs: 20 });
       expect(run.state).toBe('completed');
       expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);

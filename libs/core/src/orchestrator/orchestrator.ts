@@ -971,7 +971,10 @@ export class Orchestrator {
       let cursor: string | undefined;
       do {
         if (this.closed) return recovered;
-        const page = await this.options.runs.list({ state }, SWEEP_PAGE, cursor);
+        // A run created since cannot have been idle that long: the store leaves it out before
+        // reading it, so a sweep under load costs the old runs, not every run in flight.
+        const filter = { state, createdBefore: idleBefore };
+        const page = await this.options.runs.list(filter, SWEEP_PAGE, cursor);
         for (const run of page.runs) {
           if (run.updatedAt > idleBefore || this.dispatchedByRun.has(run.txId)) continue;
           if (await this.recover(run.txId)) recovered++;
