@@ -6,6 +6,7 @@ import {
   Topics,
   ValidationError,
   type Envelope,
+  type Run,
   type RunState,
   decodeHeartbeat,
   decodeTransition,
@@ -214,12 +215,13 @@ function resolve(options: EventMonitorOptions): Resolved {
  *
  * - appends every committed transition to its run's timeline in the shared {@link TimelineStore},
  *   kept `timelineRetentionMs` after the run's last event; a redelivered event changes nothing;
- * - runs the stuck-run watchdog: every `stuckScanIntervalMs` it reads the live runs from the run
- *   store (not from the events, which the replicas share out between them, so every replica sees
- *   every run and a restarted replica misses none), and a run that has not moved for longer than
- *   its workflow's threshold while not waiting for a signal, a sleep or a retry timer is listed as
- *   stuck until it moves; `workflow.stuck` is published once per stuck point across every replica
- *   (a {@link TimelineStore.markOnce} on the run and the time it last moved);
+ * - runs the stuck-run watchdog: every `stuckScanIntervalMs` it reads the live runs old enough to
+ *   be stuck from the run store (not from the events, which the replicas share out between them,
+ *   so every replica sees every run and a restarted replica misses none), and a run that has not
+ *   moved for longer than its workflow's threshold while not waiting for a signal, a sleep or a
+ *   retry timer is listed as stuck until it moves; `workflow.stuck` is published once per stuck
+ *   point across every replica (a {@link TimelineStore.markOnce} on the run and the time it last
+ *   moved); the runs waiting for a retry are read when someone asks for them;
  * - lists, replays and discards dead letters through the bus port;
  * - lists worker-managers: the live ones from the shared registry, and those that went silent
  *   (listed as gone for `goneWorkersRetentionMs`);
@@ -240,7 +242,11 @@ export class EventMonitor {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly stuck = new Map<string, StuckRunInfo>();
-  private retrying: RetryingRunInfo[] = [];
+  /** The retrying runs as last read (when someone asked), and when. */
+  private retrying: { readonly at: number; readonly runs: RetryingRunInfo[] } | undefined;
+  private retryingScan: Promise<RetryingRunInfo[]> | undefined;
+  /** The smallest stuck threshold of any workflow: younger runs cannot be stuck. */
+  private readonly minThresholdMs: number;
   private readonly workers = new Map<string, { record: WorkerManagerRecord; goneAt?: number }>();
   private readonly watchers = new Set<{ filter: EventFilter; listener: (envelope: Envelope) => void }>();
   private readonly counts = {
@@ -270,6 +276,10 @@ export class EventMonitor {
     this.extendEveryMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
     this.logger = (deps.logger ?? silentLogger).child({ component: 'event-monitor' });
     this.clock = deps.clock ?? systemClock;
+    this.minThresholdMs = Math.min(
+      this.options.stuckThresholdMs,
+      ...Object.values(deps.stuckThresholdsMs ?? {}),
+    );
   }
 
   /** The threshold every workflow without its own has. */
@@ -407,11 +417,14 @@ export class EventMonitor {
   }
 
   /**
-   * The live runs waiting for a retry's backoff timer ("running", but retrying), as of the
-   * watchdog's last scan (every `stuckScanIntervalMs`), most recently changed first.
+   * The live runs waiting for a retry's backoff timer ("running", but retrying), most recently
+   * changed first. Read from the run store when asked, at most once per `stuckScanIntervalMs`
+   * (the watchdog reads only the runs old enough to be stuck, so this list costs nothing while
+   * nobody looks at it).
    */
   async listRetryingRuns(filter: { readonly workflowId?: string } = {}): Promise<RetryingRunInfo[]> {
-    return this.retrying.filter((run) => !filter.workflowId || run.workflowId === filter.workflowId);
+    const runs = await this.retryingRuns();
+    return runs.filter((run) => !filter.workflowId || run.workflowId === filter.workflowId);
   }
 
   /** Dead letters of `topic`, or of every topic the deployment uses (events, results, every worker's commands). */
@@ -494,14 +507,34 @@ export class EventMonitor {
     return () => void this.watchers.delete(watcher);
   }
 
-  /** Runs one watchdog scan now (the timer does every `stuckScanIntervalMs`); resolves when done. */
+  /**
+   * Runs one watchdog scan now (the timer does every `stuckScanIntervalMs`) and forgets the
+   * retrying runs read so far (the next ask reads them again); resolves when done.
+   */
   scanNow(): Promise<void> {
+    this.retrying = undefined;
     this.scanning ??= this.scan()
       .catch((err: unknown) => this.logger.warn({ err }, 'stuck-run scan failed'))
       .finally(() => {
         this.scanning = undefined;
       });
     return this.scanning;
+  }
+
+  private retryingRuns(): Promise<RetryingRunInfo[]> {
+    const now = this.clock.now();
+    const last = this.retrying;
+    if (last !== undefined && now - last.at < this.options.stuckScanIntervalMs)
+      return Promise.resolve(last.runs);
+    this.retryingScan ??= this.scanRetrying()
+      .then((runs) => {
+        this.retrying = { at: now, runs };
+        return runs;
+      })
+      .finally(() => {
+        this.retryingScan = undefined;
+      });
+    return this.retryingScan;
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -616,34 +649,56 @@ export class EventMonitor {
   private async scan(): Promise<void> {
     const now = this.clock.now();
     const found = new Map<string, StuckRunInfo>();
-    const retrying: RetryingRunInfo[] = [];
-    for (const state of WATCHED_STATES) {
-      let cursor: string | undefined;
-      do {
-        if (this.closed) return;
-        const page = await this.deps.runs.list({ state }, this.options.stuckScanPageSize, cursor);
-        for (const run of page.runs) {
-          const assessment = assessRun(run);
-          if (assessment.kind === 'retry-timer') {
-            retrying.push({
-              txId: run.txId,
-              workflowId: run.workflowId,
-              state: run.state,
-              steps: assessment.steps,
-              updatedAt: run.updatedAt,
-            });
-          }
-          const info = await this.check(run, assessment, now);
-          if (info !== undefined) found.set(run.txId, info);
-        }
-        cursor = page.nextCursor;
-      } while (cursor !== undefined);
-    }
+    // A run cannot have stood still for longer than it has existed: the store leaves out the runs
+    // younger than the smallest threshold before reading them, so a scan under load costs the old
+    // runs, not every run in flight.
+    const done = await this.eachWatchedRun(now - this.minThresholdMs, async (run) => {
+      const info = await this.check(run, assessRun(run), now);
+      if (info !== undefined) found.set(run.txId, info);
+    });
+    if (!done) return;
     // Runs no longer stuck (they moved or ended) leave the list; the others keep when they were found.
     this.stuck.clear();
     for (const [txId, info] of found) this.stuck.set(txId, info);
-    this.retrying = retrying.sort((a, b) => b.updatedAt - a.updatedAt || (a.txId < b.txId ? -1 : 1));
     this.counts.watchdogScans += 1;
+  }
+
+  /** Every run retrying now, most recently changed first: all the live runs, read. */
+  private async scanRetrying(): Promise<RetryingRunInfo[]> {
+    const retrying: RetryingRunInfo[] = [];
+    await this.eachWatchedRun(undefined, (run) => {
+      const assessment = assessRun(run);
+      if (assessment.kind !== 'retry-timer') return;
+      retrying.push({
+        txId: run.txId,
+        workflowId: run.workflowId,
+        state: run.state,
+        steps: assessment.steps,
+        updatedAt: run.updatedAt,
+      });
+    });
+    return retrying.sort((a, b) => b.updatedAt - a.updatedAt || (a.txId < b.txId ? -1 : 1));
+  }
+
+  /**
+   * Calls `visit` on every run in a watched state created no later than `createdBefore`, page by
+   * page; false when the monitor closed before the end.
+   */
+  private async eachWatchedRun(
+    createdBefore: number | undefined,
+    visit: (run: Run) => void | Promise<void>,
+  ): Promise<boolean> {
+    for (const state of WATCHED_STATES) {
+      const filter = createdBefore === undefined ? { state } : { state, createdBefore };
+      let cursor: string | undefined;
+      do {
+        if (this.closed) return false;
+        const page = await this.deps.runs.list(filter, this.options.stuckScanPageSize, cursor);
+        for (const run of page.runs) await visit(run);
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
+    }
+    return true;
   }
 
   private async check(
