@@ -73,6 +73,9 @@ const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints o
   --observers LIST             redis / nats: also run these services, comma-separated, as
                                extra processes: metrics-collector, event-monitor (their cost)
   --seed S                     seed of the failing orders (default 42)
+  --warmup W                   first run W other orders the same way, not measured (default
+                               0), and W orders through the floor before it: the figures
+                               are then those of warm processes (JIT, caches, connections)
   --repeat R                   measure R times, each run followed by its floor, and print
                                the run with the median ratio to its floor, with every run's
                                figures in "runs" (default 1; a shared machine is noisy)
@@ -92,6 +95,7 @@ interface BenchArgs {
   observers: Observer[];
   cluster: boolean;
   repeat: number;
+  warmup: number;
 }
 
 function parse(): BenchArgs {
@@ -111,6 +115,7 @@ function parse(): BenchArgs {
         observers: { type: 'string', default: '' },
         cluster: { type: 'boolean', default: false },
         repeat: { type: 'string', default: '1' },
+        warmup: { type: 'string', default: '0' },
         help: { type: 'boolean', default: false },
       },
       allowPositionals: false,
@@ -135,6 +140,7 @@ function parse(): BenchArgs {
     maxActiveRuns: Number(values['max-active-runs']),
     cluster: values.cluster,
     repeat: Number(values.repeat),
+    warmup: Number(values.warmup),
     observers: values.observers
       .split(',')
       .map((o) => o.trim())
@@ -151,6 +157,7 @@ function parse(): BenchArgs {
   if (!Number.isInteger(args.seed)) problems.push('--seed must be an integer');
   if (!Number.isInteger(args.repeat) || args.repeat < 1 || args.repeat > 20)
     problems.push('--repeat must be an integer from 1 to 20');
+  if (!Number.isInteger(args.warmup) || args.warmup < 0) problems.push('--warmup must be an integer >= 0');
   if (!Number.isInteger(args.partitions) || args.partitions < 1 || args.partitions > 1024)
     problems.push('--partitions must be an integer from 1 to 1024');
   if (!Number.isInteger(args.maxActiveRuns) || args.maxActiveRuns < 0)
@@ -179,8 +186,11 @@ function percentile(sorted: readonly number[], p: number): number {
   return Math.round((sorted[Math.max(0, index)] as number) * 100) / 100;
 }
 
-/** The same worker functions, called directly: no bus, no state, no engine. */
-async function measureFloor(orders: OrderList): Promise<number> {
+/**
+ * The same worker functions, called directly: no bus, no state, no engine. The `warm` orders go
+ * through first, not timed.
+ */
+async function measureFloor(orders: OrderList, warm: OrderList): Promise<number> {
   const byName = new Map(createOrderWorkers(new EffectsLedger()).map((w) => [w.name, w.handler]));
   // Nothing is ever aborted here: one signal serves every call (an AbortController per call cost
   // the floor a twentieth of its time, which only flattered the ratio).
@@ -189,20 +199,24 @@ async function measureFloor(orders: OrderList): Promise<number> {
     const ctx = { idempotencyKey: key, signal, logger: silentLogger } as unknown as WorkerContext;
     return (byName.get(name) as (i: never, c: WorkerContext) => unknown)(input as never, ctx);
   };
-  const started = performance.now();
-  for (let i = 0; i < orders.length; i++) {
-    const order = orders.at(i) as OrderInput;
-    const tx = `floor-${i}`;
-    let context: Record<string, unknown> = { ...order };
-    context = { ...context, ...((await call('inventory.reserve', order, `${tx}:r`)) as object) };
-    context = { ...context, ...((await call('payment.charge', order, `${tx}:c`)) as object) };
-    try {
-      context = { ...context, ...((await call('shipping.ship', order, `${tx}:s`)) as object) };
-    } catch {
-      await call('payment.refund', order, `${tx}:c:undo`);
-      await call('inventory.release', order, `${tx}:r:undo`);
+  const sagas = async (list: OrderList, name: string): Promise<void> => {
+    for (let i = 0; i < list.length; i++) {
+      const order = list.at(i) as OrderInput;
+      const tx = `${name}-${i}`;
+      let context: Record<string, unknown> = { ...order };
+      context = { ...context, ...((await call('inventory.reserve', order, `${tx}:r`)) as object) };
+      context = { ...context, ...((await call('payment.charge', order, `${tx}:c`)) as object) };
+      try {
+        context = { ...context, ...((await call('shipping.ship', order, `${tx}:s`)) as object) };
+      } catch {
+        await call('payment.refund', order, `${tx}:c:undo`);
+        await call('inventory.release', order, `${tx}:r:undo`);
+      }
     }
-  }
+  };
+  await sagas(warm, 'warm');
+  const started = performance.now();
+  await sagas(orders, 'floor');
   return performance.now() - started;
 }
 
@@ -274,7 +288,7 @@ function peakRssMb(pid: number | undefined): number {
   }
 }
 
-async function runEmbeddedBench(args: BenchArgs, orders: OrderList): Promise<Measured> {
+async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderList): Promise<Measured> {
   const ledger = new EffectsLedger();
   const tracing = await benchTracing('memory');
   const stack = await startEmbedded({
@@ -289,6 +303,15 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList): Promise<Mea
         }),
   });
   const tally = new Tally();
+  if (warm.length > 0) {
+    await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
+      orders: warm,
+      concurrency: args.concurrency,
+      closed: args.closed,
+      timeoutMs: 30 * 60_000,
+      onTerminal: (_, run) => ledger.forget(orderEffectKeys(run.txId)),
+    });
+  }
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const { latenciesMs } = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
@@ -314,7 +337,7 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList): Promise<Mea
     wallMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
     maxRssMb,
-    floorMs: await measureFloor(orders),
+    floorMs: await measureFloor(orders, warm),
     floor: 'plain function calls',
   };
 }
@@ -329,7 +352,7 @@ const TERMINAL_STATES: ReadonlySet<string> = new Set([
   RunState.CompensationFailed,
 ]);
 
-async function runDistributedBench(args: BenchArgs, orders: OrderList): Promise<Measured> {
+async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: OrderList): Promise<Measured> {
   const backend = args.backend as 'redis' | 'nats';
   // A production-like private server: Redis with the AOF on and fsync every second; NATS with a
   // monitoring port for its counters.
@@ -437,6 +460,13 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList): Promise<
         if (state !== undefined && TERMINAL_STATES.has(state)) for (const l of listeners) l(txId);
       },
     );
+    const observe = (listener: (txId: string) => void): (() => void) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    };
+    const timeoutMs = 30 * 60_000;
+    const { concurrency, closed } = args;
+    if (warm.length > 0) await runOrders(starter, observe, { orders: warm, concurrency, closed, timeoutMs });
     const before = await counters();
     const pids: Record<string, number | undefined> = {
       bench: undefined,
@@ -445,14 +475,12 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList): Promise<
     };
     const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTimeMs(pid)]));
     const started = performance.now();
-    const { outcomes, latenciesMs } = await runOrders(
-      starter,
-      (listener) => {
-        listeners.add(listener);
-        return () => listeners.delete(listener);
-      },
-      { orders, concurrency: args.concurrency, closed: args.closed, timeoutMs: 30 * 60_000 },
-    );
+    const { outcomes, latenciesMs } = await runOrders(starter, observe, {
+      orders,
+      concurrency,
+      closed,
+      timeoutMs,
+    });
     const wallMs = performance.now() - started;
     const cpuByProcess = Object.fromEntries(
       Object.entries(pids).map(([name, pid]) => [name, Math.round(cpuTimeMs(pid) - (cpuBefore[name] ?? 0))]),
@@ -478,13 +506,14 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList): Promise<
       });
     }
     await Promise.all(services.map((s) => s.stop()));
-    const floorBefore = await counters();
     // The hand-written floors talk to one server: not measured on a cluster (NaN: printed as null).
-    const floorMs = args.cluster
-      ? Number.NaN
-      : backend === 'redis'
-        ? await measureRedisFloor(server.url, orders, args.concurrency)
-        : await measureNatsFloor(server.url, orders, args.concurrency);
+    const measureFloor = (list: OrderList): Promise<number> =>
+      backend === 'redis'
+        ? measureRedisFloor(server.url, list, concurrency)
+        : measureNatsFloor(server.url, list, concurrency);
+    if (!args.cluster && warm.length > 0) await measureFloor(warm);
+    const floorBefore = await counters();
+    const floorMs = args.cluster ? Number.NaN : await measureFloor(orders);
     const floorDelta = counterDelta(floorBefore, await counters());
     // The floor does exactly the saga's steps: 3 per completed order, 5 per compensated one
     // (reserve, charge, the failing ship, refund, release).
@@ -542,6 +571,7 @@ function reportOf(args: BenchArgs, measured: Measured) {
     ...(args.backend === 'redis' ? { partitions: args.partitions } : {}),
     ...(args.cluster ? { cluster: true } : {}),
     ...(args.observers.length > 0 ? { observers: args.observers } : {}),
+    ...(args.warmup > 0 ? { warmup: args.warmup } : {}),
     tracing: tracingLabel(),
     completed: tally.completed,
     compensated: tally.compensated,
@@ -591,14 +621,15 @@ async function main(): Promise<void> {
   const args = parse();
   // Made on demand: the bench holds no list of orders that grows with N.
   const orders = makeOrderBook(args.n, args.failRate, args.seed);
+  const warm = makeOrderBook(args.warmup, args.failRate, args.seed + 1, 'w');
   const reports: Report[] = [];
   const problems: string[] = [];
   // Each run measures its floor right after it, so a run and its floor share the machine's mood.
   for (let i = 0; i < args.repeat; i++) {
     const measured =
       args.backend === 'memory'
-        ? await runEmbeddedBench(args, orders)
-        : await runDistributedBench(args, orders);
+        ? await runEmbeddedBench(args, orders, warm)
+        : await runDistributedBench(args, orders, warm);
     reports.push(reportOf(args, measured));
     problems.push(...measured.tally.problems.slice(0, 20));
   }

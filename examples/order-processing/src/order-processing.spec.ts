@@ -69,6 +69,10 @@ describe('order saga in the embedded mode', () => {
     }));
     expect(Array.from({ length: 1_000 }, (_, i) => book.at(i))).toEqual(listed);
     expect(makeOrders(1_000, 0.1, 42)).toEqual(listed);
+    // A warm-up's orders: other ids, never one of the measured orders'.
+    const warm = makeOrderBook(10, 0.1, 43, 'w');
+    expect(warm.at(0)).toMatchObject({ orderId: 'w-1' });
+    expect(Array.from({ length: 10 }, (_, i) => warm.at(i)?.orderId.startsWith('w-'))).not.toContain(false);
   });
 
   it('verification catches a run that did not compensate', async () => {

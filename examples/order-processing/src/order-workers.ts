@@ -104,9 +104,10 @@ export interface OrderList {
 
 /**
  * The orders {@link makeOrders} lists, made on demand from their index: one byte per order is
- * kept (whether it fails), so a long benchmark holds no list of orders that grows with N.
+ * kept (whether it fails), so a long benchmark holds no list of orders that grows with N. Order
+ * ids are `<idPrefix>-<i + 1>` (another prefix makes another set of orders: a warm-up's).
  */
-export function makeOrderBook(n: number, failRate: number, seed = 42): OrderList {
+export function makeOrderBook(n: number, failRate: number, seed = 42, idPrefix = 'o'): OrderList {
   const random = seededRandom(seed);
   const fails = new Uint8Array(n);
   for (let i = 0; i < n; i++) fails[i] = random() < failRate ? 1 : 0;
@@ -114,7 +115,11 @@ export function makeOrderBook(n: number, failRate: number, seed = 42): OrderList
     length: n,
     at: (i) =>
       Number.isInteger(i) && i >= 0 && i < n
-        ? { orderId: `o-${i + 1}`, total: 10 + (i % 90), ...(fails[i] === 1 ? { failShipping: true } : {}) }
+        ? {
+            orderId: `${idPrefix}-${i + 1}`,
+            total: 10 + (i % 90),
+            ...(fails[i] === 1 ? { failShipping: true } : {}),
+          }
         : undefined,
   };
 }
