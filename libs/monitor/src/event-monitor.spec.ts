@@ -423,8 +423,12 @@ describe('EventMonitor', () => {
 
   it('lists the live runs waiting for a retry when asked, by workflow', async () => {
     const listed: string[] = [];
+    let reads = 0;
+    let failing = false;
     const runs = Object.create(backend.runs) as RunStore;
     runs.list = async (filter, limit, cursor) => {
+      reads += 1;
+      if (failing) throw new Error('store unreachable');
       const page = await backend.runs.list(filter, limit, cursor);
       listed.push(...page.runs.map((run) => run.txId));
       return page;
@@ -432,14 +436,18 @@ describe('EventMonitor', () => {
     const em = monitor({ runs });
     await em.start();
     const t0 = clock.now();
+    // Created a millisecond less than a threshold ago: too young to be stuck.
+    const createdAt = t0 - THRESHOLD_MS + 1;
     const retrying = makeRun({
       workflowId: 'order_processing',
+      createdAt,
       updatedAt: t0,
       steps: { ship: { ...runningStep('ship', t0), status: StepStatus.Retrying } },
     });
     const undoing = makeRun({
       workflowId: 'other_flow',
       state: RunState.Compensating,
+      createdAt,
       updatedAt: t0 + 1,
       steps: {
         charge: {
@@ -449,12 +457,13 @@ describe('EventMonitor', () => {
         },
       },
     });
-    const moving = makeRun({ updatedAt: t0, steps: { pay: runningStep('pay', t0) } });
+    const moving = makeRun({ createdAt, updatedAt: t0, steps: { pay: runningStep('pay', t0) } });
     for (const run of [retrying, undoing, moving]) await backend.runs.create(create(run));
-    // Read when asked, not by the watchdog: these runs are too young to be stuck.
+    // The watchdog leaves them out (the store is asked, nothing comes back); asking reads them.
     await em.scanNow();
+    expect(reads).toBeGreaterThan(0);
     expect(listed).toEqual([]);
-    expect(await em.listRetryingRuns()).toEqual([
+    const both = [
       {
         txId: undoing.txId,
         workflowId: 'other_flow',
@@ -469,11 +478,17 @@ describe('EventMonitor', () => {
         steps: ['ship'],
         updatedAt: t0,
       },
-    ]);
+    ];
+    expect(await em.listRetryingRuns()).toEqual(both);
+    expect(listed.sort()).toEqual([retrying.txId, undoing.txId, moving.txId].sort());
+    // Asked again within the interval: the same list, not read again.
+    const readsAfterFirst = reads;
     expect((await em.listRetryingRuns({ workflowId: 'order_processing' })).map((r) => r.txId)).toEqual([
       retrying.txId,
     ]);
-    // The retry ran and the run completed: off the list at the next scan.
+    expect(reads).toBe(readsAfterFirst);
+
+    // The retry ran and the run completed: off the list at the next ask after a scan.
     const stored = await backend.runs.get(retrying.txId);
     await backend.runs.commit(stored!, {
       ...create({ ...retrying, updatedAt: clock.now(), state: RunState.Completed }),
@@ -481,6 +496,23 @@ describe('EventMonitor', () => {
     });
     await em.scanNow();
     expect((await em.listRetryingRuns()).map((r) => r.txId)).toEqual([undoing.txId]);
+
+    // A read that fails keeps the last list, and is not tried again on every ask.
+    failing = true;
+    await em.scanNow();
+    expect((await em.listRetryingRuns()).map((r) => r.txId)).toEqual([undoing.txId]);
+    const readsWhileFailing = reads;
+    expect((await em.listRetryingRuns()).map((r) => r.txId)).toEqual([undoing.txId]);
+    expect(reads).toBe(readsWhileFailing);
+    failing = false;
+
+    // A read under way when scanNow() asks for a fresh one is not kept: the next ask reads again.
+    const stale = em.listRetryingRuns();
+    await em.scanNow();
+    await stale;
+    const readsBefore = reads;
+    await em.listRetryingRuns();
+    expect(reads).toBeGreaterThan(readsBefore);
   });
 
   it('uses a workflow’s own threshold over the default', async () => {

@@ -242,9 +242,13 @@ export class EventMonitor {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly stuck = new Map<string, StuckRunInfo>();
-  /** The retrying runs as last read (when someone asked), and when. */
+  /** The retrying runs as last read (when someone asked), and when; kept while fresh. */
   private retrying: { readonly at: number; readonly runs: RetryingRunInfo[] } | undefined;
-  private retryingScan: Promise<RetryingRunInfo[]> | undefined;
+  /** The read of the retrying runs under way, and the generation it belongs to. */
+  private retryingScan:
+    { readonly generation: number; readonly runs: Promise<RetryingRunInfo[]> } | undefined;
+  /** Bumped by scanNow(): a read begun before it is not kept, nor joined. */
+  private generation = 0;
   /** The smallest stuck threshold of any workflow: younger runs cannot be stuck. */
   private readonly minThresholdMs: number;
   private readonly workers = new Map<string, { record: WorkerManagerRecord; goneAt?: number }>();
@@ -309,7 +313,7 @@ export class EventMonitor {
     await this.pollWorkers().catch((err: unknown) =>
       this.logger.warn({ err }, 'reading the worker registry failed'),
     );
-    this.scanTimer = setInterval(() => void this.scanNow(), this.options.stuckScanIntervalMs);
+    this.scanTimer = setInterval(() => void this.scanStuck(), this.options.stuckScanIntervalMs);
     this.scanTimer.unref();
     this.workersTimer = setInterval(
       () =>
@@ -333,6 +337,7 @@ export class EventMonitor {
       () => undefined,
     );
     await this.scanning;
+    await this.retryingScan?.runs;
   }
 
   /** Counters for `/stats`. */
@@ -419,8 +424,9 @@ export class EventMonitor {
   /**
    * The live runs waiting for a retry's backoff timer ("running", but retrying), most recently
    * changed first. Read from the run store when asked, at most once per `stuckScanIntervalMs`
-   * (the watchdog reads only the runs old enough to be stuck, so this list costs nothing while
-   * nobody looks at it).
+   * (the watchdog reads only the runs old enough to be stuck): a full read of the live runs about
+   * once per interval while someone looks (the dashboard's runs page asks on every view), none
+   * otherwise. Never throws: when a read fails, the last list stays (see `retryingRuns`).
    */
   async listRetryingRuns(filter: { readonly workflowId?: string } = {}): Promise<RetryingRunInfo[]> {
     const runs = await this.retryingRuns();
@@ -512,7 +518,14 @@ export class EventMonitor {
    * retrying runs read so far (the next ask reads them again); resolves when done.
    */
   scanNow(): Promise<void> {
-    this.retrying = undefined;
+    this.generation += 1;
+    // Stale from now on; the list stays as the fallback of a read that fails.
+    if (this.retrying !== undefined)
+      this.retrying = { at: Number.NEGATIVE_INFINITY, runs: this.retrying.runs };
+    return this.scanStuck();
+  }
+
+  private scanStuck(): Promise<void> {
     this.scanning ??= this.scan()
       .catch((err: unknown) => this.logger.warn({ err }, 'stuck-run scan failed'))
       .finally(() => {
@@ -521,20 +534,37 @@ export class EventMonitor {
     return this.scanning;
   }
 
+  /**
+   * The retrying runs: the last read while it is younger than `stuckScanIntervalMs`, else a new
+   * one (callers meanwhile share it). A read that fails (the store is unreachable) leaves the last
+   * list in place for another interval, logged: a dashboard refreshing during an outage neither
+   * fails nor starts a full read on every page.
+   */
   private retryingRuns(): Promise<RetryingRunInfo[]> {
     const now = this.clock.now();
     const last = this.retrying;
     if (last !== undefined && now - last.at < this.options.stuckScanIntervalMs)
       return Promise.resolve(last.runs);
-    this.retryingScan ??= this.scanRetrying()
-      .then((runs) => {
-        this.retrying = { at: now, runs };
-        return runs;
-      })
-      .finally(() => {
-        this.retryingScan = undefined;
-      });
-    return this.retryingScan;
+    const generation = this.generation;
+    if (this.retryingScan?.generation === generation) return this.retryingScan.runs;
+    const runs = this.scanRetrying().then(
+      (read) => {
+        if (this.generation === generation) this.retrying = { at: now, runs: read };
+        return read;
+      },
+      (err: unknown) => {
+        this.logger.warn({ err }, 'reading the retrying runs failed; the last list stays');
+        const kept = last?.runs ?? [];
+        if (this.generation === generation) this.retrying = { at: now, runs: kept };
+        return kept;
+      },
+    );
+    const scan = { generation, runs };
+    this.retryingScan = scan;
+    void runs.finally(() => {
+      if (this.retryingScan === scan) this.retryingScan = undefined;
+    });
+    return runs;
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -666,7 +696,7 @@ export class EventMonitor {
   /** Every run retrying now, most recently changed first: all the live runs, read. */
   private async scanRetrying(): Promise<RetryingRunInfo[]> {
     const retrying: RetryingRunInfo[] = [];
-    await this.eachWatchedRun(undefined, (run) => {
+    const done = await this.eachWatchedRun(undefined, (run) => {
       const assessment = assessRun(run);
       if (assessment.kind !== 'retry-timer') return;
       retrying.push({
@@ -677,6 +707,7 @@ export class EventMonitor {
         updatedAt: run.updatedAt,
       });
     });
+    if (!done) throw new Error('the event-monitor closed during the read');
     return retrying.sort((a, b) => b.updatedAt - a.updatedAt || (a.txId < b.txId ? -1 : 1));
   }
 

@@ -93,7 +93,7 @@ export async function selectForBulk(
     picked.push(run);
     return true;
   };
-  // One run, or the watchdog's derived lists (the store has no index of those): look each one up.
+  // One run, or the monitor's derived lists (the store has no index of those): look each one up.
   let ids: readonly string[] | undefined;
   if (query.txId !== undefined) ids = [query.txId];
   else if (query.state !== undefined && DERIVED_FILTERS.includes(query.state)) {

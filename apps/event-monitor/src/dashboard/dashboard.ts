@@ -394,7 +394,8 @@ export class Dashboard {
       const rows = found === undefined ? [] : [found.run];
       return { query, counts, rows: rows.filter((r) => this.matches(r, query)).map(rowOf) };
     }
-    // The derived states come from the watchdog's last scan: the run store has no index of them.
+    // The derived states come from the monitor (the watchdog's last scan; the retrying runs as read
+    // at most once per scan interval): the run store has no index of them.
     if (query.state === 'stuck' || query.state === 'retrying') {
       const listed =
         query.state === 'stuck'
