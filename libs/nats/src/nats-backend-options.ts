@@ -150,8 +150,9 @@ export interface NatsBackendOptions {
    * orchestrator that wrote it, which fires it itself, instead of being published as a wake-up
    * (most such timers — step timeouts — are cancelled long before they are due). The run's record
    * lists it: if that orchestrator dies, whoever reads the record publishes the wake-up once the
-   * timer is overdue by `outboxGraceMs`, so it fires late by at most the readers' sweep interval.
-   * 0: publish every wake-up at once.
+   * timer is overdue by `outboxGraceMs`, so it fires late by at most the readers' sweep interval,
+   * and not before the run is the orchestrator's `redispatchAfterMs` old (its sweep reads only runs
+   * that old). 0: publish every wake-up at once.
    */
   readonly timerDeferMs?: number;
   /** Most timer wake-ups one pull request takes. */

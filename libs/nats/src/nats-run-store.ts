@@ -114,14 +114,15 @@ interface Candidate {
  * **A crash between the write and the publishes.** Commands: the orchestrator sends again what a
  * run awaits (`redispatchAfterMs`, and its recovery sweep, which lists live runs). The rest is
  * recovered by whoever reads the record next, once it is older than `outboxGraceMs` (the
- * orchestrator's sweep reads every live run older than `redispatchAfterMs`, every 10 s by default
- * on NATS, so a record is read within about 40 s of its write): the event is published again while
- * the record is younger than the duplicate window (the server drops the copy of one that had gone
- * out), and so is the wake-up of every live timer overdue by the grace — once per revision per
- * process. A transition that finishes a run moves it from the live index to the done index only
- * after its publishes: a finished record still listed as live proves its publishes may not have
- * happened, so a listing or maintenance pass publishes its event again (even past the window) and
- * finishes the move.
+ * orchestrator's sweep reads every live run older than `redispatchAfterMs` every
+ * `recoverySweepIntervalMs` — 30 s and 10 s in `openBackend`'s NATS settings, so a record is read
+ * within about 40 s of its write; their sum must stay under `duplicateWindowMs` less the grace):
+ * the event is published again while the record is younger than the duplicate window (the server
+ * drops the copy of one that had gone out), and so is the wake-up of every live timer overdue by the
+ * grace — once per revision per process. A transition that finishes a run moves it from the live
+ * index to the done index only after its publishes: a finished record still listed as live proves
+ * its publishes may not have happened, so a listing or maintenance pass publishes its event again
+ * (even past the window) and finishes the move.
  *
  * **Create** is a KV create (`r.<txId>` must not exist), preceded in the same flush by the run's
  * index entry (same stream, so the server stores it first: a run is never unlisted). The first
