@@ -34,6 +34,13 @@ const WORKERS = [
   'shipping.ship',
 ];
 
+/** Entries delivered and not acknowledged yet: every worker's commands and the results. */
+export async function pendingEntries(bus: EventBus): Promise<number> {
+  let total = await bus.pendingCount(Topics.results, Groups.orchestrators);
+  for (const worker of WORKERS) total += await bus.pendingCount(Topics.command(worker), Groups.workers);
+  return total;
+}
+
 /**
  * Reads every run until all are terminal (or missing from the store: a broker that forgot them)
  * or `timeoutMs` passes; returns the terminal runs by txId. A read that fails (the broker is
