@@ -21,6 +21,7 @@ import {
   startNatsServer,
   startRedisClusterProcesses,
   startRedisServer,
+  waitFor,
   type ServerProcess,
 } from '@multiagents/testing';
 import { createTracing, parseTracingConfig, type Tracing } from '@multiagents/telemetry';
@@ -346,14 +347,14 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderL
 const REPO_ROOT = join(__dirname, '..', '..', '..');
 
 /** Waits until no group on the events topic has anything unread or unacknowledged. */
-async function eventsCaughtUp(bus: EventBus, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const stats = await bus.topicStats?.(Topics.events);
-    if (stats === undefined || stats.groups.every((g) => g.pending === 0 && (g.lag ?? 0) === 0)) return;
-    if (performance.now() > deadline) throw new Error('the event groups did not catch up after the warm-up');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+function eventsCaughtUp(bus: EventBus, timeoutMs: number): Promise<void> {
+  return waitFor(
+    async () => {
+      const stats = await bus.topicStats?.(Topics.events);
+      return stats === undefined || stats.groups.every((g) => g.pending === 0 && (g.lag ?? 0) === 0);
+    },
+    { timeoutMs, intervalMs: 50, description: 'the event groups caught up with the warm-up' },
+  );
 }
 
 const TERMINAL_STATES: ReadonlySet<string> = new Set([
