@@ -242,8 +242,12 @@ export class EventMonitor {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly stuck = new Map<string, StuckRunInfo>();
-  /** The retrying runs as last read (when someone asked), and when; kept while fresh. */
-  private retrying: { readonly at: number; readonly runs: RetryingRunInfo[] } | undefined;
+  /**
+   * The retrying runs as last read (when someone asked), when, and in which generation: used while
+   * younger than the scan interval and of the current generation; always the fallback of a failed read.
+   */
+  private retrying:
+    { readonly at: number; readonly generation: number; readonly runs: RetryingRunInfo[] } | undefined;
   /** The read of the retrying runs under way, and the generation it belongs to. */
   private retryingScan:
     { readonly generation: number; readonly runs: Promise<RetryingRunInfo[]> } | undefined;
@@ -519,9 +523,6 @@ export class EventMonitor {
    */
   scanNow(): Promise<void> {
     this.generation += 1;
-    // Stale from now on; the list stays as the fallback of a read that fails.
-    if (this.retrying !== undefined)
-      this.retrying = { at: Number.NEGATIVE_INFINITY, runs: this.retrying.runs };
     return this.scanStuck();
   }
 
@@ -542,23 +543,19 @@ export class EventMonitor {
    */
   private retryingRuns(): Promise<RetryingRunInfo[]> {
     const now = this.clock.now();
-    const last = this.retrying;
-    if (last !== undefined && now - last.at < this.options.stuckScanIntervalMs)
-      return Promise.resolve(last.runs);
     const generation = this.generation;
+    const last = this.retrying;
+    if (last?.generation === generation && now - last.at < this.options.stuckScanIntervalMs)
+      return Promise.resolve(last.runs);
     if (this.retryingScan?.generation === generation) return this.retryingScan.runs;
-    const runs = this.scanRetrying().then(
-      (read) => {
-        if (this.generation === generation) this.retrying = { at: now, runs: read };
-        return read;
-      },
-      (err: unknown) => {
-        this.logger.warn({ err }, 'reading the retrying runs failed; the last list stays');
-        const kept = last?.runs ?? [];
-        if (this.generation === generation) this.retrying = { at: now, runs: kept };
-        return kept;
-      },
-    );
+    const keep = (runs: RetryingRunInfo[]): RetryingRunInfo[] => {
+      if (this.generation === generation) this.retrying = { at: now, generation, runs };
+      return runs;
+    };
+    const runs = this.scanRetrying().then(keep, (err: unknown) => {
+      this.logger.warn({ err }, 'reading the retrying runs failed; the last list stays');
+      return keep(last?.runs ?? []);
+    });
     const scan = { generation, runs };
     this.retryingScan = scan;
     void runs.finally(() => {
