@@ -51,6 +51,8 @@ export const METRICS_COLLECTOR_GROUP = 'metrics-collector';
 export const DEFAULT_METRICS_COLLECTOR_OPTIONS = {
   group: METRICS_COLLECTOR_GROUP,
   concurrency: 64,
+  /** Metrics can be 100 ms late: the events are read in fewer, bigger batches (see SubscribeOptions). */
+  batchDelayMs: 100,
   definitionsRefreshMs: 60_000,
   unknownWorkflowRefreshMs: 1_000,
   recentIdsCapacity: 65_536,
@@ -212,6 +214,7 @@ export class MetricsCollector {
       Topics.events,
       {
         concurrency: defaults.concurrency,
+        batchDelayMs: defaults.batchDelayMs,
         ...this.options.subscribe,
         group: this.options.group ?? defaults.group,
         consumer: this.options.consumer,

@@ -43,7 +43,12 @@ export const EVENT_MONITOR_GROUP = 'event-monitor';
 /** Defaults of {@link EventMonitorOptions}. */
 export const DEFAULT_EVENT_MONITOR_OPTIONS = {
   group: EVENT_MONITOR_GROUP,
-  concurrency: 32,
+  concurrency: 64,
+  /**
+   * Timelines can be 100 ms late: the events are read in fewer, bigger batches (see
+   * SubscribeOptions). WatchEvents streams are not delayed.
+   */
+  batchDelayMs: 100,
   /** Timelines are kept 7 days after their last event. */
   timelineRetentionMs: 7 * 24 * 60 * 60 * 1000,
   /** An event whose timeline write failed comes back after 0.5 s, then 1 s, 2 s… up to 30 s. */
@@ -301,6 +306,7 @@ export class EventMonitor {
       Topics.events,
       {
         concurrency: DEFAULT_EVENT_MONITOR_OPTIONS.concurrency,
+        batchDelayMs: DEFAULT_EVENT_MONITOR_OPTIONS.batchDelayMs,
         // An event is dead-lettered when it cannot be decoded, not because the timeline store was
         // briefly unreachable (a broker restart, a leader election): that is waited out.
         maxDeliveries: OUTAGE_MAX_DELIVERIES,

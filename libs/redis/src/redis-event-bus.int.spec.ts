@@ -380,6 +380,42 @@ describe('RedisEventBus (adapter-specific)', () => {
     ).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
     expect(new RedisKeys(prefix, 3).partitionOf('x')).toBe(first.connection.keys.partitionOf('x'));
   });
+
+  it('waits batchDelayMs after a read that was not full, and reads full batches back to back', async () => {
+    const bus = newBus();
+    const topic = topicName();
+    const seen: string[] = [];
+    // 25 waiting, 10 free slots: reads of 10, 10 (full: no delay) and 5 (not full: the delay).
+    await bus.publish(
+      topic,
+      Array.from({ length: 25 }, () => makeEnvelope()),
+    );
+    const subscription = await bus.subscribe(
+      topic,
+      { group: 'g', consumer: 'c', concurrency: 10, batchDelayMs: 60_000 },
+      async (d) => {
+        seen.push(d.envelope.id);
+      },
+    );
+    await waitFor(() => seen.length === 25, WAIT);
+    // Now in its 60 s delay: a new message stays unread (lag 1, nothing pending)…
+    await bus.publish(topic, [makeEnvelope()]);
+    await sleep(300);
+    expect(seen).toHaveLength(25);
+    const stats = await bus.topicStats(topic);
+    expect(stats.groups.find((g) => g.group === 'g')).toMatchObject({ pending: 0, lag: 1 });
+    // …and close() does not wait the delay out.
+    await subscription.close();
+  });
+
+  it('refuses a negative or fractional batchDelayMs', async () => {
+    const bus = newBus();
+    for (const batchDelayMs of [-1, 1.5]) {
+      await expect(
+        bus.subscribe(topicName(), { group: 'g', consumer: 'c', batchDelayMs }, async () => undefined),
+      ).rejects.toThrow(/batchDelayMs must be an integer >= 0/);
+    }
+  });
 });
 
 describe('RedisEventBus and Redis restarts', () => {

@@ -142,8 +142,9 @@ export class RedisSubscription implements Subscription {
           await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
           continue;
         }
-        await this.read(lane);
+        const full = await this.read(lane);
         failures = 0;
+        if (!full && this.options.batchDelayMs > 0) await this.pause(this.options.batchDelayMs);
       } catch (err) {
         if (this.closed) break;
         failures += 1;
@@ -157,12 +158,13 @@ export class RedisSubscription implements Subscription {
     }
   }
 
-  private async read(lane: Lane): Promise<void> {
+  /** One XREADGROUP; true when a stream gave all it was asked for (more is likely waiting). */
+  private async read(lane: Lane): Promise<boolean> {
     const { connection } = this.host;
     if (!connection.cluster && lane.readerId === undefined) {
       lane.readerId = Number(await lane.reader.client('ID'));
     }
-    if (this.closed) return;
+    if (this.closed) return false;
     const room = Math.min(this.room(), connection.options.batchSize);
     // COUNT is per stream: with fewer free slots than streams a read may take a few more entries
     // than the handlers can start at once; they wait in the backlog (see dispatch()).
@@ -188,7 +190,11 @@ export class RedisSubscription implements Subscription {
       lane.reading = false;
     }
     // Entries read are ours now (pending under this consumer), closing or not.
-    this.own(parseReadGroupReply(reply), (entry) => lane.byKey.get(entry.stream));
+    const entries = parseReadGroupReply(reply);
+    this.own(entries, (entry) => lane.byKey.get(entry.stream));
+    const perKey = new Map<string, number>();
+    for (const { stream } of entries) perKey.set(stream, (perKey.get(stream) ?? 0) + 1);
+    return [...perKey.values()].some((n) => n >= perStream);
   }
 
   private own(

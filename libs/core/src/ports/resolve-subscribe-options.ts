@@ -10,6 +10,7 @@ export interface ResolvedSubscribeOptions {
   readonly visibilityTimeoutMs: number;
   readonly retryDelayMs: number;
   readonly startFrom: 'earliest' | 'latest';
+  readonly batchDelayMs: number;
 }
 
 /**
@@ -26,6 +27,7 @@ export function resolveSubscribeOptions(options: SubscribeOptions): ResolvedSubs
     visibilityTimeoutMs: options.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs,
     retryDelayMs: options.retryDelayMs ?? DEFAULT_SUBSCRIBE_OPTIONS.retryDelayMs,
     startFrom: options.startFrom ?? DEFAULT_SUBSCRIBE_OPTIONS.startFrom,
+    batchDelayMs: options.batchDelayMs ?? DEFAULT_SUBSCRIBE_OPTIONS.batchDelayMs,
   };
   const problems: string[] = [];
   if (typeof resolved.group !== 'string' || resolved.group.length === 0) {
@@ -48,6 +50,9 @@ export function resolveSubscribeOptions(options: SubscribeOptions): ResolvedSubs
   }
   if (resolved.startFrom !== 'earliest' && resolved.startFrom !== 'latest') {
     problems.push("startFrom must be 'earliest' or 'latest'");
+  }
+  if (!Number.isInteger(resolved.batchDelayMs) || resolved.batchDelayMs < 0) {
+    problems.push('batchDelayMs must be an integer >= 0');
   }
   if (problems.length > 0) throw new ValidationError('subscribe options', problems);
   return resolved;
