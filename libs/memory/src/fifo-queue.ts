@@ -16,6 +16,11 @@ export class FifoQueue<T> {
     this.items.push(item);
   }
 
+  /** The head, left in place. */
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
   /** Removes and returns the head. */
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;

@@ -82,6 +82,28 @@ describe('MemoryRunStore retention', () => {
     await runs.commit((await runs.get(b.txId))!, write({ ...b, state: RunState.Completed }));
     expect((await runs.get(a.txId))?.run.state).toBe(RunState.Running);
   });
+  it('counts a reopened run that finished again from its second finish, not its first', async () => {
+    const clock = new ManualClock();
+    const runs = new MemoryRunStore({ bus: new MemoryEventBus(), clock, retainFinishedRuns: 2 });
+    const [a, b, c, d] = [makeRun(), makeRun(), makeRun(), makeRun()];
+    for (const run of [a, b, c, d]) await runs.create(write(run));
+    const finish = async (run: Run): Promise<void> => {
+      clock.advance(1);
+      await runs.commit((await runs.get(run.txId))!, write({ ...run, state: RunState.Completed }));
+    };
+    await finish(c);
+    await finish(a);
+    clock.advance(1);
+    await runs.commit((await runs.get(a.txId))!, write({ ...a, state: RunState.Running })); // reopened
+    await finish(b);
+    await finish(a); // c goes
+    await finish(d); // b goes: it finished before a's second finish
+    expect(await runs.get(c.txId)).toBeUndefined();
+    expect(await runs.get(b.txId)).toBeUndefined();
+    expect((await runs.get(a.txId))?.run.state).toBe(RunState.Completed);
+    expect((await runs.get(d.txId))?.run.state).toBe(RunState.Completed);
+  });
+
   it('hands a finished run back whole (kept packed), by get and by list, and reopens it on its revision', async () => {
     const runs = new MemoryRunStore({ bus: new MemoryEventBus() });
     const run = makeRun({

@@ -21,6 +21,7 @@ import {
   type Timer,
   type Transition,
 } from '@multiagents/core';
+import { FifoQueue } from './fifo-queue';
 import type { MemoryEventBus } from './memory-event-bus';
 import { SortedRunIndex, compareRunKeys, type RunKey } from './sorted-run-index';
 import { TimerQueue } from './timer-queue';
@@ -110,8 +111,15 @@ export class MemoryRunStore implements RunStore {
   private readonly runs = new Map<string, Held>();
   private readonly all = new SortedRunIndex();
   private readonly byState = new Map<RunState, SortedRunIndex>();
-  /** Finished runs in the order they finished, with when: what retention drops first. */
+  /** Finished runs held → when they finished. */
   private readonly finished = new Map<string, number>();
+  /**
+   * The same runs in the order they finished, oldest first: what retention drops first. An entry
+   * whose run was reopened since no longer matches `finished` and is skipped. (Not the Map's own
+   * order: a Map emptied at the front and iterated from the front skips every deleted slot until it
+   * rehashes, which cost microseconds per finished run once thousands had been dropped.)
+   */
+  private readonly finishOrder = new FifoQueue<{ readonly txId: string; readonly endedAt: number }>();
   private readonly timers = new TimerQueue();
   private readonly maxActive: number;
   /** Starts let in and not yet over (their run is created, or not, when they release). */
@@ -331,12 +339,18 @@ export class MemoryRunStore implements RunStore {
       return;
     }
     const now = this.clock.now();
-    if (!wasFinished) this.finished.set(txId, now);
+    if (!wasFinished) {
+      this.finished.set(txId, now);
+      this.finishOrder.push({ txId, endedAt: now });
+    }
     const oldestKept = now - this.retainMs;
-    for (const [id, endedAt] of this.finished) {
-      if (this.finished.size <= this.retainCount && endedAt >= oldestKept) break;
-      this.finished.delete(id);
-      this.forget(id);
+    for (let oldest = this.finishOrder.peek(); oldest !== undefined; oldest = this.finishOrder.peek()) {
+      const current = this.finished.get(oldest.txId) === oldest.endedAt;
+      if (current && this.finished.size <= this.retainCount && oldest.endedAt >= oldestKept) break;
+      this.finishOrder.shift();
+      if (!current) continue;
+      this.finished.delete(oldest.txId);
+      this.forget(oldest.txId);
     }
     if (this.runs.get(txId) === held) this.pack(held);
   }
