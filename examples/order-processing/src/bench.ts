@@ -58,7 +58,7 @@ type Observer = (typeof OBSERVERS)[number];
 const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints one JSON line
 
   --backend memory|redis|nats  memory (default): the embedded mode in this process;
-                               redis / nats: a private server, the orchestrator and 2
+                               redis / nats: a private server, the orchestrator and the
                                worker-managers as separate processes
   --n N                        workflows to run (default 10000)
   --fail-rate F                share of orders whose shipping fails, 0..1 (default 0.1)
@@ -66,6 +66,9 @@ const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints o
                                whole workflows in flight
   --closed                     closed loop: measures latency (p50/p95/p99)
   --partitions P               Redis partitions (default 1)
+  --worker-managers K          redis / nats: worker-manager processes (default 1: one process
+                               per service, the smallest deployment; more compete for the
+                               same cores on a small machine, see the README)
   --max-active-runs M          memory: runs in progress beyond which starts wait (default
                                10000; 0 holds no start back)
   --cluster                    redis: a private 3-master Redis Cluster instead of one server;
@@ -93,6 +96,7 @@ interface BenchArgs {
   json: boolean;
   seed: number;
   partitions: number;
+  workerManagers: number;
   maxActiveRuns: number;
   observers: Observer[];
   cluster: boolean;
@@ -113,6 +117,7 @@ function parse(): BenchArgs {
         json: { type: 'boolean', default: false },
         seed: { type: 'string', default: '42' },
         partitions: { type: 'string', default: '1' },
+        'worker-managers': { type: 'string', default: '1' },
         'max-active-runs': { type: 'string', default: String(DEFAULT_MAX_ACTIVE_RUNS) },
         observers: { type: 'string', default: '' },
         cluster: { type: 'boolean', default: false },
@@ -139,6 +144,7 @@ function parse(): BenchArgs {
     json: values.json,
     seed: Number(values.seed),
     partitions: Number(values.partitions),
+    workerManagers: Number(values['worker-managers']),
     maxActiveRuns: Number(values['max-active-runs']),
     cluster: values.cluster,
     repeat: Number(values.repeat),
@@ -162,6 +168,8 @@ function parse(): BenchArgs {
   if (!Number.isInteger(args.warmup) || args.warmup < 0) problems.push('--warmup must be an integer >= 0');
   if (!Number.isInteger(args.partitions) || args.partitions < 1 || args.partitions > 1024)
     problems.push('--partitions must be an integer from 1 to 1024');
+  if (!Number.isInteger(args.workerManagers) || args.workerManagers < 1 || args.workerManagers > 16)
+    problems.push('--worker-managers must be an integer from 1 to 16');
   if (!Number.isInteger(args.maxActiveRuns) || args.maxActiveRuns < 0)
     problems.push('--max-active-runs must be an integer >= 0');
   for (const observer of args.observers) {
@@ -429,7 +437,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     if (!existsSync(main)) throw new Error(`--observers ${observer}: ${main} is missing (build it first)`);
     services.push(new ServiceProcess(observer, main, env, logDir, await freePort()));
   }
-  for (let i = 0; i < 2; i++) {
+  for (let i = 0; i < args.workerManagers; i++) {
     services.push(
       new ServiceProcess(
         `worker-manager-${i}`,
@@ -596,6 +604,7 @@ function reportOf(args: BenchArgs, measured: Measured) {
     failRate: args.failRate,
     concurrency: args.concurrency,
     ...(args.backend === 'redis' ? { partitions: args.partitions } : {}),
+    ...(args.backend === 'memory' ? {} : { workerManagers: args.workerManagers }),
     ...(args.cluster ? { cluster: true } : {}),
     ...(args.observers.length > 0 ? { observers: args.observers } : {}),
     ...(args.warmup > 0 ? { warmup: args.warmup } : {}),
