@@ -51,6 +51,32 @@ describe('run record codec', () => {
     expect(decodeRun(record, record.meta as string).context).toEqual(run.context);
   });
 
+  it('writes the steps a later transition kept exactly as a fresh encoding would, under their own names', () => {
+    const run = orderRun();
+    encodeRecord(run, { version: 2, event: undefined, timers: [], withMeta: false });
+    const kept = run.steps['reserve inventory']!;
+    // The next transition keeps one record as it is, replaces another, and (odd, but allowed by
+    // the type) files the kept object under a second name too.
+    const next: Run = {
+      ...run,
+      steps: {
+        'reserve inventory': kept,
+        charge: { ...run.steps['charge']!, status: StepStatus.Completed, output: { paymentId: 'p-1' } },
+        again: kept,
+      },
+    };
+    const fresh: Run = JSON.parse(JSON.stringify(next)) as Run;
+    const extras = { version: 3, event: undefined, timers: [], withMeta: false };
+    expect(Buffer.from(encodeRecord(next, extras)).equals(Buffer.from(encodeRecord(fresh, extras)))).toBe(
+      true,
+    );
+    expect(Object.keys(decodeRecord(encodeRecord(next, extras)).steps)).toEqual([
+      'reserve inventory',
+      'charge',
+      'again',
+    ]);
+  });
+
   it('refuses bytes it did not write with INVALID_ARGUMENT', () => {
     const good = encodeRecord(orderRun(), { version: 1, event: undefined, timers: [], withMeta: true });
     for (const bad of [

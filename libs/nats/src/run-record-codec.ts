@@ -50,16 +50,38 @@ interface RecordInfo {
 
 /** The first byte of every record: the layout below (a later layout gets another value). */
 const FORMAT = 1;
-/** Step records the engine did not replace encode the same: cache by object identity. */
-const encodedSteps = new WeakMap<StepRecord, string>();
+/**
+ * Step records the engine did not replace encode the same: each one's two parts (its name, its
+ * record JSON) are kept framed as a record lays them out, by object identity, and copied into
+ * every later record of the run instead of being encoded again.
+ */
+const framedSteps = new WeakMap<StepRecord, { readonly name: string; readonly bytes: Buffer }>();
 
-function stepJson(record: StepRecord): string {
-  let json = encodedSteps.get(record);
-  if (json === undefined) {
-    json = encodeStepRecord(record);
-    encodedSteps.set(record, json);
+function framedStep(name: string, record: StepRecord): Buffer {
+  const cached = framedSteps.get(record);
+  if (cached !== undefined && cached.name === name) return cached.bytes;
+  const bytes = frame([Buffer.from(name), Buffer.from(encodeStepRecord(record))], 0);
+  framedSteps.set(record, { name, bytes });
+  return bytes;
+}
+
+/** `parts` length-prefixed (u32 big-endian), after `offset` bytes left for the caller. */
+function frame(parts: readonly Uint8Array[], offset: number, tail: readonly Buffer[] = []): Buffer {
+  let size = offset;
+  for (const part of parts) size += 4 + part.length;
+  for (const framed of tail) size += framed.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = offset;
+  for (const part of parts) {
+    out.writeUInt32BE(part.length, at);
+    out.set(part, at + 4);
+    at += 4 + part.length;
   }
-  return json;
+  for (const framed of tail) {
+    out.set(framed, at);
+    at += framed.length;
+  }
+  return out;
 }
 
 /**
@@ -89,24 +111,19 @@ export function encodeRecord(run: Run, extras: RecordExtras): Uint8Array {
       ? { t: extras.timers.map(([id, dueAt, version]) => [id, dueAt, version] as const) }
       : {}),
   };
-  const parts: Uint8Array[] = [
-    Buffer.from(JSON.stringify(info)),
-    extras.event?.data ?? EMPTY,
-    extras.withMeta ? Buffer.from(encodeRunMeta(run)) : EMPTY,
-    Buffer.from(encodeRunHeader(run)),
-  ];
-  for (const [name, record] of Object.entries(run.steps))
-    parts.push(Buffer.from(name), Buffer.from(stepJson(record)));
-  let size = 1;
-  for (const part of parts) size += 4 + part.length;
-  const out = Buffer.allocUnsafe(size);
+  const steps: Buffer[] = [];
+  for (const [name, record] of Object.entries(run.steps)) steps.push(framedStep(name, record));
+  const out = frame(
+    [
+      Buffer.from(JSON.stringify(info)),
+      extras.event?.data ?? EMPTY,
+      extras.withMeta ? Buffer.from(encodeRunMeta(run)) : EMPTY,
+      Buffer.from(encodeRunHeader(run)),
+    ],
+    1,
+    steps,
+  );
   out[0] = FORMAT;
-  let at = 1;
-  for (const part of parts) {
-    out.writeUInt32BE(part.length, at);
-    out.set(part, at + 4);
-    at += 4 + part.length;
-  }
   return out;
 }
 
