@@ -100,7 +100,7 @@ const kvStream = (bucket: string): string => `KV_${bucket}`;
  * | a finished run in the index | `d.<state>.<window>.<workflowId>.<createdAt>.<txId>` |
  * | a time window holding finished runs | `w.<window>` |
  * | definitions bucket (KV) | `<prefix>-definitions`: `v.<id>.<version>`, `l.<id>` (latest), `wm.<manager>` (worker registry) |
- * | timelines bucket (KV) | `<prefix>-timelines`: `t.<txId>` (a run's timeline), `m.<key>` (monitor marks) |
+ * | timelines bucket (KV) | `<prefix>-timelines`: `t.<txId>.<version>` (a timeline entry), `m.<key>` (monitor marks) |
  * | memo bucket (KV) | `<prefix>-memo`: `k.<key>` (a memo record: an agent's answer by idempotency key) |
  *
  * Ids in keys go through {@link encodeToken}, times through {@link encodeTime} (fixed width, so
@@ -358,9 +358,19 @@ export class NatsNames {
     return `wm.${encodeToken(managerId)}`;
   }
 
-  /** A run's timeline (timelines bucket). */
+  /** A run's timeline as one key holding every entry (timelines bucket): earlier versions' layout, only read. */
   timeline(txId: string): string {
     return `t.${encodeToken(txId)}`;
+  }
+
+  /** One entry of a run's timeline (timelines bucket): `t.<txId>.<version>`. */
+  timelineEntry(txId: string, version: number): string {
+    return `${this.timeline(txId)}.${version}`;
+  }
+
+  /** Every entry key of a run's timeline (a KV key filter). */
+  timelineEntries(txId: string): string {
+    return `${this.timeline(txId)}.*`;
   }
 
   /** An event-monitor once-only mark (timelines bucket). */

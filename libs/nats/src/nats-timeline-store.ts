@@ -8,8 +8,13 @@ interface Stored<T> {
   readonly expiresAt: number;
 }
 
-/** Compare-and-set attempts of one append before giving up (replicas appending to one run at once). */
-const MAX_APPEND_ATTEMPTS = 64;
+/** One timeline entry as stored under its own key: the entry, when it was written, and its expiry. */
+interface StoredEntry {
+  readonly entry: TimelineEntry;
+  readonly at: number;
+  readonly expiresAt: number;
+}
+
 /** Default age after which the bucket itself drops a key not written since: 7 days. */
 export const DEFAULT_TIMELINE_BUCKET_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 
@@ -18,12 +23,24 @@ const decoder = new TextDecoder();
 
 /**
  * Run timelines and once-only marks on NATS KV (bucket `<prefix>-timelines`, created on first use
- * so only the event-monitor pays for it). A timeline is one key `t.<txId>` holding its entries,
- * extended by revision-checked writes (replicas appending to one run at once retry, none
- * overwrites another); a mark is `m.<key>`, set by `kv.create` (one caller wins) or, once expired,
- * by an update on the expired revision. NATS 2.9 has no per-key time to live: each value carries
- * its expiry (an expired one reads as absent) and the bucket's max age drops keys not written
- * for `maxAgeMs`, which bounds what retention keeps.
+ * so only the event-monitor pays for it).
+ *
+ * Each entry is its own key, `t.<txId>.<version>`, written once with a KV create: one publish per
+ * event, no read first, and nothing rewritten as the timeline grows (the layout of one key per
+ * run, read, extended and written back on every event, cost the monitor several requests and the
+ * whole timeline per event). A redelivered event finds its key taken and changes nothing;
+ * replicas appending to one run at once never touch each other's keys. A timeline is read with
+ * one ordered consumer over `t.<txId>.*`.
+ *
+ * NATS 2.9 has no per-key time to live: each entry carries when it was written and its expiry, and
+ * a timeline counts as kept `ttlMs` after its last append — read in write order, an entry written
+ * after everything before it had expired starts the timeline afresh, and a timeline whose newest
+ * expiry has passed reads as absent. The bucket's max age drops each key `maxAgeMs` after it was
+ * written, which bounds what retention keeps (for a run longer than that, its oldest entries).
+ * Timelines written as one key per run (`t.<txId>`, earlier versions) are still read.
+ *
+ * A mark is `m.<key>`, set by a create (one caller wins) or, once expired, by an update on the
+ * expired revision.
  *
  * @example
  * const { timelines } = await createNatsBackend({ servers: 'nats://127.0.0.1:4222' });
@@ -40,52 +57,64 @@ export class NatsTimelineStore implements TimelineStore {
   }
 
   async append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void> {
-    const kv = await this.bucket();
-    const key = this.ctx.names.timeline(txId);
-    for (let attempt = 1; ; attempt += 1) {
-      const now = this.ctx.clock.now();
-      let current: Stored<TimelineEntry[]> | undefined;
-      let revision = 0;
-      try {
-        const entry = await untilAnswered(() => kv.get(key));
-        if (entry !== null && entry.operation === 'PUT') {
-          revision = entry.revision;
-          current = parse<TimelineEntry[]>(entry.value);
-        }
-      } catch (err) {
-        throw natsError(`reading the timeline of ${txId}`, err, { key });
+    if (entries.length === 0) return;
+    await this.bucket();
+    const at = this.ctx.clock.now();
+    await Promise.all(entries.map((entry) => this.appendOne(txId, { entry, at, expiresAt: at + ttlMs })));
+  }
+
+  private async appendOne(txId: string, stored: StoredEntry): Promise<void> {
+    const { ctx } = this;
+    const bucket = ctx.names.timelinesBucket;
+    const key = ctx.names.timelineEntry(txId, stored.entry.version);
+    const data = encoder.encode(JSON.stringify(stored));
+    try {
+      await ctx.kvWrite(bucket, key, data, { expectedRevision: 0 });
+      return;
+    } catch (err) {
+      if (!(isWrongRevision(err) || isKeyExists(err))) {
+        throw natsError(`appending to the timeline of ${txId}`, err, { key });
       }
-      const kept = current !== undefined && current.expiresAt > now ? current.value : [];
-      const byVersion = new Map(kept.map((e) => [e.version, e]));
-      for (const entry of entries) if (!byVersion.has(entry.version)) byVersion.set(entry.version, entry);
-      const next: Stored<TimelineEntry[]> = {
-        value: [...byVersion.values()].sort((a, b) => a.version - b.version),
-        expiresAt: now + ttlMs,
-      };
-      try {
-        const data = encoder.encode(JSON.stringify(next));
-        await untilAnswered(() => (revision === 0 ? kv.create(key, data) : kv.update(key, data, revision)));
-        return;
-      } catch (err) {
-        if (!(isWrongRevision(err) || isKeyExists(err)) || attempt >= MAX_APPEND_ATTEMPTS) {
-          throw natsError(`appending to the timeline of ${txId}`, err, { key });
-        }
-      }
+    }
+    // Taken: a redelivery (nothing to do), or an entry of a timeline that has expired since, which
+    // a fresh timeline replaces (on its revision: a replica doing the same at once wins, not both).
+    try {
+      const current = await ctx.kvGet(bucket, key);
+      const old = current === undefined ? undefined : parseEntry(current.data);
+      if (current !== undefined && old !== undefined && old.expiresAt > stored.at) return;
+      await ctx.kvWrite(bucket, key, data, { expectedRevision: current?.revision ?? 0 });
+    } catch (err) {
+      if (isWrongRevision(err) || isKeyExists(err)) return;
+      throw natsError(`appending to the timeline of ${txId}`, err, { key });
     }
   }
 
   async get(txId: string): Promise<TimelineEntry[] | undefined> {
     const kv = await this.bucket();
-    const key = this.ctx.names.timeline(txId);
+    const now = this.ctx.clock.now();
+    const stored: StoredEntry[] = [];
+    let legacy: Stored<TimelineEntry[]> | undefined;
     try {
-      const entry = await untilAnswered(() => kv.get(key));
-      if (entry === null || entry.operation !== 'PUT') return undefined;
-      const stored = parse<TimelineEntry[]>(entry.value);
-      if (stored === undefined || !(stored.expiresAt > this.ctx.clock.now())) return undefined;
-      return stored.value;
+      const [history, old] = await Promise.all([
+        untilAnswered(() => kv.history({ key: this.ctx.names.timelineEntries(txId) })),
+        untilAnswered(() => kv.get(this.ctx.names.timeline(txId))),
+      ]);
+      for await (const entry of history) {
+        if (entry.operation !== 'PUT') continue;
+        const parsed = parseEntry(entry.value);
+        if (parsed !== undefined) stored.push(parsed);
+      }
+      if (old !== null && old.operation === 'PUT') legacy = parse<TimelineEntry[]>(old.value);
     } catch (err) {
-      throw natsError(`reading the timeline of ${txId}`, err, { key });
+      throw natsError(`reading the timeline of ${txId}`, err, { key: this.ctx.names.timeline(txId) });
     }
+    const byVersion = new Map<number, TimelineEntry>();
+    if (legacy !== undefined && legacy.expiresAt > now) {
+      for (const entry of legacy.value) byVersion.set(entry.version, entry);
+    }
+    for (const entry of liveTimeline(stored, now)) byVersion.set(entry.version, entry);
+    if (byVersion.size === 0) return undefined;
+    return [...byVersion.values()].sort((a, b) => a.version - b.version);
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {
@@ -114,6 +143,38 @@ export class NatsTimelineStore implements TimelineStore {
 
   /** The backend owns the connection. */
   async close(): Promise<void> {}
+}
+
+/**
+ * The entries of the timeline still kept at `now`: in write order, an entry written once all
+ * before it had expired starts the timeline afresh; none when the newest expiry has passed.
+ */
+function liveTimeline(stored: readonly StoredEntry[], now: number): TimelineEntry[] {
+  let live: TimelineEntry[] = [];
+  let expiresAt = Number.NEGATIVE_INFINITY;
+  for (const s of [...stored].sort((a, b) => a.at - b.at || a.entry.version - b.entry.version)) {
+    if (s.at >= expiresAt) live = [];
+    live.push(s.entry);
+    expiresAt = Math.max(expiresAt, s.expiresAt);
+  }
+  return expiresAt > now ? live : [];
+}
+
+function parseEntry(data: Uint8Array): StoredEntry | undefined {
+  try {
+    const stored = JSON.parse(decoder.decode(data)) as Partial<StoredEntry>;
+    return typeof stored === 'object' &&
+      stored !== null &&
+      typeof stored.at === 'number' &&
+      typeof stored.expiresAt === 'number' &&
+      typeof stored.entry === 'object' &&
+      stored.entry !== null &&
+      typeof stored.entry.version === 'number'
+      ? (stored as StoredEntry)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function parse<T>(data: Uint8Array): Stored<T> | undefined {

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { EventType, RunState } from '@multiagents/contracts';
+import type { TimelineEntry } from '@multiagents/core';
+import { waitFor } from '@multiagents/testing';
+import type { NatsBackend } from './nats-backend';
+import { NatsTestServer, TEST_REQUEST_TIMEOUT_MS } from './testing/nats-test-backend';
+
+jest.setTimeout(6 * TEST_REQUEST_TIMEOUT_MS);
+
+let nats: NatsTestServer;
+let backend: NatsBackend;
+
+beforeAll(async () => {
+  nats = await NatsTestServer.start();
+}, 20_000);
+
+afterAll(async () => {
+  await nats?.stop();
+});
+
+beforeEach(async () => {
+  backend = await nats.backend();
+});
+
+afterEach(async () => {
+  await backend.close();
+  await nats.destroy(backend.names.prefix);
+});
+
+function entry(version: number, state: RunState = RunState.Running): TimelineEntry {
+  return {
+    version,
+    state,
+    time: 1_700_000_000_000 + version,
+    events: [{ type: EventType.StepStarted, state, step: `s${version}`, attempt: 1 }],
+  };
+}
+
+describe('NatsTimelineStore (adapter-specific)', () => {
+  it('keeps each entry under its own key, written once: a redelivered entry rewrites nothing', async () => {
+    const txId = `tx-${randomUUID()}`;
+    await backend.timelines.append(txId, [entry(1), entry(2)], 60_000);
+    const kv = await nats.kv(backend.names.timelinesBucket);
+    const keys: string[] = [];
+    for await (const key of await kv.keys()) keys.push(key);
+    expect(keys.sort()).toEqual([`t.${txId}.1`, `t.${txId}.2`]);
+    const before = await kv.get(`t.${txId}.1`);
+    await backend.timelines.append(txId, [entry(1, RunState.Failed)], 60_000);
+    expect((await kv.get(`t.${txId}.1`))?.revision).toBe(before?.revision);
+    expect(await backend.timelines.get(txId)).toEqual([entry(1), entry(2)]);
+  });
+
+  it('reads a timeline an earlier version wrote as one key, with the entries appended since', async () => {
+    const txId = `tx-${randomUUID()}`;
+    const kv = await nats.kv(backend.names.timelinesBucket);
+    await backend.timelines.append(txId, [entry(2)], 60_000);
+    await kv.put(`t.${txId}`, JSON.stringify({ value: [entry(1)], expiresAt: Date.now() + 60_000 }));
+    expect(await backend.timelines.get(txId)).toEqual([entry(1), entry(2)]);
+  });
+
+  it('replaces the entries of an expired timeline: the same version appended again starts it afresh', async () => {
+    const txId = `tx-${randomUUID()}`;
+    await backend.timelines.append(txId, [entry(1), entry(2)], 1);
+    await waitFor(async () => (await backend.timelines.get(txId)) === undefined, {
+      description: 'timeline expired',
+    });
+    await backend.timelines.append(txId, [entry(1, RunState.Completed)], 60_000);
+    expect(await backend.timelines.get(txId)).toEqual([entry(1, RunState.Completed)]);
+  });
+});
