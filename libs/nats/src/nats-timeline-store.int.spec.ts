@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventType, RunState } from '@multiagents/contracts';
 import type { TimelineEntry } from '@multiagents/core';
-import { waitFor } from '@multiagents/testing';
+import { ManualClock, waitFor } from '@multiagents/testing';
 import type { NatsBackend } from './nats-backend';
 import { NatsTestServer, TEST_REQUEST_TIMEOUT_MS } from './testing/nats-test-backend';
 
@@ -56,6 +56,47 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     await backend.timelines.append(txId, [entry(2)], 60_000);
     await kv.put(`t.${txId}`, JSON.stringify({ value: [entry(1)], expiresAt: Date.now() + 60_000 }));
     expect(await backend.timelines.get(txId)).toEqual([entry(1), entry(2)]);
+  });
+
+  it('keeps an earlier version’s one-key timeline alive while entries appended since are', async () => {
+    // Real time for the key's write stamp (the server's), a manual clock for the reads.
+    const clock = new ManualClock(Date.now());
+    const timed = await nats.backend({ prefix: backend.names.prefix, clock });
+    try {
+      const txId = `tx-${randomUUID()}`;
+      await timed.timelines.append(txId, [entry(2)], 3_600_000); // makes the bucket
+      const kv = await nats.kv(backend.names.timelinesBucket);
+      await kv.put(`t.${txId}`, JSON.stringify({ value: [entry(1)], expiresAt: Date.now() + 1_000 }));
+      clock.advance(600_000); // the one key's own expiry has passed; the timeline's has not
+      expect(await timed.timelines.get(txId)).toEqual([entry(1), entry(2)]);
+    } finally {
+      await timed.close();
+    }
+  });
+
+  it('keeps earlier entries while a later append keeps the timeline alive, and forgets it all after', async () => {
+    const clock = new ManualClock();
+    const timed = await nats.backend({ prefix: backend.names.prefix, clock });
+    try {
+      const txId = `tx-${randomUUID()}`;
+      await timed.timelines.append(txId, [entry(1)], 1_000);
+      clock.advance(500);
+      await timed.timelines.append(txId, [entry(2)], 60_000);
+      clock.advance(1_000); // entry 1's own expiry has passed; the timeline's has not
+      expect(await timed.timelines.get(txId)).toEqual([entry(1), entry(2)]);
+      clock.advance(60_000);
+      expect(await timed.timelines.get(txId)).toBeUndefined();
+    } finally {
+      await timed.close();
+    }
+  });
+
+  it('refuses an entry whose version is not a whole number, and writes none of the append', async () => {
+    const txId = `tx-${randomUUID()}`;
+    await expect(
+      backend.timelines.append(txId, [entry(1), { ...entry(2), version: 1.5 }], 60_000),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await backend.timelines.get(txId)).toBeUndefined();
   });
 
   it('replaces the entries of an expired timeline: the same version appended again starts it afresh', async () => {

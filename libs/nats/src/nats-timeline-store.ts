@@ -1,3 +1,4 @@
+import { ValidationError } from '@multiagents/contracts';
 import type { TimelineEntry, TimelineStore } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
 import { isKeyExists, isWrongRevision, natsError, untilAnswered, type NatsContext } from './nats-context';
@@ -58,6 +59,12 @@ export class NatsTimelineStore implements TimelineStore {
 
   async append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void> {
     if (entries.length === 0) return;
+    const bad = entries.filter((entry) => !(Number.isSafeInteger(entry.version) && entry.version >= 0));
+    if (bad.length > 0) {
+      throw new ValidationError(`timeline append of ${txId}`, [
+        `versions must be whole numbers >= 0, got ${bad.map((entry) => String(entry.version)).join(', ')}`,
+      ]);
+    }
     await this.bucket();
     const at = this.ctx.clock.now();
     await Promise.all(entries.map((entry) => this.appendOne(txId, { entry, at, expiresAt: at + ttlMs })));
@@ -91,28 +98,34 @@ export class NatsTimelineStore implements TimelineStore {
 
   async get(txId: string): Promise<TimelineEntry[] | undefined> {
     const kv = await this.bucket();
-    const now = this.ctx.clock.now();
+    const legacyKey = this.ctx.names.timeline(txId);
     const stored: StoredEntry[] = [];
-    let legacy: Stored<TimelineEntry[]> | undefined;
+    let history: Awaited<ReturnType<KV['history']>> | undefined;
     try {
-      const [history, old] = await Promise.all([
-        untilAnswered(() => kv.history({ key: this.ctx.names.timelineEntries(txId) })),
-        untilAnswered(() => kv.get(this.ctx.names.timeline(txId))),
-      ]);
+      const legacy = await untilAnswered(() => kv.get(legacyKey));
+      if (legacy !== null && legacy.operation === 'PUT') {
+        // Earlier versions' layout: its entries count as written when the key last was.
+        const old = parse<TimelineEntry[]>(legacy.value);
+        const at = legacy.created.getTime();
+        for (const entry of old?.value ?? []) stored.push({ entry, at, expiresAt: old?.expiresAt ?? 0 });
+      }
+      history = await untilAnswered(() => kv.history({ key: this.ctx.names.timelineEntries(txId) }));
       for await (const entry of history) {
         if (entry.operation !== 'PUT') continue;
         const parsed = parseEntry(entry.value);
         if (parsed !== undefined) stored.push(parsed);
       }
-      if (old !== null && old.operation === 'PUT') legacy = parse<TimelineEntry[]>(old.value);
     } catch (err) {
-      throw natsError(`reading the timeline of ${txId}`, err, { key: this.ctx.names.timeline(txId) });
+      throw natsError(`reading the timeline of ${txId}`, err, { key: legacyKey });
+    } finally {
+      // Ends the ordered consumer's subscription on every path (an error included).
+      history?.stop();
     }
     const byVersion = new Map<number, TimelineEntry>();
-    if (legacy !== undefined && legacy.expiresAt > now) {
-      for (const entry of legacy.value) byVersion.set(entry.version, entry);
+    // The first write of a version wins: a later one is a redelivery.
+    for (const entry of liveTimeline(stored, this.ctx.clock.now())) {
+      if (!byVersion.has(entry.version)) byVersion.set(entry.version, entry);
     }
-    for (const entry of liveTimeline(stored, now)) byVersion.set(entry.version, entry);
     if (byVersion.size === 0) return undefined;
     return [...byVersion.values()].sort((a, b) => a.version - b.version);
   }
