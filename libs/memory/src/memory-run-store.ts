@@ -111,15 +111,21 @@ export class MemoryRunStore implements RunStore {
   private readonly runs = new Map<string, Held>();
   private readonly all = new SortedRunIndex();
   private readonly byState = new Map<RunState, SortedRunIndex>();
-  /** Finished runs held → when they finished. */
+  /** Finished runs held → the number of their finish (see `finishOrder`). */
   private readonly finished = new Map<string, number>();
   /**
-   * The same runs in the order they finished, oldest first: what retention drops first. An entry
-   * whose run was reopened since no longer matches `finished` and is skipped. (Not the Map's own
-   * order: a Map emptied at the front and iterated from the front skips every deleted slot until it
-   * rehashes, which cost microseconds per finished run once thousands had been dropped.)
+   * The same runs in the order they finished, oldest first, with when: what retention drops
+   * first. An entry whose run was reopened since no longer matches `finished` (its finish number)
+   * and is skipped. (Not the Map's own order: a Map emptied at the front and iterated from the
+   * front skips every deleted slot until it rehashes, which cost microseconds per finished run
+   * once thousands had been dropped.)
    */
-  private readonly finishOrder = new FifoQueue<{ readonly txId: string; readonly endedAt: number }>();
+  private readonly finishOrder = new FifoQueue<{
+    readonly txId: string;
+    readonly finish: number;
+    readonly endedAt: number;
+  }>();
+  private finishes = 0;
   private readonly timers = new TimerQueue();
   private readonly maxActive: number;
   /** Starts let in and not yet over (their run is created, or not, when they release). */
@@ -340,12 +346,13 @@ export class MemoryRunStore implements RunStore {
     }
     const now = this.clock.now();
     if (!wasFinished) {
-      this.finished.set(txId, now);
-      this.finishOrder.push({ txId, endedAt: now });
+      this.finishes += 1;
+      this.finished.set(txId, this.finishes);
+      this.finishOrder.push({ txId, finish: this.finishes, endedAt: now });
     }
     const oldestKept = now - this.retainMs;
     for (let oldest = this.finishOrder.peek(); oldest !== undefined; oldest = this.finishOrder.peek()) {
-      const current = this.finished.get(oldest.txId) === oldest.endedAt;
+      const current = this.finished.get(oldest.txId) === oldest.finish;
       if (current && this.finished.size <= this.retainCount && oldest.endedAt >= oldestKept) break;
       this.finishOrder.shift();
       if (!current) continue;
