@@ -60,17 +60,25 @@ const framedSteps = new WeakMap<StepRecord, { readonly name: string; readonly by
 function framedStep(name: string, record: StepRecord): Buffer {
   const cached = framedSteps.get(record);
   if (cached !== undefined && cached.name === name) return cached.bytes;
-  const bytes = frame([Buffer.from(name), Buffer.from(encodeStepRecord(record))], 0);
+  // Its own memory (not a slice of Node's shared pool): it is kept as long as the record is.
+  const bytes = frame([Buffer.from(name), Buffer.from(encodeStepRecord(record))], 0, [], (size) =>
+    Buffer.allocUnsafeSlow(size),
+  );
   framedSteps.set(record, { name, bytes });
   return bytes;
 }
 
 /** `parts` length-prefixed (u32 big-endian), after `offset` bytes left for the caller. */
-function frame(parts: readonly Uint8Array[], offset: number, tail: readonly Buffer[] = []): Buffer {
+function frame(
+  parts: readonly Uint8Array[],
+  offset: number,
+  tail: readonly Buffer[] = [],
+  alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size),
+): Buffer {
   let size = offset;
   for (const part of parts) size += 4 + part.length;
   for (const framed of tail) size += framed.length;
-  const out = Buffer.allocUnsafe(size);
+  const out = alloc(size);
   let at = offset;
   for (const part of parts) {
     out.writeUInt32BE(part.length, at);
