@@ -408,12 +408,12 @@ describe('RedisEventBus (adapter-specific)', () => {
     await subscription.close();
   });
 
-  it('refuses a negative or fractional batchDelayMs', async () => {
+  it('refuses a negative, fractional or too long batchDelayMs', async () => {
     const bus = newBus();
-    for (const batchDelayMs of [-1, 1.5]) {
+    for (const batchDelayMs of [-1, 1.5, 60_001]) {
       await expect(
         bus.subscribe(topicName(), { group: 'g', consumer: 'c', batchDelayMs }, async () => undefined),
-      ).rejects.toThrow(/batchDelayMs must be an integer >= 0/);
+      ).rejects.toThrow(/batchDelayMs must be an integer from 0 to 60000/);
     }
   });
 });

@@ -51,8 +51,12 @@ export function resolveSubscribeOptions(options: SubscribeOptions): ResolvedSubs
   if (resolved.startFrom !== 'earliest' && resolved.startFrom !== 'latest') {
     problems.push("startFrom must be 'earliest' or 'latest'");
   }
-  if (!Number.isInteger(resolved.batchDelayMs) || resolved.batchDelayMs < 0) {
-    problems.push('batchDelayMs must be an integer >= 0');
+  if (
+    !Number.isInteger(resolved.batchDelayMs) ||
+    resolved.batchDelayMs < 0 ||
+    resolved.batchDelayMs > 60_000
+  ) {
+    problems.push('batchDelayMs must be an integer from 0 to 60000');
   }
   if (problems.length > 0) throw new ValidationError('subscribe options', problems);
   return resolved;
