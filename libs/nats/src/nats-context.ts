@@ -384,6 +384,36 @@ export class NatsContext {
   }
 
   /**
+   * Every current value of the keys `filter` matches (a KV key filter: `*` and `>` allowed), in
+   * write order, delete markers left out: one message get per key plus one, no consumer (a key
+   * filter read through a consumer costs the server a consumer made and dropped per read).
+   */
+  async kvScan(bucket: string, filter: string): Promise<Array<KvRead & { readonly key: string }>> {
+    const stream = `KV_${bucket}`;
+    const subjectFilter = this.names.kvSubject(bucket, filter);
+    const keyStart = subjectFilter.length - filter.length;
+    const found: Array<KvRead & { readonly key: string }> = [];
+    for (let seq = 0; ;) {
+      const query = { seq, next_by_subj: subjectFilter };
+      // As in kvGet: with replicas the leader answers (a direct get may come from a lagging one).
+      const stored: StoredMsg | null =
+        this.options.replicas === 1
+          ? await this.jsm.direct.getMessage(stream, query)
+          : await this.jsm.streams.getMessage(stream, query);
+      if (stored === null) return found;
+      seq = stored.seq + 1;
+      const operation = stored.header?.get(KV_OPERATION_HEADER);
+      if (operation === 'DEL' || operation === 'PURGE') continue;
+      found.push({
+        key: stored.subject.slice(keyStart),
+        revision: stored.seq,
+        data: stored.data,
+        writtenAt: stored.time.getTime(),
+      });
+    }
+  }
+
+  /**
    * Removes a subject's messages from a stream (no delete marker left). With `beforeSeq`, only
    * those below it: a compare-and-delete that leaves a newer write alone. A JetStream API call:
    * for maintenance, never for the hot path.

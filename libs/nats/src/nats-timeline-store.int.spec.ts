@@ -47,7 +47,13 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     const before = await kv.get(`t.${txId}.1`);
     await backend.timelines.append(txId, [entry(1, RunState.Failed)], 60_000);
     expect((await kv.get(`t.${txId}.1`))?.revision).toBe(before?.revision);
+    // Read by message gets: no consumer made on the server for it (`kv.keys()` above made one).
+    const jsm = await nats.jsm();
+    const consumers = async (): Promise<number> =>
+      (await jsm.consumers.list(backend.names.timelinesStream).next()).length;
+    const made = await consumers();
     expect(await backend.timelines.get(txId)).toEqual([entry(1), entry(2)]);
+    expect(await consumers()).toBeLessThanOrEqual(made);
   });
 
   it('reads a timeline an earlier version wrote as one key, with the entries appended since', async () => {

@@ -31,7 +31,7 @@ const decoder = new TextDecoder();
  * run, read, extended and written back on every event, cost the monitor several requests and the
  * whole timeline per event). A redelivered event finds its key taken and changes nothing;
  * replicas appending to one run at once never touch each other's keys. A timeline is read with
- * one ordered consumer over `t.<txId>.*`.
+ * one message get per entry over `t.<txId>.*` (no consumer).
  *
  * NATS 2.9 has no per-key time to live: each entry carries when it was written and its expiry, and
  * a timeline counts as kept `ttlMs` after its last append — read in write order, an entry written
@@ -97,33 +97,33 @@ export class NatsTimelineStore implements TimelineStore {
   }
 
   async get(txId: string): Promise<TimelineEntry[] | undefined> {
-    const kv = await this.bucket();
-    const legacyKey = this.ctx.names.timeline(txId);
+    const { ctx } = this;
+    await this.bucket();
+    const bucket = ctx.names.timelinesBucket;
+    const legacyKey = ctx.names.timeline(txId);
     const stored: StoredEntry[] = [];
-    let history: Awaited<ReturnType<KV['history']>> | undefined;
     try {
-      const legacy = await untilAnswered(() => kv.get(legacyKey));
-      if (legacy !== null && legacy.operation === 'PUT') {
+      const [legacy, entries] = await Promise.all([
+        untilAnswered(() => ctx.kvGet(bucket, legacyKey)),
+        untilAnswered(() => ctx.kvScan(bucket, ctx.names.timelineEntries(txId))),
+      ]);
+      if (legacy !== undefined) {
         // Earlier versions' layout: its entries count as written when the key last was.
-        const old = parse<TimelineEntry[]>(legacy.value);
-        const at = legacy.created.getTime();
-        for (const entry of old?.value ?? []) stored.push({ entry, at, expiresAt: old?.expiresAt ?? 0 });
+        const old = parse<TimelineEntry[]>(legacy.data);
+        for (const entry of old?.value ?? []) {
+          stored.push({ entry, at: legacy.writtenAt, expiresAt: old?.expiresAt ?? 0 });
+        }
       }
-      history = await untilAnswered(() => kv.history({ key: this.ctx.names.timelineEntries(txId) }));
-      for await (const entry of history) {
-        if (entry.operation !== 'PUT') continue;
-        const parsed = parseEntry(entry.value);
+      for (const entry of entries) {
+        const parsed = parseEntry(entry.data);
         if (parsed !== undefined) stored.push(parsed);
       }
     } catch (err) {
       throw natsError(`reading the timeline of ${txId}`, err, { key: legacyKey });
-    } finally {
-      // Ends the ordered consumer's subscription on every path (an error included).
-      history?.stop();
     }
     const byVersion = new Map<number, TimelineEntry>();
     // The first write of a version wins: a later one is a redelivery.
-    for (const entry of liveTimeline(stored, this.ctx.clock.now())) {
+    for (const entry of liveTimeline(stored, ctx.clock.now())) {
       if (!byVersion.has(entry.version)) byVersion.set(entry.version, entry);
     }
     if (byVersion.size === 0) return undefined;
