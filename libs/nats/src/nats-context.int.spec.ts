@@ -1,18 +1,10 @@
 import { resolveNatsBackendOptions } from './nats-backend-options';
 import { NatsContext, untilAnswered } from './nats-context';
-import { freshPrefix, NatsTestServer, TEST_REQUEST_TIMEOUT_MS } from './testing/nats-test-backend';
+import { freshPrefix, TEST_REQUEST_TIMEOUT_MS, useNatsTestServer } from './testing/nats-test-backend';
 
 jest.setTimeout(30 * TEST_REQUEST_TIMEOUT_MS);
 
-let nats: NatsTestServer;
-
-beforeAll(async () => {
-  nats = await NatsTestServer.start();
-}, 20_000);
-
-afterAll(async () => {
-  await nats?.stop();
-});
+const nats = useNatsTestServer();
 
 describe('a KV bucket made on first use', () => {
   it('is opened, and answers from the first request, by every process creating it at once', async () => {
@@ -22,12 +14,12 @@ describe('a KV bucket made on first use', () => {
     // the rounds may fail.
     const prefix = freshPrefix();
     const options = resolveNatsBackendOptions({
-      servers: nats.url,
+      servers: nats().url,
       prefix,
       requestTimeoutMs: TEST_REQUEST_TIMEOUT_MS,
     });
     const processes = await Promise.all([NatsContext.open(options), NatsContext.open(options)]);
-    const jsm = await nats.jsm();
+    const jsm = await nats().jsm();
     try {
       for (let round = 0; round < 300; round += 1) {
         const bucket = `${prefix}-race${round}`;
@@ -48,7 +40,7 @@ describe('a KV bucket made on first use', () => {
       }
     } finally {
       await Promise.all(processes.map((ctx) => ctx.close()));
-      await nats.destroy(prefix);
+      await nats().destroy(prefix);
     }
   });
 });

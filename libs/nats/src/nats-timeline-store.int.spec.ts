@@ -3,28 +3,20 @@ import { EventType, RunState } from '@multiagents/contracts';
 import type { TimelineEntry } from '@multiagents/core';
 import { ManualClock, waitFor } from '@multiagents/testing';
 import type { NatsBackend } from './nats-backend';
-import { NatsTestServer, TEST_REQUEST_TIMEOUT_MS } from './testing/nats-test-backend';
+import { TEST_REQUEST_TIMEOUT_MS, useNatsTestServer } from './testing/nats-test-backend';
 
 jest.setTimeout(6 * TEST_REQUEST_TIMEOUT_MS);
 
-let nats: NatsTestServer;
+const nats = useNatsTestServer();
 let backend: NatsBackend;
 
-beforeAll(async () => {
-  nats = await NatsTestServer.start();
-}, 20_000);
-
-afterAll(async () => {
-  await nats?.stop();
-});
-
 beforeEach(async () => {
-  backend = await nats.backend();
+  backend = await nats().backend();
 });
 
 afterEach(async () => {
   await backend.close();
-  await nats.destroy(backend.names.prefix);
+  await nats().destroy(backend.names.prefix);
 });
 
 function entry(version: number, state: RunState = RunState.Running): TimelineEntry {
@@ -40,7 +32,7 @@ describe('NatsTimelineStore (adapter-specific)', () => {
   it('keeps each entry under its own key, written once: a redelivered entry rewrites nothing', async () => {
     const txId = `tx-${randomUUID()}`;
     await backend.timelines.append(txId, [entry(1), entry(2)], 60_000);
-    const kv = await nats.kv(backend.names.timelinesBucket);
+    const kv = await nats().kv(backend.names.timelinesBucket);
     const keys: string[] = [];
     for await (const key of await kv.keys()) keys.push(key);
     expect(keys.sort()).toEqual([`t.${txId}.1`, `t.${txId}.2`]);
@@ -48,7 +40,7 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     await backend.timelines.append(txId, [entry(1, RunState.Failed)], 60_000);
     expect((await kv.get(`t.${txId}.1`))?.revision).toBe(before?.revision);
     // Read by message gets: no consumer made on the server for it (`kv.keys()` above made one).
-    const jsm = await nats.jsm();
+    const jsm = await nats().jsm();
     const consumers = async (): Promise<number> =>
       (await jsm.consumers.list(backend.names.timelinesStream).next()).length;
     const made = await consumers();
@@ -58,7 +50,7 @@ describe('NatsTimelineStore (adapter-specific)', () => {
 
   it('reads a timeline an earlier version wrote as one key, with the entries appended since', async () => {
     const txId = `tx-${randomUUID()}`;
-    const kv = await nats.kv(backend.names.timelinesBucket);
+    const kv = await nats().kv(backend.names.timelinesBucket);
     await backend.timelines.append(txId, [entry(2)], 60_000);
     await kv.put(`t.${txId}`, JSON.stringify({ value: [entry(1)], expiresAt: Date.now() + 60_000 }));
     expect(await backend.timelines.get(txId)).toEqual([entry(1), entry(2)]);
@@ -67,11 +59,11 @@ describe('NatsTimelineStore (adapter-specific)', () => {
   it('keeps an earlier version’s one-key timeline alive while entries appended since are', async () => {
     // Real time for the key's write stamp (the server's), a manual clock for the reads.
     const clock = new ManualClock(Date.now());
-    const timed = await nats.backend({ prefix: backend.names.prefix, clock });
+    const timed = await nats().backend({ prefix: backend.names.prefix, clock });
     try {
       const txId = `tx-${randomUUID()}`;
       await timed.timelines.append(txId, [entry(2)], 3_600_000); // makes the bucket
-      const kv = await nats.kv(backend.names.timelinesBucket);
+      const kv = await nats().kv(backend.names.timelinesBucket);
       await kv.put(`t.${txId}`, JSON.stringify({ value: [entry(1)], expiresAt: Date.now() + 1_000 }));
       clock.advance(600_000); // the one key's own expiry has passed; the timeline's has not
       expect(await timed.timelines.get(txId)).toEqual([entry(1), entry(2)]);
@@ -82,7 +74,7 @@ describe('NatsTimelineStore (adapter-specific)', () => {
 
   it('keeps earlier entries while a later append keeps the timeline alive, and forgets it all after', async () => {
     const clock = new ManualClock();
-    const timed = await nats.backend({ prefix: backend.names.prefix, clock });
+    const timed = await nats().backend({ prefix: backend.names.prefix, clock });
     try {
       const txId = `tx-${randomUUID()}`;
       await timed.timelines.append(txId, [entry(1)], 1_000);

@@ -28,6 +28,25 @@ export interface Varz {
 }
 
 /**
+ * One private {@link NatsTestServer} for the calling test file: started before its first test,
+ * stopped after its last. Call the returned function inside a test or hook to get it.
+ */
+export function useNatsTestServer(): () => NatsTestServer {
+  let server: NatsTestServer | undefined;
+  beforeAll(async () => {
+    server = await NatsTestServer.start();
+  }, 20_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return () => {
+    if (server === undefined)
+      throw new Error('the nats-server is not started (use it inside a test or hook)');
+    return server;
+  };
+}
+
+/**
  * One private nats-server (JetStream, own store dir, monitoring port) for a test file, an admin
  * connection, and backends on fresh prefixes whose streams and buckets are deleted afterwards.
  */
