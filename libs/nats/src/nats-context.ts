@@ -370,17 +370,8 @@ export class NatsContext {
 
   /** The current value of a key (undefined when it has none, or only a delete marker). */
   async kvGet(bucket: string, key: string): Promise<KvRead | undefined> {
-    const stream = `KV_${bucket}`;
-    const query = { last_by_subj: this.names.kvSubject(bucket, key) };
-    // Direct gets may be answered by any replica, which can lag: with replicas the leader answers.
-    const stored: StoredMsg | null =
-      this.options.replicas === 1
-        ? await this.jsm.direct.getMessage(stream, query)
-        : await this.jsm.streams.getMessage(stream, query);
-    if (stored === null) return undefined;
-    const operation = stored.header?.get(KV_OPERATION_HEADER);
-    if (operation === 'DEL' || operation === 'PURGE') return undefined;
-    return { revision: stored.seq, data: stored.data, writtenAt: stored.time.getTime() };
+    const stored = await this.kvMessage(bucket, { last_by_subj: this.names.kvSubject(bucket, key) });
+    return stored === null ? undefined : kvReadOf(stored);
   }
 
   /**
@@ -388,29 +379,30 @@ export class NatsContext {
    * write order, delete markers left out: one message get per key plus one, no consumer (a key
    * filter read through a consumer costs the server a consumer made and dropped per read).
    */
-  async kvScan(bucket: string, filter: string): Promise<Array<KvRead & { readonly key: string }>> {
-    const stream = `KV_${bucket}`;
-    const subjectFilter = this.names.kvSubject(bucket, filter);
-    const keyStart = subjectFilter.length - filter.length;
-    const found: Array<KvRead & { readonly key: string }> = [];
+  async kvScan(bucket: string, filter: string): Promise<KvRead[]> {
+    const next_by_subj = this.names.kvSubject(bucket, filter);
+    const found: KvRead[] = [];
     for (let seq = 0; ;) {
-      const query = { seq, next_by_subj: subjectFilter };
-      // As in kvGet: with replicas the leader answers (a direct get may come from a lagging one).
-      const stored: StoredMsg | null =
-        this.options.replicas === 1
-          ? await this.jsm.direct.getMessage(stream, query)
-          : await this.jsm.streams.getMessage(stream, query);
+      const stored = await this.kvMessage(bucket, { seq, next_by_subj });
       if (stored === null) return found;
       seq = stored.seq + 1;
-      const operation = stored.header?.get(KV_OPERATION_HEADER);
-      if (operation === 'DEL' || operation === 'PURGE') continue;
-      found.push({
-        key: stored.subject.slice(keyStart),
-        revision: stored.seq,
-        data: stored.data,
-        writtenAt: stored.time.getTime(),
-      });
+      const read = kvReadOf(stored);
+      if (read !== undefined) found.push(read);
     }
+  }
+
+  /**
+   * One message of a bucket's stream. A direct get may be answered by a lagging replica: with
+   * replicas the leader answers.
+   */
+  private kvMessage(
+    bucket: string,
+    query: { readonly last_by_subj: string } | { readonly seq: number; readonly next_by_subj: string },
+  ): Promise<StoredMsg | null> {
+    const stream = `KV_${bucket}`;
+    return this.options.replicas === 1
+      ? this.jsm.direct.getMessage(stream, query)
+      : this.jsm.streams.getMessage(stream, query);
   }
 
   /**
@@ -689,6 +681,13 @@ function isNoResponders(err: unknown): boolean {
 }
 
 /** `kv.create` on a key that holds a value: the client reports it as a wrong last sequence, or so. */
+/** A stored KV message as a read, or undefined for a delete marker. */
+function kvReadOf(stored: StoredMsg): KvRead | undefined {
+  const operation = stored.header?.get(KV_OPERATION_HEADER);
+  if (operation === 'DEL' || operation === 'PURGE') return undefined;
+  return { revision: stored.seq, data: stored.data, writtenAt: stored.time.getTime() };
+}
+
 export function isKeyExists(err: unknown): boolean {
   return err instanceof Error && /wrong last sequence|key exists/i.test(err.message);
 }
