@@ -407,9 +407,15 @@ describe('NatsRunStore specifics', () => {
     });
 
     it('purges finished runs past the retention, and keeps live runs and recent ones', async () => {
+      // The runs are created now (real time: their index window comes from it); the manual clock
+      // then moves past the retention and a whole index window, so the cutoff is past their
+      // window wherever in it the test happens to start. (Ending a run before its creation, with
+      // 30 s of clock, failed in the first 30 s of every 10-minute window: the window started
+      // after the cutoff, and no run created after the cutoff can have ended before it.)
       const clock = new ManualClock(Date.now());
       const { runs } = await backend({
         clock,
+        listWindowMs: 60_000,
         maintenance: { intervalMs: 3_600_000, terminalRunTtlMs: 60_000 },
       });
       const old = newRun();
@@ -418,13 +424,13 @@ describe('NatsRunStore specifics', () => {
       for (const run of [old, recent, live]) await runs.create(transition(run));
       await runs.commit(
         (await runs.get(old.txId)) as RunRevision,
-        transition(moved(old, { state: RunState.Completed, endedAt: clock.now() - 120_000 })),
+        transition(moved(old, { state: RunState.Completed, endedAt: clock.now() })),
       );
+      clock.advance(180_000);
       await runs.commit(
         (await runs.get(recent.txId)) as RunRevision,
         transition(moved(recent, { state: RunState.Completed, endedAt: clock.now() })),
       );
-      clock.advance(30_000);
       expect(await runs.maintain()).toEqual({ repaired: 0, purged: 1 });
       expect(await runs.get(old.txId)).toBeUndefined();
       expect((await runs.get(recent.txId))?.run.state).toBe(RunState.Completed);
