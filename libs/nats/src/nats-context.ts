@@ -23,7 +23,6 @@ import {
   type ConsumerConfig,
   type JetStreamClient,
   type JetStreamManager,
-  type StoredMsg,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -39,7 +38,7 @@ import {
 import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ConnectionState } from './connection-state';
-import { JetStreamPublisher, type PublishAck } from './jetstream-publisher';
+import { JetStreamRequests, type DirectQuery, type PublishAck } from './jetstream-requests';
 import type { NatsCredentials, ResolvedNatsBackendOptions } from './nats-backend-options';
 import { NatsNames } from './nats-names';
 
@@ -164,7 +163,7 @@ export class NatsContext {
   readonly clock: Clock;
   private closing: Promise<void> | undefined;
   private readonly closeHooks: Array<() => Promise<void>> = [];
-  private readonly publisher: JetStreamPublisher;
+  private readonly requests: JetStreamRequests;
 
   private constructor(
     readonly options: ResolvedNatsBackendOptions,
@@ -177,9 +176,9 @@ export class NatsContext {
     this.names = new NatsNames(options.prefix);
     this.logger = options.logger.child({ component: 'nats' });
     this.clock = options.clock;
-    this.publisher = new JetStreamPublisher(connection, options.requestTimeoutMs);
+    this.requests = new JetStreamRequests(connection, options.requestTimeoutMs);
     // Acks in flight when the connection drops are lost: fail those publishes now (they retry).
-    state.onDisconnect(() => this.publisher.failAll('disconnected from NATS'));
+    state.onDisconnect(() => this.requests.failAll('disconnected from NATS'));
   }
 
   /** Connects and prepares every stream, bucket and consumer the backend needs. */
@@ -255,7 +254,7 @@ export class NatsContext {
         );
       }
       this.state.stop();
-      this.publisher.close();
+      this.requests.close();
       const connection = this.connection;
       if (this.owned && !connection.isClosed()) {
         // Drain flushes the acks written so far; while the server is unreachable it would wait for
@@ -296,7 +295,7 @@ export class NatsContext {
         continue;
       }
       try {
-        const ack = await this.publisher.publish(subject, data, h);
+        const ack = await this.requests.publish(subject, data, h);
         if (ack.duplicate) this.counters.duplicatePublishes += 1;
         return ack;
       } catch (err) {
@@ -371,7 +370,7 @@ export class NatsContext {
   /** The current value of a key (undefined when it has none, or only a delete marker). */
   async kvGet(bucket: string, key: string): Promise<KvRead | undefined> {
     const stored = await this.kvMessage(bucket, { last_by_subj: this.names.kvSubject(bucket, key) });
-    return stored === null ? undefined : kvReadOf(stored);
+    return stored?.read;
   }
 
   /**
@@ -384,25 +383,29 @@ export class NatsContext {
     const found: KvRead[] = [];
     for (let seq = 0; ;) {
       const stored = await this.kvMessage(bucket, { seq, next_by_subj });
-      if (stored === null) return found;
+      if (stored === undefined) return found;
       seq = stored.seq + 1;
-      const read = kvReadOf(stored);
-      if (read !== undefined) found.push(read);
+      if (stored.read !== undefined) found.push(stored.read);
     }
   }
 
   /**
-   * One message of a bucket's stream. A direct get may be answered by a lagging replica: with
-   * replicas the leader answers.
+   * One message of a bucket's stream, as a read: undefined for none or a delete marker. A direct
+   * get may be answered by a lagging replica: with replicas the leader answers.
    */
-  private kvMessage(
+  private async kvMessage(
     bucket: string,
-    query: { readonly last_by_subj: string } | { readonly seq: number; readonly next_by_subj: string },
-  ): Promise<StoredMsg | null> {
+    query: DirectQuery,
+  ): Promise<{ seq: number; read: KvRead | undefined } | undefined> {
     const stream = `KV_${bucket}`;
-    return this.options.replicas === 1
-      ? this.jsm.direct.getMessage(stream, query)
-      : this.jsm.streams.getMessage(stream, query);
+    if (this.options.replicas === 1) {
+      const stored = await this.requests.directGet(stream, query);
+      if (stored === null) return undefined;
+      return { seq: stored.seq, read: kvRead(stored.seq, stored.data, stored.headers, stored.storedAt) };
+    }
+    const stored = await this.jsm.streams.getMessage(stream, query);
+    if (stored === null) return undefined;
+    return { seq: stored.seq, read: kvRead(stored.seq, stored.data, stored.header, stored.time.getTime()) };
   }
 
   /**
@@ -680,14 +683,19 @@ function isNoResponders(err: unknown): boolean {
   return false;
 }
 
-/** `kv.create` on a key that holds a value: the client reports it as a wrong last sequence, or so. */
 /** A stored KV message as a read, or undefined for a delete marker. */
-function kvReadOf(stored: StoredMsg): KvRead | undefined {
-  const operation = stored.header?.get(KV_OPERATION_HEADER);
+function kvRead(
+  seq: number,
+  data: Uint8Array,
+  headers: MsgHdrs | undefined,
+  writtenAt: number,
+): KvRead | undefined {
+  const operation = headers?.get(KV_OPERATION_HEADER);
   if (operation === 'DEL' || operation === 'PURGE') return undefined;
-  return { revision: stored.seq, data: stored.data, writtenAt: stored.time.getTime() };
+  return { revision: seq, data, writtenAt };
 }
 
+/** `kv.create` on a key that holds a value: the client reports it as a wrong last sequence, or so. */
 export function isKeyExists(err: unknown): boolean {
   return err instanceof Error && /wrong last sequence|key exists/i.test(err.message);
 }

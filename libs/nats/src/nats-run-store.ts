@@ -26,7 +26,7 @@ import {
 } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
 import type { Delivery } from '@multiagents/core';
-import type { PublishAck as PubAck } from './jetstream-publisher';
+import type { PublishAck as PubAck } from './jetstream-requests';
 import { decodeToken, encodeToken } from './key-codec';
 import { LruMap } from './lru-map';
 import { mapLimit } from './map-limit';
