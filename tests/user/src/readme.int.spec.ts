@@ -85,8 +85,13 @@ describe('README.md, run as written', () => {
     expect(compensated).toMatch(/undo reserve_inventory completed.*\n.* run compensated — CARRIER_REFUSED/);
     const [get] = runner.outputsOf(/multiagents get /);
     expect(get).toMatch(/^state +compensated$/m);
-    // The approval run: the watch in the background saw the signal complete it.
-    expect(runner.transcript('repo')).toMatch(
+    // The approval run: the watch in the background saw the signal complete it. The signal command
+    // runs while the watch prints, so its one line may land between the watch's lines: it is
+    // checked on its own, then left out before the watch's lines are checked in order.
+    const signalLine = /^signal approved delivered; run [0-9a-f-]{36} is \w+$/;
+    const repoLines = runner.transcript('repo').split('\n');
+    expect(repoLines.filter((line) => signalLine.test(line))).toHaveLength(1);
+    expect(repoLines.filter((line) => !signalLine.test(line)).join('\n')).toMatch(
       /approve completed[^\n]*\n.* run completed\nrun [0-9a-f-]{36} ended completed/,
     );
 
