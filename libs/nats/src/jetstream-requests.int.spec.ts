@@ -4,7 +4,7 @@ import {
   DirectGetError,
   JetStreamRequests,
   NoRespondersError,
-  PublishTimeoutError,
+  RequestTimeoutError,
 } from './jetstream-requests';
 import { freshPrefix, TEST_REQUEST_TIMEOUT_MS, useNatsTestServer } from './testing/nats-test-backend';
 
@@ -91,7 +91,7 @@ describe('JetStreamRequests', () => {
     const waiting = requests.publish(`silent-${stream}`, new Uint8Array([1]));
     await connection.flush();
     requests.failAll('disconnected from NATS');
-    await expect(waiting).rejects.toBeInstanceOf(PublishTimeoutError);
+    await expect(waiting).rejects.toBeInstanceOf(RequestTimeoutError);
     await expect(waiting).rejects.toThrow(/disconnected from NATS/);
     const other = new JetStreamRequests(connection, TEST_REQUEST_TIMEOUT_MS);
     const atClose = other.publish(`silent-${stream}`, new Uint8Array([1]));
@@ -108,7 +108,7 @@ describe('JetStreamRequests', () => {
         /no answer within 50 ms/,
       );
       await expect(short.directGet(`${stream}-missing`, { last_by_subj: 'x' })).rejects.toBeInstanceOf(
-        PublishTimeoutError,
+        RequestTimeoutError,
       );
     } finally {
       short.close();

@@ -29,7 +29,7 @@ export type DirectQuery =
   { readonly last_by_subj: string } | { readonly seq: number; readonly next_by_subj: string };
 
 /** No answer came in time, or the connection dropped with the request unanswered (retry is safe with a msg id). */
-export class PublishTimeoutError extends Error {
+export class RequestTimeoutError extends Error {
   override readonly name = 'TimeoutError';
 }
 
@@ -57,6 +57,7 @@ interface Pending {
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 /** The status of a direct get that found no message. */
 const NOT_FOUND = 404;
@@ -112,7 +113,7 @@ export class JetStreamRequests {
     const msg =
       'last_by_subj' in query
         ? await this.request(`$JS.API.DIRECT.GET.${stream}.${query.last_by_subj}`, EMPTY)
-        : await this.request(`$JS.API.DIRECT.GET.${stream}`, new TextEncoder().encode(JSON.stringify(query)));
+        : await this.request(`$JS.API.DIRECT.GET.${stream}`, encoder.encode(JSON.stringify(query)));
     const headers = msg.headers;
     const status = headers?.code ?? 0;
     if (status === NOT_FOUND) return null;
@@ -138,7 +139,7 @@ export class JetStreamRequests {
   failAll(why: string): void {
     const waiting = [...this.pending.values()];
     this.pending.clear();
-    for (const p of waiting) p.reject(new PublishTimeoutError(`${why} (request to ${p.subject})`));
+    for (const p of waiting) p.reject(new RequestTimeoutError(`${why} (request to ${p.subject})`));
   }
 
   close(): void {
@@ -185,7 +186,7 @@ export class JetStreamRequests {
       if (pending.deadline > now) break;
       this.pending.delete(id);
       pending.reject(
-        new PublishTimeoutError(`no answer within ${this.timeoutMs} ms (request to ${pending.subject})`),
+        new RequestTimeoutError(`no answer within ${this.timeoutMs} ms (request to ${pending.subject})`),
       );
     }
   }
