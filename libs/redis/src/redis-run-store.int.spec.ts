@@ -2,12 +2,13 @@ import {
   ErrorCode,
   EventType,
   RunState,
+  StepStatus,
   Topics,
   decodeEnvelope,
   type Envelope,
   type Run,
 } from '@multiagents/contracts';
-import type { Delivery, RunRevision } from '@multiagents/core';
+import type { Delivery, RunRevision, StoredRun } from '@multiagents/core';
 import { makeEnvelope, makeRun, startRedisServer, waitFor, type ServerProcess } from '@multiagents/testing';
 import { Redis } from 'ioredis';
 import { createRedisBackend, type RedisBackend } from './redis-backend';
@@ -127,82 +128,177 @@ describe('RedisRunStore (adapter-specific)', () => {
     expect(backend.bus.counters()['staleCommits']).toBe(1);
   });
 
-  it('refuses malformed script arguments before writing anything', async () => {
+  it('refuses malformed script arguments before writing anything, in any transition of a call', async () => {
     const backend = redis.backend();
     const client = raw();
     const run = numberedRun();
+    const other = numberedRun();
     const first = (await backend.runs.create(numberedTransition(run, 1))).stored;
+    const second = (await backend.runs.create(numberedTransition(other, 1))).stored;
     const { keys, scripts } = backend.connection;
     const snapshot = async (): Promise<unknown> => [
       await client.hgetall(keys.run(0, run.txId)),
+      await client.hgetall(keys.run(0, other.txId)),
       await client.xlen(keys.stream(0, Topics.command(TEST_WORKER))),
       await client.xlen(keys.stream(0, Topics.events)),
       await client.zrange(keys.timers(0), '0', '-1', 'WITHSCORES'),
     ];
     const before = await snapshot();
-    const scriptKeys = [
-      keys.run(0, run.txId),
+    const shared = [
       keys.base(0),
       keys.timers(0),
       keys.stream(0, Topics.events),
       keys.stream(0, Topics.results),
-      keys.stream(0, Topics.command(TEST_WORKER)),
     ];
-    // A valid head (one step record, one command, an event, one timer) and a broken tail.
-    const head = [
+    const scriptKeys = [
+      ...shared,
+      keys.run(0, run.txId),
+      keys.stream(0, Topics.command(TEST_WORKER)),
+      keys.run(0, other.txId),
+    ];
+    // Valid blocks (one step record, one command, an event, one timer) with a broken tail.
+    const head = (txId: string, revision: string, runKey: number): unknown[] => [
       'commit',
-      run.txId,
-      first.revision,
-      'next-rev',
+      txId,
+      revision,
+      `next-${txId}`,
       'running',
       '{}',
       '',
-      100,
       '',
       '',
       '',
       '',
       '',
-      1,
+      runKey,
     ];
-    const body = [1, 's9', '{}', 1, 6, 'cmd', 'evt', 1, `${run.txId}:retry:s:9`, 5];
+    const body = (txId: string): unknown[] => [1, 's9', '{}', 1, 6, 'cmd', 'evt', 1, `${txId}:retry:s:9`, 5];
+    const good = [...head(other.txId, second.revision, 7), ...body(other.txId), 0];
+    const call = (keyList: string[], ...blocks: unknown[][]): Promise<unknown> =>
+      scripts.commit(keyList, [1, 100, blocks.length, ...blocks.flat()] as never);
+    const runBlock = [...head(run.txId, first.revision, 5), ...body(run.txId)];
     for (const tail of [[2, 'only-one-cancel'], [1], [0, 'extra']]) {
-      await expect(scripts.commit(scriptKeys, [...head, ...body, ...tail])).rejects.toThrow(
-        /multiagents commit: bad/,
-      );
+      await expect(call(scriptKeys, good, [...runBlock, ...tail])).rejects.toThrow(/multiagents commit: bad/);
     }
     await expect(
-      scripts.commit(scriptKeys, [...head, 1, 's9', '{}', 1, 99, 'cmd', 'evt', 0, 0]),
+      call(scriptKeys, good, [
+        ...head(run.txId, first.revision, 5),
+        1,
+        's9',
+        '{}',
+        1,
+        99,
+        'cmd',
+        'evt',
+        0,
+        0,
+      ]),
     ).rejects.toThrow(/bad command stream/);
     await expect(
-      scripts.commit(scriptKeys, [...head, 0, 0, '', 1, `${run.txId}:retry:s:9`, 'soon', 0]),
+      call(scriptKeys, good, [
+        ...head(run.txId, first.revision, 5),
+        0,
+        0,
+        '',
+        1,
+        `${run.txId}:retry:s:9`,
+        'soon',
+        0,
+      ]),
     ).rejects.toThrow(/bad timer/);
-    // A run key of another partition than the rest of the keys, keys of a partition the txId does
-    // not hash to, and a foreign command stream are refused.
-    const elsewhere = [keys.run(1, run.txId), ...scriptKeys.slice(1)];
-    const other = new RedisKeys(keys.prefix, 2);
-    await expect(scripts.commit(elsewhere, [...head, ...body, 0])).rejects.toThrow(/bad keys/);
-    const wrongPartition = 1 - other.partitionOf(run.txId);
+    // A block naming another run's key as its own, a run key of another partition than the rest
+    // of the keys, keys of a partition the txId does not hash to, and a foreign command stream are
+    // refused.
+    await expect(
+      call(scriptKeys, good, [...head(run.txId, first.revision, 7), ...body(run.txId), 0]),
+    ).rejects.toThrow(/bad keys/);
+    const elsewhere = [...scriptKeys.slice(0, 4), keys.run(1, run.txId), ...scriptKeys.slice(5)];
+    await expect(call(elsewhere, [...runBlock, 0])).rejects.toThrow(/bad keys/);
+    const two = new RedisKeys(keys.prefix, 2);
+    const wrongPartition = 1 - two.partitionOf(run.txId);
     const moved = [
-      other.run(wrongPartition, run.txId),
-      other.base(wrongPartition),
-      other.timers(wrongPartition),
-      other.stream(wrongPartition, Topics.events),
-      other.stream(wrongPartition, Topics.results),
-      other.stream(wrongPartition, Topics.command(TEST_WORKER)),
+      two.base(wrongPartition),
+      two.timers(wrongPartition),
+      two.stream(wrongPartition, Topics.events),
+      two.stream(wrongPartition, Topics.results),
+      two.run(wrongPartition, run.txId),
+      two.stream(wrongPartition, Topics.command(TEST_WORKER)),
     ];
-    await expect(scripts.commit(moved, [...head.slice(0, 13), 2, ...body, 0])).rejects.toThrow(
+    await expect(scripts.commit(moved, [2, 100, 1, ...runBlock, 0] as never)).rejects.toThrow(
       /bad partition/,
     );
     await expect(
-      scripts.commit(
-        [...scriptKeys.slice(0, 5), other.stream(1, Topics.command(TEST_WORKER))],
-        [...head, ...body, 0],
+      call(
+        [...scriptKeys.slice(0, 5), two.stream(1, Topics.command(TEST_WORKER)), ...scriptKeys.slice(6)],
+        [...runBlock, 0],
       ),
-    ).rejects.toThrow(/bad command stream key/);
+    ).rejects.toThrow(/bad keys/);
+    await expect(
+      call(scriptKeys, [...runBlock, 0], [...head(other.txId, second.revision, 6), ...body(other.txId), 0]),
+    ).rejects.toThrow(/bad keys/);
+    await expect(scripts.commit(scriptKeys, [1, 100, 0] as never)).rejects.toThrow(/bad transition count/);
     expect(await snapshot()).toEqual(before);
-    // The same head with a well-formed tail is accepted: the refusals were about the tail alone.
-    expect(await scripts.commit(scriptKeys, [...head, ...body, 0])).toEqual([1, 2]);
+    // The same blocks with well-formed tails are accepted: the refusals were about the tails alone.
+    expect(await call(scriptKeys, good, [...runBlock, 0])).toEqual([
+      [1, 2],
+      [1, 2],
+    ]);
+  });
+
+  it("sends one turn's transitions of a partition in one script call, each with its own outcome", async () => {
+    const backend = redis.backend();
+    const client = raw();
+    const created: StoredRun[] = [];
+    for (let i = 0; i < 5; i += 1)
+      created.push((await backend.runs.create(numberedTransition(numberedRun(), 1))).stored);
+    const [a, b, c, d, e] = created as [StoredRun, StoredRun, StoredRun, StoredRun, StoredRun];
+    // A run whose step has an empty name: commit.lua refuses its block (bad step name).
+    const unnamed: Run = {
+      ...d.run,
+      steps: { '': { name: '', status: StepStatus.Completed, attempt: 1, attempts: [] } },
+    };
+    const before = await serverCounters(client);
+    const outcomes = await Promise.allSettled([
+      backend.runs.commit(a, numberedTransition(a.run, 2)),
+      backend.runs.commit({ ...b, revision: 'stale' }, numberedTransition(b.run, 2)),
+      backend.runs.commit(c, numberedTransition(c.run, 2)),
+      backend.runs.commit(d, { ...numberedTransition(unnamed, 2), changedSteps: [''] }),
+      backend.runs.commit({ ...e, revision: 'stale' }, numberedTransition(e.run, 2)),
+    ]);
+    const delta = counterDelta(before, await serverCounters(client));
+    expect(outcomes.map((o) => o.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect((outcomes[0] as PromiseFulfilledResult<RunRevision>).value).toMatchObject({ version: 2 });
+    expect((outcomes[1] as PromiseFulfilledResult<RunRevision | undefined>).value).toBeUndefined();
+    expect((outcomes[2] as PromiseFulfilledResult<RunRevision>).value).toMatchObject({ version: 2 });
+    expect((outcomes[4] as PromiseFulfilledResult<RunRevision | undefined>).value).toBeUndefined();
+    expect(String((outcomes[3] as PromiseRejectedResult).reason)).toMatch(/bad step name/);
+    // One call for the five, refused for the bad block, then each of the five alone.
+    expect(delta.calls['evalsha']).toBe(6);
+    for (const [run, version] of [
+      [a.run, 2],
+      [b.run, 1],
+      [c.run, 2],
+      [d.run, 1],
+      [e.run, 1],
+    ] as const) {
+      expect((await backend.runs.get(run.txId))?.version).toBe(version);
+    }
+
+    // Without a bad block, one call carries them all.
+    const again = await serverCounters(client);
+    const stored = await Promise.all([a, c].map((x) => backend.runs.get(x.run.txId)));
+    await Promise.all(
+      stored.map((x) =>
+        backend.runs.commit(x as RunRevision, numberedTransition((x as { run: Run }).run, 3)),
+      ),
+    );
+    expect(counterDelta(again, await serverCounters(client)).calls['evalsha']).toBe(1);
   });
 
   it('refuses a result read from another partition than its run: poison, nothing written', async () => {

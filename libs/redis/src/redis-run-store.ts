@@ -28,7 +28,7 @@ import {
   type Transition,
 } from '@multiagents/core';
 import {
-  COMMIT_FIRST_COMMAND_KEY,
+  COMMIT_FIRST_OWN_KEY,
   COMMIT_REFUSED,
   COMMIT_UNKNOWN_RUN,
   COMMIT_WRITTEN,
@@ -38,12 +38,71 @@ import { RedisConnection } from './redis-connection';
 import { RedisDelivery } from './redis-delivery';
 import { decodeRunCursor, encodeRunCursor, newerFirst, type RunIndexKey } from './run-index-cursor';
 import type { ScriptArg } from './scripts';
+import { TurnBatcher } from './turn-batcher';
 
 /** Index entries read per partition and round trip by list() (at least the page size plus one). */
 const LIST_BATCH_MIN = 16;
 const LIST_BATCH_MAX = 500;
 /** Index entries one prune round looks at, per partition. */
 const PRUNE_BATCH = 500;
+/** Script arguments per commit call: keeps ARGV well below Redis' and Lua's limits. */
+const MAX_COMMIT_ARGS = 4_000;
+
+/** One transition queued for its partition's next `commit.lua` call, and what came back. */
+interface PendingCommit {
+  readonly runKey: string;
+  /** Its block up to the run key index: mode, txId, revisions, state, header, ttl, ack, create fields. */
+  readonly head: readonly ScriptArg[];
+  readonly steps: readonly (readonly [name: string, record: string])[];
+  readonly commands: readonly { readonly stream: string; readonly data: Buffer }[];
+  /** Its block after the commands: event, schedule, cancel. */
+  readonly tail: readonly ScriptArg[];
+  reply: [number, number?] | undefined;
+  error: unknown;
+}
+
+/** How many script arguments a transition's block takes. */
+function commitWeight(pending: PendingCommit): number {
+  return pending.head.length + 3 + 2 * (pending.steps.length + pending.commands.length) + pending.tail.length;
+}
+
+/**
+ * The KEYS and ARGV of one `commit.lua` call for `batch`, all in `partition` (see the script's
+ * header): the partition's shared keys, then every run and command stream once, named by index.
+ */
+function commitCall(
+  connection: RedisConnection,
+  partition: number,
+  batch: readonly PendingCommit[],
+): [keys: string[], args: ScriptArg[]] {
+  const { keys: layout, options } = connection;
+  const keys = [
+    layout.base(partition),
+    layout.timers(partition),
+    layout.stream(partition, Topics.events),
+    layout.stream(partition, Topics.results),
+  ];
+  const indexes = new Map<string, number>();
+  const indexOf = (key: string): number => {
+    let index = indexes.get(key);
+    if (index === undefined) {
+      index = COMMIT_FIRST_OWN_KEY + keys.length - 4;
+      keys.push(key);
+      indexes.set(key, index);
+    }
+    return index;
+  };
+  const args: ScriptArg[] = [layout.partitions, options.eventsMaxLen, batch.length];
+  for (const pending of batch) {
+    for (const arg of pending.head) args.push(arg);
+    args.push(indexOf(pending.runKey), pending.steps.length);
+    for (const [name, record] of pending.steps) args.push(name, record);
+    args.push(pending.commands.length);
+    for (const { stream, data } of pending.commands) args.push(indexOf(stream), data);
+    for (const arg of pending.tail) args.push(arg);
+  }
+  return [keys, args];
+}
 
 /**
  * Revision tokens: a random part per store instance and a counter. Unique without a random call
@@ -69,12 +128,12 @@ interface IndexCursor {
 }
 
 /**
- * The {@link RunStore} on Redis: each transition is one call of `commit.lua` (see its header),
+ * The {@link RunStore} on Redis: each transition is one block of `commit.lua` (see its header),
  * which checks the revision, writes the run's header and changed step records, appends the
  * commands and the lifecycle event to the run's partition's streams, adds and removes its timers,
  * moves it between state indexes when its state changed, sets or clears its TTL, and acknowledges
- * the result that caused it — all or nothing, in one round trip. `create` is the same script in
- * create-if-absent mode.
+ * the result that caused it — all or nothing. The transitions of one event-loop turn in one
+ * partition share one call (one round trip). `create` is the same script in create-if-absent mode.
  *
  * A run is a hash (`m` meta, `h` header, `s:<step>` records, `v`, `r`, `st`, `c`); the context is
  * rebuilt from the records on read. Terminal runs expire after `terminalRunTtlMs`; their index
@@ -96,6 +155,13 @@ export class RedisRunStore implements RunStore {
   private readonly pruneRanks: number[];
   private readonly pruneTimer: NodeJS.Timeout | undefined;
   private pruning: Promise<number> | undefined;
+  /** Each partition's transitions of one event-loop turn, sent as one script call. */
+  private readonly commits = new TurnBatcher<PendingCommit>({
+    send: (slot, batch) => this.sendCommits(Number(slot), batch),
+    failure: (_slot, err) => err,
+    weight: commitWeight,
+    maxWeight: MAX_COMMIT_ARGS,
+  });
   private closed = false;
 
   /** Uses `connection` (shared with the bus; not closed by this store) or opens its own from options. */
@@ -381,6 +447,8 @@ export class RedisRunStore implements RunStore {
     this.closed = true;
     if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer);
     await this.pruning?.catch(() => undefined);
+    // Transitions queued before close are sent and answered.
+    await this.commits.drain();
     if (this.owned) await this.connection.close();
   }
 
@@ -410,7 +478,10 @@ export class RedisRunStore implements RunStore {
     return removed;
   }
 
-  /** Builds the keys and arguments of `commit.lua` (see its header) and runs it. */
+  /**
+   * Builds one transition's block of `commit.lua` (see its header) and queues it with the other
+   * transitions of this turn in its partition; resolves with its own reply.
+   */
   private async write(
     mode: 'create' | 'commit',
     expected: string,
@@ -418,22 +489,17 @@ export class RedisRunStore implements RunStore {
     transition: Transition,
     createFields: ScriptArg[],
   ): Promise<[number, number?]> {
-    const { keys, options, scripts, counters } = this.connection;
+    const { keys, options, counters } = this.connection;
     const run = transition.run;
     const partition = keys.partitionOf(run.txId);
     const ack = this.acknowledgeable(transition.ack, partition);
-    // Encode everything before anything is sent: a message that cannot be encoded writes nothing.
+    // Encode everything before anything is queued: a message that cannot be encoded writes nothing.
     const parts = encodeTransitionParts(run, transition.changedSteps);
-    const commandKeys: string[] = [];
-    const commandArgs: ScriptArg[] = [];
-    for (const command of transition.commands) {
-      const stream = keys.stream(partition, Topics.command(command.payload.worker));
-      let index = commandKeys.indexOf(stream);
-      if (index < 0) index = commandKeys.push(stream) - 1;
-      commandArgs.push(COMMIT_FIRST_COMMAND_KEY + index, this.encode(command, partition));
-    }
-    const event = transition.event === undefined ? '' : this.encode(transition.event, partition);
-    const args: ScriptArg[] = [
+    const commands = transition.commands.map((command) => ({
+      stream: keys.stream(partition, Topics.command(command.payload.worker)),
+      data: this.encode(command, partition),
+    }));
+    const head: ScriptArg[] = [
       mode,
       run.txId,
       expected,
@@ -441,16 +507,12 @@ export class RedisRunStore implements RunStore {
       run.state,
       parts.header,
       isTerminalRunState(run.state) && options.terminalRunTtlMs > 0 ? options.terminalRunTtlMs : '',
-      options.eventsMaxLen,
       ack?.entryId ?? '',
       ack?.group ?? '',
       ...createFields,
-      keys.partitions,
-      parts.steps.length,
-      ...parts.steps.flat(),
-      transition.commands.length,
-      ...commandArgs,
-      event,
+    ];
+    const tail: ScriptArg[] = [
+      transition.event === undefined ? '' : this.encode(transition.event, partition),
       transition.schedule.length,
     ];
     for (const timer of transition.schedule) {
@@ -459,25 +521,30 @@ export class RedisRunStore implements RunStore {
       if (keys.partitionOf(timer.txId) !== partition) {
         throw new ValidationError('transition', [`timer ${timer.id} belongs to another run's partition`]);
       }
-      args.push(timer.id, timer.dueAt);
+      tail.push(timer.id, timer.dueAt);
     }
-    args.push(transition.cancel.length, ...transition.cancel);
-    const scriptKeys = [
-      keys.run(partition, run.txId),
-      keys.base(partition),
-      keys.timers(partition),
-      keys.stream(partition, Topics.events),
-      keys.stream(partition, Topics.results),
-      ...commandKeys,
-    ];
-    await this.connection.ready();
-    const reply = await this.connection.call(mode, () => scripts.commit(scriptKeys, args));
+    tail.push(transition.cancel.length, ...transition.cancel);
+    const pending: PendingCommit = {
+      runKey: keys.run(partition, run.txId),
+      head,
+      steps: parts.steps,
+      commands,
+      tail,
+      reply: undefined,
+      error: undefined,
+    };
+    try {
+      await this.connection.ready();
+      await this.commits.add(String(partition), pending);
+    } catch (err) {
+      throw this.connection.redisError(mode, err);
+    }
+    if (pending.error !== undefined) throw this.connection.redisError(mode, pending.error);
+    const reply = pending.reply ?? [];
     if (reply[0] === COMMIT_WRITTEN) {
       counters.commits += 1;
-      if (transition.commands.length > 0) {
-        for (const command of transition.commands)
-          this.connection.touchedTopics.add(Topics.command(command.payload.worker));
-      }
+      for (const command of transition.commands)
+        this.connection.touchedTopics.add(Topics.command(command.payload.worker));
       if (ack !== undefined) {
         ack.settled = true;
         counters.acked += 1;
@@ -485,6 +552,27 @@ export class RedisRunStore implements RunStore {
       }
     }
     return [Number(reply[0]), reply[1] === undefined ? undefined : Number(reply[1])];
+  }
+
+  /**
+   * Sends one partition's queued transitions as one `commit.lua` call and hands each its reply.
+   * When Redis refuses the call (a malformed block: the script writes nothing then), each
+   * transition is sent again alone, so only the one at fault gets the error.
+   */
+  private async sendCommits(partition: number, batch: readonly PendingCommit[]): Promise<void> {
+    // Sent a turn after the commits were queued: the connection may have closed since.
+    this.connection.assertOpen();
+    try {
+      const replies = await this.connection.scripts.commit(...commitCall(this.connection, partition, batch));
+      batch.forEach((pending, i) => (pending.reply = replies[i]));
+    } catch (err) {
+      if (batch.length === 1 || !(err instanceof Error && err.name === 'ReplyError')) throw err;
+      await Promise.all(
+        batch.map((pending) =>
+          this.sendCommits(partition, [pending]).catch((error: unknown) => (pending.error = error)),
+        ),
+      );
+    }
   }
 
   /**

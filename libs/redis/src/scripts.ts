@@ -24,7 +24,7 @@ export type ScriptArg = string | number | Buffer;
  * after a Redis restart flushed its script cache.
  */
 export interface RedisScripts {
-  commit(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number?]>;
+  commit(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number?][]>;
   flush(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
   claimTimers(key: string, now: number, limit: number, leaseEnd: number): Promise<string[]>;
   claim(keys: readonly string[], args: readonly ScriptArg[]): Promise<[Buffer, unknown[], number]>;
@@ -85,7 +85,7 @@ export function defineScripts(client: RedisClient): RedisScripts {
   const putDefinition = method('multiagentsPutDefinition');
   const appendTimeline = method('multiagentsAppendTimeline');
   return {
-    commit: (keys, args) => commit(keys, args) as Promise<[number, number?]>,
+    commit: (keys, args) => commit(keys, args) as Promise<[number, number?][]>,
     flush: (keys, args) => flush(keys, args) as Promise<number>,
     claimTimers: (key, now, limit, leaseEnd) =>
       claimTimers([key], [now, limit, leaseEnd]) as Promise<string[]>,
