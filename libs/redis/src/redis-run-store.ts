@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import {
+  ErrorCode,
   FailedPreconditionError,
+  MultiAgentsError,
   PoisonMessageError,
   RunNotFoundError,
   RunState,
@@ -540,7 +542,16 @@ export class RedisRunStore implements RunStore {
       throw this.connection.redisError(mode, err);
     }
     if (pending.error !== undefined) throw this.connection.redisError(mode, pending.error);
-    const reply = pending.reply ?? [];
+    const reply = pending.reply;
+    if (!Array.isArray(reply)) {
+      throw new MultiAgentsError(
+        ErrorCode.Internal,
+        `${mode}: commit.lua gave no reply for run ${run.txId}`,
+        {
+          retryable: true,
+        },
+      );
+    }
     if (reply[0] === COMMIT_WRITTEN) {
       counters.commits += 1;
       for (const command of transition.commands)
