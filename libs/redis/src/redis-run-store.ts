@@ -29,12 +29,7 @@ import {
   type Timer,
   type Transition,
 } from '@multiagents/core';
-import {
-  COMMIT_FIRST_OWN_KEY,
-  COMMIT_REFUSED,
-  COMMIT_UNKNOWN_RUN,
-  COMMIT_WRITTEN,
-} from './lua/commit-script';
+import { COMMIT_REFUSED, COMMIT_UNKNOWN_RUN, COMMIT_WRITTEN } from './lua/commit-script';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
 import { RedisDelivery } from './redis-delivery';
@@ -88,8 +83,8 @@ function commitCall(
   const indexOf = (key: string): number => {
     let index = indexes.get(key);
     if (index === undefined) {
-      index = COMMIT_FIRST_OWN_KEY + keys.length - 4;
-      keys.push(key);
+      // Lua counts KEYS from 1: a key's index is the length once it is in.
+      index = keys.push(key);
       indexes.set(key, index);
     }
     return index;

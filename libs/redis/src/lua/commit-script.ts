@@ -8,9 +8,9 @@ export const COMMIT_REFUSED = 0;
 export const COMMIT_UNKNOWN_RUN = -1;
 
 /** Index of the first run or command stream key in KEYS (1-based, as Lua counts). */
-export const COMMIT_FIRST_OWN_KEY = 5;
+const COMMIT_FIRST_OWN_KEY = 5;
 /** Number of ARGV entries before the first transition's block. */
-export const COMMIT_HEAD_ARGS = 3;
+const COMMIT_HEAD_ARGS = 3;
 
 const terminal = [...TERMINAL_RUN_STATES].map((state) => `['${state}'] = true`).join(', ');
 
