@@ -71,5 +71,6 @@ memoStoreConformance('redis cluster, P=3', async () => {
       await b.connection.client.set(b.connection.keys.memo(key), text);
     },
     breakStore: () => b.close(),
+    cleanup: () => b.close(),
   };
 });
