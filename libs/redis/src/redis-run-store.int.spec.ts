@@ -423,6 +423,30 @@ describe('RedisRunStore (adapter-specific)', () => {
     const fields = await client.hkeys(backend.connection.keys.run(0, run.txId));
     expect(fields.sort()).toEqual(['c', 'h', 'm', 'r', 's:s1', 's:s2', 's:s3', 'st', 'v']);
   });
+
+  it('sends a script Redis has forgotten (SCRIPT FLUSH, a restart) again as EVAL, once', async () => {
+    const backend = redis.backend();
+    const client = raw();
+    const run = numberedRun();
+    let current: RunRevision = (await backend.runs.create(numberedTransition(run, 1))).stored;
+    await client.script('FLUSH');
+    const before = await serverCounters(client);
+    current = (await backend.runs.commit(current, numberedTransition(run, 2))) as RunRevision;
+    current = (await backend.runs.commit(current, numberedTransition(run, 3))) as RunRevision;
+    const delta = counterDelta(before, await serverCounters(client));
+    // The first EVALSHA is refused (NOSCRIPT), its EVAL loads the script, the next EVALSHA finds it.
+    expect(delta.calls).toMatchObject({ evalsha: 2, eval: 1 });
+    expect(current.version).toBe(3);
+    expect((await backend.runs.get(run.txId))?.run.state).toBe(run.state);
+  });
+
+  it('refuses a client whose ioredis keyPrefix would move keys its scripts do not name', () => {
+    const prefixed = new Redis(redis.server().url, { lazyConnect: true, keyPrefix: 'x:' });
+    clients.push(prefixed);
+    expect(() => createRedisBackend({ connect: () => prefixed, prefix: freshPrefix() })).toThrow(
+      /keyPrefix is not supported/,
+    );
+  });
 });
 
 describe('RedisRunStore crash safety (AOF, appendfsync always)', () => {

@@ -1,4 +1,6 @@
-import { ErrorCode, MultiAgentsError } from '@multiagents/contracts';
+import { createHash } from 'node:crypto';
+import { ValidationError } from '@multiagents/contracts';
+import { Cluster, Command } from 'ioredis';
 import type { RedisClient } from './redis-backend-options';
 import { APPEND_TIMELINE_SCRIPT } from './lua/append-timeline-script';
 import { CLAIM_SCRIPT } from './lua/claim-script';
@@ -13,15 +15,16 @@ import { REDELIVER_SCRIPT } from './lua/redeliver-script';
 import { REPLAY_SCRIPT } from './lua/replay-script';
 import { TOUCH_SCRIPT } from './lua/touch-script';
 import { TRIM_SCRIPT } from './lua/trim-script';
+import { encodeCommand, type RespArg } from './resp';
 
 /** An argument of a script: text, a number, or binary-safe bytes. */
-export type ScriptArg = string | number | Buffer;
+export type ScriptArg = RespArg;
 
 /**
  * Every Lua script of the backend as a method of one connection: `(keys, args)`, replies with
  * bulk strings as Buffers where the reply carries message bytes (see each script's header in
- * `src/lua/` for KEYS, ARGV and replies). ioredis sends them with EVALSHA and falls back to EVAL
- * after a Redis restart flushed its script cache.
+ * `src/lua/` for KEYS, ARGV and replies). They are sent with EVALSHA, and again with EVAL when
+ * Redis does not hold the script (after a restart, or a SCRIPT FLUSH).
  */
 export interface RedisScripts {
   commit(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number?][]>;
@@ -39,51 +42,97 @@ export interface RedisScripts {
   appendTimeline(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
 }
 
-// Names are namespaced: other code may define commands on a client it shares with us. Scripts
-// whose KEYS count varies are defined without one (the count is the first argument).
-const DEFINITIONS = {
-  multiagentsCommit: COMMIT_SCRIPT,
-  multiagentsFlush: FLUSH_SCRIPT,
-  multiagentsClaimTimers: CLAIM_TIMERS_SCRIPT,
-  multiagentsClaim: CLAIM_SCRIPT,
-  multiagentsRedeliver: REDELIVER_SCRIPT,
-  multiagentsTouch: TOUCH_SCRIPT,
-  multiagentsDeadLetter: DEAD_LETTER_SCRIPT,
-  multiagentsReplay: REPLAY_SCRIPT,
-  multiagentsTrim: TRIM_SCRIPT,
-  multiagentsIndexPage: INDEX_PAGE_SCRIPT,
-  multiagentsPruneIndex: PRUNE_INDEX_SCRIPT,
-  multiagentsPutDefinition: PUT_DEFINITION_SCRIPT,
-  multiagentsAppendTimeline: APPEND_TIMELINE_SCRIPT,
-} as const;
+/** A Lua script and its SHA1, as EVALSHA names it. */
+interface Script {
+  readonly lua: string;
+  readonly sha: string;
+}
 
-type ScriptMethod = (...args: ScriptArg[]) => Promise<unknown>;
+function script(lua: string): Script {
+  return { lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
 
-/** Defines the scripts on `client` and returns them as typed methods. */
+/**
+ * A script call whose bytes are built once by {@link encodeCommand}, not by ioredis' encoder.
+ * `args` keeps only the SHA (or source), the key count and the keys: what ioredis reads to route
+ * the call in a Cluster (the slot of the first key) and to retry it after MOVED or ASK.
+ */
+class ScriptCommand extends Command {
+  private readonly bytes: Buffer;
+
+  constructor(
+    name: 'evalsha' | 'eval',
+    body: string,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+    replyEncoding: BufferEncoding | null,
+  ) {
+    const head = [body, keys.length, ...keys];
+    super(name, head, { replyEncoding });
+    this.bytes = encodeCommand(name, head, args);
+  }
+
+  override toWritable(): Buffer {
+    return this.bytes;
+  }
+}
+
+/** True for Redis' answer to an EVALSHA of a script it does not hold (restarted, or SCRIPT FLUSH). */
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+/**
+ * Runs `script` with EVALSHA; when Redis does not hold it, sends it again as EVAL (which loads it
+ * for the next EVALSHA). Replies with bulk strings as Buffers when `replyEncoding` is null.
+ */
+async function run(
+  client: RedisClient,
+  { lua, sha }: Script,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+  replyEncoding: BufferEncoding | null,
+): Promise<unknown> {
+  try {
+    return await client.sendCommand(new ScriptCommand('evalsha', sha, keys, args, replyEncoding));
+  } catch (err) {
+    if (!isNoScript(err)) throw err;
+    return client.sendCommand(new ScriptCommand('eval', lua, keys, args, replyEncoding));
+  }
+}
+
+/** The key prefix ioredis would add to every key of `client`'s commands (none is supported). */
+function keyPrefixOf(client: RedisClient): unknown {
+  return client instanceof Cluster ? client.options.redisOptions?.keyPrefix : client.options.keyPrefix;
+}
+
+/**
+ * The backend's scripts on `client`. Their calls are sent as {@link ScriptCommand}s; a client with
+ * an ioredis `keyPrefix` is refused (the backend's keys carry its own prefix and hash tags).
+ */
 export function defineScripts(client: RedisClient): RedisScripts {
-  for (const [name, lua] of Object.entries(DEFINITIONS)) client.defineCommand(name, { lua });
-  // defineCommand adds `name` and `nameBuffer` methods at run time; ioredis cannot type them.
-  const commands = client as unknown as Record<string, ScriptMethod | undefined>;
-  const method = (
-    name: string,
-  ): ((keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>) => {
-    const fn = commands[name];
-    if (fn === undefined) throw new MultiAgentsError(ErrorCode.Internal, `ioredis did not define ${name}`);
-    return (keys, args) => fn.call(client, keys.length, ...keys, ...args);
-  };
-  const commit = method('multiagentsCommit');
-  const flush = method('multiagentsFlush');
-  const claimTimers = method('multiagentsClaimTimers');
-  const claim = method('multiagentsClaimBuffer');
-  const redeliver = method('multiagentsRedeliverBuffer');
-  const touch = method('multiagentsTouch');
-  const deadLetter = method('multiagentsDeadLetter');
-  const replay = method('multiagentsReplay');
-  const trim = method('multiagentsTrim');
-  const indexPage = method('multiagentsIndexPage');
-  const pruneIndex = method('multiagentsPruneIndex');
-  const putDefinition = method('multiagentsPutDefinition');
-  const appendTimeline = method('multiagentsAppendTimeline');
+  if (keyPrefixOf(client)) {
+    throw new ValidationError('Redis client', [
+      'keyPrefix is not supported: use the backend option prefix (keys carry Redis Cluster hash tags)',
+    ]);
+  }
+  const method =
+    (lua: string, replyEncoding: BufferEncoding | null = 'utf8') =>
+    (keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> =>
+      run(client, script(lua), keys, args, replyEncoding);
+  const commit = method(COMMIT_SCRIPT);
+  const flush = method(FLUSH_SCRIPT);
+  const claimTimers = method(CLAIM_TIMERS_SCRIPT);
+  const claim = method(CLAIM_SCRIPT, null);
+  const redeliver = method(REDELIVER_SCRIPT, null);
+  const touch = method(TOUCH_SCRIPT);
+  const deadLetter = method(DEAD_LETTER_SCRIPT);
+  const replay = method(REPLAY_SCRIPT);
+  const trim = method(TRIM_SCRIPT);
+  const indexPage = method(INDEX_PAGE_SCRIPT);
+  const pruneIndex = method(PRUNE_INDEX_SCRIPT);
+  const putDefinition = method(PUT_DEFINITION_SCRIPT);
+  const appendTimeline = method(APPEND_TIMELINE_SCRIPT);
   return {
     commit: (keys, args) => commit(keys, args) as Promise<[number, number?][]>,
     flush: (keys, args) => flush(keys, args) as Promise<number>,
