@@ -7,6 +7,7 @@ import {
   RequestTimeoutError,
 } from './jetstream-requests';
 import { freshPrefix, TEST_REQUEST_TIMEOUT_MS, useNatsTestServer } from './testing/nats-test-backend';
+import { TurnWrites } from './turn-writes';
 
 jest.setTimeout(6 * TEST_REQUEST_TIMEOUT_MS);
 
@@ -19,7 +20,7 @@ describe('JetStreamRequests', () => {
 
   beforeEach(async () => {
     connection = await connect({ servers: nats().url, noAsyncTraces: true });
-    requests = new JetStreamRequests(connection, TEST_REQUEST_TIMEOUT_MS);
+    requests = new JetStreamRequests(connection, TEST_REQUEST_TIMEOUT_MS, new TurnWrites());
     stream = freshPrefix('req');
     const jsm = await jetstreamManager(connection);
     await jsm.streams.add({
@@ -43,6 +44,27 @@ describe('JetStreamRequests', () => {
     const again = await requests.publish(`${stream}.a`, new TextEncoder().encode('one'), h);
     expect(first).toEqual({ stream, seq: 1, duplicate: false });
     expect(again).toEqual({ stream, seq: 1, duplicate: true });
+  });
+
+  it("stores one turn's publishes in the order they were made, and never sends one failed before its turn ended", async () => {
+    const sent = jest.spyOn(connection, 'publish');
+    const published = Array.from({ length: 50 }, (_, i) =>
+      requests.publish(`${stream}.n${i}`, new TextEncoder().encode(String(i))),
+    );
+    // Nothing is written until the turn ends; then all fifty at once.
+    expect(sent).not.toHaveBeenCalled();
+    const acks = await Promise.all(published);
+    expect(acks.map((ack) => ack.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(sent).toHaveBeenCalledTimes(50);
+
+    const dropped = requests.publish(`${stream}.dropped`, new Uint8Array([1]));
+    requests.failAll('disconnected from NATS');
+    await expect(dropped).rejects.toThrow(/disconnected from NATS/);
+    const after = await requests.publish(`${stream}.after`, new Uint8Array([2]));
+    // The failed one was never written: the next publish took the next sequence.
+    expect(after.seq).toBe(51);
+    expect(sent).toHaveBeenCalledTimes(51);
+    sent.mockRestore();
   });
 
   it('refuses a publish the stream rejects with its API error', async () => {
@@ -93,7 +115,7 @@ describe('JetStreamRequests', () => {
     requests.failAll('disconnected from NATS');
     await expect(waiting).rejects.toBeInstanceOf(RequestTimeoutError);
     await expect(waiting).rejects.toThrow(/disconnected from NATS/);
-    const other = new JetStreamRequests(connection, TEST_REQUEST_TIMEOUT_MS);
+    const other = new JetStreamRequests(connection, TEST_REQUEST_TIMEOUT_MS, new TurnWrites());
     const atClose = other.publish(`silent-${stream}`, new Uint8Array([1]));
     other.close();
     await expect(atClose).rejects.toThrow(/closed/);
@@ -102,7 +124,7 @@ describe('JetStreamRequests', () => {
 
   it('expires a request with no answer after its timeout: a direct get from a missing stream', async () => {
     // The server's JetStream API takes the subject and does not answer it (no 503 either).
-    const short = new JetStreamRequests(connection, 50);
+    const short = new JetStreamRequests(connection, 50, new TurnWrites());
     try {
       await expect(short.directGet(`${stream}-missing`, { last_by_subj: 'x' })).rejects.toThrow(
         /no answer within 50 ms/,

@@ -6,6 +6,7 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
+import type { TurnWrites } from './turn-writes';
 
 /** What JetStream answers to a stored publish. */
 export interface PublishAck {
@@ -68,7 +69,7 @@ const NOT_FOUND = 404;
  * (stack traces included) and a timer per request, which measured as a fifth of the CPU of a
  * step. Every request is a plain `PUB` with a reply subject `<inbox>.<n>`; answers are matched by
  * `n`; one interval expires the unanswered ones (the timeout is the same for all, so they expire
- * in the order they were sent).
+ * in the order they were sent). Requests leave with the turn's other writes ({@link TurnWrites}).
  */
 export class JetStreamRequests {
   private readonly inbox = createInbox();
@@ -80,6 +81,7 @@ export class JetStreamRequests {
   constructor(
     private readonly connection: NatsConnection,
     private readonly timeoutMs: number,
+    private readonly writes: TurnWrites,
   ) {
     this.subscription = connection.subscribe(`${this.inbox}.*`, {
       callback: (err, msg) => {
@@ -156,15 +158,19 @@ export class JetStreamRequests {
     const id = (this.next += 1);
     return new Promise<Msg>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: Date.now() + this.timeoutMs, subject });
-      try {
-        this.connection.publish(subject, data, {
-          reply: `${this.inbox}.${id}`,
-          ...(headers === undefined ? {} : { headers }),
-        });
-      } catch (err) {
-        this.pending.delete(id);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      }
+      // Sent with the rest of this turn's writes; not at all if it failed or expired meanwhile.
+      this.writes.add(() => {
+        if (!this.pending.has(id)) return;
+        try {
+          this.connection.publish(subject, data, {
+            reply: `${this.inbox}.${id}`,
+            ...(headers === undefined ? {} : { headers }),
+          });
+        } catch (err) {
+          this.pending.delete(id);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
     });
   }
 

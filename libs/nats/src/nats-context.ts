@@ -39,6 +39,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ConnectionState } from './connection-state';
 import { JetStreamRequests, type DirectQuery, type PublishAck } from './jetstream-requests';
+import { TurnWrites } from './turn-writes';
 import type { NatsCredentials, ResolvedNatsBackendOptions } from './nats-backend-options';
 import { NatsNames } from './nats-names';
 
@@ -164,6 +165,8 @@ export class NatsContext {
   private closing: Promise<void> | undefined;
   private readonly closeHooks: Array<() => Promise<void>> = [];
   private readonly requests: JetStreamRequests;
+  /** This connection's writes of one event-loop turn, sent together (publishes, acks). */
+  readonly writes = new TurnWrites();
 
   private constructor(
     readonly options: ResolvedNatsBackendOptions,
@@ -176,7 +179,7 @@ export class NatsContext {
     this.names = new NatsNames(options.prefix);
     this.logger = options.logger.child({ component: 'nats' });
     this.clock = options.clock;
-    this.requests = new JetStreamRequests(connection, options.requestTimeoutMs);
+    this.requests = new JetStreamRequests(connection, options.requestTimeoutMs, this.writes);
     // Acks in flight when the connection drops are lost: fail those publishes now (they retry).
     state.onDisconnect(() => this.requests.failAll('disconnected from NATS'));
   }
@@ -254,6 +257,8 @@ export class NatsContext {
         );
       }
       this.state.stop();
+      // The acks and publishes still queued go before the connection is drained.
+      this.writes.flush();
       this.requests.close();
       const connection = this.connection;
       if (this.owned && !connection.isClosed()) {

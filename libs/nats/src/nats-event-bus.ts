@@ -147,6 +147,7 @@ export class NatsEventBus implements EventBus {
       latest,
       deadLetter: (request) => this.deadLetter(topic, resolved, name, request),
       refused: () => (this.ctx.counters.refusedEnvelopes += 1),
+      writes: ctx.writes,
       flush: () => this.flushQuietly(),
       detach: (s) => this.subscriptions.delete(s),
     });
@@ -440,6 +441,7 @@ export class NatsEventBus implements EventBus {
   private async flushQuietly(): Promise<void> {
     const connection = this.ctx.connection;
     if (connection.isClosed()) return;
+    this.ctx.writes.flush();
     // Bounded: while disconnected a flush waits for the reconnect. Unflushed acks are not lost
     // work: the server redelivers after AckWait.
     await withinMs(connection.flush(), this.ctx.options.requestTimeoutMs);

@@ -10,6 +10,7 @@ import {
 import type { Delivery, DeliveryHandler, Logger, Subscription } from '@multiagents/core';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { ResolvedSubscribeOptions } from '@multiagents/core';
+import type { TurnWrites } from './turn-writes';
 
 /** Why a message is dead-lettered, as {@link NatsSubscriptionContext.deadLetter} records it. */
 export interface DeadLetterRequest {
@@ -39,6 +40,8 @@ export interface NatsSubscriptionContext {
   deadLetter(request: DeadLetterRequest): Promise<void>;
   /** Counts a message refused before parsing (unsigned, forged, malformed). */
   refused(): void;
+  /** The connection's writes of this turn: acks and naks leave with them. */
+  readonly writes: TurnWrites;
   /** Makes sure acks written so far reached the server (a no-op when the connection is gone). */
   flush(): Promise<void>;
   /** Called once, when the subscription has closed. */
@@ -232,7 +235,7 @@ export class NatsSubscription implements Subscription {
       earlyAcks.set(delivery, () => {
         if (settled || !isCurrent()) return false;
         settled = true;
-        settleQuietly(() => msg.ack());
+        this.ctx.writes.add(() => settleQuietly(() => msg.ack()));
         return true;
       });
       let failure: unknown;
@@ -250,7 +253,7 @@ export class NatsSubscription implements Subscription {
       // Superseded: a newer delivery owns the message now, and its outcome decides.
       if (!isCurrent()) return;
       if (ok) {
-        settleQuietly(() => msg.ack());
+        this.ctx.writes.add(() => settleQuietly(() => msg.ack()));
         return;
       }
       if (hasErrorCode(failure, ErrorCode.PoisonMessage) || count >= options.maxDeliveries) {
@@ -258,7 +261,7 @@ export class NatsSubscription implements Subscription {
         return;
       }
       const delayMs = retryAfterMs(failure) ?? options.retryDelayMs;
-      settleQuietly(() => (delayMs > 0 ? msg.nak(delayMs) : msg.nak()));
+      this.ctx.writes.add(() => settleQuietly(() => (delayMs > 0 ? msg.nak(delayMs) : msg.nak())));
     } catch (err) {
       // Only the bus's own steps can land here (the handler's errors are caught above); the
       // message stays unacknowledged and comes back after AckWait.
