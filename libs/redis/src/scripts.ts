@@ -116,10 +116,13 @@ export function defineScripts(client: RedisClient): RedisScripts {
       'keyPrefix is not supported: use the backend option prefix (keys carry Redis Cluster hash tags)',
     ]);
   }
-  const method =
-    (lua: string, replyEncoding: BufferEncoding | null = 'utf8') =>
-    (keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> =>
-      run(client, script(lua), keys, args, replyEncoding);
+  const method = (
+    lua: string,
+    replyEncoding: BufferEncoding | null = 'utf8',
+  ): ((keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>) => {
+    const hashed = script(lua);
+    return (keys, args) => run(client, hashed, keys, args, replyEncoding);
+  };
   const commit = method(COMMIT_SCRIPT);
   const flush = method(FLUSH_SCRIPT);
   const claimTimers = method(CLAIM_TIMERS_SCRIPT);
