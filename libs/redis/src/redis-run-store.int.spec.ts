@@ -10,7 +10,7 @@ import {
 } from '@multiagents/contracts';
 import type { Delivery, RunRevision, StoredRun } from '@multiagents/core';
 import { makeEnvelope, makeRun, startRedisServer, waitFor, type ServerProcess } from '@multiagents/testing';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { createRedisBackend, type RedisBackend } from './redis-backend';
 import type { RedisDelivery } from './redis-delivery';
 import { RedisKeys } from './redis-keys';
@@ -446,6 +446,13 @@ describe('RedisRunStore (adapter-specific)', () => {
     expect(() => createRedisBackend({ connect: () => prefixed, prefix: freshPrefix() })).toThrow(
       /keyPrefix is not supported/,
     );
+    for (const options of [{ keyPrefix: 'x:' }, { redisOptions: { keyPrefix: 'x:' } }]) {
+      const cluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true, ...options });
+      expect(() => createRedisBackend({ connect: () => cluster, prefix: freshPrefix() })).toThrow(
+        /keyPrefix is not supported/,
+      );
+      cluster.disconnect();
+    }
   });
 });
 

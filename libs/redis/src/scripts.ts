@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ValidationError } from '@multiagents/contracts';
-import { Cluster, Command } from 'ioredis';
+import { Command } from 'ioredis';
 import type { RedisClient } from './redis-backend-options';
 import { APPEND_TIMELINE_SCRIPT } from './lua/append-timeline-script';
 import { CLAIM_SCRIPT } from './lua/claim-script';
@@ -101,17 +101,13 @@ async function run(
   }
 }
 
-/** The key prefix ioredis would add to every key of `client`'s commands (none is supported). */
-function keyPrefixOf(client: RedisClient): unknown {
-  return client instanceof Cluster ? client.options.redisOptions?.keyPrefix : client.options.keyPrefix;
-}
-
 /**
  * The backend's scripts on `client`. Their calls are sent as {@link ScriptCommand}s; a client with
  * an ioredis `keyPrefix` is refused (the backend's keys carry its own prefix and hash tags).
  */
 export function defineScripts(client: RedisClient): RedisScripts {
-  if (keyPrefixOf(client)) {
+  // A Cluster copies `redisOptions.keyPrefix` here too.
+  if (client.options.keyPrefix) {
     throw new ValidationError('Redis client', [
       'keyPrefix is not supported: use the backend option prefix (keys carry Redis Cluster hash tags)',
     ]);
