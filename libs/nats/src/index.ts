@@ -38,3 +38,5 @@ export { NatsMemoStore } from './nats-memo-store';
 export type { NatsCounters } from './nats-context';
 /** The one builder of stream, subject, consumer, bucket and key names, and the name rules. */
 export { NatsNames, NATS_PREFIX_PATTERN, NATS_TOPIC_PATTERN } from './nats-names';
+/** A process's writes of one event-loop turn, made together (the bench's NATS floor uses it too). */
+export { TurnWrites } from './turn-writes';
