@@ -7,8 +7,8 @@ import {
   type BinaryLike,
   type KeyObject,
 } from 'node:crypto';
-import { BinaryWriter, Envelope as EnvelopeMessage } from '@multiagents/proto';
 import type { Envelope } from './envelope';
+import { decodeWireEnvelope, encodeWireEnvelope, type WireEnvelope } from './envelope-wire';
 import { PoisonMessageError, ResourceExhaustedError, ValidationError } from './errors';
 import { isEventType } from './event-types';
 import { KEY_ID_PATTERN, type KeyRing } from './key-ring';
@@ -123,10 +123,6 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 type MutableEnvelope = { -readonly [K in keyof Envelope]: Envelope[K] };
 
-// One writer for every encode in this process: its buffer grows to the largest envelope once,
-// instead of from a few bytes for each message (encoding is synchronous, so it is never shared).
-const writer = new BinaryWriter();
-
 /**
  * Encodes an envelope as protobuf bytes (proto/multiagents/v1/envelope.proto), the payload as UTF-8
  * JSON. With `signingKey`, appends the `x-signature` header; any `x-signature` already in
@@ -152,22 +148,18 @@ export function encodeEnvelope(envelope: Envelope, options?: EnvelopeCodecOption
 
   let body: Uint8Array;
   try {
-    body = EnvelopeMessage.encode(
-      {
-        id: envelope.id,
-        type: envelope.type,
-        txId: envelope.txId,
-        workflowId: envelope.workflowId,
-        step: envelope.step,
-        attempt: envelope.attempt,
-        timeMs: envelope.time,
-        headers,
-        payload: sealPayload(encodePayload(envelope.payload), envelope, options?.payloadKeys),
-      },
-      writer,
-    ).finish();
+    body = encodeWireEnvelope({
+      id: envelope.id,
+      type: envelope.type,
+      txId: envelope.txId,
+      workflowId: envelope.workflowId,
+      step: envelope.step,
+      attempt: envelope.attempt,
+      timeMs: envelope.time,
+      headers,
+      payload: sealPayload(encodePayload(envelope.payload), envelope, options?.payloadKeys),
+    });
   } catch (err) {
-    writer.finish(); // drops what the failed encode wrote
     throw new ValidationError(`cannot encode envelope ${envelope.id} (${envelope.type})`, [
       errorMessage(err),
     ]);
@@ -219,9 +211,9 @@ export function decodeEnvelope(bytes: Uint8Array, options?: EnvelopeCodecOptions
   if (accepted !== undefined) verifyRingSignature(bytes, accepted);
   else if (signingKey !== undefined) verifySignature(bytes, signingKey);
 
-  let message: EnvelopeMessage;
+  let message: WireEnvelope;
   try {
-    message = EnvelopeMessage.decode(bytes);
+    message = decodeWireEnvelope(bytes);
   } catch (err) {
     throw poison(
       EnvelopeRejection.Malformed,
