@@ -117,7 +117,6 @@ const KEYED_ENTRY_KEY: Buffer = Buffer.concat([
 const MAX_KEY_ID_LENGTH = 32;
 const COLON = 0x3a;
 
-const EMPTY_PAYLOAD: Buffer = Buffer.alloc(0);
 // Fatal: a payload with invalid UTF-8 is refused rather than silently patched with U+FFFD.
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -157,7 +156,10 @@ export function encodeEnvelope(envelope: Envelope, options?: EnvelopeCodecOption
       attempt: envelope.attempt,
       timeMs: envelope.time,
       headers,
-      payload: sealPayload(encodePayload(envelope.payload), envelope, options?.payloadKeys),
+      payload:
+        options?.payloadKeys === undefined
+          ? payloadText(envelope.payload)
+          : sealPayload(Buffer.from(payloadText(envelope.payload), 'utf8'), envelope, options.payloadKeys),
     });
   } catch (err) {
     throw new ValidationError(`cannot encode envelope ${envelope.id} (${envelope.type})`, [
@@ -280,9 +282,9 @@ function payloadAad(envelope: Pick<Envelope, 'id' | 'type' | 'txId'>, kid: strin
 function sealPayload(
   plaintext: Buffer,
   envelope: Pick<Envelope, 'id' | 'type' | 'txId'>,
-  ring: KeyRing | undefined,
+  ring: KeyRing,
 ): Buffer {
-  if (ring === undefined || plaintext.length === 0) return plaintext;
+  if (plaintext.length === 0) return plaintext;
   const kid = ring.currentKeyId;
   const key = ring.keys.get(kid);
   if (key === undefined || key.length !== 32) {
@@ -363,11 +365,12 @@ function openPayload(
   }
 }
 
-function encodePayload(payload: unknown): Buffer {
-  if (payload === undefined) return EMPTY_PAYLOAD;
+/** The payload's JSON, written into the envelope as UTF-8 ('' for none). */
+function payloadText(payload: unknown): string {
+  if (payload === undefined) return '';
   // JSON.stringify throws on cycles and BigInt; the caller turns that into a ValidationError.
   const json = JSON.stringify(payload) as string | undefined;
-  return json === undefined ? EMPTY_PAYLOAD : Buffer.from(json, 'utf8');
+  return json ?? '';
 }
 
 /** The legacy single key, refusing options that set both kinds of key (one would be ignored). */

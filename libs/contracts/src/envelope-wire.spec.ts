@@ -63,6 +63,23 @@ describe('envelope wire codec', () => {
     );
   });
 
+  it('writes a payload given as text as its UTF-8 bytes', () => {
+    fc.assert(
+      fc.property(
+        envelope,
+        fc.json(),
+        fc.string({ unit: 'grapheme', maxLength: 200 }),
+        (message, json, prose) => {
+          for (const payload of [json, prose, '']) {
+            const bytes = encodeWireEnvelope({ ...message, payload });
+            expect(bytes.equals(generated({ ...message, payload: Buffer.from(payload, 'utf8') }))).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it('reads back what the generated decoder reads', () => {
     fc.assert(
       fc.property(envelope, (message) => {

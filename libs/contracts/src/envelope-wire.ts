@@ -27,6 +27,9 @@ export interface WireEnvelope {
   payload: Uint8Array;
 }
 
+/** What {@link encodeWireEnvelope} takes: the payload may be text, written as its UTF-8. */
+export type WireEnvelopeInput = Omit<WireEnvelope, 'payload'> & { payload: Uint8Array | string };
+
 // Tags: field number << 3 | wire type (0 varint, 1 fixed 64, 2 length-delimited, 5 fixed 32).
 const ID = 0x0a;
 const TYPE = 0x12;
@@ -75,13 +78,13 @@ function fieldSize(length: number): number {
  */
 class Writer {
   pos = 0;
-  private text = '';
+  private pending = '';
   constructor(readonly buf: Buffer) {}
 
   /** A length-delimited field's tag and length. */
   head(tag: number, length: number): void {
     if (length < 0x80) {
-      this.text += String.fromCharCode(tag, length);
+      this.pending += String.fromCharCode(tag, length);
       return;
     }
     this.byte(tag);
@@ -90,12 +93,17 @@ class Writer {
 
   string(tag: number, value: string, length: number): void {
     this.head(tag, length);
-    this.text += value;
+    this.text(value);
+  }
+
+  /** Text whose tag and length are written already. */
+  text(value: string): void {
+    this.pending += value;
   }
 
   /** A varint field whose value is below 0x80: two bytes, both their own UTF-8. */
   small(tag: number, value: number): void {
-    this.text += String.fromCharCode(tag, value);
+    this.pending += String.fromCharCode(tag, value);
   }
 
   byte(value: number): void {
@@ -138,9 +146,9 @@ class Writer {
   }
 
   flush(): void {
-    if (this.text === '') return;
-    this.pos += this.buf.write(this.text, this.pos, 'utf8');
-    this.text = '';
+    if (this.pending === '') return;
+    this.pos += this.buf.write(this.pending, this.pos, 'utf8');
+    this.pending = '';
   }
 }
 
@@ -149,7 +157,7 @@ class Writer {
  * adapters copy it into their own writes). Throws when `attempt` is not a uint32 or `timeMs` not an integer that an
  * int64 holds (the generated encoder refused the same).
  */
-export function encodeWireEnvelope(message: WireEnvelope): Buffer {
+export function encodeWireEnvelope(message: WireEnvelopeInput): Buffer {
   const { id, type, txId, workflowId, step, attempt, timeMs, headers, payload } = message;
   if (attempt !== undefined && !(Number.isInteger(attempt) && attempt >= 0 && attempt <= MAX_UINT32)) {
     throw new Error(`invalid uint32: ${attempt}`);
@@ -181,7 +189,8 @@ export function encodeWireEnvelope(message: WireEnvelope): Buffer {
     entries.push(keyLength, valueLength, entryLength);
     size += fieldSize(entryLength);
   }
-  if (payload.length > 0) size += fieldSize(payload.length);
+  const payloadLength = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (payloadLength > 0) size += fieldSize(payloadLength);
 
   const out = new Writer(Buffer.allocUnsafe(size));
   if (idLength > 0) out.string(ID, id, idLength);
@@ -208,9 +217,10 @@ export function encodeWireEnvelope(message: WireEnvelope): Buffer {
     if (keyLength > 0) out.string(ENTRY_KEY, key, keyLength);
     if (valueLength > 0) out.string(ENTRY_VALUE, headers[key] as string, valueLength);
   }
-  if (payload.length > 0) {
-    out.head(PAYLOAD, payload.length);
-    out.bytes(payload);
+  if (payloadLength > 0) {
+    out.head(PAYLOAD, payloadLength);
+    if (typeof payload === 'string') out.text(payload);
+    else out.bytes(payload);
   }
   out.flush();
   if (out.pos !== size) throw new Error(`envelope encoder wrote ${out.pos} bytes, measured ${size}`);
