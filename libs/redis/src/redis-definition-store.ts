@@ -16,7 +16,10 @@ const CACHED_VERSIONS = 1_000;
  * `"latest"` → highest version) and a set of ids, all under the `{defs}` hash tag. A stored
  * version is immutable, so it is cached parsed and deeply frozen (every caller gets the same
  * object and none can change it): `get(id, version)` of a known version reads nothing, and
- * `get(id)` reads only which version is the latest (one HGET per workflow start).
+ * `get(id)` reads only which version is the latest. That read is never cached (a version put by
+ * another process is seen by the next start), but the `get(id)` calls of one event-loop turn share
+ * one HGET sent on the next `setImmediate`: each of them began before it was sent, so each sees
+ * every put that ended before it began, and a busy API pays one read per turn, not per start.
  * Content is compared as
  * canonical JSON (keys sorted), so putting the same definition again with its keys in another
  * order is harmless (false); different content under a stored id and version is refused, because
@@ -33,6 +36,8 @@ export class RedisDefinitionStore implements DefinitionStore {
   private readonly owned: boolean;
   /** `<id>\n<version>` → the definition, frozen, oldest first (dropped beyond {@link CACHED_VERSIONS}). */
   private readonly cache = new Map<string, WorkflowDefinition>();
+  /** id → the read of its latest version queued this turn, not sent yet. */
+  private readonly queuedLatest = new Map<string, Promise<string | null>>();
   private closed = false;
 
   /** Uses `connection` (not closed by this store) or opens its own from options. */
@@ -70,7 +75,7 @@ export class RedisDefinitionStore implements DefinitionStore {
     const { keys, client } = this.connection;
     const key = keys.definition(id);
     return this.connection.call('get definition', async () => {
-      const wanted = version ?? (await client.hget(key, 'latest'));
+      const wanted = version ?? (await this.latestVersion(id, key));
       if (wanted === null) return undefined;
       const cacheKey = `${id}\n${wanted}`;
       const cached = this.cache.get(cacheKey);
@@ -117,6 +122,19 @@ export class RedisDefinitionStore implements DefinitionStore {
     if (this.closed) return;
     this.closed = true;
     if (this.owned) await this.connection.close();
+  }
+
+  /** The latest version's field, read once for every caller of this turn (see the class doc). */
+  private latestVersion(id: string, key: string): Promise<string | null> {
+    const queued = this.queuedLatest.get(id);
+    if (queued !== undefined) return queued;
+    const read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.queuedLatest.delete(id);
+      this.assertOpen();
+      return this.connection.client.hget(key, 'latest');
+    });
+    this.queuedLatest.set(id, read);
+    return read;
   }
 
   private remember(cacheKey: string, definition: WorkflowDefinition): void {
