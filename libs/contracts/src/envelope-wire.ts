@@ -1,9 +1,10 @@
 /**
  * The protobuf wire format of `multiagents.v1.Envelope` (proto/multiagents/v1/envelope.proto),
  * written and read by hand for the bus's hot path: every message of every process goes through
- * here. The generated codec writes into a growing chunk list and decodes each string through
- * `TextDecoder` and each `int64` through a BigInt; this one measures the message, allocates its
- * bytes once and writes them in one pass, and reads strings straight from the buffer. Bytes are
+ * here. The generated codec writes into a growing chunk list, builds each string it reads from an
+ * array of char codes (or a `TextDecoder`) and each `int64` through a BigInt; this one measures the
+ * message, allocates its bytes once, writes its strings in one `Buffer.write`, and reads strings
+ * straight from the buffer. Bytes are
  * identical to the generated encoder's, and the generated decoder reads the same message from them
  * (envelope-wire.spec.ts checks both on random envelopes).
  *
