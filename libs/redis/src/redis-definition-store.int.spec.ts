@@ -48,7 +48,7 @@ describe('RedisDefinitionStore (adapter-specific)', () => {
     });
     try {
       await admin.put(version(1));
-      // Fifty starts in one turn: one read of the latest version (and one of version 1 itself).
+      // Fifty starts in one turn: one read of the latest version (version 1 itself is read until cached).
       const first = await Promise.all(Array.from({ length: 50 }, () => api.get('orders')));
       expect(first.every((d) => d?.version === 1)).toBe(true);
       expect(hget.mock.calls.filter(([, field]) => field === 'latest')).toHaveLength(1);
