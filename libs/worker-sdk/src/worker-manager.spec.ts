@@ -3,7 +3,9 @@ import {
   ErrorCode,
   EventType,
   Groups,
+  MultiAgentsError,
   NonRetryableError,
+  ResourceExhaustedError,
   Topics,
   ValidationError,
   type Envelope,
@@ -349,6 +351,70 @@ describe('WorkerManager', () => {
     expect(() => new WorkerManager({ bus, workers: [worker(() => 1)], progressMaxPerSecond: -2 })).toThrow(
       'progressMaxPerSecond must be a non-negative integer (got -2)',
     );
+  });
+
+  describe('a result the bus refuses', () => {
+    /** The memory bus, but the first `failures` publishes of results throw `error`. */
+    function refusingResults(failures: number, error: () => Error): { bus: EventBus; refused: () => number } {
+      let refused = 0;
+      const real = bus;
+      const wrapped: EventBus = {
+        publish: (topic, envelopes) => {
+          if (topic === Topics.results && refused < failures) {
+            refused++;
+            return Promise.reject(error());
+          }
+          return real.publish(topic, envelopes);
+        },
+        subscribe: (topic, options, handler) => real.subscribe(topic, options, handler),
+        pendingCount: (topic, group) => real.pendingCount(topic, group),
+        listDeadLetters: (topic, limit) => real.listDeadLetters(topic, limit),
+        replayDeadLetter: (topic, id) => real.replayDeadLetter(topic, id),
+        discardDeadLetter: (topic, id) => real.discardDeadLetter(topic, id),
+        close: () => real.close(),
+      };
+      return { bus: wrapped, refused: () => refused };
+    }
+    const unavailable = (): Error =>
+      new MultiAgentsError(ErrorCode.Unavailable, 'publish to results failed: no responders', {
+        retryable: true,
+      });
+
+    it('is published again while the refusal is retryable: the command is not redelivered', async () => {
+      const seen = await observe<StepResultPayload>(Topics.results);
+      const { bus: flaky, refused } = refusingResults(4, unavailable);
+      const manager = await startManager([worker(() => 'done')], {
+        bus: flaky,
+        // Fewer redeliveries than refusals: only the retries of the publish can get it through.
+        subscribe: { retryDelayMs: 10, visibilityTimeoutMs: 5_000, maxDeliveries: 2 },
+      });
+      await sendCommand({}, { commandId: 'c-failover' });
+      await waitFor(() => results(seen).length === 1, 10_000, 'the result');
+      expect(refused()).toBe(4);
+      expect(manager.counters).toMatchObject({ delivered: 1, redelivered: 0, resultPublishRetries: 4 });
+      expect(results(seen)[0]!.payload).toMatchObject({ commandId: 'c-failover', ok: true, output: 'done' });
+      await waitFor(async () => (await bus.pendingCount(COMMANDS, Groups.workers)) === 0, 2_000, 'the ack');
+      expect(await bus.listDeadLetters(COMMANDS)).toEqual([]);
+    });
+
+    it('fails the delivery at once when the refusal is not retryable, or retries are off', async () => {
+      const seen = await observe<StepResultPayload>(Topics.results);
+      const { bus: full } = refusingResults(1, () => new ResourceExhaustedError('stream results is full'));
+      const first = await startManager([worker(() => 'done')], { bus: full });
+      await sendCommand({}, { commandId: 'c-full' });
+      await waitFor(() => results(seen).length === 1, 5_000, 'the result, on the redelivery');
+      expect(first.counters).toMatchObject({ delivered: 2, redelivered: 1, resultPublishRetries: 0 });
+      await first.close();
+
+      const { bus: down } = refusingResults(1, unavailable);
+      const second = await startManager([worker(() => 'done')], { bus: down, resultPublishRetryMs: 0 });
+      await sendCommand({}, { commandId: 'c-no-retry' });
+      await waitFor(() => results(seen).length === 2, 5_000, 'the second result, on the redelivery');
+      expect(second.counters).toMatchObject({ delivered: 2, redelivered: 1, resultPublishRetries: 0 });
+      expect(() => new WorkerManager({ bus, workers: [worker(() => 1)], resultPublishRetryMs: -1 })).toThrow(
+        'resultPublishRetryMs must be a non-negative integer (got -1)',
+      );
+    });
   });
 
   it('dead-letters a malformed command and goes on with the next one', async () => {

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   SIGNATURE_HEADER,
   ErrorCode,
@@ -77,6 +78,14 @@ export interface WorkerManagerOptions {
    * between are coalesced); 0 switches progress events off where nothing consumes them.
    */
   readonly progressMaxPerSecond?: number;
+  /**
+   * How long a finished attempt keeps trying to publish its result while the bus refuses it with
+   * a retryable error (a broker restarting, a stream electing a new leader), backing off from 100
+   * ms to 2 s, its command kept ours meanwhile; then the delivery fails and the command is
+   * redelivered. Without it a failover longer than the command's redeliveries (5 × 1 s by
+   * default) dead-lettered work that had been done. 0: one try.
+   */
+  readonly resultPublishRetryMs?: number;
 }
 
 /** Defaults of {@link WorkerManagerOptions}. */
@@ -85,7 +94,12 @@ export const DEFAULT_WORKER_MANAGER_OPTIONS = Object.freeze({
   drainTimeoutMs: 30_000,
   heartbeatThrottleMs: DEFAULT_HEARTBEAT_THROTTLE_MS,
   progressMaxPerSecond: DEFAULT_PROGRESS_MAX_PER_SECOND,
+  resultPublishRetryMs: 60_000,
 });
+
+/** First and longest wait between two tries of a result publish (see `resultPublishRetryMs`). */
+const RESULT_RETRY_FIRST_MS = 100;
+const RESULT_RETRY_MAX_MS = 2_000;
 
 /** One hosted worker as operators see it (served over gRPC as ListWorkers). */
 export interface WorkerInfo {
@@ -151,6 +165,7 @@ export class WorkerManager {
   private readonly heartbeatIntervalMs: number;
   private readonly drainTimeoutMs: number;
   private readonly extendEveryMs: number;
+  private readonly resultPublishRetryMs: number;
   /** Fires every attempt's signal when draining gives up. */
   private readonly drainAbort = new AbortController();
   private readonly observer: WorkerObserver | undefined;
@@ -202,6 +217,7 @@ export class WorkerManager {
     positive(options.drainTimeoutMs, 'drainTimeoutMs', true);
     positive(options.heartbeatThrottleMs, 'heartbeatThrottleMs', true);
     positive(options.progressMaxPerSecond, 'progressMaxPerSecond', true);
+    positive(options.resultPublishRetryMs, 'resultPublishRetryMs', true);
     positive(options.subscribe?.visibilityTimeoutMs, 'subscribe.visibilityTimeoutMs');
     positive(options.subscribe?.maxDeliveries, 'subscribe.maxDeliveries');
     positive(options.subscribe?.retryDelayMs, 'subscribe.retryDelayMs', true);
@@ -217,6 +233,8 @@ export class WorkerManager {
     this.heartbeatIntervalMs =
       options.heartbeatIntervalMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.heartbeatIntervalMs;
     this.drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.drainTimeoutMs;
+    this.resultPublishRetryMs =
+      options.resultPublishRetryMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.resultPublishRetryMs;
     const visibilityTimeoutMs =
       this.subscribeOptions.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
     // Three extensions per visibility window: one late or lost extension does not cost the message.
@@ -299,10 +317,11 @@ export class WorkerManager {
   }
 
   /**
-   * Commands delivered to this replica, and how many of them were deliveries again (another
-   * replica died or stalled holding them, or a handler failed): evidence for operators and tests.
+   * Commands delivered to this replica, how many of them were deliveries again (another replica
+   * died or stalled holding them, or a handler failed), and how often a result was published
+   * again after the bus refused it: evidence for operators and tests.
    */
-  readonly counters = { delivered: 0, redelivered: 0 };
+  readonly counters = { delivered: 0, redelivered: 0, resultPublishRetries: 0 };
 
   /** Attempts in flight, per hosted worker. */
   inFlight(): Record<string, number> {
@@ -469,7 +488,6 @@ export class WorkerManager {
         });
       outcome = await (scope ? scope.run(attempt) : attempt());
     } finally {
-      this.extending.delete(delivery);
       controllers.delete(controller);
       if (controllers.size === 0) this.attempts.delete(commandId);
       scope?.end(
@@ -481,14 +499,50 @@ export class WorkerManager {
       );
     }
 
-    if (outcome.kind === 'aborted') {
-      if (!(outcome.reason instanceof AttemptCancelledError)) {
-        // Nothing is known about this attempt: no result, and no ack, so another replica runs it.
-        throw outcome.reason instanceof Error ? outcome.reason : new DrainAbortedError(this.managerId);
+    try {
+      if (outcome.kind === 'aborted') {
+        if (!(outcome.reason instanceof AttemptCancelledError)) {
+          // Nothing is known about this attempt: no result, and no ack, so another replica runs it.
+          throw outcome.reason instanceof Error ? outcome.reason : new DrainAbortedError(this.managerId);
+        }
+        outcome = { kind: 'failed', error: outcome.reason.toInfo() };
       }
-      outcome = { kind: 'failed', error: outcome.reason.toInfo() };
+      await this.publishFinished(command, runner.name, outcome);
+    } finally {
+      this.extending.delete(delivery);
     }
-    await this.publishResult(command, runner.name, outcome);
+  }
+
+  /**
+   * Publishes a finished attempt's result. The work is done: while the bus refuses the result
+   * with a retryable error, try again (see `resultPublishRetryMs`) rather than fail the delivery,
+   * whose redeliveries a broker failover would use up and whose dead letter would throw the
+   * work away. The delivery stays in `extending` meanwhile. A close that gives up on the attempts
+   * in flight stops the retries.
+   */
+  private async publishFinished(
+    command: StepCommand,
+    worker: string,
+    outcome: { kind: 'completed'; output: unknown } | { kind: 'failed'; error: ErrorInfo },
+  ): Promise<void> {
+    // Real time, as the waits are: a test's manual clock must not make the retries endless.
+    const giveUpAt = performance.now() + this.resultPublishRetryMs;
+    for (let waitMs = RESULT_RETRY_FIRST_MS; ; waitMs = Math.min(waitMs * 2, RESULT_RETRY_MAX_MS)) {
+      try {
+        await this.publishResult(command, worker, outcome);
+        return;
+      } catch (err) {
+        const retryable = err instanceof MultiAgentsError && err.retryable;
+        if (!retryable || this.drainAbort.signal.aborted || performance.now() + waitMs > giveUpAt) throw err;
+        this.counters.resultPublishRetries++;
+        this.logger.warn(
+          { err, commandId: command.payload.commandId, retryInMs: waitMs },
+          'publishing a result failed; trying again',
+        );
+        const waited = await delay(waitMs, true, { signal: this.drainAbort.signal }).catch(() => false);
+        if (!waited) throw err;
+      }
+    }
   }
 
   private async publishResult(
