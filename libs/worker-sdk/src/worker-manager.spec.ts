@@ -25,11 +25,24 @@ import { WorkerManager, type WorkerManagerOptions } from './worker-manager';
 const WORKER = 'inventory.reserve';
 const COMMANDS = Topics.command(WORKER);
 
+/** `bus` with some of its methods replaced. */
+function delegating(bus: EventBus, overrides: Partial<Pick<EventBus, 'publish' | 'subscribe'>>): EventBus {
+  return {
+    publish: (topic, envelopes) => bus.publish(topic, envelopes),
+    subscribe: (topic, options, handler) => bus.subscribe(topic, options, handler),
+    pendingCount: (topic, group) => bus.pendingCount(topic, group),
+    listDeadLetters: (topic, limit) => bus.listDeadLetters(topic, limit),
+    replayDeadLetter: (topic, id) => bus.replayDeadLetter(topic, id),
+    discardDeadLetter: (topic, id) => bus.discardDeadLetter(topic, id),
+    close: () => bus.close(),
+    ...overrides,
+  };
+}
+
 /** Delegates to a real bus and records every `delivery.extend()` a handler makes. */
 function spyOnExtends(bus: EventBus): { bus: EventBus; extended: string[] } {
   const extended: string[] = [];
-  const spy: EventBus = {
-    publish: (topic, envelopes) => bus.publish(topic, envelopes),
+  const spy = delegating(bus, {
     subscribe: (topic, options, handler) =>
       bus.subscribe(topic, options, (delivery: Delivery) =>
         handler({
@@ -43,12 +56,7 @@ function spyOnExtends(bus: EventBus): { bus: EventBus; extended: string[] } {
           },
         }),
       ),
-    pendingCount: (topic, group) => bus.pendingCount(topic, group),
-    listDeadLetters: (topic, limit) => bus.listDeadLetters(topic, limit),
-    replayDeadLetter: (topic, id) => bus.replayDeadLetter(topic, id),
-    discardDeadLetter: (topic, id) => bus.discardDeadLetter(topic, id),
-    close: () => bus.close(),
-  };
+  });
   return { bus: spy, extended };
 }
 
@@ -358,7 +366,7 @@ describe('WorkerManager', () => {
     function refusingResults(failures: number, error: () => Error): { bus: EventBus; refused: () => number } {
       let refused = 0;
       const real = bus;
-      const wrapped: EventBus = {
+      const wrapped = delegating(real, {
         publish: (topic, envelopes) => {
           if (topic === Topics.results && refused < failures) {
             refused++;
@@ -366,13 +374,7 @@ describe('WorkerManager', () => {
           }
           return real.publish(topic, envelopes);
         },
-        subscribe: (topic, options, handler) => real.subscribe(topic, options, handler),
-        pendingCount: (topic, group) => real.pendingCount(topic, group),
-        listDeadLetters: (topic, limit) => real.listDeadLetters(topic, limit),
-        replayDeadLetter: (topic, id) => real.replayDeadLetter(topic, id),
-        discardDeadLetter: (topic, id) => real.discardDeadLetter(topic, id),
-        close: () => real.close(),
-      };
+      });
       return { bus: wrapped, refused: () => refused };
     }
     const unavailable = (): Error =>
