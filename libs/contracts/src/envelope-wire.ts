@@ -82,14 +82,14 @@ class Writer {
   private pending = '';
   constructor(readonly buf: Buffer) {}
 
-  /** A length-delimited field's tag and length. */
-  head(tag: number, length: number): void {
-    if (length < 0x80) {
-      this.pending += String.fromCharCode(tag, length);
+  /** A tag and a varint: a length-delimited field's length, or a varint field's value. */
+  head(tag: number, value: number): void {
+    if (value < 0x80) {
+      this.pending += String.fromCharCode(tag, value);
       return;
     }
     this.byte(tag);
-    this.varint(length);
+    this.varint(value);
   }
 
   string(tag: number, value: string, length: number): void {
@@ -100,11 +100,6 @@ class Writer {
   /** Text whose tag and length are written already. */
   text(value: string): void {
     this.pending += value;
-  }
-
-  /** A varint field whose value is below 0x80: two bytes, both their own UTF-8. */
-  small(tag: number, value: number): void {
-    this.pending += String.fromCharCode(tag, value);
   }
 
   byte(value: number): void {
@@ -155,8 +150,8 @@ class Writer {
 
 /**
  * The envelope's bytes, in a Buffer from Node's pool (as any small `Buffer.allocUnsafe`: the bus
- * adapters copy it into their own writes). Throws when `attempt` is not a uint32 or `timeMs` not an integer that an
- * int64 holds (the generated encoder refused the same).
+ * adapters copy it into their own writes). Throws when `attempt` is not a uint32 or `timeMs` not
+ * an integer that an int64 holds (the generated encoder refused the same).
  */
 export function encodeWireEnvelope(message: WireEnvelopeInput): Buffer {
   const { id, type, txId, workflowId, step, attempt, timeMs, headers, payload } = message;
@@ -199,11 +194,7 @@ export function encodeWireEnvelope(message: WireEnvelopeInput): Buffer {
   if (txIdLength > 0) out.string(TX_ID, txId, txIdLength);
   if (workflowIdLength > 0) out.string(WORKFLOW_ID, workflowId, workflowIdLength);
   if (step !== undefined) out.string(STEP, step, stepLength);
-  if (attempt !== undefined && attempt < 0x80) out.small(ATTEMPT, attempt);
-  else if (attempt !== undefined) {
-    out.byte(ATTEMPT);
-    out.varint(attempt);
-  }
+  if (attempt !== undefined) out.head(ATTEMPT, attempt);
   if (timeMs !== 0) {
     out.byte(TIME_MS);
     out.int64(timeMs);
