@@ -518,7 +518,9 @@ export class WorkerManager {
    * with a retryable error, try again (see `resultPublishRetryMs`) rather than fail the delivery,
    * whose redeliveries a broker failover would use up and whose dead letter would throw the
    * work away. The delivery stays in `extending` meanwhile. A close that gives up on the attempts
-   * in flight stops the retries.
+   * in flight stops the retries. Unlike the orchestrator and the monitor, which fail the delivery
+   * with `retryAfterOutage` and let the bus wait, this keeps the delivery: a redelivered command
+   * would run its attempt again (a paid model call, an effect) to produce a result it already has.
    */
   private async publishFinished(
     command: StepCommand,
