@@ -55,30 +55,31 @@ export class EffectsLedger {
 
 /**
  * The five workers of the order saga. They do no I/O: each returns a small object derived from
- * its input, and records its effect in the ledger by idempotency key.
+ * its input, and records its effect in the ledger by idempotency key when given one (without one
+ * nothing is kept: a long-running service must not grow by a key per step).
  */
-export function createOrderWorkers(ledger = new EffectsLedger()): WorkerDefinition<never, unknown>[] {
+export function createOrderWorkers(ledger?: EffectsLedger): WorkerDefinition<never, unknown>[] {
   return [
     defineWorker<OrderInput, { reservationId: string }>('inventory.reserve', (input, ctx) => {
-      ledger.apply(ctx.idempotencyKey);
+      ledger?.apply(ctx.idempotencyKey);
       return { reservationId: `res-${input.orderId}` };
     }),
     defineWorker<OrderInput, { released: boolean }>('inventory.release', (_input, ctx) => {
-      ledger.apply(ctx.idempotencyKey);
+      ledger?.apply(ctx.idempotencyKey);
       return { released: true };
     }),
     defineWorker<OrderInput, { paymentId: string; amount: number }>('payment.charge', (input, ctx) => {
-      ledger.apply(ctx.idempotencyKey);
+      ledger?.apply(ctx.idempotencyKey);
       return { paymentId: `pay-${input.orderId}`, amount: input.total };
     }),
     defineWorker<OrderInput, { refunded: boolean }>('payment.refund', (_input, ctx) => {
-      ledger.apply(ctx.idempotencyKey);
+      ledger?.apply(ctx.idempotencyKey);
       return { refunded: true };
     }),
     defineWorker<OrderInput, { trackingId: string }>('shipping.ship', (input, ctx) => {
       if (input.failShipping)
         throw new NonRetryableError(`carrier refused order ${input.orderId}`, { code: 'CARRIER_REFUSED' });
-      ledger.apply(ctx.idempotencyKey);
+      ledger?.apply(ctx.idempotencyKey);
       return { trackingId: `trk-${input.orderId}` };
     }),
   ];

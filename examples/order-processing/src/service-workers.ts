@@ -4,5 +4,9 @@
  */
 import { createOrderWorkers } from './order-workers';
 
-/** What a worker module exports: the workers the service hosts. */
+/**
+ * What a worker module exports: the workers the service hosts. No effects ledger: nothing in a
+ * service process reads it (the bench checks the stored runs), and it would grow by a key per step
+ * for as long as the service runs.
+ */
 export const workers = createOrderWorkers();
