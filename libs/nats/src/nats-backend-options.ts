@@ -33,7 +33,7 @@ export const DEFAULT_NATS_BACKEND_OPTIONS = Object.freeze({
   timerDeferMs: 60_000,
   timerPullBatch: 256,
   cachedRuns: 20_000,
-  definitionCacheMs: 1_000,
+  definitionCacheMs: 0,
   memoMaxAgeMs: 7 * DAY_MS,
 } as const);
 
@@ -161,7 +161,8 @@ export interface NatsBackendOptions {
   readonly cachedRuns?: number;
   /**
    * How long the latest version of a definition is served from memory (every start asks for it);
-   * a version registered by another process is seen at most this late. 0: read it every time.
+   * a version registered by another process is then seen at most this late. 0 (the default): the
+   * starts of one event-loop turn share one read, and each sees every version put before it began.
    */
   readonly definitionCacheMs?: number;
   /**

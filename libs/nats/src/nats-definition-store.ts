@@ -30,6 +30,12 @@ const decoder = new TextDecoder();
  * read. A crash between the two writes leaves `l.<id>` behind; putting any version of that id
  * again (registering the same definition is harmless) moves it forward.
  *
+ * The `get(id)` calls of one event-loop turn (a burst of starts) share one read of `l.<id>`, sent
+ * on the next `setImmediate`: each of them began before it was sent, so each sees every version
+ * put (by any process) before it began. The parsed definition is kept with the record's revision,
+ * so a read that finds the same revision parses nothing. `definitionCacheMs` > 0 trades that
+ * freshness for fewer reads: the latest version is then served from memory that long.
+ *
  * @example
  * const { definitions } = await createNatsBackend({ servers: 'nats://127.0.0.1:4222' });
  * await definitions.put(orderSaga); // true the first time
@@ -39,11 +45,13 @@ export class NatsDefinitionStore implements DefinitionStore {
   private closed = false;
   /** `<id>@<version>` → the definition, frozen: a stored version never changes, so it is read once. */
   private readonly versions = new LruMap<string, WorkflowDefinition>(CACHED_VERSIONS);
-  /** id → the latest version, and when it was read (see `definitionCacheMs`). */
+  /** id → the latest version read, its record's revision, and when it was read. */
   private readonly latest = new LruMap<
     string,
-    { readonly definition: WorkflowDefinition; readonly at: number }
+    { readonly definition: WorkflowDefinition; readonly revision: number; readonly at: number }
   >(CACHED_VERSIONS);
+  /** id → the read of `l.<id>` this turn's `get(id)` calls share (see the class doc). */
+  private readonly queuedLatest = new Map<string, Promise<WorkflowDefinition | undefined>>();
 
   constructor(
     private readonly ctx: NatsContext,
@@ -80,9 +88,10 @@ export class NatsDefinitionStore implements DefinitionStore {
 
   /**
    * A stored version is read once and then served from memory (parsed and frozen: every caller
-   * gets the same object and none can change it); the latest version (no `version`)
-   * is re-read after `definitionCacheMs`, so every start does not cost a read (a version
-   * registered by another process is seen that much later; one registered here at once).
+   * gets the same object and none can change it); the latest version (no `version`) is read
+   * once per event-loop turn for all the calls of that turn, or with `definitionCacheMs` > 0
+   * served from memory that long (a version registered by another process is then seen that
+   * much later; one registered here at once).
    */
   async get(id: string, version?: number): Promise<WorkflowDefinition | undefined> {
     this.assertOpen();
@@ -100,16 +109,11 @@ export class NatsDefinitionStore implements DefinitionStore {
       }
       return definition;
     }
-    const now = this.ctx.clock.now();
     const cached = this.latest.get(id);
-    if (cached !== undefined && now - cached.at < this.ctx.options.definitionCacheMs) {
+    if (cached !== undefined && this.ctx.clock.now() - cached.at < this.ctx.options.definitionCacheMs) {
       return cached.definition;
     }
-    const record = await this.read(names.latestDefinition(id));
-    if (record === undefined) return undefined;
-    const definition = parseFrozen(record.data);
-    if (this.ctx.options.definitionCacheMs > 0) this.latest.set(id, { definition, at: now });
-    return definition;
+    return this.latestVersion(id);
   }
 
   /** Sorted by id; versions ascending. One key listing, then one read per id (its latest version). */
@@ -152,6 +156,28 @@ export class NatsDefinitionStore implements DefinitionStore {
   /** Further calls are refused (the backend owns the connection). */
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** The latest version, read once for every caller of this turn (see the class doc). */
+  private latestVersion(id: string): Promise<WorkflowDefinition | undefined> {
+    const queued = this.queuedLatest.get(id);
+    if (queued !== undefined) return queued;
+    const read = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      this.queuedLatest.delete(id);
+      this.assertOpen();
+      const at = this.ctx.clock.now();
+      const record = await this.read(this.ctx.names.latestDefinition(id));
+      if (record === undefined) return undefined;
+      const known = this.latest.get(id);
+      const definition =
+        known !== undefined && known.revision === record.revision
+          ? known.definition
+          : parseFrozen(record.data);
+      this.latest.set(id, { definition, revision: record.revision, at });
+      return definition;
+    });
+    this.queuedLatest.set(id, read);
+    return read;
   }
 
   private async read(key: string): Promise<{ revision: number; data: Uint8Array } | undefined> {
