@@ -5,6 +5,7 @@ import { createRedisBackend } from './redis-backend';
 import type { RedisDelivery } from './redis-delivery';
 import type { RedisEventBus } from './redis-event-bus';
 import { RedisKeys } from './redis-keys';
+import type { StreamWriter } from './stream-writer';
 import { freshPrefix, useRedisServer } from './test/redis-test-server';
 
 const WAIT = { timeoutMs: 4_000 } as const;
@@ -219,6 +220,34 @@ describe('RedisEventBus (adapter-specific)', () => {
       expect(await rawClient().xlen(bus.keys.stream(p, Topics.results))).toBeGreaterThan(0);
     }
     expect(await bus.retainedCount(Topics.results)).toBe(commands.length);
+  });
+
+  it('hands the acknowledgements of handlers that finish together to the writer in one write', async () => {
+    const bus = newBus();
+    const topic = topicName();
+    const write = jest.spyOn((bus as unknown as { writer: StreamWriter }).writer, 'write');
+    const gate = newGate();
+    const n = 600;
+    let started = 0;
+    await bus.subscribe(topic, { group: 'g', consumer: 'c1', concurrency: n }, async () => {
+      started += 1;
+      await gate.promise;
+    });
+    await bus.publish(
+      topic,
+      Array.from({ length: n }, (_, i) => makeEnvelope({ txId: `tx-ack-${i}` })),
+    );
+    await waitFor(() => started === n, WAIT);
+    expect(await bus.pendingCount(topic, 'g')).toBe(n);
+    write.mockClear();
+    gate.release();
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+    // 600 handlers resolved together: two writes of acknowledgements (at most 500 each), not 600.
+    expect(write.mock.calls.map(([, appends, acks]) => [appends.length, acks.length])).toEqual([
+      [0, 500],
+      [0, 100],
+    ]);
+    write.mockRestore();
   });
 
   it('dead-letters an entry whose handler hung on its last allowed delivery', async () => {

@@ -14,7 +14,7 @@ import { RedisDelivery, deliveryId } from './redis-delivery';
 import type { TopicStream } from './redis-keys';
 import type { ReplyRegistry } from './reply-registry';
 import { bulkToString, parseEntryTriples, parseReadGroupReply, type ReceivedEntry } from './stream-replies';
-import type { StreamWriter } from './stream-writer';
+import type { StreamAck, StreamWriter } from './stream-writer';
 
 /** What a subscription needs from its bus. */
 export interface SubscriptionHost {
@@ -46,6 +46,8 @@ interface Lane {
   loop: Promise<void>;
 }
 
+/** Acknowledgements in one write at most (a script call's arguments stay well below limits). */
+const ACKS_PER_WRITE = 500;
 /** Backoff of a read loop after an unexpected error (never a hot loop, never long). */
 const LOOP_BACKOFF_MIN_MS = 50;
 const LOOP_BACKOFF_MAX_MS = 2_000;
@@ -65,7 +67,9 @@ const UNBLOCK_RETRY_MS = 2;
  * visibility timeout (XAUTOCLAIM, every `claimIntervalMs` or half the timeout), redelivering a
  * failed entry when its retry delay is over (XCLAIM to itself), dead letters, `extend()`, and
  * acknowledgements, which are batched per event-loop turn by the {@link StreamWriter} and guarded
- * by owner and delivery count, so a superseded delivery settles nothing.
+ * by owner and delivery count, so a superseded delivery settles nothing. The handlers that
+ * resolve together (a read's batch) hand their acknowledgements to the writer as one write per
+ * slot, not one each: a consumer of the events acknowledges every entry it reads.
  */
 export class RedisSubscription implements Subscription {
   private readonly lanes: Lane[] = [];
@@ -87,6 +91,9 @@ export class RedisSubscription implements Subscription {
   private roomWaiters: Array<() => void> = [];
   private idleWaiters: Array<() => void> = [];
   private pauses = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  /** Acknowledgements not handed to the writer yet, by slot (see `ack`). */
+  private readonly acks = new Map<string, StreamAck[]>();
+  private acksQueued = false;
 
   constructor(
     private readonly host: SubscriptionHost,
@@ -446,17 +453,38 @@ export class RedisSubscription implements Subscription {
     }
   }
 
+  /**
+   * Queues the delivery's acknowledgement; the ones queued by the handlers that resolve before the
+   * next microtask checkpoint go to the writer together, which sends them with this turn's writes.
+   */
   private ack(delivery: RedisDelivery): void {
     const { source, entryId, deliveryCount, group, consumer } = delivery;
-    this.track(
-      this.host.writer
-        .write(source.slot, [], [{ stream: source.stream, group, consumer, entryId, deliveryCount }])
-        .catch((err: unknown) => {
-          // Not acknowledged: delivered again after the visibility timeout (at-least-once).
-          this.logFailure('ack', err);
-        }),
-    );
+    let queued = this.acks.get(source.slot);
+    if (queued === undefined) {
+      queued = [];
+      this.acks.set(source.slot, queued);
+    }
+    queued.push({ stream: source.stream, group, consumer, entryId, deliveryCount });
+    if (this.acksQueued) return;
+    this.acksQueued = true;
+    queueMicrotask(this.writeAcks);
   }
+
+  private readonly writeAcks = (): void => {
+    this.acksQueued = false;
+    for (const [slot, acks] of this.acks) {
+      for (let i = 0; i < acks.length; i += ACKS_PER_WRITE) {
+        const chunk = acks.length <= ACKS_PER_WRITE ? acks : acks.slice(i, i + ACKS_PER_WRITE);
+        this.track(
+          this.host.writer.write(slot, [], chunk).catch((err: unknown) => {
+            // Not acknowledged: delivered again after the visibility timeout (at-least-once).
+            this.logFailure('ack', err);
+          }),
+        );
+      }
+    }
+    this.acks.clear();
+  };
 
   private async fail(delivery: RedisDelivery, err: unknown): Promise<void> {
     const error = toErrorInfo(err).message;
