@@ -1,3 +1,4 @@
+import { LruMap } from '@multiagents/core';
 import type { AgentResult } from './agent-result';
 
 /**
@@ -45,15 +46,14 @@ export const DEFAULT_MEMORY_AGENT_MEMO_MAX_ENTRIES = 10_000;
  * const agent = defineAgent('research.answer', { signature, model, memo });
  */
 export class MemoryAgentMemo implements AgentMemo {
-  private readonly records = new Map<string, string>();
-  private readonly maxEntries: number;
+  private readonly records: LruMap<string, string>;
 
   constructor(options: MemoryAgentMemoOptions = {}) {
     const maxEntries = options.maxEntries ?? DEFAULT_MEMORY_AGENT_MEMO_MAX_ENTRIES;
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`MemoryAgentMemo: maxEntries must be a positive integer (got ${maxEntries})`);
     }
-    this.maxEntries = maxEntries;
+    this.records = new LruMap(maxEntries);
   }
 
   /** Records held. */
@@ -72,10 +72,6 @@ export class MemoryAgentMemo implements AgentMemo {
     if (existing !== undefined) return JSON.parse(existing) as AgentResult;
     const text = JSON.stringify(record);
     this.records.set(key, text);
-    if (this.records.size > this.maxEntries) {
-      const oldest = this.records.keys().next().value;
-      if (oldest !== undefined) this.records.delete(oldest);
-    }
     return JSON.parse(text) as AgentResult;
   }
 }

@@ -114,6 +114,7 @@ export type {
   StartWorkflowResult,
   OrchestratorStats,
 } from './orchestrator/orchestrator';
+export { LruMap } from './util/lru-map';
 export { MinHeap } from './util/min-heap';
 export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';

@@ -1,5 +1,5 @@
 import { FailedPreconditionError } from '@multiagents/contracts';
-import { decodeMemoRecord, encodeMemoRecord, type MemoStore } from '@multiagents/core';
+import { decodeMemoRecord, encodeMemoRecord, LruMap, type MemoStore } from '@multiagents/core';
 
 /** Default of {@link MemoryMemoStoreOptions.maxEntries}. */
 export const DEFAULT_MEMORY_MEMO_MAX_ENTRIES = 10_000;
@@ -21,8 +21,7 @@ export interface MemoryMemoStoreOptions {
  * await memo.put('tx-1:answer', { answer: 42 }); // { answer: 42 }
  */
 export class MemoryMemoStore implements MemoStore {
-  private readonly records = new Map<string, string>();
-  private readonly maxEntries: number;
+  private readonly records: LruMap<string, string>;
   private closed = false;
 
   constructor(options: MemoryMemoStoreOptions = {}) {
@@ -30,7 +29,7 @@ export class MemoryMemoStore implements MemoStore {
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`MemoryMemoStore: maxEntries must be a positive integer (got ${maxEntries})`);
     }
-    this.maxEntries = maxEntries;
+    this.records = new LruMap(maxEntries);
   }
 
   /** Records held. */
@@ -50,10 +49,6 @@ export class MemoryMemoStore implements MemoStore {
     if (existing !== undefined) return decodeMemoRecord<T>(existing, key, 'memory memo');
     const text = encodeMemoRecord(record, key);
     this.records.set(key, text);
-    if (this.records.size > this.maxEntries) {
-      const oldest = this.records.keys().next().value;
-      if (oldest !== undefined) this.records.delete(oldest);
-    }
     return decodeMemoRecord<T>(text, key, 'memory memo');
   }
 

@@ -1,20 +1,20 @@
+import { LruMap } from '@multiagents/core';
+
 /**
  * The last `capacity` message ids seen, oldest forgotten first: a message delivered again (its
  * ack was lost, or it was published twice under the same id) is recognised and not counted twice.
  */
 export class RecentIds {
-  private readonly ids = new Set<string>();
+  private readonly ids: LruMap<string, true>;
 
-  constructor(private readonly capacity: number) {}
+  constructor(capacity: number) {
+    this.ids = new LruMap(capacity);
+  }
 
   /** True if `id` was seen already; otherwise remembers it and returns false. */
   seen(id: string): boolean {
-    if (this.ids.has(id)) return true;
-    this.ids.add(id);
-    if (this.ids.size > this.capacity) {
-      const oldest = this.ids.values().next();
-      if (oldest.done !== true) this.ids.delete(oldest.value);
-    }
+    if (this.ids.get(id) !== undefined) return true;
+    this.ids.set(id, true);
     return false;
   }
 

@@ -5,10 +5,15 @@ import {
   ValidationError,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { canonicalJson, deepFreeze, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
+import {
+  canonicalJson,
+  deepFreeze,
+  LruMap,
+  type DefinitionStore,
+  type DefinitionSummary,
+} from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
 import { decodeTime, encodeTime } from './key-codec';
-import { LruMap } from './lru-map';
 import { mapLimit } from './map-limit';
 import { isWrongRevision, natsError, type NatsContext } from './nats-context';
 

@@ -14,6 +14,7 @@ import {
   decodeListCursor,
   encodeListCursor,
   encodeRunMeta,
+  LruMap,
   type CreateRunResult,
   type RunCounts,
   type RunFilter,
@@ -28,7 +29,6 @@ import type { KV } from '@nats-io/kv';
 import type { Delivery } from '@multiagents/core';
 import type { PublishAck as PubAck } from './jetstream-requests';
 import { decodeToken, encodeToken } from './key-codec';
-import { LruMap } from './lru-map';
 import { mapLimit } from './map-limit';
 import { isWrongRevision, natsError, type KvRead, type NatsContext } from './nats-context';
 import { windowStart, type DoneEntryKey, type LiveEntryKey } from './nats-names';

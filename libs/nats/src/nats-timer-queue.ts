@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { toErrorInfo } from '@multiagents/contracts';
-import { parseTimerId, type Timer } from '@multiagents/core';
+import { LruMap, parseTimerId, type Timer } from '@multiagents/core';
 import { createInbox, type Msg } from '@nats-io/transport-node';
-import { LruMap } from './lru-map';
 import type { NatsContext } from './nats-context';
 
 const NS_PER_MS = 1_000_000;

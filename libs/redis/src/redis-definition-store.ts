@@ -4,7 +4,13 @@ import {
   ValidationError,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
-import { canonicalJson, deepFreeze, type DefinitionStore, type DefinitionSummary } from '@multiagents/core';
+import {
+  canonicalJson,
+  deepFreeze,
+  LruMap,
+  type DefinitionStore,
+  type DefinitionSummary,
+} from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
 
@@ -34,8 +40,8 @@ export class RedisDefinitionStore implements DefinitionStore {
   /** The connection this store shares with its backend. */
   readonly connection: RedisConnection;
   private readonly owned: boolean;
-  /** `<id>\n<version>` → the definition, frozen, oldest first (dropped beyond {@link CACHED_VERSIONS}). */
-  private readonly cache = new Map<string, WorkflowDefinition>();
+  /** `<id>\n<version>` → the definition, frozen (the least recently stored dropped beyond {@link CACHED_VERSIONS}). */
+  private readonly cache = new LruMap<string, WorkflowDefinition>(CACHED_VERSIONS);
   /** id → the read of its latest version queued this turn, not sent yet. */
   private readonly queuedLatest = new Map<string, Promise<string | null>>();
   private closed = false;
@@ -83,7 +89,7 @@ export class RedisDefinitionStore implements DefinitionStore {
       const stored = await client.hget(key, String(wanted));
       if (stored === null) return undefined;
       const definition = deepFreeze(JSON.parse(stored) as WorkflowDefinition);
-      this.remember(cacheKey, definition);
+      this.cache.set(cacheKey, definition);
       return definition;
     });
   }
@@ -135,14 +141,6 @@ export class RedisDefinitionStore implements DefinitionStore {
     });
     this.queuedLatest.set(id, read);
     return read;
-  }
-
-  private remember(cacheKey: string, definition: WorkflowDefinition): void {
-    this.cache.set(cacheKey, definition);
-    if (this.cache.size > CACHED_VERSIONS) {
-      const oldest = this.cache.keys().next();
-      if (oldest.done !== true) this.cache.delete(oldest.value);
-    }
   }
 
   private assertOpen(): void {

@@ -42,6 +42,7 @@ import type { WorkerManagerRecord, WorkerRegistry } from '../ports/monitoring';
 import type { OrchestratorObserver, TransitionCause } from '../ports/observers';
 import type { RunFilter, RunPage, RunRevision, RunStore, Transition } from '../ports/run-store';
 import type { Timer } from '../ports/timer';
+import { LruMap } from '../util/lru-map';
 import { KeyedMutex } from './keyed-mutex';
 
 /** What an orchestrator is built from. */
@@ -316,7 +317,7 @@ export class Orchestrator {
   private readonly compiled = new Map<string, Promise<CompiledWorkflow>>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
-  private readonly recent = new Map<string, Versioned>();
+  private readonly recent: LruMap<string, Versioned>;
   /** waitForTerminal callers by txId: a map, so many waiters cost O(1) per change. */
   private readonly waiters = new Map<string, Set<RunListener>>();
   /** Commands sent by this process and not answered yet, oldest deadline first (insertion order). */
@@ -335,6 +336,7 @@ export class Orchestrator {
   constructor(options: OrchestratorOptions) {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.options = { ...DEFAULT_ORCHESTRATOR_OPTIONS, ...defined } as Resolved;
+    this.recent = new LruMap(this.options.recentRunsCached);
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? uuidGenerator;
     this.logger = (options.logger ?? silentLogger).child({ component: 'orchestrator' });
@@ -875,13 +877,8 @@ export class Orchestrator {
   /** Keeps the latest version this process wrote of a live run, up to `recentRunsCached` runs. */
   private remember(stored: Versioned): void {
     const txId = stored.run.txId;
-    this.recent.delete(txId);
-    if (isTerminalRunState(stored.run.state) || this.options.recentRunsCached === 0) return;
-    this.recent.set(txId, stored);
-    if (this.recent.size > this.options.recentRunsCached) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
+    if (isTerminalRunState(stored.run.state)) this.recent.delete(txId);
+    else this.recent.set(txId, stored);
   }
 
   /** Forgets the run's answered commands and starts the clock on the new ones. */

@@ -7,7 +7,12 @@ import {
   type Run,
   type StepCommandPayload,
 } from '@multiagents/contracts';
-import type { CommittedTransition, OrchestratorObserver, TraceHeaders } from '@multiagents/core';
+import {
+  LruMap,
+  type CommittedTransition,
+  type OrchestratorObserver,
+  type TraceHeaders,
+} from '@multiagents/core';
 import {
   ROOT_CONTEXT,
   SpanKind,
@@ -82,18 +87,16 @@ const STEP_ENDED: ReadonlySet<string> = new Set<string>([
  */
 export class OrchestratorTracing implements OrchestratorObserver {
   private readonly messagingSystem: string;
-  private readonly maxPendingRuns: number;
-  private readonly maxWaitingSteps: number;
-  private readonly pending = new Map<string, Pending>();
-  private readonly waiting = new Map<string, Waiting>();
+  private readonly pending: LruMap<string, Pending>;
+  private readonly waiting: LruMap<string, Waiting>;
 
   constructor(
     private readonly tracer: Tracer,
     options: OrchestratorTracingOptions,
   ) {
     this.messagingSystem = options.messagingSystem;
-    this.maxPendingRuns = options.maxPendingRuns ?? DEFAULT_PENDING_RUNS;
-    this.maxWaitingSteps = options.maxWaitingSteps ?? DEFAULT_WAITING_STEPS;
+    this.pending = new LruMap(options.maxPendingRuns ?? DEFAULT_PENDING_RUNS);
+    this.waiting = new LruMap(options.maxWaitingSteps ?? DEFAULT_WAITING_STEPS);
   }
 
   runStarting(start: {
@@ -188,10 +191,6 @@ export class OrchestratorTracing implements OrchestratorObserver {
     if (pending === undefined) {
       pending = { dispatches: new Map() };
       this.pending.set(txId, pending);
-      if (this.pending.size > this.maxPendingRuns) {
-        const oldest = this.pending.keys().next().value;
-        if (oldest !== undefined) this.pending.delete(oldest);
-      }
     }
     return pending;
   }
@@ -210,10 +209,6 @@ export class OrchestratorTracing implements OrchestratorObserver {
       ...(typeof signal === 'string' ? { signal } : {}),
       ...(timer === undefined ? {} : { timeoutMs: timer.dueAt - transition.at }),
     });
-    if (this.waiting.size > this.maxWaitingSteps) {
-      const oldest = this.waiting.keys().next().value;
-      if (oldest !== undefined) this.waiting.delete(oldest);
-    }
   }
 
   private stepEnded(transition: CommittedTransition, step: string, kind: unknown, signal: unknown): void {
