@@ -162,12 +162,14 @@ describe('RedisEventBus (adapter-specific)', () => {
     });
     await bus.publish(topic, sent);
     const handled: Array<[string, string]> = [];
-    const options = { group: 'g', visibilityTimeoutMs: 300 };
+    const options = { group: 'g', visibilityTimeoutMs: 1_000 };
     await bus.subscribe(topic, { ...options, consumer: 'c1', concurrency: 1 }, async (d) => {
       handled.push(['c1', d.envelope.id]);
-      // Long, but kept alive: only the entries waiting behind it go idle.
-      for (let i = 0; i < 8; i += 1) {
-        await sleep(100);
+      // Kept alive (extended 20 times per visibility timeout) until c2 has taken the two waiting
+      // behind it: only those go idle, however slow the machine. Bounded, in case it never does.
+      const until = Date.now() + 30_000;
+      while (handled.length < 3 && Date.now() < until) {
+        await sleep(50);
         await d.extend();
       }
     });
@@ -175,7 +177,7 @@ describe('RedisEventBus (adapter-specific)', () => {
     await bus.subscribe(topic, { ...options, consumer: 'c2', concurrency: 5 }, async (d) => {
       handled.push(['c2', d.envelope.id]);
     });
-    await waitFor(() => handled.length === 3, WAIT);
+    await waitFor(() => handled.length === 3, { timeoutMs: 20_000 });
     await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
     // c1 found the two it had kept reclaimed by c2, and let them go.
     await waitFor(() => (bus.counters()['supersededSettles'] ?? 0) === 2, WAIT);
@@ -427,8 +429,10 @@ describe('RedisEventBus (adapter-specific)', () => {
       },
     );
     await waitFor(() => seen.length === 25, WAIT);
-    // Now in its 60 s delay: a new message stays unread (lag 1, nothing pending)…
+    // Now in its 60 s delay: a new message stays unread (lag 1, nothing pending once the 25 are
+    // acknowledged, whenever the machine gets to it)…
     await bus.publish(topic, [makeEnvelope()]);
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
     await sleep(300);
     expect(seen).toHaveLength(25);
     const stats = await bus.topicStats(topic);
