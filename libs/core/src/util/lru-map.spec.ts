@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { LruMap } from './lru-map';
 
 /** The same contract written the obvious way: an array, oldest first. */
@@ -21,18 +22,6 @@ class ReferenceLru {
     const i = this.entries.findIndex(([k]) => k === key);
     if (i >= 0) this.entries.splice(i, 1);
   }
-}
-
-/** mulberry32: the same sequence every run. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('LruMap', () => {
@@ -68,38 +57,40 @@ describe('LruMap', () => {
   it('evicts in the right order through long runs of sets, touches, deletes and clears', () => {
     // The eviction cursor outlives many evictions, moves and the Map's compactions: the contents
     // must stay exactly those of the plain implementation, in the same order.
-    for (const capacity of [1, 7, 100]) {
-      const random = seeded(capacity);
-      const map = new LruMap<number, number>(capacity);
-      let reference = new ReferenceLru(capacity);
-      const sizeMismatches: number[] = [];
-      for (let op = 0; op < 20_000; op += 1) {
-        const key = Math.floor(random() * capacity * 3);
-        const roll = random();
-        if (roll < 0.6) {
-          map.set(key, op);
-          reference.set(key, op);
-        } else if (roll < 0.8) {
-          map.touch(key);
-          reference.touch(key);
-        } else if (roll < 0.9995) {
-          map.delete(key);
-          reference.delete(key);
-        } else {
-          map.clear();
-          reference = new ReferenceLru(capacity);
-        }
-        if (map.size !== reference.entries.length) sizeMismatches.push(op);
-      }
-      expect(sizeMismatches).toEqual([]);
-      for (const [key, value] of reference.entries) expect(map.get(key)).toBe(value);
-      // Same order: evicting them one by one (a set of new keys) drops the reference's oldest first.
-      for (let i = 0; i < reference.entries.length; i += 1) {
-        const [oldest] = reference.entries[i] as [number, number];
-        expect(map.get(oldest)).toBeDefined();
-        map.set(-1 - i, 0);
-        expect(map.get(oldest)).toBeUndefined();
-      }
-    }
+    const op = fc.record({
+      kind: fc.constantFrom('set', 'set', 'set', 'touch', 'delete', 'clear'),
+      key: fc.nat({ max: 300 }),
+    });
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100 }), fc.array(op, { maxLength: 3_000 }), (capacity, ops) => {
+        const map = new LruMap<number, number>(capacity);
+        let reference = new ReferenceLru(capacity);
+        ops.forEach(({ kind, key }, i) => {
+          if (kind === 'set') {
+            map.set(key % (capacity * 3), i);
+            reference.set(key % (capacity * 3), i);
+          } else if (kind === 'touch') {
+            map.touch(key % (capacity * 3));
+            reference.touch(key % (capacity * 3));
+          } else if (kind === 'delete') {
+            map.delete(key % (capacity * 3));
+            reference.delete(key % (capacity * 3));
+          } else if (key % 50 === 0) {
+            map.clear();
+            reference = new ReferenceLru(capacity);
+          }
+        });
+        expect(map.size).toBe(reference.entries.length);
+        for (const [key, value] of reference.entries) expect(map.get(key)).toBe(value);
+        // Same order: once full, each new key drops the reference's oldest, one by one.
+        for (let fresh = map.size; fresh < capacity; fresh += 1) map.set(-1 - fresh, 0);
+        reference.entries.forEach(([oldest], i) => {
+          expect(map.get(oldest)).toBeDefined();
+          map.set(-1 - capacity - i, 0);
+          expect(map.get(oldest)).toBeUndefined();
+        });
+      }),
+      { numRuns: 200 },
+    );
   });
 });
