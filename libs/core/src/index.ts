@@ -115,6 +115,7 @@ export type {
   OrchestratorStats,
 } from './orchestrator/orchestrator';
 export { LruMap } from './util/lru-map';
+export { TurnSharedReads } from './util/turn-shared-reads';
 export { MinHeap } from './util/min-heap';
 export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';

@@ -9,6 +9,7 @@ import {
   canonicalJson,
   deepFreeze,
   LruMap,
+  TurnSharedReads,
   type DefinitionStore,
   type DefinitionSummary,
 } from '@multiagents/core';
@@ -55,8 +56,8 @@ export class NatsDefinitionStore implements DefinitionStore {
     string,
     { readonly definition: WorkflowDefinition; readonly revision: number; readonly at: number }
   >(CACHED_VERSIONS);
-  /** id → the read of `l.<id>` this turn's `get(id)` calls share (see the class doc). */
-  private readonly queuedLatest = new Map<string, Promise<WorkflowDefinition | undefined>>();
+  /** The read of `l.<id>` this turn's `get(id)` calls share (see the class doc). */
+  private readonly latestReads = new TurnSharedReads((id: string) => this.readLatest(id));
 
   constructor(
     private readonly ctx: NatsContext,
@@ -118,7 +119,7 @@ export class NatsDefinitionStore implements DefinitionStore {
     if (cached !== undefined && this.ctx.clock.now() - cached.at < this.ctx.options.definitionCacheMs) {
       return cached.definition;
     }
-    return this.latestVersion(id);
+    return this.latestReads.get(id);
   }
 
   /** Sorted by id; versions ascending. One key listing, then one read per id (its latest version). */
@@ -163,26 +164,17 @@ export class NatsDefinitionStore implements DefinitionStore {
     this.closed = true;
   }
 
-  /** The latest version, read once for every caller of this turn (see the class doc). */
-  private latestVersion(id: string): Promise<WorkflowDefinition | undefined> {
-    const queued = this.queuedLatest.get(id);
-    if (queued !== undefined) return queued;
-    const read = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      this.queuedLatest.delete(id);
-      this.assertOpen();
-      const at = this.ctx.clock.now();
-      const record = await this.read(this.ctx.names.latestDefinition(id));
-      if (record === undefined) return undefined;
-      const known = this.latest.get(id);
-      const definition =
-        known !== undefined && known.revision === record.revision
-          ? known.definition
-          : parseFrozen(record.data);
-      this.latest.set(id, { definition, revision: record.revision, at });
-      return definition;
-    });
-    this.queuedLatest.set(id, read);
-    return read;
+  /** The latest version, read for the `get(id)` calls of one turn together (see the class doc). */
+  private async readLatest(id: string): Promise<WorkflowDefinition | undefined> {
+    this.assertOpen();
+    const at = this.ctx.clock.now();
+    const record = await this.read(this.ctx.names.latestDefinition(id));
+    if (record === undefined) return undefined;
+    const known = this.latest.get(id);
+    const definition =
+      known !== undefined && known.revision === record.revision ? known.definition : parseFrozen(record.data);
+    this.latest.set(id, { definition, revision: record.revision, at });
+    return definition;
   }
 
   private async read(key: string): Promise<{ revision: number; data: Uint8Array } | undefined> {

@@ -8,6 +8,7 @@ import {
   canonicalJson,
   deepFreeze,
   LruMap,
+  TurnSharedReads,
   type DefinitionStore,
   type DefinitionSummary,
 } from '@multiagents/core';
@@ -42,8 +43,11 @@ export class RedisDefinitionStore implements DefinitionStore {
   private readonly owned: boolean;
   /** `<id>\n<version>` → the definition, frozen (the least recently stored dropped beyond {@link CACHED_VERSIONS}). */
   private readonly cache = new LruMap<string, WorkflowDefinition>(CACHED_VERSIONS);
-  /** id → the read of its latest version queued this turn, not sent yet. */
-  private readonly queuedLatest = new Map<string, Promise<string | null>>();
+  /** Which version is the latest, read once for the `get(id)` calls of a turn (see the class doc). */
+  private readonly latest = new TurnSharedReads((id: string) => {
+    this.assertOpen();
+    return this.connection.client.hget(this.connection.keys.definition(id), 'latest');
+  });
   private closed = false;
 
   /** Uses `connection` (not closed by this store) or opens its own from options. */
@@ -81,7 +85,7 @@ export class RedisDefinitionStore implements DefinitionStore {
     const { keys, client } = this.connection;
     const key = keys.definition(id);
     return this.connection.call('get definition', async () => {
-      const wanted = version ?? (await this.latestVersion(id, key));
+      const wanted = version ?? (await this.latest.get(id));
       if (wanted === null) return undefined;
       const cacheKey = `${id}\n${wanted}`;
       const cached = this.cache.get(cacheKey);
@@ -128,19 +132,6 @@ export class RedisDefinitionStore implements DefinitionStore {
     if (this.closed) return;
     this.closed = true;
     if (this.owned) await this.connection.close();
-  }
-
-  /** The latest version's field, read once for every caller of this turn (see the class doc). */
-  private latestVersion(id: string, key: string): Promise<string | null> {
-    const queued = this.queuedLatest.get(id);
-    if (queued !== undefined) return queued;
-    const read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.queuedLatest.delete(id);
-      this.assertOpen();
-      return this.connection.client.hget(key, 'latest');
-    });
-    this.queuedLatest.set(id, read);
-    return read;
   }
 
   private assertOpen(): void {
