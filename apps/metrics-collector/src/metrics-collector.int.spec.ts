@@ -34,6 +34,7 @@ interface Stack {
   readonly redis: ServerProcess;
   readonly adapters: Backend;
   readonly collector: ServiceProcess;
+  readonly managers: readonly ServiceProcess[];
   readonly services: ServiceProcess[];
   readonly starter: Orchestrator;
   readonly traceIds: Set<string>;
@@ -110,6 +111,7 @@ async function startStack(collectorEnv: Record<string, string> = {}): Promise<St
     redis,
     adapters,
     collector,
+    managers,
     services,
     starter,
     traceIds,
@@ -122,13 +124,16 @@ async function startStack(collectorEnv: Record<string, string> = {}): Promise<St
   };
 }
 
-/** Starts `n` orders (every 10th fails at shipping), 20 at a time; resolves with their txIds. */
-async function startOrders(stack: Stack, n: number): Promise<string[]> {
+/**
+ * Starts orders `from` to `to - 1` (every 10th fails at shipping), 20 at a time; resolves with
+ * their txIds.
+ */
+async function startOrders(stack: Stack, to: number, from = 0): Promise<string[]> {
   const txIds: string[] = [];
-  let next = 0;
+  let next = from;
   await Promise.all(
     Array.from({ length: 20 }, async () => {
-      while (next < n) {
+      while (next < to) {
         const i = next++;
         const { txId } = await stack.starter.startWorkflow('order_processing', {
           orderId: `o-${i}`,
@@ -274,8 +279,10 @@ describe('metrics-collector service (real processes, Redis, Prometheus)', () => 
         }
         return sum;
       };
-      const n = 400;
-      const starting = startOrders(stack, n);
+      const first = 400;
+      const late = 20;
+      const n = first + late;
+      const starting = startOrders(stack, first);
       // The kill lands once the collector has counted some finished runs, with runs in flight.
       await waitFor(
         async () => sumSamples(await samplesOf(stack.collector), 'multiagents_runs_finished_total') >= 20,
@@ -285,6 +292,10 @@ describe('metrics-collector service (real processes, Redis, Prometheus)', () => 
           description: 'the collector counted 20 finished runs',
         },
       );
+      // However fast the machine ran the first orders, `late` runs are in flight at the kill: the
+      // worker-managers are frozen before they start, so none of them can finish its first step.
+      for (const manager of stack.managers) manager.signal('SIGSTOP');
+      const lateTxIds = await startOrders(stack, n, first);
       // Frozen first, so what it acknowledged can be read before it dies (what it wrote to its
       // socket still reaches Redis: read until two readings agree).
       stack.collector.signal('SIGSTOP');
@@ -300,9 +311,10 @@ describe('metrics-collector service (real processes, Redis, Prometheus)', () => 
       stack.collector.signal('SIGKILL');
       expect((await stack.collector.exited()).signal).toBe('SIGKILL');
       await stack.collector.start();
-      const txIds = await starting;
+      for (const manager of stack.managers) manager.signal('SIGCONT');
+      const txIds = [...(await starting), ...lateTxIds];
       expect(ackedByDead).toBeGreaterThan(0);
-      expect(unfinishedAtKill).toBeGreaterThan(0);
+      expect(unfinishedAtKill).toBeGreaterThanOrEqual(late);
       await waitForTerminal(stack, txIds);
       // Nothing publishes events any more: the stream's totals are final.
       for (const service of stack.services.filter((s) => s !== stack.collector)) await service.stop();
