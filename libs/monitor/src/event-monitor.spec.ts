@@ -191,6 +191,38 @@ describe('EventMonitor', () => {
     expect(em.stats.reconciledTimelineReads).toBe(0);
   });
 
+  it('does not answer from the run store when the missing events landed while it looked', async () => {
+    const t0 = clock.now();
+    const run = makeRun({ workflowId: 'order_processing', updatedAt: t0 });
+    const first = {
+      version: 1,
+      state: RunState.Running,
+      events: [],
+      time: t0,
+      workflowId: 'order_processing',
+    };
+    const last = { ...first, version: 2, state: RunState.Completed, time: t0 + 5 };
+    // The run's last event is handled between the monitor's read of the timeline and its read of
+    // the run (then every event is handled, so the group alone cannot tell it was only late).
+    const runs = Object.create(backend.runs) as RunStore;
+    runs.get = async (txId) => {
+      await backend.timelines.append(txId, [last], 60_000);
+      return backend.runs.get(txId);
+    };
+    const em = monitor({ runs });
+    await em.start();
+    await backend.runs.create(create(run));
+    await backend.timelines.append(run.txId, [first], 60_000);
+    const stored = await backend.runs.get(run.txId);
+    await backend.runs.commit(stored!, {
+      ...create({ ...run, updatedAt: t0 + 5, state: RunState.Completed }),
+      changedSteps: [],
+    });
+
+    expect((await em.getTimeline(run.txId)).entries).toEqual([first, last]);
+    expect(em.stats.reconciledTimelineReads).toBe(0);
+  });
+
   it('leaves a timeline as it is when the run is no further on', async () => {
     const em = monitor();
     const run = makeRun({ updatedAt: clock.now() });

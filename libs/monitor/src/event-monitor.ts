@@ -383,13 +383,21 @@ export class EventMonitor {
    * is counted and logged. The entry is not stored: an event that does arrive still lands.
    */
   private async reconcile(txId: string, entries: TimelineEntry[]): Promise<TimelineEntry[]> {
-    const last = entries[entries.length - 1];
-    if (last === undefined || isTerminalRunState(last.state)) return entries;
+    if (lastBehind(entries, Number.POSITIVE_INFINITY) === undefined) return entries;
     try {
       const stored = await this.deps.runs.get(txId);
-      if (stored === undefined || stored.version <= last.version || !(await this.eventsAllHandled())) {
+      if (
+        stored === undefined ||
+        lastBehind(entries, stored.version) === undefined ||
+        !(await this.eventsAllHandled())
+      ) {
         return entries;
       }
+      // The run's last events may have been handled while the run and the group were read: only
+      // a timeline read after the group was found drained shows whether one is really missing.
+      const again = (await this.deps.timelines.get(txId)) ?? entries;
+      const last = lastBehind(again, stored.version);
+      if (last === undefined) return again;
       const { run } = stored;
       this.counts.reconciledTimelineReads += 1;
       this.logger.warn(
@@ -404,7 +412,7 @@ export class EventMonitor {
         workflowId: run.workflowId,
         reconciled: true,
       };
-      return [...entries, entry];
+      return [...again, entry];
     } catch (err) {
       this.logger.warn({ err, txId }, 'checking a timeline against its run failed');
       return entries;
@@ -839,4 +847,10 @@ export class EventMonitor {
     }
     return [Topics.events, Topics.results, ...[...workers].sort().map((worker) => Topics.command(worker))];
   }
+}
+
+/** The timeline's last entry when the run may be further on than it (not final, below `version`). */
+function lastBehind(timeline: readonly TimelineEntry[], version: number): TimelineEntry | undefined {
+  const last = timeline[timeline.length - 1];
+  return last !== undefined && !isTerminalRunState(last.state) && last.version < version ? last : undefined;
 }
