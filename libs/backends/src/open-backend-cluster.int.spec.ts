@@ -44,6 +44,7 @@ describe('openBackend on a Redis Cluster', () => {
     cluster = await startRedisClusterProcesses({ masters: 3, replicasPerMaster: 0 });
     const victim = cluster.nodes[1]!;
     victim.kill('SIGKILL');
+    await victim.exited();
     const config = parseServiceConfig(
       { MULTIAGENTS_BACKEND: 'redis', REDIS_URL: cluster.seeds },
       { grpcPort: 1 },

@@ -8,7 +8,7 @@ import { RedisKeys } from './redis-keys';
 import type { StreamWriter } from './stream-writer';
 import { freshPrefix, useRedisServer } from './test/redis-test-server';
 
-const WAIT = { timeoutMs: 4_000 } as const;
+const WAIT = { timeoutMs: 20_000 } as const;
 
 describe('RedisEventBus (adapter-specific)', () => {
   const gates: Array<() => void> = [];
@@ -122,14 +122,17 @@ describe('RedisEventBus (adapter-specific)', () => {
     const hold = newGate();
     const seen: Array<[string, number]> = [];
     // Concurrency 1 each: a consumer with no free slot reclaims nothing, so c2 is the one that does.
-    const options = { group: 'g', concurrency: 1, visibilityTimeoutMs: 300 };
-    await bus.subscribe(topic, { ...options, consumer: 'c1' }, async (d) => {
+    // A consumer reclaims what has been idle for its own visibility timeout: c2 takes c1's entry
+    // after 300 ms, while c1 (its slot free again once released) could take c2's only after a
+    // minute, however long the test is held up between the steps below.
+    const options = { group: 'g', concurrency: 1 };
+    await bus.subscribe(topic, { ...options, consumer: 'c1', visibilityTimeoutMs: 60_000 }, async (d) => {
       seen.push(['c1', d.deliveryCount]);
       await hang.promise;
     });
     await bus.publish(topic, [makeEnvelope()]);
     await waitFor(() => seen.length === 1, WAIT);
-    await bus.subscribe(topic, { ...options, consumer: 'c2' }, async (d) => {
+    await bus.subscribe(topic, { ...options, consumer: 'c2', visibilityTimeoutMs: 300 }, async (d) => {
       seen.push(['c2', d.deliveryCount]);
       await hold.promise;
     });
@@ -503,7 +506,7 @@ describe('RedisEventBus and Redis restarts', () => {
   it('starts while Redis is down: publish rejects within the bound, subscribe works once Redis is up', async () => {
     const redis = await startRedisServer();
     redis.kill('SIGKILL');
-    await sleep(100);
+    await redis.exited();
     const backend = createRedisBackend({ url: redis.url, prefix: freshPrefix(), commandTimeoutMs: 300 });
     const bus = backend.bus;
     try {

@@ -565,7 +565,7 @@ describe('RedisRunStore crash safety (AOF, appendfsync always)', () => {
     });
     await orchestrator.bus.subscribe(
       Topics.results,
-      { group: 'orchestrators', consumer: 'o1', visibilityTimeoutMs: 300 },
+      { group: 'orchestrators', consumer: 'o1' },
       async (delivery) => {
         await orchestrator.runs.commit(first, numberedTransition(run, 2, { ack: delivery }));
         committed = true;

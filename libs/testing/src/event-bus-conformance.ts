@@ -55,8 +55,11 @@ const MALFORMED_BYTES = Uint8Array.of(
 /** Timings shared by the tests: redelivery after a failure is quick; nothing times out by accident. */
 const QUICK = { retryDelayMs: 10, visibilityTimeoutMs: 10_000 } as const;
 
-/** Upper bound for anything the suite waits for: brokers poll, so be generous but bounded. */
-const WAIT = { timeoutMs: 4_000 } as const;
+/**
+ * Upper bound for anything the suite waits for: brokers poll and a loaded CI machine stalls, so
+ * be generous but bounded (within Jest's 30 s per test).
+ */
+const WAIT = { timeoutMs: 20_000 } as const;
 
 interface Gate {
   readonly promise: Promise<void>;
@@ -252,12 +255,13 @@ export function eventBusConformance(
       let done = false;
       await subscribe(
         topic,
-        { group: 'g', consumer: 'c1', visibilityTimeoutMs: 400, retryDelayMs: 10 },
+        { group: 'g', consumer: 'c1', visibilityTimeoutMs: 1_000, retryDelayMs: 10 },
         async (d) => {
           counts.push(d.deliveryCount);
-          // 600 ms in all, past the 400 ms timeout; extending every 100 ms leaves room for a slow CI.
-          for (let i = 0; i < 6; i += 1) {
-            await sleep(100);
+          // 1.5 s in all, past the 1 s timeout; extending every 50 ms, only a stall of 950 ms
+          // (not a slow CI's) could let the message go.
+          for (let i = 0; i < 30; i += 1) {
+            await sleep(50);
             await d.extend();
           }
           done = true;
@@ -266,7 +270,8 @@ export function eventBusConformance(
       await bus.publish(topic, envelopes(1));
       await waitFor(() => done, { ...WAIT, description: 'long handler to finish' });
       await pendingIs(topic, 'g', 0);
-      await sleep(450);
+      // Past another visibility timeout: a lease that had lapsed on the way would show by now.
+      await sleep(1_100);
       expect(counts).toEqual([1]);
     });
 

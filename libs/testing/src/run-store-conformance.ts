@@ -43,7 +43,7 @@ export interface RunStoreFixture {
 
 const T0 = 1_800_000_000_000;
 const WORKER = 'conformance.charge';
-const WAIT = { timeoutMs: 5_000 } as const;
+const WAIT = { timeoutMs: 20_000 } as const;
 
 function step(name: string, changes: Partial<StepRecord> = {}): StepRecord {
   return { name, status: StepStatus.Pending, attempt: 0, attempts: [], ...changes };

@@ -13,6 +13,8 @@ export interface ServerProcess {
   readonly pid: () => number | undefined;
   /** Sends a signal (SIGKILL for crash tests, SIGSTOP/SIGCONT for pauses). */
   kill(signal?: NodeJS.Signals): void;
+  /** Resolves once the process has exited (at once when it is not running). */
+  exited(): Promise<void>;
   /** Starts the server again on the same port and directory (after a kill). */
   restart(): Promise<void>;
   /** Stops the server and removes its directory. */
@@ -179,6 +181,7 @@ export async function startServerProcess(
     kill(signal: NodeJS.Signals = 'SIGKILL') {
       child?.kill(signal);
     },
+    exited,
     async restart() {
       await exited();
       await launch();

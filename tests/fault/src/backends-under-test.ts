@@ -64,6 +64,7 @@ function clusterFacade(seeds: string, first: ServerProcess, stopAll: () => Promi
     kill: () => {
       throw new Error('a cluster is killed node by node (killNode)');
     },
+    exited: () => Promise.reject(new Error('a cluster is killed node by node (killNode)')),
     restart: () => Promise.reject(new Error('a cluster is restarted node by node')),
     stop: stopAll,
   };
