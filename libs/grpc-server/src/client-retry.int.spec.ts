@@ -20,9 +20,12 @@ describe('client retries on UNAVAILABLE', () => {
 
   it('retries idempotent calls until the server is up, and never a start without a key', async () => {
     const port = await freePort();
+    // As many attempts as the client allows (100, about the 10 s deadline at 100 ms apart): grpc-js
+    // reconnects with its own growing backoff, so how many quick refusals come before the server
+    // is seen up depends on the machine.
     const client = connect(`127.0.0.1:${port}`, {
       timeoutMs: 10_000,
-      retry: { maxAttempts: 30, initialBackoffMs: 50, maxBackoffMs: 100 },
+      retry: { maxAttempts: 100, initialBackoffMs: 50, maxBackoffMs: 100 },
     });
     try {
       const withKey = client.startWorkflow(

@@ -26,6 +26,8 @@ function listening(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
   });
 }
+/** Bound of every wait on a condition: a file-store stream on a loaded machine can take seconds. */
+const WAIT_MS = 20_000;
 let jsm: JetStreamManager;
 
 beforeAll(async () => {
@@ -95,7 +97,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
     // The stream holds one message, so a second delivery cannot happen.
     expect((await jsm.streams.info(names.stream)).state.messages).toBe(1);
     await waitFor(async () => got.length === 1 && (await bus.pendingCount('dedup', 'g')) === 0, {
-      timeoutMs: 3_000,
+      timeoutMs: WAIT_MS,
     });
     expect(got).toEqual([envelope.id]);
   });
@@ -127,7 +129,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
     await waitFor(
       async () => all().length >= 60 && (await one.pendingCount('shared.work', 'workers')) === 0,
       {
-        timeoutMs: 4_000,
+        timeoutMs: WAIT_MS,
       },
     );
     expect(all().sort()).toEqual(sent.map((e) => e.id).sort());
@@ -148,7 +150,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
         got.push(d.envelope.id);
       }),
     );
-    await waitFor(() => got.length >= 3, { timeoutMs: 3_000 });
+    await waitFor(() => got.length >= 3, { timeoutMs: WAIT_MS });
     expect(got).toEqual(sent.map((e) => e.id));
   });
 
@@ -164,7 +166,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
     await bus.publishRaw('raw', new TextEncoder().encode('{"not":"protobuf"}'));
     await bus.publish('raw', [good]);
     await waitFor(async () => (await bus.listDeadLetters('raw')).length === 1 && handled.length === 1, {
-      timeoutMs: 3_000,
+      timeoutMs: WAIT_MS,
     });
     const [dead] = await bus.listDeadLetters('raw');
     expect(dead).toMatchObject({ topic: 'raw', group: 'g', deliveryCount: 1 });
@@ -184,7 +186,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
       }),
     );
     await bus.publishRaw('signed', encodeEnvelope(forged));
-    await waitFor(async () => (await bus.listDeadLetters('signed')).length === 1, { timeoutMs: 3_000 });
+    await waitFor(async () => (await bus.listDeadLetters('signed')).length === 1, { timeoutMs: WAIT_MS });
     const [dead] = await bus.listDeadLetters('signed');
     expect(dead?.envelope).toBeUndefined();
     expect(dead?.error).toContain('undecodable message (unsigned)');
@@ -211,7 +213,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
     );
     await bus.publish('hang', [makeEnvelope()]);
     try {
-      await waitFor(async () => (await bus.listDeadLetters('hang')).length === 1, { timeoutMs: 3_000 });
+      await waitFor(async () => (await bus.listDeadLetters('hang')).length === 1, { timeoutMs: WAIT_MS });
     } finally {
       release();
     }
@@ -219,7 +221,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
     expect(dead?.error).toContain('not acknowledged within the visibility timeout');
     expect(dead?.deliveryCount).toBe(1);
     expect(counts).toEqual([1]); // the handler never ran a second time
-    await waitFor(async () => (await bus.pendingCount('hang', 'g')) === 0, { timeoutMs: 2_000 });
+    await waitFor(async () => (await bus.pendingCount('hang', 'g')) === 0, { timeoutMs: WAIT_MS });
   });
 
   it("updates the group's ack_wait when a later subscriber asks for another visibility timeout", async () => {
@@ -333,7 +335,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
     } finally {
       await plain.stop();
     }
-  }, 15_000);
+  }, 60_000);
 
   it('poison messages do not block a group and replays keep the original bytes', async () => {
     const { bus } = await track();
@@ -347,12 +349,12 @@ describe('NatsEventBus (JetStream specifics)', () => {
     );
     await bus.publish('replay', [poison, good]);
     await waitFor(async () => seen.length === 2 && (await bus.listDeadLetters('replay')).length === 1, {
-      timeoutMs: 3_000,
+      timeoutMs: WAIT_MS,
     });
     const [dead] = await bus.listDeadLetters('replay');
     expect(dead?.data).toEqual(encodeEnvelope(poison));
     expect(await bus.replayDeadLetter('replay', dead?.id ?? '')).toBe(true);
-    await waitFor(() => seen.length === 3, { timeoutMs: 3_000 });
+    await waitFor(() => seen.length === 3, { timeoutMs: WAIT_MS });
     expect(seen[2]?.envelope).toEqual(poison);
     expect(await bus.listDeadLetters('replay')).toEqual([]);
   });
@@ -391,12 +393,12 @@ describe('NatsEventBus across a nats-server crash', () => {
         },
       );
       await bus.publish('crash', [held]);
-      await waitFor(() => seen.length === 1, { timeoutMs: 3_000 });
+      await waitFor(() => seen.length === 1, { timeoutMs: WAIT_MS });
       // Acked by JetStream before the crash; the subscriber may or may not get it before the kill.
       await bus.publish('crash', [beforeCrash]);
       // JetStream's file store writes to the OS asynchronously after acking: wait until it did,
       // so the kill tests the bus's reconnect rather than the broker's flush window.
-      await waitFor(() => isOnDisk(crashing.dir, beforeCrash.id), { timeoutMs: 3_000 });
+      await waitFor(() => isOnDisk(crashing.dir, beforeCrash.id), { timeoutMs: WAIT_MS });
       crashing.kill('SIGKILL');
       await crashing.restart();
 
@@ -413,10 +415,10 @@ describe('NatsEventBus across a nats-server crash', () => {
           ids().includes(beforeCrash.id) &&
           ids().includes(afterRestart.id) &&
           seen.some(([id, count]) => id === held.id && count >= 2),
-        { timeoutMs: 15_000, intervalMs: 50, description: 'redelivery and new messages after restart' },
+        { timeoutMs: WAIT_MS, intervalMs: 50, description: 'redelivery and new messages after restart' },
       );
       release();
-      await waitFor(async () => (await bus.pendingCount('crash', 'g')) === 0, { timeoutMs: 5_000 });
+      await waitFor(async () => (await bus.pendingCount('crash', 'g')) === 0, { timeoutMs: WAIT_MS });
       await subscription.close();
       expect(await bus.listDeadLetters('crash')).toEqual([]);
       // The orchestrator re-checks every command it waits on when told the broker came back.
@@ -426,7 +428,7 @@ describe('NatsEventBus across a nats-server crash', () => {
       await backend.close();
       await crashing.stop();
     }
-  }, 40_000);
+  }, 120_000);
 
   it('closes within its request timeout while the server is down', async () => {
     const doomed = await startNatsServer();
@@ -442,9 +444,9 @@ describe('NatsEventBus across a nats-server crash', () => {
         handled.push(d.envelope.id);
       });
       await bus.publish('down', [makeEnvelope()]);
-      await waitFor(() => handled.length === 1, { timeoutMs: 3_000 });
+      await waitFor(() => handled.length === 1, { timeoutMs: WAIT_MS });
       doomed.kill('SIGKILL');
-      await waitFor(async () => !(await listening(doomed.port)), { timeoutMs: 3_000 });
+      await waitFor(async () => !(await listening(doomed.port)), { timeoutMs: WAIT_MS });
       const started = Date.now();
       await backend.close();
       expect(Date.now() - started).toBeLessThan(15_000);
@@ -452,5 +454,5 @@ describe('NatsEventBus across a nats-server crash', () => {
       await backend.close();
       await doomed.stop();
     }
-  }, 15_000);
+  }, 60_000);
 });

@@ -3,7 +3,7 @@ import { Orchestrator, WorkflowBuilder } from '@multiagents/core';
 import { waitFor } from '@multiagents/testing';
 import { WorkerManager, defineWorker } from '@multiagents/worker-sdk';
 import type { NatsBackend } from './nats-backend';
-import { NatsTestServer } from './testing/nats-test-backend';
+import { isOnDisk, NatsTestServer } from './testing/nats-test-backend';
 
 /**
  * The NATS backend under a broker crash, end to end: an orchestrator and a worker-manager (each on
@@ -154,6 +154,13 @@ describe('the NATS backend across a kill -9 of nats-server mid-run', () => {
     await waitFor(() => gate.entered >= 10, { timeoutMs: 20_000 });
     const finishedBefore = done.size;
     expect(finishedBefore).toBe(0);
+    // The starts were acknowledged long ago, but nats-server writes its files behind: the kill
+    // lands once the last run created is on disk, so what it may forget is only the last moments'.
+    const lastStarted = started[started.length - 1] as string;
+    await waitFor(() => isOnDisk(nats.server.dir, lastStarted), {
+      timeoutMs: 20_000,
+      description: 'the last run created on disk',
+    });
     nats.server.kill('SIGKILL');
     await nats.server.restart();
     // The workers finish what they hold after the restart (their results reach the new server).

@@ -89,7 +89,10 @@ export function describeFaults(
           expect(result.ignoredResults + result.duplicatePublishes).toBeGreaterThan(0);
         }
       },
-      Math.max(240_000, n * 60),
+      // Above the scenario's own bounded waits (start, drain, settle, the collector's and the
+      // monitor's counts): a slow machine fails on the wait that names what it waited for, with
+      // every process stopped by the scenario, not on Jest's timeout half-way.
+      Math.max(720_000, n * 60),
     );
   });
 }
