@@ -471,6 +471,27 @@ describe('Orchestrator crash and concurrency semantics', () => {
     }
   });
 
+  it('moves runs of a definition it registered without reading or compiling it again', async () => {
+    const p = parts();
+    const read: string[] = [];
+    const definitions = Object.create(p.definitions) as typeof p.definitions;
+    definitions.get = (id, version) => {
+      if (version !== undefined) read.push(`${id}@${version}`);
+      return p.definitions.get(id, version);
+    };
+    const flow = new WorkflowBuilder('cooling').sleep('cool_off', 1_000).build();
+    // `service` registers the definition at its start; the runs are started elsewhere (an API
+    // client's process), so the first event `service` sees of a run is its first timer or result.
+    const service = new Orchestrator({ ...p, definitions, timerPollIntervalMs: 0 });
+    const starter = new Orchestrator({ ...p, timerPollIntervalMs: 0 });
+    await service.registerWorkflow(flow);
+    const { txId } = await starter.startWorkflow('cooling', {});
+    p.clock.advance(1_000);
+    expect(await service.fireDueTimers()).toBe(1);
+    expect((await service.getRun(txId)).state).toBe('completed');
+    expect(read).toEqual([]);
+  });
+
   it('two orchestrators on one store: a stale cached copy is never trusted to ignore or overwrite', async () => {
     const p = parts();
     const flow = new WorkflowBuilder('handoff')

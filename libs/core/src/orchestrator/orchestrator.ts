@@ -413,7 +413,12 @@ export class Orchestrator {
   async registerWorkflow(definition: unknown): Promise<boolean> {
     const knownWorkers = this.options.knownWorkers?.();
     const compiled = compileWorkflow(definition, knownWorkers ? { knownWorkers } : {});
-    return this.options.definitions.put(compiled.definition);
+    const created = await this.options.definitions.put(compiled.definition);
+    // Stored (or found stored as it is: a version never changes), so this is what a run of it
+    // will use: its first start or result need not compile it again.
+    const key = workflowKey(compiled.definition.id, compiled.definition.version);
+    if (!this.compiled.has(key)) this.compiled.set(key, Promise.resolve(compiled));
+    return created;
   }
 
   /**
@@ -1006,7 +1011,7 @@ export class Orchestrator {
   }
 
   private workflow(id: string, version: number, known?: WorkflowDefinition): Promise<CompiledWorkflow> {
-    const key = `${id}@${version}`;
+    const key = workflowKey(id, version);
     let compiled = this.compiled.get(key);
     if (!compiled) {
       compiled = (async () => {
@@ -1036,4 +1041,9 @@ export class Orchestrator {
     interval.unref();
     this.intervals.push(interval);
   }
+}
+
+/** The key of a workflow version in the compiled cache. */
+function workflowKey(id: string, version: number): string {
+  return `${id}@${version}`;
 }
