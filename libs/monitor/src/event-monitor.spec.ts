@@ -10,7 +10,7 @@ import {
   type TransitionEventPayload,
   EventRejectReason,
 } from '@multiagents/contracts';
-import type { Delivery, EventBus, RunStore, Transition } from '@multiagents/core';
+import type { Delivery, EventBus, RunStore, TimelineEntry, Transition } from '@multiagents/core';
 import { createMemoryBackend, type MemoryBackend } from '@multiagents/memory';
 import { ManualClock, makeRun, waitFor } from '@multiagents/testing';
 import { EventMonitor, EVENT_MONITOR_GROUP, type EventMonitorOptions } from './event-monitor';
@@ -66,6 +66,24 @@ describe('EventMonitor', () => {
     });
     monitors.push(created);
     return created;
+  }
+
+  /** The timeline entry of a run's start, as the monitor records it. */
+  const firstEntry = (time: number): TimelineEntry => ({
+    version: 1,
+    state: RunState.Running,
+    events: [],
+    time,
+    workflowId: 'order_processing',
+  });
+
+  /** Moves `run` on to completed in the store only (no event says so). */
+  async function completeInStore(run: Run, at: number): Promise<void> {
+    const stored = await backend.runs.get(run.txId);
+    await backend.runs.commit(stored!, {
+      ...create({ ...run, updatedAt: at, state: RunState.Completed }),
+      changedSteps: [],
+    });
   }
 
   beforeEach(() => {
@@ -129,19 +147,9 @@ describe('EventMonitor', () => {
     const run = makeRun({ workflowId: 'order_processing', updatedAt: t0 });
     await backend.runs.create(create(run));
     // The run's first event reached the monitor; the ones after it never did (a broker lost them).
-    const first = {
-      version: 1,
-      state: RunState.Running,
-      events: [],
-      time: t0,
-      workflowId: 'order_processing',
-    };
+    const first = firstEntry(t0);
     await backend.timelines.append(run.txId, [first], 60_000);
-    const stored = await backend.runs.get(run.txId);
-    await backend.runs.commit(stored!, {
-      ...create({ ...run, updatedAt: t0 + 5, state: RunState.Completed }),
-      changedSteps: [],
-    });
+    await completeInStore(run, t0 + 5);
 
     const timeline = await em.getTimeline(run.txId);
     expect(timeline.entries).toEqual([
@@ -171,11 +179,7 @@ describe('EventMonitor', () => {
       [{ version: 1, state: RunState.Running, events: [], time: t0 }],
       60_000,
     );
-    const stored = await backend.runs.get(run.txId);
-    await backend.runs.commit(stored!, {
-      ...create({ ...run, updatedAt: t0 + 5, state: RunState.Completed }),
-      changedSteps: [],
-    });
+    await completeInStore(run, t0 + 5);
     // Its event is in flight (the timeline write is slow): late, not lost.
     await backend.bus.publish(Topics.events, [
       transitionEvent(run.txId, 2, { state: RunState.Completed }, t0 + 5),
@@ -194,13 +198,7 @@ describe('EventMonitor', () => {
   it('does not answer from the run store when the missing events landed while it looked', async () => {
     const t0 = clock.now();
     const run = makeRun({ workflowId: 'order_processing', updatedAt: t0 });
-    const first = {
-      version: 1,
-      state: RunState.Running,
-      events: [],
-      time: t0,
-      workflowId: 'order_processing',
-    };
+    const first = firstEntry(t0);
     const last = { ...first, version: 2, state: RunState.Completed, time: t0 + 5 };
     // The run's last event is handled between the monitor's read of the timeline and its read of
     // the run (then every event is handled, so the group alone cannot tell it was only late).
@@ -213,11 +211,7 @@ describe('EventMonitor', () => {
     await em.start();
     await backend.runs.create(create(run));
     await backend.timelines.append(run.txId, [first], 60_000);
-    const stored = await backend.runs.get(run.txId);
-    await backend.runs.commit(stored!, {
-      ...create({ ...run, updatedAt: t0 + 5, state: RunState.Completed }),
-      changedSteps: [],
-    });
+    await completeInStore(run, t0 + 5);
 
     expect((await em.getTimeline(run.txId)).entries).toEqual([first, last]);
     expect(em.stats.reconciledTimelineReads).toBe(0);
