@@ -6,6 +6,7 @@ export { silentLogger } from './ports/logger';
 export type { Logger, LogFields } from './ports/logger';
 export { DEFAULT_SUBSCRIBE_OPTIONS } from './ports/event-bus';
 export { OUTAGE_MAX_DELIVERIES, retryAfterOutage } from './ports/outage-retry';
+export { DeliveryExtender } from './ports/delivery-extender';
 export type {
   EventBus,
   Delivery,

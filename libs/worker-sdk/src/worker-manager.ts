@@ -16,6 +16,7 @@ import {
 } from '@multiagents/contracts';
 import {
   DEFAULT_SUBSCRIBE_OPTIONS,
+  DeliveryExtender,
   silentLogger,
   systemClock,
   uuidGenerator,
@@ -164,7 +165,6 @@ export class WorkerManager {
   private readonly subscribeOptions: WorkerSubscribeOptions;
   private readonly heartbeatIntervalMs: number;
   private readonly drainTimeoutMs: number;
-  private readonly extendEveryMs: number;
   private readonly resultPublishRetryMs: number;
   /** Fires every attempt's signal when draining gives up. */
   private readonly drainAbort = new AbortController();
@@ -175,9 +175,8 @@ export class WorkerManager {
   private readonly deliveriesInFlight = new Set<Promise<void>>();
   private subscriptions: Subscription[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  /** Deliveries whose attempts are running: kept visible to this replica only. */
-  private readonly extending = new Set<Delivery>();
-  private extendTimer: NodeJS.Timeout | undefined;
+  /** Holds the deliveries whose attempts are running: kept visible to this replica only. */
+  private readonly extender: DeliveryExtender;
   private state: ManagerState = 'new';
   private closing: Promise<void> | undefined;
 
@@ -238,7 +237,9 @@ export class WorkerManager {
     const visibilityTimeoutMs =
       this.subscribeOptions.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
     // Three extensions per visibility window: one late or lost extension does not cost the message.
-    this.extendEveryMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
+    this.extender = new DeliveryExtender(Math.max(1, Math.floor(visibilityTimeoutMs / 3)), (err, delivery) =>
+      this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
+    );
     const heartbeatThrottleMs =
       options.heartbeatThrottleMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.heartbeatThrottleMs;
     const progressMaxPerSecond =
@@ -386,25 +387,6 @@ export class WorkerManager {
   }
 
   /** Starts the one timer that extends every delivery in flight; it stops when none is left. */
-  private armExtender(): void {
-    if (this.extendTimer !== undefined) return;
-    this.extendTimer = setInterval(() => {
-      if (this.extending.size === 0) {
-        clearInterval(this.extendTimer);
-        this.extendTimer = undefined;
-        return;
-      }
-      for (const delivery of this.extending) {
-        delivery
-          .extend()
-          .catch((err: unknown) =>
-            this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
-          );
-      }
-    }, this.extendEveryMs);
-    this.extendTimer.unref();
-  }
-
   private track(runner: WorkerRunner, delivery: Delivery): Promise<void> {
     const handled = this.handle(runner, delivery);
     // Kept for drain(); the bus gets the original promise, so a rejection still means "not acked".
@@ -456,9 +438,8 @@ export class WorkerManager {
     this.attempts.set(commandId, controllers);
     // The visibility timeout exists to notice dead consumers, not long steps: while this process
     // lives and the attempt runs, keep the command ours (its own timeout bounds the attempt). One
-    // manager-wide timer extends every delivery in flight (see `extendDeliveries`).
-    this.extending.add(delivery);
-    this.armExtender();
+    // manager-wide timer extends every delivery in flight (see `DeliveryExtender`).
+    this.extender.hold(delivery);
 
     if (command.payload.scheduleToStartTimeoutMs !== undefined) {
       // The step has a schedule-to-start deadline: say at once that a worker took the command.
@@ -509,7 +490,7 @@ export class WorkerManager {
       }
       await this.publishFinished(command, runner.name, outcome);
     } finally {
-      this.extending.delete(delivery);
+      this.extender.release(delivery);
     }
   }
 
@@ -517,7 +498,7 @@ export class WorkerManager {
    * Publishes a finished attempt's result. The work is done: while the bus refuses the result
    * with a retryable error, try again (see `resultPublishRetryMs`) rather than fail the delivery,
    * whose redeliveries a broker failover would use up and whose dead letter would throw the
-   * work away. The delivery stays in `extending` meanwhile. A close that gives up on the attempts
+   * work away. The delivery stays held by `extender` meanwhile. A close that gives up on the attempts
    * in flight stops the retries. Unlike the orchestrator and the monitor, which fail the delivery
    * with `retryAfterOutage` and let the bus wait, this keeps the delivery: a redelivered command
    * would run its attempt again (a paid model call, an effect) to produce a result it already has.
