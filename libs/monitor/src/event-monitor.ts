@@ -16,6 +16,7 @@ import {
 } from '@multiagents/contracts';
 import {
   DEFAULT_SUBSCRIBE_OPTIONS,
+  DeliveryExtender,
   OUTAGE_MAX_DELIVERIES,
   retryAfterOutage,
   silentLogger,
@@ -279,15 +280,17 @@ export class EventMonitor {
   private workersTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private closed = false;
-  /** How often a delivery whose timeline write is slow is kept ours (a third of the visibility timeout). */
-  private readonly extendEveryMs: number;
+  /** Keeps the deliveries whose timeline writes are in flight ours (every third of the visibility timeout). */
+  private readonly extender: DeliveryExtender;
 
   constructor(private readonly deps: EventMonitorOptions) {
     this.options = resolve(deps);
     const visibilityTimeoutMs =
       deps.subscribe?.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
-    this.extendEveryMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
     this.logger = (deps.logger ?? silentLogger).child({ component: 'event-monitor' });
+    this.extender = new DeliveryExtender(Math.max(1, Math.floor(visibilityTimeoutMs / 3)), (err, delivery) =>
+      this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
+    );
     this.clock = deps.clock ?? systemClock;
     this.minThresholdMs = Math.min(
       this.options.stuckThresholdMs,
@@ -348,6 +351,7 @@ export class EventMonitor {
     );
     await this.scanning;
     await this.retryingScan?.runs;
+    this.extender.clear();
   }
 
   /** Counters for `/stats`. */
@@ -590,15 +594,7 @@ export class EventMonitor {
           // A write the store is slow to answer (a broker electing a leader) keeps the delivery:
           // past the visibility timeout the bus would hand it out again, and past its deliveries
           // dead-letter it while this write still succeeds, leaving the timeline without it.
-          // A failed extend (the broker is the thing that is slow) is logged, never left unhandled:
-          // an unhandled rejection ends the process.
-          const extending = setInterval(() => {
-            delivery
-              .extend()
-              .catch((err: unknown) =>
-                this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
-              );
-          }, this.extendEveryMs);
+          this.extender.hold(delivery);
           try {
             await this.deps.timelines.append(
               envelope.txId,
@@ -606,7 +602,7 @@ export class EventMonitor {
               this.options.timelineRetentionMs,
             );
           } finally {
-            clearInterval(extending);
+            this.extender.release(delivery);
           }
           this.counts.transitionsRecorded += 1;
           // It moved: off the stuck list at once (the next scan would say so too).
