@@ -22,11 +22,7 @@ export class DeliveryExtender {
     private readonly failed: (err: unknown, delivery: Delivery) => void,
   ) {}
 
-  /** Deliveries held now. */
-  get size(): number {
-    return this.held.size;
-  }
-
+  /** Extends `delivery` every period from now on, until {@link release}. */
   hold(delivery: Delivery): void {
     this.held.add(delivery);
     if (this.timer !== undefined) return;
