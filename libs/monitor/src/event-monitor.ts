@@ -280,7 +280,7 @@ export class EventMonitor {
   private workersTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private closed = false;
-  /** Keeps the deliveries whose timeline writes are in flight ours (every third of the visibility timeout). */
+  /** Keeps the deliveries whose timeline writes are in flight ours. */
   private readonly extender: DeliveryExtender;
 
   constructor(private readonly deps: EventMonitorOptions) {
@@ -288,9 +288,7 @@ export class EventMonitor {
     const visibilityTimeoutMs =
       deps.subscribe?.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
     this.logger = (deps.logger ?? silentLogger).child({ component: 'event-monitor' });
-    this.extender = new DeliveryExtender(Math.max(1, Math.floor(visibilityTimeoutMs / 3)), (err, delivery) =>
-      this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
-    );
+    this.extender = new DeliveryExtender(visibilityTimeoutMs, this.logger);
     this.clock = deps.clock ?? systemClock;
     this.minThresholdMs = Math.min(
       this.options.stuckThresholdMs,

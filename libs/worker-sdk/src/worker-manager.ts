@@ -236,10 +236,7 @@ export class WorkerManager {
       options.resultPublishRetryMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.resultPublishRetryMs;
     const visibilityTimeoutMs =
       this.subscribeOptions.visibilityTimeoutMs ?? DEFAULT_SUBSCRIBE_OPTIONS.visibilityTimeoutMs;
-    // Three extensions per visibility window: one late or lost extension does not cost the message.
-    this.extender = new DeliveryExtender(Math.max(1, Math.floor(visibilityTimeoutMs / 3)), (err, delivery) =>
-      this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed'),
-    );
+    this.extender = new DeliveryExtender(visibilityTimeoutMs, this.logger);
     const heartbeatThrottleMs =
       options.heartbeatThrottleMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.heartbeatThrottleMs;
     const progressMaxPerSecond =
@@ -386,7 +383,6 @@ export class WorkerManager {
     if (wasRunning) this.logger.info({}, 'worker-manager closed');
   }
 
-  /** Starts the one timer that extends every delivery in flight; it stops when none is left. */
   private track(runner: WorkerRunner, delivery: Delivery): Promise<void> {
     const handled = this.handle(runner, delivery);
     // Kept for drain(); the bus gets the original promise, so a rejection still means "not acked".

@@ -1,5 +1,11 @@
 import type { Delivery } from './event-bus';
+import { silentLogger, type Logger } from './logger';
 import { DeliveryExtender } from './delivery-extender';
+
+/** A logger whose warnings go to `failures` (the messages of their errors). */
+function failuresTo(failures: string[]): Logger {
+  return { ...silentLogger, warn: (fields) => void failures.push((fields['err'] as Error).message) };
+}
 
 /** A delivery that counts its extends; `fail` makes them reject (or throw, when 'sync'). */
 function delivery(id: string, fail?: 'async' | 'sync'): Delivery & { extends: number } {
@@ -20,7 +26,7 @@ describe('DeliveryExtender', () => {
   afterEach(() => jest.useRealTimers());
 
   it('extends every held delivery each period with one timer, and stops once none is held', () => {
-    const extender = new DeliveryExtender(100, () => undefined);
+    const extender = new DeliveryExtender(300, silentLogger); // extends every 100 ms
     const [a, b] = [delivery('a'), delivery('b')];
     extender.hold(a);
     extender.hold(b);
@@ -42,7 +48,7 @@ describe('DeliveryExtender', () => {
 
   it('reports a failed extend, sync or async, and keeps extending the delivery', async () => {
     const failures: string[] = [];
-    const extender = new DeliveryExtender(100, (err) => failures.push((err as Error).message));
+    const extender = new DeliveryExtender(300, failuresTo(failures));
     const [later, now] = [delivery('later', 'async'), delivery('now', 'sync')];
     extender.hold(later);
     extender.hold(now);

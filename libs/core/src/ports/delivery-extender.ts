@@ -1,26 +1,31 @@
 import type { Delivery } from './event-bus';
+import type { Logger } from './logger';
 
 /**
  * Keeps deliveries whose handling takes long owned by this consumer: every delivery held is
- * extended at least every `everyMs` until it is let go. One timer serves them all, armed while
- * any is held: a timer per delivery cost a consumer of many short messages (the event-monitor's
- * events, a worker-manager's commands) a timer made and cleared per message. A failed extend is
- * reported to `failed`, never left as an unhandled rejection (which ends the process); the
- * delivery stays held and is extended again at the next tick.
+ * extended three times per visibility timeout (one late or lost extension does not cost the
+ * message) until it is let go. One timer serves them all, armed while any is held: a timer per
+ * delivery cost a consumer of many short messages (the event-monitor's events, a
+ * worker-manager's commands) a timer made and cleared per message. A failed extend is logged,
+ * never left as an unhandled rejection (which ends the process); the delivery stays held and is
+ * extended again at the next tick.
  *
  * @example
- * const extender = new DeliveryExtender(visibilityTimeoutMs / 3, (err) => log.warn({ err }));
+ * const extender = new DeliveryExtender(visibilityTimeoutMs, logger);
  * extender.hold(delivery);
  * try { await slowWrite(); } finally { extender.release(delivery); }
  */
 export class DeliveryExtender {
   private readonly held = new Set<Delivery>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly everyMs: number;
 
   constructor(
-    private readonly everyMs: number,
-    private readonly failed: (err: unknown, delivery: Delivery) => void,
-  ) {}
+    visibilityTimeoutMs: number,
+    private readonly logger: Logger,
+  ) {
+    this.everyMs = Math.max(1, Math.floor(visibilityTimeoutMs / 3));
+  }
 
   /** Extends `delivery` every period from now on, until {@link release}. */
   hold(delivery: Delivery): void {
@@ -53,6 +58,10 @@ export class DeliveryExtender {
         this.failed(err, delivery);
       }
     }
+  }
+
+  private failed(err: unknown, delivery: Delivery): void {
+    this.logger.warn({ err, messageId: delivery.id }, 'extending a delivery failed');
   }
 
   private stop(): void {
