@@ -28,6 +28,7 @@ import {
   type ResolvedRetryPolicy,
 } from './retry-policy';
 import { assertOperatorTransition, assertTransition } from './run-transitions';
+import { shallowCopy } from '../util/shallow-copy';
 
 /** The outcome a worker reported for one attempt. */
 export type AttemptOutcome =
@@ -270,7 +271,9 @@ function closeLast(
 ) {
   const last = attempts[attempts.length - 1];
   if (!last || last.endedAt !== undefined) return attempts;
-  const closed: AttemptRecord = { ...last, endedAt: now, outcome };
+  const closed = shallowCopy(last);
+  closed.endedAt = now;
+  closed.outcome = outcome;
   if (error) closed.error = error;
   const copy = attempts.slice();
   copy[copy.length - 1] = closed;
@@ -293,7 +296,9 @@ class Draft {
     // Copy-on-write: a step record is copied the first time the draft takes it to change it
     // (`record`), so a decision costs the steps it touches, not every step of the workflow; arrays,
     // the context and compensation records are replaced, never mutated.
-    this.run = { ...original, steps: { ...original.steps } };
+    // `shallowCopy`, not spread: see there.
+    this.run = shallowCopy(original);
+    this.run.steps = shallowCopy(original.steps);
   }
 
   /** Adds the command of every running attempt and compensation (see {@link inFlightCommands}). */
@@ -1274,7 +1279,7 @@ class Draft {
   private writable(name: string): StepRecord | undefined {
     const record = this.run.steps[name];
     if (!record || record !== this.original.steps[name]) return record;
-    const copy = { ...record };
+    const copy = shallowCopy(record);
     this.run.steps[name] = copy;
     return copy;
   }
