@@ -29,6 +29,7 @@ export type {
 export type { DefinitionStore, DefinitionSummary } from './ports/definition-store';
 export { MemoRecordCorruptError, decodeMemoRecord, encodeMemoRecord } from './ports/memo-store';
 export type { MemoStore } from './ports/memo-store';
+export type { LocalWorkers, LocalSlot, LocalResultSink } from './ports/local-workers';
 export type {
   WorkerRegistry,
   WorkerManagerRecord,

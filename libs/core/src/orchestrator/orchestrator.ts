@@ -19,6 +19,7 @@ import {
   type ErrorInfo,
   type Run,
   type StepCommandPayload,
+  type StepResultPayload,
   type TransitionEventPayload,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
@@ -36,6 +37,7 @@ import { systemClock, type Clock } from '../ports/clock';
 import type { DefinitionStore, DefinitionSummary } from '../ports/definition-store';
 import type { Delivery, EventBus, Subscription } from '../ports/event-bus';
 import { txIdForIdempotencyKey, uuidGenerator, type IdGenerator } from '../ports/id-generator';
+import type { LocalSlot, LocalWorkers } from '../ports/local-workers';
 import { silentLogger, type Logger } from '../ports/logger';
 import { OUTAGE_MAX_DELIVERIES, retryAfterOutage } from '../ports/outage-retry';
 import type { WorkerManagerRecord, WorkerRegistry } from '../ports/monitoring';
@@ -101,6 +103,13 @@ export interface OrchestratorOptions {
    * a broker lost. Also done once at start. 0 disables (default: 0 when `redispatchAfterMs` is 0).
    */
   readonly recoverySweepIntervalMs?: number;
+  /**
+   * Workers hosted in this process (its worker-manager): a command for one of them with a free
+   * slot runs here at once, and its result comes back without the bus (eager dispatch). The run
+   * record says the command was sent either way; with `redispatchAfterMs` > 0 a command whose
+   * result never came (this process died) is sent again on the bus.
+   */
+  readonly localWorkers?: LocalWorkers;
 }
 
 type Defaulted =
@@ -174,6 +183,8 @@ export interface OrchestratorStats {
   redispatched: number;
   /** Results for runs the store does not have: expired, or lost by a broker that forgot a write. */
   unknownRuns: number;
+  /** Commands run by workers hosted in this process, without the bus (`localWorkers`). */
+  localDispatched: number;
 }
 
 type RunListener = (run: Run) => void;
@@ -308,6 +319,7 @@ export class Orchestrator {
     timersFired: 0,
     redispatched: 0,
     unknownRuns: 0,
+    localDispatched: 0,
   };
   private readonly clock: Clock;
   private readonly ids: IdGenerator;
@@ -482,8 +494,13 @@ export class Orchestrator {
       // Under the run's lock: a result that races in waits until this process knows the run.
       return await this.mutex.run(txId, async () => {
         const transition = this.transition(decision, 1, { changedSteps: Object.keys(decision.run.steps) });
-        const result = await this.options.runs.create(transition);
+        const local = this.reserveLocal(transition);
+        const result = await this.options.runs.create(local.written).catch((err: unknown) => {
+          local.release();
+          throw err;
+        });
         if (!result.created) {
+          local.release();
           const existing = result.stored.run;
           if (
             existing.workflowId !== workflowId ||
@@ -493,7 +510,12 @@ export class Orchestrator {
           }
           return { txId, created: false };
         }
-        this.committed(decision, result.stored, transition, RunState.Pending, 'start');
+        try {
+          this.committed(decision, result.stored, transition, RunState.Pending, 'start');
+        } finally {
+          // Committed: the commands go whatever a listener does.
+          local.run();
+        }
         return { txId, created: true };
       });
     } finally {
@@ -688,11 +710,15 @@ export class Orchestrator {
     if (ignored !== undefined) await this.options.runs.completeTimers([timer.id]);
   }
 
-  private async handleResult(delivery: Delivery): Promise<void> {
-    const envelope = delivery.envelope;
+  private handleResult(delivery: Delivery): Promise<void> {
+    return this.acceptResult(delivery.envelope, delivery);
+  }
+
+  /** A result or heartbeat, off the bus (`ack`: its delivery, acknowledged by the commit) or from a local worker. */
+  private async acceptResult(envelope: Envelope, ack?: Delivery): Promise<void> {
     const event = toEngineEvent(envelope);
     try {
-      const ignored = await this.apply(envelope.txId, event, { ack: delivery });
+      const ignored = await this.apply(envelope.txId, event, ack ? { ack } : {});
       if (ignored !== undefined && event.type === 'result') {
         this.stats.ignoredResults++;
         this.logger.debug({ txId: envelope.txId, step: envelope.step, reason: ignored }, 'result ignored');
@@ -790,21 +816,30 @@ export class Orchestrator {
           ...(cause.ack ? { ack: cause.ack } : {}),
           ...(cause.firedTimer ? { firedTimer: cause.firedTimer } : {}),
         });
-        const revision = await this.options.runs.commit(current, transition);
+        const local = this.reserveLocal(transition);
+        const revision = await this.options.runs.commit(current, local.written).catch((err: unknown) => {
+          local.release();
+          throw err;
+        });
         if (revision === undefined) {
+          local.release();
           this.stats.casConflicts++;
           this.observer.conflicted?.(txId);
           this.recent.delete(txId);
           current = undefined;
           continue;
         }
-        this.committed(
-          decision,
-          { run: decision.run, ...revision },
-          transition,
-          current.run.state,
-          causeOf(event),
-        );
+        try {
+          this.committed(
+            decision,
+            { run: decision.run, ...revision },
+            transition,
+            current.run.state,
+            causeOf(event),
+          );
+        } finally {
+          local.run();
+        }
         return undefined;
       }
       throw new MultiAgentsError(
@@ -854,6 +889,38 @@ export class Orchestrator {
       ...(extra.ack ? { ack: extra.ack } : {}),
     };
   }
+
+  /**
+   * Holds a slot of a local worker for each command one can take now (see
+   * {@link OrchestratorOptions.localWorkers}): the store writes the transition without them, and
+   * they run here once it is committed.
+   */
+  private reserveLocal(transition: Transition): LocalDispatch {
+    const local = this.options.localWorkers;
+    if (local === undefined || transition.commands.length === 0) return nothingLocal(transition);
+    const held: [Envelope<StepCommandPayload>, LocalSlot][] = [];
+    const sent: Envelope<StepCommandPayload>[] = [];
+    for (const command of transition.commands) {
+      const slot = local.reserve(command.payload.worker);
+      if (slot) held.push([command, slot]);
+      else sent.push(command);
+    }
+    if (held.length === 0) return nothingLocal(transition);
+    return {
+      written: { ...transition, commands: sent },
+      run: () => {
+        this.stats.localDispatched += held.length;
+        for (const [command, slot] of held) slot.run(command, this.localResult);
+      },
+      release: () => {
+        for (const [, slot] of held) slot.release();
+      },
+    };
+  }
+
+  /** Where local workers hand their results (rejects when it could not apply one: they use the bus then). */
+  private readonly localResult = (result: Envelope<StepResultPayload>): Promise<void> =>
+    this.acceptResult(result);
 
   /** After a successful write: cache the run, watch its commands, tell observers and listeners. */
   private committed(
@@ -930,6 +997,12 @@ export class Orchestrator {
     for (const entry of overdue) {
       if (this.closed) break;
       const { txId, envelope } = entry;
+      if (this.options.localWorkers?.running(envelope.payload.commandId)) {
+        // Running here, only slow: the attempt's own timeout bounds it, as a worker-manager's would.
+        this.dispatched.delete(envelope.id);
+        this.dispatched.set(envelope.id, { ...entry, dueAt: now + entry.delayMs });
+        continue;
+      }
       let run: Run | undefined;
       try {
         run = (await this.options.runs.get(txId))?.run;
@@ -1041,6 +1114,22 @@ export class Orchestrator {
     interval.unref();
     this.intervals.push(interval);
   }
+}
+
+/** A transition's commands held by local workers (see `Orchestrator.reserveLocal`). */
+interface LocalDispatch {
+  /** The transition as the store writes it: without the commands run here. */
+  readonly written: Transition;
+  /** Runs the held commands; called once the transition is committed. */
+  run(): void;
+  /** Gives their slots back: the transition was not committed. */
+  release(): void;
+}
+
+function noop(): void {}
+
+function nothingLocal(transition: Transition): LocalDispatch {
+  return { written: transition, run: noop, release: noop };
 }
 
 /** The key of a workflow version in the compiled cache. */
