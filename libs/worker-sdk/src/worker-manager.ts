@@ -9,6 +9,7 @@ import {
   ValidationError,
   type Envelope,
   type ErrorInfo,
+  type StepCommandPayload,
   type StepHeartbeatPayload,
   type StepProgressPayload,
   type StepResultPayload,
@@ -17,6 +18,7 @@ import {
 import {
   DEFAULT_SUBSCRIBE_OPTIONS,
   DeliveryExtender,
+  deepFreeze,
   silentLogger,
   systemClock,
   uuidGenerator,
@@ -24,6 +26,9 @@ import {
   type Delivery,
   type EventBus,
   type IdGenerator,
+  type LocalResultSink,
+  type LocalSlot,
+  type LocalWorkers,
   type Logger,
   type SubscribeOptions,
   type Subscription,
@@ -142,19 +147,29 @@ class AttemptCancelledError extends MultiAgentsError {
 
 type ManagerState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 
+/** How an attempt that ran ended: what its result says. */
+type FinishedOutcome = { kind: 'completed'; output: unknown } | { kind: 'failed'; error: ErrorInfo };
+
+/** A local attempt has no delivery to keep visible. */
+function extendNothing(): Promise<void> {
+  return Promise.resolve();
+}
+
 /**
  * Hosts workers: consumes their `step.command` topics as one competing replica of the `workers`
  * group, runs each command through the worker's {@link WorkerRunner}, publishes a `step.result`
  * (then acknowledges the command), relays `step.heartbeat`s, and announces itself with
  * `worker.heartbeat`s. `close()` drains: handlers in flight may finish; those that do not within
  * `drainTimeoutMs` are aborted and their commands are left unacknowledged for another replica.
+ * As the {@link LocalWorkers} of an orchestrator in the same process, it also runs the commands
+ * that orchestrator hands over directly (eager dispatch), in the same slots.
  *
  * @example
  * const manager = new WorkerManager({ bus, workers: [reserve, release], logger });
  * await manager.start();
  * process.once('SIGTERM', () => void manager.close());
  */
-export class WorkerManager {
+export class WorkerManager implements LocalWorkers {
   /** This replica's consumer name. */
   readonly managerId: string;
   private readonly bus: EventBus;
@@ -177,6 +192,8 @@ export class WorkerManager {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** Holds the deliveries whose attempts are running: kept visible to this replica only. */
   private readonly extender: DeliveryExtender;
+  /** Slots held by {@link reserve} and not yet run or released, per worker. */
+  private readonly held = new Map<string, number>();
   private state: ManagerState = 'new';
   private closing: Promise<void> | undefined;
 
@@ -316,10 +333,11 @@ export class WorkerManager {
 
   /**
    * Commands delivered to this replica, how many of them were deliveries again (another replica
-   * died or stalled holding them, or a handler failed), and how often a result was published
-   * again after the bus refused it: evidence for operators and tests.
+   * died or stalled holding them, or a handler failed), how often a result was published again
+   * after the bus refused it, and how many commands the orchestrator of this process handed over
+   * without the bus (`local`, counted in `delivered` too): evidence for operators and tests.
    */
-  readonly counters = { delivered: 0, redelivered: 0, resultPublishRetries: 0 };
+  readonly counters = { delivered: 0, redelivered: 0, resultPublishRetries: 0, local: 0 };
 
   /** Attempts in flight, per hosted worker. */
   inFlight(): Record<string, number> {
@@ -425,6 +443,133 @@ export class WorkerManager {
       throw new DrainAbortedError(this.managerId);
     }
 
+    // The visibility timeout exists to notice dead consumers, not long steps: while this process
+    // lives and the attempt runs, keep the command ours (its own timeout bounds the attempt). One
+    // manager-wide timer extends every delivery in flight (see `DeliveryExtender`).
+    this.extender.hold(delivery);
+    try {
+      const outcome = await this.attempt(runner, command, {
+        deliveryCount: delivery.deliveryCount,
+        topic: delivery.topic,
+        messageId: delivery.id,
+        extend: () => delivery.extend(),
+      });
+      // Nothing is known about an aborted attempt: no result, and no ack, so another replica runs it.
+      if (outcome.kind === 'aborted') throw outcome.reason;
+      await this.publishFinished(command, runner.name, outcome);
+    } finally {
+      this.extender.release(delivery);
+    }
+  }
+
+  /**
+   * Holds a free slot of `worker` for a command the orchestrator of this process is committing
+   * (see {@link LocalWorkers}), or undefined: not hosted here, every slot taken (by attempts or by
+   * other holds), or not running. A bus delivery that finds the slots taken waits for one, so the
+   * worker's `concurrency` bounds both paths together.
+   */
+  reserve(worker: string): LocalSlot | undefined {
+    if (this.state !== 'running') return undefined;
+    const runner = this.runners.get(worker);
+    if (runner === undefined) return undefined;
+    const held = this.held.get(worker) ?? 0;
+    if (runner.inFlight + held >= runner.capacity) return undefined;
+    this.held.set(worker, held + 1);
+    let taken = false;
+    const take = (): boolean => {
+      if (taken) return false;
+      taken = true;
+      this.held.set(worker, (this.held.get(worker) ?? 1) - 1);
+      return true;
+    };
+    return {
+      run: (command, deliver) => {
+        if (!take()) return;
+        if (this.state === 'running') this.trackLocal(runner, command, deliver);
+        else this.handOver(command);
+      },
+      release: () => void take(),
+    };
+  }
+
+  /**
+   * A command handed over while this manager closes: it goes on the bus for another replica (or
+   * this one's successor); if even that fails, the orchestrator's redispatch deadline sends it.
+   */
+  private handOver(command: Envelope<StepCommandPayload>): void {
+    this.bus
+      .publish(Topics.command(command.payload.worker), [command])
+      .catch((err: unknown) =>
+        this.logger.warn(
+          { err, commandId: command.payload.commandId },
+          'handing a command to the bus failed',
+        ),
+      );
+  }
+
+  /** Whether an attempt of `commandId` runs here now. */
+  running(commandId: string): boolean {
+    return this.attempts.has(commandId);
+  }
+
+  private trackLocal(
+    runner: WorkerRunner,
+    envelope: Envelope<StepCommandPayload>,
+    deliver: LocalResultSink,
+  ): void {
+    const settled = this.runLocal(runner, envelope, deliver).catch((err: unknown) =>
+      // Its result is lost here; the orchestrator's redispatch deadline sends the command again.
+      this.logger.warn(
+        { err, commandId: envelope.payload.commandId },
+        'a local attempt ended without a result',
+      ),
+    );
+    this.deliveriesInFlight.add(settled);
+    void settled.then(() => this.deliveriesInFlight.delete(settled));
+  }
+
+  /**
+   * A command handed over by the orchestrator of this process: run like a delivered one (the same
+   * slots, observer, cancellation and drain), its result handed back to `deliver`, or published
+   * on the bus when that fails. The envelope is frozen first, as the in-process bus freezes
+   * messages: the handler gets its own copy of the input, never the run's.
+   */
+  private async runLocal(
+    runner: WorkerRunner,
+    envelope: Envelope<StepCommandPayload>,
+    deliver: LocalResultSink,
+  ): Promise<void> {
+    this.counters.delivered++;
+    this.counters.local++;
+    const command = parseStepCommand(deepFreeze(envelope));
+    const outcome = await this.attempt(runner, command, {
+      deliveryCount: 1,
+      topic: Topics.command(runner.name),
+      messageId: command.id,
+    });
+    if (outcome.kind === 'aborted') throw outcome.reason;
+    try {
+      await deliver(this.resultEnvelope(command, runner.name, outcome));
+    } catch (err) {
+      this.logger.warn(
+        { err, commandId: command.payload.commandId },
+        'handing a local result to the orchestrator failed; publishing it',
+      );
+      await this.publishFinished(command, runner.name, outcome);
+    }
+  }
+
+  /**
+   * Runs one attempt of `command` with the manager's bookkeeping: the attempt can be cancelled and
+   * is aborted by a drain that gives up; observers see it. A cancelled attempt ends as a failed
+   * one; any other abort is returned as is (its caller publishes nothing).
+   */
+  private async attempt(
+    runner: WorkerRunner,
+    command: StepCommand,
+    via: { deliveryCount: number; topic: string; messageId: string; extend?: () => Promise<void> },
+  ): Promise<FinishedOutcome | { kind: 'aborted'; reason: unknown }> {
+    const { commandId } = command.payload;
     const controller = new AttemptControl();
     // A drain that gave up on attempts in flight aborted them all; one that slipped in after it
     // is aborted at once.
@@ -432,10 +577,6 @@ export class WorkerManager {
     const controllers = this.attempts.get(commandId) ?? new Set<AttemptControl>();
     controllers.add(controller);
     this.attempts.set(commandId, controllers);
-    // The visibility timeout exists to notice dead consumers, not long steps: while this process
-    // lives and the attempt runs, keep the command ours (its own timeout bounds the attempt). One
-    // manager-wide timer extends every delivery in flight (see `DeliveryExtender`).
-    this.extender.hold(delivery);
 
     if (command.payload.scheduleToStartTimeoutMs !== undefined) {
       // The step has a schedule-to-start deadline: say at once that a worker took the command.
@@ -444,11 +585,11 @@ export class WorkerManager {
       );
     }
     const scope = this.observer?.attemptStarted?.(command, {
-      deliveryCount: delivery.deliveryCount,
+      deliveryCount: via.deliveryCount,
       managerId: this.managerId,
-      topic: delivery.topic,
+      topic: via.topic,
       group: Groups.workers,
-      messageId: delivery.id,
+      messageId: via.messageId,
     });
     let outcome: AttemptOutcome | undefined;
     try {
@@ -456,7 +597,7 @@ export class WorkerManager {
         runner.run(command, {
           control: controller,
           heartbeat: {
-            extend: () => delivery.extend(),
+            extend: via.extend ?? extendNothing,
             publish: (details) => this.publishStepHeartbeat(command, details),
           },
           progress: { publish: (report) => this.publishStepProgress(command, report) },
@@ -475,19 +616,13 @@ export class WorkerManager {
             : { kind: 'failed', code: outcome.error.code, retryable: outcome.error.retryable },
       );
     }
-
-    try {
-      if (outcome.kind === 'aborted') {
-        if (!(outcome.reason instanceof AttemptCancelledError)) {
-          // Nothing is known about this attempt: no result, and no ack, so another replica runs it.
-          throw outcome.reason instanceof Error ? outcome.reason : new DrainAbortedError(this.managerId);
-        }
-        outcome = { kind: 'failed', error: outcome.reason.toInfo() };
-      }
-      await this.publishFinished(command, runner.name, outcome);
-    } finally {
-      this.extender.release(delivery);
-    }
+    if (outcome.kind !== 'aborted') return outcome;
+    if (outcome.reason instanceof AttemptCancelledError)
+      return { kind: 'failed', error: outcome.reason.toInfo() };
+    return {
+      kind: 'aborted',
+      reason: outcome.reason instanceof Error ? outcome.reason : new DrainAbortedError(this.managerId),
+    };
   }
 
   /**
@@ -502,7 +637,7 @@ export class WorkerManager {
   private async publishFinished(
     command: StepCommand,
     worker: string,
-    outcome: { kind: 'completed'; output: unknown } | { kind: 'failed'; error: ErrorInfo },
+    outcome: FinishedOutcome,
   ): Promise<void> {
     // Real time, as the waits are: a test's manual clock must not make the retries endless.
     const giveUpAt = performance.now() + this.resultPublishRetryMs;
@@ -524,20 +659,22 @@ export class WorkerManager {
     }
   }
 
-  private async publishResult(
+  private async publishResult(command: StepCommand, worker: string, outcome: FinishedOutcome): Promise<void> {
+    await this.bus.publish(Topics.results, [this.resultEnvelope(command, worker, outcome)]);
+  }
+
+  private resultEnvelope(
     command: StepCommand,
     worker: string,
-    outcome: { kind: 'completed'; output: unknown } | { kind: 'failed'; error: ErrorInfo },
-  ): Promise<void> {
+    outcome: FinishedOutcome,
+  ): Envelope<StepResultPayload> {
     const { commandId } = command.payload;
     const payload: StepResultPayload =
       outcome.kind === 'completed'
         ? { commandId, worker, ok: true, output: outcome.output }
         : { commandId, worker, ok: false, error: outcome.error };
     // A fixed id per command: a redelivered command's second result is recognisably the same one.
-    await this.bus.publish(Topics.results, [
-      this.stepEnvelope(command, `${commandId}:result`, EventType.StepResult, payload),
-    ]);
+    return this.stepEnvelope(command, `${commandId}:result`, EventType.StepResult, payload);
   }
 
   private async publishStepHeartbeat(command: StepCommand, details: unknown): Promise<void> {
