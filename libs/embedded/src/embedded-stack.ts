@@ -36,6 +36,13 @@ export interface EmbeddedOptions {
   readonly runs?: Pick<MemoryRunStoreOptions, 'retainFinishedRuns' | 'retainFinishedMs' | 'maxActiveRuns'>;
   /** Worker-manager settings. */
   readonly workerManager?: Partial<Omit<WorkerManagerOptions, 'bus' | 'workers' | 'clock' | 'logger'>>;
+  /**
+   * The orchestrator hands each command straight to the worker-manager when the worker has a
+   * free slot, and takes its result back the same way, instead of both crossing the bus
+   * (default true; see `OrchestratorOptions.localWorkers`). False sends every command through
+   * the in-process bus, as a separate worker-manager would get it.
+   */
+  readonly eagerDispatch?: boolean;
 }
 
 /** A running single-process stack: orchestrator, worker-manager, in-memory bus and stores. */
@@ -69,6 +76,14 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   const backend = createMemoryBackend({ clock, ...(options.runs ? { runs: options.runs } : {}) });
   const { bus, runs, definitions, registry } = backend;
   const workerNames = new Set(options.workers.map((w) => w.name));
+  const workerManager = new WorkerManager({
+    ...options.workerManager,
+    bus,
+    workers: options.workers,
+    registry,
+    clock,
+    logger,
+  });
   const orchestrator = new Orchestrator({
     knownWorkers: () => workerNames,
     // Nothing in one process consumes lifecycle events unless asked (a monitor turns them on):
@@ -81,14 +96,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     registry,
     clock,
     logger,
-  });
-  const workerManager = new WorkerManager({
-    ...options.workerManager,
-    bus,
-    workers: options.workers,
-    registry,
-    clock,
-    logger,
+    ...(options.eagerDispatch === false ? {} : { localWorkers: workerManager }),
   });
   for (const definition of options.definitions ?? []) await orchestrator.registerWorkflow(definition);
   await workerManager.start();

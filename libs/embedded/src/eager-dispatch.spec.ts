@@ -1,0 +1,266 @@
+/**
+ * Eager dispatch: an orchestrator whose process hosts the workers hands them their commands and
+ * takes their results back without the bus, in the workers' own slots, and loses nothing when a
+ * local attempt or its result cannot finish the way it started.
+ */
+import { EventType, NonRetryableError, Topics, type WorkflowDefinition } from '@multiagents/contracts';
+import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
+import { Orchestrator, WorkflowBuilder, type EventBus, type OrchestratorOptions } from '@multiagents/core';
+import { ManualClock, waitFor } from '@multiagents/testing';
+import { defineWorker, WorkerManager, type WorkerDefinition } from '@multiagents/worker-sdk';
+import { startEmbedded } from './embedded-stack';
+
+const twoSteps: WorkflowDefinition = new WorkflowBuilder('two_steps')
+  .step('first', 'w.first', { compensation: 'w.undo_first' })
+  .step('second', 'w.second')
+  .build();
+
+function workers(calls: string[], failSecond = false): WorkerDefinition<never, unknown>[] {
+  return [
+    defineWorker('w.first', (_input, ctx) => {
+      calls.push(ctx.idempotencyKey);
+      return { first: true };
+    }),
+    defineWorker('w.undo_first', (_input, ctx) => {
+      calls.push(ctx.idempotencyKey);
+      return {};
+    }),
+    defineWorker('w.second', (_input, ctx) => {
+      calls.push(ctx.idempotencyKey);
+      if (failSecond) throw new NonRetryableError('no');
+      return { second: true };
+    }),
+  ];
+}
+
+/**
+ * A memory backend whose bus counts what is published on it by topic (the services' publishes:
+ * the store appends a transition's commands to the bus itself).
+ */
+function countingParts(clock = new ManualClock()) {
+  const backend = createMemoryBackend({ clock });
+  const published = new Map<string, number>();
+  const bus = Object.create(backend.bus) as EventBus;
+  bus.publish = (topic, envelopes) => {
+    published.set(topic, (published.get(topic) ?? 0) + envelopes.length);
+    return backend.bus.publish(topic, envelopes);
+  };
+  const count = (prefix: string): number =>
+    [...published].reduce((sum, [topic, n]) => (topic.startsWith(prefix) ? sum + n : sum), 0);
+  return { clock, bus, runs: backend.runs, definitions: backend.definitions, count };
+}
+
+async function withEngine(
+  parts: ReturnType<typeof countingParts>,
+  manager: WorkerManager,
+  options: Partial<OrchestratorOptions>,
+  body: (o: Orchestrator) => Promise<void>,
+): Promise<void> {
+  const o = new Orchestrator({ ...parts, timerPollIntervalMs: 0, localWorkers: manager, ...options });
+  await manager.start();
+  await o.start();
+  try {
+    await o.registerWorkflow(twoSteps);
+    await body(o);
+  } finally {
+    await manager.close();
+    await o.close();
+  }
+}
+
+describe('eager dispatch', () => {
+  it('the embedded mode runs commands and takes results without the bus, and compensates the same', async () => {
+    const calls: string[] = [];
+    const stack = await startEmbedded({ workers: workers(calls, true), definitions: [twoSteps] });
+    try {
+      const { txId } = await stack.orchestrator.startWorkflow('two_steps', {});
+      const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
+      expect(run.state).toBe('compensated');
+      expect(calls).toEqual([`${txId}:first`, `${txId}:second`, `${txId}:first:undo`]);
+      expect(stack.orchestrator.stats.localDispatched).toBe(3);
+      expect(stack.workerManager.counters).toMatchObject({ delivered: 3, local: 3 });
+      const stats = await stack.bus.topicStats(Topics.command('w.first'));
+      expect(stats.groups).toEqual([expect.objectContaining({ pending: 0, lag: 0 })]);
+      expect(stack.bus.retainedCount(Topics.command('w.first'))).toBe(0);
+      expect(stack.bus.retainedCount(Topics.results)).toBe(0);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('eagerDispatch: false sends every command through the bus', async () => {
+    const calls: string[] = [];
+    const stack = await startEmbedded({
+      workers: workers(calls),
+      definitions: [twoSteps],
+      eagerDispatch: false,
+    });
+    try {
+      const { txId } = await stack.orchestrator.startWorkflow('two_steps', {});
+      expect((await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
+      expect(stack.orchestrator.stats.localDispatched).toBe(0);
+      expect(stack.workerManager.counters).toMatchObject({ delivered: 2, local: 0 });
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it("local and bus attempts share the worker's slots: concurrency 1 is never passed, and the rest go on the bus", async () => {
+    const parts = countingParts();
+    let running = 0;
+    let peak = 0;
+    // Every attempt waits until all the runs have started: the one slot is taken meanwhile.
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const slow = defineWorker(
+      'w.first',
+      async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await gate;
+        running--;
+        return { first: true };
+      },
+      { concurrency: 1 },
+    );
+    const manager = new WorkerManager({ bus: parts.bus, workers: [slow, ...workers([]).slice(1)] });
+    await withEngine(parts, manager, {}, async (o) => {
+      const started = await Promise.all(Array.from({ length: 6 }, () => o.startWorkflow('two_steps', {})));
+      open();
+      for (const { txId } of started) {
+        expect((await o.waitForTerminal(txId, { timeoutMs: 10_000 })).state).toBe('completed');
+      }
+      expect(peak).toBe(1);
+    });
+    // One slot: while it was taken, the other starts' commands crossed the bus.
+    const { delivered, local } = manager.counters;
+    expect(delivered).toBe(12);
+    expect(local).toBeGreaterThan(0);
+    expect(delivered - local).toBeGreaterThan(0);
+  });
+
+  it('a transition that is not committed gives its slot back and runs nothing', async () => {
+    const parts = countingParts();
+    const calls: string[] = [];
+    const runs = Object.create(parts.runs) as MemoryRunStore;
+    let refusals = 1;
+    let failures = 1;
+    runs.create = (transition) =>
+      failures-- > 0 ? Promise.reject(new Error('store unreachable')) : parts.runs.create(transition);
+    // The first commit (the result of `first`) loses a race: decided again on a fresh read.
+    runs.commit = (expected, transition) =>
+      refusals-- > 0 ? Promise.resolve(undefined) : parts.runs.commit(expected, transition);
+    const manager = new WorkerManager({
+      bus: parts.bus,
+      workers: [defineWorker('w.first', () => ({}), { concurrency: 1 }), ...workers(calls).slice(1)],
+    });
+    await withEngine(parts, manager, { runs }, async (o) => {
+      await expect(o.startWorkflow('two_steps', {})).rejects.toThrow('store unreachable');
+      // The failed create held the only slot of w.first for a moment, and gave it back.
+      const slot = manager.reserve('w.first');
+      expect(slot).toBeDefined();
+      slot?.release();
+      const { txId } = await o.startWorkflow('two_steps', {});
+      expect((await o.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
+      expect(o.stats.casConflicts).toBe(1);
+      expect(calls).toEqual([`${txId}:second`]);
+      expect(manager.counters).toMatchObject({ delivered: 2, local: 2 });
+    });
+  });
+
+  it('a result the orchestrator cannot apply is published on the bus and applied from there', async () => {
+    const parts = countingParts();
+    const calls: string[] = [];
+    const runs = Object.create(parts.runs) as MemoryRunStore;
+    let failures = 1;
+    runs.commit = (expected, transition) =>
+      failures-- > 0
+        ? Promise.reject(new Error('store unreachable'))
+        : parts.runs.commit(expected, transition);
+    const manager = new WorkerManager({ bus: parts.bus, workers: workers(calls) });
+    await withEngine(parts, manager, { runs, resultRetryBaseDelayMs: 5 }, async (o) => {
+      const { txId } = await o.startWorkflow('two_steps', {});
+      expect((await o.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
+      expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
+      expect(parts.count(Topics.results)).toBe(1);
+      expect(manager.counters).toMatchObject({ delivered: 2, local: 2 });
+    });
+  });
+
+  it('a command handed over while its manager closes goes on the bus instead', async () => {
+    const parts = countingParts();
+    const manager = new WorkerManager({ bus: parts.bus, workers: workers([]) });
+    await manager.start();
+    const slot = manager.reserve('w.first');
+    expect(slot).toBeDefined();
+    await manager.close();
+    expect(manager.reserve('w.first')).toBeUndefined();
+    const delivered: unknown[] = [];
+    slot?.run(
+      {
+        id: 'tx-1:first:1',
+        type: EventType.StepCommand,
+        txId: 'tx-1',
+        workflowId: 'two_steps',
+        step: 'first',
+        attempt: 1,
+        time: 0,
+        headers: {},
+        payload: {
+          commandId: 'tx-1:first:1',
+          worker: 'w.first',
+          input: {},
+          idempotencyKey: 'tx-1:first',
+          compensation: false,
+        },
+      },
+      async (result) => {
+        delivered.push(result);
+      },
+    );
+    await waitFor(() => parts.count(Topics.command('w.first')) === 1, {
+      timeoutMs: 4_000,
+      description: 'the command on the bus',
+    });
+    expect(delivered).toEqual([]);
+    expect(manager.counters.delivered).toBe(0);
+  });
+
+  it('a local attempt that dies with its manager is sent again on the bus, same command id, once overdue', async () => {
+    const parts = countingParts();
+    // The local manager's worker never finishes on its own: it ends only when aborted.
+    const hanging = defineWorker('w.first', (_input, ctx) => {
+      return new Promise((_resolve, reject) => {
+        ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+      });
+    });
+    const local = new WorkerManager({ bus: parts.bus, workers: [hanging], drainTimeoutMs: 0 });
+    const calls: string[] = [];
+    const other = new WorkerManager({ bus: parts.bus, workers: workers(calls) });
+    await other.start();
+    try {
+      await withEngine(parts, local, { redispatchAfterMs: 10_000, recoverySweepIntervalMs: 0 }, async (o) => {
+        const { txId } = await o.startWorkflow('two_steps', {});
+        const commandId = `${txId}:first:1`;
+        await waitFor(() => local.running(commandId), { timeoutMs: 4_000, description: 'the local attempt' });
+        // Running here, only slow: not sent again while it runs.
+        parts.clock.advance(10_000);
+        expect(await o.redispatchOverdue()).toBe(0);
+        expect(parts.count(Topics.command('w.first'))).toBe(0);
+        // Its manager goes (the attempt is aborted, no result): the next deadline sends it on the bus.
+        await local.close();
+        expect(local.running(commandId)).toBe(false);
+        parts.clock.advance(10_000);
+        expect(await o.redispatchOverdue()).toBe(1);
+        expect((await o.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
+        expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
+        expect(parts.count(Topics.command('w.first'))).toBe(1);
+        expect(o.stats).toMatchObject({ redispatched: 1, localDispatched: 1 });
+        // The other manager ran `first` from the bus, and `second`, which nothing here hosts.
+        expect(other.counters).toMatchObject({ delivered: 2, local: 0 });
+      });
+    } finally {
+      await other.close();
+    }
+  });
+});
