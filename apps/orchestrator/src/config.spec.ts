@@ -41,6 +41,39 @@ describe('orchestrator config', () => {
   });
 });
 
+describe('orchestrator config: hosted workers and recovery', () => {
+  const redis = { MULTIAGENTS_BACKEND: 'redis', REDIS_URL: 'redis://127.0.0.1:6380' };
+
+  it('dispatches eagerly to hosted workers unless told not to', () => {
+    expect(loadConfig(redis).eagerDispatch).toBe(true);
+    for (const off of ['false', '0', 'NO', ' off ']) {
+      expect(loadConfig({ ...redis, MULTIAGENTS_EAGER_DISPATCH: off }).eagerDispatch).toBe(false);
+    }
+    expect(loadConfig({ ...redis, MULTIAGENTS_EAGER_DISPATCH: 'on' }).eagerDispatch).toBe(true);
+  });
+
+  it('reads MULTIAGENTS_REDISPATCH_AFTER_MS, and lists bad values with the others', () => {
+    expect(loadConfig(redis).redispatchAfterMs).toBeUndefined();
+    expect(loadConfig({ ...redis, MULTIAGENTS_REDISPATCH_AFTER_MS: '2000' }).redispatchAfterMs).toBe(2000);
+    expect(() =>
+      loadConfig({
+        ...redis,
+        MULTIAGENTS_EAGER_DISPATCH: 'maybe',
+        MULTIAGENTS_REDISPATCH_AFTER_MS: '-5',
+        MULTIAGENTS_VISIBILITY_TIMEOUT_MS: '1.5',
+      }),
+    ).toThrow(
+      expect.objectContaining({
+        problems: [
+          'MULTIAGENTS_EAGER_DISPATCH=maybe: must be true or false',
+          'MULTIAGENTS_VISIBILITY_TIMEOUT_MS=1.5: must be a positive integer',
+          'MULTIAGENTS_REDISPATCH_AFTER_MS=-5: must be a positive integer',
+        ],
+      }),
+    );
+  });
+});
+
 describe('orchestrator config: gRPC', () => {
   it('defaults the gRPC settings: loopback only while authentication is off', () => {
     expect(loadConfig({ MULTIAGENTS_WORKER_MODULES: 'a.js' })).toMatchObject({

@@ -1,4 +1,4 @@
-import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
+import { booleanVariable, listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
 import { parseTracingConfig, type TracingConfig } from '@multiagents/telemetry';
 import { ValidationErrorList } from './config-support';
@@ -11,10 +11,22 @@ export interface OrchestratorConfig extends ServiceConfig {
    * worker-manager replicas).
    */
   readonly workerModules: readonly string[];
+  /**
+   * A command for a worker hosted here with a free slot runs here at once and its result comes
+   * back without the bus (MULTIAGENTS_EAGER_DISPATCH, default true): see
+   * `OrchestratorOptions.localWorkers`. False sends every command through the bus.
+   */
+  readonly eagerDispatch: boolean;
   /** YAML/JSON definition files registered at start. */
   readonly definitionFiles: readonly string[];
   /** A result taken by an orchestrator that crashed goes to another after this long (ms). */
   readonly visibilityTimeoutMs?: number;
+  /**
+   * A command whose result has not come after this long is sent again (MULTIAGENTS_REDISPATCH_AFTER_MS;
+   * default: the backend's, 5 minutes on Redis and 30 s on NATS); also how long a run must be
+   * idle before a recovery sweep sends its commands again.
+   */
+  readonly redispatchAfterMs?: number;
   /**
    * Interface the gRPC API binds (GRPC_HOST): by default 127.0.0.1 while authentication is off,
    * 0.0.0.0 once it is on.
@@ -44,6 +56,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
   const base = problems.collect(() => parseServiceConfig(env, { grpcPort: 50051 }));
   const workerModules = listVariable(env, 'MULTIAGENTS_WORKER_MODULES');
   const definitionFiles = listVariable(env, 'MULTIAGENTS_DEFINITIONS');
+  const eagerDispatch =
+    problems.collect(() => booleanVariable(env, 'MULTIAGENTS_EAGER_DISPATCH', true)) ?? true;
   if (base?.backend === 'memory' && workerModules.length === 0) {
     problems.add(
       'MULTIAGENTS_WORKER_MODULES is required with the memory backend: the embedded mode hosts the workers',
@@ -65,24 +79,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
       );
     }
   }
-  const rawVisibility = env['MULTIAGENTS_VISIBILITY_TIMEOUT_MS'];
-  const visibilityTimeoutMs = rawVisibility ? Number(rawVisibility) : undefined;
-  if (
-    visibilityTimeoutMs !== undefined &&
-    !(Number.isInteger(visibilityTimeoutMs) && visibilityTimeoutMs > 0)
-  ) {
-    problems.add(`MULTIAGENTS_VISIBILITY_TIMEOUT_MS=${rawVisibility}: must be a positive integer`);
-  }
+  const positiveMs = (name: string): number | undefined => {
+    const raw = env[name];
+    const value = raw ? Number(raw) : undefined;
+    if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+      problems.add(`${name}=${raw}: must be a positive integer`);
+    }
+    return value;
+  };
+  const visibilityTimeoutMs = positiveMs('MULTIAGENTS_VISIBILITY_TIMEOUT_MS');
+  const redispatchAfterMs = positiveMs('MULTIAGENTS_REDISPATCH_AFTER_MS');
   problems.throwIfAny('invalid orchestrator configuration');
   return {
     ...(base as ServiceConfig),
     workerModules,
+    eagerDispatch,
     definitionFiles,
     grpcHost: (security as ControlPlaneSecurity).grpcHost,
     httpHost: (security as ControlPlaneSecurity).httpHost,
     security: security as ControlPlaneSecurity,
     grpcMaxMessageBytes,
     ...(visibilityTimeoutMs === undefined ? {} : { visibilityTimeoutMs }),
+    ...(redispatchAfterMs === undefined ? {} : { redispatchAfterMs }),
     ...(tracing === undefined ? {} : { tracing }),
   };
 }

@@ -26,6 +26,7 @@ import { loadWorkerModules, WorkerManager } from '@multiagents/worker-sdk';
 import { loadConfig } from './config';
 import { ValidationErrorList } from './config-support';
 import { loadDefinitionFiles } from './load-definition-files';
+import { localDispatchOptions } from './local-dispatch';
 
 /** Stops the process with every problem on its own line (exit 78 for configuration problems). */
 function fail(err: unknown): never {
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
       workers,
       definitions,
       logger,
+      eagerDispatch: config.eagerDispatch,
       ...(tracing === undefined
         ? {}
         : {
@@ -144,20 +146,8 @@ async function main(): Promise<void> {
     });
     if (backend === undefined) return;
     memo.bind(backend.memo);
-    const newEngine = (): { orchestrator: Orchestrator; workerManager: WorkerManager | undefined } => ({
-      orchestrator: new Orchestrator({
-        bus: backend.bus,
-        runs: backend.runs,
-        definitions: backend.definitions,
-        registry: backend.registry,
-        ...backend.orchestrator,
-        logger,
-        ...(tracing === undefined ? {} : { observer: tracing.orchestratorObserver() }),
-        ...(config.visibilityTimeoutMs === undefined
-          ? {}
-          : { resultVisibilityTimeoutMs: config.visibilityTimeoutMs }),
-      }),
-      workerManager:
+    const newEngine = (): { orchestrator: Orchestrator; workerManager: WorkerManager | undefined } => {
+      const workerManager =
         workers.length === 0
           ? undefined
           : new WorkerManager({
@@ -166,8 +156,25 @@ async function main(): Promise<void> {
               logger,
               registry: backend.registry,
               ...(tracing === undefined ? {} : { observer: tracing.workerObserver() }),
-            }),
-    });
+            });
+      const orchestrator = new Orchestrator({
+        bus: backend.bus,
+        runs: backend.runs,
+        definitions: backend.definitions,
+        registry: backend.registry,
+        ...localDispatchOptions(
+          config.eagerDispatch ? workerManager : undefined,
+          backend.orchestrator,
+          config.redispatchAfterMs,
+        ),
+        logger,
+        ...(tracing === undefined ? {} : { observer: tracing.orchestratorObserver() }),
+        ...(config.visibilityTimeoutMs === undefined
+          ? {}
+          : { resultVisibilityTimeoutMs: config.visibilityTimeoutMs }),
+      });
+      return { orchestrator, workerManager };
+    };
     let engine = newEngine();
     const closeParts = async (): Promise<void> => {
       await engine.workerManager?.close();
