@@ -69,6 +69,9 @@ const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints o
   --worker-managers K          redis / nats: worker-manager processes (default 1: one process
                                per service, the smallest deployment; more compete for the
                                same cores on a small machine, see the README)
+  --workers-in-orchestrator    redis / nats: the orchestrator process hosts the workers and
+                               hands them commands without the bus (eager dispatch); no
+                               worker-manager process unless --worker-managers says so
   --max-active-runs M          memory: runs in progress beyond which starts wait (default
                                10000; 0 holds no start back)
   --cluster                    redis: a private 3-master Redis Cluster instead of one server;
@@ -97,6 +100,7 @@ interface BenchArgs {
   seed: number;
   partitions: number;
   workerManagers: number;
+  workersInOrchestrator: boolean;
   maxActiveRuns: number;
   observers: Observer[];
   cluster: boolean;
@@ -117,7 +121,8 @@ function parse(): BenchArgs {
         json: { type: 'boolean', default: false },
         seed: { type: 'string', default: '42' },
         partitions: { type: 'string', default: '1' },
-        'worker-managers': { type: 'string', default: '1' },
+        'worker-managers': { type: 'string' },
+        'workers-in-orchestrator': { type: 'boolean', default: false },
         'max-active-runs': { type: 'string', default: String(DEFAULT_MAX_ACTIVE_RUNS) },
         observers: { type: 'string', default: '' },
         cluster: { type: 'boolean', default: false },
@@ -144,7 +149,8 @@ function parse(): BenchArgs {
     json: values.json,
     seed: Number(values.seed),
     partitions: Number(values.partitions),
-    workerManagers: Number(values['worker-managers']),
+    workerManagers: Number(values['worker-managers'] ?? (values['workers-in-orchestrator'] ? 0 : 1)),
+    workersInOrchestrator: values['workers-in-orchestrator'],
     maxActiveRuns: Number(values['max-active-runs']),
     cluster: values.cluster,
     repeat: Number(values.repeat),
@@ -168,8 +174,18 @@ function parse(): BenchArgs {
   if (!Number.isInteger(args.warmup) || args.warmup < 0) problems.push('--warmup must be an integer >= 0');
   if (!Number.isInteger(args.partitions) || args.partitions < 1 || args.partitions > 1024)
     problems.push('--partitions must be an integer from 1 to 1024');
-  if (!Number.isInteger(args.workerManagers) || args.workerManagers < 1 || args.workerManagers > 16)
-    problems.push('--worker-managers must be an integer from 1 to 16');
+  const fewestManagers = args.workersInOrchestrator ? 0 : 1;
+  if (
+    !Number.isInteger(args.workerManagers) ||
+    args.workerManagers < fewestManagers ||
+    args.workerManagers > 16
+  )
+    problems.push(`--worker-managers must be an integer from ${fewestManagers} to 16`);
+  if (args.workersInOrchestrator && args.backend === 'memory') {
+    problems.push(
+      '--workers-in-orchestrator needs --backend redis or nats (the embedded mode always does it)',
+    );
+  }
   if (!Number.isInteger(args.maxActiveRuns) || args.maxActiveRuns < 0)
     problems.push('--max-active-runs must be an integer >= 0');
   for (const observer of args.observers) {
@@ -426,6 +442,9 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       {
         ...env,
         MULTIAGENTS_DEFINITIONS: join(REPO_ROOT, 'examples/order-processing/src/workflow.yaml'),
+        ...(args.workersInOrchestrator
+          ? { MULTIAGENTS_WORKER_MODULES: join(__dirname, 'service-workers.js') }
+          : {}),
         GRPC_PORT: String(await freePort()),
       },
       logDir,
@@ -605,6 +624,7 @@ function reportOf(args: BenchArgs, measured: Measured) {
     concurrency: args.concurrency,
     ...(args.backend === 'redis' ? { partitions: args.partitions } : {}),
     ...(args.backend === 'memory' ? {} : { workerManagers: args.workerManagers }),
+    ...(args.workersInOrchestrator ? { workersInOrchestrator: true } : {}),
     ...(args.cluster ? { cluster: true } : {}),
     ...(args.observers.length > 0 ? { observers: args.observers } : {}),
     ...(args.warmup > 0 ? { warmup: args.warmup } : {}),
