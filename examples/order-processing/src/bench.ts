@@ -287,6 +287,8 @@ interface Measured {
   readonly cpuByProcess?: Readonly<Record<string, number>>;
   /** Events each observer's group had not read or acknowledged yet when the last run ended. */
   readonly observersBehindAtEnd?: Readonly<Record<string, number>>;
+  /** --workers-in-orchestrator: commands the orchestrator ran on its own workers, without the bus. */
+  readonly localDispatched?: number;
 }
 
 /** CPU time a process has used so far (user + system), in ms; 0 when unknown. */
@@ -528,6 +530,9 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       broker: server.pid(),
     };
     const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTimeMs(pid)]));
+    const orchestrator = services[0] as ServiceProcess;
+    const localDispatched = async (): Promise<number> => (await orchestrator.stats())['localDispatched'] ?? 0;
+    const localBefore = args.workersInOrchestrator ? await localDispatched() : 0;
     const started = performance.now();
     const { outcomes, latenciesMs } = await runOrders(starter, observe, {
       orders,
@@ -539,6 +544,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     const cpuByProcess = Object.fromEntries(
       Object.entries(pids).map(([name, pid]) => [name, Math.round(cpuTimeMs(pid) - (cpuBefore[name] ?? 0))]),
     );
+    const localAfter = args.workersInOrchestrator ? await localDispatched() : 0;
     const ours = counterDelta(before, await counters());
     const eventStats = await adapters.bus.topicStats?.(Topics.events);
     const observersBehindAtEnd = Object.fromEntries(
@@ -584,6 +590,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       ...(args.cluster ? {} : { floorCost: { delta: floorDelta, steps: floorSteps } }),
       cpuByProcess,
       observersBehindAtEnd,
+      ...(args.workersInOrchestrator ? { localDispatched: localAfter - localBefore } : {}),
     };
   } finally {
     await Promise.all(services.map((s) => s.stop()));
@@ -644,6 +651,9 @@ function reportOf(args: BenchArgs, measured: Measured) {
     ...(measured.observersBehindAtEnd && args.observers.length > 0
       ? { observersBehindAtEnd: measured.observersBehindAtEnd }
       : {}),
+    ...(measured.localDispatched === undefined
+      ? {}
+      : { stepsWithoutBus: Number((measured.localDispatched / tally.steps).toFixed(3)) }),
     floor,
     floorWorkflowsPerSec: Number.isFinite(floorWorkflowsPerSec) ? floorWorkflowsPerSec : null,
     ratioToFloor: Number.isFinite(floorWorkflowsPerSec)
