@@ -3,35 +3,13 @@
  * takes their results back without the bus, in the workers' own slots, and loses nothing when a
  * local attempt or its result cannot finish the way it started.
  */
-import { EventType, NonRetryableError, Topics, type WorkflowDefinition } from '@multiagents/contracts';
+import { EventType, Topics } from '@multiagents/contracts';
 import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
-import { Orchestrator, WorkflowBuilder, type EventBus, type OrchestratorOptions } from '@multiagents/core';
+import { Orchestrator, type EventBus, type OrchestratorOptions } from '@multiagents/core';
 import { ManualClock, waitFor } from '@multiagents/testing';
-import { defineWorker, WorkerManager, type WorkerDefinition } from '@multiagents/worker-sdk';
+import { defineWorker, WorkerManager } from '@multiagents/worker-sdk';
 import { startEmbedded } from './embedded-stack';
-
-const twoSteps: WorkflowDefinition = new WorkflowBuilder('two_steps')
-  .step('first', 'w.first', { compensation: 'w.undo_first' })
-  .step('second', 'w.second')
-  .build();
-
-function workers(calls: string[], failSecond = false): WorkerDefinition<never, unknown>[] {
-  return [
-    defineWorker('w.first', (_input, ctx) => {
-      calls.push(ctx.idempotencyKey);
-      return { first: true };
-    }),
-    defineWorker('w.undo_first', (_input, ctx) => {
-      calls.push(ctx.idempotencyKey);
-      return {};
-    }),
-    defineWorker('w.second', (_input, ctx) => {
-      calls.push(ctx.idempotencyKey);
-      if (failSecond) throw new NonRetryableError('no');
-      return { second: true };
-    }),
-  ];
-}
+import { twoSteps, twoStepWorkers } from './test-two-steps';
 
 /**
  * A memory backend whose bus counts what is published on it by topic (the services' publishes:
@@ -71,7 +49,7 @@ async function withEngine(
 describe('eager dispatch', () => {
   it('the embedded mode runs commands and takes results without the bus, and compensates the same', async () => {
     const calls: string[] = [];
-    const stack = await startEmbedded({ workers: workers(calls, true), definitions: [twoSteps] });
+    const stack = await startEmbedded({ workers: twoStepWorkers(calls, true), definitions: [twoSteps] });
     try {
       const { txId } = await stack.orchestrator.startWorkflow('two_steps', {});
       const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
@@ -91,7 +69,7 @@ describe('eager dispatch', () => {
   it('eagerDispatch: false sends every command through the bus', async () => {
     const calls: string[] = [];
     const stack = await startEmbedded({
-      workers: workers(calls),
+      workers: twoStepWorkers(calls),
       definitions: [twoSteps],
       eagerDispatch: false,
     });
@@ -123,7 +101,7 @@ describe('eager dispatch', () => {
       },
       { concurrency: 1 },
     );
-    const manager = new WorkerManager({ bus: parts.bus, workers: [slow, ...workers([]).slice(1)] });
+    const manager = new WorkerManager({ bus: parts.bus, workers: [slow, ...twoStepWorkers([]).slice(1)] });
     await withEngine(parts, manager, {}, async (o) => {
       const started = await Promise.all(Array.from({ length: 6 }, () => o.startWorkflow('two_steps', {})));
       open();
@@ -152,7 +130,7 @@ describe('eager dispatch', () => {
       refusals-- > 0 ? Promise.resolve(undefined) : parts.runs.commit(expected, transition);
     const manager = new WorkerManager({
       bus: parts.bus,
-      workers: [defineWorker('w.first', () => ({}), { concurrency: 1 }), ...workers(calls).slice(1)],
+      workers: [defineWorker('w.first', () => ({}), { concurrency: 1 }), ...twoStepWorkers(calls).slice(1)],
     });
     await withEngine(parts, manager, { runs }, async (o) => {
       await expect(o.startWorkflow('two_steps', {})).rejects.toThrow('store unreachable');
@@ -177,7 +155,7 @@ describe('eager dispatch', () => {
       failures-- > 0
         ? Promise.reject(new Error('store unreachable'))
         : parts.runs.commit(expected, transition);
-    const manager = new WorkerManager({ bus: parts.bus, workers: workers(calls) });
+    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers(calls) });
     await withEngine(parts, manager, { runs, resultRetryBaseDelayMs: 5 }, async (o) => {
       const { txId } = await o.startWorkflow('two_steps', {});
       expect((await o.waitForTerminal(txId, { timeoutMs: 4_000 })).state).toBe('completed');
@@ -189,7 +167,7 @@ describe('eager dispatch', () => {
 
   it('a command handed over while its manager closes goes on the bus instead', async () => {
     const parts = countingParts();
-    const manager = new WorkerManager({ bus: parts.bus, workers: workers([]) });
+    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]) });
     await manager.start();
     const slot = manager.reserve('w.first');
     expect(slot).toBeDefined();
@@ -236,7 +214,7 @@ describe('eager dispatch', () => {
     });
     const local = new WorkerManager({ bus: parts.bus, workers: [hanging], drainTimeoutMs: 0 });
     const calls: string[] = [];
-    const other = new WorkerManager({ bus: parts.bus, workers: workers(calls) });
+    const other = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers(calls) });
     await other.start();
     try {
       await withEngine(parts, local, { redispatchAfterMs: 10_000, recoverySweepIntervalMs: 0 }, async (o) => {

@@ -3,15 +3,7 @@
  * relies on — commands sent again when their results do not come, compare-and-set between two
  * writers, durable timers, idempotent starts, and clear errors for bad input.
  */
-import {
-  ErrorCode,
-  EventType,
-  NonRetryableError,
-  Topics,
-  type Envelope,
-  type Run,
-  type WorkflowDefinition,
-} from '@multiagents/contracts';
+import { ErrorCode, EventType, Topics, type Envelope, type Run } from '@multiagents/contracts';
 import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
 import {
   Orchestrator,
@@ -23,32 +15,12 @@ import {
 import { ManualClock, waitFor } from '@multiagents/testing';
 import { defineWorker, WorkerManager } from '@multiagents/worker-sdk';
 import { startEmbedded } from './embedded-stack';
-
-const twoSteps: WorkflowDefinition = new WorkflowBuilder('two_steps')
-  .step('first', 'w.first', { compensation: 'w.undo_first' })
-  .step('second', 'w.second')
-  .build();
-
-const workers = (calls: string[], failSecond = false) => [
-  defineWorker('w.first', (_input, ctx) => {
-    calls.push(ctx.idempotencyKey);
-    return { first: true };
-  }),
-  defineWorker('w.undo_first', (_input, ctx) => {
-    calls.push(ctx.idempotencyKey);
-    return {};
-  }),
-  defineWorker('w.second', (_input, ctx) => {
-    calls.push(ctx.idempotencyKey);
-    if (failSecond) throw new NonRetryableError('no');
-    return { second: true };
-  }),
-];
+import { twoSteps, twoStepWorkers } from './test-two-steps';
 
 describe('Orchestrator over the memory adapters', () => {
   it('runs a saga to completion and compensates a failure', async () => {
     const calls: string[] = [];
-    const stack = await startEmbedded({ workers: workers(calls, true), definitions: [twoSteps] });
+    const stack = await startEmbedded({ workers: twoStepWorkers(calls, true), definitions: [twoSteps] });
     try {
       const { txId } = await stack.orchestrator.startWorkflow('two_steps', {});
       const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
@@ -60,7 +32,7 @@ describe('Orchestrator over the memory adapters', () => {
   });
 
   it('returns the same run for the same idempotency key and refuses it with another input', async () => {
-    const stack = await startEmbedded({ workers: workers([]), definitions: [twoSteps] });
+    const stack = await startEmbedded({ workers: twoStepWorkers([]), definitions: [twoSteps] });
     try {
       const a = await stack.orchestrator.startWorkflow('two_steps', { n: 1 }, { idempotencyKey: 'k' });
       const b = await stack.orchestrator.startWorkflow('two_steps', { n: 1 }, { idempotencyKey: 'k' });
@@ -78,7 +50,7 @@ describe('Orchestrator over the memory adapters', () => {
 
   it('refuses bad input with clear errors and stores nothing', async () => {
     const stack = await startEmbedded({
-      workers: workers([]),
+      workers: twoStepWorkers([]),
       definitions: [twoSteps],
       orchestrator: { maxPayloadBytes: 1024 },
     });
@@ -124,7 +96,7 @@ describe('Orchestrator over the memory adapters', () => {
         properties: { orderId: { type: 'string' }, total: { type: 'number' } },
       })
       .build();
-    const stack = await startEmbedded({ workers: workers(calls), definitions: [schemaFlow] });
+    const stack = await startEmbedded({ workers: twoStepWorkers(calls), definitions: [schemaFlow] });
     try {
       await expect(stack.orchestrator.startWorkflow('with_schema', { total: 'x' })).rejects.toMatchObject({
         code: ErrorCode.InvalidArgument,
@@ -146,7 +118,7 @@ describe('Orchestrator over the memory adapters', () => {
       .step('second', 'w.nobody', { scheduleToStartTimeoutMs: 50 })
       .build();
     const stack = await startEmbedded({
-      workers: workers(calls),
+      workers: twoStepWorkers(calls),
       definitions: [],
       orchestrator: { timerPollIntervalMs: 10, knownWorkers: () => undefined },
     });
@@ -190,7 +162,7 @@ describe('Orchestrator over the memory adapters', () => {
 
   it('dead-letters a forged result and keeps consuming the ones behind it', async () => {
     const calls: string[] = [];
-    const stack = await startEmbedded({ workers: workers(calls), definitions: [twoSteps] });
+    const stack = await startEmbedded({ workers: twoStepWorkers(calls), definitions: [twoSteps] });
     try {
       const forged: Envelope = {
         id: 'forged-1',
@@ -217,7 +189,7 @@ describe('Orchestrator over the memory adapters', () => {
 
   it('counts a duplicate result and applies it once', async () => {
     const calls: string[] = [];
-    const stack = await startEmbedded({ workers: workers(calls), definitions: [twoSteps] });
+    const stack = await startEmbedded({ workers: twoStepWorkers(calls), definitions: [twoSteps] });
     try {
       const { txId } = await stack.orchestrator.startWorkflow('two_steps', {});
       const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
@@ -265,7 +237,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
   it('sends a command again, same id, when its result does not come in time', async () => {
     const p = parts();
     const calls: string[] = [];
-    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    const manager = new WorkerManager({ bus: p.bus, workers: twoStepWorkers(calls) });
     await manager.start();
     const o = new Orchestrator({
       ...p,
@@ -311,7 +283,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
     });
     await o.start();
     const calls: string[] = [];
-    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    const manager = new WorkerManager({ bus: p.bus, workers: twoStepWorkers(calls) });
     try {
       await o.registerWorkflow(twoSteps);
       const { txId } = await o.startWorkflow('two_steps', {});
@@ -333,7 +305,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
     await dead.registerWorkflow(twoSteps);
     const { txId } = await dead.startWorkflow('two_steps', { n: 1 }); // saved, command lost, writer gone
     const calls: string[] = [];
-    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    const manager = new WorkerManager({ bus: p.bus, workers: twoStepWorkers(calls) });
     await manager.start();
     // What the sweep asks the store for: a young run is left out by the store, never read.
     const listed: string[] = [];
@@ -532,7 +504,7 @@ describe('Orchestrator crash and concurrency semantics', () => {
       return p.runs.commit(...args);
     };
     const calls: string[] = [];
-    const manager = new WorkerManager({ bus: p.bus, workers: workers(calls) });
+    const manager = new WorkerManager({ bus: p.bus, workers: twoStepWorkers(calls) });
     await manager.start();
     const o = new Orchestrator({
       ...p,
