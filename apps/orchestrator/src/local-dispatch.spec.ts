@@ -2,7 +2,7 @@ import type { LocalWorkers } from '@multiagents/core';
 import { localDispatchOptions } from './local-dispatch';
 
 describe('localDispatchOptions', () => {
-  const local: LocalWorkers = { reserve: () => undefined, running: () => false };
+  const local: LocalWorkers = { deliverResultsTo: () => {}, reserve: () => undefined, running: () => false };
   const redis = { redispatchAfterMs: 300_000, recoverySweepIntervalMs: 0 };
 
   it('keeps the backend settings when the process hosts no workers', () => {

@@ -194,6 +194,8 @@ export class WorkerManager implements LocalWorkers {
   private readonly extender: DeliveryExtender;
   /** Slots held by {@link reserve} and not yet run or released, per worker. */
   private readonly held = new Map<string, number>();
+  /** Where results go instead of the bus (the orchestrator of this process), if anywhere. */
+  private resultSink: LocalResultSink | undefined;
   private state: ManagerState = 'new';
   private closing: Promise<void> | undefined;
 
@@ -456,10 +458,16 @@ export class WorkerManager implements LocalWorkers {
       });
       // Nothing is known about an aborted attempt: no result, and no ack, so another replica runs it.
       if (outcome.kind === 'aborted') throw outcome.reason;
-      await this.publishFinished(command, runner.name, outcome);
+      // The command is acknowledged once its result is applied or published.
+      await this.finish(command, runner.name, outcome);
     } finally {
       this.extender.release(delivery);
     }
+  }
+
+  /** See {@link LocalWorkers.deliverResultsTo}. */
+  deliverResultsTo(sink: LocalResultSink | undefined): void {
+    this.resultSink = sink;
   }
 
   /**
@@ -483,9 +491,9 @@ export class WorkerManager implements LocalWorkers {
       return true;
     };
     return {
-      run: (command, deliver) => {
+      run: (command) => {
         if (!take()) return;
-        if (this.state === 'running') this.trackLocal(runner, command, deliver);
+        if (this.state === 'running') this.trackLocal(runner, command);
         else this.handOver(command);
       },
       release: () => void take(),
@@ -512,12 +520,8 @@ export class WorkerManager implements LocalWorkers {
     return this.attempts.has(commandId);
   }
 
-  private trackLocal(
-    runner: WorkerRunner,
-    envelope: Envelope<StepCommandPayload>,
-    deliver: LocalResultSink,
-  ): void {
-    const settled = this.runLocal(runner, envelope, deliver).catch((err: unknown) =>
+  private trackLocal(runner: WorkerRunner, envelope: Envelope<StepCommandPayload>): void {
+    const settled = this.runLocal(runner, envelope).catch((err: unknown) =>
       // Its result is lost here; the orchestrator's redispatch deadline sends the command again.
       this.logger.warn(
         { err, commandId: envelope.payload.commandId },
@@ -530,15 +534,11 @@ export class WorkerManager implements LocalWorkers {
 
   /**
    * A command handed over by the orchestrator of this process: run like a delivered one (the same
-   * slots, observer, cancellation and drain), its result handed back to `deliver`, or published
-   * on the bus when that fails. The envelope is frozen first, as the in-process bus freezes
-   * messages: the handler gets its own copy of the input, never the run's.
+   * slots, observer, cancellation, drain and way back for its result). The envelope is frozen
+   * first, as the in-process bus freezes messages: the handler gets its own copy of the input,
+   * never the run's.
    */
-  private async runLocal(
-    runner: WorkerRunner,
-    envelope: Envelope<StepCommandPayload>,
-    deliver: LocalResultSink,
-  ): Promise<void> {
+  private async runLocal(runner: WorkerRunner, envelope: Envelope<StepCommandPayload>): Promise<void> {
     this.counters.delivered++;
     this.counters.local++;
     const command = parseStepCommand(deepFreeze(envelope));
@@ -548,15 +548,28 @@ export class WorkerManager implements LocalWorkers {
       messageId: command.id,
     });
     if (outcome.kind === 'aborted') throw outcome.reason;
-    try {
-      await deliver(this.resultEnvelope(command, runner.name, outcome));
-    } catch (err) {
-      this.logger.warn(
-        { err, commandId: command.payload.commandId },
-        'handing a local result to the orchestrator failed; publishing it',
-      );
-      await this.publishFinished(command, runner.name, outcome);
+    await this.finish(command, runner.name, outcome);
+  }
+
+  /**
+   * Hands a finished attempt's result to the orchestrator of this process when there is one (it
+   * applies it without the bus), or publishes it on the bus: when there is none, or it could not
+   * apply it (see {@link publishFinished}).
+   */
+  private async finish(command: StepCommand, worker: string, outcome: FinishedOutcome): Promise<void> {
+    const sink = this.resultSink;
+    if (sink !== undefined) {
+      try {
+        await sink(this.resultEnvelope(command, worker, outcome));
+        return;
+      } catch (err) {
+        this.logger.warn(
+          { err, commandId: command.payload.commandId },
+          'the orchestrator of this process could not apply a result; publishing it',
+        );
+      }
     }
+    await this.publishFinished(command, worker, outcome);
   }
 
   /**

@@ -105,9 +105,10 @@ export interface OrchestratorOptions {
   readonly recoverySweepIntervalMs?: number;
   /**
    * Workers hosted in this process (its worker-manager): a command for one of them with a free
-   * slot runs here at once, and its result comes back without the bus (eager dispatch). The run
-   * record says the command was sent either way; with `redispatchAfterMs` > 0 a command whose
-   * result never came (this process died) is sent again on the bus.
+   * slot runs here at once, and from `start()` to `close()` the results of what runs here come
+   * back without the bus (eager dispatch). The run record says the command was sent either way;
+   * with `redispatchAfterMs` > 0 a command whose result never came (this process died) is sent
+   * again on the bus.
    */
   readonly localWorkers?: LocalWorkers;
 }
@@ -380,6 +381,7 @@ export class Orchestrator {
         }
       },
     );
+    this.options.localWorkers?.deliverResultsTo(this.localResult);
     if (this.options.timerPollIntervalMs > 0) {
       this.every(this.options.timerPollIntervalMs, () => this.fireDueTimers());
     }
@@ -406,6 +408,8 @@ export class Orchestrator {
   /** Stops consuming and firing; waits for the work in flight. */
   async close(): Promise<void> {
     this.closed = true;
+    // Results of the local workers go on the bus again, for another orchestrator.
+    this.options.localWorkers?.deliverResultsTo(undefined);
     for (const interval of this.intervals) clearInterval(interval);
     this.unwatchRestore?.();
     this.unwatchCache?.();
@@ -910,7 +914,7 @@ export class Orchestrator {
       written: { ...transition, commands: sent },
       run: () => {
         this.stats.localDispatched += held.length;
-        for (const [command, slot] of held) slot.run(command, this.localResult);
+        for (const [command, slot] of held) slot.run(command);
       },
       release: () => {
         for (const [, slot] of held) slot.release();
