@@ -47,21 +47,6 @@ async function withEngine(
 }
 
 describe('eager dispatch', () => {
-  it('the embedded mode runs commands and takes results without the bus, and compensates the same', async () => {
-    const calls: string[] = [];
-    const stack = await startEmbedded({ workers: twoStepWorkers(calls, true), definitions: [twoSteps] });
-    try {
-      const { txId } = await stack.orchestrator.startWorkflow('two_steps', {});
-      const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
-      expect(run.state).toBe('compensated');
-      expect(calls).toEqual([`${txId}:first`, `${txId}:second`, `${txId}:first:undo`]);
-      expect(stack.orchestrator.stats.localDispatched).toBe(3);
-      expect(stack.workerManager.counters).toMatchObject({ delivered: 3, local: 3 });
-    } finally {
-      await stack.close();
-    }
-  });
-
   it('eagerDispatch: false sends every command through the bus', async () => {
     const calls: string[] = [];
     const stack = await startEmbedded({

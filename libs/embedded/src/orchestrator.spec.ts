@@ -18,7 +18,7 @@ import { startEmbedded } from './embedded-stack';
 import { twoSteps, twoStepWorkers } from './test-two-steps';
 
 describe('Orchestrator over the memory adapters', () => {
-  it('runs a saga to completion and compensates a failure', async () => {
+  it('runs a saga to completion and compensates a failure, its commands handed over without the bus', async () => {
     const calls: string[] = [];
     const stack = await startEmbedded({ workers: twoStepWorkers(calls, true), definitions: [twoSteps] });
     try {
@@ -26,6 +26,9 @@ describe('Orchestrator over the memory adapters', () => {
       const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 4_000 });
       expect(run.state).toBe('compensated');
       expect(calls).toEqual([`${txId}:first`, `${txId}:second`, `${txId}:first:undo`]);
+      // Eager dispatch (the default): see eager-dispatch.spec.ts.
+      expect(stack.orchestrator.stats.localDispatched).toBe(3);
+      expect(stack.workerManager.counters).toMatchObject({ delivered: 3, local: 3 });
     } finally {
       await stack.close();
     }
