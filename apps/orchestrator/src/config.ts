@@ -1,4 +1,5 @@
-import { booleanVariable, listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
+import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
+import { booleanVariable } from '@multiagents/core';
 import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
 import { parseTracingConfig, type TracingConfig } from '@multiagents/telemetry';
 import { ValidationErrorList } from './config-support';
@@ -56,8 +57,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
   const base = problems.collect(() => parseServiceConfig(env, { grpcPort: 50051 }));
   const workerModules = listVariable(env, 'MULTIAGENTS_WORKER_MODULES');
   const definitionFiles = listVariable(env, 'MULTIAGENTS_DEFINITIONS');
-  const eagerDispatch =
-    problems.collect(() => booleanVariable(env, 'MULTIAGENTS_EAGER_DISPATCH', true)) ?? true;
+  const eagerDispatch = booleanVariable(env, 'MULTIAGENTS_EAGER_DISPATCH', true);
+  if (eagerDispatch === undefined) {
+    problems.add(`MULTIAGENTS_EAGER_DISPATCH=${env['MULTIAGENTS_EAGER_DISPATCH']}: must be true or false`);
+  }
   if (base?.backend === 'memory' && workerModules.length === 0) {
     problems.add(
       'MULTIAGENTS_WORKER_MODULES is required with the memory backend: the embedded mode hosts the workers',
@@ -93,7 +96,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
   return {
     ...(base as ServiceConfig),
     workerModules,
-    eagerDispatch,
+    eagerDispatch: eagerDispatch ?? true,
     definitionFiles,
     grpcHost: (security as ControlPlaneSecurity).grpcHost,
     httpHost: (security as ControlPlaneSecurity).httpHost,

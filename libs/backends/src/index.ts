@@ -23,7 +23,6 @@ export {
   parseBusSigning,
   parseBrokerCredentials,
   BROKER_CREDENTIAL_VARIABLES,
-  booleanVariable,
   listVariable,
   MIN_BUS_KEY_BYTES,
   Backend as BackendName,

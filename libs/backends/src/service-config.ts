@@ -454,18 +454,6 @@ function clusterMode(env: Environment, redisUrl: string, problems: string[]): bo
   return true;
 }
 
-/**
- * A true/false variable (`true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, any case);
- * `fallback` when unset or empty. Throws a ValidationError naming the variable otherwise.
- */
-export function booleanVariable(env: Environment, name: string, fallback: boolean): boolean {
-  const text = env[name]?.trim().toLowerCase();
-  if (text === undefined || text === '') return fallback;
-  if (['true', '1', 'yes', 'on'].includes(text)) return true;
-  if (['false', '0', 'no', 'off'].includes(text)) return false;
-  throw new ValidationError('invalid configuration', [`${name}=${env[name]}: must be true or false`]);
-}
-
 /** A comma-separated list variable, trimmed, empties dropped. */
 export function listVariable(env: Environment, name: string): string[] {
   return (env[name] ?? '')

@@ -4,7 +4,7 @@
  * names and their meaning cannot drift between the orchestrator and the worker-manager.
  */
 import { ValidationError } from '@multiagents/contracts';
-import type { Environment } from '@multiagents/core';
+import { booleanVariable, type Environment } from '@multiagents/core';
 import { checkAuthOptions, isRole, type AuthOptions, type JwtOptions, type Role } from './authorizer';
 import { readFileSync } from 'node:fs';
 import { checkServerTlsFiles, type ServerTlsOptions } from './tls-files';
@@ -169,12 +169,9 @@ export function parseControlPlaneSecurity(
     }
   }
 
-  const reflectionText = text(env, 'GRPC_REFLECTION')?.toLowerCase();
-  let reflection = true;
-  if (reflectionText !== undefined) {
-    if (['true', '1', 'yes', 'on'].includes(reflectionText)) reflection = true;
-    else if (['false', '0', 'no', 'off'].includes(reflectionText)) reflection = false;
-    else problems.push(`GRPC_REFLECTION=${reflectionText}: must be true or false`);
+  const reflection = booleanVariable(env, 'GRPC_REFLECTION', true);
+  if (reflection === undefined) {
+    problems.push(`GRPC_REFLECTION=${text(env, 'GRPC_REFLECTION')?.toLowerCase()}: must be true or false`);
   }
 
   if (options.checkFiles === true) {
@@ -194,7 +191,7 @@ export function parseControlPlaneSecurity(
   return {
     grpcHost,
     httpHost,
-    reflection,
+    reflection: reflection ?? true,
     ...(tls === undefined ? {} : { tls }),
     ...(auth === undefined ? {} : { auth }),
   };

@@ -3,3 +3,16 @@
  * process's environment themselves; apps' config modules hand it to the parsers libraries export.
  */
 export type Environment = Readonly<Record<string, string | undefined>>;
+
+/**
+ * A true/false variable (`true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, any case, spaces
+ * around ignored): `fallback` when unset or empty, undefined when it is neither (the caller
+ * reports it with its other problems).
+ */
+export function booleanVariable(env: Environment, name: string, fallback: boolean): boolean | undefined {
+  const text = env[name]?.trim().toLowerCase();
+  if (text === undefined || text === '') return fallback;
+  if (['true', '1', 'yes', 'on'].includes(text)) return true;
+  if (['false', '0', 'no', 'off'].includes(text)) return false;
+  return undefined;
+}
