@@ -1,3 +1,4 @@
+import { positiveIntegerVariable } from '@multiagents/core';
 import { readFileSync } from 'node:fs';
 import { parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import type { ClientTlsOptions } from '@multiagents/client';
@@ -116,17 +117,6 @@ function jaegerUrl(env: NodeJS.ProcessEnv, problems: string[]): string | undefin
   return raw.replace(/\/+$/, '');
 }
 
-function positiveInt(env: NodeJS.ProcessEnv, name: string, problems: string[]): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    problems.push(`${name}=${raw}: must be a positive integer`);
-    return undefined;
-  }
-  return value;
-}
-
 function thresholds(env: NodeJS.ProcessEnv, problems: string[]): Record<string, number> {
   const raw = env['MULTIAGENTS_STUCK_THRESHOLDS'];
   const out: Record<string, number> = {};
@@ -150,6 +140,7 @@ function thresholds(env: NodeJS.ProcessEnv, problems: string[]): Record<string, 
 /** The only place the event-monitor reads its environment. Throws listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): EventMonitorConfig {
   const problems: string[] = [];
+  const report = (problem: string): number => problems.push(problem);
   const collect = <T>(check: () => T): T | undefined => {
     try {
       return check();
@@ -180,12 +171,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EventMonitorCo
     }
   }
   const optional = {
-    visibilityTimeoutMs: positiveInt(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', problems),
-    maxDeliveries: positiveInt(env, 'MULTIAGENTS_MAX_DELIVERIES', problems),
-    timelineRetentionMs: positiveInt(env, 'MULTIAGENTS_MONITOR_RETENTION_MS', problems),
-    stuckThresholdMs: positiveInt(env, 'MULTIAGENTS_STUCK_THRESHOLD_MS', problems),
-    stuckScanIntervalMs: positiveInt(env, 'MULTIAGENTS_STUCK_SCAN_INTERVAL_MS', problems),
-    workersPollIntervalMs: positiveInt(env, 'MULTIAGENTS_WORKERS_POLL_INTERVAL_MS', problems),
+    visibilityTimeoutMs: positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report),
+    maxDeliveries: positiveIntegerVariable(env, 'MULTIAGENTS_MAX_DELIVERIES', report),
+    timelineRetentionMs: positiveIntegerVariable(env, 'MULTIAGENTS_MONITOR_RETENTION_MS', report),
+    stuckThresholdMs: positiveIntegerVariable(env, 'MULTIAGENTS_STUCK_THRESHOLD_MS', report),
+    stuckScanIntervalMs: positiveIntegerVariable(env, 'MULTIAGENTS_STUCK_SCAN_INTERVAL_MS', report),
+    workersPollIntervalMs: positiveIntegerVariable(env, 'MULTIAGENTS_WORKERS_POLL_INTERVAL_MS', report),
     orchestratorAddress: orchestratorAddress(env, problems),
     orchestratorToken: env['MULTIAGENTS_ORCHESTRATOR_TOKEN'] || undefined,
     orchestratorTls: orchestratorTls(env, problems),

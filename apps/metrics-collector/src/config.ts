@@ -1,3 +1,4 @@
+import { positiveIntegerVariable } from '@multiagents/core';
 import { parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import { ValidationError } from '@multiagents/contracts';
 
@@ -20,20 +21,10 @@ export interface MetricsCollectorConfig extends ServiceConfig {
   readonly maxWorkers?: number;
 }
 
-function positiveInt(env: NodeJS.ProcessEnv, name: string, problems: string[]): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    problems.push(`${name}=${raw}: must be a positive integer`);
-    return undefined;
-  }
-  return value;
-}
-
 /** The only place the metrics-collector reads its environment. Throws listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): MetricsCollectorConfig {
   const problems: string[] = [];
+  const report = (problem: string): number => problems.push(problem);
   let base: ServiceConfig | undefined;
   try {
     // No gRPC API: the port parsed here is unused.
@@ -49,11 +40,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): MetricsCollect
     );
   }
   const optional = {
-    visibilityTimeoutMs: positiveInt(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', problems),
-    maxDeliveries: positiveInt(env, 'MULTIAGENTS_MAX_DELIVERIES', problems),
-    maxWorkflows: positiveInt(env, 'MULTIAGENTS_METRICS_MAX_WORKFLOWS', problems),
-    maxStepsPerWorkflow: positiveInt(env, 'MULTIAGENTS_METRICS_MAX_STEPS_PER_WORKFLOW', problems),
-    maxWorkers: positiveInt(env, 'MULTIAGENTS_METRICS_MAX_WORKERS', problems),
+    visibilityTimeoutMs: positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report),
+    maxDeliveries: positiveIntegerVariable(env, 'MULTIAGENTS_MAX_DELIVERIES', report),
+    maxWorkflows: positiveIntegerVariable(env, 'MULTIAGENTS_METRICS_MAX_WORKFLOWS', report),
+    maxStepsPerWorkflow: positiveIntegerVariable(env, 'MULTIAGENTS_METRICS_MAX_STEPS_PER_WORKFLOW', report),
+    maxWorkers: positiveIntegerVariable(env, 'MULTIAGENTS_METRICS_MAX_WORKERS', report),
   };
   if (problems.length > 0) throw new ValidationError('invalid metrics-collector configuration', problems);
   const config = base as ServiceConfig;

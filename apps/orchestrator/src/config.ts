@@ -1,5 +1,5 @@
 import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
-import { booleanVariable } from '@multiagents/core';
+import { booleanVariable, positiveIntegerVariable } from '@multiagents/core';
 import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
 import { parseTracingConfig, type TracingConfig } from '@multiagents/telemetry';
 import { ValidationErrorList } from './config-support';
@@ -54,6 +54,7 @@ const MAX_GRPC_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
 /** The only place the orchestrator reads its environment. Throws listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorConfig {
   const problems = new ValidationErrorList();
+  const report = (problem: string): void => problems.add(problem);
   const base = problems.collect(() => parseServiceConfig(env, { grpcPort: 50051 }));
   const workerModules = listVariable(env, 'MULTIAGENTS_WORKER_MODULES');
   const definitionFiles = listVariable(env, 'MULTIAGENTS_DEFINITIONS');
@@ -82,16 +83,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
       );
     }
   }
-  const positiveMs = (name: string): number | undefined => {
-    const raw = env[name];
-    const value = raw ? Number(raw) : undefined;
-    if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
-      problems.add(`${name}=${raw}: must be a positive integer`);
-    }
-    return value;
-  };
-  const visibilityTimeoutMs = positiveMs('MULTIAGENTS_VISIBILITY_TIMEOUT_MS');
-  const redispatchAfterMs = positiveMs('MULTIAGENTS_REDISPATCH_AFTER_MS');
+  const visibilityTimeoutMs = positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report);
+  const redispatchAfterMs = positiveIntegerVariable(env, 'MULTIAGENTS_REDISPATCH_AFTER_MS', report);
   problems.throwIfAny('invalid orchestrator configuration');
   return {
     ...(base as ServiceConfig),

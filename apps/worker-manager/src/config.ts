@@ -1,3 +1,4 @@
+import { positiveIntegerVariable } from '@multiagents/core';
 import { ValidationError } from '@multiagents/contracts';
 import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
@@ -29,20 +30,10 @@ export interface WorkerManagerConfig extends ServiceConfig {
   readonly tracing?: TracingConfig;
 }
 
-function positiveInt(env: NodeJS.ProcessEnv, name: string, problems: string[]): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) {
-    problems.push(`${name}=${raw}: must be a positive integer`);
-    return undefined;
-  }
-  return value;
-}
-
 /** The only place the worker-manager reads its environment. Throws listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerManagerConfig {
   const problems: string[] = [];
+  const report = (problem: string): number => problems.push(problem);
   let base: ServiceConfig | undefined;
   try {
     base = parseServiceConfig(env, { grpcPort: 50052 });
@@ -59,9 +50,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerManagerC
       'MULTIAGENTS_BACKEND=memory: a separate worker-manager needs a shared backend (redis or nats); in the embedded mode the orchestrator process hosts the workers',
     );
   }
-  const visibilityTimeoutMs = positiveInt(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', problems);
-  const maxDeliveries = positiveInt(env, 'MULTIAGENTS_MAX_DELIVERIES', problems);
-  const drainTimeoutMs = positiveInt(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', problems);
+  const visibilityTimeoutMs = positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report);
+  const maxDeliveries = positiveIntegerVariable(env, 'MULTIAGENTS_MAX_DELIVERIES', report);
+  const drainTimeoutMs = positiveIntegerVariable(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', report);
   let security: ControlPlaneSecurity | undefined;
   try {
     security = parseControlPlaneSecurity(env, { checkFiles: true });

@@ -121,7 +121,7 @@ export { TurnSharedReads } from './util/turn-shared-reads';
 export { MinHeap } from './util/min-heap';
 export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';
-export { booleanVariable } from './config/environment';
+export { booleanVariable, positiveIntegerVariable } from './config/environment';
 export { resolveSubscribeOptions } from './ports/resolve-subscribe-options';
 export type { ResolvedSubscribeOptions } from './ports/resolve-subscribe-options';
 export { isEncodedPayload } from './ports/payload-codec';

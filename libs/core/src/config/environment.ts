@@ -16,3 +16,23 @@ export function booleanVariable(env: Environment, name: string, fallback: boolea
   if (['false', '0', 'no', 'off'].includes(text)) return false;
   return undefined;
 }
+
+/**
+ * A positive integer variable (a count or a duration in milliseconds): undefined when unset or
+ * empty, and when it is not a positive safe integer (then `report` gets the problem, to list with
+ * the caller's others).
+ */
+export function positiveIntegerVariable(
+  env: Environment,
+  name: string,
+  report: (problem: string) => void,
+): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    report(`${name}=${raw}: must be a positive integer`);
+    return undefined;
+  }
+  return value;
+}
