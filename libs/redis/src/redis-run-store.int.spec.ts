@@ -301,6 +301,37 @@ describe('RedisRunStore (adapter-specific)', () => {
     expect(counterDelta(again, await serverCounters(client)).calls['evalsha']).toBe(1);
   });
 
+  it("reads one turn's runs of a partition in one pipeline, a lone read without one", async () => {
+    const backend = redis.backend({ partitions: 2 });
+    const runs = [0, 1, 0, 1, 0, 1, 0, 1].map((p, i) => ({
+      ...numberedRun(),
+      txId: txIdIn(backend, p, `read${i}`),
+    }));
+    for (const run of runs) await backend.runs.create(numberedTransition(run, 1));
+    const { client } = backend.connection;
+    const pipelines = jest.spyOn(client, 'pipeline');
+    const lone = jest.spyOn(client, 'hgetall');
+    try {
+      const missing = txIdIn(backend, 0, 'never-created');
+      const read = await Promise.all(
+        [...runs.map((run) => run.txId), missing].map((txId) => backend.runs.get(txId)),
+      );
+      expect(read.map((stored) => stored?.run.txId)).toEqual([...runs.map((run) => run.txId), undefined]);
+      expect(read.slice(0, -1).every((stored) => stored?.version === 1)).toBe(true);
+      // Two partitions: two pipelines (each in its own Cluster slot), no read on its own.
+      expect(pipelines).toHaveBeenCalledTimes(2);
+      expect(lone).not.toHaveBeenCalled();
+
+      pipelines.mockClear();
+      expect((await backend.runs.get(runs[0]!.txId))?.run.txId).toBe(runs[0]!.txId);
+      expect(pipelines).not.toHaveBeenCalled();
+      expect(lone).toHaveBeenCalledTimes(1);
+    } finally {
+      pipelines.mockRestore();
+      lone.mockRestore();
+    }
+  });
+
   it('refuses a result read from another partition than its run: poison, nothing written', async () => {
     const backend = redis.backend({ partitions: 3 });
     const run: Run = { ...numberedRun(), txId: txIdIn(backend, 1, 'home') };

@@ -44,6 +44,14 @@ const LIST_BATCH_MAX = 500;
 const PRUNE_BATCH = 500;
 /** Script arguments per commit call: keeps ARGV well below Redis' and Lua's limits. */
 const MAX_COMMIT_ARGS = 4_000;
+/** Most run reads one pipeline carries. */
+const MAX_READS_PER_CALL = 500;
+
+/** One queued run read: its hash, and where its fields go once read. */
+interface PendingRead {
+  readonly key: string;
+  fields?: Record<string, string>;
+}
 
 /** One transition queued for its partition's next `commit.lua` call, and what came back. */
 interface PendingCommit {
@@ -159,6 +167,17 @@ export class RedisRunStore implements RunStore {
     weight: commitWeight,
     maxWeight: MAX_COMMIT_ARGS,
   });
+  /**
+   * Each partition's run reads of one event-loop turn, sent as one pipeline: an orchestrator that
+   * did not write a run itself (another replica started it, or it restarted) reads it on its first
+   * result, and one socket write per read cost more than the read.
+   */
+  private readonly reads = new TurnBatcher<PendingRead>({
+    send: (_slot, batch) => this.sendReads(batch),
+    failure: (_slot, err) => this.connection.redisError('read run', err),
+    weight: () => 1,
+    maxWeight: MAX_READS_PER_CALL,
+  });
   private closed = false;
 
   /** Uses `connection` (shared with the bus; not closed by this store) or opens its own from options. */
@@ -216,10 +235,34 @@ export class RedisRunStore implements RunStore {
   async get(txId: string): Promise<StoredRun | undefined> {
     this.assertOpen();
     await this.connection.ready();
-    const { keys, client } = this.connection;
-    const key = keys.run(keys.partitionOf(txId), txId);
-    const fields = await this.connection.call('get', () => client.hgetall(key));
-    return decodeStoredRun(fields);
+    const { keys } = this.connection;
+    return decodeStoredRun(await this.read(keys.partitionOf(txId), txId));
+  }
+
+  /** A run's hash fields (none when it does not exist), read with the others of this turn. */
+  private async read(partition: number, txId: string): Promise<Record<string, string>> {
+    const read: PendingRead = { key: this.connection.keys.run(partition, txId) };
+    await this.reads.add(String(partition), read);
+    return read.fields ?? {};
+  }
+
+  private async sendReads(batch: readonly PendingRead[]): Promise<void> {
+    // Sent a turn after the reads were queued: the connection may have closed since.
+    this.connection.assertOpen();
+    const { client } = this.connection;
+    if (batch.length === 1) {
+      const [read] = batch as [PendingRead];
+      read.fields = await client.hgetall(read.key);
+      return;
+    }
+    const pipeline = client.pipeline();
+    for (const read of batch) pipeline.hgetall(read.key);
+    const replies = (await pipeline.exec()) ?? [];
+    batch.forEach((read, i) => {
+      const [err, fields] = replies[i] ?? [new Error('no reply')];
+      if (err) throw err;
+      read.fields = fields as Record<string, string>;
+    });
   }
 
   async countByState(): Promise<RunCounts> {
@@ -319,9 +362,7 @@ export class RedisRunStore implements RunStore {
       }
       if (picked.length === 0) break;
 
-      const read = await this.connection.call('list', () =>
-        Promise.all(picked.map(({ key, partition }) => client.hgetall(keys.run(partition, key.txId)))),
-      );
+      const read = await Promise.all(picked.map(({ key, partition }) => this.read(partition, key.txId)));
       const expired: Array<{ key: RunIndexKey; partition: number }> = [];
       picked.forEach((pick, i) => {
         const stored = decodeStoredRun(read[i] ?? {});
@@ -444,8 +485,8 @@ export class RedisRunStore implements RunStore {
     this.closed = true;
     if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer);
     await this.pruning?.catch(() => undefined);
-    // Transitions queued before close are sent and answered.
-    await this.commits.drain();
+    // Transitions and reads queued before close are sent and answered.
+    await Promise.all([this.commits.drain(), this.reads.drain()]);
     if (this.owned) await this.connection.close();
   }
 
