@@ -326,6 +326,23 @@ describe('RedisRunStore (adapter-specific)', () => {
       expect((await backend.runs.get(runs[0]!.txId))?.run.txId).toBe(runs[0]!.txId);
       expect(pipelines).not.toHaveBeenCalled();
       expect(lone).toHaveBeenCalledTimes(1);
+
+      // A key of another type where a run should be fails its own read, not the batch's others.
+      const forged = txIdIn(backend, 0, 'forged');
+      await raw().set(backend.connection.keys.run(0, forged), 'not a hash');
+      pipelines.mockClear();
+      const outcomes = await Promise.allSettled(
+        [runs[0]!.txId, forged, runs[2]!.txId].map((txId) => backend.runs.get(txId)),
+      );
+      expect(pipelines).toHaveBeenCalledTimes(1);
+      expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({
+        code: ErrorCode.Internal,
+        message: expect.stringMatching(/^read run: Redis failed: WRONGTYPE/),
+      });
+      expect((outcomes[2] as PromiseFulfilledResult<StoredRun | undefined>).value?.run.txId).toBe(
+        runs[2]!.txId,
+      );
     } finally {
       pipelines.mockRestore();
       lone.mockRestore();

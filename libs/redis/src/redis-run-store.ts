@@ -47,10 +47,11 @@ const MAX_COMMIT_ARGS = 4_000;
 /** Most run reads one pipeline carries. */
 const MAX_READS_PER_CALL = 500;
 
-/** One queued run read: its hash, and where its fields go once read. */
+/** One queued run read: its hash, and where its fields (or what Redis said instead) go once read. */
 interface PendingRead {
   readonly key: string;
   fields?: Record<string, string>;
+  error?: unknown;
 }
 
 /** One transition queued for its partition's next `commit.lua` call, and what came back. */
@@ -243,9 +244,14 @@ export class RedisRunStore implements RunStore {
   private async read(partition: number, txId: string): Promise<Record<string, string>> {
     const read: PendingRead = { key: this.connection.keys.run(partition, txId) };
     await this.reads.add(String(partition), read);
+    if (read.error !== undefined) throw this.connection.redisError('read run', read.error);
     return read.fields ?? {};
   }
 
+  /**
+   * One pipeline for the batch (a lone read as a plain command). A read Redis refuses (a key of
+   * another type where the run should be) fails alone; a batch that could not be sent fails whole.
+   */
   private async sendReads(batch: readonly PendingRead[]): Promise<void> {
     // Sent a turn after the reads were queued: the connection may have closed since.
     this.connection.assertOpen();
@@ -260,8 +266,8 @@ export class RedisRunStore implements RunStore {
     const replies = (await pipeline.exec()) ?? [];
     batch.forEach((read, i) => {
       const [err, fields] = replies[i] ?? [new Error('no reply')];
-      if (err) throw err;
-      read.fields = fields as Record<string, string>;
+      if (err) read.error = err;
+      else read.fields = fields as Record<string, string>;
     });
   }
 
