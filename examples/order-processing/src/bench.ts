@@ -285,6 +285,9 @@ interface Measured {
   readonly floorCost?: BrokerCost;
   /** CPU time each process used over the measured part (ms), by name. */
   readonly cpuByProcess?: Readonly<Record<string, number>>;
+  /** Write system calls of each process over the measured part, and over the floor's run. */
+  readonly writesByProcess?: Readonly<Record<string, number>>;
+  readonly floorWritesByProcess?: Readonly<Record<string, number>>;
   /** Events each observer's group had not read or acknowledged yet when the last run ended. */
   readonly observersBehindAtEnd?: Readonly<Record<string, number>>;
   /** --workers-in-orchestrator: commands the orchestrator ran on its own workers, without the bus. */
@@ -303,6 +306,35 @@ function cpuTimeMs(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Write system calls a process has made so far (`syscw` of /proc/<pid>/io); undefined where there
+ * is no such file. On loopback each one also runs the reader's side of TCP and its wake-up, so
+ * they are a cost of their own (see docs/architecture.md).
+ */
+function writeCalls(pid: number | undefined): number | undefined {
+  try {
+    const io = readFileSync(`/proc/${pid ?? 'self'}/io`, 'utf8');
+    const calls = Number(/^syscw:\s+(\d+)/m.exec(io)?.[1]);
+    return Number.isFinite(calls) ? calls : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Write calls each named process made since `before` (a name whose count is unknown is left out). */
+function writeCallsSince(
+  pids: Readonly<Record<string, number | undefined>>,
+  before: Readonly<Record<string, number | undefined>>,
+): Record<string, number> {
+  const delta: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    const now = writeCalls(pid);
+    const then = before[name];
+    if (now !== undefined && then !== undefined) delta[name] = now - then;
+  }
+  return delta;
 }
 
 /** Peak resident memory of a process (VmHWM), in MB; 0 when unknown. */
@@ -530,6 +562,9 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       broker: server.pid(),
     };
     const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTimeMs(pid)]));
+    const writesBefore = Object.fromEntries(
+      Object.entries(pids).map(([name, pid]) => [name, writeCalls(pid)]),
+    );
     const orchestrator = services[0] as ServiceProcess;
     const localDispatched = async (): Promise<number> => (await orchestrator.stats())['localDispatched'] ?? 0;
     const localBefore = args.workersInOrchestrator ? await localDispatched() : 0;
@@ -544,6 +579,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     const cpuByProcess = Object.fromEntries(
       Object.entries(pids).map(([name, pid]) => [name, Math.round(cpuTimeMs(pid) - (cpuBefore[name] ?? 0))]),
     );
+    const writesByProcess = writeCallsSince(pids, writesBefore);
     const localAfter = args.workersInOrchestrator ? await localDispatched() : 0;
     const ours = counterDelta(before, await counters());
     const eventStats = await adapters.bus.topicStats?.(Topics.events);
@@ -573,7 +609,13 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
         : measureNatsFloor(server.url, list, concurrency);
     if (!args.cluster && warm.length > 0) await measureFloor(warm);
     const floorBefore = await counters();
+    // The floor runs in this process: its writes are this process's, and the broker's.
+    const floorPids = { bench: undefined, broker: server.pid() };
+    const floorWritesBefore = Object.fromEntries(
+      Object.entries(floorPids).map(([name, pid]) => [name, writeCalls(pid)]),
+    );
     const floorMs = args.cluster ? Number.NaN : await measureFloor(orders);
+    const floorWritesByProcess = writeCallsSince(floorPids, floorWritesBefore);
     const floorDelta = counterDelta(floorBefore, await counters());
     // The floor does exactly the saga's steps: 3 per completed order, 5 per compensated one
     // (reserve, charge, the failing ship, refund, release).
@@ -589,6 +631,8 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       ours: { delta: ours, steps: tally.steps },
       ...(args.cluster ? {} : { floorCost: { delta: floorDelta, steps: floorSteps } }),
       cpuByProcess,
+      writesByProcess,
+      ...(args.cluster ? {} : { floorWritesByProcess }),
       observersBehindAtEnd,
       ...(args.workersInOrchestrator ? { localDispatched: localAfter - localBefore } : {}),
     };
@@ -598,6 +642,13 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     await server.stop();
     await starterTracing?.shutdown();
   }
+}
+
+/** Each count divided by `steps`, to two decimals. */
+function perStepEach(counts: Readonly<Record<string, number>>, steps: number): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(counts).map(([name, n]) => [name, Number((n / steps).toFixed(2))]),
+  );
 }
 
 function perStep(cost: BrokerCost | undefined): { commands?: number; bytes?: number } {
@@ -648,6 +699,12 @@ function reportOf(args: BenchArgs, measured: Measured) {
     maxRssMb,
     ...(measured.cpuMs === undefined ? {} : { cpuMs: Math.round(measured.cpuMs) }),
     ...(measured.cpuByProcess ? { cpuMsByProcess: measured.cpuByProcess } : {}),
+    ...(measured.writesByProcess && tally.steps > 0
+      ? { writesPerStepByProcess: perStepEach(measured.writesByProcess, tally.steps) }
+      : {}),
+    ...(measured.floorWritesByProcess && measured.floorCost && measured.floorCost.steps > 0
+      ? { floorWritesPerStepByProcess: perStepEach(measured.floorWritesByProcess, measured.floorCost.steps) }
+      : {}),
     ...(measured.observersBehindAtEnd && args.observers.length > 0
       ? { observersBehindAtEnd: measured.observersBehindAtEnd }
       : {}),
