@@ -44,3 +44,25 @@ describe('a KV bucket made on first use', () => {
     }
   });
 });
+
+describe('the streams made at start', () => {
+  it('are created or checked by every process starting at once on a fresh prefix', async () => {
+    // The server refuses all but one of simultaneous creations of a stream, some with "stream name
+    // already in use", some with "subjects overlap with an existing stream" (the winner's
+    // subjects): both mean another process made it first. Rounds of five at once, fresh prefixes.
+    for (let round = 0; round < 150; round += 1) {
+      const prefix = freshPrefix();
+      const options = resolveNatsBackendOptions({
+        servers: nats().url,
+        prefix,
+        requestTimeoutMs: TEST_REQUEST_TIMEOUT_MS,
+      });
+      const opened = await Promise.allSettled([0, 1, 2, 3, 4].map(() => NatsContext.open(options)));
+      await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : Promise.resolve())));
+      await nats().destroy(prefix);
+      expect(opened.map((o) => (o.status === 'fulfilled' ? 'opened' : String(o.reason)))).toEqual(
+        Array(5).fill('opened'),
+      );
+    }
+  });
+});

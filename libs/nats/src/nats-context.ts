@@ -25,7 +25,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import {
   connect,
   credsAuthenticator,
@@ -340,36 +340,48 @@ export class NatsContext {
    */
   lazyBucket(bucket: string, maxAgeMs: number): () => Promise<KV> {
     let kv: Promise<KV> | undefined;
-    const o = this.options;
-    const create = (): Promise<KV> =>
-      new Kvm(this.js).create(bucket, {
-        history: 1,
-        replicas: o.replicas,
-        storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
-        timeout: o.requestTimeoutMs,
-        allow_direct: o.replicas === 1,
-        ttl: maxAgeMs,
-        description: `MultiAgents ${bucket}`,
-      });
     const open = async (): Promise<KV> => {
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          return await create();
-        } catch (err) {
-          const raced = isApiError(err, SUBJECTS_OVERLAP, STREAM_NAME_IN_USE);
-          if (attempt < BUCKET_OPEN_TRIES && (raced || isTransient(err))) {
-            await delay(50 * attempt);
-            continue;
-          }
-          kv = undefined;
-          throw new FailedPreconditionError(
-            `cannot open or create bucket ${bucket}: ${toErrorInfo(err).message}`,
-            { bucket },
-          );
-        }
+      try {
+        return await this.openBucket(bucket, { ttl: maxAgeMs });
+      } catch (err) {
+        kv = undefined;
+        throw new FailedPreconditionError(
+          `cannot open or create bucket ${bucket}: ${toErrorInfo(err).message}`,
+          { bucket },
+        );
       }
     };
     return () => (kv ??= open());
+  }
+
+  /**
+   * Opens a KV bucket with this backend's settings, creating it when missing (`Kvm.create` opens
+   * one that exists). The server refuses all but one of simultaneous creations ("subjects
+   * overlap" or "stream name in use"): the others try again and find it, as they do after a
+   * timeout or no responders.
+   */
+  private async openBucket(bucket: string, extra: Partial<KvOptions> = {}): Promise<KV> {
+    const o = this.options;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await new Kvm(this.js).create(bucket, {
+          history: 1,
+          replicas: o.replicas,
+          storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
+          timeout: o.requestTimeoutMs,
+          allow_direct: o.replicas === 1,
+          description: `MultiAgents ${bucket}`,
+          ...extra,
+        });
+      } catch (err) {
+        const raced = isApiError(err, SUBJECTS_OVERLAP, STREAM_NAME_IN_USE);
+        if (attempt < BUCKET_OPEN_TRIES && (raced || isTransient(err))) {
+          await delay(50 * attempt);
+          continue;
+        }
+        throw err;
+      }
+    }
   }
 
   /** The current value of a key (undefined when it has none, or only a delete marker). */
@@ -480,17 +492,9 @@ export class NatsContext {
       RetentionPolicy.Workqueue,
     );
     await this.ensureTimerConsumer();
-    const kvm = new Kvm(this.js);
     for (const bucket of [this.names.runsBucket, this.names.definitionsBucket]) {
       try {
-        await kvm.create(bucket, {
-          history: 1,
-          replicas: o.replicas,
-          storage,
-          timeout: o.requestTimeoutMs,
-          allow_direct: o.replicas === 1,
-          description: `MultiAgents ${bucket}`,
-        });
+        await this.openBucket(bucket);
       } catch (err) {
         throw new FailedPreconditionError(
           `cannot open or create bucket ${bucket} with ${o.replicas} replica(s): ${toErrorInfo(err).message}`,
@@ -529,14 +533,19 @@ export class NatsContext {
           // More replicas than servers: a setting to fix, not a node to wait for.
           throw replicasError(replicas, servers, toErrorInfo(addErr).message);
         }
-        if (!isApiError(addErr, STREAM_NAME_IN_USE)) {
+        // Another process creating it at the same moment makes the server refuse this one with
+        // "stream name in use" or "subjects overlap" (its subjects): then check theirs. An overlap
+        // with a stream of another name is a configuration problem.
+        const raced = isApiError(addErr, STREAM_NAME_IN_USE, SUBJECTS_OVERLAP)
+          ? await jsm.streams.info(config.name).catch(() => undefined)
+          : undefined;
+        if (raced === undefined) {
           throw new FailedPreconditionError(
             `cannot create stream ${config.name} (subjects ${String(config.subjects)}): ${toErrorInfo(addErr).message}`,
             { stream: config.name },
           );
         }
-        // Another process created it first: check theirs.
-        existing = (await jsm.streams.info(config.name)).config;
+        existing = raced.config;
       }
     }
     const problems: string[] = [];
