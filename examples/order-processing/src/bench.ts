@@ -323,18 +323,21 @@ function writeCalls(pid: number | undefined): number | undefined {
   }
 }
 
-/** Write calls each named process made since `before` (a name whose count is unknown is left out). */
-function writeCallsSince(
-  pids: Readonly<Record<string, number | undefined>>,
-  before: Readonly<Record<string, number | undefined>>,
-): Record<string, number> {
-  const delta: Record<string, number> = {};
-  for (const [name, pid] of Object.entries(pids)) {
-    const now = writeCalls(pid);
-    const then = before[name];
-    if (now !== undefined && then !== undefined) delta[name] = now - then;
-  }
-  return delta;
+/**
+ * Starts counting the write calls of each named process; the function returned gives each one's
+ * count since (a process whose count is unknown is left out).
+ */
+function countWrites(pids: Readonly<Record<string, number | undefined>>): () => Record<string, number> {
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, writeCalls(pid)]));
+  return () => {
+    const delta: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(pids)) {
+      const now = writeCalls(pid);
+      const then = before[name];
+      if (now !== undefined && then !== undefined) delta[name] = now - then;
+    }
+    return delta;
+  };
 }
 
 /** Peak resident memory of a process (VmHWM), in MB; 0 when unknown. */
@@ -562,9 +565,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       broker: server.pid(),
     };
     const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTimeMs(pid)]));
-    const writesBefore = Object.fromEntries(
-      Object.entries(pids).map(([name, pid]) => [name, writeCalls(pid)]),
-    );
+    const writesSince = countWrites(pids);
     const orchestrator = services[0] as ServiceProcess;
     const localDispatched = async (): Promise<number> => (await orchestrator.stats())['localDispatched'] ?? 0;
     const localBefore = args.workersInOrchestrator ? await localDispatched() : 0;
@@ -579,7 +580,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     const cpuByProcess = Object.fromEntries(
       Object.entries(pids).map(([name, pid]) => [name, Math.round(cpuTimeMs(pid) - (cpuBefore[name] ?? 0))]),
     );
-    const writesByProcess = writeCallsSince(pids, writesBefore);
+    const writesByProcess = writesSince();
     const localAfter = args.workersInOrchestrator ? await localDispatched() : 0;
     const ours = counterDelta(before, await counters());
     const eventStats = await adapters.bus.topicStats?.(Topics.events);
@@ -610,12 +611,9 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     if (!args.cluster && warm.length > 0) await measureFloor(warm);
     const floorBefore = await counters();
     // The floor runs in this process: its writes are this process's, and the broker's.
-    const floorPids = { bench: undefined, broker: server.pid() };
-    const floorWritesBefore = Object.fromEntries(
-      Object.entries(floorPids).map(([name, pid]) => [name, writeCalls(pid)]),
-    );
+    const floorWritesSince = countWrites({ bench: undefined, broker: server.pid() });
     const floorMs = args.cluster ? Number.NaN : await measureFloor(orders);
-    const floorWritesByProcess = writeCallsSince(floorPids, floorWritesBefore);
+    const floorWritesByProcess = floorWritesSince();
     const floorDelta = counterDelta(floorBefore, await counters());
     // The floor does exactly the saga's steps: 3 per completed order, 5 per compensated one
     // (reserve, charge, the failing ship, refund, release).
