@@ -1,4 +1,5 @@
 import type { ErrorInfo } from './errors';
+import { shallowCopy } from './shallow-copy';
 
 /** The states of a run (SPEC §3). */
 export const RunState = {
@@ -121,7 +122,7 @@ export function rebuildContext(
   const outputs = Object.values(steps)
     .filter((record) => record.outputSeq !== undefined)
     .sort((a, b) => (a.outputSeq as number) - (b.outputSeq as number));
-  let context: Record<string, unknown> = { ...input };
+  let context: Record<string, unknown> = shallowCopy(input);
   for (const record of outputs) {
     const output = record.output;
     if (record.outputKey !== undefined) context = { ...context, [record.outputKey]: output };

@@ -6,6 +6,7 @@ import {
   RunState,
   StepKind,
   StepStatus,
+  shallowCopy,
   type AttemptRecord,
   type Envelope,
   type ErrorInfo,
@@ -28,7 +29,6 @@ import {
   type ResolvedRetryPolicy,
 } from './retry-policy';
 import { assertOperatorTransition, assertTransition } from './run-transitions';
-import { shallowCopy } from '../util/shallow-copy';
 
 /** The outcome a worker reported for one attempt. */
 export type AttemptOutcome =
@@ -167,7 +167,9 @@ export function createRun(params: CreateRunParams): Run {
     workflowVersion: params.workflow.version,
     state: RunState.Pending,
     input: params.input,
-    context: { ...params.input },
+    // Not `{ ...input }`: a spread copy that is later frozen gets a hidden class of its own in V8
+    // (see shallowCopy), one per run.
+    context: shallowCopy(params.input),
     steps,
     createdAt: params.now,
     updatedAt: params.now,

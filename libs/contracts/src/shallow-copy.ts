@@ -3,8 +3,12 @@
  * `{ ...value }` gives them. The engine copies a run, its step map and a step record on every
  * transition; runs come in many shapes (optional fields, step names as keys), where V8's object
  * spread leaves its fast path. This loop does not: it made `decide` about a fifth faster on the
- * order saga (see the commit). A `__proto__` key stays an own property, as spread and JSON.parse
- * make it, never the copy's prototype.
+ * order saga (see the commit). And where spread does take its fast path (`{ ...value }` and
+ * nothing else), V8 gives the copy a hidden class outside its transition tree: once frozen, as
+ * every value handed to the in-process bus is, each such copy gets a hidden class of its own. A
+ * run's context made that way cost a hidden class per run, and every read of a context went
+ * megamorphic. This loop's copies share one. A `__proto__` key stays an own property, as spread
+ * and JSON.parse make it, never the copy's prototype.
  *
  * @example
  * const copy = shallowCopy(record); // copy !== record, copy.attempts === record.attempts
