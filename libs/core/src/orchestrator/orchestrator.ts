@@ -328,6 +328,8 @@ export class Orchestrator {
   private readonly options: Resolved;
   private readonly observer: OrchestratorObserver;
   private readonly compiled = new Map<string, Promise<CompiledWorkflow>>();
+  /** The same workflows once compiled: what the per-event path reads, with no await. */
+  private readonly ready = new Map<string, CompiledWorkflow>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
   private readonly recent: LruMap<string, Versioned>;
@@ -433,7 +435,10 @@ export class Orchestrator {
     // Stored (or found stored as it is: a version never changes), so this is what a run of it
     // will use: its first start or result need not compile it again.
     const key = workflowKey(compiled.definition.id, compiled.definition.version);
-    if (!this.compiled.has(key)) this.compiled.set(key, Promise.resolve(compiled));
+    if (!this.compiled.has(key)) {
+      this.compiled.set(key, Promise.resolve(compiled));
+      this.ready.set(key, compiled);
+    }
     return created;
   }
 
@@ -803,7 +808,10 @@ export class Orchestrator {
           current = stored;
           fresh = true;
         }
-        const workflow = await this.workflow(current.run.workflowId, current.run.workflowVersion);
+        const { workflowId, workflowVersion } = current.run;
+        const workflow =
+          this.ready.get(workflowKey(workflowId, workflowVersion)) ??
+          (await this.workflow(workflowId, workflowVersion));
         const decision = decide(workflow, current.run, event, this.clock.now());
         if (decision.ignored !== undefined) {
           if (!fresh) {
@@ -821,10 +829,13 @@ export class Orchestrator {
           ...(cause.firedTimer ? { firedTimer: cause.firedTimer } : {}),
         });
         const local = this.reserveLocal(transition);
-        const revision = await this.options.runs.commit(current, local.written).catch((err: unknown) => {
+        let revision: RunRevision | undefined;
+        try {
+          revision = await this.options.runs.commit(current, local.written);
+        } catch (err) {
           local.release();
           throw err;
-        });
+        }
         if (revision === undefined) {
           local.release();
           this.stats.casConflicts++;
@@ -1096,7 +1107,10 @@ export class Orchestrator {
         if (!definition) throw new DefinitionNotFoundError(id, version);
         return compileWorkflow(definition);
       })();
-      compiled.catch(() => this.compiled.delete(key));
+      compiled.then(
+        (workflow) => this.ready.set(key, workflow),
+        () => this.compiled.delete(key),
+      );
       this.compiled.set(key, compiled);
     }
     return compiled;
