@@ -423,23 +423,56 @@ export class WorkerRunner {
           logger().warn({ err: result.reason as unknown }, 'heartbeat failed');
       }
     };
-    return {
-      txId: command.txId,
-      workflowId: command.workflowId,
-      step: command.step,
-      attempt: command.attempt,
-      idempotencyKey: command.payload.idempotencyKey,
-      compensation: command.payload.compensation,
-      get signal() {
-        return control.signal;
-      },
-      heartbeat,
-      progress,
-      ...(traceHeaders === undefined ? {} : { traceHeaders }),
-      get logger() {
-        return logger();
-      },
-    };
+    return new AttemptContext(command, control, logger, heartbeat, progress, traceHeaders);
+  }
+}
+
+/**
+ * The `ctx` a handler gets. A class, not an object literal: V8 makes a literal with getters (the
+ * lazy `signal` and `logger`) a dictionary object, a hash table allocated on every attempt; this
+ * one has fixed fields and its getters on the prototype.
+ */
+class AttemptContext implements WorkerContext {
+  readonly txId: string;
+  readonly workflowId: string;
+  readonly step: string;
+  readonly attempt: number;
+  readonly idempotencyKey: string;
+  readonly compensation: boolean;
+  readonly heartbeat: (details?: unknown) => Promise<void>;
+  readonly progress: (update: ProgressUpdate) => void;
+  readonly traceHeaders?: Readonly<Record<string, string>>;
+  readonly #control: AttemptControl;
+  readonly #logger: () => Logger;
+
+  constructor(
+    command: StepCommand,
+    control: AttemptControl,
+    logger: () => Logger,
+    heartbeat: (details?: unknown) => Promise<void>,
+    progress: (update: ProgressUpdate) => void,
+    traceHeaders: Readonly<Record<string, string>> | undefined,
+  ) {
+    this.txId = command.txId;
+    this.workflowId = command.workflowId;
+    this.step = command.step;
+    this.attempt = command.attempt;
+    this.idempotencyKey = command.payload.idempotencyKey;
+    this.compensation = command.payload.compensation;
+    this.heartbeat = heartbeat;
+    this.progress = progress;
+    this.traceHeaders = traceHeaders;
+    this.#control = control;
+    this.#logger = logger;
+  }
+
+  /** Made on first read: most handlers never look at it. */
+  get signal(): AbortSignal {
+    return this.#control.signal;
+  }
+
+  get logger(): Logger {
+    return this.#logger();
   }
 }
 
