@@ -1,12 +1,4 @@
-import { setFlagsFromString } from 'node:v8';
 import { shallowCopy } from './shallow-copy';
-
-/** V8's own answer to "do these two objects share a hidden class?" (a natives-syntax intrinsic). */
-function sameHiddenClass(): (a: object, b: object) => boolean {
-  setFlagsFromString('--allow-natives-syntax');
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the intrinsic only parses in code compiled after the flag
-  return new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
-}
 
 describe('shallowCopy', () => {
   it('copies own enumerable keys in order, sharing nested values', () => {
@@ -48,18 +40,5 @@ describe('shallowCopy', () => {
     expect(Object.isFrozen(copy)).toBe(false);
     copy.a = 2;
     expect(copy.a).toBe(2);
-  });
-
-  it('gives frozen copies of same-shaped objects one hidden class, where spread gives each its own', () => {
-    const same = sameHiddenClass();
-    // Parsed like a start input; hundreds of them, so V8's copy takes its fast path.
-    const inputs = Array.from({ length: 300 }, (_, i) =>
-      JSON.parse(`{"orderId":"o-${i}","total":${10 + i}}`),
-    ) as Record<string, unknown>[];
-    const copies = inputs.map((input) => Object.freeze(shallowCopy(input)));
-    expect(copies.filter((copy) => !same(copy, copies[0] as object))).toEqual([]);
-    // What the engine used to do: the control that shows the check can fail.
-    const spreads = inputs.map((input) => Object.freeze({ ...input }));
-    expect(spreads.filter((copy) => !same(copy, spreads.at(-1) as object)).length).toBeGreaterThan(100);
   });
 });

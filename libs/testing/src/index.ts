@@ -87,3 +87,6 @@ export type {
   RedisClusterNodeInfo,
   NatsClusterProcesses,
 } from './cluster-process';
+/** V8's view of hidden classes, for tests of hot-path data shapes. */
+export { v8Shapes } from './v8-shapes';
+export type { V8Shapes } from './v8-shapes';
