@@ -73,7 +73,7 @@ const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints o
                                hands them commands without the bus (eager dispatch); no
                                worker-manager process unless --worker-managers says so
   --max-active-runs M          memory: runs in progress beyond which starts wait (default
-                               10000; 0 holds no start back)
+                               ${DEFAULT_MAX_ACTIVE_RUNS}; 0 holds no start back)
   --cluster                    redis: a private 3-master Redis Cluster instead of one server;
                                nats: a 3-node JetStream cluster with R3 streams and buckets
                                (no floor is measured on a cluster)

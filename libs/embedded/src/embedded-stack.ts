@@ -31,7 +31,7 @@ export interface EmbeddedOptions {
   >;
   /**
    * Retention of finished runs (default: the newest 10,000, up to an hour old), and the runs in
-   * progress beyond which `startWorkflow` waits for one to finish or park (default 10,000).
+   * progress beyond which `startWorkflow` waits for one to finish or park (default 1,000).
    */
   readonly runs?: Pick<MemoryRunStoreOptions, 'retainFinishedRuns' | 'retainFinishedMs' | 'maxActiveRuns'>;
   /** Worker-manager settings. */

@@ -30,8 +30,13 @@ import { TimerQueue } from './timer-queue';
 export const DEFAULT_RETAIN_FINISHED_RUNS = 10_000;
 /** Default of {@link MemoryRunStoreOptions.retainFinishedMs}: one hour. */
 export const DEFAULT_RETAIN_FINISHED_MS = 60 * 60 * 1000;
-/** Default of {@link MemoryRunStoreOptions.maxActiveRuns}. */
-export const DEFAULT_MAX_ACTIVE_RUNS = 10_000;
+/**
+ * Default of {@link MemoryRunStoreOptions.maxActiveRuns}: far more than the workers' slots (16 per
+ * worker by default), so the slots stay full, and no more: beyond them a run in progress only
+ * waits in the process's memory. An open-loop benchmark ran 15–40% faster with 1,000 than with
+ * 10,000 (less to collect) in 15–25% less memory.
+ */
+export const DEFAULT_MAX_ACTIVE_RUNS = 1_000;
 
 /** Options of {@link MemoryRunStore}. */
 export interface MemoryRunStoreOptions {
