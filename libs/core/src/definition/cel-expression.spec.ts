@@ -32,6 +32,22 @@ describe('CelCompiler', () => {
     expect(cel.compile('context.a').stepRefs).toEqual([]);
   });
 
+  it('converts only the variables and steps an expression reads', () => {
+    // Deeper than the evaluator takes: converting it fails, so a pass proves it was not converted.
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 300; i++) deep = { next: deep };
+    const run: CelActivation = {
+      context: { total: 5 },
+      input: { deep },
+      steps: { a: { status: 'completed' }, b: { status: 'completed', output: deep } },
+    };
+    expect(cel.compile('context.total > 0').evaluate(run)).toBe(true);
+    expect(cel.compile('steps.a.status == "completed" && context.total > 0').evaluate(run)).toBe(true);
+    // Read, they are converted (and refused): the check above is not vacuous.
+    expect(() => cel.compile('steps.b.status == "completed"').evaluate(run)).toThrow(ResourceExhaustedError);
+    expect(() => cel.compile('has(input.deep)').evaluate(run)).toThrow(ResourceExhaustedError);
+  });
+
   it('refuses steps read in a way that cannot be checked statically', () => {
     expect(() => cel.compile('steps[context.name].output')).toThrow(/steps/);
     expect(() => cel.compile('size(steps) > 0')).toThrow(/steps/);

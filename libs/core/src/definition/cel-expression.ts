@@ -98,6 +98,27 @@ function collectStepRefs(node: unknown, into: Set<string>): boolean {
   return collectStepRefs(node.args, into);
 }
 
+/** Every identifier the tree reads (the activation's variables, and comprehension variables). */
+function collectIds(node: unknown, into: Set<string>): void {
+  if (Array.isArray(node)) {
+    for (const item of node) collectIds(item, into);
+    return;
+  }
+  if (!isAstNode(node)) return;
+  if (node.op === 'id' && typeof node.args === 'string') into.add(node.args);
+  else collectIds(node.args, into);
+}
+
+/** What an expression that never reads a variable gets for it. */
+const UNREAD = new Map<string, unknown>();
+
+/** The records of the steps an expression reads, as the evaluator reads them. */
+function stepsToCel(steps: CelActivation['steps'], names: readonly string[]): Map<string, unknown> {
+  const map = new Map<string, unknown>();
+  for (const name of names) if (Object.hasOwn(steps, name)) map.set(name, toCel(steps[name]));
+  return map;
+}
+
 /**
  * Converts CEL results (BigInt ints, Maps) into plain JSON values. Keys are defined, never
  * assigned, so a map key `__proto__` stays data instead of replacing the result's prototype.
@@ -340,18 +361,25 @@ export class CelCompiler {
       throw new Error('steps may only be read as steps.<name> or steps["<name>"] with a constant step name');
     }
     instrument(parsed.ast);
+    // Only what the expression reads is converted for it: a condition on `context.total` must
+    // not cost a copy of every step record, attempts included, at each evaluation.
+    const ids = new Set<string>();
+    collectIds(parsed.ast, ids);
+    const readsContext = ids.has('context');
+    const readsInput = ids.has('input');
+    const stepRefs = [...refs];
     return {
       source,
-      stepRefs: [...refs],
+      stepRefs,
       evaluate: (activation): unknown => {
         const outer = meter;
         const own = new CostMeter(this.limits.maxCost, source);
         meter = own;
         try {
           const result: unknown = parsed({
-            context: toCel(activation.context),
-            input: toCel(activation.input),
-            steps: toCel(activation.steps),
+            context: readsContext ? toCel(activation.context) : UNREAD,
+            input: readsInput ? toCel(activation.input) : UNREAD,
+            steps: stepRefs.length > 0 ? stepsToCel(activation.steps, stepRefs) : UNREAD,
           });
           if (own.tripped) throw own.exceeded();
           return result;
