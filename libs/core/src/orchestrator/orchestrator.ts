@@ -327,9 +327,8 @@ export class Orchestrator {
   private readonly logger: Logger;
   private readonly options: Resolved;
   private readonly observer: OrchestratorObserver;
-  private readonly compiled = new Map<string, Promise<CompiledWorkflow>>();
-  /** The same workflows once compiled: what the per-event path reads, with no await. */
-  private readonly ready = new Map<string, CompiledWorkflow>();
+  /** Compiled workflows by id and version; a promise while one is being loaded and compiled. */
+  private readonly compiled = new Map<string, CompiledWorkflow | Promise<CompiledWorkflow>>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
   private readonly recent: LruMap<string, Versioned>;
@@ -435,10 +434,7 @@ export class Orchestrator {
     // Stored (or found stored as it is: a version never changes), so this is what a run of it
     // will use: its first start or result need not compile it again.
     const key = workflowKey(compiled.definition.id, compiled.definition.version);
-    if (!this.compiled.has(key)) {
-      this.compiled.set(key, Promise.resolve(compiled));
-      this.ready.set(key, compiled);
-    }
+    if (!this.compiled.has(key)) this.compiled.set(key, compiled);
     return created;
   }
 
@@ -808,10 +804,9 @@ export class Orchestrator {
           current = stored;
           fresh = true;
         }
-        const { workflowId, workflowVersion } = current.run;
-        const workflow =
-          this.ready.get(workflowKey(workflowId, workflowVersion)) ??
-          (await this.workflow(workflowId, workflowVersion));
+        // Compiled already (nearly always): no await on the per-event path.
+        const found = this.workflow(current.run.workflowId, current.run.workflowVersion);
+        const workflow = found instanceof Promise ? await found : found;
         const decision = decide(workflow, current.run, event, this.clock.now());
         if (decision.ignored !== undefined) {
           if (!fresh) {
@@ -1098,22 +1093,26 @@ export class Orchestrator {
     });
   }
 
-  private workflow(id: string, version: number, known?: WorkflowDefinition): Promise<CompiledWorkflow> {
+  /** The compiled workflow, or a promise of it while it is loaded and compiled (once per version). */
+  private workflow(
+    id: string,
+    version: number,
+    known?: WorkflowDefinition,
+  ): CompiledWorkflow | Promise<CompiledWorkflow> {
     const key = workflowKey(id, version);
-    let compiled = this.compiled.get(key);
-    if (!compiled) {
-      compiled = (async () => {
-        const definition = known ?? (await this.options.definitions.get(id, version));
-        if (!definition) throw new DefinitionNotFoundError(id, version);
-        return compileWorkflow(definition);
-      })();
-      compiled.then(
-        (workflow) => this.ready.set(key, workflow),
-        () => this.compiled.delete(key),
-      );
-      this.compiled.set(key, compiled);
-    }
-    return compiled;
+    const found = this.compiled.get(key);
+    if (found !== undefined) return found;
+    const compiling = (async () => {
+      const definition = known ?? (await this.options.definitions.get(id, version));
+      if (!definition) throw new DefinitionNotFoundError(id, version);
+      return compileWorkflow(definition);
+    })();
+    compiling.then(
+      (workflow) => this.compiled.set(key, workflow),
+      () => this.compiled.delete(key),
+    );
+    this.compiled.set(key, compiling);
+    return compiling;
   }
 
   private notify(run: Run): void {
