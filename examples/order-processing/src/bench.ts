@@ -324,17 +324,20 @@ function writeCalls(pid: number | undefined): number | undefined {
 }
 
 /**
- * Starts counting the write calls of each named process; the function returned gives each one's
- * count since (a process whose count is unknown is left out).
+ * Starts counting what `read` says of each named process (CPU time, write calls); the function
+ * returned gives each one's growth since, rounded (a process `read` knows nothing of is left out).
  */
-function countWrites(pids: Readonly<Record<string, number | undefined>>): () => Record<string, number> {
-  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, writeCalls(pid)]));
+function countSince(
+  pids: Readonly<Record<string, number | undefined>>,
+  read: (pid: number | undefined) => number | undefined,
+): () => Record<string, number> {
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, read(pid)]));
   return () => {
     const delta: Record<string, number> = {};
     for (const [name, pid] of Object.entries(pids)) {
-      const now = writeCalls(pid);
+      const now = read(pid);
       const then = before[name];
-      if (now !== undefined && then !== undefined) delta[name] = now - then;
+      if (now !== undefined && then !== undefined) delta[name] = Math.round(now - then);
     }
     return delta;
   };
@@ -564,8 +567,8 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       ...Object.fromEntries(services.map((s) => [s.name, s.pid])),
       broker: server.pid(),
     };
-    const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuTimeMs(pid)]));
-    const writesSince = countWrites(pids);
+    const cpuSince = countSince(pids, cpuTimeMs);
+    const writesSince = countSince(pids, writeCalls);
     const orchestrator = services[0] as ServiceProcess;
     const localDispatched = async (): Promise<number> => (await orchestrator.stats())['localDispatched'] ?? 0;
     const localBefore = args.workersInOrchestrator ? await localDispatched() : 0;
@@ -577,9 +580,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       timeoutMs,
     });
     const wallMs = performance.now() - started;
-    const cpuByProcess = Object.fromEntries(
-      Object.entries(pids).map(([name, pid]) => [name, Math.round(cpuTimeMs(pid) - (cpuBefore[name] ?? 0))]),
-    );
+    const cpuByProcess = cpuSince();
     const writesByProcess = writesSince();
     const localAfter = args.workersInOrchestrator ? await localDispatched() : 0;
     const ours = counterDelta(before, await counters());
@@ -611,7 +612,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     if (!args.cluster && warm.length > 0) await measureFloor(warm);
     const floorBefore = await counters();
     // The floor runs in this process: its writes are this process's, and the broker's.
-    const floorWritesSince = countWrites({ bench: undefined, broker: server.pid() });
+    const floorWritesSince = countSince({ bench: undefined, broker: server.pid() }, writeCalls);
     const floorMs = args.cluster ? Number.NaN : await measureFloor(orders);
     const floorWritesByProcess = floorWritesSince();
     const floorDelta = counterDelta(floorBefore, await counters());
