@@ -152,6 +152,55 @@ describe('RedisEventBus (adapter-specific)', () => {
     expect(seen).toHaveLength(2);
   });
 
+  it('acknowledges with flush.lua only the deliveries still current, whatever range the caller gives', async () => {
+    const bus = newBus();
+    const raw = rawClient();
+    const stream = streamOf(bus, topicName());
+    await raw.xgroup('CREATE', stream, 'g', '0', 'MKSTREAM');
+    for (let i = 0; i < 5; i++) await raw.xadd(stream, '*', 'd', `e${i}`);
+    const read = (await raw.xreadgroup('GROUP', 'g', 'c1', 'COUNT', 5, 'STREAMS', stream, '>')) as Array<
+      [string, Array<[string, string[]]>]
+    >;
+    const ids = (read[0]?.[1] ?? []).map(([id]) => id);
+    expect(ids).toHaveLength(5);
+    // ids[1] was reclaimed by c2 (its delivery count is now 2): c1's ack must leave it alone.
+    await raw.xclaim(stream, 'g', 'c2', 0, ids[1] as string);
+    const flush = (low: string, high: string, pairs: Array<string | number>): Promise<number> =>
+      bus.connection.scripts.flush([stream], [0, 1, 1, 'g', 'c1', low, high, pairs.length / 2, ...pairs]);
+    // A range covering only ids[0]: the others are looked up one by one, not skipped.
+    const acked = await flush(ids[0] as string, ids[0] as string, [
+      ids[0] as string,
+      1,
+      ids[1] as string,
+      1,
+      ids[2] as string,
+      1,
+      ids[3] as string,
+      2,
+      'not-an-id',
+      1,
+    ]);
+    expect(acked).toBe(2); // ids[0] and ids[2]; ids[1] is c2's, ids[3] was asked with a stale count
+    const pending = (await raw.xpending(stream, 'g', '-', '+', 10)) as Array<
+      [string, string, number, number]
+    >;
+    expect(pending.map(([id, consumer, , count]) => [id, consumer, count])).toEqual([
+      [ids[1], 'c2', 2],
+      [ids[3], 'c1', 1],
+      [ids[4], 'c1', 1],
+    ]);
+    // A range that is not two stream ids is refused before anything is written.
+    const before = await raw.xlen(stream);
+    await expect(
+      bus.connection.scripts.flush(
+        [stream],
+        [1, 1, '', 'x', 1, 1, 'g', 'c1', 'low', ids[4] as string, 1, ids[4] as string, 1],
+      ),
+    ).rejects.toThrow('bad ack group');
+    expect(await raw.xlen(stream)).toBe(before);
+    expect(await flush(ids[4] as string, ids[4] as string, [ids[4] as string, 1])).toBe(1);
+  });
+
   it('does not handle an entry that waited in its backlog while another consumer reclaimed it', async () => {
     const bus = newBus({ partitions: 3 });
     const topic = Topics.command('slow.work');

@@ -1,4 +1,4 @@
-import { fieldValue, parseEntryTriples, parseReadGroupReply } from './stream-replies';
+import { compareStreamIds, fieldValue, parseEntryTriples, parseReadGroupReply } from './stream-replies';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -42,5 +42,23 @@ describe('stream replies', () => {
       { stream: '', id: '2-1', deliveryCount: 2, data: undefined },
     ]);
     expect(fieldValue([b('a'), b('1'), b('d'), b('2')], 'd')).toEqual(b('2'));
+  });
+
+  it('orders stream entry ids as Redis does, however many digits each part has', () => {
+    const ids = ['10-0', '9-10', '9-9', '1700000000000-2', '1700000000000-10', '0-1', '99-0', '9-100'];
+    const sorted = [...ids].sort(compareStreamIds);
+    expect(sorted).toEqual([
+      '0-1',
+      '9-9',
+      '9-10',
+      '9-100',
+      '10-0',
+      '99-0',
+      '1700000000000-2',
+      '1700000000000-10',
+    ]);
+    expect(compareStreamIds('5-5', '5-5')).toBe(0);
+    expect(Math.sign(compareStreamIds('5-5', '5-6'))).toBe(-1);
+    expect(Math.sign(compareStreamIds('12-0', '9-99'))).toBe(1);
   });
 });

@@ -68,3 +68,21 @@ export function parseEntryTriples(flat: unknown): ReceivedEntry[] {
   }
   return out;
 }
+
+/**
+ * Orders two stream entry ids (`<ms>-<seq>`, as Redis writes them: decimal, no leading zeros)
+ * without parsing them: the longer number is the larger, numbers of one length compare as text.
+ * Negative when `a` comes first, 0 when equal.
+ */
+export function compareStreamIds(a: string, b: string): number {
+  const aDash = a.indexOf('-');
+  const bDash = b.indexOf('-');
+  if (aDash !== bDash) return aDash - bDash;
+  const aMs = a.slice(0, aDash);
+  const bMs = b.slice(0, bDash);
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  const aSeqLength = a.length - aDash;
+  const bSeqLength = b.length - bDash;
+  if (aSeqLength !== bSeqLength) return aSeqLength - bSeqLength;
+  return a === b ? 0 : a < b ? -1 : 1;
+}

@@ -1,5 +1,6 @@
 import type { RedisConnection } from './redis-connection';
 import type { ScriptArg } from './scripts';
+import { compareStreamIds } from './stream-replies';
 import { TurnBatcher } from './turn-batcher';
 
 /** One entry to append to a stream (field `d`). */
@@ -32,6 +33,9 @@ interface AckGroup {
   readonly keyIndex: number;
   readonly group: string;
   readonly consumer: string;
+  /** The lowest and highest entry ids acknowledged: the range `flush.lua` reads pending entries of. */
+  low: string;
+  high: string;
   readonly pairs: ScriptArg[];
 }
 
@@ -51,11 +55,20 @@ class Batch {
       for (const ack of write.acks) {
         const id = `${ack.stream}\n${ack.group}\n${ack.consumer}`;
         let group = this.acks.get(id);
+        const entryId = ack.entryId;
         if (group === undefined) {
-          group = { keyIndex: this.key(ack.stream), group: ack.group, consumer: ack.consumer, pairs: [] };
+          group = {
+            keyIndex: this.key(ack.stream),
+            group: ack.group,
+            consumer: ack.consumer,
+            low: entryId,
+            high: entryId,
+            pairs: [],
+          };
           this.acks.set(id, group);
-        }
-        group.pairs.push(ack.entryId, ack.deliveryCount);
+        } else if (compareStreamIds(entryId, group.low) < 0) group.low = entryId;
+        else if (compareStreamIds(entryId, group.high) > 0) group.high = entryId;
+        group.pairs.push(entryId, ack.deliveryCount);
         this.ackCount += 1;
       }
     }
@@ -122,7 +135,8 @@ export class StreamWriter {
     for (const append of batch.appends) args.push(append.keyIndex, append.maxLen ?? '', append.data);
     args.push(batch.acks.size);
     for (const group of batch.acks.values()) {
-      args.push(group.keyIndex, group.group, group.consumer, group.pairs.length / 2, ...group.pairs);
+      args.push(group.keyIndex, group.group, group.consumer, group.low, group.high, group.pairs.length / 2);
+      for (const arg of group.pairs) args.push(arg);
     }
     const acked = Number(await scripts.flush(batch.keys, args));
     counters.acked += acked;
