@@ -84,4 +84,4 @@ export {
   DEFAULT_MAX_JSON_DEPTH,
 } from './json-bounds';
 export type { JsonBounds } from './json-bounds';
-export { shallowCopy } from './shallow-copy';
+export { mergedCopy, shallowCopy } from './shallow-copy';

@@ -1,5 +1,5 @@
 import type { ErrorInfo } from './errors';
-import { shallowCopy } from './shallow-copy';
+import { mergedCopy, shallowCopy } from './shallow-copy';
 
 /** The states of a run (SPEC §3). */
 export const RunState = {
@@ -125,9 +125,9 @@ export function rebuildContext(
   let context: Record<string, unknown> = shallowCopy(input);
   for (const record of outputs) {
     const output = record.output;
-    if (record.outputKey !== undefined) context = { ...context, [record.outputKey]: output };
+    if (record.outputKey !== undefined) context = mergedCopy(context, { [record.outputKey]: output });
     else if (typeof output === 'object' && output !== null && !Array.isArray(output)) {
-      context = { ...context, ...(output as Record<string, unknown>) };
+      context = mergedCopy(context, output);
     }
   }
   return context;

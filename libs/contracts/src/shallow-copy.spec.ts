@@ -1,4 +1,4 @@
-import { shallowCopy } from './shallow-copy';
+import { mergedCopy, shallowCopy } from './shallow-copy';
 
 describe('shallowCopy', () => {
   it('copies own enumerable keys in order, sharing nested values', () => {
@@ -40,5 +40,29 @@ describe('shallowCopy', () => {
     expect(Object.isFrozen(copy)).toBe(false);
     copy.a = 2;
     expect(copy.a).toBe(2);
+  });
+});
+
+describe('mergedCopy', () => {
+  it('gives what { ...base, ...extra } gives: base keys, then extra keys, extra winning', () => {
+    const base = { orderId: 'o-1', total: 42, note: 'old' };
+    const extra = { reservationId: 'res-1', note: 'new' };
+    const merged = mergedCopy(base, extra);
+    expect(merged).toStrictEqual({ ...base, ...extra });
+    expect(Object.keys(merged)).toEqual(Object.keys({ ...base, ...extra }));
+    expect(merged).not.toBe(base);
+    expect(base).toStrictEqual({ orderId: 'o-1', total: 42, note: 'old' });
+  });
+
+  it('keeps a __proto__ key of either side an own property, never the prototype', () => {
+    const base = JSON.parse('{"__proto__": {"a": 1}}') as Record<string, unknown>;
+    const extra = JSON.parse('{"__proto__": {"polluted": true}, "ok": 1}') as Record<string, unknown>;
+    const merged = mergedCopy(base, extra);
+    expect(Object.getPrototypeOf(merged)).toBe(Object.prototype);
+    expect(merged).toStrictEqual({ ...base, ...extra });
+    expect((merged as { polluted?: boolean }).polluted).toBeUndefined();
+    const keyed = mergedCopy({ a: 1 }, { ['__proto__']: { polluted: true } });
+    expect(Object.getPrototypeOf(keyed)).toBe(Object.prototype);
+    expect(Object.hasOwn(keyed, '__proto__')).toBe(true);
   });
 });

@@ -14,8 +14,25 @@
  * const copy = shallowCopy(record); // copy !== record, copy.attempts === record.attempts
  */
 export function shallowCopy<T extends object>(value: T): T {
+  return copyInto({}, value) as T;
+}
+
+/**
+ * `{ ...base, ...extra }` without the spread: a shallow copy of `base` with the own enumerable
+ * string keys of `extra` set on it, in order (a `__proto__` key stays an own property). V8 (Node
+ * 20) leaves its fast path when properties are added after a spread: merging a one-key output into
+ * a run's context cost 1.2 µs that way against 0.2 µs here, once per step.
+ *
+ * @example
+ * run.context = mergedCopy(run.context, output); // run.context's keys, then output's
+ * run.context = mergedCopy(run.context, { [outputKey]: output });
+ */
+export function mergedCopy<T extends object, U extends object>(base: T, extra: U): T & U {
+  return copyInto(copyInto({}, base), extra) as T & U;
+}
+
+function copyInto(copy: Record<string, unknown>, value: object): Record<string, unknown> {
   const source = value as Record<string, unknown>;
-  const copy: Record<string, unknown> = {};
   const keys = Object.keys(source);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
@@ -30,5 +47,5 @@ export function shallowCopy<T extends object>(value: T): T {
       copy[key] = source[key];
     }
   }
-  return copy as T;
+  return copy;
 }

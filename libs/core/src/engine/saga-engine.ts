@@ -6,6 +6,7 @@ import {
   RunState,
   StepKind,
   StepStatus,
+  mergedCopy,
   shallowCopy,
   type AttemptRecord,
   type Envelope,
@@ -1127,9 +1128,9 @@ class Draft {
     record.outputSeq = ++this.run.outputCount;
     if (outputKey !== undefined) {
       record.outputKey = outputKey;
-      this.run.context = { ...this.run.context, [outputKey]: output };
+      this.run.context = mergedCopy(this.run.context, { [outputKey]: output });
     } else if (isPlainObject(output)) {
-      this.run.context = { ...this.run.context, ...output };
+      this.run.context = mergedCopy(this.run.context, output);
     }
   }
 
