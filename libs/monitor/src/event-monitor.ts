@@ -13,6 +13,7 @@ import {
   EventRejectReason,
   isTerminalRunState,
   eventRejectReasonOf,
+  mergedCopy,
 } from '@multiagents/contracts';
 import {
   DEFAULT_SUBSCRIBE_OPTIONS,
@@ -596,7 +597,7 @@ export class EventMonitor {
           try {
             await this.deps.timelines.append(
               envelope.txId,
-              [{ ...transition, time: envelope.time, workflowId: envelope.workflowId }],
+              [mergedCopy(transition, { time: envelope.time, workflowId: envelope.workflowId })],
               this.options.timelineRetentionMs,
             );
           } finally {
