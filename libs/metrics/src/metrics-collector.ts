@@ -50,7 +50,8 @@ export const METRICS_COLLECTOR_GROUP = 'metrics-collector';
 /** Defaults of {@link MetricsCollectorOptions}. */
 export const DEFAULT_METRICS_COLLECTOR_OPTIONS = {
   group: METRICS_COLLECTOR_GROUP,
-  concurrency: 64,
+  /** Events in hand at once; with batchDelayMs also the most one read takes. */
+  concurrency: 256,
   /** Metrics can be 100 ms late: the events are read in fewer, bigger batches (see SubscribeOptions). */
   batchDelayMs: 100,
   definitionsRefreshMs: 60_000,

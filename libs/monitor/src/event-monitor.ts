@@ -45,7 +45,8 @@ export const EVENT_MONITOR_GROUP = 'event-monitor';
 /** Defaults of {@link EventMonitorOptions}. */
 export const DEFAULT_EVENT_MONITOR_OPTIONS = {
   group: EVENT_MONITOR_GROUP,
-  concurrency: 64,
+  /** Events in hand at once; with batchDelayMs also the most one read takes. */
+  concurrency: 256,
   /**
    * Timelines can be 100 ms late: the events are read in fewer, bigger batches (see
    * SubscribeOptions). WatchEvents streams are not delayed.

@@ -493,6 +493,37 @@ describe('RedisEventBus (adapter-specific)', () => {
     await subscription.close();
   });
 
+  it('lets a batching consumer read as many entries as it has free slots, past batchSize', async () => {
+    const sizes = async (options: { concurrency: number; batchDelayMs: number }): Promise<number[]> => {
+      const bus = newBus({ batchSize: 64 });
+      const topic = topicName();
+      await bus.publish(
+        topic,
+        Array.from({ length: 150 }, () => makeEnvelope()),
+      );
+      // The handlers of one read start in one synchronous pass: a tick closes each read's count.
+      const reads: number[] = [];
+      let current = 0;
+      let handled = 0;
+      const subscription = await bus.subscribe(topic, { group: 'g', consumer: 'c', ...options }, async () => {
+        if (current === 0) {
+          process.nextTick(() => {
+            reads.push(current);
+            current = 0;
+          });
+        }
+        current += 1;
+        handled += 1;
+      });
+      await waitFor(() => handled === 150, WAIT);
+      await subscription.close();
+      return reads;
+    };
+    expect(await sizes({ concurrency: 200, batchDelayMs: 50 })).toEqual([150]);
+    // Without batchDelayMs a read takes at most batchSize, whatever the free slots.
+    expect(await sizes({ concurrency: 200, batchDelayMs: 0 })).toEqual([64, 64, 22]);
+  });
+
   it('refuses a negative, fractional or too long batchDelayMs', async () => {
     const bus = newBus();
     for (const batchDelayMs of [-1, 1.5, 60_001]) {

@@ -172,7 +172,13 @@ export class RedisSubscription implements Subscription {
       lane.readerId = Number(await lane.reader.client('ID'));
     }
     if (this.closed) return false;
-    const room = Math.min(this.room(), connection.options.batchSize);
+    // A subscription that trades latency for batches (batchDelayMs) reads as many entries as it
+    // has free slots for, past the backend's batchSize: fewer reads, acks and wake-ups per entry.
+    const cap =
+      this.options.batchDelayMs > 0
+        ? Math.max(connection.options.batchSize, this.options.concurrency)
+        : connection.options.batchSize;
+    const room = Math.min(this.room(), cap);
     // COUNT is per stream: with fewer free slots than streams a read may take a few more entries
     // than the handlers can start at once; they wait in the backlog (see dispatch()).
     const perStream = Math.max(1, Math.floor(room / this.streams.length));

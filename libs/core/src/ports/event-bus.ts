@@ -44,8 +44,10 @@ export interface SubscribeOptions {
    * Latency this consumer trades for bigger batches: after a read in which no stream gave all it
    * was asked for, the next read waits this long (default 0: at once; at most 60,000). For cheap
    * handlers on a busy topic (metrics, monitors) a few tens of ms cut the reads, acknowledgements
-   * and wake-ups per message several times over. Honoured by the Redis bus; the NATS bus ignores
-   * it (a pull request already waits on the server for up to a batch) and so does the memory bus.
+   * and wake-ups per message several times over; one read may then take as many messages as the
+   * consumer has free slots (`concurrency`), past the Redis bus's own batch size. Honoured by the
+   * Redis bus; the NATS bus ignores it (a pull request already waits on the server for up to a
+   * batch) and so does the memory bus.
    */
   readonly batchDelayMs?: number;
 }
