@@ -40,6 +40,27 @@ describe('RedisTimelineStore', () => {
     }
   });
 
+  it("merges one turn's appends to one run: one PEXPIRE per run, the longest time to live", async () => {
+    const backend = redis.backend({ prefix: freshPrefix(), trimIntervalMs: 0, indexPruneIntervalMs: 0 });
+    const { client, keys } = backend.connection;
+    const calls = async (command: string): Promise<number> =>
+      Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await client.info('commandstats'))?.[1] ?? 0);
+    await backend.timelines.append('tx-warm', [entry(1)], 60_000);
+    const [pexpire, hsetnx] = [await calls('pexpire'), await calls('hsetnx')];
+    await Promise.all(
+      ['tx-a', 'tx-b', 'tx-c'].flatMap((txId) => [
+        backend.timelines.append(txId, [entry(1)], 60_000),
+        backend.timelines.append(txId, [entry(2), entry(3)], 600_000),
+      ]),
+    );
+    expect((await calls('pexpire')) - pexpire).toBe(3);
+    expect((await calls('hsetnx')) - hsetnx).toBe(9);
+    for (const txId of ['tx-a', 'tx-b', 'tx-c']) {
+      expect((await backend.timelines.get(txId))?.map((e) => e.version)).toEqual([1, 2, 3]);
+      expect(await client.pttl(keys.timeline(txId))).toBeGreaterThan(60_000);
+    }
+  });
+
   it('keeps the first copy of a version appended twice in one turn', async () => {
     const backend = redis.backend({ prefix: freshPrefix() });
     await Promise.all([

@@ -22,6 +22,7 @@ interface Append {
  * expires `ttlMs` after its last append (both in one script call, `append-timeline.lua`). The
  * appends of one event-loop turn go in one call per partition (a {@link TurnBatcher}): the
  * monitor appends once per event, and one call per event cost as much as the rest of its work.
+ * Appends to one run in one turn share its key and its PEXPIRE.
  * A mark is `SET NX PX`. Not on the per-step path: only the monitor writes here.
  *
  * @example
@@ -59,15 +60,23 @@ export class RedisTimelineStore implements TimelineStore {
   private async send(appends: readonly Append[]): Promise<void> {
     // Sent a turn after the appends were made: the connection may have closed since.
     this.connection.assertOpen();
+    // Appends to one timeline in one turn (a run's transitions read in one batch) share one key
+    // and one PEXPIRE: the longest time to live asked for, from now.
+    const byKey = new Map<string, { ttlMs: number; entries: TimelineEntry[] }>();
+    for (const { key, ttlMs, entries } of appends) {
+      const merged = byKey.get(key);
+      if (merged === undefined) byKey.set(key, { ttlMs, entries: [...entries] });
+      else {
+        merged.ttlMs = Math.max(merged.ttlMs, ttlMs);
+        for (const entry of entries) merged.entries.push(entry);
+      }
+    }
     const args: ScriptArg[] = [];
-    for (const { ttlMs, entries } of appends) {
+    for (const { ttlMs, entries } of byKey.values()) {
       args.push(ttlMs, entries.length);
       for (const entry of entries) args.push(entry.version, JSON.stringify(entry));
     }
-    await this.connection.scripts.appendTimeline(
-      appends.map((append) => append.key),
-      args,
-    );
+    await this.connection.scripts.appendTimeline([...byKey.keys()], args);
   }
 
   async get(txId: string): Promise<TimelineEntry[] | undefined> {
