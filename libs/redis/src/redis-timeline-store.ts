@@ -62,13 +62,13 @@ export class RedisTimelineStore implements TimelineStore {
     this.connection.assertOpen();
     // Appends to one timeline in one turn (a run's transitions read in one batch) share one key
     // and one PEXPIRE: the longest time to live asked for, from now.
-    const byKey = new Map<string, { ttlMs: number; entries: TimelineEntry[] }>();
+    const byKey = new Map<string, { ttlMs: number; entries: readonly TimelineEntry[] }>();
     for (const { key, ttlMs, entries } of appends) {
       const merged = byKey.get(key);
-      if (merged === undefined) byKey.set(key, { ttlMs, entries: [...entries] });
+      if (merged === undefined) byKey.set(key, { ttlMs, entries });
       else {
         merged.ttlMs = Math.max(merged.ttlMs, ttlMs);
-        for (const entry of entries) merged.entries.push(entry);
+        merged.entries = [...merged.entries, ...entries];
       }
     }
     const args: ScriptArg[] = [];

@@ -19,8 +19,9 @@
  * settle the newer delivery. One XPENDING per group reads the consumer's pending entries between
  * the lowest and highest ids the caller gives (with room for entries of the consumer that are not
  * in the batch); an id it did not return is looked up on its own, so a range that misses some ids
- * costs lookups, never a wrong ack (an id that is not a stream id is left alone, as XACK would). The caller computes the range: parsing and comparing every id
- * here cost about as much as the XACK itself.
+ * costs lookups, never a wrong ack (an id that is not a stream id is left alone, as XACK would).
+ * The caller computes the range: parsing and comparing every id here cost about as much as the
+ * XACK itself.
  */
 export const FLUSH_SCRIPT = `#!lua
 local function bad(what)
