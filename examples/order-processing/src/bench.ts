@@ -12,8 +12,7 @@ import { parseArgs } from 'node:util';
 import { openBackend } from '@multiagents/backends';
 import { EventType, RunState, Topics, type Run } from '@multiagents/contracts';
 import { Orchestrator, silentLogger, type EventBus } from '@multiagents/core';
-import { startEmbedded } from '@multiagents/embedded';
-import { DEFAULT_MAX_ACTIVE_RUNS } from '@multiagents/memory';
+import { defaultMaxActiveRuns, startEmbedded } from '@multiagents/embedded';
 import {
   freePort,
   ServiceProcess,
@@ -72,8 +71,9 @@ const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints o
   --workers-in-orchestrator    redis / nats: the orchestrator process hosts the workers and
                                hands them commands without the bus (eager dispatch); no
                                worker-manager process unless --worker-managers says so
-  --max-active-runs M          memory: runs in progress beyond which starts wait (default
-                               ${DEFAULT_MAX_ACTIVE_RUNS}; 0 holds no start back)
+  --max-active-runs M          memory: runs in progress beyond which starts wait (default:
+                               the embedded mode's, twice the workers' slots, here
+                               ${defaultMaxActiveRuns(createOrderWorkers())}; 0 holds no start back)
   --cluster                    redis: a private 3-master Redis Cluster instead of one server;
                                nats: a 3-node JetStream cluster with R3 streams and buckets
                                (no floor is measured on a cluster)
@@ -101,7 +101,8 @@ interface BenchArgs {
   partitions: number;
   workerManagers: number;
   workersInOrchestrator: boolean;
-  maxActiveRuns: number;
+  /** Undefined: the embedded mode's default. */
+  maxActiveRuns: number | undefined;
   observers: Observer[];
   cluster: boolean;
   repeat: number;
@@ -123,7 +124,7 @@ function parse(): BenchArgs {
         partitions: { type: 'string', default: '1' },
         'worker-managers': { type: 'string' },
         'workers-in-orchestrator': { type: 'boolean', default: false },
-        'max-active-runs': { type: 'string', default: String(DEFAULT_MAX_ACTIVE_RUNS) },
+        'max-active-runs': { type: 'string' },
         observers: { type: 'string', default: '' },
         cluster: { type: 'boolean', default: false },
         repeat: { type: 'string', default: '1' },
@@ -151,7 +152,7 @@ function parse(): BenchArgs {
     partitions: Number(values.partitions),
     workerManagers: Number(values['worker-managers'] ?? (values['workers-in-orchestrator'] ? 0 : 1)),
     workersInOrchestrator: values['workers-in-orchestrator'],
-    maxActiveRuns: Number(values['max-active-runs']),
+    maxActiveRuns: values['max-active-runs'] === undefined ? undefined : Number(values['max-active-runs']),
     cluster: values.cluster,
     repeat: Number(values.repeat),
     warmup: Number(values.warmup),
@@ -186,7 +187,7 @@ function parse(): BenchArgs {
       '--workers-in-orchestrator needs --backend redis or nats (the embedded mode always does it)',
     );
   }
-  if (!Number.isInteger(args.maxActiveRuns) || args.maxActiveRuns < 0)
+  if (args.maxActiveRuns !== undefined && (!Number.isInteger(args.maxActiveRuns) || args.maxActiveRuns < 0))
     problems.push('--max-active-runs must be an integer >= 0');
   for (const observer of args.observers) {
     if (!(OBSERVERS as readonly string[]).includes(observer)) {
@@ -360,7 +361,9 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderL
   const stack = await startEmbedded({
     workers: createOrderWorkers(ledger),
     definitions: [orderWorkflow],
-    runs: { maxActiveRuns: args.maxActiveRuns === 0 ? Infinity : args.maxActiveRuns },
+    ...(args.maxActiveRuns === undefined
+      ? {}
+      : { runs: { maxActiveRuns: args.maxActiveRuns === 0 ? Infinity : args.maxActiveRuns } }),
     ...(tracing === undefined
       ? {}
       : {

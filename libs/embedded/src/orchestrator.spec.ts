@@ -14,7 +14,7 @@ import {
 } from '@multiagents/core';
 import { ManualClock, waitFor } from '@multiagents/testing';
 import { defineWorker, WorkerManager } from '@multiagents/worker-sdk';
-import { startEmbedded } from './embedded-stack';
+import { defaultMaxActiveRuns, startEmbedded } from './embedded-stack';
 import { twoSteps, twoStepWorkers } from './test-two-steps';
 
 describe('Orchestrator over the memory adapters', () => {
@@ -569,6 +569,42 @@ describe('the embedded mode under more starts than it keeps in progress', () => 
         );
       }
     } finally {
+      await stack.close();
+    }
+  });
+});
+
+describe("the embedded mode's default bound on runs in progress", () => {
+  it("is twice the hosted workers' slots, and never below 64", () => {
+    const worker = (name: string, concurrency?: number) =>
+      defineWorker(name, async () => ({}), concurrency === undefined ? {} : { concurrency });
+    // Five workers of the default 16 slots (the order saga's).
+    expect(defaultMaxActiveRuns(['a', 'b', 'c', 'd', 'e'].map((name) => worker(name)))).toBe(160);
+    expect(defaultMaxActiveRuns([worker('a', 40), worker('b', 100)])).toBe(280);
+    expect(defaultMaxActiveRuns([worker('a', 1)])).toBe(64);
+    expect(defaultMaxActiveRuns([])).toBe(64);
+  });
+
+  it('holds the starts past it while every slot is busy, then finishes every run', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const stack = await startEmbedded({
+      // 40 slots: 80 runs in progress (40 in the worker, 40 waiting for a slot), the rest held.
+      workers: [defineWorker('w.slow', async () => gate.then(() => ({ done: true })), { concurrency: 40 })],
+      definitions: [new WorkflowBuilder('slow').step('one', 'w.slow').build()],
+    });
+    try {
+      const starts = Array.from({ length: 100 }, () => stack.orchestrator.startWorkflow('slow', {}));
+      await waitFor(() => stack.runs.activeRuns === 80 && stack.runs.waitingStarts === 20);
+      open();
+      const started = await Promise.all(starts);
+      const finished = await Promise.all(
+        started.map(({ txId }) => stack.orchestrator.waitForTerminal(txId, { timeoutMs: 10_000 })),
+      );
+      expect(finished.map((run) => run.state)).toEqual(started.map(() => 'completed'));
+      expect(stack.runs.activeRuns).toBe(0);
+    } finally {
+      open();
       await stack.close();
     }
   });

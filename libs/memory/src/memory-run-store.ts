@@ -31,10 +31,10 @@ export const DEFAULT_RETAIN_FINISHED_RUNS = 10_000;
 /** Default of {@link MemoryRunStoreOptions.retainFinishedMs}: one hour. */
 export const DEFAULT_RETAIN_FINISHED_MS = 60 * 60 * 1000;
 /**
- * Default of {@link MemoryRunStoreOptions.maxActiveRuns}: far more than the workers' slots (16 per
- * worker by default), so the slots stay full, and no more: beyond them a run in progress only
- * waits in the process's memory. An open-loop benchmark ran as fast with 1,000 as with 10,000, in
- * 13% less memory at N=20,000 and about 25% less at N=100,000.
+ * Default of {@link MemoryRunStoreOptions.maxActiveRuns} for a store that does not know the
+ * workers: far more than their slots (16 per worker by default), so the slots stay full; beyond
+ * them a run in progress only waits in the process's memory. The embedded mode knows its workers
+ * and passes twice their slots instead (`defaultMaxActiveRuns` in @multiagents/embedded).
  */
 export const DEFAULT_MAX_ACTIVE_RUNS = 1_000;
 
