@@ -1,8 +1,8 @@
 // ESLint flat config for the whole workspace. `pnpm lint` lints every package's src in one run
 // (a package's own `eslint src` finds this file by looking upward). Typed rules read one program
-// of the whole workspace, tsconfig.workspace.json (the options of every package's tsconfig.json):
-// one project per package, through the project service, type-checked the sources each package
-// imports once per importer (five times the time).
+// of the whole workspace, tsconfig.workspace.json (the options of every package's tsconfig.json).
+// A project per package (the project service) checked a package's sources again for every package
+// that imports them: five times the time.
 import { defineConfig, globalIgnores } from 'eslint/config';
 import eslintConfigPrettier from 'eslint-config-prettier/flat';
 import globals from 'globals';
