@@ -1,0 +1,45 @@
+/**
+ * Lets the event loop turn when work chained on promises has held it too long. Work that goes on
+ * in promise callbacks — a result applied, the next step handed to a worker of the same process, a
+ * start let in when a run ends — never returns to the event loop while it lasts: with workers that
+ * do not wait on I/O, a batch of runs would hold back timers, sockets and every other task of the
+ * process until the whole batch ended. Such work asks {@link due} at each step and, when it says
+ * so, awaits {@link nextTurn} before going on: timers and I/O then run, and the work after them.
+ *
+ * `due()` is false until the loop has not turned for `sliceMs` since the current task first asked
+ * (the first call of a task queues an immediate that marks the turn); one `performance.now()` per
+ * call otherwise.
+ *
+ * @example
+ * const slice = new EventLoopSlice(10);
+ * for (const item of items) {
+ *   if (slice.due()) await nextTurn();
+ *   await handle(item); // resolves without I/O
+ * }
+ */
+export class EventLoopSlice {
+  private startedAt = 0;
+  /** An immediate is queued that marks the loop's next turn. */
+  private watching = false;
+  private readonly turned = (): void => {
+    this.watching = false;
+  };
+
+  constructor(private readonly sliceMs: number) {}
+
+  /** Whether the loop has not turned for `sliceMs` while this task's work went on. */
+  due(): boolean {
+    if (!this.watching) {
+      this.watching = true;
+      this.startedAt = performance.now();
+      setImmediate(this.turned);
+      return false;
+    }
+    return performance.now() - this.startedAt >= this.sliceMs;
+  }
+}
+
+/** Resolves on the event loop's next turn, after the timers and I/O that are due. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
