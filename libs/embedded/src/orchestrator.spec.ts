@@ -609,3 +609,51 @@ describe("the embedded mode's default bound on runs in progress", () => {
     }
   });
 });
+
+describe('the embedded mode and the event loop of its process', () => {
+  it('lets timers run while runs of workers that wait on no I/O go on', async () => {
+    /** Holds the thread for `ms`: a step that computes. */
+    const busy = (ms: number): void => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    const compute = (name: string) =>
+      defineWorker(name, () => {
+        busy(0.2);
+        return {};
+      });
+    const stack = await startEmbedded({
+      workers: [compute('w.a'), compute('w.b'), compute('w.c')],
+      definitions: [
+        new WorkflowBuilder('compute').step('a', 'w.a').step('b', 'w.b').step('c', 'w.c').build(),
+      ],
+    });
+    const total = 320;
+    const finished = new Set<string>();
+    let finishedWhenTimerRan: number | undefined;
+    try {
+      const unsubscribe = stack.orchestrator.onRunChanged((run) => {
+        if (run.state === 'completed') finished.add(run.txId);
+      });
+      // Eight at a time, each start after the previous run of its lane ended: every command is
+      // handed over without the bus, so nothing in the batch waits on I/O.
+      const lane = async (): Promise<void> => {
+        for (let started = 0; started < total / 8; started++) {
+          const { txId } = await stack.orchestrator.startWorkflow('compute', {});
+          await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 30_000 });
+        }
+      };
+      setTimeout(() => (finishedWhenTimerRan = finished.size), 0);
+      await Promise.all(Array.from({ length: 8 }, lane));
+      unsubscribe();
+      // 320 runs of three 0.2 ms steps hold the thread for at least 190 ms; the timer ran within
+      // the first LOCAL_DISPATCH_SLICE_MS of them, not after the last.
+      expect(finished.size).toBe(total);
+      expect(finishedWhenTimerRan).toBeDefined();
+      expect(finishedWhenTimerRan).toBeLessThan(total);
+      expect(stack.orchestrator.stats.localDispatched).toBe(3 * total);
+    } finally {
+      await stack.close();
+    }
+  });
+});

@@ -3,7 +3,7 @@ export type { WorkerDefinition, WorkerHandler } from './define-worker';
 export type { WorkerContext } from './worker-context';
 export { DEFAULT_WORKER_OPTIONS } from './worker-options';
 export type { WorkerOptions, ResolvedWorkerOptions, CircuitBreakerOptions } from './worker-options';
-export { WorkerManager, DEFAULT_WORKER_MANAGER_OPTIONS } from './worker-manager';
+export { WorkerManager, DEFAULT_WORKER_MANAGER_OPTIONS, LOCAL_DISPATCH_SLICE_MS } from './worker-manager';
 export type {
   WorkerManagerOptions,
   WorkerSubscribeOptions,

@@ -19,6 +19,8 @@ import {
   DEFAULT_SUBSCRIBE_OPTIONS,
   DeliveryExtender,
   deepFreeze,
+  EventLoopSlice,
+  nextTurn,
   silentLogger,
   systemClock,
   uuidGenerator,
@@ -150,6 +152,12 @@ type ManagerState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 /** How an attempt that ran ended: what its result says. */
 type FinishedOutcome = { kind: 'completed'; output: unknown } | { kind: 'failed'; error: ErrorInfo };
 
+/**
+ * Longest the commands handed over by the orchestrator of this process run on without letting
+ * the event loop turn, in ms (see {@link EventLoopSlice}).
+ */
+export const LOCAL_DISPATCH_SLICE_MS = 10;
+
 /** A local attempt has no delivery to keep visible. */
 function extendNothing(): Promise<void> {
   return Promise.resolve();
@@ -196,6 +204,10 @@ export class WorkerManager implements LocalWorkers {
   private readonly held = new Map<string, number>();
   /** Where results go instead of the bus (the orchestrator of this process), if anywhere. */
   private resultSink: LocalResultSink | undefined;
+  /** Lets the event loop turn between commands handed over without the bus (see `reserve`). */
+  private readonly localSlice = new EventLoopSlice(LOCAL_DISPATCH_SLICE_MS);
+  /** Commands handed over that wait for the loop's next turn, slots held (see `reserve`). */
+  private nextTurnRuns: Array<() => void> = [];
   private state: ManagerState = 'new';
   private closing: Promise<void> | undefined;
 
@@ -406,13 +418,32 @@ export class WorkerManager implements LocalWorkers {
   private track(runner: WorkerRunner, delivery: Delivery): Promise<void> {
     const handled = this.handle(runner, delivery);
     // Kept for drain(); the bus gets the original promise, so a rejection still means "not acked".
-    const settled = handled.then(
-      () => undefined,
-      () => undefined,
+    this.keepForDrain(
+      handled.then(
+        () => undefined,
+        () => undefined,
+      ),
     );
-    this.deliveriesInFlight.add(settled);
-    void settled.then(() => this.deliveriesInFlight.delete(settled));
     return handled;
+  }
+
+  /** Runs `run` on the event loop's next turn, with the others queued in this one (drain waits). */
+  private runNextTurn(run: () => void): void {
+    this.nextTurnRuns.push(run);
+    if (this.nextTurnRuns.length > 1) return;
+    this.keepForDrain(
+      nextTurn().then(() => {
+        const runs = this.nextTurnRuns;
+        this.nextTurnRuns = [];
+        for (const queued of runs) queued();
+      }),
+    );
+  }
+
+  /** Work that `drain()` waits for, until it settles (`work` must not reject). */
+  private keepForDrain(work: Promise<void>): void {
+    this.deliveriesInFlight.add(work);
+    void work.then(() => this.deliveriesInFlight.delete(work));
   }
 
   /** One delivery: resolving acknowledges the command, throwing leaves it for redelivery. */
@@ -490,11 +521,20 @@ export class WorkerManager implements LocalWorkers {
       this.held.set(worker, (this.held.get(worker) ?? 1) - 1);
       return true;
     };
+    const runHeld = (command: Envelope<StepCommandPayload>): void => {
+      if (!take()) return;
+      if (this.state === 'running') this.trackLocal(runner, command);
+      else this.handOver(command);
+    };
     return {
+      // From a result to the next step's command everything goes on in promise callbacks, so
+      // with workers that wait on no I/O whole batches of runs would go by without the event loop
+      // turning (timers, sockets and the rest of the process held back for seconds): once it has
+      // not turned for LOCAL_DISPATCH_SLICE_MS, a command waits for its next turn, slot held.
       run: (command) => {
-        if (!take()) return;
-        if (this.state === 'running') this.trackLocal(runner, command);
-        else this.handOver(command);
+        if (taken) return;
+        if (this.localSlice.due()) this.runNextTurn(() => runHeld(command));
+        else runHeld(command);
       },
       release: () => void take(),
     };
@@ -521,15 +561,15 @@ export class WorkerManager implements LocalWorkers {
   }
 
   private trackLocal(runner: WorkerRunner, envelope: Envelope<StepCommandPayload>): void {
-    const settled = this.runLocal(runner, envelope).catch((err: unknown) =>
-      // Its result is lost here; the orchestrator's redispatch deadline sends the command again.
-      this.logger.warn(
-        { err, commandId: envelope.payload.commandId },
-        'a local attempt ended without a result',
+    this.keepForDrain(
+      this.runLocal(runner, envelope).catch((err: unknown) =>
+        // Its result is lost here; the orchestrator's redispatch deadline sends the command again.
+        this.logger.warn(
+          { err, commandId: envelope.payload.commandId },
+          'a local attempt ended without a result',
+        ),
       ),
     );
-    this.deliveriesInFlight.add(settled);
-    void settled.then(() => this.deliveriesInFlight.delete(settled));
   }
 
   /**
