@@ -280,6 +280,8 @@ interface Measured {
   /** CPU time of this process over the measured part (the embedded mode: everything). */
   readonly cpuMs?: number;
   readonly maxRssMb: number;
+  /** The embedded mode: the longest the event loop went without turning (see `watchLoopStalls`). */
+  readonly loopStallMaxMs?: number;
   readonly floorMs: number;
   readonly floor: string;
   readonly ours?: BrokerCost;
@@ -355,6 +357,26 @@ function peakRssMb(pid: number | undefined): number {
   }
 }
 
+/**
+ * Watches how long the event loop goes without turning: returns a stop that gives the longest
+ * stretch seen, in ms (how late a 5 ms interval timer fired, at worst). In the embedded mode the
+ * engine runs in the caller's process, whose timers and sockets wait while it holds the loop.
+ */
+function watchLoopStalls(): () => number {
+  const everyMs = 5;
+  let last = performance.now();
+  let worst = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last - everyMs);
+    last = now;
+  }, everyMs);
+  return () => {
+    clearInterval(timer);
+    return Math.round(Math.max(worst, performance.now() - last - everyMs));
+  };
+}
+
 async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderList): Promise<Measured> {
   const ledger = new EffectsLedger();
   const tracing = await benchTracing('memory');
@@ -382,6 +404,7 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderL
     });
   }
   const cpuBefore = process.cpuUsage();
+  const loopStalls = watchLoopStalls();
   const started = performance.now();
   const { latenciesMs } = await runOrders(stack.orchestrator, observeOrchestrator(stack.orchestrator), {
     orders,
@@ -396,6 +419,7 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderL
     },
   });
   const wallMs = performance.now() - started;
+  const loopStallMaxMs = loopStalls();
   const cpu = process.cpuUsage(cpuBefore);
   const maxRssMb = peakRssMb(undefined);
   await stack.close();
@@ -406,6 +430,7 @@ async function runEmbeddedBench(args: BenchArgs, orders: OrderList, warm: OrderL
     wallMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
     maxRssMb,
+    loopStallMaxMs,
     floorMs: await measureFloor(orders, warm),
     floor: 'plain function calls',
   };
@@ -698,7 +723,9 @@ function reportOf(args: BenchArgs, measured: Measured) {
     p50Ms: percentile(latencies, 50),
     p95Ms: percentile(latencies, 95),
     p99Ms: percentile(latencies, 99),
+    maxMs: percentile(latencies, 100),
     maxRssMb,
+    ...(measured.loopStallMaxMs === undefined ? {} : { loopStallMaxMs: measured.loopStallMaxMs }),
     ...(measured.cpuMs === undefined ? {} : { cpuMs: Math.round(measured.cpuMs) }),
     ...(measured.cpuByProcess ? { cpuMsByProcess: measured.cpuByProcess } : {}),
     ...(measured.writesByProcess && tally.steps > 0
