@@ -531,9 +531,10 @@ export class WorkerManager implements LocalWorkers {
       // with workers that wait on no I/O whole batches of runs would go by without the event loop
       // turning (timers, sockets and the rest of the process held back for seconds): once it has
       // not turned for LOCAL_DISPATCH_SLICE_MS, a command waits for its next turn, slot held.
+      // Once draining, a command goes on the bus at once (a drain waits only for what it saw).
       run: (command) => {
         if (taken) return;
-        if (this.localSlice.due()) this.runNextTurn(() => runHeld(command));
+        if (this.state === 'running' && this.localSlice.due()) this.runNextTurn(() => runHeld(command));
         else runHeld(command);
       },
       release: () => void take(),
