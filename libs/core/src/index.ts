@@ -118,7 +118,7 @@ export type {
 } from './orchestrator/orchestrator';
 export { LruMap } from './util/lru-map';
 export { TurnSharedReads } from './util/turn-shared-reads';
-export { EventLoopSlice, nextTurn } from './util/event-loop-slice';
+export { EventLoopSlice } from './util/event-loop-slice';
 export { MinHeap } from './util/min-heap';
 export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';

@@ -1,4 +1,4 @@
-import { setTimeout as delay } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
 import {
   SIGNATURE_HEADER,
   ErrorCode,
@@ -20,7 +20,6 @@ import {
   DeliveryExtender,
   deepFreeze,
   EventLoopSlice,
-  nextTurn,
   silentLogger,
   systemClock,
   uuidGenerator,

@@ -1,4 +1,5 @@
-import { EventLoopSlice, nextTurn } from './event-loop-slice';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { EventLoopSlice } from './event-loop-slice';
 
 /** Holds the thread for `ms` (work that waits on no I/O). */
 function busy(ms: number): void {

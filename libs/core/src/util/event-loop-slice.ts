@@ -4,13 +4,15 @@
  * start let in when a run ends — never returns to the event loop while it lasts: with workers that
  * do not wait on I/O, a batch of runs would hold back timers, sockets and every other task of the
  * process until the whole batch ended. Such work asks {@link due} at each step and, when it says
- * so, awaits {@link nextTurn} before going on: timers and I/O then run, and the work after them.
+ * so, awaits the loop's next turn (`setImmediate` of `node:timers/promises`) before going on:
+ * timers and I/O then run, and the work after them.
  *
  * `due()` is false until the loop has not turned for `sliceMs` since the current task first asked
  * (the first call of a task queues an immediate that marks the turn); one `performance.now()` per
  * call otherwise.
  *
  * @example
+ * import { setImmediate as nextTurn } from 'node:timers/promises';
  * const slice = new EventLoopSlice(10);
  * for (const item of items) {
  *   if (slice.due()) await nextTurn();
@@ -37,9 +39,4 @@ export class EventLoopSlice {
     }
     return performance.now() - this.startedAt >= this.sliceMs;
   }
-}
-
-/** Resolves on the event loop's next turn, after the timers and I/O that are due. */
-export function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
