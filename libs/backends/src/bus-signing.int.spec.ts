@@ -442,14 +442,18 @@ describe('signing and payload key rotation in the middle of 500 sagas', () => {
 /**
  * Issue 12 item 5: with MULTIAGENTS_PAYLOAD_KEYS every envelope's payload (start input in the
  * commands, worker outputs in the results, transition events) is AES-256-GCM ciphertext on the
- * wire and in the streams, and the run records at rest hold the input, outputs and signals sealed;
- * the orchestrator decrypts in memory, so CEL conditions and mappings still work.
+ * wire and in the streams, and what the broker keeps at rest is sealed: the run records' input,
+ * outputs, signals and errors, the agents' memos and the monitor's timelines. The orchestrator
+ * decrypts in memory, so CEL conditions and mappings still work.
  */
 describe('encrypted payloads on the bus and at rest', () => {
   const CARD = '4111111111111111';
   const payloadKey = `pk-1:${randomBytes(32).toString('base64')}`;
   const secretWorkflow = new WorkflowBuilder('secret_order')
-    .step('charge_payment', 'enc.charge', { input: { card: 'input.card' } })
+    .step('charge_payment', 'enc.charge', {
+      input: { card: 'input.card', n: 'input.n' },
+      retry: { maxAttempts: 2, initialDelayMs: 10 },
+    })
     .step('ship_order', 'enc.ship', { when: 'context.charged == input.card' })
     .build();
 
@@ -481,8 +485,18 @@ describe('encrypted payloads on the bus and at rest', () => {
     const manager = new WorkerManager({
       bus: side.bus,
       workers: [
-        defineWorker<{ card: string }, unknown>('enc.charge', (input) => ({ charged: input.card })),
-        defineWorker('enc.ship', () => ({ shipped: true })),
+        defineWorker<{ card: string; n: number }, unknown>('enc.charge', (input, ctx) => {
+          // The first run's first attempt fails quoting the card, as real errors quote what they
+          // choked on: every attempt's error is kept in the run record. (One failure: more in a
+          // row would open the worker's circuit breaker.)
+          if (input.n === 0 && ctx.attempt === 1) throw new Error(`card ${input.card} declined, try again`);
+          return { charged: input.card };
+        }),
+        defineWorker<{ card: string }, unknown>('enc.ship', async (input, ctx) => {
+          // What an agent keeps in its memo: an answer about the data it was given.
+          await side.memo.put(ctx.idempotencyKey, { note: `shipped the order paid with ${input.card}` });
+          return { shipped: true };
+        }),
       ] as ReturnType<typeof defineWorker>[],
       heartbeatIntervalMs: 60_000,
     });
@@ -497,6 +511,33 @@ describe('encrypted payloads on the bus and at rest', () => {
       const finals = await Promise.all(
         txIds.map((txId) => orchestrator.waitForTerminal(txId, { timeoutMs: 30_000 })),
       );
+      // The event-monitor's timelines: a failed attempt's lifecycle event quotes the card.
+      const failed = finals[0]?.steps['charge_payment']?.attempts[0]?.error;
+      expect(failed?.message).toContain(CARD);
+      await main.timelines.append(
+        txIds[0] as string,
+        [
+          {
+            version: 2,
+            state: RunState.Running,
+            time: Date.now(),
+            workflowId: 'secret_order',
+            events: [
+              {
+                type: EventType.StepRetrying,
+                state: RunState.Running,
+                step: 'charge_payment',
+                error: failed,
+              },
+            ],
+          },
+        ],
+        60_000,
+      );
+      expect((await side.timelines.get(txIds[0] as string))?.[0]?.events[0]?.['error']).toEqual(failed);
+      expect(await side.memo.get(`${txIds[0]}:ship_order`)).toEqual({
+        note: `shipped the order paid with ${CARD}`,
+      });
       return finals.map((run) => `${run.state}:${String(run.context['shipped'])}`);
     } finally {
       await manager.close({ drainTimeoutMs: 0 });

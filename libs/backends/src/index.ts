@@ -51,5 +51,7 @@ export {
 export type { WaitUntilReachableOptions } from './startup';
 /** The backend's memo for worker modules loaded before the backend opens (bound once it is). */
 export { DeferredMemoStore } from './deferred-memo-store';
-/** Encryption at rest of run inputs, step outputs and signal payloads over any RunStore. */
+/** Encryption at rest over any RunStore (inputs, outputs, signals, errors), MemoStore and TimelineStore. */
 export { SealingRunStore } from './sealing-run-store';
+export { SealingMemoStore } from './sealing-memo-store';
+export { SealingTimelineStore } from './sealing-timeline-store';

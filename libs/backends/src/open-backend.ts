@@ -24,7 +24,9 @@ import {
 } from '@multiagents/redis';
 import { readFileSync } from 'node:fs';
 import { withUnwrappedPayloadKeys } from './kms';
+import { SealingMemoStore } from './sealing-memo-store';
 import { SealingRunStore } from './sealing-run-store';
+import { SealingTimelineStore } from './sealing-timeline-store';
 import type { RedisCredentials, ServiceConfig } from './service-config';
 import { isConfigurationError, maskUrl, waitUntilReachable } from './startup';
 
@@ -153,7 +155,7 @@ export async function openBackend(given: BackendConfig, options: OpenBackendOpti
       });
       return {
         ...backend,
-        runs: sealedAtRest(backend.runs, config),
+        ...sealedAtRest(backend, config),
         // One script writes a run with its commands, and Redis keeps a consistent prefix of its
         // history across a crash (AOF) or a failover: a command is lost only with its transition.
         // Sending commands again is a safety net here, not a recovery path.
@@ -183,7 +185,7 @@ export async function openBackend(given: BackendConfig, options: OpenBackendOpti
       );
       return {
         ...backend,
-        runs: sealedAtRest(backend.runs, config),
+        ...sealedAtRest(backend, config),
         // The outbox is published after the KV write, and a server killed mid-write may lose the
         // tail of its log (writes reach the disk asynchronously): commands are sent again when
         // their results do not come, after a reconnect, and by a sweep over the live runs.
@@ -262,10 +264,22 @@ export async function openBackendWhenReachable(
   return backend;
 }
 
-/** With payload keys, runs are encrypted at rest too (see {@link SealingRunStore}). */
-function sealedAtRest(runs: RunStore, config: Pick<ServiceConfig, 'busCodec'>): RunStore {
+/**
+ * With payload keys, what a broker keeps of a run's data is encrypted at rest too: the run
+ * records ({@link SealingRunStore}), the agents' memos ({@link SealingMemoStore}) and the
+ * event-monitor's timelines ({@link SealingTimelineStore}).
+ */
+function sealedAtRest(
+  stores: Pick<Backend, 'runs' | 'memo' | 'timelines'>,
+  config: Pick<ServiceConfig, 'busCodec'>,
+): Pick<Backend, 'runs' | 'memo' | 'timelines'> {
   const keys = config.busCodec?.payloadKeys;
-  return keys === undefined ? runs : new SealingRunStore(runs, keys);
+  if (keys === undefined) return stores;
+  return {
+    runs: new SealingRunStore(stores.runs, keys),
+    memo: new SealingMemoStore(stores.memo, keys),
+    timelines: new SealingTimelineStore(stores.timelines, keys),
+  };
 }
 
 /**

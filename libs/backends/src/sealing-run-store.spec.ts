@@ -82,6 +82,60 @@ describe('SealingRunStore', () => {
     expect((await store.list({}, 10)).runs[0]?.input).toEqual(run.input);
   });
 
+  it("stores every error sealed (the run's, a step's, its attempts' and its compensation's) and reads them back", async () => {
+    const raw = new RawStore();
+    const store = new SealingRunStore(raw, k1);
+    const declined = (where: string) => ({
+      code: 'CARD_DECLINED',
+      message: `card 4111111111111111 declined (${where})`,
+      retryable: false,
+      details: { card: '4111111111111111' },
+    });
+    const base = secretRun();
+    const run: Run = {
+      ...base,
+      state: 'compensated',
+      error: declined('run'),
+      steps: {
+        ...base.steps,
+        reserve: {
+          name: 'reserve',
+          status: 'failed',
+          attempt: 2,
+          attempts: [
+            { attempt: 1, startedAt: 1, endedAt: 2, outcome: 'failed', error: declined('attempt 1') },
+            { attempt: 2, startedAt: 3, endedAt: 4, outcome: 'failed', error: declined('attempt 2') },
+          ],
+          error: declined('step'),
+          compensation: {
+            status: 'failed',
+            attempt: 1,
+            attempts: [
+              { attempt: 1, startedAt: 5, endedAt: 6, outcome: 'failed', error: declined('undo 1') },
+            ],
+            startedAt: 5,
+            error: declined('undo'),
+          },
+        },
+      },
+    };
+    await store.create(transition(run));
+    const kept = raw.runs.get(run.txId)?.run as Run;
+    expect(JSON.stringify(kept)).not.toMatch(/4111111111111111|declined|CARD_DECLINED/);
+    // A run without failures is not copied step by step: its records hold no error to seal.
+    expect(kept.steps['charge']?.attempts).toBe(run.steps['charge']?.attempts);
+    const read = (await store.get(run.txId))?.run as Run;
+    expect(read.error).toEqual(run.error);
+    expect(read.steps['reserve']).toEqual(run.steps['reserve']);
+    // Each error is bound to its place: the step's error moved onto the run does not open.
+    raw.runs.set(run.txId, {
+      run: { ...kept, error: kept.steps['reserve']?.error },
+      version: 1,
+      revision: '1',
+    });
+    await expect(store.get(run.txId)).rejects.toMatchObject({ code: ErrorCode.PayloadRejected });
+  });
+
   it('reads what an older key sealed after rotation; a sealed value moved to another run does not open', async () => {
     const raw = new RawStore();
     const run = secretRun();

@@ -3,6 +3,9 @@ import {
   openJson,
   rebuildContext,
   sealJson,
+  type AttemptRecord,
+  type CompensationRecord,
+  type ErrorInfo,
   type KeyRing,
   type Run,
   type StepRecord,
@@ -19,12 +22,13 @@ import type {
 import type { RunCounts, Timer } from '@multiagents/core';
 
 /**
- * Encryption at rest for any RunStore: the run's input, every step's output and the signal
- * payloads are sealed (AES-256-GCM under the payload key ring, bound to the run and the field)
- * before the inner store writes them, and opened when it reads them, so the broker's hashes, KV
- * values and snapshots hold ciphertext while the orchestrator works on plaintext in memory (CEL
- * conditions included). Ids, states and times stay readable: the stores index and expire by them.
- * Values written before encryption was turned on are read as they are.
+ * Encryption at rest for any RunStore: the run's input, every step's output, the signal payloads
+ * and every error (the run's, each step's, each attempt's and compensation's: a worker's message
+ * often quotes the data it choked on) are sealed (AES-256-GCM under the payload key ring, bound to
+ * the run and the field) before the inner store writes them, and opened when it reads them, so
+ * the broker's hashes, KV values and snapshots hold ciphertext while the orchestrator works on
+ * plaintext in memory (CEL conditions included). Ids, states and times stay readable: the stores
+ * index and expire by them. Values written before encryption was turned on are read as they are.
  */
 export class SealingRunStore implements RunStore {
   /** The inner store's bound on runs in progress, when it has one. */
@@ -81,21 +85,24 @@ export class SealingRunStore implements RunStore {
   }
 
   private sealRun(run: Run): Run {
+    const seal = (value: unknown, where: string): unknown =>
+      sealJson(this.keys, value, `${run.txId}:${where}`);
     const steps: Record<string, StepRecord> = {};
     for (const [name, record] of Object.entries(run.steps)) {
+      const sealed = mapRecordErrors(record, `step:${name}`, seal);
       steps[name] =
-        record.output === undefined
-          ? record
-          : { ...record, output: sealJson(this.keys, record.output, `${run.txId}:step:${name}`) };
+        record.output === undefined ? sealed : { ...sealed, output: seal(record.output, `step:${name}`) };
     }
-    return {
+    const sealedRun: Run = {
       ...run,
-      input: sealJson(this.keys, run.input, `${run.txId}:input`) as unknown as Run['input'],
-      signals: sealJson(this.keys, run.signals, `${run.txId}:signals`) as unknown as Run['signals'],
+      input: seal(run.input, 'input') as Run['input'],
+      signals: seal(run.signals, 'signals') as Run['signals'],
       steps,
       // Never stored (rebuilt on read); nothing of it is left in the copy the store sees.
       context: {},
     };
+    if (run.error !== undefined) sealedRun.error = seal(run.error, 'error') as ErrorInfo;
+    return sealedRun;
   }
 
   private openStored(stored: StoredRun): StoredRun {
@@ -107,16 +114,62 @@ export class SealingRunStore implements RunStore {
       isSealedJson(value) ? openJson(this.keys, value, `${run.txId}:${where}`) : value;
     const steps: Record<string, StepRecord> = {};
     for (const [name, record] of Object.entries(run.steps)) {
+      const opened = mapRecordErrors(record, `step:${name}`, open);
       steps[name] =
-        record.output === undefined ? record : { ...record, output: open(record.output, `step:${name}`) };
+        record.output === undefined ? opened : { ...opened, output: open(record.output, `step:${name}`) };
     }
     const input = open(run.input, 'input') as Run['input'];
-    return {
+    const openedRun: Run = {
       ...run,
       input,
       signals: open(run.signals, 'signals') as Run['signals'],
       steps,
       context: rebuildContext(input, steps),
     };
+    if (run.error !== undefined) openedRun.error = open(run.error, 'error') as ErrorInfo;
+    return openedRun;
   }
+}
+
+/** Seals or opens one error at `where` (relative to its run). */
+type ErrorMapper = (error: unknown, where: string) => unknown;
+
+/**
+ * The step record with every error in it (the step's, each attempt's, the compensation's and its
+ * attempts') passed through `map`, each under a place of its own; the record itself when it holds
+ * none, so a run without failures is not copied.
+ */
+function mapRecordErrors(record: StepRecord, where: string, map: ErrorMapper): StepRecord {
+  const attempts = mapAttemptErrors(record.attempts, where, map);
+  const compensation =
+    record.compensation && mapCompensationErrors(record.compensation, `${where}:undo`, map);
+  if (record.error === undefined && attempts === record.attempts && compensation === record.compensation) {
+    return record;
+  }
+  const copy: StepRecord = { ...record, attempts };
+  if (record.error !== undefined) copy.error = map(record.error, `${where}:error`) as ErrorInfo;
+  if (compensation !== undefined) copy.compensation = compensation;
+  return copy;
+}
+
+function mapCompensationErrors(
+  compensation: CompensationRecord,
+  where: string,
+  map: ErrorMapper,
+): CompensationRecord {
+  const attempts = mapAttemptErrors(compensation.attempts, where, map);
+  if (compensation.error === undefined && attempts === compensation.attempts) return compensation;
+  const copy: CompensationRecord = { ...compensation, attempts };
+  if (compensation.error !== undefined) copy.error = map(compensation.error, `${where}:error`) as ErrorInfo;
+  return copy;
+}
+
+/** The attempts with their errors mapped; the same array when none has one. */
+function mapAttemptErrors(attempts: AttemptRecord[], where: string, map: ErrorMapper): AttemptRecord[] {
+  if (!attempts.some((attempt) => attempt.error !== undefined)) return attempts;
+  return attempts.map((attempt) =>
+    attempt.error === undefined
+      ? attempt
+      : { ...attempt, error: map(attempt.error, `${where}:attempt:${attempt.attempt}:error`) as ErrorInfo },
+  );
 }

@@ -1,0 +1,71 @@
+import { createKeyRing, ErrorCode, EventType, RunState } from '@multiagents/contracts';
+import type { TimelineEntry, TimelineStore } from '@multiagents/core';
+import { SealingTimelineStore } from './sealing-timeline-store';
+
+/** Keeps entries by run and version, first one wins, as the backends' timeline stores do. */
+class RawTimelines implements TimelineStore {
+  readonly entries = new Map<string, Map<number, TimelineEntry>>();
+  append(txId: string, entries: readonly TimelineEntry[]): Promise<void> {
+    const run = this.entries.get(txId) ?? new Map<number, TimelineEntry>();
+    for (const entry of entries) if (!run.has(entry.version)) run.set(entry.version, entry);
+    this.entries.set(txId, run);
+    return Promise.resolve();
+  }
+  get(txId: string): Promise<TimelineEntry[] | undefined> {
+    const run = this.entries.get(txId);
+    return Promise.resolve(run && [...run.values()].sort((a, b) => a.version - b.version));
+  }
+  markOnce(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const keys = createKeyRing([['k1', Buffer.alloc(32, 1)]]);
+
+function failedEntry(version: number): TimelineEntry {
+  return {
+    version,
+    state: RunState.Compensating,
+    time: 1_700_000_000_000 + version,
+    workflowId: 'order',
+    events: [
+      {
+        type: EventType.StepFailed,
+        state: RunState.Compensating,
+        step: 'charge',
+        attempt: 1,
+        error: { code: 'DECLINED', message: 'card 4111111111111111 declined', retryable: false },
+      },
+    ],
+  };
+}
+
+describe('SealingTimelineStore', () => {
+  it("keeps each entry's events sealed at rest, its version, state and time readable, and reads them back", async () => {
+    const raw = new RawTimelines();
+    const timelines = new SealingTimelineStore(raw, keys);
+    await timelines.append('tx-1', [failedEntry(2), failedEntry(3)], 60_000);
+    const kept = (await raw.get('tx-1')) ?? [];
+    expect(JSON.stringify(kept)).not.toMatch(/4111111111111111|declined/);
+    expect(kept.map((e) => [e.version, e.state, e.time])).toEqual([
+      [2, RunState.Compensating, 1_700_000_000_002],
+      [3, RunState.Compensating, 1_700_000_000_003],
+    ]);
+    expect(await timelines.get('tx-1')).toEqual([failedEntry(2), failedEntry(3)]);
+    expect(await timelines.get('tx-2')).toBeUndefined();
+  });
+
+  it('reads entries written before encryption as they are; events moved to another version do not open', async () => {
+    const raw = new RawTimelines();
+    await raw.append('tx-1', [failedEntry(1)]);
+    const timelines = new SealingTimelineStore(raw, keys);
+    await timelines.append('tx-1', [failedEntry(2)], 60_000);
+    expect(await timelines.get('tx-1')).toEqual([failedEntry(1), failedEntry(2)]);
+    const sealed = raw.entries.get('tx-1')?.get(2) as TimelineEntry;
+    raw.entries.get('tx-1')?.set(3, { ...sealed, version: 3 });
+    await expect(timelines.get('tx-1')).rejects.toMatchObject({ code: ErrorCode.PayloadRejected });
+  });
+});
