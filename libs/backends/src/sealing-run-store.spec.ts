@@ -136,6 +136,36 @@ describe('SealingRunStore', () => {
     await expect(store.get(run.txId)).rejects.toMatchObject({ code: ErrorCode.PayloadRejected });
   });
 
+  it('seals what a transition changed: an unchanged record, input or signals are handed over sealed as before', async () => {
+    const raw = new RawStore();
+    const store = new SealingRunStore(raw, k1);
+    const run = secretRun();
+    await store.create(transition(run));
+    const first = raw.runs.get(run.txId)?.run as Run;
+    // The next transition replaces the record it changes and keeps the others (as the engine does).
+    const charge = run.steps['charge'] as Run['steps'][string];
+    const next: Run = {
+      ...run,
+      updatedAt: run.updatedAt + 1,
+      steps: {
+        charge,
+        ship: { name: 'ship', status: 'completed', attempt: 1, attempts: [], output: { trackingId: 't-1' } },
+        // The same record under a second name is sealed again, bound to that name.
+        copy: charge,
+      },
+    };
+    await store.commit({ version: 1, revision: '1' }, transition(next));
+    const second = raw.runs.get(run.txId)?.run as Run;
+    expect(second.steps['charge']).toBe(first.steps['charge']);
+    expect(second.input).toBe(first.input);
+    expect(second.signals).toBe(first.signals);
+    expect(second.steps['copy']).not.toBe(second.steps['charge']);
+    expect(JSON.stringify(second)).not.toMatch(/4111111111111111|p-1|t-1|alice/);
+    const read = (await store.get(run.txId))?.run as Run;
+    expect(read.steps['copy']?.output).toEqual({ paymentId: 'p-1' });
+    expect(read.steps['ship']?.output).toEqual({ trackingId: 't-1' });
+  });
+
   it('reads what an older key sealed after rotation; a sealed value moved to another run does not open', async () => {
     const raw = new RawStore();
     const run = secretRun();

@@ -33,6 +33,11 @@ import type { RunCounts, Timer } from '@multiagents/core';
 export class SealingRunStore implements RunStore {
   /** The inner store's bound on runs in progress, when it has one. */
   readonly admit?: () => Promise<() => void>;
+  /** What each value (step record, input, signals, error) was sealed into, and where. */
+  private readonly sealedByValue = new WeakMap<
+    object,
+    { readonly place: string; readonly sealed: unknown }
+  >();
 
   constructor(
     private readonly inner: RunStore,
@@ -89,20 +94,43 @@ export class SealingRunStore implements RunStore {
       sealJson(this.keys, value, `${run.txId}:${where}`);
     const steps: Record<string, StepRecord> = {};
     for (const [name, record] of Object.entries(run.steps)) {
-      const sealed = mapRecordErrors(record, `step:${name}`, seal);
-      steps[name] =
-        record.output === undefined ? sealed : { ...sealed, output: seal(record.output, `step:${name}`) };
+      steps[name] = this.sealed(record, `${run.txId}:step:${name}`, () => {
+        const sealed = mapRecordErrors(record, `step:${name}`, seal);
+        return record.output === undefined
+          ? sealed
+          : { ...sealed, output: seal(record.output, `step:${name}`) };
+      });
     }
     const sealedRun: Run = {
       ...run,
-      input: seal(run.input, 'input') as Run['input'],
-      signals: seal(run.signals, 'signals') as Run['signals'],
+      input: this.sealed(run.input, `${run.txId}:input`, () => seal(run.input, 'input')) as Run['input'],
+      signals: this.sealed(run.signals, `${run.txId}:signals`, () =>
+        seal(run.signals, 'signals'),
+      ) as Run['signals'],
       steps,
       // Never stored (rebuilt on read); nothing of it is left in the copy the store sees.
       context: {},
     };
-    if (run.error !== undefined) sealedRun.error = seal(run.error, 'error') as ErrorInfo;
+    const error = run.error;
+    if (error !== undefined) {
+      sealedRun.error = this.sealed(error, `${run.txId}:error`, () => seal(error, 'error')) as ErrorInfo;
+    }
     return sealedRun;
+  }
+
+  /**
+   * The sealed form of `value` at `place`, made once per value: the engine replaces what a
+   * transition changes and never mutates a value, so a step record (or input, signals, error) that
+   * is the same object as at the last commit is sealed already. A transition then encrypts what it
+   * changed, not every output of the run again, and an unchanged record is handed to the inner
+   * store as the same object each time (the NATS store keeps encoded records by identity).
+   */
+  private sealed<R>(value: object, place: string, seal: () => R): R {
+    const cached = this.sealedByValue.get(value);
+    if (cached !== undefined && cached.place === place) return cached.sealed as R;
+    const sealed = seal();
+    this.sealedByValue.set(value, { place, sealed });
+    return sealed;
   }
 
   private openStored(stored: StoredRun): StoredRun {
