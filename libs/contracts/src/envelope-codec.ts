@@ -2,7 +2,6 @@ import {
   createCipheriv,
   createDecipheriv,
   createHmac,
-  randomBytes,
   timingSafeEqual,
   type BinaryLike,
   type KeyObject,
@@ -10,6 +9,7 @@ import {
 import type { Envelope } from './envelope';
 import { decodeWireEnvelope, encodeWireEnvelope, type WireEnvelope } from './envelope-wire';
 import { PoisonMessageError, ResourceExhaustedError, ValidationError } from './errors';
+import { randomNonce } from './random-nonce';
 import { isEventType } from './event-types';
 import { KEY_ID_PATTERN, type KeyRing } from './key-ring';
 
@@ -290,7 +290,7 @@ function sealPayload(
   if (key === undefined || key.length !== 32) {
     throw new ValidationError('invalid payload key ring', [`current key ${kid} is missing or not 32 bytes`]);
   }
-  const iv = randomBytes(IV_BYTES);
+  const iv = randomNonce(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(payloadAad(envelope, kid));
   const sealed = Buffer.concat([cipher.update(plaintext), cipher.final()]);

@@ -72,6 +72,8 @@ export { costUsd, costForModel, checkBudget, validateBudget, validatePriceTable 
 export type { Budget, BudgetCheck, ModelPrice, PriceTable, Spend, TokenCounts } from './budget';
 /** JSON values encrypted at rest (AES-256-GCM under a key ring), bound to where they belong. */
 export { sealJson, openJson, isSealedJson } from './sealed-json';
+/** Random bytes for AES-GCM nonces, drawn from the system's generator in batches. */
+export { randomNonce } from './random-nonce';
 /** What {@link sealJson} returns. */
 export type { SealedJson } from './sealed-json';
 export { KEY_ID_PATTERN, DEFAULT_MIN_KEY_BYTES, createKeyRing, parseKeyRing } from './key-ring';

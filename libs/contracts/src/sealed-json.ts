@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { PayloadRejectedError, ValidationError } from './errors';
 import type { KeyRing } from './key-ring';
+import { randomNonce } from './random-nonce';
 
 /** A JSON value encrypted where it is stored: AES-256-GCM, base64 of version, key id, IV, ciphertext, tag. */
 export interface SealedJson {
@@ -32,7 +33,7 @@ export function sealJson(ring: KeyRing, value: unknown, associatedData: string):
   if (key === undefined || key.length !== 32) {
     throw new ValidationError('invalid payload key ring', [`current key ${kid} is missing or not 32 bytes`]);
   }
-  const iv = randomBytes(IV_BYTES);
+  const iv = randomNonce(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(Buffer.from(`${kid}\0${associatedData}`, 'utf8'));
   const body = Buffer.concat([cipher.update(JSON.stringify(value) ?? 'null', 'utf8'), cipher.final()]);

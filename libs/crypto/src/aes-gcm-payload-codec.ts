@@ -1,5 +1,5 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { PayloadRejectedError, ValidationError, type KeyRing } from '@multiagents/contracts';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { PayloadRejectedError, ValidationError, randomNonce, type KeyRing } from '@multiagents/contracts';
 import type { EncodedPayload, PayloadCodec } from '@multiagents/core';
 
 /** The `codec` name this codec writes and reads. */
@@ -61,7 +61,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     }
     const keyId = this.keys.currentKeyId;
     const key = this.keys.keys.get(keyId) as Buffer;
-    const iv = randomBytes(IV_BYTES);
+    const iv = randomNonce(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(aadOf(keyId, associatedData));
     const body = Buffer.concat([cipher.update(json, 'utf8'), cipher.final()]);
