@@ -6,11 +6,12 @@
  * redis and nats, the same saga written by hand on the same broker. With a broker it also prints
  * what one step costs the broker (commands or messages, and bytes), ours next to the floor's.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openBackend } from '@multiagents/backends';
-import { EventType, RunState, Topics, type Run } from '@multiagents/contracts';
+import { EventType, RunState, Topics, createKeyRing, type Run } from '@multiagents/contracts';
 import { Orchestrator, silentLogger, type EventBus } from '@multiagents/core';
 import { defaultMaxActiveRuns, startEmbedded } from '@multiagents/embedded';
 import {
@@ -77,6 +78,9 @@ const USAGE = `pnpm bench [options]: the SPEC §8 order-saga benchmark; prints o
   --cluster                    redis: a private 3-master Redis Cluster instead of one server;
                                nats: a 3-node JetStream cluster with R3 streams and buckets
                                (no floor is measured on a cluster)
+  --encrypt                    redis / nats: every service and this bench share a payload key
+                               (MULTIAGENTS_PAYLOAD_KEYS): payloads encrypted on the bus and
+                               run data sealed at rest, as a production deployment would run
   --observers LIST             redis / nats: also run these services, comma-separated, as
                                extra processes: metrics-collector, event-monitor (their cost)
   --seed S                     seed of the failing orders (default 42)
@@ -104,6 +108,7 @@ interface BenchArgs {
   /** Undefined: the embedded mode's default. */
   maxActiveRuns: number | undefined;
   observers: Observer[];
+  encrypt: boolean;
   cluster: boolean;
   repeat: number;
   warmup: number;
@@ -126,6 +131,7 @@ function parse(): BenchArgs {
         'workers-in-orchestrator': { type: 'boolean', default: false },
         'max-active-runs': { type: 'string' },
         observers: { type: 'string', default: '' },
+        encrypt: { type: 'boolean', default: false },
         cluster: { type: 'boolean', default: false },
         repeat: { type: 'string', default: '1' },
         warmup: { type: 'string', default: '0' },
@@ -153,6 +159,7 @@ function parse(): BenchArgs {
     workerManagers: Number(values['worker-managers'] ?? (values['workers-in-orchestrator'] ? 0 : 1)),
     workersInOrchestrator: values['workers-in-orchestrator'],
     maxActiveRuns: values['max-active-runs'] === undefined ? undefined : Number(values['max-active-runs']),
+    encrypt: values.encrypt,
     cluster: values.cluster,
     repeat: Number(values.repeat),
     warmup: Number(values.warmup),
@@ -196,6 +203,9 @@ function parse(): BenchArgs {
   }
   if (args.observers.length > 0 && args.backend === 'memory') {
     problems.push('--observers needs --backend redis or nats (they are separate processes)');
+  }
+  if (args.encrypt && args.backend === 'memory') {
+    problems.push('--encrypt needs --backend redis or nats (nothing leaves the process embedded)');
   }
   if (args.cluster && args.backend === 'memory') {
     problems.push('--cluster needs --backend redis or nats');
@@ -494,6 +504,7 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
           ? redisCounters(server.url)
           : natsCounters(server.monitorUrl as string);
   const prefix = `bench-${Date.now()}`;
+  const payloadKey = args.encrypt ? randomBytes(32) : undefined;
   const env = {
     MULTIAGENTS_BACKEND: backend,
     ...(backend === 'redis'
@@ -501,6 +512,9 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
       : { NATS_URL: server.url, ...(natsCluster ? { MULTIAGENTS_NATS_REPLICAS: '3' } : {}) }),
     MULTIAGENTS_PREFIX: prefix,
     LOG_LEVEL: 'warn',
+    ...(payloadKey === undefined
+      ? {}
+      : { MULTIAGENTS_PAYLOAD_KEYS: `bench:${payloadKey.toString('base64')}` }),
   };
   const logDir = join(REPO_ROOT, 'tmp', 'bench-logs');
   const services = [
@@ -541,6 +555,9 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     ...(backend === 'redis'
       ? { redisUrl: server.url, redisPartitions: args.partitions, redisCluster: redisCluster !== undefined }
       : { natsUrl: server.url, ...(natsCluster ? { natsReplicas: 3 } : {}) }),
+    ...(payloadKey === undefined
+      ? {}
+      : { busCodec: { payloadKeys: createKeyRing([['bench', payloadKey]]) } }),
   });
   // BENCH_PROFILE_DIR=<dir>: each service writes a V8 CPU profile there when it stops (a profile
   // beats a guess).
@@ -712,6 +729,7 @@ function reportOf(args: BenchArgs, measured: Measured) {
     ...(args.workersInOrchestrator ? { workersInOrchestrator: true } : {}),
     ...(args.cluster ? { cluster: true } : {}),
     ...(args.observers.length > 0 ? { observers: args.observers } : {}),
+    ...(args.encrypt ? { encrypted: true } : {}),
     ...(args.warmup > 0 ? { warmup: args.warmup } : {}),
     tracing: tracingLabel(),
     completed: tally.completed,
