@@ -166,6 +166,27 @@ describe('SealingRunStore', () => {
     expect(read.steps['ship']?.output).toEqual({ trackingId: 't-1' });
   });
 
+  it('writes a run read back without sealing it again, and seals what was stored in plaintext', async () => {
+    const raw = new RawStore();
+    const run = secretRun();
+    await new SealingRunStore(raw, k1).create(transition(run));
+    const stored = raw.runs.get(run.txId)?.run as Run;
+    // Another process (a fresh store) reads the run and writes its next transition unchanged.
+    const reader = new SealingRunStore(raw, k1);
+    const read = (await reader.get(run.txId))?.run as Run;
+    await reader.commit({ version: 1, revision: '1' }, transition(read));
+    const written = raw.runs.get(run.txId)?.run as Run;
+    expect(written.steps['charge']).toBe(stored.steps['charge']);
+    expect(written.input).toBe(stored.input);
+    expect(written.signals).toBe(stored.signals);
+    // A run written before encryption was turned on: read as it is, sealed when next written.
+    const plain = secretRun();
+    await raw.create(transition(plain));
+    const legacy = (await reader.get(plain.txId))?.run as Run;
+    await reader.commit({ version: 1, revision: '1' }, transition(legacy));
+    expect(JSON.stringify(raw.runs.get(plain.txId)?.run)).not.toMatch(/4111111111111111|p-1|alice/);
+  });
+
   it('reads what an older key sealed after rotation; a sealed value moved to another run does not open', async () => {
     const raw = new RawStore();
     const run = secretRun();

@@ -129,8 +129,17 @@ export class SealingRunStore implements RunStore {
     const cached = this.sealedByValue.get(value);
     if (cached !== undefined && cached.place === place) return cached.sealed as R;
     const sealed = seal();
-    this.sealedByValue.set(value, { place, sealed });
+    this.remember(value, place, sealed);
     return sealed;
+  }
+
+  /**
+   * Records that `value` at `place` is sealed as `sealed`: after a write, and after a read for
+   * what the store held sealed (a run read back is not sealed again when next written; a value
+   * written before encryption was turned on is, once).
+   */
+  private remember(value: unknown, place: string, sealed: unknown): void {
+    if (typeof value === 'object' && value !== null) this.sealedByValue.set(value, { place, sealed });
   }
 
   private openStored(stored: StoredRun): StoredRun {
@@ -143,18 +152,21 @@ export class SealingRunStore implements RunStore {
     const steps: Record<string, StepRecord> = {};
     for (const [name, record] of Object.entries(run.steps)) {
       const opened = mapRecordErrors(record, `step:${name}`, open);
-      steps[name] =
+      const step =
         record.output === undefined ? opened : { ...opened, output: open(record.output, `step:${name}`) };
+      steps[name] = step;
+      if (step !== record && isRecordSealed(record)) this.remember(step, `${run.txId}:step:${name}`, record);
     }
     const input = open(run.input, 'input') as Run['input'];
-    const openedRun: Run = {
-      ...run,
-      input,
-      signals: open(run.signals, 'signals') as Run['signals'],
-      steps,
-      context: rebuildContext(input, steps),
-    };
-    if (run.error !== undefined) openedRun.error = open(run.error, 'error') as ErrorInfo;
+    const signals = open(run.signals, 'signals') as Run['signals'];
+    const openedRun: Run = { ...run, input, signals, steps, context: rebuildContext(input, steps) };
+    if (isSealedJson(run.input)) this.remember(input, `${run.txId}:input`, run.input);
+    if (isSealedJson(run.signals)) this.remember(signals, `${run.txId}:signals`, run.signals);
+    const error = run.error;
+    if (error !== undefined) {
+      openedRun.error = open(error, 'error') as ErrorInfo;
+      if (isSealedJson(error)) this.remember(openedRun.error, `${run.txId}:error`, error);
+    }
     return openedRun;
   }
 }
@@ -200,4 +212,15 @@ function mapAttemptErrors(attempts: AttemptRecord[], where: string, map: ErrorMa
       ? attempt
       : { ...attempt, error: map(attempt.error, `${where}:attempt:${attempt.attempt}:error`) as ErrorInfo },
   );
+}
+
+/** True when nothing of the record is left in plaintext: its output and every error are sealed. */
+function isRecordSealed(record: StepRecord): boolean {
+  if (record.output !== undefined && !isSealedJson(record.output)) return false;
+  let sealed = true;
+  mapRecordErrors(record, '', (error) => {
+    if (!isSealedJson(error)) sealed = false;
+    return error;
+  });
+  return sealed;
 }
