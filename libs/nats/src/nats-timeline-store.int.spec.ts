@@ -3,6 +3,7 @@ import { EventType, RunState } from '@multiagents/contracts';
 import type { TimelineEntry } from '@multiagents/core';
 import { ManualClock, waitFor } from '@multiagents/testing';
 import type { NatsBackend } from './nats-backend';
+import { NatsContext } from './nats-context';
 import { TEST_REQUEST_TIMEOUT_MS, useNatsTestServer } from './testing/nats-test-backend';
 
 jest.setTimeout(6 * TEST_REQUEST_TIMEOUT_MS);
@@ -46,6 +47,32 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     const made = await consumers();
     expect(await backend.timelines.get(txId)).toEqual([entry(1), entry(2)]);
     expect(await consumers()).toBeLessThanOrEqual(made);
+  });
+
+  it('reads a finished timeline by its versions, without a scan of the bucket', async () => {
+    const txId = `tx-${randomUUID()}`;
+    const entries = [entry(1), entry(2), entry(3), entry(4), entry(5, RunState.Completed)];
+    await backend.timelines.append(txId, entries, 60_000);
+    const scan = jest.spyOn(NatsContext.prototype, 'kvScan');
+    try {
+      expect(await backend.timelines.get(txId)).toEqual(entries);
+      expect(scan).not.toHaveBeenCalled();
+      // A run still going may have more to come: its keys are scanned.
+      const going = `tx-${randomUUID()}`;
+      await backend.timelines.append(going, [entry(1), entry(2)], 60_000);
+      expect(await backend.timelines.get(going)).toEqual([entry(1), entry(2)]);
+      expect(scan).toHaveBeenCalledTimes(1);
+    } finally {
+      scan.mockRestore();
+    }
+  });
+
+  it('reads every entry of a timeline whose versions skip more than one lookup batch', async () => {
+    // Transitions without lifecycle events (heartbeats) leave versions without an entry.
+    const txId = `tx-${randomUUID()}`;
+    const entries = [entry(1), entry(2), entry(20), entry(21, RunState.Compensated)];
+    await backend.timelines.append(txId, entries, 60_000);
+    expect(await backend.timelines.get(txId)).toEqual(entries);
   });
 
   it('reads a timeline an earlier version wrote as one key, with the entries appended since', async () => {
