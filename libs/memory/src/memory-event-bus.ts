@@ -382,6 +382,18 @@ export class MemoryEventBus implements EventBus {
     };
   }
 
+  async deleteGroup(topic: string, group: string): Promise<void> {
+    const state = this.topics.get(topic);
+    const held = state?.groups.get(group);
+    if (state === undefined || held === undefined) return;
+    for (const subscription of [...held.consumers]) await subscription.close();
+    if (held.timer !== undefined) clearTimeout(held.timer);
+    state.groups.delete(group);
+    // Its read position no longer holds the log back.
+    if (state.groups.size > 0) this.trim(state);
+    else this.afterAppend(state);
+  }
+
   /**
    * Messages the topic's log still holds (unread by some group, or kept for groups to come).
    * Diagnostics and retention tests; not part of the port.

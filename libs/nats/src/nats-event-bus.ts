@@ -168,6 +168,18 @@ export class NatsEventBus implements EventBus {
     }
   }
 
+  /** Deletes the group's durable consumer (a JetStream API call; its pending messages go with it). */
+  async deleteGroup(topic: string, group: string): Promise<void> {
+    const name = this.ctx.names.consumerName(topic, group);
+    this.assertOpen();
+    try {
+      await this.ctx.jsm.consumers.delete(this.ctx.names.stream, name);
+    } catch (err) {
+      if (isApiError(err, JetStreamApiCodes.ConsumerNotFound, JetStreamApiCodes.StreamNotFound)) return;
+      throw err;
+    }
+  }
+
   /**
    * Pending (delivered, not acknowledged) and lag (not delivered yet) of every group of the topic,
    * from its consumers' info, and the dead letters it holds. JetStream API calls: for scrapes and

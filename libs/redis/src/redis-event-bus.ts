@@ -210,6 +210,23 @@ export class RedisEventBus implements EventBus {
     return counts.reduce((sum, n) => sum + n, 0);
   }
 
+  /** XGROUP DESTROY on every partition's stream of the topic (its pending entries go with it). */
+  async deleteGroup(topic: string, group: string): Promise<void> {
+    this.assertOpen();
+    const streams = this.keys.topicStreams(topic);
+    await this.connection.call(`deleteGroup ${group} of ${topic}`, () =>
+      Promise.all(
+        streams.map((source) =>
+          this.connection.client.xgroup('DESTROY', source.stream, group).catch((err: unknown) => {
+            // A partition nobody ever wrote to has no stream, hence no group.
+            if (err instanceof Error && err.message.includes('requires the key to exist')) return 0;
+            throw err;
+          }),
+        ),
+      ),
+    );
+  }
+
   /**
    * The topic's consumer groups, each summed over the partitions' streams (XINFO GROUPS: `pending`,
    * and Redis 7's `lag`, undefined when Redis cannot tell for some partition), in group-name order;

@@ -567,6 +567,48 @@ export function eventBusConformance(
       await bus.close();
     });
 
+    it('deletes a group with its pending messages and read position; the other groups keep theirs', async () => {
+      if (!bus.deleteGroup) throw new Error('bus.deleteGroup is required');
+      const topic = newTopic();
+      const [first, second, third] = envelopes(3) as [Envelope, Envelope, Envelope];
+      const kept: string[] = [];
+      await subscribe(topic, { group: 'kept', consumer: 'c1', ...QUICK }, async (d) => {
+        kept.push(d.envelope.id);
+      });
+      // The first message stays pending in `gone`: its handler fails and the retry is far off.
+      let failed = 0;
+      const leaving = await subscribe(
+        topic,
+        { group: 'gone', consumer: 'c1', ...QUICK, retryDelayMs: 600_000 },
+        async () => {
+          failed += 1;
+          throw new Error('not now');
+        },
+      );
+      await bus.publish(topic, [first]);
+      await waitFor(() => failed === 1 && kept.length === 1, WAIT);
+      await pendingIs(topic, 'gone', 1);
+      await leaving.close();
+      await bus.publish(topic, [second]);
+      await waitFor(() => kept.length === 2, WAIT);
+
+      await bus.deleteGroup(topic, 'gone');
+      await bus.deleteGroup(topic, 'gone'); // a group that does not exist: no error
+      await bus.deleteGroup(newTopic(), 'never');
+      expect(await bus.pendingCount(topic, 'gone')).toBe(0);
+      if (bus.topicStats) expect((await bus.topicStats(topic)).groups.map((g) => g.group)).toEqual(['kept']);
+      // A group of the same name is a new one: from the end, without what `gone` held or missed.
+      const again: string[] = [];
+      await subscribe(topic, { group: 'gone', consumer: 'c2', startFrom: 'latest', ...QUICK }, async (d) => {
+        again.push(d.envelope.id);
+      });
+      await bus.publish(topic, [third]);
+      await waitFor(() => again.length >= 1 && kept.length === 3, WAIT);
+      await sleep(50);
+      expect(again).toEqual([third.id]);
+      expect(kept).toEqual([first.id, second.id, third.id]);
+    });
+
     it('starts a new group from the earliest retained message by default', async () => {
       const topic = newTopic();
       const sent = envelopes(5);

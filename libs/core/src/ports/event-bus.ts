@@ -116,5 +116,13 @@ export interface EventBus {
    * Optional: a bus that cannot tell leaves it out.
    */
   topicStats?(topic: string): Promise<TopicStats>;
+  /**
+   * Removes a consumer group of the topic, with its read position and what it held pending: for
+   * a group made for one process's lifetime (the event-monitor's live feed), which nobody will
+   * resume and which would otherwise stay on the broker (counted as ever more lag, and holding
+   * the in-process log) after the process is gone. Close the group's subscriptions first. A group
+   * that does not exist is no error. Optional: a bus without groups of its own leaves it out.
+   */
+  deleteGroup?(topic: string, group: string): Promise<void>;
   close(): Promise<void>;
 }
