@@ -586,5 +586,11 @@ describe('EventMonitor', () => {
     expect(seen).toEqual(['tx-w:v1', 'tx-w:v2', 'tx-w:v3', 'tx-w:v4']);
     stop();
     expect(a.stats.watchers).toBe(0);
+    // The watch group is the replica's alone: closing it leaves no group behind on the bus.
+    const groups = async (): Promise<string[]> =>
+      ((await backend.bus.topicStats?.(Topics.events))?.groups ?? []).map((g) => g.group);
+    expect((await groups()).filter((g) => g.includes('-watch-'))).toHaveLength(1);
+    await a.close();
+    expect((await groups()).filter((g) => g.includes('-watch-'))).toEqual([]);
   });
 });

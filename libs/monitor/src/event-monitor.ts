@@ -346,7 +346,15 @@ export class EventMonitor {
     this.watchers.clear();
     await this.subscription?.close();
     await this.watchSubscription?.then(
-      (subscription) => subscription.close(),
+      async (subscription) => {
+        await subscription.close();
+        // The watch group is this process's alone and nobody resumes it: left on the broker it
+        // would count as ever more lag and hold what the topic keeps. (A replica killed outright
+        // leaves its group behind.)
+        await this.deps.bus.deleteGroup?.(Topics.events, this.watchGroup).catch((err: unknown) => {
+          this.logger.warn({ err, group: this.watchGroup }, 'could not delete the watch group');
+        });
+      },
       () => undefined,
     );
     await this.scanning;
@@ -643,13 +651,18 @@ export class EventMonitor {
     }
   }
 
+  /** This replica's own group on the events, read while anyone watches (see `watchEvents`). */
+  private get watchGroup(): string {
+    return `${this.options.group}-watch-${this.deps.consumer}`;
+  }
+
   private openWatchSubscription(): Promise<Subscription> {
     this.watchSubscription ??= this.deps.bus
       .subscribe(
         Topics.events,
         {
           concurrency: DEFAULT_EVENT_MONITOR_OPTIONS.concurrency,
-          group: `${this.options.group}-watch-${this.deps.consumer}`,
+          group: this.watchGroup,
           consumer: this.deps.consumer,
           startFrom: 'latest',
         },
