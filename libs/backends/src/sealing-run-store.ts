@@ -147,15 +147,22 @@ export class SealingRunStore implements RunStore {
   }
 
   private openRun(run: Run): Run {
-    const open = (value: unknown, where: string): unknown =>
-      isSealedJson(value) ? openJson(this.keys, value, `${run.txId}:${where}`) : value;
+    /** Whether `open` met a value stored in plaintext since it was last reset. */
+    let plaintext = false;
+    const open = (value: unknown, where: string): unknown => {
+      if (isSealedJson(value)) return openJson(this.keys, value, `${run.txId}:${where}`);
+      plaintext = true;
+      return value;
+    };
     const steps: Record<string, StepRecord> = {};
     for (const [name, record] of Object.entries(run.steps)) {
+      plaintext = false;
       const opened = mapRecordErrors(record, `step:${name}`, open);
       const step =
         record.output === undefined ? opened : { ...opened, output: open(record.output, `step:${name}`) };
       steps[name] = step;
-      if (step !== record && isRecordSealed(record)) this.remember(step, `${run.txId}:step:${name}`, record);
+      // Nothing of it was stored in plaintext: written again unchanged, it is the record as stored.
+      if (step !== record && !plaintext) this.remember(step, `${run.txId}:step:${name}`, record);
     }
     const input = open(run.input, 'input') as Run['input'];
     const signals = open(run.signals, 'signals') as Run['signals'];
@@ -212,15 +219,4 @@ function mapAttemptErrors(attempts: AttemptRecord[], where: string, map: ErrorMa
       ? attempt
       : { ...attempt, error: map(attempt.error, `${where}:attempt:${attempt.attempt}:error`) as ErrorInfo },
   );
-}
-
-/** True when nothing of the record is left in plaintext: its output and every error are sealed. */
-function isRecordSealed(record: StepRecord): boolean {
-  if (record.output !== undefined && !isSealedJson(record.output)) return false;
-  let sealed = true;
-  mapRecordErrors(record, '', (error) => {
-    if (!isSealedJson(error)) sealed = false;
-    return error;
-  });
-  return sealed;
 }
