@@ -390,8 +390,7 @@ export class MemoryEventBus implements EventBus {
     if (held.timer !== undefined) clearTimeout(held.timer);
     state.groups.delete(group);
     // Its read position no longer holds the log back.
-    if (state.groups.size > 0) this.trim(state);
-    else this.afterAppend(state);
+    this.trim(state);
   }
 
   /**
@@ -434,8 +433,7 @@ export class MemoryEventBus implements EventBus {
 
   private afterAppend(state: TopicState): void {
     if (state.groups.size === 0) {
-      const excess = state.log.size - this.options.maxRetainedPerTopic;
-      if (excess > 0) state.log.trimBefore(state.log.firstSeq + excess);
+      this.trim(state);
       return;
     }
     for (const group of state.groups.values()) {
@@ -716,8 +714,13 @@ export class MemoryEventBus implements EventBus {
     }
   };
 
+  /** Drops what no group will read: before the slowest read position, or past the retained count with no group. */
   private trim(topic: TopicState): void {
-    if (topic.groups.size === 0) return;
+    if (topic.groups.size === 0) {
+      const excess = topic.log.size - this.options.maxRetainedPerTopic;
+      if (excess > 0) topic.log.trimBefore(topic.log.firstSeq + excess);
+      return;
+    }
     let min = Number.POSITIVE_INFINITY;
     for (const group of topic.groups.values()) min = Math.min(min, group.nextSeq);
     // Pending messages hold their own entry, so only the slowest read position bounds the log.
