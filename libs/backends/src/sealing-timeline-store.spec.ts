@@ -58,6 +58,14 @@ describe('SealingTimelineStore', () => {
     expect(await timelines.get('tx-2')).toBeUndefined();
   });
 
+  it('hands the read options to the store it wraps', async () => {
+    const raw = new RawTimelines();
+    const get = jest.spyOn(raw, 'get');
+    const options = { runVersion: () => Promise.resolve(3) };
+    await new SealingTimelineStore(raw, keys).get('tx-1', options);
+    expect(get).toHaveBeenCalledWith('tx-1', options);
+  });
+
   it('reads entries written before encryption as they are; events moved to another version do not open', async () => {
     const raw = new RawTimelines();
     await raw.append('tx-1', [failedEntry(1)]);

@@ -1,5 +1,5 @@
 import { isSealedJson, openJson, sealJson, type KeyRing } from '@multiagents/contracts';
-import type { TimelineEntry, TimelineStore } from '@multiagents/core';
+import type { TimelineEntry, TimelineReadOptions, TimelineStore } from '@multiagents/core';
 
 /**
  * Encryption at rest for any TimelineStore: the lifecycle events of each entry (their errors
@@ -25,8 +25,8 @@ export class SealingTimelineStore implements TimelineStore {
     return this.inner.append(txId, sealed, ttlMs);
   }
 
-  async get(txId: string): Promise<TimelineEntry[] | undefined> {
-    const entries = await this.inner.get(txId);
+  async get(txId: string, options?: TimelineReadOptions): Promise<TimelineEntry[] | undefined> {
+    const entries = await this.inner.get(txId, options);
     return entries?.map((entry) =>
       isSealedJson(entry.events)
         ? {

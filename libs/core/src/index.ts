@@ -35,6 +35,7 @@ export type {
   WorkerManagerRecord,
   TimelineStore,
   TimelineEntry,
+  TimelineReadOptions,
   GroupStats,
   TopicStats,
   RunCounts,

@@ -10,7 +10,14 @@ import {
   type TransitionEventPayload,
   EventRejectReason,
 } from '@multiagents/contracts';
-import type { Delivery, EventBus, RunStore, TimelineEntry, Transition } from '@multiagents/core';
+import type {
+  Delivery,
+  EventBus,
+  RunStore,
+  TimelineEntry,
+  TimelineStore,
+  Transition,
+} from '@multiagents/core';
 import { createMemoryBackend, type MemoryBackend } from '@multiagents/memory';
 import { ManualClock, makeRun, waitFor } from '@multiagents/testing';
 import { EventMonitor, EVENT_MONITOR_GROUP, type EventMonitorOptions } from './event-monitor';
@@ -138,6 +145,27 @@ describe('EventMonitor', () => {
       [3, RunState.Completed, t0 + 5, [EventType.WorkflowCompleted]],
     ]);
     await expect(em.getTimeline('tx-unknown')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('tells the timeline store the run’s version, so a live timeline with gaps is read up to it', async () => {
+    const em = monitor();
+    const t0 = clock.now();
+    const run = makeRun({ workflowId: 'order_processing', updatedAt: t0 });
+    await backend.runs.create(create(run));
+    await completeInStore(run, t0 + 5);
+    await backend.timelines.append(run.txId, [firstEntry(t0)], 60_000);
+    const get = jest.spyOn(backend.timelines as TimelineStore, 'get');
+    try {
+      await em.getTimeline(run.txId);
+      const asked = await Promise.all(get.mock.calls.map(([, options]) => options?.runVersion?.()));
+      expect(asked.length).toBeGreaterThan(0);
+      expect(asked).toEqual(asked.map(() => 2));
+      get.mockClear();
+      await expect(em.getTimeline('tx-unknown')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(await get.mock.calls[0]?.[1]?.runVersion?.()).toBeUndefined();
+    } finally {
+      get.mockRestore();
+    }
   });
 
   it('answers a timeline the events stopped reaching with the run store’s last state, and says so', async () => {

@@ -379,7 +379,7 @@ export class EventMonitor {
     if (typeof txId !== 'string' || txId.length === 0) {
       throw new ValidationError('GetTimeline', ['txId is required']);
     }
-    const stored = await this.deps.timelines.get(txId);
+    const stored = await this.timelineOf(txId);
     if (stored === undefined || stored.length === 0) throw new RunNotFoundError(txId);
     const entries = await this.reconcile(txId, stored);
     const workflowId = entries.find((entry) => entry.workflowId !== undefined)?.workflowId ?? '';
@@ -407,7 +407,7 @@ export class EventMonitor {
       }
       // The run's last events may have been handled while the run and the group were read: only
       // a timeline read after the group was found drained shows whether one is really missing.
-      const again = (await this.deps.timelines.get(txId)) ?? entries;
+      const again = (await this.timelineOf(txId)) ?? entries;
       const last = lastBehind(again, stored.version);
       if (last === undefined) return again;
       const { run } = stored;
@@ -431,6 +431,13 @@ export class EventMonitor {
     }
   }
 
+  /** A run's timeline as stored; a store that cannot see where it ends asks the run store. */
+  private timelineOf(txId: string): Promise<TimelineEntry[] | undefined> {
+    return this.deps.timelines.get(txId, {
+      runVersion: async () => (await this.deps.runs.get(txId))?.version,
+    });
+  }
+
   /** True when this monitor's group has read and acknowledged every event the topic holds. */
   private async eventsAllHandled(): Promise<boolean> {
     const stats = await this.deps.bus.topicStats?.(Topics.events);
@@ -440,7 +447,7 @@ export class EventMonitor {
 
   /** The workflow of a run the monitor has a timeline of (authorization of workflow-limited callers). */
   async workflowOf(txId: string): Promise<string | undefined> {
-    const entries = await this.deps.timelines.get(txId);
+    const entries = await this.timelineOf(txId);
     return entries?.find((entry) => entry.workflowId !== undefined)?.workflowId;
   }
 
@@ -761,7 +768,7 @@ export class EventMonitor {
     const thresholdMs = this.thresholdOf(run.workflowId);
     if (now - assessment.lastProgressAt <= thresholdMs) return undefined;
     // Past the threshold: the timeline tells the version, and when a retry timer was due.
-    const timeline = (await this.deps.timelines.get(run.txId)) ?? [];
+    const timeline = (await this.timelineOf(run.txId)) ?? [];
     let lastProgressAt = assessment.lastProgressAt;
     if (assessment.kind === 'retry-timer') {
       const due = retryDueAt(timeline);

@@ -67,6 +67,34 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     }
   });
 
+  it('reads a live timeline up to its run version, gaps included, without a scan', async () => {
+    // A run at version 38 whose versions 3–29 had no event (signals kept for a later wait step:
+    // more than two lookup batches), and whose entry 39 landed after its version was read.
+    const txId = `tx-${randomUUID()}`;
+    const entries = [entry(1), entry(2), entry(30), entry(38), entry(39)];
+    await backend.timelines.append(txId, entries, 60_000);
+    const runVersion = jest.fn(async () => 38);
+    const scan = jest.spyOn(NatsContext.prototype, 'kvScan');
+    try {
+      expect(await backend.timelines.get(txId, { runVersion })).toEqual(entries);
+      expect(runVersion).toHaveBeenCalledTimes(1);
+      // A finished timeline never asks.
+      const done = `tx-${randomUUID()}`;
+      await backend.timelines.append(done, [entry(1), entry(2, RunState.Completed)], 60_000);
+      expect(await backend.timelines.get(done, { runVersion })).toEqual([
+        entry(1),
+        entry(2, RunState.Completed),
+      ]);
+      expect(runVersion).toHaveBeenCalledTimes(1);
+      expect(scan).not.toHaveBeenCalled();
+      // No run to go by (gone from the run store): the keys are scanned.
+      expect(await backend.timelines.get(txId, { runVersion: async () => undefined })).toEqual(entries);
+      expect(scan).toHaveBeenCalledTimes(1);
+    } finally {
+      scan.mockRestore();
+    }
+  });
+
   it('reads every entry of a timeline whose versions skip more than one lookup batch', async () => {
     // Transitions without lifecycle events (heartbeats) leave versions without an entry.
     const txId = `tx-${randomUUID()}`;

@@ -1,5 +1,5 @@
 import { ValidationError, isTerminalRunState } from '@multiagents/contracts';
-import type { TimelineEntry, TimelineStore } from '@multiagents/core';
+import type { TimelineEntry, TimelineReadOptions, TimelineStore } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
 import {
   isKeyExists,
@@ -42,8 +42,9 @@ const decoder = new TextDecoder();
  * whole timeline per event). A redelivered event finds its key taken and changes nothing;
  * replicas appending to one run at once never touch each other's keys. A timeline is read by
  * version, with message gets of exact keys (no consumer, and a cost that does not grow with the
- * bucket); one that ends in no final state is read with one message get per entry over
- * `t.<txId>.*`.
+ * bucket) until it ends in a final state or passes the run's version (which the caller gives:
+ * versions can pass without an event); one that ends in neither is read with one message get per
+ * entry over `t.<txId>.*`.
  *
  * NATS 2.9 has no per-key time to live: each entry carries when it was written and its expiry, and
  * a timeline counts as kept `ttlMs` after its last append — read in write order, an entry written
@@ -108,7 +109,7 @@ export class NatsTimelineStore implements TimelineStore {
     }
   }
 
-  async get(txId: string): Promise<TimelineEntry[] | undefined> {
+  async get(txId: string, options?: TimelineReadOptions): Promise<TimelineEntry[] | undefined> {
     const { ctx } = this;
     await this.bucket();
     const bucket = ctx.names.timelinesBucket;
@@ -117,7 +118,7 @@ export class NatsTimelineStore implements TimelineStore {
     try {
       const [legacy, entries] = await Promise.all([
         untilAnswered(() => ctx.kvGet(bucket, legacyKey)),
-        this.entriesOf(txId),
+        this.entriesOf(txId, options),
       ]);
       if (legacy !== undefined) {
         // Earlier versions' layout: its entries count as written when the key last was.
@@ -144,29 +145,43 @@ export class NatsTimelineStore implements TimelineStore {
 
   /**
    * The run's entry keys, read by version: `PROBE_VERSIONS` exact keys at a time (a lookup by
-   * subject, whatever the bucket holds), until a batch finds none or holds a final state. A
-   * timeline that ends in no final state that way (a run still going, or versions that had no
-   * event for a whole batch) is read by a scan of `t.<txId>.*` instead, which finds every key but
-   * costs the server a walk of the stream: 3.8 ms per read with 4,000 entries in the bucket, 23 ms
-   * with 64,000, against about 1 ms by version.
+   * subject, whatever the bucket holds), until a batch holds a final state, or finds none past
+   * the version the run has reached (`runVersion`, asked once the entries stop short of a final
+   * state: versions can pass without an event, a signal kept for a later wait step). Without a
+   * run version to go by, such a timeline is read by a scan of `t.<txId>.*`, which finds every
+   * key but costs the server a walk of the stream: 3.8 ms per read with 4,000 entries in the
+   * bucket, 23 ms with 64,000, against about 1 ms by version.
    */
-  private async entriesOf(txId: string): Promise<KvRead[]> {
+  private async entriesOf(txId: string, options: TimelineReadOptions | undefined): Promise<KvRead[]> {
+    const { ctx } = this;
+    const found: KvRead[] = [];
+    let through: number | undefined;
+    for (let from = 0; ; from += PROBE_VERSIONS) {
+      const hits = await this.probe(txId, from);
+      found.push(...hits);
+      const last = hits.length === 0 ? undefined : parseEntry((hits[hits.length - 1] as KvRead).data);
+      if (last !== undefined && isTerminalRunState(last.entry.state)) return found;
+      if (hits.length > 0 || (through !== undefined && from <= through)) continue;
+      // An empty batch past every version known: the end, once the run's version is known.
+      if (through !== undefined) return found;
+      const version = await options?.runVersion?.();
+      if (version === undefined) break;
+      through = version;
+      if (from + PROBE_VERSIONS > through) return found;
+    }
+    return untilAnswered(() => ctx.kvScan(ctx.names.timelinesBucket, ctx.names.timelineEntries(txId)));
+  }
+
+  /** The entries of versions `from … from + PROBE_VERSIONS - 1` that exist. */
+  private async probe(txId: string, from: number): Promise<KvRead[]> {
     const { ctx } = this;
     const bucket = ctx.names.timelinesBucket;
-    const found: KvRead[] = [];
-    for (let from = 0; ; from += PROBE_VERSIONS) {
-      const batch = await Promise.all(
-        Array.from({ length: PROBE_VERSIONS }, (_, i) =>
-          untilAnswered(() => ctx.kvGet(bucket, ctx.names.timelineEntry(txId, from + i))),
-        ),
-      );
-      const hits = batch.filter((read): read is KvRead => read !== undefined);
-      if (hits.length === 0) break;
-      found.push(...hits);
-      const last = parseEntry((hits[hits.length - 1] as KvRead).data);
-      if (last !== undefined && isTerminalRunState(last.entry.state)) return found;
-    }
-    return untilAnswered(() => ctx.kvScan(bucket, ctx.names.timelineEntries(txId)));
+    const batch = await Promise.all(
+      Array.from({ length: PROBE_VERSIONS }, (_, i) =>
+        untilAnswered(() => ctx.kvGet(bucket, ctx.names.timelineEntry(txId, from + i))),
+      ),
+    );
+    return batch.filter((read): read is KvRead => read !== undefined);
   }
 
   async markOnce(key: string, ttlMs: number): Promise<boolean> {

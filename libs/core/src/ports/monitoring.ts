@@ -44,6 +44,15 @@ export interface TimelineEntry extends TransitionEventPayload {
   readonly reconciled?: boolean;
 }
 
+/** What a timeline read may ask its caller (see {@link TimelineStore.get}). */
+export interface TimelineReadOptions {
+  /**
+   * The version the run has reached, from the run store (undefined when the run is not there):
+   * called only when the entries read do not show where the timeline ends, at most once a read.
+   */
+  readonly runVersion?: () => Promise<number | undefined>;
+}
+
 /**
  * Run timelines kept by the event-monitor (every transition of a run, in version order) and its
  * once-only marks, shared by every monitor replica.
@@ -54,8 +63,12 @@ export interface TimelineStore {
    * redelivered event changes nothing); the timeline is kept `ttlMs` after its last change.
    */
   append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void>;
-  /** The run's timeline ordered by version, or undefined when nothing is known about the run. */
-  get(txId: string): Promise<TimelineEntry[] | undefined>;
+  /**
+   * The run's timeline ordered by version, or undefined when nothing is known about the run. A
+   * store that cannot see where a timeline of a run still going ends (versions may pass without an
+   * event: a signal kept for a later wait step) asks `options.runVersion` instead of searching.
+   */
+  get(txId: string, options?: TimelineReadOptions): Promise<TimelineEntry[] | undefined>;
   /**
    * Sets `key` unless it is set, for `ttlMs`: true for the one caller that set it (two monitor
    * replicas never both fire the stuck-run watchdog for one run version).
