@@ -13,6 +13,7 @@ export type {
   DeliveryHandler,
   SubscribeOptions,
   Subscription,
+  TailHandler,
   DeadLetter,
 } from './ports/event-bus';
 export { timerIdFor, parseTimerId } from './ports/timer';

@@ -19,6 +19,7 @@ import {
   type EventBus,
   type SubscribeOptions,
   type Subscription,
+  type TailHandler,
   type TopicStats,
   resolveSubscribeOptions,
   type ResolvedSubscribeOptions,
@@ -98,6 +99,8 @@ type HeldDeadLetter = Omit<DeadLetter, 'data'> & { readonly data: Uint8Array | E
 class TopicState {
   readonly log = new TopicLog();
   readonly groups = new Map<string, GroupState>();
+  /** Live feeds of the topic (see MemoryEventBus.tail). */
+  readonly tails = new Set<MemoryTail>();
   /** Insertion order is death order, so listing oldest first needs no sort. */
   readonly deadLetters = new Map<string, HeldDeadLetter>();
   deadLetterSeq = 0;
@@ -191,6 +194,56 @@ class MemoryDelivery implements Delivery {
   };
 }
 
+/**
+ * A live feed of one topic: every message appended after it opened, handed over in order on a
+ * later turn of the event loop (never inside the publisher's call), decoded as a consumer would.
+ */
+class MemoryTail implements Subscription {
+  private queue: (Uint8Array | Envelope)[] = [];
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly topic: TopicState,
+    private readonly decode: (data: Uint8Array | Envelope) => Envelope,
+    private readonly handler: TailHandler,
+  ) {}
+
+  push(data: Uint8Array | Envelope): void {
+    this.queue.push(data);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const queue = this.queue;
+    this.queue = [];
+    for (const data of queue) {
+      if (this.closed) return;
+      let envelope: Envelope;
+      try {
+        envelope = this.decode(data);
+      } catch {
+        continue; // undecodable bytes (publishRaw): skipped, as the brokers' feeds skip them
+      }
+      try {
+        this.handler(envelope);
+      } catch {
+        // The feed goes on: one watcher's failure is its own.
+      }
+    }
+  };
+
+  close(): Promise<void> {
+    this.closed = true;
+    this.queue = [];
+    this.topic.tails.delete(this);
+    return Promise.resolve();
+  }
+}
+
 /** Above this many heap entries per live pending message, the deadline heap is rebuilt. */
 const DEADLINE_COMPACT_FACTOR = 4;
 const DEADLINE_COMPACT_MIN = 1024;
@@ -261,7 +314,7 @@ export class MemoryEventBus implements EventBus {
     return () => {
       for (const [state, messages] of encoded) {
         for (const data of messages) state.log.append(data);
-        this.afterAppend(state);
+        this.afterAppend(state, messages);
       }
     };
   }
@@ -300,8 +353,17 @@ export class MemoryEventBus implements EventBus {
   async publishRaw(topic: string, bytes: Uint8Array): Promise<void> {
     this.assertOpen(topic);
     const state = this.topicState(topic);
-    state.log.append(bytes.slice());
-    this.afterAppend(state);
+    const data = bytes.slice();
+    state.log.append(data);
+    this.afterAppend(state, [data]);
+  }
+
+  async tail(topic: string, handler: TailHandler): Promise<Subscription> {
+    this.assertOpen(topic);
+    const state = this.topicState(topic);
+    const tail = new MemoryTail(state, (data) => this.decode(data), handler);
+    state.tails.add(tail);
+    return tail;
   }
 
   async subscribe(topic: string, options: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription> {
@@ -350,7 +412,7 @@ export class MemoryEventBus implements EventBus {
     state.deadLetters.delete(id);
     // A new log entry: every group sees it again with a fresh delivery count, as a re-publish would.
     state.log.append(dead.data);
-    this.afterAppend(state);
+    this.afterAppend(state, [dead.data]);
     return true;
   }
 
@@ -382,17 +444,6 @@ export class MemoryEventBus implements EventBus {
     };
   }
 
-  async deleteGroup(topic: string, group: string): Promise<void> {
-    const state = this.topics.get(topic);
-    const held = state?.groups.get(group);
-    if (state === undefined || held === undefined) return;
-    for (const subscription of [...held.consumers]) await subscription.close();
-    if (held.timer !== undefined) clearTimeout(held.timer);
-    state.groups.delete(group);
-    // Its read position no longer holds the log back.
-    this.trim(state);
-  }
-
   /**
    * Messages the topic's log still holds (unread by some group, or kept for groups to come).
    * Diagnostics and retention tests; not part of the port.
@@ -411,6 +462,7 @@ export class MemoryEventBus implements EventBus {
     this.closed = true;
     await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
     for (const topic of this.topics.values()) {
+      for (const tail of [...topic.tails]) await tail.close();
       for (const group of topic.groups.values()) this.disarm(group);
     }
   }
@@ -431,7 +483,8 @@ export class MemoryEventBus implements EventBus {
     return state;
   }
 
-  private afterAppend(state: TopicState): void {
+  private afterAppend(state: TopicState, appended: readonly (Uint8Array | Envelope)[]): void {
+    for (const tail of state.tails) for (const data of appended) tail.push(data);
     if (state.groups.size === 0) {
       this.trim(state);
       return;

@@ -233,9 +233,9 @@ function resolve(options: EventMonitorOptions): Resolved {
  * - lists, replays and discards dead letters through the bus port;
  * - lists worker-managers: the live ones from the shared registry, and those that went silent
  *   (listed as gone for `goneWorkersRetentionMs`);
- * - streams events to watchers: while anyone watches, this replica also reads the events in a
- *   group of its own that starts at the latest event, so a watcher sees every event, not only
- *   this replica's share.
+ * - streams events to watchers: while anyone watches, this replica also tails the events
+ *   ({@link EventBus.tail}: no group, nothing left on the broker when it stops or is killed), so
+ *   a watcher sees every event, not only this replica's share.
  *
  * An event it cannot decode is dead-lettered at once (a `PoisonMessageError` with the reason) and
  * counted; the events behind it go on.
@@ -346,15 +346,7 @@ export class EventMonitor {
     this.watchers.clear();
     await this.subscription?.close();
     await this.watchSubscription?.then(
-      async (subscription) => {
-        await subscription.close();
-        // The watch group is this process's alone and nobody resumes it: left on the broker it
-        // would count as ever more lag and hold what the topic keeps. (A replica killed outright
-        // leaves its group behind.)
-        await this.deps.bus.deleteGroup?.(Topics.events, this.watchGroup).catch((err: unknown) => {
-          this.logger.warn({ err, group: this.watchGroup }, 'could not delete the watch group');
-        });
-      },
+      (subscription) => subscription.close(),
       () => undefined,
     );
     await this.scanning;
@@ -534,7 +526,7 @@ export class EventMonitor {
 
   /**
    * Calls `listener` with every event matching `filter` from now on, until the returned function
-   * is called. The first watcher opens this replica's own watch group (starting at the latest event).
+   * is called. The first watcher opens this replica's tail of the events.
    */
   async watchEvents(filter: EventFilter, listener: (envelope: Envelope) => void): Promise<() => void> {
     if (this.closed)
@@ -658,23 +650,9 @@ export class EventMonitor {
     }
   }
 
-  /** This replica's own group on the events, read while anyone watches (see `watchEvents`). */
-  private get watchGroup(): string {
-    return `${this.options.group}-watch-${this.deps.consumer}`;
-  }
-
   private openWatchSubscription(): Promise<Subscription> {
     this.watchSubscription ??= this.deps.bus
-      .subscribe(
-        Topics.events,
-        {
-          concurrency: DEFAULT_EVENT_MONITOR_OPTIONS.concurrency,
-          group: this.watchGroup,
-          consumer: this.deps.consumer,
-          startFrom: 'latest',
-        },
-        async (delivery) => this.fanOut(delivery.envelope),
-      )
+      .tail(Topics.events, (envelope) => this.fanOut(envelope))
       .catch((err: unknown) => {
         this.watchSubscription = undefined;
         throw err;

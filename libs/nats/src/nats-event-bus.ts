@@ -18,6 +18,7 @@ import {
   type GroupStats,
   type SubscribeOptions,
   type Subscription,
+  type TailHandler,
   type TopicStats,
 } from '@multiagents/core';
 import {
@@ -32,6 +33,7 @@ import {
 import { headers } from '@nats-io/transport-node';
 import { STREAM_FULL_CODES, isApiError, withinMs, type NatsContext } from './nats-context';
 import { NatsSubscription, type DeadLetterRequest } from './nats-subscription';
+import { NatsTail } from './nats-tail';
 
 /** Headers of a message in the dead-letter stream (the body is the original bytes, untouched). */
 export const DeadLetterHeader = {
@@ -43,6 +45,8 @@ export const DeadLetterHeader = {
 } as const;
 
 const NS_PER_MS = 1_000_000;
+/** How long the server keeps a live feed's consumer after its process stopped pulling. */
+const TAIL_INACTIVE_THRESHOLD_MS = 60_000;
 // Header values cannot hold CR/LF and travel with every dead letter: keep the error readable, bounded.
 const MAX_ERROR_HEADER_CHARS = 2_048;
 
@@ -73,6 +77,7 @@ const MAX_ERROR_HEADER_CHARS = 2_048;
  */
 export class NatsEventBus implements EventBus {
   private readonly subscriptions = new Set<NatsSubscription>();
+  private readonly tails = new Set<NatsTail>();
   /** Per consumer: newest delivery count seen per stream sequence (see NatsSubscriptionContext). */
   private readonly latestDeliveries = new Map<string, Map<number, number>>();
   private closing: Promise<void> | undefined;
@@ -156,6 +161,38 @@ export class NatsEventBus implements EventBus {
     return subscription;
   }
 
+  /**
+   * An ordered consumer of the topic's subject starting after the stream's last message (see
+   * {@link NatsTail}): nothing durable on the server, and gone from it a minute after its
+   * process stops pulling, killed or not.
+   */
+  async tail(topic: string, handler: TailHandler): Promise<Subscription> {
+    const { ctx } = this;
+    ctx.names.assertTopic(topic);
+    if (typeof handler !== 'function') throw new ValidationError('tail', ['handler must be a function']);
+    this.assertOpen();
+    const info = await ctx.jsm.streams.info(ctx.names.stream);
+    const consumer = await ctx.js.consumers.get(ctx.names.stream, {
+      filter_subjects: ctx.names.topicSubject(topic),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: info.state.last_seq + 1,
+      inactive_threshold: TAIL_INACTIVE_THRESHOLD_MS,
+    });
+    const tail = new NatsTail({
+      topic,
+      messages: await consumer.consume(),
+      handler,
+      codec: ctx.options.codec,
+      logger: ctx.logger.child({ component: 'nats-event-bus', topic, tail: true }),
+      refused: () => (this.ctx.counters.refusedEnvelopes += 1),
+      detach: (t) => this.tails.delete(t),
+    });
+    this.tails.add(tail);
+    if (this.closed) await tail.close();
+    this.assertOpen();
+    return tail;
+  }
+
   async pendingCount(topic: string, group: string): Promise<number> {
     const name = this.ctx.names.consumerName(topic, group);
     this.assertOpen();
@@ -164,18 +201,6 @@ export class NatsEventBus implements EventBus {
       return info.num_ack_pending;
     } catch (err) {
       if (isApiError(err, JetStreamApiCodes.ConsumerNotFound, JetStreamApiCodes.StreamNotFound)) return 0;
-      throw err;
-    }
-  }
-
-  /** Deletes the group's durable consumer (a JetStream API call; its pending messages go with it). */
-  async deleteGroup(topic: string, group: string): Promise<void> {
-    const name = this.ctx.names.consumerName(topic, group);
-    this.assertOpen();
-    try {
-      await this.ctx.jsm.consumers.delete(this.ctx.names.stream, name);
-    } catch (err) {
-      if (isApiError(err, JetStreamApiCodes.ConsumerNotFound, JetStreamApiCodes.StreamNotFound)) return;
       throw err;
     }
   }
@@ -193,7 +218,8 @@ export class NatsEventBus implements EventBus {
     const groups: GroupStats[] = [];
     try {
       for await (const info of ctx.jsm.consumers.list(ctx.names.stream)) {
-        if (info.config.filter_subject !== filter) continue;
+        // Groups are durable consumers; a live feed's ordered consumer (see tail) is none.
+        if (info.config.filter_subject !== filter || info.config.durable_name === undefined) continue;
         groups.push({
           group: info.config.description ?? ctx.names.groupOfConsumer(info.name),
           pending: info.num_ack_pending,
@@ -305,7 +331,7 @@ export class NatsEventBus implements EventBus {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
+      await Promise.all([...this.subscriptions, ...this.tails].map((subscription) => subscription.close()));
     })();
     return this.closing;
   }

@@ -583,6 +583,33 @@ describe('RedisEventBus and Redis restarts', () => {
     }
   });
 
+  it('goes on with a tail after kill -9 and restart, from the last entry it saw', async () => {
+    const redis = await startRedisServer({ appendOnly: true, appendFsync: 'always' });
+    const backend = createRedisBackend({ url: redis.url, prefix: freshPrefix() });
+    const bus = backend.bus;
+    let restored = 0;
+    bus.onRestored(() => {
+      restored += 1;
+    });
+    try {
+      const seen: string[] = [];
+      await bus.tail(Topics.events, (envelope) => seen.push(envelope.id));
+      const [a, b, c] = [makeEnvelope(), makeEnvelope(), makeEnvelope()];
+      await bus.publish(Topics.events, [a]);
+      await waitFor(() => seen.length === 1, WAIT);
+
+      redis.kill('SIGKILL');
+      await redis.restart();
+      await waitFor(() => restored === 1, { timeoutMs: 10_000, description: 'onRestored' });
+      await bus.publish(Topics.events, [b, c]);
+      await waitFor(() => seen.length >= 3, { timeoutMs: 10_000, description: 'entries after the restart' });
+      expect(seen).toEqual([a.id, b.id, c.id]);
+    } finally {
+      await backend.close();
+      await redis.stop();
+    }
+  });
+
   it('starts while Redis is down: publish rejects within the bound, subscribe works once Redis is up', async () => {
     const redis = await startRedisServer();
     redis.kill('SIGKILL');

@@ -13,6 +13,7 @@ import {
   type EventBus,
   type SubscribeOptions,
   type Subscription,
+  type TailHandler,
   type TopicStats,
 } from '@multiagents/core';
 import { createConsumerGroup, isNoGroupError } from './consumer-group';
@@ -21,6 +22,7 @@ import { RedisConnection, type RedisCounters } from './redis-connection';
 import { deliveryId, parseDeliveryId, type RedisDelivery } from './redis-delivery';
 import { RedisKeys, type TopicStream } from './redis-keys';
 import { RedisSubscription, type SubscriptionHost } from './redis-subscription';
+import { RedisTail } from './redis-tail';
 import { ReplyRegistry } from './reply-registry';
 import { bulkToString, fieldValue } from './stream-replies';
 import { StreamWriter, type StreamAck, type StreamAppend } from './stream-writer';
@@ -66,6 +68,7 @@ export class RedisEventBus implements EventBus {
   private readonly writer: StreamWriter;
   private readonly replies = new ReplyRegistry();
   private readonly subscriptions = new Set<RedisSubscription>();
+  private readonly tails = new Set<RedisTail>();
   /** Readers of subscribe() calls still creating their groups. */
   private readonly opening = new Set<RedisClient>();
   private readonly host: SubscriptionHost;
@@ -192,6 +195,20 @@ export class RedisEventBus implements EventBus {
     return subscription;
   }
 
+  /** XREAD of every partition's stream, no group (see {@link RedisTail}). */
+  async tail(topic: string, handler: TailHandler): Promise<Subscription> {
+    this.assertOpen();
+    const tail = await RedisTail.open(this.connection, topic, this.keys.topicStreams(topic), handler, (t) =>
+      this.tails.delete(t),
+    );
+    if (this.closed) {
+      await tail.close();
+      this.assertOpen();
+    }
+    this.tails.add(tail);
+    return tail;
+  }
+
   async pendingCount(topic: string, group: string): Promise<number> {
     const streams = this.keys.topicStreams(topic);
     const counts = await this.connection.call(`pendingCount of ${topic}`, () =>
@@ -208,23 +225,6 @@ export class RedisEventBus implements EventBus {
       ),
     );
     return counts.reduce((sum, n) => sum + n, 0);
-  }
-
-  /** XGROUP DESTROY on every partition's stream of the topic (its pending entries go with it). */
-  async deleteGroup(topic: string, group: string): Promise<void> {
-    this.assertOpen();
-    const streams = this.keys.topicStreams(topic);
-    await this.connection.call(`deleteGroup ${group} of ${topic}`, () =>
-      Promise.all(
-        streams.map((source) =>
-          this.connection.client.xgroup('DESTROY', source.stream, group).catch((err: unknown) => {
-            // A partition nobody ever wrote to has no stream, hence no group.
-            if (err instanceof Error && err.message.includes('requires the key to exist')) return 0;
-            throw err;
-          }),
-        ),
-      ),
-    );
   }
 
   /**
@@ -389,7 +389,7 @@ export class RedisEventBus implements EventBus {
     this.closed = true;
     if (this.trimTimer !== undefined) clearInterval(this.trimTimer);
     for (const reader of this.opening) this.connection.closeReader(reader);
-    await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
+    await Promise.all([...this.subscriptions, ...this.tails].map((subscription) => subscription.close()));
     await this.writer.drain();
     if (this.owned) await this.connection.close();
   }

@@ -1,6 +1,6 @@
 /// <reference types="jest" />
 // Jest's globals are typed for this file only: the suite is library code that adapters' specs call.
-import { PoisonMessageError, decodeEnvelope, type Envelope } from '@multiagents/contracts';
+import { PoisonMessageError, Topics, decodeEnvelope, type Envelope } from '@multiagents/contracts';
 import type {
   DeadLetter,
   Delivery,
@@ -567,46 +567,52 @@ export function eventBusConformance(
       await bus.close();
     });
 
-    it('deletes a group with its pending messages and read position; the other groups keep theirs', async () => {
-      if (!bus.deleteGroup) throw new Error('bus.deleteGroup is required');
-      const topic = newTopic();
-      const [first, second, third] = envelopes(3) as [Envelope, Envelope, Envelope];
-      const kept: string[] = [];
-      await subscribe(topic, { group: 'kept', consumer: 'c1', ...QUICK }, async (d) => {
-        kept.push(d.envelope.id);
+    it('tails a topic: every message after it opened, of every partition, in order per run, with no group left', async () => {
+      // The events topic: partitioned where the bus partitions (runs spread over its streams).
+      const topic = Topics.events;
+      const groupsOf = async (): Promise<string[]> =>
+        bus.topicStats ? (await bus.topicStats(topic)).groups.map((g) => g.group) : [];
+      const before = envelopes(2);
+      await bus.publish(topic, before);
+      const groups = await groupsOf();
+      const seen: Envelope[] = [];
+      const alsoSeen: string[] = [];
+      const first = await bus.tail(topic, (envelope) => {
+        seen.push(envelope);
+        if (envelope.payload === 'throw') throw new Error('a watcher that fails');
       });
-      // The first message stays pending in `gone`: its handler fails and the retry is far off.
-      let failed = 0;
-      const leaving = await subscribe(
-        topic,
-        { group: 'gone', consumer: 'c1', ...QUICK, retryDelayMs: 600_000 },
-        async () => {
-          failed += 1;
-          throw new Error('not now');
-        },
+      const second = await bus.tail(topic, (envelope) => alsoSeen.push(envelope.id));
+      const runs = ['tail-a', 'tail-b', 'tail-c', 'tail-d', 'tail-e'];
+      const sent = runs.flatMap((txId) =>
+        Array.from({ length: 4 }, (_, i) => makeEnvelope({ txId, payload: i === 1 ? 'throw' : { i } })),
       );
-      await bus.publish(topic, [first]);
-      await waitFor(() => failed === 1 && kept.length === 1, WAIT);
-      await pendingIs(topic, 'gone', 1);
-      await leaving.close();
-      await bus.publish(topic, [second]);
-      await waitFor(() => kept.length === 2, WAIT);
-
-      await bus.deleteGroup(topic, 'gone');
-      await bus.deleteGroup(topic, 'gone'); // a group that does not exist: no error
-      await bus.deleteGroup(newTopic(), 'never');
-      expect(await bus.pendingCount(topic, 'gone')).toBe(0);
-      if (bus.topicStats) expect((await bus.topicStats(topic)).groups.map((g) => g.group)).toEqual(['kept']);
-      // A group of the same name is a new one: from the end, without what `gone` held or missed.
-      const again: string[] = [];
-      await subscribe(topic, { group: 'gone', consumer: 'c2', startFrom: 'latest', ...QUICK }, async (d) => {
-        again.push(d.envelope.id);
-      });
-      await bus.publish(topic, [third]);
-      await waitFor(() => again.length >= 1 && kept.length === 3, WAIT);
-      await sleep(50);
-      expect(again).toEqual([third.id]);
-      expect(kept).toEqual([first.id, second.id, third.id]);
+      await bus.publish(topic, sent);
+      if (fixture.publishRaw) await fixture.publishRaw(topic, MALFORMED_BYTES);
+      const last = makeEnvelope({ txId: 'tail-a' });
+      await bus.publish(topic, [last]);
+      const all = [...sent, last].map((e) => e.id);
+      await waitFor(() => all.every((id) => alsoSeen.includes(id)), WAIT);
+      await waitFor(() => seen.length >= all.length, WAIT);
+      // Each tail saw exactly what was published after it opened (not what came before, not the
+      // undecodable entry), a run's messages in their order, whole; a handler that threw went on.
+      expect(seen.map((e) => e.id).sort()).toEqual([...all].sort());
+      expect([...alsoSeen].sort()).toEqual([...all].sort());
+      for (const txId of runs) {
+        const order = (ids: string[]): string[] =>
+          ids.filter((id) => [...sent, last].find((e) => e.id === id)?.txId === txId);
+        expect(order(seen.map((e) => e.id))).toEqual(order(all));
+      }
+      expect(seen.find((e) => e.id === sent[0]?.id)).toEqual(sent[0]);
+      // Nothing on the broker for it: the groups are what they were.
+      expect(await groupsOf()).toEqual(groups);
+      // Closed, it sees nothing more; the other goes on.
+      await first.close();
+      const after = makeEnvelope({ txId: 'tail-b' });
+      await bus.publish(topic, [after]);
+      await waitFor(() => alsoSeen.includes(after.id), WAIT);
+      expect(seen.some((e) => e.id === after.id)).toBe(false);
+      await second.close();
+      await first.close(); // idempotent
     });
 
     it('starts a new group from the earliest retained message by default', async () => {

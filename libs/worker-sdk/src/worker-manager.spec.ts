@@ -30,6 +30,7 @@ function delegating(bus: EventBus, overrides: Partial<Pick<EventBus, 'publish' |
   return {
     publish: (topic, envelopes) => bus.publish(topic, envelopes),
     subscribe: (topic, options, handler) => bus.subscribe(topic, options, handler),
+    tail: (topic, handler) => bus.tail(topic, handler),
     pendingCount: (topic, group) => bus.pendingCount(topic, group),
     listDeadLetters: (topic, limit) => bus.listDeadLetters(topic, limit),
     replayDeadLetter: (topic, id) => bus.replayDeadLetter(topic, id),

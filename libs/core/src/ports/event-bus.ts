@@ -62,6 +62,9 @@ export const DEFAULT_SUBSCRIBE_OPTIONS = {
   batchDelayMs: 0,
 } as const;
 
+/** Sees one message of a live feed (see {@link EventBus.tail}); one that throws does not stop the feed. */
+export type TailHandler = (envelope: Envelope) => void;
+
 /** A running consumer. */
 export interface Subscription {
   /** Stops taking new messages and waits for the handlers in flight (their messages are acked or nacked). */
@@ -84,14 +87,23 @@ export interface DeadLetter {
 
 /**
  * The bus port (SPEC §1, §4): durable topics, consumer groups, at-least-once delivery with
- * acknowledgement, redelivery after a visibility timeout, dead letters. Pub/sub without
- * acknowledgement is never behind this port.
+ * acknowledgement, redelivery after a visibility timeout, dead letters. The one feed without
+ * acknowledgement, {@link EventBus.tail}, is for watchers, never for commands or results.
  */
 export interface EventBus {
   /** Appends envelopes to a topic, in order; resolves once the backend holds them durably. */
   publish(topic: string, envelopes: readonly Envelope[]): Promise<void>;
   /** Starts consuming `topic` as a member of `options.group`. */
   subscribe(topic: string, options: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription>;
+  /**
+   * Calls `handler` with every message published to the topic from now on, every partition's,
+   * in each partition's order, until the returned subscription is closed: a live feed for this
+   * process alone (the event-monitor's WatchEvents). No consumer group, no acknowledgement,
+   * nothing kept on the broker for it, so a process that dies, even killed outright, leaves
+   * nothing behind. A feed whose connection drops goes on after the last message it saw, as far
+   * as the topic still holds it; messages that cannot be decoded are skipped and counted.
+   */
+  tail(topic: string, handler: TailHandler): Promise<Subscription>;
   /** Messages delivered to `group` and not acknowledged yet (0 when the group does not exist). */
   pendingCount(topic: string, group: string): Promise<number>;
   /** Dead letters of a topic, oldest first. */
@@ -116,13 +128,5 @@ export interface EventBus {
    * Optional: a bus that cannot tell leaves it out.
    */
   topicStats?(topic: string): Promise<TopicStats>;
-  /**
-   * Removes a consumer group of the topic, with its read position and what it held pending: for
-   * a group made for one process's lifetime (the event-monitor's live feed), which nobody will
-   * resume and which would otherwise stay on the broker (counted as ever more lag, and holding
-   * the in-process log) after the process is gone. Close the group's subscriptions first. A group
-   * that does not exist is no error. Optional: a bus without groups of its own leaves it out.
-   */
-  deleteGroup?(topic: string, group: string): Promise<void>;
   close(): Promise<void>;
 }
