@@ -577,17 +577,13 @@ async function runDistributedBench(args: BenchArgs, orders: OrderList, warm: Ord
     const listeners = new Set<(txId: string) => void>();
     /** The warm-up's runs: a late copy of one of their events is not a measured run ending. */
     const warmTxIds = new Set<string>();
-    const watcher = await adapters.bus.subscribe(
-      Topics.events,
-      { group: `bench-${prefix}`, consumer: 'bench', startFrom: 'latest', concurrency: 256 },
-      async (delivery) => {
-        const { type, txId, payload } = delivery.envelope;
-        if (type !== EventType.WorkflowTransitioned) return;
-        const state = (payload as { state?: string }).state;
-        if (state === undefined || !TERMINAL_STATES.has(state) || warmTxIds.has(txId)) return;
-        for (const l of listeners) l(txId);
-      },
-    );
+    // A tail, as the event-monitor's WatchEvents reads: no group of the bench's own on the broker.
+    const watcher = await adapters.bus.tail(Topics.events, ({ type, txId, payload }) => {
+      if (type !== EventType.WorkflowTransitioned) return;
+      const state = (payload as { state?: string }).state;
+      if (state === undefined || !TERMINAL_STATES.has(state) || warmTxIds.has(txId)) return;
+      for (const l of listeners) l(txId);
+    });
     const observe = (listener: (txId: string) => void): (() => void) => {
       listeners.add(listener);
       return () => listeners.delete(listener);
