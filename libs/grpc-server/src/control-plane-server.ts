@@ -86,7 +86,10 @@ export interface ControlPlaneServerOptions {
   readonly maxCallMs?: number;
   /** Server-side limit on a WatchWorkflow stream; the client watches again to go on. */
   readonly maxWatchMs?: number;
-  /** How often a watched run is re-read (changes other orchestrators write); 0: never. */
+  /**
+   * How often a watched run is re-read, a safety net: changes other orchestrators write come at
+   * once through `onRunMoved` (their lifecycle events), unless the events are off; 0: never.
+   */
   readonly watchPollIntervalMs?: number;
   /** ListWorkflows page size when the request names none. */
   readonly defaultPageSize?: number;

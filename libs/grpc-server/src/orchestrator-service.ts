@@ -30,31 +30,35 @@ import {
 } from './mappers';
 import { RunWatchHub } from './run-watch-hub';
 
-/** The Orchestrator methods the API serves (any backend's orchestrator has them). */
-export type OrchestratorApi = Pick<
-  Orchestrator,
-  | 'registerWorkflow'
-  | 'getDefinition'
-  | 'listDefinitions'
-  | 'startWorkflow'
-  | 'getRun'
-  | 'listRuns'
-  | 'signal'
-  | 'cancel'
-  | 'retryStep'
-  | 'skipStep'
-  | 'resumeCompensation'
-  | 'onRunChanged'
-  | 'unhostedWorkers'
-  | 'listWorkerManagers'
->;
+/**
+ * The Orchestrator methods the API serves (any backend's orchestrator has them; `onRunMoved`, which
+ * lets a watch see other orchestrators' changes at once, is optional).
+ */
+export type OrchestratorApi = Partial<Pick<Orchestrator, 'onRunMoved'>> &
+  Pick<
+    Orchestrator,
+    | 'registerWorkflow'
+    | 'getDefinition'
+    | 'listDefinitions'
+    | 'startWorkflow'
+    | 'getRun'
+    | 'listRuns'
+    | 'signal'
+    | 'cancel'
+    | 'retryStep'
+    | 'skipStep'
+    | 'resumeCompensation'
+    | 'onRunChanged'
+    | 'unhostedWorkers'
+    | 'listWorkerManagers'
+  >;
 
 /** Settings of the OrchestratorService handlers (resolved by the server). */
 export interface OrchestratorServiceSettings extends HandlerContext {
   readonly logger: Logger;
   /** Server-side limit on one WatchWorkflow stream. */
   readonly maxWatchMs: number;
-  /** How often a watched run is re-read from the store (changes other orchestrators write); 0: never. */
+  /** How often a watched run is re-read from the store (a safety net: see ControlPlaneServerOptions); 0: never. */
   readonly watchPollIntervalMs: number;
   readonly defaultPageSize: number;
   readonly maxPageSize: number;
@@ -380,7 +384,7 @@ class WatchStream implements OpenWatch {
     this.call.emit('error', end);
   }
 
-  /** Re-reads the run now and then: changes written by another orchestrator reach no listener here. */
+  /** Re-reads the run now and then: a safety net for changes no feed brought (lifecycle events off). */
   private poll(): void {
     const timer = setTimeout(() => {
       this.orchestrator.getRun(this.txId).then(

@@ -1,13 +1,18 @@
 import type { Run } from '@multiagents/contracts';
 import { RunWatchHub } from './run-watch-hub';
 
-function feed(): { source: { onRunChanged: jest.Mock }; emit: (run: Run) => void; active: () => number } {
+function feed(): {
+  source: { onRunChanged: jest.Mock; getRun: jest.Mock };
+  emit: (run: Run) => void;
+  active: () => number;
+} {
   const listeners = new Set<(run: Run) => void>();
   const source = {
     onRunChanged: jest.fn((listener: (run: Run) => void) => {
       listeners.add(listener);
       return () => listeners.delete(listener);
     }),
+    getRun: jest.fn(),
   };
   return { source, emit: (run) => listeners.forEach((l) => l(run)), active: () => listeners.size };
 }
@@ -53,5 +58,30 @@ describe('RunWatchHub', () => {
     emit(run('t-1', 'completed'));
     emit(run('t-1', 'completed'));
     expect(seen).toEqual(['first:completed', 'second:completed', 'second:completed']);
+  });
+
+  it('reads a watched run again when some process moved it, and follows no other run', async () => {
+    const { source } = feed();
+    const moved = new Set<(txId: string) => void>();
+    const stored = new Map([['t-1', run('t-1', 'compensating')]]);
+    const withMoves = {
+      ...source,
+      onRunMoved: (listener: (txId: string) => void) => {
+        moved.add(listener);
+        return () => moved.delete(listener);
+      },
+      getRun: jest.fn(async (txId: string) => stored.get(txId) as Run),
+    };
+    const hub = new RunWatchHub(withMoves);
+    const seen: string[] = [];
+    const stop = hub.watch('t-1', (r) => seen.push(r.state));
+    expect(moved.size).toBe(1);
+    for (const listener of moved) listener('t-2');
+    for (const listener of moved) listener('t-1');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(withMoves.getRun.mock.calls).toEqual([['t-1']]);
+    expect(seen).toEqual(['compensating']);
+    stop();
+    expect(moved.size).toBe(0);
   });
 });

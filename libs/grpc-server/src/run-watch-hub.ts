@@ -1,15 +1,21 @@
 import type { Run } from '@multiagents/contracts';
 
-/** What the hub needs from the orchestrator: its change feed. */
+/** What the hub needs from the orchestrator: its change feeds, and reading a run. */
 export interface RunChangeSource {
+  /** The runs this process writes. */
   onRunChanged(listener: (run: Run) => void): () => void;
+  /** The ids of the runs any process moves (optional: without it, other processes' changes are polled). */
+  onRunMoved?(listener: (txId: string) => void): () => void;
+  getRun(txId: string): Promise<Run>;
 }
 
 /**
- * Fans the orchestrator's one change feed out to watchers by transaction id. It holds a listener
- * on the orchestrator only while someone watches (subscribed with the first watcher, released
- * with the last), and dispatches each change to that run's watchers only, so many open
- * WatchWorkflow streams cost one map lookup per change instead of one callback each.
+ * Fans the orchestrator's change feeds out to watchers by transaction id. It holds listeners on
+ * the orchestrator only while someone watches (subscribed with the first watcher, released with
+ * the last), and dispatches each change to that run's watchers only, so many open WatchWorkflow
+ * streams cost one map lookup per change instead of one callback each. A watched run that some
+ * process moved (another orchestrator, with several replicas) is read again and dispatched; the
+ * streams drop what they have seen already.
  */
 export class RunWatchHub {
   private readonly watchers = new Map<string, Set<(run: Run) => void>>();
@@ -19,7 +25,7 @@ export class RunWatchHub {
 
   /** Calls `listener` with every change of run `txId`; returns the function that stops it. */
   watch(txId: string, listener: (run: Run) => void): () => void {
-    this.unsubscribe ??= this.source.onRunChanged((run) => this.dispatch(run));
+    this.unsubscribe ??= this.subscribe();
     let set = this.watchers.get(txId);
     if (set === undefined) {
       set = new Set();
@@ -45,6 +51,22 @@ export class RunWatchHub {
     let total = 0;
     for (const set of this.watchers.values()) total += set.size;
     return total;
+  }
+
+  private subscribe(): () => void {
+    const changed = this.source.onRunChanged((run) => this.dispatch(run));
+    const moved = this.source.onRunMoved?.((txId) => {
+      if (!this.watchers.has(txId)) return;
+      // Read failures are left to the streams' own polling.
+      this.source.getRun(txId).then(
+        (run) => this.dispatch(run),
+        () => undefined,
+      );
+    });
+    return () => {
+      changed();
+      moved?.();
+    };
   }
 
   private dispatch(run: Run): void {

@@ -331,6 +331,9 @@ export class Orchestrator {
   private readonly compiled = new Map<string, CompiledWorkflow | Promise<CompiledWorkflow>>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
+  /** onRunMoved listeners, and the tail of the events that feeds them while there are any. */
+  private readonly movedListeners = new Set<(txId: string) => void>();
+  private movedFeed: Promise<Subscription | undefined> | undefined;
   private readonly recent: LruMap<string, Versioned>;
   /** waitForTerminal callers by txId: a map, so many waiters cost O(1) per change. */
   private readonly waiters = new Map<string, Set<RunListener>>();
@@ -415,6 +418,9 @@ export class Orchestrator {
     this.unwatchRestore?.();
     this.unwatchCache?.();
     await this.subscription?.close();
+    this.movedListeners.clear();
+    await this.movedFeed?.then((tail) => tail?.close());
+    this.movedFeed = undefined;
     // Their failures were logged by the background loop that started them: closing waits, never
     // throws them again (a sweep that timed out against a cluster mid-failover ended the process).
     const settled = (work: Promise<unknown> | undefined) => work?.catch(() => undefined);
@@ -605,6 +611,35 @@ export class Orchestrator {
   onRunChanged(listener: RunListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with the id of every run some process moved, this one or any other (the
+   * `workflow.transitioned` events, read through a tail of the events while anyone listens), so a
+   * watcher here sees at once what other orchestrators write; it reads the run itself. Nothing
+   * comes for transitions written with lifecycle events off. Returns an unsubscribe function.
+   */
+  onRunMoved(listener: (txId: string) => void): () => void {
+    this.movedListeners.add(listener);
+    this.movedFeed ??= this.options.bus
+      .tail(Topics.events, (envelope) => {
+        if (envelope.type !== EventType.WorkflowTransitioned) return;
+        for (const moved of this.movedListeners) moved(envelope.txId);
+      })
+      .catch((err: unknown) => {
+        this.logger.warn(
+          { err },
+          'could not tail the events: changes other orchestrators write are not seen at once',
+        );
+        this.movedFeed = undefined;
+        return undefined;
+      });
+    return () => {
+      if (!this.movedListeners.delete(listener) || this.movedListeners.size > 0) return;
+      const feed = this.movedFeed;
+      this.movedFeed = undefined;
+      void feed?.then((tail) => tail?.close());
+    };
   }
 
   /**
