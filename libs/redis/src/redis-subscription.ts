@@ -51,6 +51,11 @@ const ACKS_PER_WRITE = 500;
 /** Backoff of a read loop after an unexpected error (never a hot loop, never long). */
 const LOOP_BACKOFF_MIN_MS = 50;
 const LOOP_BACKOFF_MAX_MS = 2_000;
+
+/** The pause of a read loop after its `failures`-th error in a row (see LOOP_BACKOFF_*). */
+export function loopBackoffMs(failures: number): number {
+  return Math.min(LOOP_BACKOFF_MIN_MS * 2 ** (failures - 1), LOOP_BACKOFF_MAX_MS);
+}
 /** CLIENT UNBLOCK may reach Redis before the read it targets: try again this many times. */
 const UNBLOCK_ATTEMPTS = 5;
 const UNBLOCK_RETRY_MS = 2;
@@ -160,7 +165,7 @@ export class RedisSubscription implements Subscription {
           continue;
         }
         this.logFailure('read', err);
-        await this.pause(Math.min(LOOP_BACKOFF_MIN_MS * 2 ** (failures - 1), LOOP_BACKOFF_MAX_MS));
+        await this.pause(loopBackoffMs(failures));
       }
     }
   }

@@ -3,11 +3,9 @@ import type { Subscription, TailHandler } from '@multiagents/core';
 import type { RedisClient } from './redis-backend-options';
 import type { RedisConnection } from './redis-connection';
 import type { TopicStream } from './redis-keys';
+import { loopBackoffMs } from './redis-subscription';
 import { parseReadGroupReply } from './stream-replies';
 
-/** Backoff of a feed's read loop after an error (a Redis that is down or restarting). */
-const LOOP_BACKOFF_MIN_MS = 50;
-const LOOP_BACKOFF_MAX_MS = 2_000;
 /** Entries one read takes per stream. */
 const TAIL_BATCH = 256;
 
@@ -100,7 +98,7 @@ export class RedisTail implements Subscription {
           { topic: this.topic, err: toErrorInfo(err).message },
           'redis tail read failed',
         );
-        await this.pause(Math.min(LOOP_BACKOFF_MIN_MS * 2 ** (failures - 1), LOOP_BACKOFF_MAX_MS));
+        await this.pause(loopBackoffMs(failures));
         continue;
       }
       for (const entry of parseReadGroupReply(reply)) {
