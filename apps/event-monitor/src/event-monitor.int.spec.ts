@@ -423,7 +423,7 @@ describe.each(['redis', 'nats'] as const)('event-monitor service (real processes
     expect([...after.keys()].sort()).toEqual([...before.keys()].filter((id) => !ids.includes(id)).sort());
   });
 
-  it('streams the events of a run to a watcher on either replica', async () => {
+  it('streams the events of a run to a watcher on either replica, with no consumer group for it', async () => {
     const abort = new AbortController();
     const seen: Envelope[] = [];
     let isOpen = false;
@@ -436,6 +436,10 @@ describe.each(['redis', 'nats'] as const)('event-monitor service (real processes
       }
     })();
     await waitFor(() => isOpen, { timeoutMs: WAIT_MS, description: 'watch open' });
+    // A tail, not a group of the replica's own: nothing on the broker for a killed replica to leave.
+    const groups = (await adapters.bus.topicStats?.(Topics.events))?.groups.map((g) => g.group) ?? [];
+    expect(groups).toContain('test-observer');
+    expect(groups.filter((group) => group.includes('watch'))).toEqual([]);
     const { txId } = await orchestrator.startWorkflow('order_processing', { orderId: 'o-3', total: 5 });
     await waitFor(
       () =>
