@@ -126,6 +126,7 @@ export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';
 export { booleanVariable, positiveIntegerVariable } from './config/environment';
 export { resolveSubscribeOptions } from './ports/resolve-subscribe-options';
+export { handToTail } from './ports/hand-to-tail';
 export type { ResolvedSubscribeOptions } from './ports/resolve-subscribe-options';
 export { isEncodedPayload } from './ports/payload-codec';
 export type { PayloadCodec, EncodedPayload } from './ports/payload-codec';

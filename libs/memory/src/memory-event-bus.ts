@@ -11,6 +11,7 @@ import {
 } from '@multiagents/contracts';
 import {
   deepFreeze,
+  handToTail,
   systemClock,
   type Clock,
   type DeadLetter,
@@ -194,6 +195,8 @@ class MemoryDelivery implements Delivery {
   };
 }
 
+const ignore = (): void => undefined;
+
 /**
  * A live feed of one topic: every message appended after it opened, handed over in order on a
  * later turn of the event loop (never inside the publisher's call), decoded as a consumer would.
@@ -222,17 +225,9 @@ class MemoryTail implements Subscription {
     this.queue = [];
     for (const data of queue) {
       if (this.closed) return;
-      let envelope: Envelope;
-      try {
-        envelope = this.decode(data);
-      } catch {
-        continue; // undecodable bytes (publishRaw): skipped, as the brokers' feeds skip them
-      }
-      try {
-        this.handler(envelope);
-      } catch {
-        // The feed goes on: one watcher's failure is its own.
-      }
+      // Undecodable bytes (publishRaw) are skipped, as the brokers' feeds skip them; one watcher's
+      // failure is its own.
+      handToTail(() => this.decode(data), this.handler, ignore, ignore);
     }
   };
 

@@ -1,10 +1,5 @@
-import {
-  decodeEnvelope,
-  toErrorInfo,
-  type Envelope,
-  type EnvelopeCodecOptions,
-} from '@multiagents/contracts';
-import type { Logger, Subscription, TailHandler } from '@multiagents/core';
+import { decodeEnvelope, toErrorInfo, type EnvelopeCodecOptions } from '@multiagents/contracts';
+import { handToTail, type Logger, type Subscription, type TailHandler } from '@multiagents/core';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 
 /** What a {@link NatsTail} needs from its bus. */
@@ -49,18 +44,13 @@ export class NatsTail implements Subscription {
     try {
       for await (const msg of ctx.messages) {
         if (this.closed) break;
-        let envelope: Envelope;
-        try {
-          envelope = decodeEnvelope(msg.data, ctx.codec);
-        } catch {
-          ctx.refused();
-          continue;
-        }
-        try {
-          ctx.handler(envelope);
-        } catch (err) {
-          ctx.logger.warn({ topic: ctx.topic, err: toErrorInfo(err).message }, 'a tail handler threw');
-        }
+        handToTail(
+          () => decodeEnvelope(msg.data, ctx.codec),
+          ctx.handler,
+          () => ctx.refused(),
+          (err) =>
+            ctx.logger.warn({ topic: ctx.topic, err: toErrorInfo(err).message }, 'a tail handler threw'),
+        );
       }
     } catch (err) {
       if (!this.closed)

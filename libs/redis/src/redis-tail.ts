@@ -1,5 +1,5 @@
-import { decodeEnvelope, toErrorInfo, type Envelope } from '@multiagents/contracts';
-import type { Subscription, TailHandler } from '@multiagents/core';
+import { decodeEnvelope, toErrorInfo } from '@multiagents/contracts';
+import { handToTail, type Subscription, type TailHandler } from '@multiagents/core';
 import type { RedisClient } from './redis-backend-options';
 import type { RedisConnection } from './redis-connection';
 import type { TopicStream } from './redis-keys';
@@ -112,19 +112,15 @@ export class RedisTail implements Subscription {
 
   private hand(data: Buffer | undefined): void {
     const { counters, options, logger } = this.connection;
-    let envelope: Envelope;
-    try {
-      if (data === undefined) throw new Error("stream entry has no 'd' field");
-      envelope = decodeEnvelope(data, options.codec);
-    } catch {
-      counters.refusedEnvelopes += 1;
-      return;
-    }
-    try {
-      this.handler(envelope);
-    } catch (err) {
-      logger.warn({ topic: this.topic, err: toErrorInfo(err).message }, 'a tail handler threw');
-    }
+    handToTail(
+      () => {
+        if (data === undefined) throw new Error("stream entry has no 'd' field");
+        return decodeEnvelope(data, options.codec);
+      },
+      this.handler,
+      () => (counters.refusedEnvelopes += 1),
+      (err) => logger.warn({ topic: this.topic, err: toErrorInfo(err).message }, 'a tail handler threw'),
+    );
   }
 
   private pause(ms: number): Promise<void> {
