@@ -30,6 +30,7 @@ import {
   type EventBus,
   type Logger,
   type RunStore,
+  type StoredRun,
   type SubscribeOptions,
   type Subscription,
   type TimelineEntry,
@@ -371,9 +372,12 @@ export class EventMonitor {
     if (typeof txId !== 'string' || txId.length === 0) {
       throw new ValidationError('GetTimeline', ['txId is required']);
     }
-    const stored = await this.timelineOf(txId);
+    // One read of the run serves the timeline store (where a live timeline ends) and the check.
+    let read: Promise<StoredRun | undefined> | undefined;
+    const readRun = (): Promise<StoredRun | undefined> => (read ??= this.deps.runs.get(txId));
+    const stored = await this.timelineOf(txId, readRun);
     if (stored === undefined || stored.length === 0) throw new RunNotFoundError(txId);
-    const entries = await this.reconcile(txId, stored);
+    const entries = await this.reconcile(txId, stored, readRun);
     const workflowId = entries.find((entry) => entry.workflowId !== undefined)?.workflowId ?? '';
     return { txId, workflowId, entries };
   }
@@ -386,10 +390,14 @@ export class EventMonitor {
    * merely late), the answer gets an entry made from the run's record (`reconciled`), and the read
    * is counted and logged. The entry is not stored: an event that does arrive still lands.
    */
-  private async reconcile(txId: string, entries: TimelineEntry[]): Promise<TimelineEntry[]> {
+  private async reconcile(
+    txId: string,
+    entries: TimelineEntry[],
+    readRun: () => Promise<StoredRun | undefined>,
+  ): Promise<TimelineEntry[]> {
     if (lastBehind(entries, Number.POSITIVE_INFINITY) === undefined) return entries;
     try {
-      const stored = await this.deps.runs.get(txId);
+      const stored = await readRun();
       if (
         stored === undefined ||
         lastBehind(entries, stored.version) === undefined ||
@@ -399,7 +407,7 @@ export class EventMonitor {
       }
       // The run's last events may have been handled while the run and the group were read: only
       // a timeline read after the group was found drained shows whether one is really missing.
-      const again = (await this.timelineOf(txId)) ?? entries;
+      const again = (await this.timelineOf(txId, readRun)) ?? entries;
       const last = lastBehind(again, stored.version);
       if (last === undefined) return again;
       const { run } = stored;
@@ -423,11 +431,12 @@ export class EventMonitor {
     }
   }
 
-  /** A run's timeline as stored; a store that cannot see where it ends asks the run store. */
-  private timelineOf(txId: string): Promise<TimelineEntry[] | undefined> {
-    return this.deps.timelines.get(txId, {
-      runVersion: async () => (await this.deps.runs.get(txId))?.version,
-    });
+  /** A run's timeline as stored; a store that cannot see where it ends asks the run (`readRun`). */
+  private timelineOf(
+    txId: string,
+    readRun: () => Promise<StoredRun | undefined> = () => this.deps.runs.get(txId),
+  ): Promise<TimelineEntry[] | undefined> {
+    return this.deps.timelines.get(txId, { runVersion: async () => (await readRun())?.version });
   }
 
   /** True when this monitor's group has read and acknowledged every event the topic holds. */
