@@ -4,7 +4,7 @@ import type { Run } from '@multiagents/contracts';
 export interface RunChangeSource {
   /** The runs this process writes. */
   onRunChanged(listener: (run: Run) => void): () => void;
-  /** The ids of the runs any process moves (optional: without it, other processes' changes are polled). */
+  /** The ids of the runs other processes move (optional: without it, their changes are polled). */
   onRunMoved?(listener: (txId: string) => void): () => void;
   getRun(txId: string): Promise<Run>;
 }

@@ -614,16 +614,22 @@ export class Orchestrator {
   }
 
   /**
-   * Calls `listener` with the id of every run some process moved, this one or any other (the
-   * `workflow.transitioned` events, read through a tail of the events while anyone listens), so a
-   * watcher here sees at once what other orchestrators write; it reads the run itself. Nothing
-   * comes for transitions written with lifecycle events off. Returns an unsubscribe function.
+   * Calls `listener` with the id of every run another process moved (the `workflow.transitioned`
+   * events, read through a tail of the events while anyone listens; a version this process wrote
+   * last, which {@link onRunChanged} brought, is left out), so a watcher here sees at once what
+   * other orchestrators write; it reads the run itself. Nothing comes for transitions written
+   * with lifecycle events off. Returns an unsubscribe function.
    */
   onRunMoved(listener: (txId: string) => void): () => void {
     this.movedListeners.add(listener);
     this.movedFeed ??= this.options.bus
       .tail(Topics.events, (envelope) => {
         if (envelope.type !== EventType.WorkflowTransitioned) return;
+        // Written by this process (or overtaken by a later write of its own): its listeners of
+        // onRunChanged had the run already, without a read.
+        const { version } = envelope.payload as { version?: unknown };
+        const written = this.recent.get(envelope.txId)?.version;
+        if (written !== undefined && typeof version === 'number' && version <= written) return;
         for (const moved of this.movedListeners) moved(envelope.txId);
       })
       .catch((err: unknown) => {
