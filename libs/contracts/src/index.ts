@@ -86,4 +86,5 @@ export {
   DEFAULT_MAX_JSON_DEPTH,
 } from './json-bounds';
 export type { JsonBounds } from './json-bounds';
+export { copyJsonData } from './json-copy';
 export { mergedCopy, shallowCopy } from './shallow-copy';

@@ -1,5 +1,6 @@
 import {
   checkJsonBounds,
+  copyJsonData,
   DEFAULT_MAX_JSON_DEPTH,
   MAX_ENVELOPE_BYTES,
   type JsonBounds,
@@ -30,14 +31,18 @@ export function toJsonValue(
   bounds: Pick<JsonBounds, 'maxBytes' | 'maxDepth'> = DEFAULT_OUTPUT_BOUNDS,
 ): JsonConversion {
   if (value === undefined) return { ok: true, value: null };
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (err) {
-    return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+  // Plain data (what workers return) is copied as is; the rest takes the text round trip.
+  let json = copyJsonData(value, bounds.maxDepth);
+  if (json === undefined) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (err) {
+      return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+    }
+    if (text === undefined) return { ok: false, reason: `a ${typeof value} is not JSON data` };
+    json = JSON.parse(text) as unknown;
   }
-  if (text === undefined) return { ok: false, reason: `a ${typeof value} is not JSON data` };
-  const json = JSON.parse(text) as unknown;
   // Bounded here, where it is made: an output too deep or too large for a store or the bus would
   // otherwise be accepted now and fail to encode later, again and again.
   try {

@@ -1,6 +1,7 @@
 import {
   AlreadyExistsError,
   checkJsonBounds,
+  copyJsonData,
   DEFAULT_MAX_JSON_DEPTH,
   DefinitionNotFoundError,
   MAX_ENVELOPE_BYTES,
@@ -209,6 +210,10 @@ interface Dispatched {
  */
 function jsonCopy(value: unknown, maxBytes: number, what: string): unknown {
   checkJsonBounds(value, { maxBytes, maxDepth: DEFAULT_MAX_JSON_DEPTH, what });
+  // Plain JSON data by now, so copied without the text round trip (kept for what slips through:
+  // a getter that changes its answer between the check and the copy).
+  const copy = copyJsonData(value);
+  if (copy !== undefined) return copy;
   const text = JSON.stringify(value) as string | undefined;
   return text === undefined ? null : (JSON.parse(text) as unknown);
 }
