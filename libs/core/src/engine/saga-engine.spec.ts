@@ -30,7 +30,14 @@ import {
   canOperatorTransition,
   canTransition,
 } from './run-transitions';
-import { commandIdFor, createRun, decide, idempotencyKeyFor, MAX_BUFFERED_SIGNALS } from './saga-engine';
+import {
+  commandIdFor,
+  createRun,
+  decide,
+  idempotencyKeyFor,
+  isCommandIdOf,
+  MAX_BUFFERED_SIGNALS,
+} from './saga-engine';
 import { timerIdFor } from '../ports/timer';
 
 const TX = 'tx-1';
@@ -68,6 +75,27 @@ describe('ids', () => {
     expect(timerIdFor('t', { kind: 'timeout', step: 's', attempt: 1, compensation: true })).toBe(
       't:timeout:s:1:undo',
     );
+  });
+
+  it('tells whether a command id belongs to a run and step', () => {
+    expect(isCommandIdOf(commandIdFor('tx-1', 'ship', 3), 'tx-1', 'ship')).toBe(true);
+    expect(isCommandIdOf(commandIdFor('tx-1', 'ship', 1, true), 'tx-1', 'ship')).toBe(true);
+    expect(isCommandIdOf('tx-1:ship:', 'tx-1', 'ship')).toBe(true);
+    for (const [commandId, txId, step] of [
+      ['tx-1:ship:1', 'tx-2', 'ship'],
+      ['tx-1:ship:1', 'tx-1', 'shi'],
+      ['tx-1:ship:1', 'tx-1', 'shipping'],
+      ['tx-1:ship:1', 'tx', 'ship'],
+      ['tx-1:ship', 'tx-1', 'ship'],
+      ['tx-1-ship:1', 'tx-1', 'ship'],
+      ['tx-1:ship-1', 'tx-1', 'ship'],
+      ['', 'tx-1', 'ship'],
+    ] as const) {
+      expect([commandId, isCommandIdOf(commandId, txId, step)]).toEqual([
+        commandId,
+        commandId.startsWith(`${txId}:${step}:`),
+      ]);
+    }
   });
 });
 

@@ -146,6 +146,24 @@ export function commandIdFor(txId: string, step: string, attempt: number, compen
   return `${txId}:${step}:${compensation ? 'undo:' : ''}${attempt}`;
 }
 
+/**
+ * Whether `commandId` is one {@link commandIdFor} makes for `txId` and `step` (it starts
+ * `<txId>:<step>:`), checked without building that prefix: once per result.
+ */
+export function isCommandIdOf(commandId: string, txId: string, step: string): boolean {
+  const stepAt = txId.length + 1;
+  const end = stepAt + step.length;
+  return (
+    commandId.length > end &&
+    commandId.charCodeAt(txId.length) === COLON &&
+    commandId.charCodeAt(end) === COLON &&
+    commandId.slice(0, txId.length) === txId &&
+    commandId.slice(stepAt, end) === step
+  );
+}
+
+const COLON = 0x3a;
+
 /** The key a worker sees for every attempt of one step of one run (SPEC §4). */
 export function idempotencyKeyFor(txId: string, step: string, compensation = false): string {
   return compensation ? `${txId}:${step}:undo` : `${txId}:${step}`;

@@ -30,6 +30,7 @@ import {
   createRun,
   decide,
   inFlightCommands,
+  isCommandIdOf,
   type Decision,
   type EngineEvent,
   type OperatorEvent,
@@ -237,7 +238,7 @@ function toEngineEvent(envelope: Envelope): EngineEvent {
     throw new PoisonMessageError(`${envelope.type} ${envelope.id} has no step or commandId`);
   }
   const commandId = payload['commandId'];
-  if (!commandId.startsWith(`${envelope.txId}:${envelope.step}:`)) {
+  if (!isCommandIdOf(commandId, envelope.txId, envelope.step)) {
     throw new PoisonMessageError(
       `${envelope.type} ${envelope.id}: commandId does not belong to its run and step`,
     );
@@ -332,8 +333,11 @@ export class Orchestrator {
   private readonly logger: Logger;
   private readonly options: Resolved;
   private readonly observer: OrchestratorObserver;
-  /** Compiled workflows by id and version; a promise while one is being loaded and compiled. */
-  private readonly compiled = new Map<string, CompiledWorkflow | Promise<CompiledWorkflow>>();
+  /**
+   * Compiled workflows by id, then version; a promise while one is being loaded and compiled. Two
+   * lookups, not one on an `id@version` key: that key was built for every event.
+   */
+  private readonly compiled = new Map<string, Map<number, CompiledWorkflow | Promise<CompiledWorkflow>>>();
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
   /** onRunMoved listeners, and the tail of the events that feeds them while there are any. */
@@ -444,8 +448,8 @@ export class Orchestrator {
     const created = await this.options.definitions.put(compiled.definition);
     // Stored (or found stored as it is: a version never changes), so this is what a run of it
     // will use: its first start or result need not compile it again.
-    const key = workflowKey(compiled.definition.id, compiled.definition.version);
-    if (!this.compiled.has(key)) this.compiled.set(key, compiled);
+    const versions = this.compiledVersions(compiled.definition.id);
+    if (!versions.has(compiled.definition.version)) versions.set(compiled.definition.version, compiled);
     return created;
   }
 
@@ -888,7 +892,7 @@ export class Orchestrator {
         try {
           this.committed(
             decision,
-            { run: decision.run, ...revision },
+            { run: decision.run, version: revision.version, revision: revision.revision },
             transition,
             current.run.state,
             causeOf(event),
@@ -1145,20 +1149,29 @@ export class Orchestrator {
     version: number,
     known?: WorkflowDefinition,
   ): CompiledWorkflow | Promise<CompiledWorkflow> {
-    const key = workflowKey(id, version);
-    const found = this.compiled.get(key);
+    const found = this.compiled.get(id)?.get(version);
     if (found !== undefined) return found;
+    const versions = this.compiledVersions(id);
     const compiling = (async () => {
       const definition = known ?? (await this.options.definitions.get(id, version));
       if (!definition) throw new DefinitionNotFoundError(id, version);
       return compileWorkflow(definition);
     })();
     compiling.then(
-      (workflow) => this.compiled.set(key, workflow),
-      () => this.compiled.delete(key),
+      (workflow) => versions.set(version, workflow),
+      () => versions.delete(version),
     );
-    this.compiled.set(key, compiling);
+    versions.set(version, compiling);
     return compiling;
+  }
+
+  private compiledVersions(id: string): Map<number, CompiledWorkflow | Promise<CompiledWorkflow>> {
+    let versions = this.compiled.get(id);
+    if (versions === undefined) {
+      versions = new Map();
+      this.compiled.set(id, versions);
+    }
+    return versions;
   }
 
   private notify(run: Run): void {
@@ -1193,9 +1206,4 @@ function noop(): void {}
 
 function nothingLocal(transition: Transition): LocalDispatch {
   return { written: transition, run: noop, release: noop };
-}
-
-/** The key of a workflow version in the compiled cache. */
-function workflowKey(id: string, version: number): string {
-  return `${id}@${version}`;
 }
