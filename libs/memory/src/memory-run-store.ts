@@ -204,11 +204,11 @@ export class MemoryRunStore implements RunStore {
       version: 1,
       body: stored,
     };
-    this.apply(transition, () => {
-      this.runs.set(run.txId, held);
-      this.all.insert(held.key);
-      this.stateIndex(held.state).insert(held.key);
-    });
+    const publish = this.prepare(transition);
+    this.runs.set(run.txId, held);
+    this.all.insert(held.key);
+    this.stateIndex(held.state).insert(held.key);
+    this.settle(transition, publish);
     this.afterWrite(held, undefined);
     return { created: true, stored };
   }
@@ -227,13 +227,13 @@ export class MemoryRunStore implements RunStore {
       version,
       body: freeze({ run, version, revision: String(version) }),
     };
-    this.apply(transition, () => {
-      if (next.state !== held.state) {
-        this.stateIndex(held.state).remove(held.key);
-        this.stateIndex(next.state).insert(held.key);
-      }
-      this.runs.set(run.txId, next);
-    });
+    const publish = this.prepare(transition);
+    if (next.state !== held.state) {
+      this.stateIndex(held.state).remove(held.key);
+      this.stateIndex(next.state).insert(held.key);
+    }
+    this.runs.set(run.txId, next);
+    this.settle(transition, publish);
     this.afterWrite(next, held.state);
     this.admitWaiting();
     return { version, revision: String(version) };
@@ -315,11 +315,13 @@ export class MemoryRunStore implements RunStore {
   }
 
   /**
-   * Everything a transition does, in one synchronous step: encode its messages (the only part that
-   * can fail, so it goes first), then write the run, append the messages, change the timers and
-   * acknowledge the delivery that caused it.
+   * A transition's messages, encoded and ready to append, or undefined when it has none (most
+   * embedded transitions: their commands run on local workers). Encoding is the only part of a
+   * write that can fail, so it comes before anything changes; the run is written, then
+   * {@link settle} does the rest, all in one synchronous step that nothing can interleave with.
    */
-  private apply(transition: Transition, write: () => void): void {
+  private prepare(transition: Transition): (() => void) | undefined {
+    if (transition.commands.length === 0 && transition.event === undefined) return undefined;
     const batches = new Map<string, Envelope[]>();
     for (const command of transition.commands) {
       const topic = Topics.command(command.payload.worker);
@@ -328,9 +330,12 @@ export class MemoryRunStore implements RunStore {
       else batches.set(topic, [command]);
     }
     if (transition.event) batches.set(Topics.events, [transition.event]);
-    const publish = this.bus.prepare([...batches]);
-    write();
-    publish();
+    return this.bus.prepare([...batches]);
+  }
+
+  /** What follows a transition's run write: its messages appended, its timers changed, its cause acknowledged. */
+  private settle(transition: Transition, publish: (() => void) | undefined): void {
+    publish?.();
     if (transition.cancel.length > 0) this.timers.remove(transition.cancel);
     if (transition.schedule.length > 0) this.timers.schedule(transition.schedule);
     if (transition.ack) this.bus.acknowledge(transition.ack);
