@@ -95,6 +95,32 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     }
   });
 
+  it('scans a live timeline when its run is far ahead of its entries, or the run store cannot say', async () => {
+    // A step that heartbeats for hours commits a version per beat, with no event: looking each
+    // version up would take thousands of lookups.
+    const txId = `tx-${randomUUID()}`;
+    const entries = [entry(1), entry(2)];
+    await backend.timelines.append(txId, entries, 60_000);
+    const scan = jest.spyOn(NatsContext.prototype, 'kvScan');
+    const get = jest.spyOn(NatsContext.prototype, 'kvGet');
+    try {
+      expect(await backend.timelines.get(txId, { runVersion: async () => 36_000 })).toEqual(entries);
+      expect(scan).toHaveBeenCalledTimes(1);
+      // Two lookup batches of eight, and the read of an earlier version's one-key timeline.
+      expect(get.mock.calls.length).toBeLessThanOrEqual(2 * 8 + 1);
+      // A run store read that fails does not fail the timeline read.
+      const failing = jest.fn(async (): Promise<number> => {
+        throw new Error('run store unreachable');
+      });
+      expect(await backend.timelines.get(txId, { runVersion: failing })).toEqual(entries);
+      expect(failing).toHaveBeenCalledTimes(1);
+      expect(scan).toHaveBeenCalledTimes(2);
+    } finally {
+      scan.mockRestore();
+      get.mockRestore();
+    }
+  });
+
   it('reads every entry of a timeline whose versions skip more than one lookup batch', async () => {
     // Transitions without lifecycle events (heartbeats) leave versions without an entry.
     const txId = `tx-${randomUUID()}`;

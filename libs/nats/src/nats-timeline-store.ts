@@ -25,6 +25,8 @@ interface StoredEntry {
 
 /** Versions a timeline read looks up at once by their exact keys (see `entriesOf`). */
 const PROBE_VERSIONS = 8;
+/** Most versions past the last entry found that are looked up one by one before a scan instead. */
+const MAX_PROBED_GAP = 4 * PROBE_VERSIONS;
 
 /** Default age after which the bucket itself drops a key not written since: 7 days. */
 export const DEFAULT_TIMELINE_BUCKET_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
@@ -164,10 +166,14 @@ export class NatsTimelineStore implements TimelineStore {
       if (hits.length > 0 || (through !== undefined && from <= through)) continue;
       // An empty batch past every version known: the end, once the run's version is known.
       if (through !== undefined) return found;
-      const version = await options?.runVersion?.();
+      // A run store that cannot answer now is no reason to fail the read: the scan needs no version.
+      const version = await options?.runVersion?.().catch(() => undefined);
       if (version === undefined) break;
       through = version;
       if (from + PROBE_VERSIONS > through) return found;
+      // Many versions with no event ahead (a step heartbeating for hours commits one per beat):
+      // one scan costs less than a lookup of each.
+      if (through - from > MAX_PROBED_GAP) break;
     }
     return untilAnswered(() => ctx.kvScan(ctx.names.timelinesBucket, ctx.names.timelineEntries(txId)));
   }
