@@ -291,6 +291,17 @@ describe('NatsEventBus (JetStream specifics)', () => {
     expect(warnings).toEqual([]);
   });
 
+  it('deletes the consumer of a tail when the tail closes', async () => {
+    const backend = await track();
+    const consumers = async (): Promise<number> =>
+      (await jsm.consumers.list(backend.names.stream).next()).length;
+    const before = await consumers();
+    const tail = await backend.bus.tail('tailed', () => undefined);
+    expect(await consumers()).toBe(before + 1);
+    await tail.close();
+    expect(await consumers()).toBe(before);
+  });
+
   it('keeps a shared connection open on close', async () => {
     const prefix = freshPrefix();
     const connection = await connect({ servers: nats.url });

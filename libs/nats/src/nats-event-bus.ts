@@ -33,7 +33,7 @@ import {
 import { headers } from '@nats-io/transport-node';
 import { STREAM_FULL_CODES, isApiError, withinMs, type NatsContext } from './nats-context';
 import { NatsSubscription, type DeadLetterRequest } from './nats-subscription';
-import { NatsTail } from './nats-tail';
+import { NatsTail, type OpenedTail } from './nats-tail';
 
 /** Headers of a message in the dead-letter stream (the body is the original bytes, untouched). */
 export const DeadLetterHeader = {
@@ -163,8 +163,9 @@ export class NatsEventBus implements EventBus {
 
   /**
    * An ordered consumer of the topic's subject starting after the stream's last message (see
-   * {@link NatsTail}): nothing durable on the server, and gone from it a minute after its
-   * process stops pulling, killed or not.
+   * {@link NatsTail}): nothing durable on the server, deleted when the tail closes, and gone
+   * from the server a minute after a killed process stopped pulling (five minutes once the client
+   * has recreated it: the client sets that threshold itself).
    */
   async tail(topic: string, handler: TailHandler): Promise<Subscription> {
     const { ctx } = this;
@@ -172,21 +173,29 @@ export class NatsEventBus implements EventBus {
     if (typeof handler !== 'function') throw new ValidationError('tail', ['handler must be a function']);
     this.assertOpen();
     const info = await ctx.jsm.streams.info(ctx.names.stream);
-    const consumer = await ctx.js.consumers.get(ctx.names.stream, {
-      filter_subjects: ctx.names.topicSubject(topic),
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: info.state.last_seq + 1,
-      inactive_threshold: TAIL_INACTIVE_THRESHOLD_MS,
-    });
-    const tail = new NatsTail({
-      topic,
-      messages: await consumer.consume(),
-      handler,
-      codec: ctx.options.codec,
-      logger: ctx.logger.child({ component: 'nats-event-bus', topic, tail: true }),
-      refused: () => (this.ctx.counters.refusedEnvelopes += 1),
-      detach: (t) => this.tails.delete(t),
-    });
+    const open = async (startSeq: number): Promise<OpenedTail> => {
+      const consumer = await ctx.js.consumers.get(ctx.names.stream, {
+        filter_subjects: ctx.names.topicSubject(topic),
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: startSeq,
+        inactive_threshold: TAIL_INACTIVE_THRESHOLD_MS,
+      });
+      return { consumer, messages: await consumer.consume() };
+    };
+    const startSeq = info.state.last_seq + 1;
+    const tail = new NatsTail(
+      {
+        topic,
+        open,
+        handler,
+        codec: ctx.options.codec,
+        logger: ctx.logger.child({ component: 'nats-event-bus', topic, tail: true }),
+        refused: () => (this.ctx.counters.refusedEnvelopes += 1),
+        detach: (t) => this.tails.delete(t),
+      },
+      await open(startSeq),
+      startSeq,
+    );
     this.tails.add(tail);
     if (this.closed) await tail.close();
     this.assertOpen();
