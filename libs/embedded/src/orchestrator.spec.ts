@@ -217,6 +217,67 @@ describe('Orchestrator over the memory adapters', () => {
   });
 });
 
+describe('Orchestrator.onRunMoved (what other processes move)', () => {
+  /** A transition another orchestrator committed, as its lifecycle event. */
+  const movedElsewhere = (txId: string): Envelope => ({
+    id: `${txId}:v3`,
+    type: EventType.WorkflowTransitioned,
+    txId,
+    workflowId: 'two_steps',
+    time: Date.now(),
+    headers: {},
+    payload: { version: 3, state: 'running', events: [] },
+  });
+
+  it('says when its tail has opened, and announces what moves after', async () => {
+    const stack = await startEmbedded({ workers: twoStepWorkers([]), definitions: [twoSteps] });
+    try {
+      const moved: string[] = [];
+      const opened = jest.fn();
+      const stop = stack.orchestrator.onRunMoved((txId) => moved.push(txId), opened);
+      await waitFor(() => opened.mock.calls.length === 1);
+      await stack.bus.publish(Topics.events, [movedElsewhere('tx-elsewhere')]);
+      await waitFor(() => moved.includes('tx-elsewhere'));
+      stop();
+      expect(opened).toHaveBeenCalledTimes(1);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('a tail that failed to open late leaves the feed opened after it alone', async () => {
+    const stack = await startEmbedded({ workers: twoStepWorkers([]), definitions: [twoSteps] });
+    const tail = jest.spyOn(stack.bus, 'tail');
+    try {
+      let failFirst: (err: Error) => void = () => undefined;
+      tail.mockImplementationOnce(() => new Promise((_, reject) => (failFirst = reject)));
+      // The first feed is still opening when its only listener leaves; a second listener opens another.
+      stack.orchestrator.onRunMoved(() => undefined)();
+      const opened = jest.fn();
+      const stop = stack.orchestrator.onRunMoved(() => undefined, opened);
+      await waitFor(() => opened.mock.calls.length === 1);
+      failFirst(new Error('broker away'));
+      await new Promise((resolve) => setImmediate(resolve));
+      // Still the feed: a third listener shares it, and no other tail is opened.
+      const moved: string[] = [];
+      const stopThird = stack.orchestrator.onRunMoved((txId) => moved.push(txId));
+      expect(tail).toHaveBeenCalledTimes(2);
+      await stack.bus.publish(Topics.events, [movedElsewhere('tx-elsewhere')]);
+      await waitFor(() => moved.includes('tx-elsewhere'));
+      stop();
+      stopThird();
+    } finally {
+      tail.mockRestore();
+      await stack.close();
+    }
+    // Closed: nothing opens a tail any more.
+    const after = jest.spyOn(stack.bus, 'tail');
+    stack.orchestrator.onRunMoved(() => undefined)();
+    expect(after).not.toHaveBeenCalled();
+    after.mockRestore();
+  });
+});
+
 describe('Orchestrator crash and concurrency semantics', () => {
   function parts(clock = new ManualClock()) {
     const backend = createMemoryBackend({ clock });

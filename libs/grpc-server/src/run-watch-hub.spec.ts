@@ -84,4 +84,26 @@ describe('RunWatchHub', () => {
     stop();
     expect(moved.size).toBe(0);
   });
+
+  it('reads every watched run again once the feed of moves has opened (it missed what moved before)', async () => {
+    const { source } = feed();
+    let opened: (() => void) | undefined;
+    const withMoves = {
+      ...source,
+      onRunMoved: (_listener: (txId: string) => void, onOpened?: () => void) => {
+        opened = onOpened;
+        return () => undefined;
+      },
+      getRun: jest.fn(async (txId: string) => run(txId, 'completed')),
+    };
+    const hub = new RunWatchHub(withMoves);
+    const seen: string[] = [];
+    hub.watch('t-1', (r) => seen.push(`${r.txId}:${r.state}`));
+    hub.watch('t-2', (r) => seen.push(`${r.txId}:${r.state}`));
+    expect(withMoves.getRun).not.toHaveBeenCalled();
+    opened?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(withMoves.getRun.mock.calls).toEqual([['t-1'], ['t-2']]);
+    expect(seen).toEqual(['t-1:completed', 't-2:completed']);
+  });
 });

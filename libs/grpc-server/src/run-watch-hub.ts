@@ -4,8 +4,11 @@ import type { Run } from '@multiagents/contracts';
 export interface RunChangeSource {
   /** The runs this process writes. */
   onRunChanged(listener: (run: Run) => void): () => void;
-  /** The ids of the runs other processes move (optional: without it, their changes are polled). */
-  onRunMoved?(listener: (txId: string) => void): () => void;
+  /**
+   * The ids of the runs other processes move (optional: without it, their changes are polled);
+   * `opened` once the feed has opened (what moved while it opened was not announced).
+   */
+  onRunMoved?(listener: (txId: string) => void, opened?: () => void): () => void;
   getRun(txId: string): Promise<Run>;
 }
 
@@ -55,18 +58,27 @@ export class RunWatchHub {
 
   private subscribe(): () => void {
     const changed = this.source.onRunChanged((run) => this.dispatch(run));
-    const moved = this.source.onRunMoved?.((txId) => {
-      if (!this.watchers.has(txId)) return;
-      // Read failures are left to the streams' own polling.
-      this.source.getRun(txId).then(
-        (run) => this.dispatch(run),
-        () => undefined,
-      );
-    });
+    const moved = this.source.onRunMoved?.(
+      (txId) => {
+        if (this.watchers.has(txId)) this.reread(txId);
+      },
+      // A watch opened with the feed read its run before the feed started: read it again.
+      () => {
+        for (const txId of this.watchers.keys()) this.reread(txId);
+      },
+    );
     return () => {
       changed();
       moved?.();
     };
+  }
+
+  private reread(txId: string): void {
+    // Read failures are left to the streams' own polling.
+    this.source.getRun(txId).then(
+      (run) => this.dispatch(run),
+      () => undefined,
+    );
   }
 
   private dispatch(run: Run): void {

@@ -341,7 +341,7 @@ export class Orchestrator {
   private readonly mutex = new KeyedMutex();
   private readonly listeners = new Set<RunListener>();
   /** onRunMoved listeners, and the tail of the events that feeds them while there are any. */
-  private readonly movedListeners = new Set<(txId: string) => void>();
+  private readonly movedListeners = new Set<MovedListener>();
   private movedFeed: Promise<Subscription | undefined> | undefined;
   private readonly recent: LruMap<string, Versioned>;
   /** waitForTerminal callers by txId: a map, so many waiters cost O(1) per change. */
@@ -627,30 +627,53 @@ export class Orchestrator {
    * events, read through a tail of the events while anyone listens; a version this process wrote
    * last, which {@link onRunChanged} brought, is left out), so a watcher here sees at once what
    * other orchestrators write; it reads the run itself. Nothing comes for transitions written
-   * with lifecycle events off. Returns an unsubscribe function.
+   * with lifecycle events off. The tail starts where the events are when it opens, so a run that
+   * moved while it was opening is not announced: `opened` is called once the tail has opened
+   * (for a listener added while it opens), the moment to read again what the listener follows.
+   * A tail that cannot open is tried again with the next listener. Returns an unsubscribe function.
    */
-  onRunMoved(listener: (txId: string) => void): () => void {
-    this.movedListeners.add(listener);
-    this.movedFeed ??= this.options.bus
-      .tail(Topics.events, (envelope) => {
-        if (envelope.type !== EventType.WorkflowTransitioned) return;
-        // Written by this process (or overtaken by a later write of its own): its listeners of
-        // onRunChanged had the run already, without a read.
-        const { version } = envelope.payload as { version?: unknown };
-        const written = this.recent.get(envelope.txId)?.version;
-        if (written !== undefined && typeof version === 'number' && version <= written) return;
-        for (const moved of this.movedListeners) moved(envelope.txId);
-      })
-      .catch((err: unknown) => {
-        this.logger.warn(
-          { err },
-          'could not tail the events: changes other orchestrators write are not seen at once',
+  onRunMoved(listener: (txId: string) => void, opened?: () => void): () => void {
+    if (this.closed) return noop;
+    const entry: MovedListener = { moved: listener, opened };
+    this.movedListeners.add(entry);
+    if (this.movedFeed === undefined) {
+      const feed: Promise<Subscription | undefined> = this.options.bus
+        .tail(Topics.events, (envelope) => {
+          if (envelope.type !== EventType.WorkflowTransitioned) return;
+          // Written by this process (or overtaken by a later write of its own): its listeners of
+          // onRunChanged had the run already, without a read.
+          const { version } = envelope.payload as { version?: unknown };
+          const written = this.recent.get(envelope.txId)?.version;
+          if (written !== undefined && typeof version === 'number' && version <= written) return;
+          for (const { moved } of this.movedListeners) moved(envelope.txId);
+        })
+        .then(
+          (tail) => {
+            if (this.movedFeed === feed) {
+              for (const { opened: open } of this.movedListeners) {
+                try {
+                  open?.();
+                } catch (err) {
+                  this.logger.warn({ err }, 'a listener of onRunMoved threw');
+                }
+              }
+            }
+            return tail;
+          },
+          (err: unknown) => {
+            this.logger.warn(
+              { err },
+              'could not tail the events: changes other orchestrators write are not seen at once',
+            );
+            // Only this feed: a later one may have replaced it since.
+            if (this.movedFeed === feed) this.movedFeed = undefined;
+            return undefined;
+          },
         );
-        this.movedFeed = undefined;
-        return undefined;
-      });
+      this.movedFeed = feed;
+    }
     return () => {
-      if (!this.movedListeners.delete(listener) || this.movedListeners.size > 0) return;
+      if (!this.movedListeners.delete(entry) || this.movedListeners.size > 0) return;
       const feed = this.movedFeed;
       this.movedFeed = undefined;
       void feed?.then((tail) => tail?.close());
@@ -1190,6 +1213,12 @@ export class Orchestrator {
     interval.unref();
     this.intervals.push(interval);
   }
+}
+
+/** A listener of {@link Orchestrator.onRunMoved}. */
+interface MovedListener {
+  readonly moved: (txId: string) => void;
+  readonly opened: (() => void) | undefined;
 }
 
 /** A transition's commands held by local workers (see `Orchestrator.reserveLocal`). */
