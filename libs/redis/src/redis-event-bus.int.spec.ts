@@ -560,7 +560,7 @@ describe('RedisEventBus and Redis restarts', () => {
 
       redis.kill('SIGKILL');
       await redis.restart();
-      await waitFor(() => restored === 1, { timeoutMs: 10_000, description: 'onRestored' });
+      await waitFor(() => restored >= 1, { timeoutMs: 10_000, description: 'onRestored' });
       await bus.publish(topic, [b]);
 
       await waitFor(() => seen.some(([id]) => id === b.id), {
@@ -575,7 +575,7 @@ describe('RedisEventBus and Redis restarts', () => {
       releaseHung();
       await sleep(100);
       expect(await bus.pendingCount(topic, 'g')).toBe(0);
-      expect(bus.counters()['restored']).toBe(1);
+      expect(bus.counters()['restored']).toBeGreaterThanOrEqual(1);
     } finally {
       releaseHung();
       await backend.close();
@@ -600,7 +600,7 @@ describe('RedisEventBus and Redis restarts', () => {
 
       redis.kill('SIGKILL');
       await redis.restart();
-      await waitFor(() => restored === 1, { timeoutMs: 10_000, description: 'onRestored' });
+      await waitFor(() => restored >= 1, { timeoutMs: 10_000, description: 'onRestored' });
       await bus.publish(Topics.events, [b, c]);
       await waitFor(() => seen.length >= 3, { timeoutMs: 10_000, description: 'entries after the restart' });
       expect(seen).toEqual([a.id, b.id, c.id]);
