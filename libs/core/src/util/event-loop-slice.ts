@@ -27,16 +27,20 @@ export class EventLoopSlice {
     this.watching = false;
   };
 
-  constructor(private readonly sliceMs: number) {}
+  /** `now` is a monotonic clock in ms (tests pass their own). */
+  constructor(
+    private readonly sliceMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Whether the loop has not turned for `sliceMs` while this task's work went on. */
   due(): boolean {
     if (!this.watching) {
       this.watching = true;
-      this.startedAt = performance.now();
+      this.startedAt = this.now();
       setImmediate(this.turned);
       return false;
     }
-    return performance.now() - this.startedAt >= this.sliceMs;
+    return this.now() - this.startedAt >= this.sliceMs;
   }
 }
