@@ -1,4 +1,4 @@
-import { createKeyRing, ErrorCode, isSealedJson, type Run } from '@multiagents/contracts';
+import { createKeyRing, ErrorCode, isSealedJson, sealedKeyId, type Run } from '@multiagents/contracts';
 import type { CreateRunResult, RunStore, StoredRun, Transition } from '@multiagents/core';
 import { MemoryEventBus, MemoryRunStore } from '@multiagents/memory';
 import { makeRun } from '@multiagents/testing';
@@ -207,6 +207,24 @@ describe('SealingRunStore', () => {
     await expect(new SealingRunStore(raw, k2).get(other.txId)).rejects.toMatchObject({
       code: ErrorCode.PayloadRejected,
     });
+  });
+
+  it('moves a run read back to the current key when it writes it, so the old key can be retired', async () => {
+    const raw = new RawStore();
+    const run = secretRun();
+    await new SealingRunStore(raw, k1).create(transition(run));
+    // After rotation a process reads the run and writes its next transition unchanged.
+    const rotated = new SealingRunStore(raw, k2);
+    const read = (await rotated.get(run.txId))?.run as Run;
+    await rotated.commit({ version: 1, revision: '1' }, transition(read));
+    const written = raw.runs.get(run.txId)?.run as Run;
+    const kids = [written.input, written.signals, written.steps['charge']?.output].map((sealed) =>
+      isSealedJson(sealed) ? sealedKeyId(sealed) : 'plaintext',
+    );
+    expect(kids).toEqual(['k2', 'k2', 'k2']);
+    // The old key retired: the run still reads.
+    const k2Only = createKeyRing([['k2', Buffer.alloc(32, 2)]]);
+    expect((await new SealingRunStore(raw, k2Only).get(run.txId))?.run.input).toEqual(run.input);
   });
 
   it('reads plaintext written before encryption was turned on', async () => {

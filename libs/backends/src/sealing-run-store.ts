@@ -2,6 +2,7 @@ import {
   isSealedJson,
   openJson,
   rebuildContext,
+  sealedKeyId,
   sealJson,
   type AttemptRecord,
   type CompensationRecord,
@@ -135,8 +136,9 @@ export class SealingRunStore implements RunStore {
 
   /**
    * Records that `value` at `place` is sealed as `sealed`: after a write, and after a read for
-   * what the store held sealed (a run read back is not sealed again when next written; a value
-   * written before encryption was turned on is, once).
+   * what the store held sealed with the current key (a run read back is not sealed again when
+   * next written; a value written before encryption was turned on, or under a key since
+   * replaced, is, once).
    */
   private remember(value: unknown, place: string, sealed: unknown): void {
     if (typeof value === 'object' && value !== null) this.sealedByValue.set(value, { place, sealed });
@@ -147,34 +149,46 @@ export class SealingRunStore implements RunStore {
   }
 
   private openRun(run: Run): Run {
-    /** Whether `open` met a value stored in plaintext since it was last reset. */
-    let plaintext = false;
+    /**
+     * Whether `open` met, since it was last reset, a value stored in plaintext or sealed with a key
+     * other than the current one: written again, such a value is sealed afresh (with the current
+     * key), so live runs move to a new key as they go and an old key can be retired.
+     */
+    let reseal = false;
     const open = (value: unknown, where: string): unknown => {
-      if (isSealedJson(value)) return openJson(this.keys, value, `${run.txId}:${where}`);
-      plaintext = true;
-      return value;
+      if (!isSealedJson(value)) {
+        reseal = true;
+        return value;
+      }
+      if (!this.isCurrent(value)) reseal = true;
+      return openJson(this.keys, value, `${run.txId}:${where}`);
     };
     const steps: Record<string, StepRecord> = {};
     for (const [name, record] of Object.entries(run.steps)) {
-      plaintext = false;
+      reseal = false;
       const opened = mapRecordErrors(record, `step:${name}`, open);
       const step =
         record.output === undefined ? opened : { ...opened, output: open(record.output, `step:${name}`) };
       steps[name] = step;
-      // Nothing of it was stored in plaintext: written again unchanged, it is the record as stored.
-      if (step !== record && !plaintext) this.remember(step, `${run.txId}:step:${name}`, record);
+      // All of it sealed with the current key: written again unchanged, it is the record as stored.
+      if (step !== record && !reseal) this.remember(step, `${run.txId}:step:${name}`, record);
     }
     const input = open(run.input, 'input') as Run['input'];
     const signals = open(run.signals, 'signals') as Run['signals'];
     const openedRun: Run = { ...run, input, signals, steps, context: rebuildContext(input, steps) };
-    if (isSealedJson(run.input)) this.remember(input, `${run.txId}:input`, run.input);
-    if (isSealedJson(run.signals)) this.remember(signals, `${run.txId}:signals`, run.signals);
+    if (this.isCurrent(run.input)) this.remember(input, `${run.txId}:input`, run.input);
+    if (this.isCurrent(run.signals)) this.remember(signals, `${run.txId}:signals`, run.signals);
     const error = run.error;
     if (error !== undefined) {
       openedRun.error = open(error, 'error') as ErrorInfo;
-      if (isSealedJson(error)) this.remember(openedRun.error, `${run.txId}:error`, error);
+      if (this.isCurrent(error)) this.remember(openedRun.error, `${run.txId}:error`, error);
     }
     return openedRun;
+  }
+
+  /** Whether `value` is sealed with the ring's current key. */
+  private isCurrent(value: unknown): boolean {
+    return isSealedJson(value) && sealedKeyId(value) === this.keys.currentKeyId;
   }
 }
 

@@ -71,7 +71,7 @@ export { definitionToProto, definitionFromProto } from './definition-proto';
 export { costUsd, costForModel, checkBudget, validateBudget, validatePriceTable } from './budget';
 export type { Budget, BudgetCheck, ModelPrice, PriceTable, Spend, TokenCounts } from './budget';
 /** JSON values encrypted at rest (AES-256-GCM under a key ring), bound to where they belong. */
-export { sealJson, openJson, isSealedJson } from './sealed-json';
+export { sealJson, openJson, isSealedJson, sealedKeyId } from './sealed-json';
 /** Random bytes for AES-GCM nonces, drawn from the system's generator in batches. */
 export { randomNonce } from './random-nonce';
 /** What {@link sealJson} returns. */

@@ -11,7 +11,9 @@ export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
  * Several keys by id, one of which is current: the current key signs (or encrypts) what is written
  * now; every key in the ring is still accepted when reading. Rotating is two deploys without a stop:
  * first add the new key *after* the current one everywhere (everyone accepts it), then move it first
- * (everyone writes with it); drop the old key once nothing written with it is left.
+ * (everyone writes with it); drop the old key once nothing written with it is left (payload keys:
+ * a run in progress is sealed again with the current key when next written; finished runs, memos
+ * and timelines keep their key until they expire).
  */
 export interface KeyRing {
   /** The id of the key that signs or encrypts. */

@@ -48,6 +48,14 @@ export function sealJson(ring: KeyRing, value: unknown, associatedData: string):
   };
 }
 
+/** The id of the key `sealed` was sealed with (as its header says; undefined for another format). */
+export function sealedKeyId(sealed: SealedJson): string | undefined {
+  const bytes = Buffer.from(sealed.$sealed, 'base64');
+  const kidLength = bytes[1];
+  if (bytes[0] !== VERSION || kidLength === undefined || bytes.length < 2 + kidLength) return undefined;
+  return bytes.subarray(2, 2 + kidLength).toString('latin1');
+}
+
 /** Decrypts what {@link sealJson} wrote; throws PayloadRejectedError when it does not open. */
 export function openJson(ring: KeyRing, sealed: SealedJson, associatedData: string): unknown {
   const bytes = Buffer.from(sealed.$sealed, 'base64');
