@@ -148,9 +148,10 @@ describe('eager dispatch', () => {
     });
   });
 
-  it('a command handed over while its manager closes goes on the bus instead', async () => {
+  it('a command handed over after its manager closed goes on the bus instead', async () => {
     const parts = countingParts();
-    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]) });
+    // A drain waits for held slots up to its timeout: this commit outlasts it.
+    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]), drainTimeoutMs: 0 });
     const delivered: unknown[] = [];
     manager.deliverResultsTo(async (result) => {
       delivered.push(result);
@@ -183,6 +184,50 @@ describe('eager dispatch', () => {
     });
     expect(delivered).toEqual([]);
     expect(manager.counters.delivered).toBe(0);
+  });
+
+  it('a close waits for a command handed over to the bus while it drains', async () => {
+    const parts = countingParts();
+    let release: () => void = () => undefined;
+    const publishing = new Promise<void>((resolve) => (release = resolve));
+    const publish = parts.bus.publish;
+    let handedOver = 0;
+    parts.bus.publish = async (topic, envelopes) => {
+      if (topic === Topics.command('w.first')) {
+        handedOver += 1;
+        await publishing;
+      }
+      return publish(topic, envelopes);
+    };
+    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]) });
+    await manager.start();
+    const slot = manager.reserve('w.first');
+    let closed = false;
+    const closing = manager.close().then(() => (closed = true));
+    // The orchestrator's commit ends while the manager drains: the command goes to the bus.
+    slot?.run({
+      id: 'tx-1:first:1',
+      type: EventType.StepCommand,
+      txId: 'tx-1',
+      workflowId: 'two_steps',
+      step: 'first',
+      attempt: 1,
+      time: 0,
+      headers: {},
+      payload: {
+        commandId: 'tx-1:first:1',
+        worker: 'w.first',
+        input: {},
+        idempotencyKey: 'tx-1:first',
+        compensation: false,
+      },
+    });
+    await waitFor(() => handedOver === 1, { timeoutMs: 4_000, description: 'the hand-over' });
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    expect(parts.count(Topics.command('w.first'))).toBe(1);
   });
 
   it('a local attempt that dies with its manager is sent again on the bus, same command id, once overdue', async () => {

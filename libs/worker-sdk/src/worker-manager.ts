@@ -201,6 +201,10 @@ export class WorkerManager implements LocalWorkers {
   private readonly extender: DeliveryExtender;
   /** Slots held by {@link reserve} and not yet run or released, per worker. */
   private readonly held = new Map<string, number>();
+  /** Slots held over all workers: a drain waits for each to be run or released. */
+  private heldTotal = 0;
+  /** Wakes a drain waiting for the last held slot. */
+  private heldReleased: (() => void) | undefined;
   /** Where results go instead of the bus (the orchestrator of this process), if anywhere. */
   private resultSink: LocalResultSink | undefined;
   /** Lets the event loop turn between commands handed over without the bus (see `reserve`). */
@@ -383,15 +387,13 @@ export class WorkerManager implements LocalWorkers {
       this.logger.info({ drainTimeoutMs, inFlight: this.totalInFlight() }, 'worker-manager draining');
     // Subscription.close() stops new deliveries and waits for the handlers in flight; our own set
     // covers adapters whose close() returns earlier.
-    const closed = Promise.allSettled([
-      ...this.subscriptions.map((s) => s.close()),
-      ...[...this.deliveriesInFlight],
-    ]);
+    const subscriptionsClosed = Promise.allSettled(this.subscriptions.map((s) => s.close()));
+    const drained = Promise.all([subscriptionsClosed, this.inFlightSettled()]);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), drainTimeoutMs);
     });
-    const first = await Promise.race([closed.then(() => 'drained' as const), timedOut]);
+    const first = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
     clearTimeout(timer);
     if (first === 'timeout') {
       this.logger.warn(
@@ -403,8 +405,11 @@ export class WorkerManager implements LocalWorkers {
       for (const controllers of this.attempts.values()) {
         for (const controller of controllers) controller.abort(reason);
       }
+      // The aborted attempts settle; a slot still held is not waited for (its commit may never
+      // end): its command goes to the bus whenever it does.
+      await Promise.allSettled([...this.deliveriesInFlight]);
     }
-    for (const result of await closed) {
+    for (const result of await subscriptionsClosed) {
       if (result.status === 'rejected') {
         this.logger.warn({ err: result.reason as unknown }, 'closing a subscription failed');
       }
@@ -437,6 +442,18 @@ export class WorkerManager implements LocalWorkers {
         for (const queued of runs) queued();
       }),
     );
+  }
+
+  /**
+   * Settles once no work kept for the drain is left and no slot is held for a command still being
+   * committed (it is run or handed to the bus once its commit ends): work added meanwhile included.
+   */
+  private async inFlightSettled(): Promise<void> {
+    for (;;) {
+      if (this.deliveriesInFlight.size > 0) await Promise.allSettled([...this.deliveriesInFlight]);
+      else if (this.heldTotal > 0) await new Promise<void>((resolve) => (this.heldReleased = resolve));
+      else return;
+    }
   }
 
   /** Work that `drain()` waits for, until it settles (`work` must not reject). */
@@ -513,11 +530,14 @@ export class WorkerManager implements LocalWorkers {
     const held = this.held.get(worker) ?? 0;
     if (runner.inFlight + held >= runner.capacity) return undefined;
     this.held.set(worker, held + 1);
+    this.heldTotal += 1;
     let taken = false;
     const take = (): boolean => {
       if (taken) return false;
       taken = true;
       this.held.set(worker, (this.held.get(worker) ?? 1) - 1);
+      this.heldTotal -= 1;
+      if (this.heldTotal === 0) this.heldReleased?.();
       return true;
     };
     const runHeld = (command: Envelope<StepCommandPayload>): void => {
@@ -545,14 +565,17 @@ export class WorkerManager implements LocalWorkers {
    * this one's successor); if even that fails, the orchestrator's redispatch deadline sends it.
    */
   private handOver(command: Envelope<StepCommandPayload>): void {
-    this.bus
-      .publish(Topics.command(command.payload.worker), [command])
-      .catch((err: unknown) =>
-        this.logger.warn(
-          { err, commandId: command.payload.commandId },
-          'handing a command to the bus failed',
+    // Kept for the drain: a close that returned first would close the bus under the publish.
+    this.keepForDrain(
+      this.bus
+        .publish(Topics.command(command.payload.worker), [command])
+        .catch((err: unknown) =>
+          this.logger.warn(
+            { err, commandId: command.payload.commandId },
+            'handing a command to the bus failed',
+          ),
         ),
-      );
+    );
   }
 
   /** Whether an attempt of `commandId` runs here now. */
