@@ -55,8 +55,12 @@ export interface MemoryRunStoreOptions {
    * Runs in progress (neither finished nor parked on a wait or sleep) beyond which starts wait
    * (`admit`) until one finishes or parks: the embedded bus is the process's memory, so a
    * producer that outruns the workers must be held back, not buffered without bound. Parked runs
-   * do not count, so starts never wait on a signal only a later start would send. Runs in
-   * progress plus starts under way never pass it. Default {@link DEFAULT_MAX_ACTIVE_RUNS};
+   * do not count, so starts never wait on a signal only a later start would send. Only starts
+   * are held: parked runs that resume (a signal, a timer) count again at once and may take the
+   * runs in progress past it, and starts then wait until enough of them finish or park. A worker
+   * that starts a run and waits for it to end holds its own run in progress meanwhile: at the
+   * bound such starts wait for ever (use a wait step and a signal, or raise the bound). Default
+   * {@link DEFAULT_MAX_ACTIVE_RUNS};
    * `Infinity` never holds a start.
    */
   readonly maxActiveRuns?: number;
