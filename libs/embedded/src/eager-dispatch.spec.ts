@@ -3,7 +3,7 @@
  * takes their results back without the bus, in the workers' own slots, and loses nothing when a
  * local attempt or its result cannot finish the way it started.
  */
-import { EventType, Topics } from '@multiagents/contracts';
+import { EventType, Topics, type Envelope, type StepCommandPayload } from '@multiagents/contracts';
 import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
 import { Orchestrator, type EventBus, type OrchestratorOptions } from '@multiagents/core';
 import { ManualClock, waitFor } from '@multiagents/testing';
@@ -184,6 +184,41 @@ describe('eager dispatch', () => {
     });
     expect(delivered).toEqual([]);
     expect(manager.counters.delivered).toBe(0);
+  });
+
+  it('counts a command waiting for the next turn as running, so no deadline sends it again', async () => {
+    const parts = countingParts();
+    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]) });
+    await manager.start();
+    try {
+      const command = (n: number): Envelope<StepCommandPayload> => ({
+        id: `tx-${n}:first:1`,
+        type: EventType.StepCommand,
+        txId: `tx-${n}`,
+        workflowId: 'two_steps',
+        step: 'first',
+        attempt: 1,
+        time: 0,
+        headers: {},
+        payload: {
+          commandId: `tx-${n}:first:1`,
+          worker: 'w.first',
+          input: {},
+          idempotencyKey: `tx-${n}:first`,
+          compensation: false,
+        },
+      });
+      // One task that holds the loop past the slice (10 ms): the second command waits for the next turn.
+      manager.reserve('w.first')?.run(command(1));
+      const until = performance.now() + 15;
+      while (performance.now() < until);
+      manager.reserve('w.first')?.run(command(2));
+      expect(manager.counters.delivered).toBe(1);
+      expect(manager.running('tx-2:first:1')).toBe(true);
+      await waitFor(() => manager.counters.delivered === 2);
+    } finally {
+      await manager.close();
+    }
   });
 
   it('a close waits for a command handed over to the bus while it drains', async () => {

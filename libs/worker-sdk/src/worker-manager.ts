@@ -211,6 +211,8 @@ export class WorkerManager implements LocalWorkers {
   private readonly localSlice = new EventLoopSlice(LOCAL_DISPATCH_SLICE_MS);
   /** Commands handed over that wait for the loop's next turn, slots held (see `reserve`). */
   private nextTurnRuns: Array<() => void> = [];
+  /** Commands handed over and waiting for the loop's next turn (see `reserve`), by command id. */
+  private readonly queuedCommands = new Set<string>();
   private state: ManagerState = 'new';
   private closing: Promise<void> | undefined;
 
@@ -550,11 +552,17 @@ export class WorkerManager implements LocalWorkers {
       // with workers that wait on no I/O whole batches of runs would go by without the event loop
       // turning (timers, sockets and the rest of the process held back for seconds): once it has
       // not turned for LOCAL_DISPATCH_SLICE_MS, a command waits for its next turn, slot held.
-      // Once draining, a command goes on the bus at once (a drain waits only for what it saw).
+      // Once draining, a command goes on the bus at once (the drain waits for its publish).
       run: (command) => {
         if (taken) return;
-        if (this.state === 'running' && this.localSlice.due()) this.runNextTurn(() => runHeld(command));
-        else runHeld(command);
+        if (this.state === 'running' && this.localSlice.due()) {
+          const { commandId } = command.payload;
+          this.queuedCommands.add(commandId);
+          this.runNextTurn(() => {
+            this.queuedCommands.delete(commandId);
+            runHeld(command);
+          });
+        } else runHeld(command);
       },
       release: () => void take(),
     };
@@ -578,9 +586,9 @@ export class WorkerManager implements LocalWorkers {
     );
   }
 
-  /** Whether an attempt of `commandId` runs here now. */
+  /** Whether an attempt of `commandId` runs here now, or is about to (queued for the next turn). */
   running(commandId: string): boolean {
-    return this.attempts.has(commandId);
+    return this.attempts.has(commandId) || this.queuedCommands.has(commandId);
   }
 
   private trackLocal(runner: WorkerRunner, envelope: Envelope<StepCommandPayload>): void {
