@@ -55,3 +55,4 @@ export { DeferredMemoStore } from './deferred-memo-store';
 export { SealingRunStore } from './sealing-run-store';
 export { SealingMemoStore } from './sealing-memo-store';
 export { SealingTimelineStore } from './sealing-timeline-store';
+export type { SealingOptions } from './sealing-options';

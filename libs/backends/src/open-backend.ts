@@ -271,14 +271,15 @@ export async function openBackendWhenReachable(
  */
 function sealedAtRest(
   stores: Pick<Backend, 'runs' | 'memo' | 'timelines'>,
-  config: Pick<ServiceConfig, 'busCodec'>,
+  config: Pick<ServiceConfig, 'busCodec' | 'acceptPlaintextAtRest'>,
 ): Pick<Backend, 'runs' | 'memo' | 'timelines'> {
   const keys = config.busCodec?.payloadKeys;
   if (keys === undefined) return stores;
+  const options = { acceptPlaintext: config.acceptPlaintextAtRest === true };
   return {
-    runs: new SealingRunStore(stores.runs, keys),
-    memo: new SealingMemoStore(stores.memo, keys),
-    timelines: new SealingTimelineStore(stores.timelines, keys),
+    runs: new SealingRunStore(stores.runs, keys, options),
+    memo: new SealingMemoStore(stores.memo, keys, options),
+    timelines: new SealingTimelineStore(stores.timelines, keys, options),
   };
 }
 

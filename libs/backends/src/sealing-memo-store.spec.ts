@@ -28,11 +28,12 @@ describe('SealingMemoStore', () => {
     expect(await memo.get('tx-2:ask')).toBeUndefined();
   });
 
-  it('reads records written before encryption as they are; a record moved under another key does not open', async () => {
+  it('refuses a record in plaintext (read while migrating); a record moved under another key does not open', async () => {
     const raw = new RawMemo();
     await raw.put('old', answer);
     const memo = new SealingMemoStore(raw, keys);
-    expect(await memo.get('old')).toEqual(answer);
+    await expect(memo.get('old')).rejects.toMatchObject({ code: ErrorCode.PayloadRejected });
+    expect(await new SealingMemoStore(raw, keys, { acceptPlaintext: true }).get('old')).toEqual(answer);
     await memo.put('tx-1:ask', answer);
     raw.records.set('tx-2:ask', raw.records.get('tx-1:ask'));
     await expect(memo.get('tx-2:ask')).rejects.toMatchObject({ code: ErrorCode.PayloadRejected });

@@ -1,12 +1,13 @@
 import { isSealedJson, openJson, sealJson, type KeyRing } from '@multiagents/contracts';
 import type { MemoStore } from '@multiagents/core';
+import { plaintextRefused, type SealingOptions } from './sealing-options';
 
 /**
  * Encryption at rest for any MemoStore: each record (an agent's answer, paid for once and kept
  * for redeliveries) is sealed under the payload key ring, bound to its key, before the inner
- * store writes it, and opened when read, so the broker holds ciphertext. A record written before
- * encryption was turned on is read as it is; a sealed record moved under another key does not
- * open (PAYLOAD_REJECTED).
+ * store writes it, and opened when read, so the broker holds ciphertext. A record found in
+ * plaintext is refused (PAYLOAD_REJECTED), or read as written before encryption was turned on
+ * with `acceptPlaintext`; a sealed record moved under another key does not open (PAYLOAD_REJECTED).
  *
  * @example
  * const memo = new SealingMemoStore(backend.memo, payloadKeys);
@@ -15,6 +16,7 @@ export class SealingMemoStore implements MemoStore {
   constructor(
     private readonly inner: MemoStore,
     private readonly keys: KeyRing,
+    private readonly options: SealingOptions = {},
   ) {}
 
   async get<T = unknown>(key: string): Promise<T | undefined> {
@@ -29,7 +31,9 @@ export class SealingMemoStore implements MemoStore {
   }
 
   private open(key: string, stored: unknown): unknown {
-    return isSealedJson(stored) ? openJson(this.keys, stored, memoPlace(key)) : stored;
+    if (isSealedJson(stored)) return openJson(this.keys, stored, memoPlace(key));
+    if (this.options.acceptPlaintext !== true) throw plaintextRefused(memoPlace(key));
+    return stored;
   }
 }
 

@@ -179,11 +179,13 @@ describe('SealingRunStore', () => {
     expect(written.steps['charge']).toBe(stored.steps['charge']);
     expect(written.input).toBe(stored.input);
     expect(written.signals).toBe(stored.signals);
-    // A run written before encryption was turned on: read as it is, sealed when next written.
+    // A run written before encryption was turned on: read as it is while migrating, sealed when
+    // next written.
     const plain = secretRun();
     await raw.create(transition(plain));
-    const legacy = (await reader.get(plain.txId))?.run as Run;
-    await reader.commit({ version: 1, revision: '1' }, transition(legacy));
+    const migrating = new SealingRunStore(raw, k1, { acceptPlaintext: true });
+    const legacy = (await migrating.get(plain.txId))?.run as Run;
+    await migrating.commit({ version: 1, revision: '1' }, transition(legacy));
     expect(JSON.stringify(raw.runs.get(plain.txId)?.run)).not.toMatch(/4111111111111111|p-1|alice/);
   });
 
@@ -227,11 +229,26 @@ describe('SealingRunStore', () => {
     expect((await new SealingRunStore(raw, k2Only).get(run.txId))?.run.input).toEqual(run.input);
   });
 
-  it('reads plaintext written before encryption was turned on', async () => {
+  it('refuses a value found in plaintext, unless told to read it as written before encryption', async () => {
     const raw = new RawStore();
     const run = secretRun();
     await raw.create(transition(run));
-    expect((await new SealingRunStore(raw, k1).get(run.txId))?.run.input).toEqual(run.input);
+    // Planted by a writer to the broker who holds no key, or left from before encryption.
+    await expect(new SealingRunStore(raw, k1).get(run.txId)).rejects.toMatchObject({
+      code: ErrorCode.PayloadRejected,
+      details: { reason: 'plaintext' },
+    });
+    const migrating = new SealingRunStore(raw, k1, { acceptPlaintext: true });
+    expect((await migrating.get(run.txId))?.run.input).toEqual(run.input);
+    // One sealed value among plaintext ones is no pass: the output planted in a sealed run is refused.
+    const sealedRun = secretRun();
+    await new SealingRunStore(raw, k1).create(transition(sealedRun));
+    const stored = raw.runs.get(sealedRun.txId)?.run as Run;
+    const charge = stored.steps['charge'] as NonNullable<Run['steps'][string]>;
+    stored.steps['charge'] = { ...charge, output: { paymentId: 'forged' } };
+    await expect(new SealingRunStore(raw, k1).get(sealedRun.txId)).rejects.toMatchObject({
+      code: ErrorCode.PayloadRejected,
+    });
   });
 
   it('holds starts where the store it seals holds them, and adds no bound of its own', async () => {

@@ -21,6 +21,7 @@ import type {
   Transition,
 } from '@multiagents/core';
 import type { RunCounts, Timer } from '@multiagents/core';
+import { plaintextRefused, type SealingOptions } from './sealing-options';
 
 /**
  * Encryption at rest for any RunStore: the run's input, every step's output, the signal payloads
@@ -29,7 +30,8 @@ import type { RunCounts, Timer } from '@multiagents/core';
  * the run and the field) before the inner store writes them, and opened when it reads them, so
  * the broker's hashes, KV values and snapshots hold ciphertext while the orchestrator works on
  * plaintext in memory (CEL conditions included). Ids, states and times stay readable: the stores
- * index and expire by them. Values written before encryption was turned on are read as they are.
+ * index and expire by them. A value found in plaintext is refused (PAYLOAD_REJECTED), or read as
+ * written before encryption was turned on with `acceptPlaintext` (and sealed when next written).
  */
 export class SealingRunStore implements RunStore {
   /** The inner store's bound on runs in progress, when it has one. */
@@ -43,6 +45,7 @@ export class SealingRunStore implements RunStore {
   constructor(
     private readonly inner: RunStore,
     private readonly keys: KeyRing,
+    private readonly options: SealingOptions = {},
   ) {
     const admit = inner.admit?.bind(inner);
     if (admit) this.admit = admit;
@@ -157,6 +160,7 @@ export class SealingRunStore implements RunStore {
     let reseal = false;
     const open = (value: unknown, where: string): unknown => {
       if (!isSealedJson(value)) {
+        if (this.options.acceptPlaintext !== true) throw plaintextRefused(`${run.txId}:${where}`);
         reseal = true;
         return value;
       }

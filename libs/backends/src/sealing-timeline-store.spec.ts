@@ -66,10 +66,13 @@ describe('SealingTimelineStore', () => {
     expect(get).toHaveBeenCalledWith('tx-1', options);
   });
 
-  it('reads entries written before encryption as they are; events moved to another version do not open', async () => {
+  it('refuses entries in plaintext (read while migrating); events moved to another version do not open', async () => {
     const raw = new RawTimelines();
     await raw.append('tx-1', [failedEntry(1)]);
-    const timelines = new SealingTimelineStore(raw, keys);
+    await expect(new SealingTimelineStore(raw, keys).get('tx-1')).rejects.toMatchObject({
+      code: ErrorCode.PayloadRejected,
+    });
+    const timelines = new SealingTimelineStore(raw, keys, { acceptPlaintext: true });
     await timelines.append('tx-1', [failedEntry(2)], 60_000);
     expect(await timelines.get('tx-1')).toEqual([failedEntry(1), failedEntry(2)]);
     const sealed = raw.entries.get('tx-1')?.get(2) as TimelineEntry;

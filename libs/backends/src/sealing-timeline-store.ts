@@ -1,12 +1,14 @@
 import { isSealedJson, openJson, sealJson, type KeyRing } from '@multiagents/contracts';
 import type { TimelineEntry, TimelineReadOptions, TimelineStore } from '@multiagents/core';
+import { plaintextRefused, type SealingOptions } from './sealing-options';
 
 /**
  * Encryption at rest for any TimelineStore: the lifecycle events of each entry (their errors
  * quote what a worker choked on) are sealed under the payload key ring, bound to the run and the
  * entry's version, before the inner store writes them, and opened when read. The version, state,
- * time and workflow stay readable: the store orders and expires by them. Entries written before
- * encryption was turned on are read as they are.
+ * time and workflow stay readable: the store orders and expires by them. An entry whose events are
+ * in plaintext is refused (PAYLOAD_REJECTED), or read as written before encryption was turned on
+ * with `acceptPlaintext`.
  *
  * @example
  * const timelines = new SealingTimelineStore(backend.timelines, payloadKeys);
@@ -15,6 +17,7 @@ export class SealingTimelineStore implements TimelineStore {
   constructor(
     private readonly inner: TimelineStore,
     private readonly keys: KeyRing,
+    private readonly options: SealingOptions = {},
   ) {}
 
   append(txId: string, entries: readonly TimelineEntry[], ttlMs: number): Promise<void> {
@@ -27,14 +30,16 @@ export class SealingTimelineStore implements TimelineStore {
 
   async get(txId: string, options?: TimelineReadOptions): Promise<TimelineEntry[] | undefined> {
     const entries = await this.inner.get(txId, options);
-    return entries?.map((entry) =>
-      isSealedJson(entry.events)
-        ? {
-            ...entry,
-            events: openJson(this.keys, entry.events, placeOf(txId, entry)) as TimelineEntry['events'],
-          }
-        : entry,
-    );
+    return entries?.map((entry) => {
+      if (isSealedJson(entry.events)) {
+        return {
+          ...entry,
+          events: openJson(this.keys, entry.events, placeOf(txId, entry)) as TimelineEntry['events'],
+        };
+      }
+      if (this.options.acceptPlaintext !== true) throw plaintextRefused(placeOf(txId, entry));
+      return entry;
+    });
   }
 
   markOnce(key: string, ttlMs: number): Promise<boolean> {

@@ -72,6 +72,18 @@ describe('parseServiceConfig', () => {
     ).toThrow(/not a URL/);
   });
 
+  it('reads plaintext at rest only when told to, and refuses a switch that is not a boolean', () => {
+    const redis = { MULTIAGENTS_BACKEND: 'redis', REDIS_URL: 'redis://127.0.0.1:6379' };
+    expect(parseServiceConfig(redis, { grpcPort: 1 }).acceptPlaintextAtRest).toBeUndefined();
+    expect(
+      parseServiceConfig({ ...redis, MULTIAGENTS_PAYLOAD_ACCEPT_PLAINTEXT: 'true' }, { grpcPort: 1 })
+        .acceptPlaintextAtRest,
+    ).toBe(true);
+    expect(() =>
+      parseServiceConfig({ ...redis, MULTIAGENTS_PAYLOAD_ACCEPT_PLAINTEXT: 'maybe' }, { grpcPort: 1 }),
+    ).toThrow(/MULTIAGENTS_PAYLOAD_ACCEPT_PLAINTEXT=maybe: must be true or false/);
+  });
+
   describe('Redis Cluster and NATS replicas', () => {
     const parse = (env: Record<string, string>) => parseServiceConfig(env, { grpcPort: 1 });
     const problemsOf = (env: Record<string, string>): string[] => {

@@ -57,6 +57,12 @@ export interface ServiceConfig {
    * keys live in the service's memory only (see {@link KmsModule}).
    */
   readonly wrappedPayloadKeys?: WrappedPayloadKeys;
+  /**
+   * MULTIAGENTS_PAYLOAD_ACCEPT_PLAINTEXT=true: with payload keys, values found in plaintext at rest
+   * are read as data written before encryption was turned on, instead of refused (see
+   * SealingOptions).
+   */
+  readonly acceptPlaintextAtRest?: boolean;
   /** Redis ACL user, password and TLS files (REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS_*). */
   readonly redisCredentials?: RedisCredentials;
   /** NATS user/password, token, NKey seed or creds file, and TLS files (NATS_*). */
@@ -388,11 +394,16 @@ export function parseServiceConfig(env: Environment, defaults: { grpcPort: numbe
     problems.push(`LOG_LEVEL=${logLevel}: must be one of ${LOG_LEVELS.join(', ')}`);
   const busCodec = parseBusSigning(env, problems);
   const wrappedPayloadKeys = parseWrappedPayloadKeys(env, problems);
+  const rawPlaintext = (env['MULTIAGENTS_PAYLOAD_ACCEPT_PLAINTEXT'] ?? '').trim().toLowerCase();
+  const acceptPlaintextAtRest = rawPlaintext === '' ? undefined : BOOLEANS[rawPlaintext];
+  if (rawPlaintext !== '' && acceptPlaintextAtRest === undefined)
+    problems.push(`MULTIAGENTS_PAYLOAD_ACCEPT_PLAINTEXT=${rawPlaintext}: must be true or false`);
   const credentials = parseBrokerCredentials(env, backend, problems);
   if (problems.length > 0) throw new ValidationError('invalid configuration', problems);
   return {
     ...(busCodec === undefined ? {} : { busCodec }),
     ...(wrappedPayloadKeys === undefined ? {} : { wrappedPayloadKeys }),
+    ...(acceptPlaintextAtRest === undefined ? {} : { acceptPlaintextAtRest }),
     ...credentials,
     backend,
     ...(redisUrl === undefined ? {} : { redisUrl }),
