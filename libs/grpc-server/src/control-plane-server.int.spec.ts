@@ -191,6 +191,29 @@ describe('control plane server', () => {
     });
   });
 
+  it('answers a health watch of an unknown service SERVICE_UNKNOWN, keeping nothing per name', async () => {
+    const plane = await startTestControlPlane();
+    const health = healthClient(plane.address);
+    try {
+      const statuses: string[] = [];
+      const watch: ClientReadableStream<Dynamic> = health.Watch({
+        service: `no-such-service-${'x'.repeat(64)}`,
+      });
+      watch.on('data', (res: Dynamic) => statuses.push(res.status as string));
+      watch.on('error', () => undefined);
+      await eventually(() => statuses.length === 1);
+      expect(statuses).toEqual(['SERVICE_UNKNOWN']);
+      watch.cancel();
+      // grpc-health-check keeps a watcher entry for every name ever watched: none was added.
+      const watchers = (plane.server as unknown as { health: { watchers: Map<string, unknown> } }).health
+        .watchers;
+      expect([...watchers.keys()].filter((name) => name.startsWith('no-such-service'))).toEqual([]);
+    } finally {
+      health.close();
+      await plane.close();
+    }
+  });
+
   describe('shutdown', () => {
     it('turns NOT_SERVING first, ends watch streams with UNAVAILABLE, then stops', async () => {
       const plane = await startTestControlPlane({ drainDelayMs: 8_000 });

@@ -477,6 +477,14 @@ export class ControlPlaneServer {
             const forget = (): void => void this.healthWatches.delete(call);
             call.once('cancelled', forget);
             call.once('finish', forget);
+            const { service } = call.request as { service?: unknown };
+            if (service !== '' && !this.servedServiceNames().includes(service as string)) {
+              // As the health protocol says: SERVICE_UNKNOWN, and the call stays open. Not through
+              // grpc-health-check, which keeps an entry per name asked for, for good (anyone may
+              // watch: a stream of random names would grow it without end).
+              call.write({ status: 'SERVICE_UNKNOWN' });
+              return;
+            }
             watch(call);
           },
         });
