@@ -11,7 +11,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { ValidationError } from '@multiagents/contracts';
+import { ErrorCode, hasErrorCode, ValidationError } from '@multiagents/contracts';
 import { silentLogger, type Logger } from '@multiagents/core';
 import {
   EventMonitorServiceService,
@@ -268,13 +268,9 @@ export class ControlPlaneServer {
               this.authorizer,
               this.logger,
               orchestrator !== undefined
-                ? (txId) =>
-                    orchestrator.getRun(txId).then(
-                      (run) => run.workflowId,
-                      () => undefined,
-                    )
+                ? (txId) => orchestrator.getRun(txId).then((run) => run.workflowId, unknownRunOnly)
                 : eventMonitor !== undefined
-                  ? (txId) => eventMonitor.workflowOf(txId).catch(() => undefined)
+                  ? (txId) => eventMonitor.workflowOf(txId).catch(unknownRunOnly)
                   : undefined,
             ),
           ];
@@ -529,4 +525,14 @@ export class ControlPlaneServer {
     this.state = 'closed';
     this.logger.info({}, 'gRPC control plane closed');
   }
+}
+
+/**
+ * A run lookup for authorization that failed: an unknown run is no workflow (the handler answers
+ * NOT_FOUND, to a caller of any scope alike); any other failure (the store unreachable) refuses
+ * the call with it, never lets it through unchecked.
+ */
+function unknownRunOnly(err: unknown): undefined {
+  if (hasErrorCode(err, ErrorCode.NotFound)) return undefined;
+  throw err;
 }

@@ -17,7 +17,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { connect, type MultiAgentsClient } from '@multiagents/client';
-import { ErrorCode, hasErrorCode, type MultiAgentsError } from '@multiagents/contracts';
+import { ErrorCode, hasErrorCode, MultiAgentsError } from '@multiagents/contracts';
 import type { LogFields, Logger } from '@multiagents/core';
 import { createTestCa, waitFor, type TestCa } from '@multiagents/testing';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -226,6 +226,18 @@ describe('control plane security: JWT roles on every method', () => {
     expect(await codeOf(limited.listWorkflows({ workflowId: 'order_processing' }))).toBe('OK');
     expect((await limited.listWorkflowDefinitions()).map((d) => d.id)).toEqual(['order_processing']);
     expect(await codeOf(limited.drain())).toBe(ErrorCode.PermissionDenied);
+    // The run's workflow cannot be read (the store away): refused with that, never let through.
+    const getRun = jest
+      .spyOn(plane.stack.orchestrator, 'getRun')
+      .mockRejectedValueOnce(new MultiAgentsError(ErrorCode.Unavailable, 'store away', { retryable: true }));
+    try {
+      expect(await codeOf(limited.cancelWorkflow(gatedTx))).toBe(ErrorCode.Unavailable);
+    } finally {
+      getRun.mockRestore();
+    }
+    expect((await admin.getWorkflow(gatedTx)).state).not.toBe('cancelled');
+    // An unknown run is NOT_FOUND, to a limited caller as to anyone.
+    expect(await codeOf(limited.getWorkflow('no-such-run'))).toBe(ErrorCode.NotFound);
     await admin.cancelWorkflow(gatedTx);
   });
 
