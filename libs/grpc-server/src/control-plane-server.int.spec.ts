@@ -15,10 +15,12 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
-import { connect, type MultiAgentsClient } from '@multiagents/client';
+import { connect, connectMonitor, type MultiAgentsClient } from '@multiagents/client';
 import { ErrorCode, MultiAgentsError, RunState, type Run } from '@multiagents/contracts';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { ControlPlaneServer } from './control-plane-server';
+import { deferredApi } from './deferred-api';
+import type { EventMonitorApi } from './event-monitor-service';
 import type { OrchestratorApi } from './orchestrator-service';
 import { startTestControlPlane, type TestControlPlane } from './test-stack';
 
@@ -211,6 +213,37 @@ describe('control plane server', () => {
     } finally {
       health.close();
       await plane.close();
+    }
+  });
+
+  it('answers a watch UNAVAILABLE while what it serves is not bound yet, and keeps nothing of it', async () => {
+    const orchestrator = deferredApi<OrchestratorApi>('waiting for the broker');
+    const monitor = deferredApi<EventMonitorApi>('waiting for the broker');
+    const server = new ControlPlaneServer({
+      orchestrator: orchestrator.api,
+      eventMonitor: monitor.api,
+      host: '127.0.0.1',
+      port: 0,
+    });
+    const { address } = await server.start({ serving: false });
+    const client = connect(address, { retry: { maxAttempts: 1 } });
+    const monitorClient = connectMonitor(address, { retry: { maxAttempts: 1 } });
+    try {
+      const drain = async (events: AsyncIterable<unknown>): Promise<unknown> => {
+        try {
+          for await (const event of events) void event;
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      };
+      expect(await drain(client.watchWorkflow('tx-1'))).toMatchObject({ code: ErrorCode.Unavailable });
+      expect(await drain(monitorClient.watchEvents({}))).toMatchObject({ code: ErrorCode.Unavailable });
+      expect(server.openWatches).toBe(0);
+    } finally {
+      client.close();
+      monitorClient.close();
+      await server.close();
     }
   });
 

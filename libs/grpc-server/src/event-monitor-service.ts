@@ -242,15 +242,22 @@ class EventWatch implements OpenWatch {
         }),
       budgetMs,
     );
-    this.monitor
-      .watchEvents(this.filter, (envelope) => {
-        if (this.ended) return;
-        try {
-          this.call.write({ envelope: envelopeToProto(envelope) });
-        } catch (err) {
-          this.settings.logger.warn({ err, envelopeId: envelope.id }, 'WatchEvents could not send an event');
-        }
-      })
+    // A promise from the start: a monitor that is not there yet (its backend still connecting)
+    // throws at once, and that ends the stream like any failure to open it (UNAVAILABLE).
+    Promise.resolve()
+      .then(() =>
+        this.monitor.watchEvents(this.filter, (envelope) => {
+          if (this.ended) return;
+          try {
+            this.call.write({ envelope: envelopeToProto(envelope) });
+          } catch (err) {
+            this.settings.logger.warn(
+              { err, envelopeId: envelope.id },
+              'WatchEvents could not send an event',
+            );
+          }
+        }),
+      )
       .then(
         (stop) => {
           if (this.ended) stop();

@@ -339,10 +339,16 @@ class WatchStream implements OpenWatch {
 
   open(): void {
     this.registry.add(this);
-    this.stop = this.hub.watch(this.txId, (run) => {
-      if (this.buffered !== undefined) this.buffered.push(run);
-      else this.send(run);
-    });
+    try {
+      this.stop = this.hub.watch(this.txId, (run) => {
+        if (this.buffered !== undefined) this.buffered.push(run);
+        else this.send(run);
+      });
+    } catch (err) {
+      // The orchestrator is not there yet (its backend still connecting: UNAVAILABLE).
+      this.end(toGrpcStatus(err).status);
+      return;
+    }
     // Whatever ends the call (client cancel, client deadline, stream closed) releases the listener.
     this.call.once('cancelled', () => this.release());
     this.call.once('close', () => this.release());
