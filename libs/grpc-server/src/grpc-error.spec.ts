@@ -49,6 +49,21 @@ describe('toGrpcStatus', () => {
     expect(mapped.status.details).toMatch(/^ILLEGAL_TRANSITION: /);
   });
 
+  it('hides what a driver said in an INTERNAL error (key names, the ACL user), and its details', () => {
+    const wrapped = new MultiAgentsError(
+      ErrorCode.Internal,
+      "get: Redis failed: NOPERM this user has no permissions to access the 'mp:{p0}:run:t-1' key",
+      { retryable: false, details: { user: 'orchestrator' } },
+    );
+    const mapped = toGrpcStatus(wrapped);
+    expect(mapped).toMatchObject({
+      unexpected: true,
+      status: { code: status.INTERNAL, details: 'internal error (see the server log)' },
+    });
+    expect(mapped.status.metadata?.get(ERROR_CODE_METADATA_KEY)).toEqual([ErrorCode.Internal]);
+    expect(mapped.status.metadata?.get(ERROR_DETAILS_METADATA_KEY)).toEqual([]);
+  });
+
   it.each([new Error('ECONNRESET at socket.js:12'), 'a string', undefined, { code: 42 }])(
     'hides what %p says behind INTERNAL',
     (thrown) => {

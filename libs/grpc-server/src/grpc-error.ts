@@ -1,7 +1,8 @@
 /**
  * Errors → gRPC statuses, by their stable MultiAgents `code` (never `instanceof`: an adapter may
- * throw an error from another realm). Unknown thrown values become INTERNAL with a fixed message:
- * stacks and driver messages stay in the server log.
+ * throw an error from another realm). Unknown thrown values, and INTERNAL errors (what the adapters
+ * wrap a driver's failure in), become INTERNAL with a fixed message: stacks and driver messages
+ * stay in the server log.
  */
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
 import { ErrorCode, MultiAgentsError } from '@multiagents/contracts';
@@ -51,6 +52,15 @@ export function toGrpcStatus(thrown: unknown): MappedStatus {
     }
     if (code !== undefined) {
       return { status: { code, details: thrown.message, metadata }, unexpected: false };
+    }
+    if (thrown.code === ErrorCode.Internal) {
+      // What the adapters wrap a driver's failure in: its text can name keys, users and scripts.
+      const bare = new Metadata();
+      bare.set(ERROR_CODE_METADATA_KEY, ErrorCode.Internal);
+      return {
+        status: { code: status.INTERNAL, details: 'internal error (see the server log)', metadata: bare },
+        unexpected: true,
+      };
     }
     // Ours but not meant for callers (an illegal transition is a bug): the code is safe to show.
     return {
