@@ -16,11 +16,18 @@ import {
 } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
 import { connect, connectMonitor, type MultiAgentsClient } from '@multiagents/client';
-import { ErrorCode, MultiAgentsError, RunState, type Run } from '@multiagents/contracts';
+import {
+  ErrorCode,
+  EventType,
+  MultiAgentsError,
+  RunState,
+  type Envelope,
+  type Run,
+} from '@multiagents/contracts';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { ControlPlaneServer } from './control-plane-server';
 import { deferredApi } from './deferred-api';
-import type { EventMonitorApi } from './event-monitor-service';
+import { MAX_UNSENT_EVENTS, type EventMonitorApi } from './event-monitor-service';
 import type { OrchestratorApi } from './orchestrator-service';
 import { startTestControlPlane, type TestControlPlane } from './test-stack';
 
@@ -242,6 +249,56 @@ describe('control plane server', () => {
       expect(server.openWatches).toBe(0);
     } finally {
       client.close();
+      monitorClient.close();
+      await server.close();
+    }
+  });
+
+  it('ends a WatchEvents whose reader stopped reading once too many events wait for it', async () => {
+    let listener: ((envelope: Envelope) => void) | undefined;
+    const monitor = {
+      watchEvents: async (_filter: unknown, onEvent: (envelope: Envelope) => void) => {
+        listener = onEvent;
+        return () => (listener = undefined);
+      },
+    } as unknown as EventMonitorApi;
+    const server = new ControlPlaneServer({ eventMonitor: monitor, host: '127.0.0.1', port: 0 });
+    const { address } = await server.start();
+    const monitorClient = connectMonitor(address, { retry: { maxAttempts: 1 } });
+    let release: () => void = () => undefined;
+    const stalled = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const event = (n: number): Envelope => ({
+        id: `e-${n}`,
+        type: EventType.WorkflowCompleted,
+        txId: `tx-${n}`,
+        workflowId: 'w',
+        time: n,
+        headers: {},
+        payload: { n },
+      });
+      let received = 0;
+      const reading = (async () => {
+        try {
+          for await (const got of monitorClient.watchEvents({})) {
+            void got;
+            received += 1;
+            await stalled; // a reader that stops reading after its first event
+          }
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      })();
+      await eventually(() => listener !== undefined);
+      listener?.(event(0));
+      await eventually(() => received === 1);
+      for (let n = 1; n <= MAX_UNSENT_EVENTS + 100 && listener !== undefined; n++) listener(event(n));
+      await eventually(() => server.openWatches === 0);
+      release();
+      expect(await reading).toMatchObject({ code: ErrorCode.ResourceExhausted });
+    } finally {
+      release();
       monitorClient.close();
       await server.close();
     }

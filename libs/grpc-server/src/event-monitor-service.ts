@@ -214,6 +214,9 @@ export class EventMonitorService {
   };
 }
 
+/** Events a WatchEvents stream may hold that its reader has not taken yet: past it, it ends. */
+export const MAX_UNSENT_EVENTS = 10_000;
+
 /** One WatchEvents stream. */
 class EventWatch implements OpenWatch {
   private stop: () => void = () => undefined;
@@ -249,7 +252,14 @@ class EventWatch implements OpenWatch {
         this.monitor.watchEvents(this.filter, (envelope) => {
           if (this.ended) return;
           try {
-            this.call.write({ envelope: envelopeToProto(envelope) });
+            const flowing = this.call.write({ envelope: envelopeToProto(envelope) });
+            if (!flowing && this.call.writableLength > MAX_UNSENT_EVENTS) {
+              // A reader that stopped reading would have the server keep every event for it.
+              this.end({
+                code: status.RESOURCE_EXHAUSTED,
+                details: `more than ${MAX_UNSENT_EVENTS} events not yet read: the watch is ended; read faster, or filter, and watch again`,
+              });
+            }
           } catch (err) {
             this.settings.logger.warn(
               { err, envelopeId: envelope.id },
