@@ -54,6 +54,8 @@ export function authorizationInterceptor(
             caller = authenticate(metadata).then((principal) => {
               // The role alone, now: a caller without it never reaches the request handling.
               authorizer.authorizeRole(principal, path);
+              // The handler gets these metadata: streams end when the token does.
+              if (principal.expiresAt !== undefined) expiries.set(metadata, principal.expiresAt);
               return principal;
             });
             // Unhandled here on purpose: refused once below, and once only.
@@ -137,4 +139,16 @@ function logRefusal(logger: Logger, path: string, call: ServerInterceptingCallIn
     },
     'call refused',
   );
+}
+
+/** When the token of the call whose metadata these are stops being accepted (see {@link tokenExpiry}). */
+const expiries = new WeakMap<Metadata, number>();
+
+/**
+ * When the caller's token (a JWT) stops being accepted, in ms since the epoch, for a call the
+ * authorization interceptor let through; undefined without one (no authentication, mTLS). A
+ * stream that outlives it is ended: the caller authenticates again and opens another.
+ */
+export function tokenExpiry(metadata: Metadata): number | undefined {
+  return expiries.get(metadata);
 }

@@ -40,6 +40,8 @@ export interface Principal {
   readonly workflows?: ReadonlySet<string>;
   /** How the caller proved who it is. */
   readonly via: 'jwt' | 'mtls';
+  /** When its token stops being accepted (ms since the epoch, clock tolerance included); JWT only. */
+  readonly expiresAt?: number;
 }
 
 /** Bearer JWT verification (jose). */
@@ -356,8 +358,9 @@ export class Authorizer {
         subject,
       });
     }
+    const expiresAt = ((payload.exp as number) + jwt.clockToleranceSec) * 1000;
     const claimed = payload[jwt.workflowsClaim];
-    if (claimed === undefined) return { subject, role, via: 'jwt' };
+    if (claimed === undefined) return { subject, role, via: 'jwt', expiresAt };
     if (!Array.isArray(claimed) || claimed.some((id) => typeof id !== 'string')) {
       throw new UnauthenticatedError(
         `token of ${subject}: claim ${jwt.workflowsClaim} must be a list of workflow ids`,
@@ -366,7 +369,7 @@ export class Authorizer {
         },
       );
     }
-    return { subject, role, workflows: new Set(claimed as string[]), via: 'jwt' };
+    return { subject, role, workflows: new Set(claimed as string[]), via: 'jwt', expiresAt };
   }
 
   private async loadJwksFile(file: string, first: boolean): Promise<void> {

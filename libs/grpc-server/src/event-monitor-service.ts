@@ -12,7 +12,8 @@ import {
 import { encodeEnvelope, ValidationError, type Envelope, type RunState } from '@multiagents/contracts';
 import type { DeadLetter, TimelineEntry, WorkerManagerRecord } from '@multiagents/core';
 import * as pb from '@multiagents/proto';
-import { MalformedRequest, remainingMs, unaryCall, type HandlerContext } from './call-handlers';
+import { MalformedRequest, unaryCall, type HandlerContext } from './call-handlers';
+import { streamBudget } from './stream-budget';
 import { toGrpcStatus } from './grpc-error';
 import { runStateToProto } from './mappers';
 
@@ -236,15 +237,8 @@ class EventWatch implements OpenWatch {
     this.call.once('cancelled', () => this.release());
     this.call.once('close', () => this.release());
     this.call.once('finish', () => this.release());
-    const budgetMs = remainingMs(this.call.getDeadline(), this.settings.maxWatchMs);
-    this.timer = setTimeout(
-      () =>
-        this.end({
-          code: status.DEADLINE_EXCEEDED,
-          details: `watch ended after ${Math.round(budgetMs)} ms (the call's deadline or the server's limit); watch again to go on`,
-        }),
-      budgetMs,
-    );
+    const budget = streamBudget(this.call, this.settings.maxWatchMs);
+    this.timer = setTimeout(() => this.end(budget.end), budget.ms);
     // A promise from the start: a monitor that is not there yet (its backend still connecting)
     // throws at once, and that ends the stream like any failure to open it (UNAVAILABLE).
     Promise.resolve()

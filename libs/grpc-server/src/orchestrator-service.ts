@@ -18,7 +18,8 @@ import {
 } from '@multiagents/contracts';
 import type { Logger, Orchestrator } from '@multiagents/core';
 import type * as pb from '@multiagents/proto';
-import { MalformedRequest, remainingMs, unaryCall, type HandlerContext } from './call-handlers';
+import { MalformedRequest, unaryCall, type HandlerContext } from './call-handlers';
+import { streamBudget } from './stream-budget';
 import { toGrpcStatus } from './grpc-error';
 import {
   definitionFromProto,
@@ -353,17 +354,8 @@ class WatchStream implements OpenWatch {
     this.call.once('cancelled', () => this.release());
     this.call.once('close', () => this.release());
     this.call.once('finish', () => this.release());
-    const budgetMs = remainingMs(this.call.getDeadline(), this.settings.maxWatchMs);
-    this.timers.push(
-      setTimeout(
-        () =>
-          this.end({
-            code: status.DEADLINE_EXCEEDED,
-            details: `watch ended after ${Math.round(budgetMs)} ms (the call's deadline or the server's limit); watch again to go on`,
-          }),
-        budgetMs,
-      ),
-    );
+    const budget = streamBudget(this.call, this.settings.maxWatchMs);
+    this.timers.push(setTimeout(() => this.end(budget.end), budget.ms));
     this.orchestrator.getRun(this.txId).then(
       (current) => {
         const buffered = this.buffered ?? [];

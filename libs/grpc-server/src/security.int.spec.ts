@@ -313,6 +313,41 @@ function reflectionCode(address: string, bearer?: string): Promise<status> {
   });
 }
 
+describe('control plane security: a stream ends with the token that opened it', () => {
+  it('ends a WatchWorkflow UNAUTHENTICATED when its token expires', async () => {
+    const plane = await startTestControlPlane({ auth: { jwt: { ...jwtAuth.jwt!, clockToleranceSec: 0 } } });
+    const admin = connect(plane.address, {
+      token: await token({ roles: ['admin'] }),
+      retry: { maxAttempts: 1 },
+    });
+    const reader = connect(plane.address, {
+      token: await token({ roles: ['reader'], expiresInSec: 2 }),
+      retry: { maxAttempts: 1 },
+    });
+    try {
+      plane.gate.close(); // the run waits: only the token can end the watch before its limit
+      const { txId } = await admin.startWorkflow('gated', {});
+      const watching = (async () => {
+        try {
+          for await (const run of reader.watchWorkflow(txId)) void run;
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      })();
+      // Not the server's limit (an hour) nor a deadline: the token, which had at most 2 s left.
+      expect(await watching).toMatchObject({ code: ErrorCode.Unauthenticated });
+      expect(plane.server.openWatches).toBe(0);
+      await admin.cancelWorkflow(txId);
+    } finally {
+      plane.gate.open();
+      admin.close();
+      reader.close();
+      await plane.close();
+    }
+  });
+});
+
 describe('control plane security: JWKS (ES256 and RS256)', () => {
   it('verifies tokens with public keys from a JWKS file, and picks up a rotated file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jwks-'));
