@@ -16,6 +16,7 @@ import type * as pb from '@multiagents/proto';
 import { policyOf, type Authorizer, type Principal } from './authorizer';
 import { MalformedRequest } from './call-handlers';
 import { toGrpcStatus } from './grpc-error';
+import { isValidId } from './request-ids';
 
 /** Finds the workflow of a run, for callers limited to some workflows; undefined when unknown. */
 export type RunWorkflowLookup = (txId: string) => Promise<string | undefined>;
@@ -105,7 +106,8 @@ async function workflowOf(
   if (scope.kind === 'workflow') return nonEmpty(scope.workflowIdOf(request));
   if (scope.kind === 'run') {
     const txId = nonEmpty(scope.txIdOf(request));
-    if (txId === undefined || lookupRunWorkflow === undefined) return undefined;
+    // An id no handler accepts (too long, reserved) is refused by the handler, not looked up here.
+    if (txId === undefined || lookupRunWorkflow === undefined || !isValidId(txId)) return undefined;
     return lookupRunWorkflow(txId);
   }
   return undefined;

@@ -304,6 +304,46 @@ describe('control plane server', () => {
     }
   });
 
+  it('refuses event-monitor requests with ids no store should see, listing every problem', async () => {
+    const asked: string[] = [];
+    const monitor = new Proxy({} as EventMonitorApi, {
+      get: (_, name) => (name === 'then' ? undefined : () => (asked.push(String(name)), Promise.resolve())),
+    });
+    const server = new ControlPlaneServer({ eventMonitor: monitor, host: '127.0.0.1', port: 0 });
+    const { address } = await server.start();
+    const monitorClient = connectMonitor(address, { retry: { maxAttempts: 1 } });
+    try {
+      const problemsOf = async (call: Promise<unknown>): Promise<unknown> => {
+        try {
+          await call;
+          return 'OK';
+        } catch (err) {
+          const error = err as MultiAgentsError;
+          return [error.code, error.details?.['problems']];
+        }
+      };
+      expect(await problemsOf(monitorClient.getTimeline('t'.repeat(4_096)))).toEqual([
+        ErrorCode.InvalidArgument,
+        ['tx_id is longer than 256 characters'],
+      ]);
+      expect(await problemsOf(monitorClient.replayDeadLetter('', '__proto__'))).toEqual([
+        ErrorCode.InvalidArgument,
+        ['topic is required', 'id "__proto__" is reserved'],
+      ]);
+      expect(
+        await problemsOf(
+          (async () => {
+            for await (const event of monitorClient.watchEvents({ txId: 'constructor' })) void event;
+          })(),
+        ),
+      ).toEqual([ErrorCode.InvalidArgument, ['tx_id "constructor" is reserved']]);
+      expect(asked).toEqual([]);
+    } finally {
+      monitorClient.close();
+      await server.close();
+    }
+  });
+
   describe('shutdown', () => {
     it('turns NOT_SERVING first, ends watch streams with UNAVAILABLE, then stops', async () => {
       const plane = await startTestControlPlane({ drainDelayMs: 8_000 });

@@ -16,6 +16,7 @@ import { MalformedRequest, unaryCall, type HandlerContext } from './call-handler
 import { streamBudget } from './stream-budget';
 import { toGrpcStatus } from './grpc-error';
 import { runStateToProto } from './mappers';
+import { requireId } from './request-ids';
 
 /** A run's timeline as the monitor answers it. */
 export interface MonitorTimeline {
@@ -122,7 +123,9 @@ export class EventMonitorService {
   ) {
     this.implementation = {
       getTimeline: unaryCall(settings, 'GetTimeline', async (req: pb.GetTimelineRequest) => {
-        if (!req.txId) throw new ValidationError('invalid request', ['tx_id is required']);
+        const problems: string[] = [];
+        requireId(req.txId, 'tx_id', problems);
+        if (problems.length > 0) throw new ValidationError('invalid request', problems);
         const timeline = await monitor.getTimeline(req.txId);
         return {
           txId: timeline.txId,
@@ -131,6 +134,9 @@ export class EventMonitorService {
         };
       }),
       listStuckRuns: unaryCall(settings, 'ListStuckRuns', async (req: pb.ListStuckRunsRequest) => {
+        const problems: string[] = [];
+        if (req.workflowId) requireId(req.workflowId, 'workflow_id', problems);
+        if (problems.length > 0) throw new ValidationError('invalid request', problems);
         const runs = await monitor.listStuckRuns(req.workflowId ? { workflowId: req.workflowId } : {});
         return {
           runs: runs.map((run) => ({
@@ -152,8 +158,8 @@ export class EventMonitorService {
       }),
       replayDeadLetter: unaryCall(settings, 'ReplayDeadLetter', async (req: pb.ReplayDeadLetterRequest) => {
         const problems: string[] = [];
-        if (!req.topic) problems.push('topic is required');
-        if (!req.id) problems.push('id is required');
+        requireId(req.topic, 'topic', problems);
+        requireId(req.id, 'id', problems);
         if (problems.length > 0) throw new ValidationError('invalid request', problems);
         await monitor.replayDeadLetter(req.topic, req.id);
         return {};
@@ -163,8 +169,8 @@ export class EventMonitorService {
         'DiscardDeadLetter',
         async (req: pb.DiscardDeadLetterRequest) => {
           const problems: string[] = [];
-          if (!req.topic) problems.push('topic is required');
-          if (!req.id) problems.push('id is required');
+          requireId(req.topic, 'topic', problems);
+          requireId(req.id, 'id', problems);
           if (problems.length > 0) throw new ValidationError('invalid request', problems);
           await monitor.discardDeadLetter(req.topic, req.id);
           return {};
@@ -205,6 +211,13 @@ export class EventMonitorService {
       return;
     }
     const { workflowId, txId } = request as pb.WatchEventsRequest;
+    const problems: string[] = [];
+    if (workflowId) requireId(workflowId, 'workflow_id', problems);
+    if (txId) requireId(txId, 'tx_id', problems);
+    if (problems.length > 0) {
+      call.emit('error', toGrpcStatus(new ValidationError('invalid request', problems)).status);
+      return;
+    }
     new EventWatch(
       call,
       { ...(workflowId ? { workflowId } : {}), ...(txId ? { txId } : {}) },

@@ -10,7 +10,6 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import {
-  isReservedName,
   isTerminalRunState,
   SIGNAL_NAME_PATTERN,
   ValidationError,
@@ -29,6 +28,7 @@ import {
   runStateFromProto,
   runToProto,
 } from './mappers';
+import { MAX_ID_LENGTH, requireId } from './request-ids';
 import { RunWatchHub } from './run-watch-hub';
 
 /**
@@ -65,15 +65,7 @@ export interface OrchestratorServiceSettings extends HandlerContext {
   readonly maxPageSize: number;
 }
 
-const MAX_ID_LENGTH = 256;
 const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
-
-function requireId(value: string, field: string, problems: string[]): void {
-  if (value.length === 0) problems.push(`${field} is required`);
-  else if (value.length > MAX_ID_LENGTH) problems.push(`${field} is longer than ${MAX_ID_LENGTH} characters`);
-  // Ids and names become keys of plain objects somewhere (runs, steps, signals, definitions).
-  else if (isReservedName(value)) problems.push(`${field} ${JSON.stringify(value)} is reserved`);
-}
 
 function requireSignalName(value: string, problems: string[]): void {
   requireId(value, 'name', problems);
