@@ -9,12 +9,7 @@ import {
   type ServerWritableStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import {
-  isTerminalRunState,
-  SIGNAL_NAME_PATTERN,
-  ValidationError,
-  type Run,
-} from '@multiagents/contracts';
+import { isTerminalRunState, SIGNAL_NAME_PATTERN, ValidationError, type Run } from '@multiagents/contracts';
 import type { Logger, Orchestrator } from '@multiagents/core';
 import type * as pb from '@multiagents/proto';
 import { MalformedRequest, unaryCall, type HandlerContext } from './call-handlers';
