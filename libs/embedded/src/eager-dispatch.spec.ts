@@ -28,6 +28,27 @@ function countingParts(clock = new ManualClock()) {
   return { clock, bus, runs: backend.runs, definitions: backend.definitions, count };
 }
 
+/** The command of run `tx-<n>`'s first step, as the orchestrator hands it over. */
+function firstStepCommand(n: number): Envelope<StepCommandPayload> {
+  return {
+    id: `tx-${n}:first:1`,
+    type: EventType.StepCommand,
+    txId: `tx-${n}`,
+    workflowId: 'two_steps',
+    step: 'first',
+    attempt: 1,
+    time: 0,
+    headers: {},
+    payload: {
+      commandId: `tx-${n}:first:1`,
+      worker: 'w.first',
+      input: {},
+      idempotencyKey: `tx-${n}:first`,
+      compensation: false,
+    },
+  };
+}
+
 async function withEngine(
   parts: ReturnType<typeof countingParts>,
   manager: WorkerManager,
@@ -161,23 +182,7 @@ describe('eager dispatch', () => {
     expect(slot).toBeDefined();
     await manager.close();
     expect(manager.reserve('w.first')).toBeUndefined();
-    slot?.run({
-      id: 'tx-1:first:1',
-      type: EventType.StepCommand,
-      txId: 'tx-1',
-      workflowId: 'two_steps',
-      step: 'first',
-      attempt: 1,
-      time: 0,
-      headers: {},
-      payload: {
-        commandId: 'tx-1:first:1',
-        worker: 'w.first',
-        input: {},
-        idempotencyKey: 'tx-1:first',
-        compensation: false,
-      },
-    });
+    slot?.run(firstStepCommand(1));
     await waitFor(() => parts.count(Topics.command('w.first')) === 1, {
       timeoutMs: 4_000,
       description: 'the command on the bus',
@@ -191,28 +196,11 @@ describe('eager dispatch', () => {
     const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]) });
     await manager.start();
     try {
-      const command = (n: number): Envelope<StepCommandPayload> => ({
-        id: `tx-${n}:first:1`,
-        type: EventType.StepCommand,
-        txId: `tx-${n}`,
-        workflowId: 'two_steps',
-        step: 'first',
-        attempt: 1,
-        time: 0,
-        headers: {},
-        payload: {
-          commandId: `tx-${n}:first:1`,
-          worker: 'w.first',
-          input: {},
-          idempotencyKey: `tx-${n}:first`,
-          compensation: false,
-        },
-      });
       // One task that holds the loop past the slice (10 ms): the second command waits for the next turn.
-      manager.reserve('w.first')?.run(command(1));
+      manager.reserve('w.first')?.run(firstStepCommand(1));
       const until = performance.now() + 15;
       while (performance.now() < until);
-      manager.reserve('w.first')?.run(command(2));
+      manager.reserve('w.first')?.run(firstStepCommand(2));
       expect(manager.counters.delivered).toBe(1);
       expect(manager.running('tx-2:first:1')).toBe(true);
       await waitFor(() => manager.counters.delivered === 2);
@@ -240,23 +228,7 @@ describe('eager dispatch', () => {
     let closed = false;
     const closing = manager.close().then(() => (closed = true));
     // The orchestrator's commit ends while the manager drains: the command goes to the bus.
-    slot?.run({
-      id: 'tx-1:first:1',
-      type: EventType.StepCommand,
-      txId: 'tx-1',
-      workflowId: 'two_steps',
-      step: 'first',
-      attempt: 1,
-      time: 0,
-      headers: {},
-      payload: {
-        commandId: 'tx-1:first:1',
-        worker: 'w.first',
-        input: {},
-        idempotencyKey: 'tx-1:first',
-        compensation: false,
-      },
-    });
+    slot?.run(firstStepCommand(1));
     await waitFor(() => handedOver === 1, { timeoutMs: 4_000, description: 'the hand-over' });
     for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
     expect(closed).toBe(false);

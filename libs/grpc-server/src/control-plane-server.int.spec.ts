@@ -16,15 +16,9 @@ import {
 } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
 import { connect, connectMonitor, type MultiAgentsClient } from '@multiagents/client';
-import {
-  ErrorCode,
-  EventType,
-  MultiAgentsError,
-  RunState,
-  type Envelope,
-  type Run,
-} from '@multiagents/contracts';
+import { ErrorCode, MultiAgentsError, RunState, type Envelope, type Run } from '@multiagents/contracts';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { makeEnvelope } from '@multiagents/testing';
 import { ControlPlaneServer } from './control-plane-server';
 import { deferredApi } from './deferred-api';
 import { MAX_UNSENT_EVENTS, type EventMonitorApi } from './event-monitor-service';
@@ -268,15 +262,7 @@ describe('control plane server', () => {
     let release: () => void = () => undefined;
     const stalled = new Promise<void>((resolve) => (release = resolve));
     try {
-      const event = (n: number): Envelope => ({
-        id: `e-${n}`,
-        type: EventType.WorkflowCompleted,
-        txId: `tx-${n}`,
-        workflowId: 'w',
-        time: n,
-        headers: {},
-        payload: { n },
-      });
+      const event = (n: number): Envelope => makeEnvelope({ payload: { n } });
       let received = 0;
       const reading = (async () => {
         try {

@@ -1,19 +1,8 @@
-import { encodeEnvelope, EventType, type Envelope } from '@multiagents/contracts';
+import { encodeEnvelope } from '@multiagents/contracts';
 import { silentLogger } from '@multiagents/core';
+import { makeEnvelope } from '@multiagents/testing';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import { NatsTail, type NatsTailContext, type OpenedTail } from './nats-tail';
-
-function envelope(n: number): Envelope {
-  return {
-    id: `e-${n}`,
-    type: EventType.WorkflowCompleted,
-    txId: `tx-${n}`,
-    workflowId: 'w',
-    time: n,
-    headers: {},
-    payload: { n },
-  };
-}
 
 /** A consumer's feed the test drives: `push` hands a message over, `end` ends the feed as the client does when it gives up. */
 class FakeFeed implements OpenedTail {
@@ -50,7 +39,7 @@ class FakeFeed implements OpenedTail {
   }
 
   push(seq: number): void {
-    this.queue.push({ seq, data: encodeEnvelope(envelope(seq)) });
+    this.queue.push({ seq, data: encodeEnvelope(makeEnvelope({ payload: { n: seq } })) });
     this.wake?.();
   }
 
