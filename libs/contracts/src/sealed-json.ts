@@ -48,22 +48,31 @@ export function sealJson(ring: KeyRing, value: unknown, associatedData: string):
   };
 }
 
-/** The id of the key `sealed` was sealed with (as its header says; undefined for another format). */
-export function sealedKeyId(sealed: SealedJson): string | undefined {
-  const bytes = Buffer.from(sealed.$sealed, 'base64');
+/** Base64 characters that hold the longest header: version, key id length, key id (≤ 255 bytes). */
+const HEADER_BASE64_CHARS = Math.ceil((2 + 255) / 3) * 4;
+
+/** The key id in a sealed value's header, when it is this format's. */
+function headerKeyId(bytes: Buffer): string | undefined {
   const kidLength = bytes[1];
   if (bytes[0] !== VERSION || kidLength === undefined || bytes.length < 2 + kidLength) return undefined;
   return bytes.subarray(2, 2 + kidLength).toString('latin1');
 }
 
+/**
+ * The id of the key `sealed` was sealed with (as its header says; undefined for another format).
+ * Reads the header alone, not the whole value.
+ */
+export function sealedKeyId(sealed: SealedJson): string | undefined {
+  return headerKeyId(Buffer.from(sealed.$sealed.slice(0, HEADER_BASE64_CHARS), 'base64'));
+}
+
 /** Decrypts what {@link sealJson} wrote; throws PayloadRejectedError when it does not open. */
 export function openJson(ring: KeyRing, sealed: SealedJson, associatedData: string): unknown {
   const bytes = Buffer.from(sealed.$sealed, 'base64');
-  const kidLength = bytes[1] ?? 0;
-  const kid = bytes.subarray(2, 2 + kidLength).toString('latin1');
-  const key = ring.keys.get(kid);
-  const ivAt = 2 + kidLength;
-  if (bytes[0] !== VERSION || key === undefined || bytes.length < ivAt + IV_BYTES + TAG_BYTES) {
+  const kid = headerKeyId(bytes);
+  const key = kid === undefined ? undefined : ring.keys.get(kid);
+  const ivAt = 2 + (kid?.length ?? 0);
+  if (kid === undefined || key === undefined || bytes.length < ivAt + IV_BYTES + TAG_BYTES) {
     throw new PayloadRejectedError(
       'unknown_key',
       `sealed value for ${associatedData} uses an unknown key or format`,
