@@ -10,7 +10,7 @@ import {
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
 } from '@grpc/grpc-js';
-import { MultiAgentsError } from '@multiagents/contracts';
+import { MultiAgentsError, RunNotFoundError } from '@multiagents/contracts';
 import type { Logger } from '@multiagents/core';
 import type * as pb from '@multiagents/proto';
 import { policyOf, type Authorizer, type Principal } from './authorizer';
@@ -108,7 +108,11 @@ async function workflowOf(
     const txId = nonEmpty(scope.txIdOf(request));
     // An id no handler accepts (too long, reserved) is refused by the handler, not looked up here.
     if (txId === undefined || lookupRunWorkflow === undefined || !isValidId(txId)) return undefined;
-    return lookupRunWorkflow(txId);
+    // An unknown run is answered here: let through, the handler would find the run if it were
+    // created meanwhile (another caller's start), and hand a run of any workflow to this caller.
+    const workflowId = await lookupRunWorkflow(txId);
+    if (workflowId === undefined) throw new RunNotFoundError(txId);
+    return workflowId;
   }
   return undefined;
 }

@@ -17,7 +17,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { connect, type MultiAgentsClient } from '@multiagents/client';
-import { ErrorCode, hasErrorCode, MultiAgentsError } from '@multiagents/contracts';
+import { ErrorCode, hasErrorCode, MultiAgentsError, RunNotFoundError } from '@multiagents/contracts';
 import type { LogFields, Logger } from '@multiagents/core';
 import { createTestCa, waitFor, type TestCa } from '@multiagents/testing';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -238,6 +238,31 @@ describe('control plane security: JWT roles on every method', () => {
     expect((await admin.getWorkflow(gatedTx)).state).not.toBe('cancelled');
     // An unknown run is NOT_FOUND, to a limited caller as to anyone.
     expect(await codeOf(limited.getWorkflow('no-such-run'))).toBe(ErrorCode.NotFound);
+    // A run unknown when the caller is checked and there when the handler reads it (another
+    // caller started it meanwhile): NOT_FOUND, never handed over or acted on, whatever its workflow.
+    const calls: [string, () => Promise<unknown>][] = [
+      [
+        'WatchWorkflow',
+        async () => {
+          // The first change is enough: the run (still waiting) never ends this stream.
+          for await (const run of limited.watchWorkflow(gatedTx)) return run;
+        },
+      ],
+      ['GetWorkflow', () => limited.getWorkflow(gatedTx)],
+      ['CancelWorkflow', () => limited.cancelWorkflow(gatedTx)],
+    ];
+    for (const [name, call] of calls) {
+      const unknownAtCheck = jest
+        .spyOn(plane.stack.orchestrator, 'getRun')
+        .mockRejectedValueOnce(new RunNotFoundError(gatedTx));
+      try {
+        expect({ name, code: await codeOf(call()) }).toEqual({ name, code: ErrorCode.NotFound });
+        // The check did run against the missing run (the handler's own read is not mocked).
+        expect(unknownAtCheck).toHaveBeenCalledWith(gatedTx);
+      } finally {
+        unknownAtCheck.mockRestore();
+      }
+    }
     await admin.cancelWorkflow(gatedTx);
   });
 
