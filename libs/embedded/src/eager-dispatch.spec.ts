@@ -237,6 +237,38 @@ describe('eager dispatch', () => {
     expect(parts.count(Topics.command('w.first'))).toBe(1);
   });
 
+  it('a command a drain sends on the bus is not counted as dispatched here', async () => {
+    const parts = countingParts();
+    const runs = Object.create(parts.runs) as MemoryRunStore;
+    let committing = false;
+    let commit: () => void = () => undefined;
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    // The start's write waits, its command's slot held, until the manager is draining.
+    runs.create = async (transition) => {
+      committing = true;
+      await committed;
+      return parts.runs.create(transition);
+    };
+    const manager = new WorkerManager({ bus: parts.bus, workers: twoStepWorkers([]) });
+    const o = new Orchestrator({ ...parts, runs, timerPollIntervalMs: 0, localWorkers: manager });
+    await manager.start();
+    await o.start();
+    try {
+      await o.registerWorkflow(twoSteps);
+      const starting = o.startWorkflow('two_steps', {});
+      await waitFor(() => committing, { timeoutMs: 4_000, description: 'the start being written' });
+      const closing = manager.close();
+      commit();
+      await starting;
+      await closing;
+      expect(parts.count(Topics.command('w.first'))).toBe(1);
+      expect(manager.counters.local).toBe(0);
+      expect(o.stats.localDispatched).toBe(0);
+    } finally {
+      await o.close();
+    }
+  });
+
   it('a local attempt that dies with its manager is sent again on the bus, same command id, once overdue', async () => {
     const parts = countingParts();
     // The local manager's worker never finishes on its own: it ends only when aborted.

@@ -542,10 +542,12 @@ export class WorkerManager implements LocalWorkers {
       if (this.heldTotal === 0) this.heldReleased?.();
       return true;
     };
-    const runHeld = (command: Envelope<StepCommandPayload>): void => {
+    const runHeld = (command: Envelope<StepCommandPayload>, started?: () => void): void => {
       if (!take()) return;
-      if (this.state === 'running') this.trackLocal(runner, command);
-      else this.handOver(command);
+      if (this.state === 'running') {
+        started?.();
+        this.trackLocal(runner, command);
+      } else this.handOver(command);
     };
     return {
       // From a result to the next step's command everything goes on in promise callbacks, so
@@ -553,16 +555,16 @@ export class WorkerManager implements LocalWorkers {
       // turning (timers, sockets and the rest of the process held back for seconds): once it has
       // not turned for LOCAL_DISPATCH_SLICE_MS, a command waits for its next turn, slot held.
       // Once draining, a command goes on the bus at once (the drain waits for its publish).
-      run: (command) => {
+      run: (command, started) => {
         if (taken) return;
         if (this.state === 'running' && this.localSlice.due()) {
           const { commandId } = command.payload;
           this.queuedCommands.add(commandId);
           this.runNextTurn(() => {
             this.queuedCommands.delete(commandId);
-            runHeld(command);
+            runHeld(command, started);
           });
-        } else runHeld(command);
+        } else runHeld(command, started);
       },
       release: () => void take(),
     };

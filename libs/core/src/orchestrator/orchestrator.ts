@@ -992,14 +992,17 @@ export class Orchestrator {
     return {
       written: { ...transition, commands: sent },
       run: () => {
-        this.stats.localDispatched += held.length;
-        for (const [command, slot] of held) slot.run(command);
+        for (const [command, slot] of held) slot.run(command, this.countLocal);
       },
       release: () => {
         for (const [, slot] of held) slot.release();
       },
     };
   }
+
+  private readonly countLocal = (): void => {
+    this.stats.localDispatched += 1;
+  };
 
   /** Where local workers hand their results (rejects when it could not apply one: they use the bus then). */
   private readonly localResult = (result: Envelope<StepResultPayload>): Promise<void> =>

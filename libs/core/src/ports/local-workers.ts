@@ -12,9 +12,10 @@ export interface LocalSlot {
   /**
    * Runs `command` in this slot (the transition that sent it is committed). Never throws: every
    * way the attempt ends is a result, or nothing (a drain that gave up on it), and then the
-   * command's redispatch deadline sends it on the bus.
+   * command's redispatch deadline sends it on the bus. `started` is called when the attempt
+   * starts here, and not when a drain sends the command on the bus instead.
    */
-  run(command: Envelope<StepCommandPayload>): void;
+  run(command: Envelope<StepCommandPayload>, started?: () => void): void;
   /** Gives the slot back unused: the transition was not committed. */
   release(): void;
 }
