@@ -1,4 +1,4 @@
-import { positiveIntegerVariable } from '@multiagents/core';
+import { positiveIntegerVariable, timerDelayVariable } from '@multiagents/core';
 import { readFileSync } from 'node:fs';
 import { parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import type { ClientTlsOptions } from '@multiagents/client';
@@ -171,12 +171,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EventMonitorCo
     }
   }
   const optional = {
-    visibilityTimeoutMs: positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report),
+    visibilityTimeoutMs: timerDelayVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report),
     maxDeliveries: positiveIntegerVariable(env, 'MULTIAGENTS_MAX_DELIVERIES', report),
     timelineRetentionMs: positiveIntegerVariable(env, 'MULTIAGENTS_MONITOR_RETENTION_MS', report),
     stuckThresholdMs: positiveIntegerVariable(env, 'MULTIAGENTS_STUCK_THRESHOLD_MS', report),
-    stuckScanIntervalMs: positiveIntegerVariable(env, 'MULTIAGENTS_STUCK_SCAN_INTERVAL_MS', report),
-    workersPollIntervalMs: positiveIntegerVariable(env, 'MULTIAGENTS_WORKERS_POLL_INTERVAL_MS', report),
+    stuckScanIntervalMs: timerDelayVariable(env, 'MULTIAGENTS_STUCK_SCAN_INTERVAL_MS', report),
+    workersPollIntervalMs: timerDelayVariable(env, 'MULTIAGENTS_WORKERS_POLL_INTERVAL_MS', report),
     orchestratorAddress: orchestratorAddress(env, problems),
     orchestratorToken: env['MULTIAGENTS_ORCHESTRATOR_TOKEN'] || undefined,
     orchestratorTls: orchestratorTls(env, problems),

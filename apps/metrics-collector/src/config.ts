@@ -1,4 +1,4 @@
-import { positiveIntegerVariable } from '@multiagents/core';
+import { positiveIntegerVariable, timerDelayVariable } from '@multiagents/core';
 import { parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import { ValidationError } from '@multiagents/contracts';
 
@@ -40,7 +40,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): MetricsCollect
     );
   }
   const optional = {
-    visibilityTimeoutMs: positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report),
+    visibilityTimeoutMs: timerDelayVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report),
     maxDeliveries: positiveIntegerVariable(env, 'MULTIAGENTS_MAX_DELIVERIES', report),
     maxWorkflows: positiveIntegerVariable(env, 'MULTIAGENTS_METRICS_MAX_WORKFLOWS', report),
     maxStepsPerWorkflow: positiveIntegerVariable(env, 'MULTIAGENTS_METRICS_MAX_STEPS_PER_WORKFLOW', report),

@@ -1,5 +1,5 @@
 import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
-import { booleanVariable, positiveIntegerVariable } from '@multiagents/core';
+import { booleanVariable, timerDelayVariable } from '@multiagents/core';
 import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
 import { parseTracingConfig, type TracingConfig } from '@multiagents/telemetry';
 import { ValidationErrorList } from './config-support';
@@ -83,8 +83,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
       );
     }
   }
-  const visibilityTimeoutMs = positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report);
-  const redispatchAfterMs = positiveIntegerVariable(env, 'MULTIAGENTS_REDISPATCH_AFTER_MS', report);
+  const visibilityTimeoutMs = timerDelayVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report);
+  const redispatchAfterMs = timerDelayVariable(env, 'MULTIAGENTS_REDISPATCH_AFTER_MS', report);
   problems.throwIfAny('invalid orchestrator configuration');
   return {
     ...(base as ServiceConfig),

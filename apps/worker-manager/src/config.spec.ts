@@ -65,10 +65,13 @@ describe('worker-manager config', () => {
       REDIS_URL: 'http://nope',
       MULTIAGENTS_WORKER_MODULES: 'w.js',
       MULTIAGENTS_VISIBILITY_TIMEOUT_MS: '-1',
+      // "Never give up" written as a huge number: a timer would fire it after 1 ms.
+      MULTIAGENTS_DRAIN_TIMEOUT_MS: '3000000000',
     });
     expect(problems).toEqual([
       expect.stringMatching(/^REDIS_URL=http:\/\/nope/),
       'MULTIAGENTS_VISIBILITY_TIMEOUT_MS=-1: must be a positive integer',
+      'MULTIAGENTS_DRAIN_TIMEOUT_MS=3000000000: must be at most 2147483647 (what a timer can wait, about 24.8 days)',
     ]);
   });
 

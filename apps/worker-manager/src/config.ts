@@ -1,4 +1,4 @@
-import { positiveIntegerVariable } from '@multiagents/core';
+import { positiveIntegerVariable, timerDelayVariable } from '@multiagents/core';
 import { ValidationError } from '@multiagents/contracts';
 import { listVariable, parseServiceConfig, type ServiceConfig } from '@multiagents/backends';
 import { parseControlPlaneSecurity, type ControlPlaneSecurity } from '@multiagents/grpc-server';
@@ -50,9 +50,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerManagerC
       'MULTIAGENTS_BACKEND=memory: a separate worker-manager needs a shared backend (redis or nats); in the embedded mode the orchestrator process hosts the workers',
     );
   }
-  const visibilityTimeoutMs = positiveIntegerVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report);
+  const visibilityTimeoutMs = timerDelayVariable(env, 'MULTIAGENTS_VISIBILITY_TIMEOUT_MS', report);
   const maxDeliveries = positiveIntegerVariable(env, 'MULTIAGENTS_MAX_DELIVERIES', report);
-  const drainTimeoutMs = positiveIntegerVariable(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', report);
+  const drainTimeoutMs = timerDelayVariable(env, 'MULTIAGENTS_DRAIN_TIMEOUT_MS', report);
   let security: ControlPlaneSecurity | undefined;
   try {
     security = parseControlPlaneSecurity(env, { checkFiles: true });

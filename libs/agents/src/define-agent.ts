@@ -1,6 +1,7 @@
 import { ai, type AxAIOpenAIModel, type AxAIService } from '@ax-llm/ax';
 import { trace, type Tracer } from '@opentelemetry/api';
 import {
+  MAX_TIMER_MS,
   ValidationError,
   validateBudget,
   validatePriceTable,
@@ -242,6 +243,8 @@ export function defineAgent<I = Record<string, unknown>, A = Record<string, unkn
   integer(options.maxCorrections, 'maxCorrections', 0, problems);
   integer(options.providerRetries, 'providerRetries', 0, problems);
   integer(options.requestTimeoutMs, 'requestTimeoutMs', 1, problems);
+  if (typeof options.requestTimeoutMs === 'number' && options.requestTimeoutMs > MAX_TIMER_MS)
+    problems.push(`requestTimeoutMs must be at most ${MAX_TIMER_MS} (what a timer can wait)`);
   integer(options.maxTokens, 'maxTokens', 1, problems);
   if (
     options.temperature !== undefined &&

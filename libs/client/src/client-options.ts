@@ -1,5 +1,5 @@
 import { credentials as grpcCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { ValidationError } from '@multiagents/contracts';
+import { MAX_TIMER_MS, ValidationError } from '@multiagents/contracts';
 
 /** Retries of idempotent calls that failed with UNAVAILABLE (server down, restarting, draining). */
 export interface RetryOptions {
@@ -60,9 +60,6 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   retry: Object.freeze({ maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2_000 }),
   maxReceiveMessageBytes: 64 * 1024 * 1024,
 });
-
-/** The longest delay setTimeout honours (about 24.8 days): deadlines and backoffs stay below it. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 function positiveInteger(value: unknown, name: string, problems: string[], max = MAX_TIMER_MS): void {
   if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {

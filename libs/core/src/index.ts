@@ -124,7 +124,7 @@ export { EventLoopSlice } from './util/event-loop-slice';
 export { MinHeap } from './util/min-heap';
 export { deepFreeze } from './util/deep-freeze';
 export type { Environment } from './config/environment';
-export { booleanVariable, positiveIntegerVariable } from './config/environment';
+export { booleanVariable, positiveIntegerVariable, timerDelayVariable } from './config/environment';
 export { resolveSubscribeOptions } from './ports/resolve-subscribe-options';
 export { handToTail } from './ports/hand-to-tail';
 export type { ResolvedSubscribeOptions } from './ports/resolve-subscribe-options';

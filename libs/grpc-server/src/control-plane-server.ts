@@ -11,7 +11,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { ErrorCode, hasErrorCode, ValidationError } from '@multiagents/contracts';
+import { ErrorCode, hasErrorCode, MAX_TIMER_MS, ValidationError } from '@multiagents/contracts';
 import { silentLogger, type Logger } from '@multiagents/core';
 import {
   EventMonitorServiceService,
@@ -138,9 +138,6 @@ export const DEFAULT_CONTROL_PLANE_SERVER_OPTIONS: Readonly<Defaulted> = Object.
 });
 
 type Resolved = ControlPlaneServerOptions & Defaulted;
-
-/** The longest delay setTimeout honours (about 24.8 days). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 

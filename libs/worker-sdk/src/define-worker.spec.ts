@@ -1,4 +1,4 @@
-import { ErrorCode, ValidationError } from '@multiagents/contracts';
+import { ErrorCode, MAX_TIMER_MS, ValidationError } from '@multiagents/contracts';
 import { defineWorker } from './define-worker';
 import { DEFAULT_WORKER_OPTIONS, type WorkerOptions } from './worker-options';
 
@@ -71,6 +71,18 @@ describe('defineWorker', () => {
       'circuitBreaker.consecutiveFailures must be a positive integer (got -1)',
       'circuitBreaker.halfOpenAfterMs must be a positive integer (got NaN)',
     ]);
+  });
+
+  it('refuses durations longer than a timer can wait (a timer fires those after 1 ms)', () => {
+    expect(
+      problemsOf(() =>
+        defineWorker('w', handler, { timeoutMs: 2 ** 31, circuitBreaker: { halfOpenAfterMs: 3e9 } }),
+      ),
+    ).toEqual([
+      `timeoutMs must be at most ${MAX_TIMER_MS} ms, what a timer can wait (got ${2 ** 31})`,
+      `circuitBreaker.halfOpenAfterMs must be at most ${MAX_TIMER_MS} ms, what a timer can wait (got 3000000000)`,
+    ]);
+    expect(() => defineWorker('w', handler, { timeoutMs: MAX_TIMER_MS })).not.toThrow();
   });
 
   it('rejects options and a circuit breaker that are not objects', () => {

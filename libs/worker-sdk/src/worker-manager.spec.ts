@@ -3,6 +3,7 @@ import {
   ErrorCode,
   EventType,
   Groups,
+  MAX_TIMER_MS,
   MultiAgentsError,
   NonRetryableError,
   ResourceExhaustedError,
@@ -135,6 +136,7 @@ describe('WorkerManager', () => {
           managerId: 'has space',
           heartbeatIntervalMs: 0,
           drainTimeoutMs: -1,
+          heartbeatThrottleMs: 2 ** 31,
           subscribe: { maxDeliveries: 1.5 },
         });
       } catch (err) {
@@ -146,6 +148,8 @@ describe('WorkerManager', () => {
         expect.stringContaining('managerId'),
         'heartbeatIntervalMs must be a positive integer (got 0)',
         'drainTimeoutMs must be a non-negative integer (got -1)',
+        // Longer than a timer can wait: it would fire after 1 ms.
+        `heartbeatThrottleMs must be at most ${MAX_TIMER_MS} ms, what a timer can wait (got ${2 ** 31})`,
         'subscribe.maxDeliveries must be a positive integer (got 1.5)',
       ]);
       expect(() => new WorkerManager({ bus, workers: [] })).toThrow('workers must list at least one worker');

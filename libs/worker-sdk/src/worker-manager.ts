@@ -40,7 +40,7 @@ import { AttemptControl } from './attempt-control';
 import { WORKER_NAME_PATTERN, type WorkerDefinition } from './define-worker';
 import { describeValue } from './describe-value';
 import { parseStepCommand, type StepCommand } from './parse-step-command';
-import { isPositiveInteger } from './worker-options';
+import { checkTimerDelay, isPositiveInteger } from './worker-options';
 import { DEFAULT_PROGRESS_MAX_PER_SECOND, type ProgressReport } from './progress-throttle';
 import {
   DEFAULT_HEARTBEAT_THROTTLE_MS,
@@ -248,14 +248,19 @@ export class WorkerManager implements LocalWorkers {
         );
       }
     };
-    positive(options.heartbeatIntervalMs, 'heartbeatIntervalMs');
-    positive(options.drainTimeoutMs, 'drainTimeoutMs', true);
-    positive(options.heartbeatThrottleMs, 'heartbeatThrottleMs', true);
+    // Durations a timer waits: beyond what a timer honours it would fire at once.
+    const delay = (value: number | undefined, label: string, allowZero = false): void => {
+      if (value === undefined || !isPositiveInteger(value)) positive(value, label, allowZero);
+      else checkTimerDelay(value, label, problems);
+    };
+    delay(options.heartbeatIntervalMs, 'heartbeatIntervalMs');
+    delay(options.drainTimeoutMs, 'drainTimeoutMs', true);
+    delay(options.heartbeatThrottleMs, 'heartbeatThrottleMs', true);
     positive(options.progressMaxPerSecond, 'progressMaxPerSecond', true);
-    positive(options.resultPublishRetryMs, 'resultPublishRetryMs', true);
-    positive(options.subscribe?.visibilityTimeoutMs, 'subscribe.visibilityTimeoutMs');
+    delay(options.resultPublishRetryMs, 'resultPublishRetryMs', true);
+    delay(options.subscribe?.visibilityTimeoutMs, 'subscribe.visibilityTimeoutMs');
     positive(options.subscribe?.maxDeliveries, 'subscribe.maxDeliveries');
-    positive(options.subscribe?.retryDelayMs, 'subscribe.retryDelayMs', true);
+    delay(options.subscribe?.retryDelayMs, 'subscribe.retryDelayMs', true);
     if (problems.length > 0) throw new ValidationError('invalid WorkerManager options', problems);
 
     this.bus = options.bus;

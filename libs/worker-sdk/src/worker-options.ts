@@ -1,3 +1,4 @@
+import { isTimerDelayMs, MAX_TIMER_MS } from '@multiagents/contracts';
 import { describeValue } from './describe-value';
 
 /** Circuit breaker settings of one worker in one WorkerManager. */
@@ -50,6 +51,15 @@ function checkPositiveInteger(value: unknown, label: string, problems: string[])
     problems.push(`${label} must be a positive integer (got ${describeValue(value)})`);
 }
 
+/** A duration a timer waits: a positive integer a timer can honour (see MAX_TIMER_MS). */
+export function checkTimerDelay(value: unknown, label: string, problems: string[]): void {
+  if (!isPositiveInteger(value)) checkPositiveInteger(value, label, problems);
+  else if (!isTimerDelayMs(value))
+    problems.push(
+      `${label} must be at most ${MAX_TIMER_MS} ms, what a timer can wait (got ${describeValue(value)})`,
+    );
+}
+
 /**
  * Applies {@link DEFAULT_WORKER_OPTIONS} and appends every problem found to `problems` (so the
  * caller can report them together with its own); returns the resolved options, meaningful only
@@ -73,7 +83,7 @@ export function resolveWorkerOptions(
   checkPositiveInteger(concurrency, 'concurrency', problems);
 
   const timeoutMs = options.timeoutMs ?? DEFAULT_WORKER_OPTIONS.timeoutMs;
-  if (timeoutMs !== undefined) checkPositiveInteger(timeoutMs, 'timeoutMs', problems);
+  if (timeoutMs !== undefined) checkTimerDelay(timeoutMs, 'timeoutMs', problems);
 
   let circuitBreaker: ResolvedWorkerOptions['circuitBreaker'] = DEFAULT_WORKER_OPTIONS.circuitBreaker;
   const breaker: unknown = options.circuitBreaker;
@@ -97,7 +107,7 @@ export function resolveWorkerOptions(
         'circuitBreaker.consecutiveFailures',
         problems,
       );
-      checkPositiveInteger(circuitBreaker.halfOpenAfterMs, 'circuitBreaker.halfOpenAfterMs', problems);
+      checkTimerDelay(circuitBreaker.halfOpenAfterMs, 'circuitBreaker.halfOpenAfterMs', problems);
     }
   }
 

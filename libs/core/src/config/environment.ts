@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from '@multiagents/contracts';
+
 /**
  * An environment as an app passes it to a parser (its own variables): libraries never read the
  * process's environment themselves; apps' config modules hand it to the parsers libraries export.
@@ -32,6 +34,23 @@ export function positiveIntegerVariable(
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) {
     report(`${name}=${raw}: must be a positive integer`);
+    return undefined;
+  }
+  return value;
+}
+
+/**
+ * A duration in ms that a timer waits (a timeout, an interval): a positive integer up to
+ * {@link MAX_TIMER_MS}, beyond which a Node timer fires at once. Undefined when unset.
+ */
+export function timerDelayVariable(
+  env: Environment,
+  name: string,
+  report: (problem: string) => void,
+): number | undefined {
+  const value = positiveIntegerVariable(env, name, report);
+  if (value !== undefined && value > MAX_TIMER_MS) {
+    report(`${name}=${env[name]}: must be at most ${MAX_TIMER_MS} (what a timer can wait, about 24.8 days)`);
     return undefined;
   }
   return value;
