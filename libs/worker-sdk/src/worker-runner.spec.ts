@@ -420,6 +420,38 @@ describe('WorkerRunner', () => {
       expect(hb.extended).toBe(4);
     });
 
+    it("publishes often enough for the step's heartbeat timeout, whatever the throttle", async () => {
+      const clock = manualClock();
+      const hb = sink();
+      const gate = deferred();
+      let ctx: WorkerContext | undefined;
+      const r = runner(
+        async (_input, c) => {
+          ctx = c;
+          await gate.promise;
+          return 'done';
+        },
+        undefined,
+        { clock, heartbeatThrottleMs: 1_000 },
+      );
+      // Timeout 1,000 ms, a beat every 500 ms: a 1,000 ms throttle would publish one beat a
+      // second, and the orchestrator would time the healthy attempt out between two of them.
+      const outcome = r.run(stepCommand({ heartbeatTimeoutMs: 1_000 }), { heartbeat: hb });
+      await jest.advanceTimersByTimeAsync(0);
+      const publishedAt: number[] = [];
+      for (let beat = 0; beat <= 6; beat++) {
+        const before = hb.published.length;
+        await ctx!.heartbeat({ beat });
+        if (hb.published.length > before) publishedAt.push(clock.now());
+        clock.advance(500);
+      }
+      const gaps = publishedAt.slice(1).map((at, i) => at - (publishedAt[i] as number));
+      expect(gaps.length).toBeGreaterThan(0);
+      expect(Math.max(...gaps)).toBeLessThan(1_000);
+      gate.resolve();
+      await outcome;
+    });
+
     it('never rejects, even when publishing and extending fail, and sends unserialisable details without them', async () => {
       const logger = recordingLogger();
       let published: unknown = 'nothing';

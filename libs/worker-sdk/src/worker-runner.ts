@@ -403,11 +403,18 @@ export class WorkerRunner {
       throttle.offer(update);
     };
     let lastPublishedAt: number | undefined;
+    // At most a third of the step's heartbeat timeout: a handler that beats more often than its
+    // timeout then always has one published in time (a dropped beat is followed by a published
+    // one within two thirds of the timeout), whatever the manager's throttle.
+    const window =
+      command.payload.heartbeatTimeoutMs === undefined
+        ? this.heartbeatThrottleMs
+        : Math.min(this.heartbeatThrottleMs, Math.floor(command.payload.heartbeatTimeoutMs / 3));
     const heartbeat = async (details?: unknown): Promise<void> => {
       // After the attempt ended its heartbeats would describe a delivery that is no longer ours.
       if (sink === undefined || isFinished()) return;
       const now = this.clock.now();
-      const publish = lastPublishedAt === undefined || now - lastPublishedAt >= this.heartbeatThrottleMs;
+      const publish = lastPublishedAt === undefined || now - lastPublishedAt >= window;
       const tasks: Promise<void>[] = [Promise.resolve().then(() => sink.extend())];
       if (publish) {
         lastPublishedAt = now;
