@@ -139,6 +139,22 @@ describe('a provider that fails', () => {
     await waitFor(() => server.abandoned === 1, { description: 'the connection closed by the client' });
   });
 
+  it('that stops in the middle of a stream past requestTimeoutMs is a retryable AGENT_PROVIDER_ERROR', async () => {
+    // Headers and the first deltas come at once: the library's own timeout has stopped by then.
+    const { server, model } = await startTestLlm([
+      { hang: 'mid-stream', fields: { answer: 'Paris is the capital', confidence: 1, verdict: 'supported' } },
+    ]);
+    const error = await rejection(
+      agent(model, { requestTimeoutMs: 300 }).handler({ question: 'Q?' }, testContext()),
+    );
+    expect(error).toMatchObject({
+      code: AgentErrorCode.ProviderError,
+      retryable: true,
+      details: { kind: 'timeout', timeoutMs: 300 },
+    });
+    await waitFor(() => server.abandoned === 1, { description: 'the connection closed by the client' });
+  });
+
   it('that is unreachable is a retryable AGENT_PROVIDER_ERROR', async () => {
     const { server, model } = await startTestLlm([]);
     await server.close();

@@ -62,6 +62,8 @@ export interface AgentRuntimeSettings {
   readonly stream: boolean;
   readonly temperature: number | undefined;
   readonly maxTokens: number | undefined;
+  /** Ceiling of one model call, its streamed body included. */
+  readonly requestTimeoutMs: number;
   readonly clock: Clock;
   readonly tracer: Tracer | undefined;
 }
@@ -144,6 +146,7 @@ export class AgentRuntime {
     const toolLog: ToolLog = { next: 0, records: [] };
     const recorder: ProviderCallRecorder = new ProviderCallRecorder({
       maxContentChars: s.maxAnswerBytes,
+      callTimeoutMs: s.requestTimeoutMs,
       beforeCall: () => this.checkOwnBudget(recorder),
     });
     const cot = s.reasoning === AgentReasoning.ChainOfThought;
@@ -451,6 +454,13 @@ export class AgentRuntime {
         AgentErrorCode.ProviderError,
         `agent ${name}: the model provider refused the API key`,
         { ...base, retryable: false, details: { status: 401 } },
+      );
+    }
+    if (recorder.lastCall()?.timedOut === true) {
+      return new AgentError(
+        AgentErrorCode.ProviderError,
+        `agent ${name}: the model call took longer than ${this.settings.requestTimeoutMs} ms`,
+        { ...base, retryable: true, details: { kind: 'timeout', timeoutMs: this.settings.requestTimeoutMs } },
       );
     }
     const networkError = recorder.lastCall()?.networkError;

@@ -59,7 +59,10 @@ export interface AgentOptions {
   readonly maxCorrections?: number;
   /** HTTP retries of one model call on 429/5xx inside the attempt (the step's retry policy comes after). */
   readonly providerRetries?: number;
-  /** Ceiling of one model call; the step's timeout (`ctx.signal`) applies as well. */
+  /**
+   * Ceiling of one model call, from the request to the last byte of its (streamed) answer; the
+   * step's timeout (`ctx.signal`) applies as well.
+   */
   readonly requestTimeoutMs?: number;
   /** Stream tokens (and report them through `ctx.progress`); default true. */
   readonly stream?: boolean;
@@ -308,6 +311,7 @@ export function defineAgent<I = Record<string, unknown>, A = Record<string, unkn
     stream: options.stream ?? DEFAULT_AGENT_OPTIONS.stream,
     temperature: options.temperature,
     maxTokens: options.maxTokens,
+    requestTimeoutMs,
     clock: options.clock ?? systemClock,
     tracer,
   });

@@ -12,6 +12,8 @@ export interface ProviderCall {
   usageSeen: boolean;
   /** Why the request got no response at all (refused, reset, DNS), when it did not. */
   networkError?: string;
+  /** True when the call, its body included, outlasted the ceiling and was aborted. */
+  timedOut?: boolean;
 }
 
 /** Options of {@link ProviderCallRecorder}. */
@@ -22,6 +24,12 @@ export interface ProviderCallRecorderOptions {
   readonly maxContentChars: number;
   /** The fetch to wrap (default: the global one). */
   readonly fetch?: typeof fetch;
+  /**
+   * Ceiling of one call from request to the last byte of its body. The model library's own
+   * timeout stops at the response's headers: a server that sends them and a few tokens, then
+   * nothing, would hold the attempt (and its slot) for ever.
+   */
+  readonly callTimeoutMs?: number;
 }
 
 /**
@@ -36,11 +44,13 @@ export class ProviderCallRecorder {
   private readonly beforeCall: (() => void) | undefined;
   private readonly maxContentChars: number;
   private readonly baseFetch: typeof fetch;
+  private readonly callTimeoutMs: number | undefined;
 
   constructor(options: ProviderCallRecorderOptions) {
     this.beforeCall = options.beforeCall;
     this.maxContentChars = options.maxContentChars;
     this.baseFetch = options.fetch ?? globalThis.fetch;
+    this.callTimeoutMs = options.callTimeoutMs;
   }
 
   /** The wrapped fetch to hand to the model library. */
@@ -55,12 +65,14 @@ export class ProviderCallRecorder {
       usageSeen: false,
     };
     this.calls.push(call);
+    const ceiling = this.ceiling(call, init?.signal ?? undefined);
     let response: Response;
     try {
-      response = await this.baseFetch(input, init);
+      response = await this.baseFetch(input, { ...init, signal: ceiling.signal });
     } catch (err) {
-      // Aborts (the attempt's signal, Ax's own request timeout) are not the network's fault.
-      if (init?.signal?.aborted === true) throw err;
+      ceiling.done();
+      // Aborts (the attempt's signal, Ax's own request timeout, the ceiling) are not the network's fault.
+      if (ceiling.signal?.aborted === true) throw err;
       // Ax reports this as a bare "Generate failed: TypeError: fetch failed": remember what it was.
       const cause = (err as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
       call.networkError =
@@ -68,16 +80,45 @@ export class ProviderCallRecorder {
       throw err;
     }
     call.status = response.status;
-    if (!response.ok || response.body === null) return response;
+    if (!response.ok || response.body === null) {
+      ceiling.done();
+      return response;
+    }
     const [forLibrary, forUs] = response.body.tee();
     const streamed = (response.headers.get('content-type') ?? '').includes('text/event-stream');
-    this.reading.push(this.read(forUs, call, streamed).catch(() => undefined));
+    // Our copy ends when the body does (or fails when the ceiling aborts it): the call is over.
+    this.reading.push(
+      this.read(forUs, call, streamed)
+        .catch(() => undefined)
+        .finally(ceiling.done),
+    );
     return new Response(forLibrary, {
       status: response.status,
       statusText: response.statusText,
       headers: response.headers,
     });
   };
+
+  /**
+   * The signal one call runs under: the caller's, and the ceiling's timer when there is one
+   * (aborting a fetch's signal also fails the body it is reading). `done` stops the timer.
+   */
+  private ceiling(
+    call: ProviderCall,
+    signal: AbortSignal | undefined,
+  ): { signal: AbortSignal | undefined; done: () => void } {
+    const ms = this.callTimeoutMs;
+    if (ms === undefined) return { signal, done: () => undefined };
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      call.timedOut = true;
+      controller.abort(new DOMException(`the model call took longer than ${ms} ms`, 'TimeoutError'));
+    }, ms);
+    return {
+      signal: signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]),
+      done: () => clearTimeout(timer),
+    };
+  }
 
   /** Waits until every response copy has been read (they end when the library's branch ends). */
   async settled(): Promise<void> {
