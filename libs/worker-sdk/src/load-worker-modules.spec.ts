@@ -37,6 +37,29 @@ describe('loadWorkerModules', () => {
     expect(problems).toMatch(/worker x is defined twice/);
   });
 
+  it('checks workers built by hand as defineWorker does, and resolves their options', () => {
+    const plain = moduleFile(dir, 'by-hand.js', `exports.workers = [{ name: 'p', handler: () => ({}) }];`);
+    const [loaded] = loadWorkerModules([plain]);
+    // Without resolved options a manager would wait for a free slot for ever (concurrency undefined).
+    expect(loaded?.options).toMatchObject({ concurrency: 16 });
+    const bad = moduleFile(
+      dir,
+      'bad.js',
+      `exports.workers = [{ name: 'has space', handler: () => ({}), options: { concurrency: 0 } }];`,
+    );
+    let error: unknown;
+    try {
+      loadWorkerModules([bad]);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).problems).toEqual([
+      expect.stringMatching(/bad\.js: worker "has space": name "has space" must be/),
+      'bad.js: worker "has space": concurrency must be a positive integer (got 0)'.replace('bad.js', bad),
+    ]);
+  });
+
   it('calls createWorkers(services) once with the host services, beside modules that export workers', () => {
     const memo = { get: async () => undefined, put: async <T>(_key: string, record: T) => record };
     const factory = moduleFile(

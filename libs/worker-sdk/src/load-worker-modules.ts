@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { ValidationError } from '@multiagents/contracts';
 import type { MemoStore } from '@multiagents/core';
-import type { WorkerDefinition } from './define-worker';
+import { defineWorker, type WorkerDefinition } from './define-worker';
 
 type AnyWorker = WorkerDefinition<never, unknown>;
 
@@ -35,6 +35,22 @@ function isWorker(value: unknown): value is AnyWorker {
     typeof (value as { name?: unknown }).name === 'string' &&
     typeof (value as { handler?: unknown }).handler === 'function'
   );
+}
+
+/**
+ * A worker a module exported, checked as `defineWorker` checks one: a module may build the object
+ * by hand, and a name, handler or option it got wrong would otherwise surface later (an attempt
+ * waiting for ever on an undefined concurrency, or a manager that cannot start). Extra fields
+ * (an agent's) are kept; the options come back resolved.
+ */
+function checkedWorker(path: string, worker: AnyWorker): AnyWorker | string[] {
+  try {
+    const checked = defineWorker(worker.name, worker.handler, worker.options);
+    return Object.freeze({ ...worker, options: checked.options });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    return err.problems.map((problem) => `${path}: worker ${JSON.stringify(worker.name)}: ${problem}`);
+  }
 }
 
 /** The workers one loaded module gives, or the problem with it. */
@@ -99,8 +115,15 @@ export function loadWorkerModules(paths: readonly string[], services?: WorkerSer
       continue;
     }
     const found = workersOf(path, exported, services);
-    if (typeof found === 'string') problems.push(found);
-    else workers.push(...found);
+    if (typeof found === 'string') {
+      problems.push(found);
+      continue;
+    }
+    for (const worker of found) {
+      const checked = checkedWorker(path, worker);
+      if (Array.isArray(checked)) problems.push(...checked);
+      else workers.push(checked);
+    }
   }
   const seen = new Set<string>();
   for (const worker of workers) {
