@@ -302,6 +302,32 @@ describe('WorkerManager', () => {
     expect(heartbeats.map((h) => h.payload)).toEqual([{ commandId: 'c-s2s', details: { started: true } }]);
   });
 
+  it('a close waits for the started heartbeat still being published', async () => {
+    let entered = false;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slowBus = Object.create(bus) as EventBus;
+    slowBus.publish = async (topic, envelopes) => {
+      if (envelopes[0]?.type === EventType.StepHeartbeat) {
+        entered = true;
+        await gate;
+      }
+      return bus.publish(topic, envelopes);
+    };
+    const seen = await observe(Topics.results);
+    const manager = new WorkerManager({ bus: slowBus, workers: [worker(() => 'done')] });
+    await manager.start();
+    await sendCommand({}, { commandId: 'c-s2s-close', scheduleToStartTimeoutMs: 5_000 });
+    await waitFor(() => entered && results(seen).length === 1, 2_000, 'the result, the heartbeat held');
+    let closed = false;
+    const closing = manager.close().then(() => (closed = true));
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    await waitFor(() => seen.some((e) => e.type === EventType.StepHeartbeat), 2_000, 'the heartbeat');
+  });
+
   it('publishes ctx.progress() reports as step.progress on the events topic, coalesced and in order', async () => {
     const events = await observe<StepProgressPayload>(Topics.events);
     const resultsSeen = await observe(Topics.results);

@@ -768,10 +768,10 @@ export class WorkerManager implements LocalWorkers {
     return this.stepEnvelope(command, `${commandId}:result`, EventType.StepResult, payload);
   }
 
-  private async publishStepHeartbeat(command: StepCommand, details: unknown): Promise<void> {
+  private publishStepHeartbeat(command: StepCommand, details: unknown): Promise<void> {
     const { commandId } = command.payload;
     const payload: StepHeartbeatPayload = { commandId, ...(details === undefined ? {} : { details }) };
-    await this.bus.publish(Topics.results, [
+    return this.publishKept(Topics.results, [
       this.stepEnvelope(
         command,
         `${commandId}:heartbeat:${this.idGenerator.next()}`,
@@ -782,9 +782,9 @@ export class WorkerManager implements LocalWorkers {
   }
 
   /** Best effort, on the events topic: watchers read it; the orchestrator never sees it. */
-  private async publishStepProgress(command: StepCommand, report: ProgressReport): Promise<void> {
+  private publishStepProgress(command: StepCommand, report: ProgressReport): Promise<void> {
     const payload: StepProgressPayload = { commandId: command.payload.commandId, ...report };
-    await this.bus.publish(Topics.events, [
+    return this.publishKept(Topics.events, [
       this.stepEnvelope(
         command,
         `${command.payload.commandId}:progress:${this.idGenerator.next()}`,
@@ -792,6 +792,17 @@ export class WorkerManager implements LocalWorkers {
         payload,
       ),
     ]);
+  }
+
+  /**
+   * A publish a drain waits for: heartbeats and progress reports are sent on their own (the
+   * "taken" heartbeat, the throttled progress), and a close that returned before them would close
+   * the bus under them.
+   */
+  private publishKept(topic: string, envelopes: readonly Envelope[]): Promise<void> {
+    const publishing = this.bus.publish(topic, envelopes);
+    this.keepForDrain(publishing.then(noop, noop));
+    return publishing;
   }
 
   private stepEnvelope<P>(command: StepCommand, id: string, type: EventType, payload: P): Envelope<P> {
@@ -866,4 +877,8 @@ export class WorkerManager implements LocalWorkers {
     for (const runner of this.runners.values()) total += runner.inFlight;
     return total;
   }
+}
+
+function noop(): void {
+  // nothing to do
 }
