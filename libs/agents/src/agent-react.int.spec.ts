@@ -1,6 +1,6 @@
 import { trace } from '@opentelemetry/api';
 // React agents (tools in a loop) against the fake OpenAI-compatible server over loopback HTTP.
-import { ErrorCode } from '@multiagents/contracts';
+import { ErrorCode, MAX_ENVELOPE_BYTES } from '@multiagents/contracts';
 import { ManualClock } from '@multiagents/testing';
 import { AgentErrorCode } from './agent-errors';
 import { MemoryAgentMemo } from './agent-memo';
@@ -145,6 +145,39 @@ describe('a react agent', () => {
       ['fetch_document', { id: 'doc-1' }],
       ['fetch_document', { id: 'doc-2' }],
     ]);
+  });
+
+  it("keeps its result within a worker's output: the oldest tool calls lose their recorded data first", async () => {
+    const bigTool = defineTool<{ id: string }>({
+      name: 'fetch_big',
+      description: 'Reads a large document',
+      parameters: {
+        type: 'object',
+        properties: { id: { type: 'string', description: 'document id' } },
+        required: ['id'],
+      },
+      handler: ({ id }) => ({ id, text: 'x'.repeat(16 * 1024) }),
+    });
+    // 40 calls of 16 KiB each: 640 KiB of records, past the 512 KiB a step's output may hold.
+    const calls = Array.from({ length: 40 }, (_, i) => ({ name: 'fetch_big', arguments: { id: `d${i}` } }));
+    const { model } = await startTestLlm([
+      { match: noToolResultYet, toolCalls: calls },
+      { match: afterToolResult, fields: { answer: 'done', sources: [] } },
+    ]);
+    const ctx = testContext();
+    const result = await agent(model, [bigTool]).handler({ question: 'Read them all' }, ctx);
+
+    expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThanOrEqual(MAX_ENVELOPE_BYTES / 2);
+    expect(result.toolCalls).toHaveLength(40);
+    const slim = result.toolCalls.filter((c) => c.argumentsDropped === true);
+    expect(slim.length).toBeGreaterThan(0);
+    // The oldest went first, each marked; the newest keep what they returned.
+    expect(result.toolCalls.slice(0, slim.length)).toEqual(slim);
+    expect(slim[0]).toMatchObject({ name: 'fetch_big', ok: true, arguments: null, resultTruncated: true });
+    expect(result.toolCalls.at(-1)).toMatchObject({ arguments: { id: 'd39' }, result: { id: 'd39' } });
+    expect(ctx.logger.lines.map((l) => l.message)).toContain(
+      'tool call results and arguments dropped from the agent result to fit its size limit',
+    );
   });
 
   it('reports a tool that throws to the model as an error result, and goes on', async () => {

@@ -9,8 +9,14 @@ export interface ToolCallRecord {
   readonly result?: unknown;
   /** Why the tool failed, as the model was told. */
   readonly error?: { readonly message: string; readonly code?: string };
-  /** Set when the recorded result was cut to the size limit (the model saw all of it). */
+  /**
+   * Set when the recorded result was cut to the size limit, or dropped (with the arguments,
+   * `argumentsDropped`) to keep the whole agent result within a worker's output; the model saw
+   * all of it.
+   */
   readonly resultTruncated?: true;
+  /** Set when the arguments were dropped from the record (see `resultTruncated`). */
+  readonly argumentsDropped?: true;
   readonly durationMs: number;
 }
 

@@ -20,7 +20,7 @@ import {
   type PriceTable,
 } from '@multiagents/contracts';
 import type { Clock } from '@multiagents/core';
-import type { WorkerContext } from '@multiagents/worker-sdk';
+import { DEFAULT_OUTPUT_BOUNDS, type WorkerContext } from '@multiagents/worker-sdk';
 import { AgentBadAnswerError, AgentError, AgentErrorCode } from './agent-errors';
 import { AgentReasoning } from './agent-reasoning';
 import type { AgentMemo } from './agent-memo';
@@ -216,17 +216,30 @@ export class AgentRuntime {
         'agent answer truncated to its size limit',
       );
     }
-    return {
+    const result: AgentResult = {
       agent: s.name,
       answer: cot ? keptAnswer : cut.answer,
       ...(cot && typeof keptReasoning === 'string' ? { reasoning: keptReasoning } : {}),
-      // In call order (parallel calls may finish in another order).
-      toolCalls: toolLog.records.filter((r) => r !== undefined),
+      toolCalls: [],
       usage,
       model: s.model,
       truncated: cut.truncated,
       ...(cut.truncated ? { truncatedFields: cut.truncatedFields } : {}),
     };
+    // In call order (parallel calls may finish in another order), within what is left of the
+    // output's room: a paid answer too big to be a step's output would be refused for good.
+    const room = MAX_AGENT_RESULT_BYTES - Buffer.byteLength(JSON.stringify(result));
+    const toolCalls = fitToolCalls(
+      toolLog.records.filter((r) => r !== undefined),
+      room,
+    );
+    if (toolCalls.dropped > 0) {
+      ctx.logger.warn(
+        { dropped: toolCalls.dropped, maxResultBytes: MAX_AGENT_RESULT_BYTES },
+        'tool call results and arguments dropped from the agent result to fit its size limit',
+      );
+    }
+    return { ...result, toolCalls: toolCalls.records };
   }
 
   /**
@@ -575,4 +588,38 @@ export function parentContext(headers: Readonly<Record<string, string>> | undefi
     traceFlags: Number.parseInt(match[3] as string, 16),
     isRemote: true,
   });
+}
+
+/**
+ * Most bytes of an agent's result: a worker's output is at most half a bus message
+ * ({@link DEFAULT_OUTPUT_BOUNDS}); a little is kept for the JSON around it.
+ */
+export const MAX_AGENT_RESULT_BYTES = DEFAULT_OUTPUT_BOUNDS.maxBytes - 4 * 1024;
+
+/**
+ * The tool call records within `room` bytes of JSON: the oldest lose their result and arguments
+ * first (the model saw them; the answer is what the step is for), each marked so.
+ */
+function fitToolCalls(
+  records: readonly ToolCallRecord[],
+  room: number,
+): { records: ToolCallRecord[]; dropped: number } {
+  const sizes = records.map((r) => Buffer.byteLength(JSON.stringify(r)) + 1);
+  let total = sizes.reduce((sum, n) => sum + n, 0);
+  const kept = [...records];
+  let dropped = 0;
+  for (let i = 0; i < kept.length && total > room; i++) {
+    const { result: _result, arguments: _arguments, ...rest } = kept[i] as ToolCallRecord;
+    const slim: ToolCallRecord = {
+      ...rest,
+      arguments: null,
+      argumentsDropped: true,
+      ...(rest.ok ? { resultTruncated: true } : {}),
+    };
+    const size = Buffer.byteLength(JSON.stringify(slim)) + 1;
+    total -= (sizes[i] as number) - size;
+    kept[i] = slim;
+    dropped += 1;
+  }
+  return { records: kept, dropped };
 }

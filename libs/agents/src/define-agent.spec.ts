@@ -84,6 +84,23 @@ describe('defineAgent', () => {
     ]);
   });
 
+  it("refuses answer and tool-result limits a step's output could not carry", () => {
+    expect(
+      problems('qa.answer', {
+        signature: 'question -> answer',
+        model,
+        memo: new MemoryAgentMemo(),
+        maxAnswerBytes: 1_000_000,
+        maxToolResultBytes: 1_000_000,
+      }),
+    ).toEqual([
+      expect.stringMatching(
+        /^maxAnswerBytes must be at most \d+ \(a step's output must fit a bus message\)$/,
+      ),
+      expect.stringMatching(/^maxToolResultBytes must be at most \d+/),
+    ]);
+  });
+
   it('needs tools for react, and no reasoning field of its own for chain-of-thought', () => {
     expect(
       problems('qa.answer', {

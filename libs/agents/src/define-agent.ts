@@ -18,7 +18,7 @@ import {
 import type { AgentMemo } from './agent-memo';
 import type { AgentResult } from './agent-result';
 import { AgentReasoning } from './agent-reasoning';
-import { AgentRuntime } from './agent-runtime';
+import { AgentRuntime, MAX_AGENT_RESULT_BYTES } from './agent-runtime';
 import { REASONING_FIELD, parseSignature, type AgentSignature } from './agent-signature';
 import { validateTools, type AgentTool } from './agent-tool';
 import type { LlmConfig } from './llm-config';
@@ -143,6 +143,9 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   'tracer',
 ]);
 
+/** Largest `maxAnswerBytes` and `maxToolResultBytes`: half of what an agent's result may hold. */
+const MAX_ANSWER_BYTES = Math.floor(MAX_AGENT_RESULT_BYTES / 2);
+
 function integer(value: unknown, label: string, min: number, problems: string[]): void {
   if (value === undefined) return;
   if (!Number.isSafeInteger(value) || (value as number) < min) {
@@ -242,6 +245,14 @@ export function defineAgent<I = Record<string, unknown>, A = Record<string, unkn
   if (options.budget !== undefined) problems.push(...validateBudget(options.budget));
   integer(options.maxAnswerBytes, 'maxAnswerBytes', 256, problems);
   integer(options.maxToolResultBytes, 'maxToolResultBytes', 256, problems);
+  // The answer is the step's output, which a bus message must carry: half the room at most.
+  for (const [label, value] of [
+    ['maxAnswerBytes', options.maxAnswerBytes],
+    ['maxToolResultBytes', options.maxToolResultBytes],
+  ] as const) {
+    if (typeof value === 'number' && value > MAX_ANSWER_BYTES)
+      problems.push(`${label} must be at most ${MAX_ANSWER_BYTES} (a step's output must fit a bus message)`);
+  }
   integer(options.maxSteps, 'maxSteps', 1, problems);
   integer(options.maxCorrections, 'maxCorrections', 0, problems);
   integer(options.providerRetries, 'providerRetries', 0, problems);

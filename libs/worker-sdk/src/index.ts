@@ -24,3 +24,4 @@ export { parseStepCommand } from './parse-step-command';
 export type { StepCommand } from './parse-step-command';
 export { loadWorkerModules } from './load-worker-modules';
 export type { WorkerServices, WorkerModule } from './load-worker-modules';
+export { DEFAULT_OUTPUT_BOUNDS } from './to-json-value';
