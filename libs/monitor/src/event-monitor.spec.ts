@@ -9,6 +9,7 @@ import {
   type Run,
   type TransitionEventPayload,
   EventRejectReason,
+  PayloadRejectedError,
 } from '@multiagents/contracts';
 import type {
   Delivery,
@@ -475,6 +476,156 @@ describe('EventMonitor', () => {
     expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(2);
   });
 
+  /** A run whose step has been running since `t0`, created then (a worker that hangs). */
+  async function hungRun(t0: number, createdAt = t0): Promise<Run> {
+    const run = makeRun({
+      createdAt,
+      updatedAt: t0,
+      steps: { charge_payment: runningStep('charge_payment', t0) },
+    });
+    await backend.runs.create(create(run));
+    return run;
+  }
+
+  it('publishes workflow.stuck once across replicas when the first publish of it fails', async () => {
+    // The broker refuses the first workflow.stuck (a blip); the published ones are recorded once held.
+    const published: Envelope[] = [];
+    let refusals = 1;
+    const bus = Object.create(backend.bus) as EventBus;
+    bus.publish = async (topic, envelopes) => {
+      const stuck = envelopes.filter((envelope) => envelope.type === EventType.WorkflowStuck);
+      if (stuck.length > 0 && refusals > 0) {
+        refusals -= 1;
+        throw new MultiAgentsError(ErrorCode.Unavailable, 'broker unreachable', { retryable: true });
+      }
+      await backend.bus.publish(topic, envelopes);
+      published.push(...stuck);
+    };
+    const a = monitor({ bus });
+    const b = monitor({ bus });
+    const t0 = clock.now();
+    const hung = await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+
+    await a.scanNow();
+    await b.scanNow();
+    expect(published).toEqual([]);
+    // Listed all the same: the run is stuck whether or not the event went out.
+    expect((await a.listStuckRuns()).map((r) => r.txId)).toEqual([hung.txId]);
+    for (const em of [a, b, a, b]) await em.scanNow();
+    expect(published.map((envelope) => envelope.id)).toEqual([`${hung.txId}:stuck:${t0}`]);
+    expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(1);
+    expect(a.stats.watchdogFailures + b.stats.watchdogFailures).toBe(1);
+  });
+
+  it('does not publish workflow.stuck again when a run stays stuck at one point for longer than its mark lasts', async () => {
+    const retention = { timelineRetentionMs: 10 * THRESHOLD_MS };
+    const a = monitor(retention);
+    const b = monitor(retention);
+    const t0 = clock.now();
+    const hung = await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+    await a.scanNow();
+    expect(a.stats.stuckEventsPublished).toBe(1);
+
+    // Far past when the mark set then has expired: still stuck, still listed, not announced again.
+    clock.advance(10 * retention.timelineRetentionMs);
+    await b.scanNow();
+    await a.scanNow();
+    expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(1);
+    expect((await b.listStuckRuns()).map((r) => r.txId)).toEqual([hung.txId]);
+  });
+
+  it('goes on past a run it cannot check: the runs after it are found, the ones that moved leave the list', async () => {
+    const t0 = clock.now();
+    // The newer run is read first; its timeline cannot be opened (sealed under a key since removed).
+    const hung = await hungRun(t0, t0 - 1);
+    const unreadable = await hungRun(t0, t0);
+    const timelines = Object.create(backend.timelines) as TimelineStore;
+    timelines.get = async (txId, options) => {
+      if (txId === unreadable.txId) throw new PayloadRejectedError('key_unknown', 'no key to open it');
+      return (backend.timelines as TimelineStore).get(txId, options);
+    };
+    const em = monitor({ timelines });
+    clock.advance(THRESHOLD_MS + 1);
+
+    await em.scanNow();
+    expect((await em.listStuckRuns()).map((r) => r.txId)).toEqual([hung.txId]);
+    expect(em.stats).toMatchObject({ watchdogScans: 1, watchdogFailures: 1, stuckEventsPublished: 1 });
+
+    await completeInStore(hung, clock.now());
+    await em.scanNow();
+    expect(await em.listStuckRuns()).toEqual([]);
+    expect(em.stats).toMatchObject({ watchdogScans: 2, watchdogFailures: 2 });
+  });
+
+  it('keeps a stuck run listed, as found, through a scan that cannot read its timeline', async () => {
+    let unreadable = false;
+    const timelines = Object.create(backend.timelines) as TimelineStore;
+    timelines.get = async (txId, options) => {
+      if (unreadable) throw new MultiAgentsError(ErrorCode.Unavailable, 'timeline store unreachable');
+      return (backend.timelines as TimelineStore).get(txId, options);
+    };
+    const em = monitor({ timelines });
+    const t0 = clock.now();
+    await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+    await em.scanNow();
+    const found = await em.listStuckRuns();
+    expect(found).toHaveLength(1);
+
+    unreadable = true;
+    clock.advance(1_000);
+    await em.scanNow();
+    expect(await em.listStuckRuns()).toEqual(found);
+    expect(em.stats).toMatchObject({ watchdogScans: 2, watchdogFailures: 1, stuckEventsPublished: 1 });
+  });
+
+  it('finds a run stuck on a retry whose timer was due although a parallel branch moved after it was set', async () => {
+    const em = monitor();
+    const t0 = clock.now();
+    // Branch a failed and waits 1 s to be tried again; branch b completed 10 ms later.
+    const run = makeRun({
+      createdAt: t0,
+      updatedAt: t0 + 10,
+      steps: {
+        a: { ...runningStep('a', t0), status: StepStatus.Retrying },
+        b: { ...runningStep('b', t0), status: StepStatus.Completed },
+      },
+    });
+    await backend.runs.create(create(run));
+    await backend.timelines.append(
+      run.txId,
+      [
+        firstEntry(t0),
+        {
+          version: 2,
+          state: RunState.Running,
+          events: [
+            { type: EventType.StepRetrying, state: RunState.Running, step: 'a', attempt: 1, delayMs: 1_000 },
+          ],
+          time: t0,
+        },
+        {
+          version: 3,
+          state: RunState.Running,
+          events: [{ type: EventType.StepCompleted, state: RunState.Running, step: 'b', attempt: 1 }],
+          time: t0 + 10,
+        },
+      ],
+      3_600_000,
+    );
+
+    clock.set(t0 + 1_000 + THRESHOLD_MS); // a threshold after the retry was due: not yet
+    await em.scanNow();
+    expect(await em.listStuckRuns()).toEqual([]);
+    clock.advance(1);
+    await em.scanNow();
+    expect(await em.listStuckRuns()).toEqual([
+      expect.objectContaining({ txId: run.txId, lastProgressAt: t0 + 1_000, steps: ['a'], version: 3 }),
+    ]);
+  });
+
   it('lists the live runs waiting for a retry when asked, by workflow', async () => {
     const listed: string[] = [];
     let reads = 0;
@@ -597,6 +748,39 @@ describe('EventMonitor', () => {
       ['wm-a', false],
       ['wm-b', true],
     ]);
+  });
+
+  it('keeps a worker-manager gone when a heartbeat it sent before it fell silent arrives late', async () => {
+    const goneWorkersRetentionMs = 60_000;
+    const em = monitor({ goneWorkersRetentionMs });
+    await em.start();
+    const t0 = clock.now();
+    await backend.registry.announce(
+      { managerId: 'wm-a', workers: ['payment.charge'], capacity: 8, inFlight: 1, seenAt: t0 },
+      10_000,
+    );
+    expect((await em.listWorkers()).map((w) => [w.managerId, w.live])).toEqual([['wm-a', true]]);
+    clock.advance(20_000);
+    expect((await em.listWorkers()).map((w) => [w.managerId, w.live])).toEqual([['wm-a', false]]);
+    const goneAt = clock.now();
+
+    // Sent at t0 + 5 s, before it was found gone, delivered only now.
+    const late: Envelope = {
+      id: 'wm-a:hb:late',
+      type: EventType.WorkerHeartbeat,
+      txId: '',
+      workflowId: '',
+      time: t0 + 5_000,
+      headers: {},
+      payload: { managerId: 'wm-a', workers: ['payment.charge'], inFlight: 3 },
+    };
+    await backend.bus.publish(Topics.events, [late]);
+    await waitFor(() => em.stats.eventsHandled === 1);
+    clock.advance(30_000);
+    expect((await em.listWorkers()).map((w) => [w.managerId, w.live])).toEqual([['wm-a', false]]);
+    // Listed as gone for the retention counted from when it was found gone, not from the late heartbeat.
+    clock.set(goneAt + goneWorkersRetentionMs + 1);
+    expect(await em.listWorkers()).toEqual([]);
   });
 
   it('streams every event to watchers, filtered, from any replica, with no group of their own', async () => {

@@ -173,6 +173,11 @@ export interface EventMonitorStats {
   readonly stuckRuns: number;
   readonly stuckEventsPublished: number;
   readonly watchdogScans: number;
+  /**
+   * Runs the watchdog could not check (their timeline unreadable) or announce (the mark store or
+   * the bus unreachable; tried again at the next scan): the scan went on past each.
+   */
+  readonly watchdogFailures: number;
   readonly watchers: number;
 }
 
@@ -264,7 +269,12 @@ export class EventMonitor {
   private generation = 0;
   /** The smallest stuck threshold of any workflow: younger runs cannot be stuck. */
   private readonly minThresholdMs: number;
-  private readonly workers = new Map<string, { record: WorkerManagerRecord; goneAt?: number }>();
+  /**
+   * The stuck points whose mark this replica won and whose `workflow.stuck` it has not published
+   * yet (the publish failed): by mark key, until published or the run moves.
+   */
+  private readonly owed = new Set<string>();
+  private readonly workers = new Map<string, KnownWorkerManager>();
   private readonly watchers = new Set<{ filter: EventFilter; listener: (envelope: Envelope) => void }>();
   private readonly counts = {
     eventsHandled: 0,
@@ -273,6 +283,7 @@ export class EventMonitor {
     eventsRejected: 0,
     stuckEventsPublished: 0,
     watchdogScans: 0,
+    watchdogFailures: 0,
   };
   private readonly rejected: Record<string, number> = Object.fromEntries(
     Object.values(EventRejectReason).map((reason) => [reason, 0]),
@@ -629,7 +640,7 @@ export class EventMonitor {
         case EventType.WorkerHeartbeat: {
           const heartbeat = decodeHeartbeat(envelope);
           const known = this.workers.get(heartbeat.managerId);
-          if (known !== undefined && known.record.seenAt <= envelope.time) {
+          if (known !== undefined && isNews(known, envelope.time)) {
             this.workers.set(heartbeat.managerId, {
               record: {
                 ...known.record,
@@ -697,13 +708,16 @@ export class EventMonitor {
     // younger than the smallest threshold before reading them, so a scan under load costs the old
     // runs, not every run in flight.
     const done = await this.eachWatchedRun(now - this.minThresholdMs, async (run) => {
-      const info = await this.check(run, assessRun(run), now);
+      const info = await this.checkSafely(run, now);
       if (info !== undefined) found.set(run.txId, info);
     });
     if (!done) return;
     // Runs no longer stuck (they moved or ended) leave the list; the others keep when they were found.
     this.stuck.clear();
     for (const [txId, info] of found) this.stuck.set(txId, info);
+    // An event owed for a point the run has left is owed no more (it moved: it is not stuck there).
+    const points = new Set([...found.values()].map(stuckMarkOf));
+    for (const key of this.owed) if (!points.has(key)) this.owed.delete(key);
     this.counts.watchdogScans += 1;
   }
 
@@ -746,11 +760,31 @@ export class EventMonitor {
     return true;
   }
 
-  private async check(
-    run: Parameters<typeof assessRun>[0],
-    assessment: Assessment,
-    now: number,
-  ): Promise<StuckRunInfo | undefined> {
+  /**
+   * {@link check}, made safe for the scan: a run it fails on (its timeline unreadable, a record it
+   * cannot read) is logged and counted, and the scan goes on with the next run, so one run
+   * can never blind the watchdog to the others nor keep the ones that moved listed. The failed run
+   * keeps what the last scan found of it unless it moved since (a blip does not unlist it).
+   */
+  private async checkSafely(run: Run, now: number): Promise<StuckRunInfo | undefined> {
+    let assessment: Assessment | undefined;
+    try {
+      assessment = assessRun(run);
+      return await this.check(run, assessment, now);
+    } catch (err) {
+      this.counts.watchdogFailures += 1;
+      this.logger.warn({ err, txId: run.txId }, 'checking a run for the watchdog failed; the scan goes on');
+      const previous = this.stuck.get(run.txId);
+      const unmoved =
+        assessment !== undefined &&
+        assessment.kind !== 'not-watched' &&
+        previous !== undefined &&
+        assessment.lastProgressAt <= previous.lastProgressAt;
+      return unmoved ? previous : undefined;
+    }
+  }
+
+  private async check(run: Run, assessment: Assessment, now: number): Promise<StuckRunInfo | undefined> {
     if (assessment.kind === 'not-watched') return undefined;
     const thresholdMs = this.thresholdOf(run.workflowId);
     if (now - assessment.lastProgressAt <= thresholdMs) return undefined;
@@ -758,7 +792,7 @@ export class EventMonitor {
     const timeline = (await this.timelineOf(run.txId)) ?? [];
     let lastProgressAt = assessment.lastProgressAt;
     if (assessment.kind === 'retry-timer') {
-      const due = retryDueAt(timeline);
+      const due = retryDueAt(timeline, assessment.retrying);
       // A backoff the timeline cannot date: waiting on a timer, so not stuck.
       if (due === undefined) return undefined;
       lastProgressAt = Math.max(lastProgressAt, due);
@@ -776,13 +810,39 @@ export class EventMonitor {
       steps: assessment.steps,
       version,
     };
-    // Once per stuck point across every replica: the run and the time it last moved.
-    const first = await this.deps.timelines.markOnce(
-      `stuck:${run.txId}:${lastProgressAt}`,
-      this.options.timelineRetentionMs,
-    );
-    if (first) await this.publishStuck(info);
+    await this.announce(info, now);
     return info;
+  }
+
+  /**
+   * Publishes `workflow.stuck` once per stuck point across every replica: the replica whose
+   * {@link TimelineStore.markOnce} on the run and the time it last moved wins publishes it. When
+   * that publish fails (a broker blip) the event is owed: the mark stays (the store cannot release
+   * one), so no other replica will publish it, and this replica's next scans try again while the
+   * run stays stuck at that point. The envelope id names the stuck point, so a consumer can drop
+   * the copy a publish that failed late may have left. A mark that could not be set is tried again
+   * at the next scan. Never throws: the run is listed as stuck whether or not this succeeds.
+   *
+   * Nor can a mark be extended: a point is announced only within `timelineRetentionMs` of its
+   * becoming stuck, and its mark, set no earlier than that, lasts a threshold longer (room for the
+   * replicas' clocks to differ), so a mark is still there whenever a replica may ask for it, and a
+   * run stuck at one point for longer than a mark lasts is not announced a second time.
+   */
+  private async announce(info: StuckRunInfo, now: number): Promise<void> {
+    const key = stuckMarkOf(info);
+    try {
+      if (!this.owed.has(key)) {
+        const retentionMs = this.options.timelineRetentionMs;
+        if (now >= info.lastProgressAt + info.thresholdMs + retentionMs) return;
+        if (!(await this.deps.timelines.markOnce(key, retentionMs + info.thresholdMs))) return;
+        this.owed.add(key);
+      }
+      await this.publishStuck(info);
+      this.owed.delete(key);
+    } catch (err) {
+      this.counts.watchdogFailures += 1;
+      this.logger.warn({ err, txId: info.txId }, 'announcing a stuck run failed; the next scan tries again');
+    }
   }
 
   private async publishStuck(info: StuckRunInfo): Promise<void> {
@@ -850,6 +910,26 @@ export class EventMonitor {
     }
     return [Topics.events, Topics.results, ...[...workers].sort().map((worker) => Topics.command(worker))];
   }
+}
+
+/** A worker-manager as the monitor knows it: its last record, and when it was found gone silent. */
+interface KnownWorkerManager {
+  readonly record: WorkerManagerRecord;
+  readonly goneAt?: number;
+}
+
+/**
+ * True when a heartbeat sent at `time` is newer than what is known of its manager: not before its
+ * last record and, for one found gone, after it was found gone. A heartbeat delivered late (sent
+ * before the manager fell silent) neither revives it nor restarts how long it stays listed as gone.
+ */
+function isNews(known: KnownWorkerManager, time: number): boolean {
+  return known.record.seenAt <= time && (known.goneAt === undefined || time > known.goneAt);
+}
+
+/** The mark of a stuck point: the run, and the time it last moved. */
+function stuckMarkOf(info: Pick<StuckRunInfo, 'txId' | 'lastProgressAt'>): string {
+  return `stuck:${info.txId}:${info.lastProgressAt}`;
 }
 
 /** The timeline's last entry when the run may be further on than it (not final, below `version`). */

@@ -25,5 +25,5 @@ export type {
 } from './event-monitor';
 /** Where a run stands for the watchdog. */
 export { assessRun, retryDueAt, WATCHED_STATES } from './stuck-assessment';
-/** What assessRun answers. */
-export type { Assessment } from './stuck-assessment';
+/** What assessRun answers, and the retrying steps retryDueAt dates. */
+export type { Assessment, RetryingStep } from './stuck-assessment';
