@@ -731,8 +731,20 @@ export function isWrongRevision(err: unknown): boolean {
 }
 
 /**
+ * A message larger than the server takes: the client refuses it before sending, when it is above
+ * the connection's `max_payload` (InvalidArgumentError "'payload' max_payload size exceeded");
+ * the server, when a stream's message size limit is below it ("message size exceeds maximum").
+ * Sending it again fails the same way (SPEC §6: too large is RESOURCE_EXHAUSTED).
+ */
+export function isTooLarge(err: unknown): boolean {
+  const message = toErrorInfo(err).message;
+  return /max_payload|maximum (payload|message size)|message size exceeds/i.test(message);
+}
+
+/**
  * A NATS failure as a MultiAgents error with a stable code: TIMEOUT (retryable) when the server
- * did not answer, RESOURCE_EXHAUSTED when a stream or the server is full, INTERNAL otherwise.
+ * did not answer, RESOURCE_EXHAUSTED (not retryable) when a stream or the server is full or the
+ * message is too large, INTERNAL otherwise.
  */
 export function natsError(
   what: string,
@@ -741,10 +753,7 @@ export function natsError(
 ): MultiAgentsError {
   if (err instanceof MultiAgentsError) return err;
   const message = toErrorInfo(err).message;
-  if (
-    isApiError(err, ...STREAM_FULL_CODES) ||
-    /maximum (payload|message size)|message size exceeds/i.test(message)
-  ) {
+  if (isApiError(err, ...STREAM_FULL_CODES) || isTooLarge(err)) {
     return new ResourceExhaustedError(`${what}: ${message}`, details);
   }
   const name = err instanceof Error ? err.name : '';

@@ -154,6 +154,27 @@ describe('NatsEventBus (JetStream specifics)', () => {
     expect(got).toEqual(sent.map((e) => e.id));
   });
 
+  it("refuses an envelope above the server's max_payload as RESOURCE_EXHAUSTED, not to be retried", async () => {
+    const small = await NatsTestServer.start({ config: 'max_payload: 16384' });
+    const backend = await small.backend().catch(async (err: unknown) => {
+      await small.stop();
+      throw err;
+    });
+    try {
+      const large = makeEnvelope({ payload: { blob: 'x'.repeat(20_000) } });
+      expect(encodeEnvelope(large).length).toBeGreaterThan((await small.varz()).max_payload);
+      await expect(backend.bus.publish('large', [large])).rejects.toMatchObject({
+        code: ErrorCode.ResourceExhausted,
+        retryable: false,
+      });
+      // Refused for its size alone: a small envelope goes through on the same connection.
+      await backend.bus.publish('large', [makeEnvelope()]);
+    } finally {
+      await backend.close();
+      await small.stop();
+    }
+  });
+
   it('dead-letters malformed bytes published directly, with the reason, and keeps going', async () => {
     const { bus } = await track();
     const good = makeEnvelope();

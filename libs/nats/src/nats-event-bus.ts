@@ -31,7 +31,7 @@ import {
   type StoredMsg,
 } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
-import { STREAM_FULL_CODES, isApiError, withinMs, type NatsContext } from './nats-context';
+import { STREAM_FULL_CODES, isApiError, isTooLarge, withinMs, type NatsContext } from './nats-context';
 import { NatsSubscription, type DeadLetterRequest } from './nats-subscription';
 import { NatsTail, type OpenedTail } from './nats-tail';
 
@@ -500,6 +500,12 @@ export class NatsEventBus implements EventBus {
 }
 
 function publishError(topic: string, stream: string, err: unknown): Error {
+  if (isTooLarge(err)) {
+    return new ResourceExhaustedError(
+      `publish to ${topic} refused, the message is too large: ${toErrorInfo(err).message}`,
+      { topic, stream },
+    );
+  }
   if (isApiError(err, ...STREAM_FULL_CODES)) {
     return new ResourceExhaustedError(
       `stream ${stream} is full; publish to ${topic} refused: ${toErrorInfo(err).message}`,

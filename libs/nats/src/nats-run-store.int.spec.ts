@@ -1,4 +1,5 @@
 import {
+  ErrorCode,
   EventType,
   RunState,
   StepStatus,
@@ -21,6 +22,7 @@ import { ManualClock, makeRun, waitFor } from '@multiagents/testing';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsBackend } from './nats-backend';
 import type { NatsBackendOptions } from './nats-backend-options';
+import { windowStart } from './nats-names';
 import { encodeRecord } from './run-record-codec';
 import { NatsTestServer, isOnDisk, TEST_REQUEST_TIMEOUT_MS } from './testing/nats-test-backend';
 
@@ -268,6 +270,26 @@ describe('NatsRunStore specifics', () => {
       expect(reader.counters.outboxesRepublished).toBe(1);
     });
 
+    it('keeps the meta of a run whose creator died before writing its meta key, for every reader', async () => {
+      const reader = await backend();
+      const run = newRun();
+      // The creator's record (it carries the meta) and index entry, and no `m.<txId>`.
+      await writeOnly(reader, run, 1, []);
+      const kv = await nats.kv(reader.names.runsBucket);
+      expect(await kv.get(reader.names.runMeta(run.txId))).toBeNull();
+      // Read twice (the recovery sweep, then the run's recovery): the second read finds the meta
+      // in this process's cache, which says nothing about the key.
+      await reader.runs.get(run.txId);
+      const current = (await reader.runs.get(run.txId)) as RunRevision;
+      const next = moved(run, { state: RunState.Waiting });
+      expect(await reader.runs.commit(current, transition(next))).toMatchObject({ version: 2 });
+      // Another process (or this one after a restart) still reads the run whole.
+      const other = await backend({ prefix: reader.names.prefix });
+      const read = await other.runs.get(run.txId);
+      expect(read?.run).toMatchObject({ txId: run.txId, input: run.input, state: RunState.Waiting });
+      expect(read?.version).toBe(2);
+    });
+
     it('finishes the move of a finished run still listed as live, publishing its event again', async () => {
       const clock = new ManualClock(Date.now());
       const reader = await backend({ clock, outboxGraceMs: 5_000 });
@@ -286,6 +308,73 @@ describe('NatsRunStore specifics', () => {
     });
   });
 
+  describe('a finishing commit whose last event the bus refused', () => {
+    it('keeps the run listed as live until its event is stored, so another process publishes it later', async () => {
+      // The topic stream takes one message: the run's first event fills it, and the bus refuses
+      // the last one while the runs bucket (another stream) takes the record and the index.
+      const writer = await backend({ maxMsgs: 1 });
+      const { names } = writer;
+      const run = newRun();
+      const created = await writer.runs.create(transition(run, { event: event(run, 1) }));
+      const done = moved(run, { state: RunState.Completed, endedAt: run.updatedAt + 1 });
+      const committed = await writer.runs.commit(created.stored, transition(done, { event: event(done, 2) }));
+      expect(committed).toMatchObject({ version: 2 });
+      // The fault happened: the last event was refused, and is not in the stream.
+      expect(writer.counters.outboxPublishFailures).toBe(1);
+      const busState = (await jsm.streams.info(names.stream)).state;
+      expect([busState.messages, busState.last_seq]).toEqual([1, 1]);
+      // The writer stops (a crash or a close: its background republish goes with it), and the
+      // stream has room again.
+      await writer.close();
+      await jsm.streams.purge(names.stream);
+
+      // Another process, past the grace: its recovery sweep lists live runs.
+      const clock = new ManualClock(Date.now());
+      const reader = await backend({ clock, prefix: names.prefix, outboxGraceMs: 5_000 });
+      const events = await collect(reader, Topics.events);
+      clock.advance(6_000);
+      await reader.runs.list({ state: RunState.Running }, 10);
+      await waitFor(() => events.length === 1, {
+        timeoutMs: 3_000,
+        description: 'the last event published again',
+      });
+      expect(events[0]?.id).toBe(`${run.txId}:v2`);
+      // And the move is finished: listed as completed, no longer as live.
+      expect((await reader.runs.list({ state: RunState.Completed }, 10)).runs.map((r) => r.txId)).toEqual([
+        run.txId,
+      ]);
+      expect((await reader.runs.list({ state: RunState.Running }, 10)).runs).toEqual([]);
+    });
+  });
+
+  it("refuses a record above the server's max_payload as RESOURCE_EXHAUSTED, not to be retried, and keeps the run", async () => {
+    const small = await NatsTestServer.start({ config: 'max_payload: 16384' });
+    const made = await small.backend().catch(async (err: unknown) => {
+      await small.stop();
+      throw err;
+    });
+    try {
+      const run = newRun();
+      const created = await made.runs.create(transition(run));
+      // A step's output large enough that the record holding it cannot be sent.
+      const a = { ...run.steps['a'], status: StepStatus.Completed, output: { blob: 'x'.repeat(20_000) } };
+      const next = moved(run, { steps: { ...run.steps, a } as Run['steps'] });
+      const record = encodeRecord(next, { version: 2, event: undefined, timers: [], withMeta: false });
+      expect(record.length).toBeGreaterThan((await small.varz()).max_payload);
+      await expect(made.runs.commit(created.stored, transition(next))).rejects.toMatchObject({
+        code: ErrorCode.ResourceExhausted,
+        retryable: false,
+      });
+      // Nothing written: the run is still at its first version, and takes a commit that fits.
+      const stored = (await made.runs.get(run.txId)) as RunRevision;
+      expect(stored.version).toBe(1);
+      expect(await made.runs.commit(stored, transition(moved(run, {})))).toMatchObject({ version: 2 });
+    } finally {
+      await made.close();
+      await small.stop();
+    }
+  });
+
   describe('timers', () => {
     it('keeps a timer due soon in memory (no wake-up published) and fires it at its due time', async () => {
       const clock = new ManualClock(Date.now());
@@ -297,6 +386,22 @@ describe('NatsRunStore specifics', () => {
       expect(await runs.claimDueTimers(clock.now(), 10, 30_000)).toEqual([]);
       clock.advance(1_000);
       expect(await runs.claimDueTimers(clock.now(), 10, 30_000)).toEqual([soon]);
+    });
+
+    it('keeps a later scheduling of a timer when the copy that fired is completed', async () => {
+      const clock = new ManualClock(Date.now());
+      const { runs } = await backend({ clock, timerDeferMs: 60_000 });
+      const run = newRun();
+      const first = timer(run, 'a', clock.now());
+      const created = await runs.create(transition(run, { schedule: [first] }));
+      expect(await runs.claimDueTimers(clock.now(), 10, 30_000)).toEqual([first]);
+      // While the claimed copy fires, a transition moves the timer (a heartbeat): same id, later.
+      const later = { ...first, dueAt: clock.now() + 1_000 };
+      await runs.commit(created.stored, transition(moved(run, {}), { schedule: [later] }));
+      // The firing changed nothing (the timer moved): the orchestrator completes what it claimed.
+      await runs.completeTimers([first.id]);
+      clock.advance(1_000);
+      expect(await runs.claimDueTimers(clock.now(), 10, 30_000)).toEqual([later]);
     });
 
     it('lets another process fire a deferred timer whose owner died, once overdue by the grace', async () => {
@@ -397,6 +502,42 @@ describe('NatsRunStore specifics', () => {
   });
 
   describe('maintenance', () => {
+    it("lists a run finishing in a window whose directory entry another process's retention purged", async () => {
+      // Runs created now (real time: their window comes from it); the shared manual clock then
+      // moves past the retention and two windows, so the window is old enough to be purged.
+      const clock = new ManualClock(Date.now());
+      const options = { clock, listWindowMs: 60_000 } as const;
+      const writer = await backend(options);
+      const maintainer = await backend({
+        ...options,
+        prefix: writer.names.prefix,
+        maintenance: { intervalMs: 3_600_000, terminalRunTtlMs: 60_000 },
+      });
+      // Both in one window.
+      const short = newRun({ createdAt: clock.now() });
+      const long = newRun({ createdAt: clock.now() });
+      const shortCreated = await writer.runs.create(transition(short));
+      const longCreated = await writer.runs.create(transition(long));
+      // The writer finishes one run of the window: it writes the window's directory entry.
+      await writer.runs.commit(
+        shortCreated.stored,
+        transition(moved(short, { state: RunState.Completed, endedAt: clock.now() })),
+      );
+      clock.advance(181_000);
+      expect(await maintainer.runs.maintain()).toEqual({ repaired: 0, purged: 1 });
+      // The fault happened: the window left the directory (no finished run was left in it).
+      const kv = await nats.kv(writer.names.runsBucket);
+      expect(await kv.get(writer.names.windowEntry(windowStart(long.createdAt, 60_000)))).toBeNull();
+      // The long run finishes, by the writer that once wrote that window's entry.
+      await writer.runs.commit(
+        longCreated.stored,
+        transition(moved(long, { state: RunState.Completed, endedAt: clock.now() })),
+      );
+      expect((await writer.runs.list({ state: RunState.Completed }, 10)).runs.map((r) => r.txId)).toEqual([
+        long.txId,
+      ]);
+    });
+
     it("drops the live index's delete markers and keeps every live run listed", async () => {
       const made = await backend();
       const { runs, names } = made;

@@ -66,12 +66,26 @@ interface Known {
   readonly state: RunState;
   readonly createdAt: number;
   readonly workflowId: string;
-  /** The meta key exists (this process wrote or read it): records may leave the meta out. */
+  /**
+   * The meta key exists (this process read it, or its own write of it was acknowledged): records
+   * may leave the meta out. Never inferred from holding the meta: a record carries it too.
+   */
   readonly metaConfirmed: boolean;
   /** The run's live timers, as the record lists them. */
   readonly timers: readonly LiveTimer[];
   /** The outbox of this revision failed to publish: the next commit publishes it again. */
   readonly unpublished?: Outbox;
+}
+
+/**
+ * A run's meta as this process holds it. `stored`: its key `m.<txId>` is known to exist. A meta
+ * taken from a record (its creator may have died before writing the key) or about to be written
+ * is not: until it is, reads look for the key again, and commits keep the meta in the record and
+ * write the key, or the run would lose its meta for every other reader.
+ */
+interface CachedMeta {
+  readonly text: string;
+  readonly stored: boolean;
 }
 
 /** What a write publishes besides its KV writes: its lifecycle event and timer wake-ups. */
@@ -120,9 +134,11 @@ interface Candidate {
  * the event is published again while the record is younger than the duplicate window (the server
  * drops the copy of one that had gone out), and so is the wake-up of every live timer overdue by the
  * grace — once per revision per process. A transition that finishes a run moves it from the live
- * index to the done index only after its publishes: a finished record still listed as live proves
- * its publishes may not have happened, so a listing or maintenance pass publishes its event again
- * (even past the window) and finishes the move.
+ * index to the done index only once its event is acknowledged (the moves wait for its PubAck: one
+ * more round trip, at a run's end only): a finished record still listed as live proves its event
+ * may not have been stored, so a listing or maintenance pass publishes it again (even past the
+ * window) and finishes the move. A bus that refuses the event (full, no leader) leaves the run
+ * listed as live until then.
  *
  * **Create** is a KV create (`r.<txId>` must not exist), preceded in the same flush by the run's
  * index entry (same stream, so the server stores it first: a run is never unlisted). The first
@@ -143,9 +159,9 @@ interface Candidate {
  */
 export class NatsRunStore implements RunStore {
   private readonly known: LruMap<string, Known>;
-  private readonly metas: LruMap<string, string>;
+  private readonly metas: LruMap<string, CachedMeta>;
   private readonly republished = new LruMap<string, true>(REMEMBERED_REPUBLISHES);
-  /** Windows whose directory entry this process wrote recently. */
+  /** Windows whose directory entry this process wrote (trusted while recent: see doneEntryWrites). */
   private readonly knownWindows = new Set<number>();
   private readonly background = new Set<Promise<unknown>>();
   private maintenanceTimer: NodeJS.Timeout | undefined;
@@ -213,7 +229,7 @@ export class NatsRunStore implements RunStore {
     }
     const revision = createOutcome.ack.seq;
     const meta = encodeRunMeta(run);
-    this.metas.set(txId, meta);
+    this.metas.set(txId, { text: meta, stored: false });
     this.remember(txId, {
       revision,
       version: 1,
@@ -274,7 +290,7 @@ export class NatsRunStore implements RunStore {
     // exist, and the live entry of a finished run an operator reopens.
     const before: Promise<PubAck>[] = [];
     if (withMeta) {
-      const meta = this.metas.get(txId) ?? encodeRunMeta(run);
+      const meta = this.metas.get(txId)?.text ?? encodeRunMeta(run);
       before.push(ctx.kvWrite(names.runsBucket, names.runMeta(txId), new TextEncoder().encode(meta)));
     }
     if (wasDone && !isDone) {
@@ -304,6 +320,7 @@ export class NatsRunStore implements RunStore {
       return undefined;
     }
     const metaWritten = withMeta && (await beforeOutcome)[0]?.status === 'fulfilled';
+    if (metaWritten) this.metaStored(txId);
     this.remember(txId, {
       revision: ack.seq,
       version,
@@ -527,9 +544,16 @@ export class NatsRunStore implements RunStore {
   }
 
   private confirmMeta(txId: string, revision: number): void {
+    this.metaStored(txId);
     const known = this.known.get(txId);
     if (known !== undefined && known.revision === revision)
       this.known.set(txId, { ...known, metaConfirmed: true });
+  }
+
+  /** The server acknowledged a write of the meta key of `txId`. */
+  private metaStored(txId: string): void {
+    const cached = this.metas.get(txId);
+    if (cached !== undefined && !cached.stored) this.metas.set(txId, { ...cached, stored: true });
   }
 
   /** A transition's lifecycle event, encoded first: a bad envelope fails before any write. */
@@ -592,11 +616,16 @@ export class NatsRunStore implements RunStore {
   }
 
   /**
-   * The phase after a record write: sends `first` (the meta key, for a create), the commands,
-   * the outbox and the index moves, in this order and all at once, then awaits every ack. A
-   * publish that fails for good does not undo the committed write: it is logged and counted, and
-   * the outbox is kept to be published again with this process's next commit of the run (and by
-   * any read past the grace). Returns whether `first` was written.
+   * The phase after a record write: sends `first` (the meta key, for a create), the commands and
+   * the outbox, in this order and all at once, then awaits every ack; then the index moves, only
+   * once the outbox is stored. A publish that fails for good does not undo the committed write: it
+   * is logged and counted, and the outbox is kept to be published again with this process's next
+   * commit of the run (and by any read past the grace). Returns whether `first` was written.
+   *
+   * The index waits for the outbox because a finished run leaves the live index with its last
+   * move, and nothing reads a finished run's record again to publish its event (SPEC §9.5): the
+   * live entry kept until the event is stored is what makes a listing or maintenance pass publish
+   * it again (see finishMove), after a crash too. One more round trip, at a run's end only.
    */
   private async publishAfter(
     txId: string,
@@ -609,17 +638,21 @@ export class NatsRunStore implements RunStore {
       readonly ack?: Delivery;
     },
   ): Promise<boolean> {
-    const ordered = [
-      ...(parts.first === undefined ? [] : [parts.first]),
-      ...parts.messages,
-      ...this.outboxMessages(outbox),
-      ...parts.index,
-    ];
+    const leading = [...(parts.first === undefined ? [] : [parts.first]), ...parts.messages];
+    const outboxSends = this.outboxMessages(outbox);
     // Sent synchronously, so they leave in one write to the socket, the delivery's ack last.
-    const sent = ordered.map((w) => w.send());
+    const sent = [...leading, ...outboxSends].map((w) => w.send());
     if (parts.ack !== undefined) acknowledgeEarly(parts.ack);
     const outcomes = await Promise.allSettled(sent);
-    const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    const outboxOutcomes = outcomes.slice(leading.length);
+    const outboxStored = outboxOutcomes.every((o) => o.status === 'fulfilled');
+    const indexOutcomes =
+      outboxStored && parts.index.length > 0
+        ? await Promise.allSettled(parts.index.map((w) => w.send()))
+        : [];
+    const failed = [...outcomes, ...indexOutcomes].filter(
+      (o): o is PromiseRejectedResult => o.status === 'rejected',
+    );
     if (failed.length > 0) {
       this.ctx.counters.outboxPublishFailures += 1;
       this.ctx.logger.warn(
@@ -629,13 +662,10 @@ export class NatsRunStore implements RunStore {
       const known = this.known.get(txId);
       if (known !== undefined && known.revision === revision)
         this.known.set(txId, { ...known, unpublished: outbox });
-      // The next commit republishes the outbox, but a run that just finished has no next commit,
-      // and once its index moved no sweep reads it again: its lifecycle event would be lost
-      // (seen when a JetStream stream leader was killed mid-run). Send the failed outbox messages
-      // again in the background (de-duplicated by id), a bounded number of times.
-      const start = (parts.first === undefined ? 0 : 1) + parts.messages.length;
-      const outboxSends = ordered.slice(start, start + this.outboxMessages(outbox).length);
-      const retry = outboxSends.filter((_, i) => outcomes[start + i]?.status === 'rejected');
+      // Sooner than a recovery by a listing: send the failed outbox messages again in the
+      // background (de-duplicated by id), a bounded number of times. The index is left to the
+      // listing's repair, which checks the record first (a run reopened meanwhile stays live).
+      const retry = outboxSends.filter((_, i) => outboxOutcomes[i]?.status === 'rejected');
       if (retry.length > 0) void this.republishInBackground(txId, retry);
     }
     return parts.first !== undefined && outcomes[0]?.status === 'fulfilled';
@@ -656,7 +686,13 @@ export class NatsRunStore implements RunStore {
     else this.ctx.logger.warn({ txId, failed: pending.length }, 'republishing an outbox gave up');
   }
 
-  /** The writes that list a finished run: its window's directory entry (once per process) and its done entry. */
+  /**
+   * The writes that list a finished run: its window's directory entry and its done entry. The
+   * directory entry is written once per process for a recent window (the current or the one
+   * before), and always for an older one: retention purges the entry of a window older than two
+   * windows past its cutoff (see purgeFinished), possibly in another process, after which this
+   * process's memory of having written it is wrong (a long run finishing there would be unlisted).
+   */
   private doneEntryWrites(
     state: RunState,
     workflowId: string,
@@ -666,10 +702,11 @@ export class NatsRunStore implements RunStore {
     const { ctx } = this;
     const window = this.windowOf(createdAt);
     const writes: Array<() => Promise<PubAck>> = [];
-    if (!this.knownWindows.has(window)) {
+    const recent = window + 2 * ctx.options.listWindowMs > ctx.clock.now();
+    if (!recent || !this.knownWindows.has(window)) {
       writes.push(async () => {
         const ack = await ctx.kvWrite(ctx.names.runsBucket, ctx.names.windowEntry(window), EMPTY);
-        this.knownWindows.add(window);
+        if (recent) this.knownWindows.add(window);
         return ack;
       });
     }
@@ -705,17 +742,20 @@ export class NatsRunStore implements RunStore {
     let recordRead: KvRead | undefined;
     let metaRead: KvRead | undefined;
     try {
+      // The meta key is read again while it is not known to exist: a cached copy of a record's
+      // meta says nothing about the key (see CachedMeta).
       [recordRead, metaRead] = await Promise.all([
         ctx.kvGet(ctx.names.runsBucket, ctx.names.runRecord(txId)),
-        cachedMeta === undefined ? ctx.kvGet(ctx.names.runsBucket, ctx.names.runMeta(txId)) : undefined,
+        cachedMeta?.stored === true ? undefined : ctx.kvGet(ctx.names.runsBucket, ctx.names.runMeta(txId)),
       ]);
     } catch (err) {
       throw natsError(`read of run ${txId}`, err, { txId });
     }
     if (recordRead === undefined) return undefined;
     const record = decodeRecord(recordRead.data);
+    const keyExists = cachedMeta?.stored === true || metaRead !== undefined;
     const meta =
-      cachedMeta ?? (metaRead === undefined ? record.meta : new TextDecoder().decode(metaRead.data));
+      metaRead !== undefined ? new TextDecoder().decode(metaRead.data) : (cachedMeta?.text ?? record.meta);
     if (meta === undefined) {
       throw new MultiAgentsError(
         ErrorCode.Internal,
@@ -726,7 +766,7 @@ export class NatsRunStore implements RunStore {
         },
       );
     }
-    this.metas.set(txId, meta);
+    this.metas.set(txId, { text: meta, stored: keyExists });
     const run = decodeRun(record, meta);
     this.remember(txId, {
       revision: recordRead.revision,
@@ -734,7 +774,7 @@ export class NatsRunStore implements RunStore {
       state: record.state,
       createdAt: record.createdAt,
       workflowId: record.workflowId,
-      metaConfirmed: cachedMeta !== undefined || metaRead !== undefined,
+      metaConfirmed: keyExists,
       timers: record.timers,
     });
     return {

@@ -130,12 +130,17 @@ export class NatsTimerQueue {
     return (this.byId.get(timerId)?.size ?? 0) > 0;
   }
 
-  /** Acknowledges the wake-ups of these timers held here (they fired, or were found stale). */
+  /**
+   * Acknowledges the claimed wake-ups of these timers (they fired and changed nothing). Only the
+   * claimed copies: an unclaimed copy of the same id is a later scheduling of the timer (a
+   * heartbeat that moved its timeout while the old one was firing, which is why the firing
+   * changed nothing), held or deferred here; acknowledging it would lose the timer.
+   */
   complete(timerIds: readonly string[]): void {
     for (const id of timerIds) {
       for (const key of [...(this.byId.get(id) ?? [])]) {
         const held = this.held.get(key);
-        if (held !== undefined) this.settle(held, '+ACK');
+        if (held?.claimedUntil !== undefined) this.settle(held, '+ACK');
       }
     }
   }

@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNatsServer, type NatsServerProcess } from '@multiagents/testing';
+import { startNatsServer, type NatsServerOptions, type NatsServerProcess } from '@multiagents/testing';
 import { JetStreamApiError, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -19,12 +19,14 @@ export function freshPrefix(label = 't'): string {
   return `${label}${process.pid}-${counter}`;
 }
 
-/** The server's cumulative counters, from `/varz`. */
+/** The server's cumulative counters and its message size limit, from `/varz`. */
 export interface Varz {
   readonly in_msgs: number;
   readonly in_bytes: number;
   readonly out_msgs: number;
   readonly out_bytes: number;
+  /** The largest message the server takes from a client (headers included). */
+  readonly max_payload: number;
 }
 
 /**
@@ -56,8 +58,9 @@ export class NatsTestServer {
 
   private constructor(readonly server: NatsServerProcess) {}
 
-  static async start(): Promise<NatsTestServer> {
-    return new NatsTestServer(await startNatsServer({ monitor: true }));
+  /** Starts one; `options` change the server (a configuration file's text: `max_payload: 8192`). */
+  static async start(options: Omit<NatsServerOptions, 'monitor'> = {}): Promise<NatsTestServer> {
+    return new NatsTestServer(await startNatsServer({ ...options, monitor: true }));
   }
 
   get url(): string {
