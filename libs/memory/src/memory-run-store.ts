@@ -300,7 +300,7 @@ export class MemoryRunStore implements RunStore {
 
   async completeTimers(timerIds: readonly string[]): Promise<void> {
     this.assertOpen();
-    this.timers.remove(timerIds);
+    this.timers.complete(timerIds);
   }
 
   /** Further calls are refused and waiting starts rejected; the data stays (nothing to release). */

@@ -9,6 +9,8 @@ interface TimerRecord {
   gen: number;
   /** Order of its last push: ties on time come out first-in first-out, also after compaction. */
   seq: number;
+  /** Claimed since it was last scheduled: what `complete` removes. */
+  claimed: boolean;
 }
 
 interface HeapEntry {
@@ -45,9 +47,16 @@ export class TimerQueue {
     for (const timer of timers) {
       const existing = this.timers.get(timer.id);
       // Rescheduling replaces the timer outright: a lease on the old one does not carry over.
-      const record: TimerRecord = existing ?? { timer, visibleAt: timer.dueAt, gen: 0, seq: 0 };
+      const record: TimerRecord = existing ?? {
+        timer,
+        visibleAt: timer.dueAt,
+        gen: 0,
+        seq: 0,
+        claimed: false,
+      };
       record.timer = timer;
       record.visibleAt = timer.dueAt;
+      record.claimed = false;
       record.gen += 1;
       this.timers.set(timer.id, record);
       this.push(record);
@@ -75,6 +84,7 @@ export class TimerQueue {
     }
     // Leases are pushed after the loop, or a short lease could hand one timer out twice here.
     for (const record of claimed) {
+      record.claimed = true;
       record.visibleAt = now + leaseMs;
       record.gen += 1;
       this.push(record);
@@ -86,10 +96,25 @@ export class TimerQueue {
   remove(timerIds: readonly string[]): void {
     for (const id of timerIds) {
       const record = this.timers.get(id);
-      if (record === undefined) continue;
-      record.gen += 1;
-      this.timers.delete(id);
+      if (record !== undefined) this.drop(record);
     }
+  }
+
+  /**
+   * Removes the claimed timers among these (they fired and changed nothing). One scheduled again
+   * since its claim stays: a heartbeat that moved a deadline while its old copy fired is why the
+   * firing changed nothing.
+   */
+  complete(timerIds: readonly string[]): void {
+    for (const id of timerIds) {
+      const record = this.timers.get(id);
+      if (record?.claimed === true) this.drop(record);
+    }
+  }
+
+  private drop(record: TimerRecord): void {
+    record.gen += 1;
+    this.timers.delete(record.timer.id);
   }
 
   private push(record: TimerRecord): void {

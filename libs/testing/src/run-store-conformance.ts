@@ -396,6 +396,18 @@ export function runStoreConformance(name: string, factory: () => Promise<RunStor
         expect(await runs.claimDueTimers(T0 + 10_000, 10, 1_000)).toEqual([]);
       });
 
+      it('completeTimers leaves a timer a commit scheduled again after it was claimed', async () => {
+        const run = newRun();
+        const deadline = timer(run, 'deadline', T0);
+        const first = await created(run, { schedule: [deadline] });
+        expect(idsOf(await runs.claimDueTimers(T0, 10, 1_000))).toEqual([deadline.id]);
+        // A heartbeat moves the deadline while the claimed copy fires (and changes nothing).
+        const moved = { ...deadline, dueAt: T0 + 10_000 };
+        await runs.commit(first, transition(completeStep(run, 'a', {}), { schedule: [moved] }));
+        await runs.completeTimers([deadline.id]);
+        expect(await runs.claimDueTimers(T0 + 10_000, 10, 1_000)).toEqual([moved]);
+      });
+
       it('cancels and replaces timers with a transition', async () => {
         const run = newRun();
         const a = timer(run, 'a', T0);

@@ -109,7 +109,10 @@ export interface RunStore {
    * crashed claimer loses nothing).
    */
   claimDueTimers(now: number, limit: number, leaseMs: number): Promise<Timer[]>;
-  /** Removes timers that fired without a commit (their event changed nothing). */
+  /**
+   * Removes claimed timers that fired without a commit (their event changed nothing); a timer a
+   * commit scheduled again since the claim stays (a deadline a heartbeat moved meanwhile).
+   */
   completeTimers(timerIds: readonly string[]): Promise<void>;
   /** Runs per state, exact, from the listing indexes (cheap: no run is read). */
   countByState(): Promise<RunCounts>;
