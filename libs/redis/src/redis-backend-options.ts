@@ -74,8 +74,9 @@ export interface RedisBackendOptions {
   /** Entries each partition's events stream keeps (approximate, XADD MAXLEN ~). */
   readonly eventsMaxLen?: number;
   /**
-   * How often the run store drops the index entries of runs that expired, looking at a slice of
-   * each partition's index per round (list() also drops those it meets); 0 turns it off.
+   * How often the run store drops the index entries of runs that expired: each pass sweeps each
+   * partition's index in bounded rounds, up to 50,000 entries, going on where the last pass
+   * stopped (list() also drops those it meets); 0 turns it off.
    */
   readonly indexPruneIntervalMs?: number;
   readonly blockMs?: number;

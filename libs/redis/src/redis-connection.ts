@@ -18,6 +18,55 @@ const QUIT_TIMEOUT_MS = 2_000;
 /** How long a socket being closed may stay half-open before it is destroyed (ioredis: 2 s). */
 const DISCONNECT_TIMEOUT_MS = 300;
 
+/**
+ * Replies of a Redis that cannot serve the command now but will soon: a failover under way
+ * (READONLY from a demoted master, MASTERDOWN from a replica that lost its master), a restart still
+ * loading its data (LOADING), cluster slots moving or unserved (TRYAGAIN, CLUSTERDOWN), a script
+ * running long (BUSY), too few replicas for a write (NOREPLICAS). The code starts the reply, or
+ * follows `: -` where a script's error wraps it (Redis 6). BUSYGROUP, BUSYKEY and OOM are not here.
+ */
+const TRANSIENT_REPLY = /(?:^|: -)(?:READONLY|MASTERDOWN|LOADING|TRYAGAIN|CLUSTERDOWN|BUSY|NOREPLICAS)\b/;
+/** What ioredis rejects a command with when its connection went away, or a Cluster has no node. */
+const CONNECTION_LOST = [
+  'Connection is closed.',
+  "Stream isn't writeable",
+  'None of startup nodes is available',
+  'Failed to refresh slots cache',
+  'Too many Cluster redirections',
+];
+/** Socket errors that a reconnect may cure. */
+const SOCKET_ERRORS = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ENOTCONN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+]);
+
+/**
+ * How a failure of Redis reads to a caller: `timeout` (no answer in time), `unavailable` (Redis or
+ * the way to it cannot serve now: a failover, a restart, a lost connection; trying again later
+ * works), or `failed` (anything else: a refused command, out of memory, a bug).
+ */
+export function classifyRedisFailure(err: unknown): 'timeout' | 'unavailable' | 'failed' {
+  if (!(err instanceof Error)) return 'failed';
+  const { message, name } = err;
+  if (message === 'Command timed out' || name === 'MaxRetriesPerRequestError') return 'timeout';
+  const code = (err as { code?: unknown }).code;
+  if (
+    TRANSIENT_REPLY.test(message) ||
+    CONNECTION_LOST.some((text) => message.startsWith(text)) ||
+    name === 'ClusterAllFailedError' ||
+    (typeof code === 'string' && SOCKET_ERRORS.has(code))
+  ) {
+    return 'unavailable';
+  }
+  return 'failed';
+}
+
 /** Counters shared by the bus and the stores of one connection, for `EventBus.counters()`. */
 export interface RedisCounters {
   /** Envelopes appended by publish (commit's commands and events are counted apart). */
@@ -41,8 +90,10 @@ export interface RedisCounters {
   misrouted: number;
   /** Entries removed by safe trimming. */
   trimmed: number;
-  /** Index entries of expired runs dropped by list(). */
+  /** Index entries of expired runs dropped by list() and by pruning. */
   expiredIndexEntries: number;
+  /** Stored records read back in a shape this backend never writes (forged or damaged), skipped. */
+  refusedRecords: number;
   /** Times the command connection came back after it was lost. */
   restored: number;
 }
@@ -113,6 +164,7 @@ export class RedisConnection {
     misrouted: 0,
     trimmed: 0,
     expiredIndexEntries: 0,
+    refusedRecords: 0,
     restored: 0,
   };
   /** Topics written or consumed through this connection: the ones the bus trims. */
@@ -178,8 +230,9 @@ export class RedisConnection {
 
   /**
    * Runs one operation against Redis: refused after close, and anything Redis throws becomes a
-   * MultiAgentsError — TIMEOUT (retryable) when Redis did not answer in time, INTERNAL (retryable)
-   * otherwise. Errors that already carry a code pass through.
+   * MultiAgentsError, retryable — TIMEOUT when Redis did not answer in time, UNAVAILABLE when it
+   * cannot serve now (a failover, a restart, a lost connection: see {@link classifyRedisFailure}),
+   * INTERNAL otherwise. Errors that already carry a code pass through.
    */
   async call<T>(what: string, work: () => Promise<T>): Promise<T> {
     this.assertOpen();
@@ -194,15 +247,25 @@ export class RedisConnection {
   redisError(what: string, err: unknown): MultiAgentsError {
     if (err instanceof MultiAgentsError) return err;
     const message = err instanceof Error ? err.message : String(err);
-    const name = err instanceof Error ? err.name : '';
-    const unreachable = message === 'Command timed out' || name === 'MaxRetriesPerRequestError';
-    return new MultiAgentsError(
-      unreachable ? ErrorCode.Timeout : ErrorCode.Internal,
-      unreachable
-        ? `${what}: Redis did not answer within ${this.options.commandTimeoutMs} ms (connection ${this.client.status}): ${message}`
-        : `${what}: Redis failed: ${message}`,
-      { cause: err, retryable: true, details: { operation: what, connection: this.client.status } },
-    );
+    const status = this.client.status;
+    const options = { cause: err, retryable: true, details: { operation: what, connection: status } };
+    switch (classifyRedisFailure(err)) {
+      case 'timeout':
+        return new MultiAgentsError(
+          ErrorCode.Timeout,
+          `${what}: Redis did not answer within ${this.options.commandTimeoutMs} ms (connection ${status}): ${message}`,
+          options,
+        );
+      case 'unavailable':
+        // Clients retry UNAVAILABLE (a start with an idempotency key, say), not INTERNAL.
+        return new MultiAgentsError(
+          ErrorCode.Unavailable,
+          `${what}: Redis is unavailable for now (connection ${status}): ${message}`,
+          options,
+        );
+      default:
+        return new MultiAgentsError(ErrorCode.Internal, `${what}: Redis failed: ${message}`, options);
+    }
   }
 
   /** True once {@link close} was called. */

@@ -4,11 +4,19 @@ import { Redis } from 'ioredis';
 import { createRedisBackend } from './redis-backend';
 import type { RedisDelivery } from './redis-delivery';
 import type { RedisEventBus } from './redis-event-bus';
-import { RedisKeys } from './redis-keys';
+import { RedisKeys, type TopicStream } from './redis-keys';
 import type { StreamWriter } from './stream-writer';
 import { freshPrefix, useRedisServer } from './test/redis-test-server';
 
 const WAIT = { timeoutMs: 20_000 } as const;
+
+/** A txId that lands in partition `p` of `bus`. */
+function txIdIn(bus: RedisEventBus, p: number | undefined, tag: string): string {
+  for (let i = 0; ; i += 1) {
+    const txId = `tx-${tag}-${i}`;
+    if (bus.keys.partitionOf(txId) === p) return txId;
+  }
+}
 
 describe('RedisEventBus (adapter-specific)', () => {
   const gates: Array<() => void> = [];
@@ -235,6 +243,80 @@ describe('RedisEventBus (adapter-specific)', () => {
     await waitFor(() => (bus.counters()['supersededSettles'] ?? 0) === 2, WAIT);
     expect(handled.map(([, id]) => id).sort()).toEqual(sent.map((e) => e.id).sort());
     expect(handled.filter(([consumer]) => consumer === 'c2')).toHaveLength(2);
+  });
+
+  it("hands over what one partition's reclaim took while another partition's reclaim fails", async () => {
+    const backend = redis.backend({ partitions: 3 });
+    const { bus } = backend;
+    const raw = rawClient();
+    const topic = Topics.command('reclaim.split');
+    const [broken, idle] = bus.keys.topicStreams(topic) as [TopicStream, TopicStream];
+    const sent = makeEnvelope({ txId: txIdIn(bus, idle.partition, 'split') });
+    await bus.publish(topic, [sent]);
+    // c1 (a consumer that died) took the entry and never settles it: it goes idle, pending.
+    await raw.xgroup('CREATE', idle.stream, 'g', '0', 'MKSTREAM');
+    expect(await raw.xreadgroup('GROUP', 'g', 'c1', 'COUNT', 1, 'STREAMS', idle.stream, '>')).not.toBeNull();
+    // Partition 0's reclaim fails every time (a failover, a timeout), the others' work.
+    const { scripts } = backend.connection;
+    const claim = scripts.claim.bind(scripts);
+    let refused = 0;
+    const spy = jest.spyOn(scripts, 'claim').mockImplementation((keys, args) => {
+      if (keys[0] !== broken.stream) return claim(keys, args);
+      refused += 1;
+      return Promise.reject(new Error("READONLY You can't write against a read only replica."));
+    });
+    const seen: Array<[string, number]> = [];
+    await bus.subscribe(topic, { group: 'g', consumer: 'c2', visibilityTimeoutMs: 200 }, async (d) => {
+      seen.push([d.envelope.id, d.deliveryCount]);
+    });
+    await waitFor(() => seen.length === 1, { ...WAIT, description: 'the idle entry reclaimed and handled' });
+    // The pass that took it also had partition 0's reclaim refused.
+    expect(refused).toBeGreaterThan(0);
+    expect(seen).toEqual([[sent.id, 2]]);
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+    spy.mockRestore();
+  });
+
+  it('deletes its consumer from the group on close, but not where entries are pending under it', async () => {
+    const bus = newBus({ partitions: 2 });
+    const raw = rawClient();
+    const topic = Topics.command('forget.me');
+    const streams = bus.keys.topicStreams(topic);
+    const consumersOn = async (stream: string): Promise<string[]> =>
+      ((await raw.xinfo('CONSUMERS', stream, 'g')) as unknown[][]).map((fields) => String(fields[1]));
+    const sent = [0, 1].map((p) => makeEnvelope({ txId: txIdIn(bus, p, 'forget') }));
+
+    // c1 handles one entry of each partition, then closes: nothing is pending under it.
+    const handled: string[] = [];
+    const c1 = await bus.subscribe(topic, { group: 'g', consumer: 'c1' }, async (d) => {
+      handled.push(d.envelope.id);
+    });
+    await bus.publish(topic, sent);
+    await waitFor(() => handled.length === 2, WAIT);
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 0, WAIT);
+    for (const { stream } of streams) expect(await consumersOn(stream)).toEqual(['c1']);
+    await c1.close();
+    for (const { stream } of streams) expect(await consumersOn(stream)).toEqual([]);
+
+    // c2's handler fails on partition 1's entry (its retry waits a minute): it stays pending
+    // under c2 after close, so c2 stays in that group, and goes from the other partition's.
+    const failed: string[] = [];
+    const c2 = await bus.subscribe(topic, { group: 'g', consumer: 'c2', retryDelayMs: 60_000 }, async (d) => {
+      if (d.envelope.txId === sent[1]?.txId) {
+        failed.push(d.envelope.id);
+        throw new Error('not now');
+      }
+    });
+    const again = [0, 1].map((p) => makeEnvelope({ txId: txIdIn(bus, p, 'forget') }));
+    await bus.publish(topic, again);
+    await waitFor(() => failed.length === 1, WAIT);
+    await waitFor(async () => (await bus.pendingCount(topic, 'g')) === 1, WAIT);
+    const [first, second] = streams as [TopicStream, TopicStream];
+    expect(await consumersOn(first.stream)).toEqual(['c2']);
+    await c2.close();
+    expect(await consumersOn(first.stream)).toEqual([]);
+    expect(await consumersOn(second.stream)).toEqual(['c2']);
+    expect(await raw.xpending(second.stream, 'g', '-', '+', 10, 'c2')).toHaveLength(1);
   });
 
   it('acknowledges a command in the same round trip as the step.result that answers it', async () => {

@@ -8,7 +8,7 @@ import {
   type Envelope,
   type Run,
 } from '@multiagents/contracts';
-import type { Delivery, RunRevision, StoredRun } from '@multiagents/core';
+import type { Delivery, RunRevision, StoredRun, Timer } from '@multiagents/core';
 import { makeEnvelope, makeRun, startRedisServer, waitFor, type ServerProcess } from '@multiagents/testing';
 import { Cluster, Redis } from 'ioredis';
 import { createRedisBackend, type RedisBackend } from './redis-backend';
@@ -441,6 +441,95 @@ describe('RedisRunStore (adapter-specific)', () => {
     }
     expect(await backend.runs.pruneIndexes()).toBe(0);
     expect((await backend.runs.list({ workflowId: 'orders' }, 100)).runs).toHaveLength(made.length - 5);
+  });
+
+  it('completes a fired timer only while it is the claim that fired it, not one a commit moved since', async () => {
+    const backend = redis.backend();
+    const run = numberedRun();
+    const create = numberedTransition(run, 1);
+    const [timer] = create.schedule as [Timer];
+    const first = (await backend.runs.create(create)).stored;
+    const firedAt = timer.dueAt + 1_000;
+    expect(await backend.runs.claimDueTimers(firedAt, 10, 1_000)).toEqual([timer]);
+    // While its (stale) firing is handled, a commit schedules the same timer again, later: a
+    // heartbeat that moved its deadline.
+    const moved: Timer = { ...timer, dueAt: firedAt + 10_000 };
+    await backend.runs.commit(first, numberedTransition(run, 2, { schedule: [moved], cancel: [] }));
+    // The firing changed nothing: its completion must leave the moved timer alone.
+    await backend.runs.completeTimers([timer.id]);
+    expect(await backend.runs.claimDueTimers(moved.dueAt - 1, 10, 1_000)).toEqual([]);
+    expect(await backend.runs.claimDueTimers(moved.dueAt + 1_000, 10, 1_000)).toEqual([moved]);
+    // Completing that claim removes it.
+    await backend.runs.completeTimers([timer.id]);
+    expect(await backend.runs.claimDueTimers(moved.dueAt + 100_000, 10, 1_000)).toEqual([]);
+  });
+
+  it('prunes every expired run in one pass, however many, and countByState is exact after it', async () => {
+    const backend = redis.backend({ partitions: 2, terminalRunTtlMs: 1, indexPruneIntervalMs: 0 });
+    const client = raw();
+    const { keys } = backend.connection;
+    await backend.definitions.put({
+      id: 'orders',
+      version: 1,
+      steps: [{ kind: 'task', name: 's', worker: 'w' }],
+    });
+    const write = (run: Run) => ({ run, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    // 2,000 finished runs (each expires 1 ms after its write) among 20 live ones.
+    const made = Array.from({ length: 2_020 }, (_, i) =>
+      makeRun({ workflowId: 'orders', state: i % 101 === 0 ? RunState.Running : RunState.Completed }),
+    );
+    const live = made.filter((run) => run.state === RunState.Running);
+    expect(made.length - live.length).toBe(2_000);
+    for (let i = 0; i < made.length; i += 200) {
+      await Promise.all(made.slice(i, i + 200).map((run) => backend.runs.create(write(run))));
+    }
+    await waitFor(
+      async () => {
+        const pipeline = client.pipeline();
+        for (const run of made) pipeline.exists(keys.run(keys.partitionOf(run.txId), run.txId));
+        const found = (await pipeline.exec()) ?? [];
+        return found.filter(([, n]) => n === 1).length === live.length;
+      },
+      { ...WAIT, description: 'the finished runs expired' },
+    );
+    expect(await backend.runs.countByState()).toEqual({ running: 20, completed: 2_000 });
+
+    expect(await backend.runs.pruneIndexes()).toBe(2_000);
+    expect(await backend.runs.countByState()).toEqual({ running: 20 });
+    for (let p = 0; p < 2; p += 1) {
+      const here = live.filter((run) => keys.partitionOf(run.txId) === p).map((run) => run.txId);
+      expect((await client.zrange(keys.indexAll(p), '0', '-1')).sort()).toEqual(here.sort());
+      expect((await client.zrange(keys.indexWorkflow(p, 'orders'), '0', '-1')).sort()).toEqual(here.sort());
+      expect(await client.zcard(keys.indexState(p, RunState.Completed))).toBe(0);
+    }
+  });
+
+  it('drops an expired run that list() meets from every index, not only the one it read', async () => {
+    const backend = redis.backend({ indexPruneIntervalMs: 0 });
+    const client = raw();
+    const { keys } = backend.connection;
+    await backend.definitions.put({
+      id: 'orders',
+      version: 1,
+      steps: [{ kind: 'task', name: 's', worker: 'w' }],
+    });
+    const write = (run: Run) => ({ run, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    const gone = makeRun({ workflowId: 'orders', state: RunState.Completed });
+    const kept = makeRun({ workflowId: 'orders', state: RunState.Completed });
+    for (const run of [gone, kept]) await backend.runs.create(write(run));
+    await client.del(keys.run(0, gone.txId)); // it expired
+
+    expect((await backend.runs.list({}, 10)).runs.map((run) => run.txId)).toEqual([kept.txId]);
+    expect(await backend.runs.countByState()).toEqual({ completed: 1 });
+    for (const index of [
+      keys.indexAll(0),
+      keys.indexState(0, RunState.Completed),
+      keys.indexWorkflow(0, 'orders'),
+    ]) {
+      expect(await client.zscore(index, gone.txId)).toBeNull();
+      expect(await client.zscore(index, kept.txId)).not.toBeNull();
+    }
+    expect(backend.bus.counters()['expiredIndexEntries']).toBe(1);
   });
 
   it('writes one transition in one script call: the header and changed steps only, indexes only on a state change', async () => {

@@ -40,8 +40,14 @@ import { TurnBatcher } from './turn-batcher';
 /** Index entries read per partition and round trip by list() (at least the page size plus one). */
 const LIST_BATCH_MIN = 16;
 const LIST_BATCH_MAX = 500;
-/** Index entries one prune round looks at, per partition. */
+/** Index entries one prune round (one script call) looks at, per partition. */
 const PRUNE_BATCH = 500;
+/**
+ * Prune rounds one pass makes at most, per partition: a pass sweeps up to 50,000 index entries of
+ * each partition, so the expired runs of a busy partition go as fast as they come, and a pass over
+ * a huge index stops there and goes on from that point the next time.
+ */
+const PRUNE_MAX_ROUNDS = 100;
 /** Script arguments per commit call: keeps ARGV well below Redis' and Lua's limits. */
 const MAX_COMMIT_ARGS = 4_000;
 /** Most run reads one pipeline carries. */
@@ -143,8 +149,9 @@ interface IndexCursor {
  *
  * A run is a hash (`m` meta, `h` header, `s:<step>` records, `v`, `r`, `st`, `c`); the context is
  * rebuilt from the records on read. Terminal runs expire after `terminalRunTtlMs`; their index
- * entries are dropped by list() when it meets them. Timers live in one zset per partition (an id
- * says everything about its timer); claims take them under a lease, partitions in turn.
+ * entries are dropped by list() when it meets them and by the periodic pruning passes. Timers
+ * live in one zset per partition (an id says everything about its timer); claims take them under
+ * a lease, partitions in turn.
  *
  * @example
  * const { runs } = createRedisBackend({ url: 'redis://127.0.0.1:6379' });
@@ -157,6 +164,12 @@ export class RedisRunStore implements RunStore {
   private readonly tokens = new RevisionTokens();
   /** Where the next timer claim starts, so that no partition starves. */
   private nextTimerPartition = 0;
+  /**
+   * The lease end (the score claim-timers.lua set) of each timer this store claimed, until it is
+   * completed or its lease is long over: completeTimers removes a timer only while it still has
+   * that score, so a timer a commit scheduled again after the claim is not lost.
+   */
+  private readonly timerLeases = new Map<string, number>();
   /** Per partition, the rank in its `all` index where the next prune round starts. */
   private readonly pruneRanks: number[];
   private readonly pruneTimer: NodeJS.Timeout | undefined;
@@ -304,7 +317,7 @@ export class RedisRunStore implements RunStore {
       throw new ValidationError('limit', ['must be an integer >= 1']);
     const start = cursor === undefined ? undefined : decodeRunCursor(cursor);
     await this.connection.ready();
-    const { keys, client, scripts, counters } = this.connection;
+    const { keys, scripts } = this.connection;
     const indexOf = (partition: number): string =>
       filter.state !== undefined
         ? keys.indexState(partition, filter.state)
@@ -388,16 +401,32 @@ export class RedisRunStore implements RunStore {
         runs.push(run);
         last = pick.key;
       });
-      if (expired.length > 0) {
-        // The run expired (terminal runs have a TTL): its index entry goes now.
-        counters.expiredIndexEntries += expired.length;
-        await this.connection.call('list', () =>
-          Promise.all(expired.map(({ key, partition }) => client.zrem(indexOf(partition), key.txId))),
-        );
-      }
+      if (expired.length > 0) await this.dropExpired(expired);
       if (picked.length < want) break;
     }
     return more && last !== undefined ? { runs, nextCursor: encodeRunCursor(last) } : { runs };
+  }
+
+  /**
+   * Drops the index entries of runs list() met expired (terminal runs have a TTL) from every
+   * index, not only the one it read: an entry left in a state or workflow index would be counted
+   * by countByState forever, since pruning sweeps the `all` index only.
+   */
+  private async dropExpired(expired: ReadonlyArray<{ key: RunIndexKey; partition: number }>): Promise<void> {
+    const { keys, client, scripts, counters } = this.connection;
+    const byPartition = new Map<number, string[]>();
+    for (const { key, partition } of expired) {
+      byPartition.set(partition, [...(byPartition.get(partition) ?? []), key.txId]);
+    }
+    const removed = await this.connection.call('list', async () => {
+      const workflows = await client.smembers(keys.definitionIds());
+      return Promise.all(
+        [...byPartition].map(([partition, txIds]) =>
+          scripts.dropExpired(keys.base(partition), [txIds.length, ...txIds, ...workflows]),
+        ),
+      );
+    });
+    counters.expiredIndexEntries += removed.reduce((sum, n) => sum + Number(n), 0);
   }
 
   async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<Timer[]> {
@@ -409,6 +438,8 @@ export class RedisRunStore implements RunStore {
     if (problems.length > 0) throw new ValidationError('claimDueTimers', problems);
     await this.connection.ready();
     const { keys, scripts } = this.connection;
+    const leaseEnd = now + leaseMs;
+    this.forgetLeases(now - leaseMs);
     const partitions = keys.partitions;
     const first = this.nextTimerPartition;
     this.nextTimerPartition = (first + 1) % partitions;
@@ -427,7 +458,7 @@ export class RedisRunStore implements RunStore {
       const replies = await this.connection.call('claimDueTimers', () =>
         Promise.all(
           asks.map(({ partition, quota }) =>
-            scripts.claimTimers(keys.timers(partition), now, quota, now + leaseMs),
+            scripts.claimTimers(keys.timers(partition), now, quota, leaseEnd),
           ),
         ),
       );
@@ -439,7 +470,10 @@ export class RedisRunStore implements RunStore {
           const id = String(flat[j]);
           const timer = parseTimerId(id, Number(flat[j + 1]));
           if (timer === undefined) junk.push([partition, id]);
-          else claimed.push(timer);
+          else {
+            claimed.push(timer);
+            this.timerLeases.set(id, leaseEnd);
+          }
           remaining -= 1;
         }
         if (flat.length / 2 >= quota) full.add(partition);
@@ -457,27 +491,49 @@ export class RedisRunStore implements RunStore {
     return claimed.sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
+  /**
+   * Removes the timers this store claimed, each only while its score is still the lease end its
+   * claim set (`complete-timers.lua`): a commit may have scheduled the same timer id again since
+   * (a heartbeat moved its deadline while its stale firing was handled), and that one must fire.
+   * A timer this store holds no lease for (not claimed here, or long ago) is left: it comes back
+   * when its lease ends and is claimed again, at least once as the port promises.
+   */
   async completeTimers(timerIds: readonly string[]): Promise<void> {
     this.assertOpen();
     if (timerIds.length === 0) return;
     await this.connection.ready();
-    const { keys, client } = this.connection;
-    const byPartition = new Map<number, string[]>();
+    const { keys, scripts } = this.connection;
+    const byPartition = new Map<number, ScriptArg[]>();
     for (const id of timerIds) {
+      const leaseEnd = this.timerLeases.get(id);
       const timer = parseTimerId(id, 0);
-      if (timer === undefined) continue; // never scheduled by this store
+      if (leaseEnd === undefined || timer === undefined) continue;
+      this.timerLeases.delete(id);
       const partition = keys.partitionOf(timer.txId);
-      byPartition.set(partition, [...(byPartition.get(partition) ?? []), id]);
+      const leases = byPartition.get(partition) ?? [];
+      leases.push(id, leaseEnd);
+      byPartition.set(partition, leases);
     }
     await this.connection.call('completeTimers', () =>
-      Promise.all([...byPartition].map(([partition, ids]) => client.zrem(keys.timers(partition), ...ids))),
+      Promise.all(
+        [...byPartition].map(([partition, leases]) => scripts.completeTimers(keys.timers(partition), leases)),
+      ),
     );
   }
 
   /**
-   * One round of index pruning: looks at the next slice of each partition's `all` index and
-   * drops the entries of runs that expired from every index. Returns how many were dropped. Runs
-   * every `indexPruneIntervalMs` on its own; exposed for operations and tests. Not part of the port.
+   * Drops the leases that ended before `before`: their timers were committed (cancelled with the
+   * write) or taken by another claimer since. The map holds about two leases' claims at most.
+   */
+  private forgetLeases(before: number): void {
+    for (const [id, leaseEnd] of this.timerLeases) if (leaseEnd < before) this.timerLeases.delete(id);
+  }
+
+  /**
+   * One pass of index pruning: sweeps each partition's `all` index on from where the last pass
+   * stopped, up to its end or PRUNE_MAX_ROUNDS rounds, and drops the entries of runs that expired
+   * from every index. Returns how many were dropped. Runs every `indexPruneIntervalMs` on its own;
+   * exposed for operations and tests. Not part of the port.
    */
   pruneIndexes(): Promise<number> {
     this.assertOpen();
@@ -498,27 +554,44 @@ export class RedisRunStore implements RunStore {
 
   private async prune(): Promise<number> {
     await this.connection.ready();
-    const { keys, client, scripts, counters } = this.connection;
+    const { keys, client } = this.connection;
     // Runs are of registered workflows: their workflow indexes are the ones that can hold them.
     const workflows = await this.connection.call('prune indexes', () =>
       client.smembers(keys.definitionIds()),
     );
-    const replies = await this.connection.call('prune indexes', () =>
-      Promise.all(
-        this.pruneRanks.map((rank, partition) =>
-          scripts.pruneIndex(
-            [keys.indexAll(partition), keys.base(partition)],
-            [rank, PRUNE_BATCH, ...workflows],
-          ),
-        ),
-      ),
+    // Every partition's rounds end before the pass does (a failed one too): the next pass never
+    // runs beside rounds of this one.
+    const outcomes = await Promise.allSettled(
+      this.pruneRanks.map((_, partition) => this.prunePartition(partition, workflows)),
     );
     let removed = 0;
-    replies.forEach(([next, dropped], partition) => {
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      removed += outcome.value;
+    }
+    return removed;
+  }
+
+  /**
+   * Prune rounds over one partition until its sweep reaches the end of the index (the next pass
+   * starts again with the oldest entries) or PRUNE_MAX_ROUNDS. Each round is one script call that
+   * looks at PRUNE_BATCH entries, so Redis serves other clients between rounds.
+   */
+  private async prunePartition(partition: number, workflows: readonly string[]): Promise<number> {
+    const { keys, scripts, counters } = this.connection;
+    let removed = 0;
+    for (let round = 0; round < PRUNE_MAX_ROUNDS && !this.closed; round += 1) {
+      const [next, dropped] = await this.connection.call('prune indexes', () =>
+        scripts.pruneIndex(
+          [keys.indexAll(partition), keys.base(partition)],
+          [this.pruneRanks[partition] ?? 0, PRUNE_BATCH, ...workflows],
+        ),
+      );
       this.pruneRanks[partition] = Number(next);
       removed += Number(dropped);
-    });
-    counters.expiredIndexEntries += removed;
+      counters.expiredIndexEntries += Number(dropped);
+      if (Number(next) === 0) break;
+    }
     return removed;
   }
 

@@ -260,52 +260,72 @@ export class RedisSubscription implements Subscription {
     this.claimTimer.unref();
   }
 
-  /** Takes entries of the group idle past the visibility timeout (their consumer died or hung). */
+  /**
+   * Takes entries of the group idle past the visibility timeout (their consumer died or hung).
+   * Each stream's call is answered on its own: the entries a call claimed are pending under this
+   * consumer with their delivery count raised, whatever happened to the other streams' calls, so
+   * they must reach a handler; dropped, later passes would raise their counts again until they
+   * were dead-lettered unseen.
+   */
   private async claimPass(): Promise<void> {
-    const { connection } = this.host;
-    const { options } = connection;
     let again = false;
-    try {
-      const room = Math.min(this.room(), options.batchSize);
-      if (room > 0 && !this.closed) {
-        const perStream = Math.max(1, Math.floor(room / this.streams.length));
-        const replies = await Promise.all(
-          this.streams.map((source) =>
-            connection.scripts.claim(
-              [source.stream, source.dead],
-              [
-                this.options.group,
-                this.options.consumer,
-                this.options.visibilityTimeoutMs,
-                this.claimCursors.get(source.stream) ?? '0-0',
-                perStream,
-                this.options.maxDeliveries,
-                options.clock.now(),
-                options.maxDeadLettersPerTopic,
-              ],
-            ),
-          ),
-        );
-        replies.forEach(([cursor, entries, deadCount], i) => {
-          const source = this.streams[i] as TopicStream;
-          const next = bulkToString(cursor);
-          this.claimCursors.set(source.stream, next);
-          const claimed = parseEntryTriples(entries);
-          connection.counters.reclaimed += claimed.length;
-          connection.counters.deadLettered += Number(deadCount);
-          // Keep scanning a pending list while it yields entries; pause once it is done or dry.
-          if (next !== '0-0' && claimed.length > 0) again = true;
-          this.own(claimed, () => source);
-        });
-      }
-    } catch (err) {
-      if (!this.closed) {
-        if (isNoGroupError(err)) {
-          for (const lane of this.lanes) await this.recreateGroups(lane.reader, lane.streams);
-        } else this.logFailure('reclaim', err);
+    const room = Math.min(this.room(), this.host.connection.options.batchSize);
+    if (room > 0 && !this.closed) {
+      const perStream = Math.max(1, Math.floor(room / this.streams.length));
+      const outcomes = await Promise.all(this.streams.map((source) => this.claimStream(source, perStream)));
+      again = outcomes.includes('more');
+      const missing = new Set(this.streams.filter((_, i) => outcomes[i] === 'no-group'));
+      if (missing.size > 0 && !this.closed) {
+        for (const lane of this.lanes) {
+          const streams = lane.streams.filter((source) => missing.has(source));
+          if (streams.length > 0) await this.recreateGroups(lane.reader, streams);
+        }
       }
     }
     this.scheduleClaim(again ? 0 : this.claimEveryMs);
+  }
+
+  /**
+   * One `claim.lua` call on `source`: owns what it claimed and moves the stream's cursor. Says
+   * whether the stream may hold more to claim now, lost its group, or failed otherwise (logged).
+   */
+  private async claimStream(
+    source: TopicStream,
+    count: number,
+  ): Promise<'more' | 'done' | 'no-group' | 'failed'> {
+    const { connection } = this.host;
+    const { options } = connection;
+    let next: string;
+    let claimed: ReceivedEntry[];
+    let deadCount: number;
+    try {
+      const [cursor, entries, dead] = await connection.scripts.claim(
+        [source.stream, source.dead],
+        [
+          this.options.group,
+          this.options.consumer,
+          this.options.visibilityTimeoutMs,
+          this.claimCursors.get(source.stream) ?? '0-0',
+          count,
+          this.options.maxDeliveries,
+          options.clock.now(),
+          options.maxDeadLettersPerTopic,
+        ],
+      );
+      next = bulkToString(cursor);
+      claimed = parseEntryTriples(entries);
+      deadCount = Number(dead);
+    } catch (err) {
+      if (isNoGroupError(err)) return 'no-group';
+      if (!this.closed) this.logFailure('reclaim', err);
+      return 'failed';
+    }
+    this.claimCursors.set(source.stream, next);
+    connection.counters.reclaimed += claimed.length;
+    connection.counters.deadLettered += deadCount;
+    this.own(claimed, () => source);
+    // Keep scanning a pending list while it yields entries; pause once it is done or dry.
+    return next !== '0-0' && claimed.length > 0 ? 'more' : 'done';
   }
 
   private redeliverDue(): void {
@@ -647,7 +667,26 @@ export class RedisSubscription implements Subscription {
     if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     while (this.settling.size > 0) await Promise.allSettled([...this.settling]);
     await this.host.writer.drain();
+    await this.forgetConsumer();
     this.host.detach(this);
+  }
+
+  /**
+   * Deletes this consumer from its group on every stream where nothing is pending under it any
+   * more (`forget-consumer.lua`), so restarts do not pile consumer names up in the groups. Where
+   * entries are still pending (handed back, waiting for a retry, an ack that failed) it stays:
+   * deleting it would drop them. Best effort: skipped while Redis is away.
+   */
+  private async forgetConsumer(): Promise<void> {
+    const { connection } = this.host;
+    if (connection.isClosed || connection.client.status !== 'ready') return;
+    await Promise.all(
+      this.streams.map((source) =>
+        connection.scripts
+          .forgetConsumer(source.stream, this.options.group, this.options.consumer)
+          .catch((err: unknown) => this.logFailure('forget consumer', err)),
+      ),
+    );
   }
 
   private unblock(lane: Lane, attempt: number): void {

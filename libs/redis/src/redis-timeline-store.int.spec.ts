@@ -94,6 +94,22 @@ describe('RedisTimelineStore', () => {
     expect(await client.exists(key)).toBe(0);
   });
 
+  it('leaves out the fields it did not write (forged or damaged) and reads the others', async () => {
+    const backend = redis.backend({ prefix: freshPrefix() });
+    const { keys, client } = backend.connection;
+    await backend.timelines.append('tx-1', [entry(1), entry(3)], 60_000);
+    const forged: Record<string, string> = {
+      '2': 'null',
+      '4': '{"version":4}',
+      '5': 'not json',
+      '6': JSON.stringify({ ...entry(7) }),
+      '8': JSON.stringify({ ...entry(8), events: [null] }),
+    };
+    await client.hset(keys.timeline('tx-1'), forged);
+    expect((await backend.timelines.get('tx-1'))?.map((e) => e.version)).toEqual([1, 3]);
+    expect(backend.bus.counters()['refusedRecords']).toBe(5);
+  });
+
   it('restarts the time to live of a timeline when nothing new is appended', async () => {
     const backend = redis.backend({ prefix: freshPrefix() });
     const key = backend.connection.keys.timeline('tx-1');

@@ -82,15 +82,19 @@ export class RedisTimelineStore implements TimelineStore {
   async get(txId: string): Promise<TimelineEntry[] | undefined> {
     const key = this.connection.keys.timeline(txId);
     const fields = await this.connection.call('read timeline', () => this.connection.client.hgetall(key));
-    const values = Object.values(fields);
-    if (values.length === 0) return undefined;
+    const stored = Object.entries(fields);
+    if (stored.length === 0) return undefined;
     const entries: TimelineEntry[] = [];
-    for (const json of values) {
-      try {
-        entries.push(JSON.parse(json) as TimelineEntry);
-      } catch {
-        // Not ours: left out.
-      }
+    let refused = 0;
+    for (const [version, json] of stored) {
+      const entry = decodeEntry(version, json);
+      // Not ours (forged or damaged): left out, so one bad field cannot break every read.
+      if (entry === undefined) refused += 1;
+      else entries.push(entry);
+    }
+    if (refused > 0) {
+      this.connection.counters.refusedRecords += refused;
+      this.connection.logger.debug({ txId, refused }, 'timeline: left out entries it did not write');
     }
     return entries.sort((a, b) => a.version - b.version);
   }
@@ -107,4 +111,34 @@ export class RedisTimelineStore implements TimelineStore {
     await this.batcher.drain();
     if (this.owned) await this.connection.close();
   }
+}
+
+/**
+ * The entry stored in field `version`, or undefined when `json` is not one `append` writes (not
+ * JSON, another shape, or filed under another version): anyone who can write to Redis can write
+ * here.
+ */
+function decodeEntry(version: string, json: string): TimelineEntry | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const entry = value as Record<string, unknown>;
+  const valid =
+    typeof entry['version'] === 'number' &&
+    String(entry['version']) === version &&
+    typeof entry['state'] === 'string' &&
+    Array.isArray(entry['events']) &&
+    entry['events'].every(isLifecycleEvent) &&
+    typeof entry['time'] === 'number';
+  return valid ? (entry as unknown as TimelineEntry) : undefined;
+}
+
+function isLifecycleEvent(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const event = value as Record<string, unknown>;
+  return typeof event['type'] === 'string' && typeof event['state'] === 'string';
 }

@@ -51,15 +51,21 @@ export class RedisWorkerRegistry implements WorkerRegistry {
     const now = Date.now();
     const live: WorkerManagerRecord[] = [];
     const expired: string[] = [];
+    const refused: string[] = [];
     for (const [managerId, json] of Object.entries(fields)) {
-      let stored: Stored | undefined;
-      try {
-        stored = JSON.parse(json) as Stored;
-      } catch {
-        // Not ours: dropped like an expired one.
-      }
+      const stored = decodeStored(managerId, json);
+      // Not ours (forged or damaged): dropped like an expired one, so one bad field cannot break
+      // every list() (the one that cleans the hash) and is reported once.
+      if (stored === undefined) refused.push(managerId);
       if (stored === undefined || !(stored.expiresAt > now)) expired.push(managerId);
       else live.push(stored.record);
+    }
+    if (refused.length > 0) {
+      this.connection.counters.refusedRecords += refused.length;
+      this.connection.logger.warn(
+        { key, fields: refused },
+        'worker registry: dropping records it did not write',
+      );
     }
     if (expired.length > 0) {
       await this.connection.call('drop expired workers', () => this.connection.client.hdel(key, ...expired));
@@ -70,4 +76,35 @@ export class RedisWorkerRegistry implements WorkerRegistry {
   async close(): Promise<void> {
     if (this.owned) await this.connection.close();
   }
+}
+
+/**
+ * The record stored under `managerId`, or undefined when `json` is not one {@link RedisWorkerRegistry.announce} writes
+ * (not JSON, another shape, or a record of another replica): anyone who can write to Redis can
+ * write here, and nothing of it may reach a caller unchecked.
+ */
+function decodeStored(managerId: string, json: string): Stored | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(value) || typeof value['expiresAt'] !== 'number') return undefined;
+  const record = value['record'];
+  if (!isObject(record) || record['managerId'] !== managerId) return undefined;
+  const { workers, capacity, inFlight, seenAt, details } = record;
+  const valid =
+    Array.isArray(workers) &&
+    workers.every((worker) => typeof worker === 'string') &&
+    typeof capacity === 'number' &&
+    typeof inFlight === 'number' &&
+    typeof seenAt === 'number' &&
+    (details === undefined ||
+      (isObject(details) && Object.values(details).every((detail) => typeof detail === 'string')));
+  return valid ? (value as unknown as Stored) : undefined;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

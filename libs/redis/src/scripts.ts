@@ -6,8 +6,11 @@ import { APPEND_TIMELINE_SCRIPT } from './lua/append-timeline-script';
 import { CLAIM_SCRIPT } from './lua/claim-script';
 import { CLAIM_TIMERS_SCRIPT } from './lua/claim-timers-script';
 import { COMMIT_SCRIPT } from './lua/commit-script';
+import { COMPLETE_TIMERS_SCRIPT } from './lua/complete-timers-script';
 import { DEAD_LETTER_SCRIPT } from './lua/dead-letter-script';
+import { DROP_EXPIRED_SCRIPT } from './lua/drop-expired-script';
 import { FLUSH_SCRIPT } from './lua/flush-script';
+import { FORGET_CONSUMER_SCRIPT } from './lua/forget-consumer-script';
 import { INDEX_PAGE_SCRIPT } from './lua/index-page-script';
 import { PRUNE_INDEX_SCRIPT } from './lua/prune-index-script';
 import { PUT_DEFINITION_SCRIPT } from './lua/put-definition-script';
@@ -30,14 +33,17 @@ export interface RedisScripts {
   commit(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number?][]>;
   flush(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
   claimTimers(key: string, now: number, limit: number, leaseEnd: number): Promise<string[]>;
+  completeTimers(key: string, leases: readonly ScriptArg[]): Promise<number>;
   claim(keys: readonly string[], args: readonly ScriptArg[]): Promise<[Buffer, unknown[], number]>;
   redeliver(key: string, args: readonly ScriptArg[]): Promise<unknown[]>;
   touch(key: string, args: readonly ScriptArg[]): Promise<number>;
+  forgetConsumer(key: string, group: string, consumer: string): Promise<number>;
   deadLetter(keys: readonly string[], args: readonly ScriptArg[]): Promise<string | null>;
   replay(keys: readonly string[], id: string): Promise<string | null>;
   trim(key: string, maxRetained: number): Promise<number>;
   indexPage(key: string, args: readonly ScriptArg[]): Promise<string[]>;
   pruneIndex(keys: readonly string[], args: readonly ScriptArg[]): Promise<[number, number]>;
+  dropExpired(base: string, args: readonly ScriptArg[]): Promise<number>;
   putDefinition(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
   appendTimeline(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
 }
@@ -122,14 +128,17 @@ export function defineScripts(client: RedisClient): RedisScripts {
   const commit = method(COMMIT_SCRIPT);
   const flush = method(FLUSH_SCRIPT);
   const claimTimers = method(CLAIM_TIMERS_SCRIPT);
+  const completeTimers = method(COMPLETE_TIMERS_SCRIPT);
   const claim = method(CLAIM_SCRIPT, null);
   const redeliver = method(REDELIVER_SCRIPT, null);
   const touch = method(TOUCH_SCRIPT);
+  const forgetConsumer = method(FORGET_CONSUMER_SCRIPT);
   const deadLetter = method(DEAD_LETTER_SCRIPT);
   const replay = method(REPLAY_SCRIPT);
   const trim = method(TRIM_SCRIPT);
   const indexPage = method(INDEX_PAGE_SCRIPT);
   const pruneIndex = method(PRUNE_INDEX_SCRIPT);
+  const dropExpired = method(DROP_EXPIRED_SCRIPT);
   const putDefinition = method(PUT_DEFINITION_SCRIPT);
   const appendTimeline = method(APPEND_TIMELINE_SCRIPT);
   return {
@@ -137,14 +146,17 @@ export function defineScripts(client: RedisClient): RedisScripts {
     flush: (keys, args) => flush(keys, args) as Promise<number>,
     claimTimers: (key, now, limit, leaseEnd) =>
       claimTimers([key], [now, limit, leaseEnd]) as Promise<string[]>,
+    completeTimers: (key, leases) => completeTimers([key], leases) as Promise<number>,
     claim: (keys, args) => claim(keys, args) as Promise<[Buffer, unknown[], number]>,
     redeliver: (key, args) => redeliver([key], args) as Promise<unknown[]>,
     touch: (key, args) => touch([key], args) as Promise<number>,
+    forgetConsumer: (key, group, consumer) => forgetConsumer([key], [group, consumer]) as Promise<number>,
     deadLetter: (keys, args) => deadLetter(keys, args) as Promise<string | null>,
     replay: (keys, id) => replay(keys, [id]) as Promise<string | null>,
     trim: (key, maxRetained) => trim([key], [maxRetained]) as Promise<number>,
     indexPage: (key, args) => indexPage([key], args) as Promise<string[]>,
     pruneIndex: (keys, args) => pruneIndex(keys, args) as Promise<[number, number]>,
+    dropExpired: (base, args) => dropExpired([base], args) as Promise<number>,
     putDefinition: (keys, args) => putDefinition(keys, args) as Promise<number>,
     appendTimeline: (keys, args) => appendTimeline(keys, args) as Promise<number>,
   };
