@@ -8,7 +8,7 @@ import {
   type Envelope,
   type Run,
 } from '@multiagents/contracts';
-import type { Delivery, RunRevision, StoredRun, Timer } from '@multiagents/core';
+import type { Delivery, RunRevision, StoredRun, Timer, Transition } from '@multiagents/core';
 import { makeEnvelope, makeRun, startRedisServer, waitFor, type ServerProcess } from '@multiagents/testing';
 import { Cluster, Redis } from 'ioredis';
 import { createRedisBackend, type RedisBackend } from './redis-backend';
@@ -26,6 +26,20 @@ function txIdIn(backend: RedisBackend, p: number, tag: string): string {
     const txId = `tx-${tag}-${i}`;
     if (backend.connection.keys.partitionOf(txId) === p) return txId;
   }
+}
+
+/** Registers the one-step `orders` workflow the index tests list runs of. */
+async function registerOrders(backend: RedisBackend): Promise<void> {
+  await backend.definitions.put({
+    id: 'orders',
+    version: 1,
+    steps: [{ kind: 'task', name: 's', worker: 'w' }],
+  });
+}
+
+/** A transition that writes `run` and nothing else. */
+function writeOf(run: Run): Transition {
+  return { run, changedSteps: [], commands: [], schedule: [], cancel: [] };
 }
 
 describe('RedisRunStore (adapter-specific)', () => {
@@ -414,16 +428,11 @@ describe('RedisRunStore (adapter-specific)', () => {
     const backend = redis.backend({ partitions: 2 });
     const client = raw();
     const { keys } = backend.connection;
-    await backend.definitions.put({
-      id: 'orders',
-      version: 1,
-      steps: [{ kind: 'task', name: 's', worker: 'w' }],
-    });
-    const write = (run: Run) => ({ run, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    await registerOrders(backend);
     const made = Array.from({ length: 12 }, (_, i) =>
       makeRun({ workflowId: 'orders', state: i % 3 === 0 ? RunState.Running : RunState.Completed }),
     );
-    for (const run of made) await backend.runs.create(write(run));
+    for (const run of made) await backend.runs.create(writeOf(run));
     const expired = made.filter((run) => run.state === RunState.Completed).slice(0, 5);
     for (const run of expired) await client.del(keys.run(keys.partitionOf(run.txId), run.txId));
 
@@ -468,12 +477,7 @@ describe('RedisRunStore (adapter-specific)', () => {
     const backend = redis.backend({ partitions: 2, terminalRunTtlMs: 1, indexPruneIntervalMs: 0 });
     const client = raw();
     const { keys } = backend.connection;
-    await backend.definitions.put({
-      id: 'orders',
-      version: 1,
-      steps: [{ kind: 'task', name: 's', worker: 'w' }],
-    });
-    const write = (run: Run) => ({ run, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    await registerOrders(backend);
     // 2,000 finished runs (each expires 1 ms after its write) among 20 live ones.
     const made = Array.from({ length: 2_020 }, (_, i) =>
       makeRun({ workflowId: 'orders', state: i % 101 === 0 ? RunState.Running : RunState.Completed }),
@@ -481,7 +485,7 @@ describe('RedisRunStore (adapter-specific)', () => {
     const live = made.filter((run) => run.state === RunState.Running);
     expect(made.length - live.length).toBe(2_000);
     for (let i = 0; i < made.length; i += 200) {
-      await Promise.all(made.slice(i, i + 200).map((run) => backend.runs.create(write(run))));
+      await Promise.all(made.slice(i, i + 200).map((run) => backend.runs.create(writeOf(run))));
     }
     await waitFor(
       async () => {
@@ -508,15 +512,10 @@ describe('RedisRunStore (adapter-specific)', () => {
     const backend = redis.backend({ indexPruneIntervalMs: 0 });
     const client = raw();
     const { keys } = backend.connection;
-    await backend.definitions.put({
-      id: 'orders',
-      version: 1,
-      steps: [{ kind: 'task', name: 's', worker: 'w' }],
-    });
-    const write = (run: Run) => ({ run, changedSteps: [], commands: [], schedule: [], cancel: [] });
+    await registerOrders(backend);
     const gone = makeRun({ workflowId: 'orders', state: RunState.Completed });
     const kept = makeRun({ workflowId: 'orders', state: RunState.Completed });
-    for (const run of [gone, kept]) await backend.runs.create(write(run));
+    for (const run of [gone, kept]) await backend.runs.create(writeOf(run));
     await client.del(keys.run(0, gone.txId)); // it expired
 
     expect((await backend.runs.list({}, 10)).runs.map((run) => run.txId)).toEqual([kept.txId]);

@@ -374,6 +374,27 @@ describe('WorkerRunner', () => {
   });
 
   describe('heartbeats', () => {
+    /**
+     * A runner whose attempt holds until `gate` resolves, with a 1,000 ms heartbeat throttle on a
+     * manual clock; `ctx()` is the attempt's context once it started.
+     */
+    function heldAttempt() {
+      const clock = manualClock();
+      const hb = sink();
+      const gate = deferred();
+      let ctx: WorkerContext | undefined;
+      const r = runner(
+        async (_input, c) => {
+          ctx = c;
+          await gate.promise;
+          return 'done';
+        },
+        undefined,
+        { clock, heartbeatThrottleMs: 1_000 },
+      );
+      return { clock, hb, gate, r, ctx: () => ctx as WorkerContext };
+    }
+
     function sink(): HeartbeatSink & { published: unknown[]; extended: number } {
       const s = {
         published: [] as unknown[],
@@ -391,49 +412,25 @@ describe('WorkerRunner', () => {
     }
 
     it('extends on every call but publishes at most once per throttle window', async () => {
-      const clock = manualClock();
-      const hb = sink();
-      const gate = deferred();
-      let ctx: WorkerContext | undefined;
-      const r = runner(
-        async (_input, c) => {
-          ctx = c;
-          await gate.promise;
-          return 'done';
-        },
-        undefined,
-        { clock, heartbeatThrottleMs: 1_000 },
-      );
+      const { clock, hb, gate, r, ctx: context } = heldAttempt();
       const outcome = r.run(stepCommand(), { heartbeat: hb });
       await jest.advanceTimersByTimeAsync(0);
-      await ctx!.heartbeat({ progress: 0.1 });
+      await context().heartbeat({ progress: 0.1 });
       clock.advance(500);
-      await ctx!.heartbeat({ progress: 0.2 });
+      await context().heartbeat({ progress: 0.2 });
       clock.advance(500);
-      await ctx!.heartbeat({ progress: 0.3, at: new Date(Date.UTC(2024, 0, 1)) });
-      await ctx!.heartbeat();
+      await context().heartbeat({ progress: 0.3, at: new Date(Date.UTC(2024, 0, 1)) });
+      await context().heartbeat();
       expect(hb.extended).toBe(4);
       expect(hb.published).toEqual([{ progress: 0.1 }, { progress: 0.3, at: '2024-01-01T00:00:00.000Z' }]);
       gate.resolve();
       await outcome;
-      await ctx!.heartbeat({ progress: 1 });
+      await context().heartbeat({ progress: 1 });
       expect(hb.extended).toBe(4);
     });
 
     it("publishes often enough for the step's heartbeat timeout, whatever the throttle", async () => {
-      const clock = manualClock();
-      const hb = sink();
-      const gate = deferred();
-      let ctx: WorkerContext | undefined;
-      const r = runner(
-        async (_input, c) => {
-          ctx = c;
-          await gate.promise;
-          return 'done';
-        },
-        undefined,
-        { clock, heartbeatThrottleMs: 1_000 },
-      );
+      const { clock, hb, gate, r, ctx: context } = heldAttempt();
       // Timeout 1,000 ms, a beat every 500 ms: a 1,000 ms throttle would publish one beat a
       // second, and the orchestrator would time the healthy attempt out between two of them.
       const outcome = r.run(stepCommand({ heartbeatTimeoutMs: 1_000 }), { heartbeat: hb });
@@ -441,7 +438,7 @@ describe('WorkerRunner', () => {
       const publishedAt: number[] = [];
       for (let beat = 0; beat <= 6; beat++) {
         const before = hb.published.length;
-        await ctx!.heartbeat({ beat });
+        await context().heartbeat({ beat });
         if (hb.published.length > before) publishedAt.push(clock.now());
         clock.advance(500);
       }
