@@ -124,5 +124,26 @@ describe('multiagents (in process, no server)', () => {
     expect(JSON.parse(result.stderr)).toEqual({
       error: { code: 'USAGE', message: expect.stringMatching(/^--input: not valid JSON/) },
     });
+    // Also those the argument parser finds (a missing argument, an unknown option): one document.
+    for (const args of [
+      ['--json', 'start'],
+      ['--json', 'list', '--bogus'],
+    ]) {
+      const parsed = await run(args);
+      expect(parsed.code).toBe(2);
+      expect(JSON.parse(parsed.stderr)).toEqual({ error: { code: 'USAGE', message: expect.any(String) } });
+    }
+  });
+
+  it("reads --version after a command as that command's (a definition version), not the CLI's", async () => {
+    // Nothing listens at 127.0.0.1:1: the command ran (and failed to reach the server).
+    for (const args of [
+      ['start', 'order', '--version', '2'],
+      ['workflows', 'get', 'order', '--version', '1'],
+    ]) {
+      const result = await run(['--timeout', '200', ...args]);
+      expect({ args, code: result.code }).toEqual({ args, code: 1 });
+      expect(result.stderr).toMatch(/UNAVAILABLE/);
+    }
   });
 });

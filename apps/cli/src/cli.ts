@@ -160,9 +160,17 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
 
   let target: Target | undefined;
 
+  // `--version` is the program's only before any command: commander would otherwise take it for
+  // the program's anywhere on the line, so `start x --version 2` printed the version, started
+  // nothing and exited 0. Subcommands have their own `--version <n>` (a definition's version).
+  if (args.length === 1 && args[0] === '--version') {
+    io.stdout.write(`${cliVersion()}\n`);
+    return ExitCode.Ok;
+  }
+
   const program = new Command('multiagents')
     .description('Start, watch and inspect MultiAgents workflows over the orchestrator gRPC API.')
-    .version(cliVersion(), '-V, --version', 'print the version of multiagents')
+    .version(cliVersion(), '-V', 'print the version of multiagents (also --version, alone)')
     // Subcommands copy this setting when they are created: every `<command> --help` lists the
     // global options (address, TLS, token, --json, --timeout) too.
     .configureHelp({ showGlobalOptions: true })
@@ -227,8 +235,15 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
+      // With --json a usage error is a JSON document too, like every other error.
+      outputError: (text, write) =>
+        json
+          ? write(
+              `${JSON.stringify({ error: { code: 'USAGE', message: text.replace(/^error: /, '').trim() } })}\n`,
+            )
+          : write(text),
     })
-    .showHelpAfterError('(see multiagents --help)')
+    .showHelpAfterError(json ? false : '(see multiagents --help)')
     .addHelpText(
       'after',
       '\nExit codes: 0 ok, 1 other failure, 2 usage or invalid argument, 3 not found,\n' +
