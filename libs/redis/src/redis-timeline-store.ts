@@ -116,7 +116,8 @@ export class RedisTimelineStore implements TimelineStore {
 /**
  * The entry stored in field `version`, or undefined when `json` is not one `append` writes (not
  * JSON, another shape, or filed under another version): anyone who can write to Redis can write
- * here.
+ * here. Its events are checked only for being there: a sealing store above this one keeps them
+ * sealed (one value, not a list), and checks them itself when it opens them.
  */
 function decodeEntry(version: string, json: string): TimelineEntry | undefined {
   let value: unknown;
@@ -131,8 +132,7 @@ function decodeEntry(version: string, json: string): TimelineEntry | undefined {
     typeof entry['version'] === 'number' &&
     String(entry['version']) === version &&
     typeof entry['state'] === 'string' &&
-    Array.isArray(entry['events']) &&
-    entry['events'].every(isLifecycleEvent) &&
+    (Array.isArray(entry['events']) ? entry['events'].every(isLifecycleEvent) : isPresent(entry['events'])) &&
     typeof entry['time'] === 'number';
   return valid ? (entry as unknown as TimelineEntry) : undefined;
 }
@@ -141,4 +141,8 @@ function isLifecycleEvent(value: unknown): boolean {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const event = value as Record<string, unknown>;
   return typeof event['type'] === 'string' && typeof event['state'] === 'string';
+}
+
+function isPresent(value: unknown): boolean {
+  return value !== undefined && value !== null;
 }
