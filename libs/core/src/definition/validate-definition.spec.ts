@@ -113,6 +113,15 @@ describe('validateDefinition', () => {
     expect(validationErrorOf(() => compileWorkflow(definition)).problems).toEqual(problems);
   });
 
+  it('lists a step kind named like a property every object has, instead of throwing', () => {
+    for (const kind of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      const problems = validateDefinition({ id: 'x', version: 1, steps: [{ name: 'a', kind }] });
+      expect(problems).toEqual([
+        `step "a": unknown step kind "${kind}" (expected task, parallel, wait or sleep)`,
+      ]);
+    }
+  });
+
   it('reports bad top-level fields, unknown fields at every level and bad defaults', () => {
     const problems = validateDefinition({
       id: 'has spaces',

@@ -290,7 +290,7 @@ class Checker {
       this.safeName(where, 'name', name);
     }
     const kind = raw['kind'];
-    if (typeof kind !== 'string' || !(kind in STEP_KEYS)) {
+    if (typeof kind !== 'string' || !Object.hasOwn(STEP_KEYS, kind)) {
       this.problem(
         where,
         `unknown step kind ${JSON.stringify(kind)} (expected task, parallel, wait or sleep)`,
