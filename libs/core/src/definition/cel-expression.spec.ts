@@ -234,4 +234,17 @@ describe('celToJson', () => {
     expect(celToJson('s')).toBe('s');
     expect(celToJson(null)).toBeNull();
   });
+
+  it('turns uints and timestamps into JSON, and refuses what JSON cannot hold', () => {
+    const cel = new CelCompiler(DEFAULT_CEL_LIMITS);
+    const result = (source: string): unknown => celToJson(cel.compile(source).evaluate(activation({})));
+    expect(result('{"n": 1u, "at": timestamp("2024-01-01T00:00:00Z")}')).toEqual({
+      n: 1,
+      at: '2024-01-01T00:00:00.000Z',
+    });
+    expect(() => result('b"ab"')).toThrow('the result is a Uint8Array, not JSON data');
+    expect(() => result('{"d": duration("1s")}')).toThrow('not JSON data');
+    expect(() => result('1.0 / 0.0')).toThrow('the result Infinity is not a JSON number');
+    expect(() => result('9007199254740993')).toThrow('beyond what a JSON number holds exactly');
+  });
 });

@@ -120,22 +120,43 @@ function stepsToCel(steps: CelActivation['steps'], names: readonly string[]): Ma
 }
 
 /**
- * Converts CEL results (BigInt ints, Maps) into plain JSON values. Keys are defined, never
- * assigned, so a map key `__proto__` stays data instead of replacing the result's prototype.
+ * Converts CEL results (BigInt ints and uints, Maps, timestamps) into plain JSON values. Keys are
+ * defined, never assigned, so a map key `__proto__` stays data instead of replacing the result's
+ * prototype. What JSON cannot hold throws (the step then fails with EXPRESSION_ERROR): an integer
+ * beyond ±2^53 (it would be rounded), a double that is not finite, bytes, a duration.
  */
 export function celToJson(value: unknown): unknown {
-  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'bigint') return safeNumber(value);
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    throw new Error(`the result ${String(value)} is not a JSON number`);
+  }
   if (value instanceof Map) {
     return Object.fromEntries([...value].map(([k, v]) => [String(k), celToJson(v)]));
   }
   if (Array.isArray(value)) return value.map(celToJson);
+  if (value instanceof Date) return value.toISOString();
   if (value !== null && typeof value === 'object') {
     const proto: unknown = Object.getPrototypeOf(value);
     if (proto === null || Object.getPrototypeOf(proto) === null) {
       return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, celToJson(v)]));
     }
+    // A uint (`1u`) is an object whose value is a BigInt.
+    const primitive: unknown = (value as { valueOf(): unknown }).valueOf();
+    if (typeof primitive === 'bigint') return safeNumber(primitive);
+    const type = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    throw new Error(
+      `the result is ${typeof type === 'string' ? `a ${type}` : 'a value'}, not JSON data (convert it, e.g. with string())`,
+    );
   }
   return value;
+}
+
+function safeNumber(value: bigint): number {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number)) {
+    throw new Error(`the integer ${value} is beyond what a JSON number holds exactly (±2^53)`);
+  }
+  return number;
 }
 
 /**

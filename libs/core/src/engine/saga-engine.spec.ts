@@ -309,6 +309,15 @@ describe('sequential task steps', () => {
     expect(d.run.state).toBe(RunState.Failed);
   });
 
+  it('fails the step without sending a command when its input mapping yields what JSON cannot hold', () => {
+    const d = drive(workflow([task('a', 'w.a', { input: { raw: 'b"ab"' } })]));
+    d.start();
+    expect(commandsOf(d.last)).toEqual([]);
+    expect(d.step('a').error).toMatchObject({ code: 'EXPRESSION_ERROR', retryable: false });
+    expect(d.step('a').error?.message).toMatch(/the result is a Uint8Array, not JSON data/);
+    expect(d.run.state).toBe(RunState.Failed);
+  });
+
   it('fails the step without sending a command when its input mapping errors at run time', () => {
     const d = drive(
       workflow([task('a', 'w.a', { input: { x: 'context.nope' }, retry: { maxAttempts: 5 } })]),
