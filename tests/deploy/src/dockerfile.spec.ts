@@ -87,6 +87,28 @@ describe('infra/Dockerfile', () => {
     }
   });
 
+  it('copies the patches pnpm-workspace.yaml names before `pnpm fetch` (which applies them)', () => {
+    const patches = [...readRepoFile('pnpm-workspace.yaml').matchAll(/:\s*(patches\/\S+\.patch)\s*$/gm)].map(
+      (m) => m[1] as string,
+    );
+    expect(patches.length).toBeGreaterThan(0);
+    const instructions = dockerfile.getInstructions();
+    const fetchAt = instructions.findIndex(
+      (i) => i.getKeyword() === 'RUN' && /pnpm fetch/.test(i.getTextContent()),
+    );
+    expect(fetchAt).toBeGreaterThan(0);
+    const copiedBefore = instructions
+      .slice(0, fetchAt)
+      .filter((i) => i.getKeyword() === 'COPY')
+      .flatMap((i) => (i.getArguments() ?? []).map((a) => a.getValue()).slice(0, -1));
+    for (const patch of patches) {
+      const copied = copiedBefore.some(
+        (source) => patch === source || patch.startsWith(`${source.replace(/\/$/, '')}/`),
+      );
+      expect({ patch, copied }).toEqual({ patch, copied: true });
+    }
+  });
+
   it('copies only files that exist in the build context', () => {
     for (const copy of dockerfile.getInstructions().filter((i) => i.getKeyword() === 'COPY')) {
       const args = (copy.getArguments() ?? []).map((a) => a.getValue()).filter((a) => !a.startsWith('--'));
