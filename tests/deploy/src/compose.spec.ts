@@ -175,6 +175,15 @@ describe('docker-compose.yml topology', () => {
     }
   });
 
+  it('hands every variable of .env to every service (security settings included), .env optional', () => {
+    for (const app of APP_SERVICES) {
+      expect({ app, envFile: service(base, app).env_file }).toEqual({
+        app,
+        envFile: [{ path: '.env', required: false }],
+      });
+    }
+  });
+
   it('publishes ports on the loopback interface unless PUBLISH_ADDRESS says otherwise', () => {
     for (const [name, svc] of Object.entries(base.services)) {
       for (const port of svc.ports ?? [])

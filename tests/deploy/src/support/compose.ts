@@ -28,6 +28,7 @@ export interface ComposeService {
   readonly profiles?: readonly string[];
   readonly stop_grace_period?: string;
   readonly init?: boolean;
+  readonly env_file?: readonly (string | { readonly path: string; readonly required?: boolean })[];
 }
 
 /** A compose document after YAML merge keys are resolved. */
