@@ -176,6 +176,11 @@ describe('NATS: per-user permissions, a worker-manager limited to its workers', 
       // What it publishes: results, and heartbeats and progress on the events subject.
       `${prefix}.${Topics.results}`,
       `${prefix}.${Topics.events}`,
+      // The replicas' registry (the definitions bucket's wm.* keys): its own announcements, and
+      // the listing the start-up probe makes. Not the definitions (v.*).
+      `$KV.${prefix}-definitions.wm.>`,
+      `$JS.API.CONSUMER.CREATE.KV_${prefix}-definitions.*.$KV.${prefix}-definitions.wm.>`,
+      `$JS.API.STREAM.MSG.GET.KV_${prefix}-definitions`,
     ];
     return `{ publish: { allow: ${JSON.stringify(publish)} }, subscribe: { allow: ["_INBOX.>"] } }`;
   };
@@ -213,6 +218,23 @@ describe('NATS: per-user permissions, a worker-manager limited to its workers', 
     const main = parseServiceConfig(env('orchestrator', 'o-secret'), { grpcPort: 0 });
     const side = parseServiceConfig(env('worker_manager', 'w-secret'), { grpcPort: 0 });
     expect(await runOrderSaga(main, side, 12)).toEqual(expectedStates(12));
+  }, 60_000);
+
+  it('lets the worker-manager user pass the start-up probe and announce itself, not list definitions', async () => {
+    const main = await openBackend(parseServiceConfig(env('orchestrator', 'o-secret'), { grpcPort: 0 }));
+    const side = await openBackend(parseServiceConfig(env('worker_manager', 'w-secret'), { grpcPort: 0 }));
+    try {
+      // What openBackendWhenReachable waits for before the service says it is ready.
+      await side.registry.list();
+      const record = { managerId: 'wm-probe', seenAt: Date.now(), workers: [], capacity: 1, inFlight: 0 };
+      await side.registry.announce(record, 60_000);
+      expect((await main.registry.list()).map((r) => r.managerId)).toContain('wm-probe');
+      expect((await side.registry.list()).map((r) => r.managerId)).toContain('wm-probe');
+      await expect(side.definitions.list()).rejects.toThrow(/Permissions Violation/);
+    } finally {
+      await side.close();
+      await main.close();
+    }
   }, 60_000);
 
   it('lets a worker-manager user with the memo grants keep and read agent answers, on a bucket it makes', async () => {
