@@ -4,7 +4,7 @@
  * worker-manager user may use only its workers' command consumers and the results and events
  * subjects, both run the order saga; reaching outside those grants is refused by the broker.
  */
-import { RunState, Topics, type WorkflowDefinition } from '@multiagents/contracts';
+import { ErrorCode, RunState, Topics, type WorkflowDefinition } from '@multiagents/contracts';
 import { Orchestrator, WorkflowBuilder } from '@multiagents/core';
 import {
   createTestCa,
@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openBackend, type Backend } from './open-backend';
 import { parseServiceConfig, type ServiceConfig } from './service-config';
+import { isConfigurationError } from './startup';
 
 const WORKERS = [
   'inventory.reserve',
@@ -115,6 +116,18 @@ describe('Redis: an ACL user limited to the prefix', () => {
     ...extra,
   });
 
+  it('refuses a wrong password as a setting to fix (exit 78), without quoting it', async () => {
+    const backend = await openBackend(parseServiceConfig(env({ REDIS_PASSWORD: 'not-it' }), { grpcPort: 0 }));
+    try {
+      const err: unknown = await backend.registry.list().catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCode.Unauthenticated, retryable: false });
+      expect(isConfigurationError(err)).toBe(true);
+      expect((err as Error).message).not.toContain('not-it');
+    } finally {
+      await backend.close();
+    }
+  }, 30_000);
+
   it('runs the order saga with credentials from the environment', async () => {
     const config = parseServiceConfig(env(), { grpcPort: 0 });
     expect(await runOrderSaga(config, config, 12)).toEqual(expectedStates(12));
@@ -147,7 +160,13 @@ describe('Redis: an ACL user limited to the prefix', () => {
     const config = parseServiceConfig(env({ MULTIAGENTS_PREFIX: 'tenant-b' }), { grpcPort: 0 });
     const backend = await openBackend(config);
     try {
-      await expect(backend.registry.list()).rejects.toThrow(/NOPERM/);
+      // A setting to fix, not a broker to wait for: the service stops at start (exit 78).
+      const err: unknown = await backend.registry.list().catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: ErrorCode.PermissionDenied,
+        message: expect.stringMatching(/NOPERM/),
+      });
+      expect(isConfigurationError(err)).toBe(true);
     } finally {
       await backend.close();
     }
@@ -282,10 +301,16 @@ describe('NATS: per-user permissions, a worker-manager limited to its workers', 
     }
   }, 30_000);
 
-  it('refuses a wrong password with a message that does not quote it', async () => {
-    await expect(
-      openBackend(parseServiceConfig(env('worker_manager', 'not-the-password'), { grpcPort: 0 })),
-    ).rejects.toThrow(expect.objectContaining({ message: expect.not.stringContaining('not-the-password') }));
+  it('refuses a wrong password with a message that does not quote it, as a setting to fix (exit 78)', async () => {
+    const refusal = openBackend(
+      parseServiceConfig(env('worker_manager', 'not-the-password'), { grpcPort: 0 }),
+    );
+    await expect(refusal).rejects.toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('not-the-password') }),
+    );
+    const err: unknown = await refusal.catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.Unauthenticated, retryable: false });
+    expect(isConfigurationError(err)).toBe(true);
   }, 30_000);
 });
 

@@ -206,10 +206,20 @@ export class NatsContext {
           noAsyncTraces: true,
         });
       } catch (err) {
+        const servers = redactServers(options.servers);
+        // Credentials the server refuses are a setting to fix, not a server to wait for: a
+        // service stops at start with them (exit code 78).
+        if (isRefusedCredentials(err)) {
+          throw new MultiAgentsError(
+            ErrorCode.Unauthenticated,
+            `NATS at ${servers} refused the credentials (NATS_USER and NATS_PASSWORD, NATS_TOKEN, the NKey or the creds file): ${toErrorInfo(err).message}`,
+            { cause: err, retryable: false, details: { servers } },
+          );
+        }
         throw new MultiAgentsError(
           ErrorCode.FailedPrecondition,
-          `cannot connect to NATS at ${redactServers(options.servers)}: ${toErrorInfo(err).message}`,
-          { cause: err, retryable: true, details: { servers: redactServers(options.servers) } },
+          `cannot connect to NATS at ${servers}: ${toErrorInfo(err).message}`,
+          { cause: err, retryable: true, details: { servers } },
         );
       }
     }
@@ -727,6 +737,17 @@ export function isWrongRevision(err: unknown): boolean {
     err,
     JetStreamApiCodes.StreamWrongLastSequence,
     JetStreamApiCodes.StreamWrongLastSequenceUnknown,
+  );
+}
+
+/** The server refused the connection's credentials (a wrong user, password, token, NKey or JWT). */
+function isRefusedCredentials(err: unknown): boolean {
+  const name = err instanceof Error ? err.name : '';
+  return (
+    name === 'AuthorizationError' ||
+    /authorization violation|authentication (expired|timeout|revoked)|user authentication/i.test(
+      toErrorInfo(err).message,
+    )
   );
 }
 

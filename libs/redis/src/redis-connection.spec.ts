@@ -71,6 +71,25 @@ describe('RedisConnection error mapping', () => {
     expect(connection.redisError('commit', err)).toMatchObject({ code: ErrorCode.Internal, retryable: true });
   });
 
+  it.each([
+    [
+      'a wrong password',
+      reply('WRONGPASS invalid username-password pair or user is disabled.'),
+      ErrorCode.Unauthenticated,
+    ],
+    ['no password where one is needed', reply('NOAUTH Authentication required.'), ErrorCode.Unauthenticated],
+    [
+      'a key outside the ACL',
+      reply('NOPERM this user has no permissions to access one of the keys used as arguments'),
+      ErrorCode.PermissionDenied,
+    ],
+  ])(
+    'maps %s to a configuration error, not retryable (a service stops at start: exit 78)',
+    (_what, err, code) => {
+      expect(connection.redisError('start', err)).toMatchObject({ code, retryable: false, cause: err });
+    },
+  );
+
   it('passes an error that carries a code through', () => {
     const err = new MultiAgentsError(ErrorCode.FailedPrecondition, 'closed', { retryable: false });
     expect(connection.redisError('commit', err)).toBe(err);

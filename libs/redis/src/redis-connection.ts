@@ -26,6 +26,13 @@ const DISCONNECT_TIMEOUT_MS = 300;
  * follows `: -` where a script's error wraps it (Redis 6). BUSYGROUP, BUSYKEY and OOM are not here.
  */
 const TRANSIENT_REPLY = /(?:^|: -)(?:READONLY|MASTERDOWN|LOADING|TRYAGAIN|CLUSTERDOWN|BUSY|NOREPLICAS)\b/;
+/**
+ * Credentials Redis refuses: a wrong password or user (WRONGPASS), none given where one is needed
+ * (NOAUTH), or an ACL that does not grant the command or key (NOPERM). Waiting does not help: a
+ * service stops at start with them (exit code 78), listed with its other configuration problems.
+ */
+const REFUSED_CREDENTIALS = /(?:^|: -)(?:WRONGPASS|NOAUTH)\b/;
+const NOT_PERMITTED = /(?:^|: -)NOPERM\b/;
 /** What ioredis rejects a command with when its connection went away, or a Cluster has no node. */
 const CONNECTION_LOST = [
   'Connection is closed.',
@@ -49,12 +56,17 @@ const SOCKET_ERRORS = new Set([
 /**
  * How a failure of Redis reads to a caller: `timeout` (no answer in time), `unavailable` (Redis or
  * the way to it cannot serve now: a failover, a restart, a lost connection; trying again later
- * works), or `failed` (anything else: a refused command, out of memory, a bug).
+ * works), `unauthenticated` or `denied` (credentials or an ACL Redis refuses: a setting to fix),
+ * or `failed` (anything else: a refused command, out of memory, a bug).
  */
-export function classifyRedisFailure(err: unknown): 'timeout' | 'unavailable' | 'failed' {
+export function classifyRedisFailure(
+  err: unknown,
+): 'timeout' | 'unavailable' | 'unauthenticated' | 'denied' | 'failed' {
   if (!(err instanceof Error)) return 'failed';
   const { message, name } = err;
   if (message === 'Command timed out' || name === 'MaxRetriesPerRequestError') return 'timeout';
+  if (REFUSED_CREDENTIALS.test(message)) return 'unauthenticated';
+  if (NOT_PERMITTED.test(message)) return 'denied';
   const code = (err as { code?: unknown }).code;
   if (
     TRANSIENT_REPLY.test(message) ||
@@ -262,6 +274,18 @@ export class RedisConnection {
           ErrorCode.Unavailable,
           `${what}: Redis is unavailable for now (connection ${status}): ${message}`,
           options,
+        );
+      case 'unauthenticated':
+        return new MultiAgentsError(
+          ErrorCode.Unauthenticated,
+          `${what}: Redis refused the credentials (REDIS_USERNAME, REDIS_PASSWORD or the URL's): ${message}`,
+          { ...options, retryable: false },
+        );
+      case 'denied':
+        return new MultiAgentsError(
+          ErrorCode.PermissionDenied,
+          `${what}: Redis's ACL does not grant this user what the service needs (see the README's least-privilege grants): ${message}`,
+          { ...options, retryable: false },
         );
       default:
         return new MultiAgentsError(ErrorCode.Internal, `${what}: Redis failed: ${message}`, options);
