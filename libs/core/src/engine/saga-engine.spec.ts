@@ -1658,6 +1658,43 @@ describe('operator actions', () => {
       );
     });
 
+    it('retries or skips a parallel step whose own condition failed (no step inside it did)', () => {
+      const fan = (): ReturnType<typeof drive> => {
+        const d = drive(
+          workflow([
+            {
+              name: 'fan',
+              kind: 'parallel',
+              when: 'context.flag',
+              branches: [[task('x', 'w.x')], [task('y', 'w.y')]],
+            },
+            task('after', 'w.after'),
+          ]),
+        );
+        d.start();
+        expect(d.step('fan')).toMatchObject({
+          status: StepStatus.Failed,
+          error: { code: 'EXPRESSION_ERROR' },
+        });
+        expect(d.run.state).toBe(RunState.Failed);
+        return d;
+      };
+      const skipped = fan();
+      skipped.skipStep('fan');
+      expect(skipped.step('fan').status).toBe(StepStatus.Skipped);
+      expect(skipped.run.state).toBe(RunState.Running);
+      expect(lastWorkers(skipped)).toEqual(['w.after']);
+
+      // Retried, its condition is evaluated again (still failing here: failed again, not stuck).
+      const retried = fan();
+      retried.retryStep('fan');
+      expect(retried.step('fan')).toMatchObject({
+        status: StepStatus.Failed,
+        error: { code: 'EXPRESSION_ERROR' },
+      });
+      expect(retried.run.state).toBe(RunState.Failed);
+    });
+
     it('gives every step the failure stopped a new start: failed and cancelled branches, a parallel step, a sleep', () => {
       const d = drive(
         workflow([

@@ -16,6 +16,7 @@ import {
   type StepCommandPayload,
   type StepDefinition,
   type StepRecord,
+  type ParallelStep,
   type TaskStep,
   type WorkflowDefinition,
 } from '@multiagents/contracts';
@@ -56,7 +57,8 @@ export type EngineEvent =
  * event on a terminal run is ignored, and so is an operator event on a run in any other state.
  *
  * On a `failed` run (a step failed and nothing completed needed undoing), `step` names a step that
- * failed (not a parallel step: the failed step inside it):
+ * failed (for a parallel step, the failed step inside it, unless none did: its own condition
+ * failed):
  * - `retry_step` runs it again with a fresh attempt series: attempt numbers go on from the last one
  *   (so command ids `<txId>:<step>:<attempt>` never repeat) while the retry budget and the backoff
  *   start over (`StepRecord.attemptBase`); the idempotency key stays `<txId>:<step>`.
@@ -597,11 +599,21 @@ class Draft {
       return this.resumeCompensation(event.type === 'skip_step');
     }
     if (record.status !== StepStatus.Failed) return `step ${event.step} is ${record.status}, not failed`;
-    if (compiled.definition.kind === StepKind.Parallel) {
+    const definition = compiled.definition;
+    // A parallel step fails through a step inside it, which is the one to retry or skip; or by
+    // itself (its own condition could not be evaluated), and then it is retried or skipped itself.
+    if (definition.kind === StepKind.Parallel && this.failedInside(definition)) {
       return `step ${event.step} is a parallel step: retry or skip the failed step inside it`;
     }
     this.reopen(record, event);
     return undefined;
+  }
+
+  /** True when a step of the parallel step's branches (nested ones included) failed. */
+  private failedInside(parallel: ParallelStep): boolean {
+    const inside: Record<string, StepRecord> = {};
+    for (const branch of parallel.branches) collectSteps(branch, inside);
+    return Object.keys(inside).some((name) => this.run.steps[name]?.status === StepStatus.Failed);
   }
 
   /** A failed run goes on: see {@link OperatorEvent}. `settle` then starts what was rewound. */
