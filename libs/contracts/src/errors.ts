@@ -212,6 +212,17 @@ export class PayloadRejectedError extends MultiAgentsError {
 }
 
 /** True when `value` looks like an error with a stable code (works across realms and processes). */
+/**
+ * True for a value too large to store or send (an envelope, a run record, a JSON document past
+ * its byte limit), as opposed to a full stream or server: trying again cannot help, a smaller
+ * value can. Such errors carry `maxBytes` (or `reason: 'too_large'`) in their details.
+ */
+export function isTooLargeError(value: unknown): boolean {
+  if (!(value instanceof MultiAgentsError) || value.code !== ErrorCode.ResourceExhausted) return false;
+  const details = value.details;
+  return typeof details?.['maxBytes'] === 'number' || details?.['reason'] === 'too_large';
+}
+
 export function hasErrorCode(value: unknown, code: string): boolean {
   return typeof value === 'object' && value !== null && (value as { code?: unknown }).code === code;
 }

@@ -14,6 +14,7 @@ export {
   UnauthenticatedError,
   PermissionDeniedError,
   hasErrorCode,
+  isTooLargeError,
   toErrorInfo,
 } from './errors';
 export type { ErrorInfo, MultiAgentsErrorOptions } from './errors';

@@ -3,7 +3,14 @@
  * relies on — commands sent again when their results do not come, compare-and-set between two
  * writers, durable timers, idempotent starts, and clear errors for bad input.
  */
-import { ErrorCode, EventType, Topics, type Envelope, type Run } from '@multiagents/contracts';
+import {
+  ErrorCode,
+  EventType,
+  ResourceExhaustedError,
+  Topics,
+  type Envelope,
+  type Run,
+} from '@multiagents/contracts';
 import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
 import {
   Orchestrator,
@@ -557,6 +564,43 @@ describe('Orchestrator crash and concurrency semantics', () => {
     await a.signal(second, 'approved', { ok: true });
     expect(a.stats.casConflicts).toBe(conflictsBefore + 1);
     expect((await a.getRun(second)).state).toBe('completed');
+  });
+
+  it('fails a step whose output makes its run too large to store, and compensates, instead of waiting for ever', async () => {
+    const p = parts();
+    // A store with a small limit on a run's step records, as a Redis or NATS value has one.
+    const limited = Object.create(p.runs) as MemoryRunStore;
+    limited.commit = (expected, transition) =>
+      JSON.stringify(transition.run.steps).length > 4_000
+        ? Promise.reject(new ResourceExhaustedError('the run record is too large', { maxBytes: 4_000 }))
+        : p.runs.commit(expected, transition);
+    const calls: string[] = [];
+    const manager = new WorkerManager({
+      bus: p.bus,
+      workers: [
+        ...twoStepWorkers(calls).filter((w) => w.name !== 'w.second'),
+        defineWorker('w.second', () => ({ blob: 'x'.repeat(8_000) })),
+      ],
+    });
+    await manager.start();
+    const o = new Orchestrator({ ...p, runs: limited, timerPollIntervalMs: 0 });
+    await o.start();
+    try {
+      await o.registerWorkflow(twoSteps);
+      const { txId } = await o.startWorkflow('two_steps', {});
+      const run = await o.waitForTerminal(txId, { timeoutMs: 10_000 });
+      expect(run.state).toBe('compensated');
+      expect(run.steps['second']?.error).toMatchObject({
+        code: ErrorCode.ResourceExhausted,
+        retryable: false,
+      });
+      expect(calls).toEqual([`${txId}:first`, `${txId}:first:undo`]);
+      expect(o.stats.oversizedResults).toBe(1);
+      expect(await p.bus.listDeadLetters(Topics.results)).toEqual([]);
+    } finally {
+      await manager.close();
+      await o.close();
+    }
   });
 
   it('waits out a store that fails for a while: results are redelivered, not dead-lettered', async () => {

@@ -774,9 +774,10 @@ export function natsError(
 ): MultiAgentsError {
   if (err instanceof MultiAgentsError) return err;
   const message = toErrorInfo(err).message;
-  if (isApiError(err, ...STREAM_FULL_CODES) || isTooLarge(err)) {
+  if (isTooLarge(err))
+    return new ResourceExhaustedError(`${what}: ${message}`, { ...details, reason: 'too_large' });
+  if (isApiError(err, ...STREAM_FULL_CODES))
     return new ResourceExhaustedError(`${what}: ${message}`, details);
-  }
   const name = err instanceof Error ? err.name : '';
   if (
     isTransient(err) ||

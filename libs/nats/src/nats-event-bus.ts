@@ -503,7 +503,7 @@ function publishError(topic: string, stream: string, err: unknown): Error {
   if (isTooLarge(err)) {
     return new ResourceExhaustedError(
       `publish to ${topic} refused, the message is too large: ${toErrorInfo(err).message}`,
-      { topic, stream },
+      { topic, stream, reason: 'too_large' },
     );
   }
   if (isApiError(err, ...STREAM_FULL_CODES)) {

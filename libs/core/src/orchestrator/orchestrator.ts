@@ -10,6 +10,7 @@ import {
   FailedPreconditionError,
   Groups,
   isTerminalRunState,
+  isTooLargeError,
   MultiAgentsError,
   PoisonMessageError,
   RunNotFoundError,
@@ -188,6 +189,8 @@ export interface OrchestratorStats {
   unknownRuns: number;
   /** Commands run by workers hosted in this process, without the bus (`localWorkers`). */
   localDispatched: number;
+  /** Successful results whose output made the run too large to store or send: failed instead. */
+  oversizedResults: number;
 }
 
 type RunListener = (run: Run) => void;
@@ -327,6 +330,7 @@ export class Orchestrator {
     redispatched: 0,
     unknownRuns: 0,
     localDispatched: 0,
+    oversizedResults: 0,
   };
   private readonly clock: Clock;
   private readonly ids: IdGenerator;
@@ -811,6 +815,30 @@ export class Orchestrator {
           { txId: envelope.txId, step: envelope.step, messageId: envelope.id },
           'result for a run the store does not have (expired, or lost by the broker)',
         );
+        return;
+      }
+      // A successful result whose output makes the run too large to store (or a command it
+      // implies too large to send): applied as it is, it would be refused for ever and the run
+      // would wait for good. The step fails instead (not retried: a rerun would return the same),
+      // and the run goes on as after any failure: compensates, or fails.
+      if (event.type === 'result' && event.outcome.ok && isTooLargeError(err)) {
+        this.stats.oversizedResults++;
+        this.logger.warn(
+          { txId: envelope.txId, step: envelope.step, err },
+          "a step's output makes its run too large to store or send: the step fails",
+        );
+        const failed: EngineEvent = {
+          ...event,
+          outcome: {
+            ok: false,
+            error: {
+              code: ErrorCode.ResourceExhausted,
+              message: `the step's output makes the run too large to store or send: ${(err as Error).message}`,
+              retryable: false,
+            },
+          },
+        };
+        await this.apply(envelope.txId, failed, ack ? { ack } : {});
         return;
       }
       throw err;
