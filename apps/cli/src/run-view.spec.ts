@@ -419,6 +419,23 @@ describe('get, for runs with agent steps', () => {
     );
   });
 
+  it("shows a worker's output that merely looks like an agent's, whatever its fields hold", () => {
+    const run = completedOrder();
+    const ship = run.steps['ship_order'] as StepRecord;
+    const odd: Run = {
+      ...run,
+      steps: {
+        ...run.steps,
+        ship_order: {
+          ...ship,
+          output: { usage: { promptTokens: 1, completionTokens: 2, costUsd: '0.10', modelCalls: {} } },
+        },
+      },
+    };
+    const text = describeRun(odd, 5_000).join('\n');
+    expect(text).toMatch(/^ship_order +1\+2 +0 +"0\.10"\s*$/m);
+  });
+
   it('shows none of it for a run without agent steps', () => {
     const text = describeRun(base, 5_000).join('\n');
     expect(text).not.toMatch(/^(tokens|cost|waiting at) /m);

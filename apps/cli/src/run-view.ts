@@ -105,8 +105,8 @@ interface AgentOutput {
   readonly usage: {
     readonly promptTokens: number;
     readonly completionTokens: number;
-    readonly costUsd?: number | null;
-    readonly modelCalls?: number;
+    readonly costUsd?: unknown;
+    readonly modelCalls?: unknown;
   };
 }
 
@@ -118,9 +118,13 @@ function agentOutput(output: unknown): AgentOutput | undefined {
     : undefined;
 }
 
-/** A cost in US dollars, precise enough for a fraction of a cent. */
-export function formatUsd(usd: number | null | undefined): string {
-  return usd === null || usd === undefined ? 'unpriced' : `$${usd.toFixed(6)}`;
+/**
+ * A cost in US dollars, precise enough for a fraction of a cent. A step's output can have any
+ * shape (a worker wrote it): anything but a finite number is shown as it is, never trusted.
+ */
+export function formatUsd(usd: unknown): string {
+  if (usd === null || usd === undefined) return 'unpriced';
+  return typeof usd === 'number' && Number.isFinite(usd) ? `$${usd.toFixed(6)}` : String(JSON.stringify(usd));
 }
 
 /** Longest answer shown in the agent step table (the whole one is in the context). */
@@ -140,7 +144,7 @@ export function agentStepTable(run: Run): string[] {
       step.name,
       typeof out.model === 'string' ? out.model : '',
       `${out.usage.promptTokens}+${out.usage.completionTokens}`,
-      String(out.usage.modelCalls ?? ''),
+      typeof out.usage.modelCalls === 'number' ? String(out.usage.modelCalls) : '',
       String(Array.isArray(out.toolCalls) ? out.toolCalls.length : 0),
       formatUsd(out.usage.costUsd),
       (answer.length > MAX_ANSWER_CHARS ? `${answer.slice(0, MAX_ANSWER_CHARS - 1)}…` : answer) +
