@@ -13,6 +13,7 @@ import {
 } from '@multiagents/contracts';
 import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
 import {
+  MAX_BUFFERED_SIGNALS,
   Orchestrator,
   WorkflowBuilder,
   type EventBus,
@@ -91,6 +92,24 @@ describe('Orchestrator over the memory adapters', () => {
       await o.waitForTerminal(txId, { timeoutMs: 4_000 });
       await expect(o.signal(txId, 'late')).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
       await expect(o.cancel(txId)).rejects.toMatchObject({ code: ErrorCode.FailedPrecondition });
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('refuses an early signal past its buffer instead of dropping it', async () => {
+    const waits = new WorkflowBuilder('two_waits').wait('first', 'go').wait('then', 'later').build();
+    const stack = await startEmbedded({ workers: twoStepWorkers([]), definitions: [waits] });
+    try {
+      const o = stack.orchestrator;
+      const { txId } = await o.startWorkflow('two_waits', {});
+      // Nothing waits for 'later' yet: each is kept for the step that will.
+      for (let i = 0; i < MAX_BUFFERED_SIGNALS; i++) await o.signal(txId, 'later', { i });
+      await expect(o.signal(txId, 'later', { i: MAX_BUFFERED_SIGNALS })).rejects.toMatchObject({
+        code: ErrorCode.ResourceExhausted,
+        message: expect.stringMatching(/signal later of run .* refused: signal buffer for "later" is full/),
+      });
+      expect((await o.getRun(txId)).signals['later']).toHaveLength(MAX_BUFFERED_SIGNALS);
     } finally {
       await stack.close();
     }

@@ -13,6 +13,7 @@ import {
   isTooLargeError,
   MultiAgentsError,
   PoisonMessageError,
+  ResourceExhaustedError,
   RunNotFoundError,
   RunState,
   Topics,
@@ -881,6 +882,14 @@ export class Orchestrator {
     const ignored = await this.apply(txId, event);
     if (ignored !== undefined && event.type === 'cancel') {
       throw new FailedPreconditionError(`cannot cancel run ${txId}: ${ignored}`, { txId });
+    }
+    // A signal is ignored only when no step waits for it and its buffer is full: refused, never
+    // dropped while the caller is told it went in.
+    if (ignored !== undefined && event.type === 'signal') {
+      throw new ResourceExhaustedError(`signal ${event.name} of run ${txId} refused: ${ignored}`, {
+        txId,
+        signal: event.name,
+      });
     }
 
     return this.getRun(txId);
