@@ -101,7 +101,7 @@ describe('Redis: an ACL user limited to the prefix', () => {
     writeFileSync(
       acl,
       'user default off\n' +
-        `user saga on >s3cret/with#odd@chars ~${prefix}:* &${prefix}:* +@all -@admin -@dangerous +info\n`,
+        `user saga on >s3cret/with#odd@chars ~${prefix}:* &${prefix}:* +@all -@admin -@dangerous +info +client|unblock\n`,
     );
     redis = await startRedisServer({ args: ['--aclfile', acl] });
   }, 20_000);
@@ -131,6 +131,26 @@ describe('Redis: an ACL user limited to the prefix', () => {
   it('runs the order saga with credentials from the environment', async () => {
     const config = parseServiceConfig(env(), { grpcPort: 0 });
     expect(await runOrderSaga(config, config, 12)).toEqual(expectedStates(12));
+    // Closing a subscription ends its blocked read with CLIENT UNBLOCK: granted, never refused
+    // (refused, every close waited out the read's block time).
+    const stats = execFileSync(
+      'redis-cli',
+      [
+        '-p',
+        String(redis.port),
+        '--user',
+        'saga',
+        '--pass',
+        's3cret/with#odd@chars',
+        '--no-auth-warning',
+        'INFO',
+        'commandstats',
+      ],
+      { encoding: 'utf8' },
+    );
+    const unblock = /^cmdstat_client\|unblock:calls=(\d+),.*rejected_calls=(\d+)/m.exec(stats);
+    expect(Number(unblock?.[1])).toBeGreaterThan(0);
+    expect(Number(unblock?.[2])).toBe(0);
   }, 60_000);
 
   it('refuses the same user outside its prefix, and refuses admin commands', () => {
