@@ -21,7 +21,7 @@ import {
   type OrchestratorApi,
   type WorkerManagerApi,
 } from '@multiagents/grpc-server';
-import { createPinoLogger, createTracing, HealthServer } from '@multiagents/telemetry';
+import { createPinoLogger, createTracing, HealthServer, withoutCredentials } from '@multiagents/telemetry';
 import { loadWorkerModules, WorkerManager } from '@multiagents/worker-sdk';
 import { loadConfig } from './config';
 import { ValidationErrorList } from './config-support';
@@ -213,7 +213,7 @@ async function main(): Promise<void> {
   logger.info(
     {
       backend: config.backend,
-      tracing: config.tracing === undefined ? 'off' : config.tracing.tracesUrl,
+      tracing: config.tracing === undefined ? 'off' : withoutCredentials(config.tracing.tracesUrl),
       workers: workers.map((w) => w.name),
       definitions: definitions.map((d) => `${d.id}@${d.version}`),
       grpcPort,

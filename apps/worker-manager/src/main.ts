@@ -15,7 +15,7 @@ import {
   startWhenBrokerAllows,
 } from '@multiagents/backends';
 import { ControlPlaneServer, deferredApi, type WorkerManagerApi } from '@multiagents/grpc-server';
-import { createPinoLogger, createTracing, HealthServer } from '@multiagents/telemetry';
+import { createPinoLogger, createTracing, HealthServer, withoutCredentials } from '@multiagents/telemetry';
 import { loadWorkerModules, WorkerManager } from '@multiagents/worker-sdk';
 import { loadConfig } from './config';
 
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     {
       backend: config.backend,
       managerId: manager?.managerId,
-      tracing: config.tracing === undefined ? 'off' : config.tracing.tracesUrl,
+      tracing: config.tracing === undefined ? 'off' : withoutCredentials(config.tracing.tracesUrl),
       workers: workers.map((w) => w.name),
       grpcPort,
     },

@@ -16,6 +16,11 @@ describe('maskUrl', () => {
     expect(maskUrl('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
     expect(maskUrl('nats://u:p@a:4222, nats://u:q@b:4222')).toBe('nats://u:***@a:4222,nats://u:***@b:4222');
     expect(maskUrl('nats://averylongtokenvalue0123456789@a:4222')).toBe('nats://***@a:4222');
+    // A NATS token of any length or alphabet (short, base64 with an escaped '=').
+    expect(maskUrl('nats://s3cr3t@nats:4222')).toBe('nats://***@nats:4222');
+    expect(maskUrl('tls://dG9rZW4%3D@nats:4222')).toBe('tls://***@nats:4222');
+    // A Redis user without a password names an ACL user, not a secret.
+    expect(maskUrl('redis://app@host:6379')).toBe('redis://app@host:6379');
   });
 });
 

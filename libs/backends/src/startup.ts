@@ -6,8 +6,9 @@ export const EXIT_CONFIG = 78;
 
 /**
  * The address with its password (and a lone token in the user part) hidden, for logs and errors:
- * `redis://app:s3cret@host:6379` → `redis://app:***@host:6379`. Several comma-separated
- * addresses (a NATS cluster) are masked one by one.
+ * `redis://app:s3cret@host:6379` → `redis://app:***@host:6379`. In a NATS address a user part
+ * without a password is a token (`nats://s3cr3t@host`), whatever its length: hidden too. Several
+ * comma-separated addresses (a NATS cluster) are masked one by one.
  */
 export function maskUrl(address: string): string {
   return address
@@ -17,7 +18,10 @@ export function maskUrl(address: string): string {
       try {
         const url = new URL(trimmed);
         if (url.password) url.password = '***';
-        else if (url.username && !url.password && /^[A-Za-z0-9_-]{20,}$/.test(url.username))
+        else if (
+          url.username &&
+          (NATS_SCHEMES.has(url.protocol) || /^[A-Za-z0-9_-]{20,}$/.test(url.username))
+        )
           url.username = '***';
         return url.toString().replace(/\/$/, '');
       } catch {
@@ -27,6 +31,9 @@ export function maskUrl(address: string): string {
     })
     .join(',');
 }
+
+/** Schemes of NATS addresses, where a user part alone is a token. */
+const NATS_SCHEMES: ReadonlySet<string> = new Set(['nats:', 'tls:', 'ws:', 'wss:']);
 
 /** Options of {@link waitUntilReachable}. */
 export interface WaitUntilReachableOptions {

@@ -5,7 +5,7 @@ export type { StatsSource, HttpReply, RouteHandler, FallbackHandler } from './he
 // Types only: the SDK behind `Tracing` loads on first use (createTracing), never when tracing is off.
 export type { Tracing, TracingOptions } from './tracing/tracing';
 export { createTracing } from './tracing/create-tracing';
-export { parseTracingConfig, SamplerName } from './tracing/tracing-config';
+export { parseTracingConfig, SamplerName, withoutCredentials } from './tracing/tracing-config';
 export type { TracingConfig } from './tracing/tracing-config';
 export {
   OrchestratorTracing,

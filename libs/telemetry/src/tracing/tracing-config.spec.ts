@@ -1,6 +1,6 @@
 import { ValidationError } from '@multiagents/contracts';
 import { formatTraceHeaders, isSampled, parseTraceHeaders } from './trace-context';
-import { parseTracingConfig } from './tracing-config';
+import { parseTracingConfig, withoutCredentials } from './tracing-config';
 
 const defaults = { serviceName: 'orchestrator' };
 
@@ -75,6 +75,30 @@ describe('parseTracingConfig', () => {
     ]) {
       expect(problems).toContain(name);
     }
+  });
+
+  it('never quotes a secret in a problem: a malformed header, an endpoint with credentials', () => {
+    let error: unknown;
+    try {
+      parseTracingConfig(
+        {
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://user:s3cr3t-key@collector:4318',
+          OTEL_EXPORTER_OTLP_HEADERS: 'api-key:XYZ-SECRET',
+        },
+        defaults,
+      );
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    const problems = (error as ValidationError).problems.join('\n');
+    expect(problems).toContain('OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not key=value');
+    expect(problems).toContain('OTEL_EXPORTER_OTLP_ENDPOINT=ftp://***@collector:4318');
+    expect(problems).not.toMatch(/XYZ-SECRET|s3cr3t-key/);
+    expect(withoutCredentials('https://user:key@otlp.example:4318/v1/traces')).toBe(
+      'https://***@otlp.example:4318/v1/traces',
+    );
+    expect(withoutCredentials('http://jaeger:4318/v1/traces')).toBe('http://jaeger:4318/v1/traces');
   });
 });
 

@@ -41,12 +41,15 @@ function keyValueList(env: Environment, name: string, problems: string[]): Recor
   const raw = nonEmpty(env, name);
   const entries: Record<string, string> = {};
   if (raw === undefined) return entries;
-  for (const part of raw.split(',')) {
+  for (const [index, part] of raw.split(',').entries()) {
     if (part.trim() === '') continue;
     const eq = part.indexOf('=');
     const key = eq < 0 ? '' : part.slice(0, eq).trim();
     if (key === '') {
-      problems.push(`${name}: "${part.trim()}" is not key=value`);
+      // Not quoted: a header often carries an API key, and a malformed entry is still one.
+      problems.push(
+        `${name}: entry ${index + 1} is not key=value (its text is not shown: it may hold a secret)`,
+      );
       continue;
     }
     try {
@@ -65,8 +68,24 @@ function httpUrl(name: string, raw: string, problems: string[]): string | undefi
   } catch {
     // reported below
   }
-  problems.push(`${name}=${raw}: must be an http:// or https:// URL`);
+  problems.push(`${name}=${withoutCredentials(raw)}: must be an http:// or https:// URL`);
   return undefined;
+}
+
+/**
+ * A URL as logs may show it: the user and password of an endpoint (`https://user:key@host`)
+ * replaced by `***`.
+ */
+export function withoutCredentials(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.username === '' && url.password === '') return raw;
+    url.username = '***';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return raw.replace(/\/\/[^/]*@/, '//***@');
+  }
 }
 
 /**

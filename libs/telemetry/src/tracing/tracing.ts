@@ -13,7 +13,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { OrchestratorTracing } from './orchestrator-tracing';
-import { SamplerName, type TracingConfig } from './tracing-config';
+import { SamplerName, withoutCredentials, type TracingConfig } from './tracing-config';
 import { WorkerTracing } from './worker-tracing';
 
 /** The instrumentation scope name of every span this library makes. */
@@ -99,7 +99,7 @@ export class Tracing {
             if (result.error !== undefined && logger !== undefined && Date.now() - lastWarning > 30_000) {
               lastWarning = Date.now();
               logger.warn(
-                { err: String(result.error), url: config.tracesUrl, spans: spans.length },
+                { err: String(result.error), url: withoutCredentials(config.tracesUrl), spans: spans.length },
                 'exporting spans failed',
               );
             }
