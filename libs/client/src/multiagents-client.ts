@@ -41,6 +41,8 @@ type Unary<Req, Res> = (
 
 /** Headroom over the drain timeout for Drain's answer. */
 const DRAIN_ANSWER_MARGIN_MS = 10_000;
+/** How long a watch waits for a server that went away (a restart) before it gives up. */
+const WATCH_OUTAGE_MS = 30_000;
 
 function toMs(value: number | Date): number {
   return value instanceof Date ? value.getTime() : value;
@@ -78,6 +80,8 @@ export class MultiAgentsClient {
   private readonly orchestrator: pb.OrchestratorServiceClient;
   private readonly workerManager: pb.WorkerManagerServiceClient;
   private readonly options: ResolvedClientOptions;
+  /** The token is a function called before each call: a watch ended by its expiry can go on. */
+  private readonly refreshesToken: boolean;
 
   /** Use {@link connect}. */
   constructor(
@@ -86,6 +90,7 @@ export class MultiAgentsClient {
     options: ClientOptions = {},
   ) {
     this.options = resolveClientOptions(address, options);
+    this.refreshesToken = typeof options.token === 'function';
     const channelOptions = {
       'grpc.max_receive_message_length': this.options.maxReceiveMessageBytes,
       // grpc-js waits 1 s before reconnecting after a failed connect: longer than the first
@@ -225,10 +230,12 @@ export class MultiAgentsClient {
   }
 
   /**
-   * The run as it is now, then after every change, until it is terminal. Stop early with `break`
-   * or the signal: the stream is cancelled and the server frees it. If the server goes away
-   * (UNAVAILABLE, as at its shutdown) it watches again with backoff and goes on from the current
-   * state; intermediate states in the gap are not replayed.
+   * The run as it is now, then after every change, until it is terminal (or `timeoutMs` passes).
+   * Stop early with `break` or the signal: the stream is cancelled and the server frees it. A
+   * watch the server ends at its own limit (an hour by default) is opened again at once; one
+   * ended by the token's expiry too, when the token is a function that refreshes it; if the
+   * server goes away (UNAVAILABLE, as at a restart) it watches again with backoff for up to 30 s.
+   * It goes on from the current state: intermediate states in a gap are not replayed.
    *
    * @example
    * for await (const run of client.watchWorkflow(txId)) render(run.state);
@@ -241,6 +248,8 @@ export class MultiAgentsClient {
     const { maxAttempts, initialBackoffMs, maxBackoffMs } = this.options.retry;
     let lastJson: string | undefined;
     let failures = 0;
+    let outageSince: number | undefined;
+    let expiredInARow = 0;
     for (;;) {
       if (options.signal?.aborted) throw cancelled();
       const stream: ClientReadableStream<pb.WatchWorkflowResponse> = this.orchestrator.watchWorkflow(
@@ -255,6 +264,8 @@ export class MultiAgentsClient {
       try {
         for await (const message of stream as AsyncIterable<pb.WatchWorkflowResponse>) {
           failures = 0;
+          outageSince = undefined;
+          expiredInARow = 0;
           if (message.run === undefined) continue;
           const run = runFromProto(message.run);
           const json = JSON.stringify(run);
@@ -265,13 +276,22 @@ export class MultiAgentsClient {
         return;
       } catch (err) {
         if (options.signal?.aborted) throw cancelled();
+        const now = Date.now();
+        const beforeDeadline = deadline === undefined || now < deadline;
+        if (!isServiceError(err) || !beforeDeadline) throw fromServiceError(err, { address: this.address });
+        // The server ended the watch at its own limit (the run is still going: watch again at
+        // once), or the token that opened it expired (again with a fresh one, when the token is
+        // a function that refreshes it; twice in a row means it does not).
+        if (err.code === status.DEADLINE_EXCEEDED) continue;
+        if (err.code === status.UNAUTHENTICATED && this.refreshesToken && expiredInARow++ === 0) continue;
+        // The server is away (a restart, a shutdown: UNAVAILABLE): watch again with backoff for
+        // up to WATCH_OUTAGE_MS, longer than a restart takes, not a few attempts (none when the
+        // client was made with retry.maxAttempts 1).
+        outageSince ??= now;
+        if (err.code !== status.UNAVAILABLE || maxAttempts <= 1 || now - outageSince > WATCH_OUTAGE_MS) {
+          throw fromServiceError(err, { address: this.address });
+        }
         failures++;
-        const retry =
-          isServiceError(err) &&
-          err.code === status.UNAVAILABLE &&
-          failures < maxAttempts &&
-          (deadline === undefined || Date.now() < deadline);
-        if (!retry) throw fromServiceError(err, { address: this.address });
         const backoff = Math.min(maxBackoffMs, initialBackoffMs * 2 ** (failures - 1));
         await sleep(backoff / 2 + (Math.random() * backoff) / 2, options.signal);
       } finally {

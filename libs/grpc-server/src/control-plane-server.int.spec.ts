@@ -18,7 +18,7 @@ import { loadFileDescriptorSetFromBuffer, loadSync } from '@grpc/proto-loader';
 import { connect, connectMonitor, type MultiAgentsClient } from '@multiagents/client';
 import { ErrorCode, MultiAgentsError, RunState, type Envelope, type Run } from '@multiagents/contracts';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { makeEnvelope } from '@multiagents/testing';
+import { makeEnvelope, waitFor } from '@multiagents/testing';
 import { ControlPlaneServer } from './control-plane-server';
 import { deferredApi } from './deferred-api';
 import { MAX_UNSENT_EVENTS, type EventMonitorApi } from './event-monitor-service';
@@ -516,13 +516,49 @@ describe('control plane server', () => {
         { maxWatchMs: 300 },
         async (client, server) => {
           const seen: Run[] = [];
+          // The client watches again after each end at the server's limit, until its own deadline.
           const err = await (async () => {
-            for await (const r of client.watchWorkflow('t-1')) seen.push(r);
+            for await (const r of client.watchWorkflow('t-1', { timeoutMs: 1_000 })) seen.push(r);
           })().catch((e: unknown) => e as MultiAgentsError);
           expect(seen.map((r) => r.txId)).toEqual(['t-1']);
           expect((err as MultiAgentsError).code).toBe('DEADLINE_EXCEEDED');
-          expect(listeners).toBe(0);
-          expect(server.openWatches).toBe(0);
+          // The last watch is freed once the server sees the client's cancel.
+          await waitFor(() => listeners === 0 && server.openWatches === 0, {
+            timeoutMs: 5_000,
+            description: 'the watches freed',
+          });
+        },
+      );
+    });
+
+    it('a watch goes on past the server-side limit until the run ends', async () => {
+      const running: Run = {
+        txId: 't-1',
+        workflowId: 'w',
+        workflowVersion: 1,
+        state: RunState.Running,
+        input: {},
+        context: {},
+        steps: {},
+        createdAt: 1,
+        updatedAt: 1,
+        signals: {},
+        completedCount: 0,
+        outputCount: 0,
+      };
+      let reads = 0;
+      await withServer(
+        stub({
+          // The run ends while no watch is open: the watch opened after the limit reads it ended.
+          getRun: async () =>
+            ++reads === 1 ? running : { ...running, state: RunState.Completed, updatedAt: 2 },
+        }),
+        { maxWatchMs: 300, watchPollIntervalMs: 0 },
+        async (client) => {
+          const seen: string[] = [];
+          for await (const r of client.watchWorkflow('t-1')) seen.push(r.state);
+          expect(seen).toEqual([RunState.Running, RunState.Completed]);
+          expect(reads).toBe(2);
         },
       );
     });
