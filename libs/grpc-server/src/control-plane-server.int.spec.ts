@@ -553,7 +553,7 @@ describe('control plane server', () => {
           getRun: async () =>
             ++reads === 1 ? running : { ...running, state: RunState.Completed, updatedAt: 2 },
         }),
-        { maxWatchMs: 300, watchPollIntervalMs: 0 },
+        { maxWatchMs: 300 },
         async (client) => {
           const seen: string[] = [];
           for await (const r of client.watchWorkflow('t-1')) seen.push(r.state);
