@@ -135,6 +135,24 @@ describe('multiagents (in process, no server)', () => {
     }
   });
 
+  it('refuses to send a token in clear to a remote address, unless told TLS is added on the way', async () => {
+    const refused = await run(['--address', '10.255.255.1:50051', '--token', 'abc.def.ghi', 'get', 'tx-1']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/a bearer token would go to 10\.255\.255\.1:50051 unencrypted/);
+    // Loopback: sent (and nothing listens there).
+    const local = await run([
+      '--address',
+      '127.0.0.1:1',
+      '--token',
+      'abc.def.ghi',
+      '--timeout',
+      '200',
+      'get',
+      'tx-1',
+    ]);
+    expect(local.stderr).toMatch(/UNAVAILABLE/);
+  });
+
   it("reads --version after a command as that command's (a definition version), not the CLI's", async () => {
     // Nothing listens at 127.0.0.1:1: the command ran (and failed to reach the server).
     for (const args of [

@@ -38,6 +38,7 @@ interface GlobalOptions {
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly tlsServerName?: string;
+  readonly tokenWithoutTls?: boolean;
 }
 
 /** A PEM file named by an option, read now so a wrong path is a usage error before any call. */
@@ -54,9 +55,14 @@ function connectionOptions(options: GlobalOptions): ClientOptions {
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new UsageError('--tls-cert and --tls-key go together (mutual TLS needs both)');
   }
-  const useTls = options.tls === true || options.tlsCa !== undefined || options.tlsCert !== undefined;
+  const useTls =
+    options.tls === true ||
+    options.tlsCa !== undefined ||
+    options.tlsCert !== undefined ||
+    options.tlsServerName !== undefined;
   return {
     ...(options.token === undefined ? {} : { token: options.token }),
+    ...(options.tokenWithoutTls === true ? { allowTokenWithoutTls: true } : {}),
     ...(useTls
       ? {
           tls: {
@@ -197,6 +203,10 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       new Option('--tls', 'use TLS with the system CAs (or MULTIAGENTS_TLS=true)').default(
         io.config.tls || undefined,
       ),
+    )
+    .option(
+      '--token-without-tls',
+      'send the token to a remote address without TLS (refused otherwise; for a proxy or mesh that adds TLS)',
     )
     .addOption(
       optionWithDefault(

@@ -1,5 +1,5 @@
 import { ValidationError } from '@multiagents/contracts';
-import { DEFAULT_CLIENT_OPTIONS, resolveClientOptions } from './client-options';
+import { DEFAULT_CLIENT_OPTIONS, resolveClientOptions, type ClientOptions } from './client-options';
 
 describe('client options', () => {
   it('applies the defaults', () => {
@@ -40,6 +40,31 @@ describe('client options', () => {
       'tls.cert and tls.key go together (mutual TLS needs both)',
       'token must be non-empty printable ASCII without spaces',
     ]);
+  });
+
+  it('refuses to send a token in clear beyond this machine, unless told TLS is added on the way', () => {
+    const problems = (address: string, extra: Partial<ClientOptions> = {}): readonly string[] => {
+      try {
+        resolveClientOptions(address, { token: 'abc.def.ghi', ...extra });
+        return [];
+      } catch (err) {
+        return (err as ValidationError).problems;
+      }
+    };
+    for (const local of [
+      '127.0.0.1:50051',
+      'localhost:50051',
+      '[::1]:50051',
+      'dns:///localhost:1',
+      'unix:/tmp/s',
+    ]) {
+      expect({ local, problems: problems(local) }).toEqual({ local, problems: [] });
+    }
+    expect(problems('orchestrator.prod:50051')).toEqual([
+      "a bearer token would go to orchestrator.prod:50051 unencrypted: use tls (the CLI's --tls), or allowTokenWithoutTls when TLS is added on the way",
+    ]);
+    expect(problems('10.1.2.3:50051', { tls: {} })).toEqual([]);
+    expect(problems('10.1.2.3:50051', { allowTokenWithoutTls: true })).toEqual([]);
   });
 
   it('bounds every number to what the runtime honours', () => {

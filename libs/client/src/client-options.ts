@@ -35,6 +35,11 @@ export interface ClientOptions {
    * returns the current one (called before each call, so a token can be refreshed).
    */
   readonly token?: string | (() => string | Promise<string>);
+  /**
+   * Send the token without TLS to an address that is not this machine's (refused otherwise: the
+   * token would cross the network in clear). For a proxy or service mesh on the way that adds TLS.
+   */
+  readonly allowTokenWithoutTls?: boolean;
   /** Default deadline of a unary call, retries included. */
   readonly timeoutMs?: number;
   readonly retry?: RetryOptions;
@@ -60,6 +65,14 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   retry: Object.freeze({ maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2_000 }),
   maxReceiveMessageBytes: 64 * 1024 * 1024,
 });
+
+/** This machine: a loopback host or a Unix socket, where nothing on the network sees a token. */
+function isLocalAddress(address: string): boolean {
+  if (address.startsWith('unix:')) return true;
+  const target = address.replace(/^dns:(\/\/[^/]*\/)?/, '').replace(/^\/+/, '');
+  const host = target.startsWith('[') ? target.slice(1, target.indexOf(']')) : target.split(':')[0];
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host ?? '');
+}
 
 function positiveInteger(value: unknown, name: string, problems: string[], max = MAX_TIMER_MS): void {
   if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) {
@@ -90,6 +103,18 @@ export function resolveClientOptions(address: unknown, options: ClientOptions): 
   const token = options.token;
   if (typeof token === 'string' && !/^[\x21-\x7e]+$/.test(token)) {
     problems.push('token must be non-empty printable ASCII without spaces');
+  }
+  if (
+    token !== undefined &&
+    tls === undefined &&
+    options.credentials === undefined &&
+    options.allowTokenWithoutTls !== true &&
+    typeof address === 'string' &&
+    !isLocalAddress(address)
+  ) {
+    problems.push(
+      `a bearer token would go to ${address} unencrypted: use tls (the CLI's --tls), or allowTokenWithoutTls when TLS is added on the way`,
+    );
   }
   if (problems.length > 0) throw new ValidationError('invalid client options', problems);
   const pem = (value: Buffer | string | undefined): Buffer | null =>
