@@ -465,7 +465,7 @@ describe('schedule-to-start timeout', () => {
     expect(picked.ignored).toBeUndefined();
     expect(unschedulesOf(picked)).toEqual(['tx-1:start:b:1']);
     expect(d.step('b').attempts[0]?.pickedUpAt).toBe(d.now);
-    expect(d.heartbeat('b').ignored).toBe('step has no heartbeat timeout');
+    expect(d.heartbeat('b').ignored).toMatch(/^step has no heartbeat timeout/);
     expect(d.fireStale({ kind: 'start', step: 'b', attempt: 1 }).ignored).toMatch(/stale timer/);
     d.ok('b', {});
     expect(d.run.state).toBe(RunState.Completed);
@@ -694,6 +694,20 @@ describe('retries and timeouts', () => {
     expect(unschedulesOf(done)).toContain('tx-1:heartbeat:a:2');
     expect(d.heartbeat('b').ignored).toMatch(/no heartbeat timeout/);
     expect(d.heartbeat('nope', 1).ignored).toMatch(/unknown/);
+  });
+
+  it('records a sign of life of a step without a heartbeat timeout once a minute, and schedules nothing', () => {
+    const d = drive(workflow([task('long', 'w.long')]));
+    d.start();
+    expect(d.heartbeat('long').ignored).toMatch(/no heartbeat timeout/);
+    d.tick(60_000);
+    const beat = d.heartbeat('long');
+    expect(beat.ignored).toBeUndefined();
+    expect(d.step('long').heartbeatAt).toBe(d.now);
+    expect(schedulesOf(beat)).toEqual([]);
+    d.tick(30_000);
+    expect(d.heartbeat('long').ignored).toMatch(/once a minute/);
+    expect(d.step('long').heartbeatAt).toBe(d.now - 30_000);
   });
 });
 

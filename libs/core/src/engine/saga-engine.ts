@@ -143,6 +143,12 @@ interface AttemptUsage {
 /** Most early signals of one name a run keeps. */
 export const MAX_BUFFERED_SIGNALS = 100;
 
+/**
+ * How often a heartbeat of a step without a heartbeat timeout is recorded (`heartbeatAt`): no
+ * deadline depends on it, but a long step that beats is not taken for a stuck one.
+ */
+export const UNTIMED_HEARTBEAT_EVERY_MS = 60_000;
+
 /** `<txId>:<step>:<attempt>`, or `<txId>:<step>:undo:<attempt>` for a compensation. */
 export function commandIdFor(txId: string, step: string, attempt: number, compensation = false): string {
   return `${txId}:${step}:${compensation ? 'undo:' : ''}${attempt}`;
@@ -432,7 +438,18 @@ class Draft {
     // The first sign of life of an attempt with a schedule-to-start deadline: a worker took it.
     const pickedUp = this.notePickedUp(compiled.definition, record);
     const timeoutMs = this.heartbeatTimeoutMs(compiled.definition);
-    if (timeoutMs === undefined) return pickedUp ? undefined : 'step has no heartbeat timeout';
+    if (timeoutMs === undefined) {
+      // No deadline to move, but a sign of life what watches runs reads (the event-monitor's
+      // stuck-run watchdog): recorded, a write each, at most once per UNTIMED_HEARTBEAT_EVERY_MS.
+      const lastSign = record.heartbeatAt ?? record.attempts[record.attempts.length - 1]?.startedAt;
+      if (lastSign !== undefined && this.now - lastSign < UNTIMED_HEARTBEAT_EVERY_MS) {
+        return pickedUp
+          ? undefined
+          : 'step has no heartbeat timeout: a sign of life is recorded once a minute';
+      }
+      record.heartbeatAt = this.now;
+      return undefined;
+    }
     record.heartbeatAt = this.now;
     this.schedule({ kind: 'heartbeat', step: name, attempt: record.attempt }, this.now + timeoutMs);
     return undefined;
