@@ -41,8 +41,19 @@ type Unary<Req, Res> = (
 
 /** Headroom over the drain timeout for Drain's answer. */
 const DRAIN_ANSWER_MARGIN_MS = 10_000;
+/** The longest drain timeout a worker-manager's API accepts (an hour). */
+const MAX_SERVER_DRAIN_MS = 3_600_000;
 /** How long a watch waits for a server that went away (a restart) before it gives up. */
 const WATCH_OUTAGE_MS = 30_000;
+
+/**
+ * The deadline of a Drain call: its drain timeout and room for the answer. Without one the manager
+ * uses its configured timeout, which a client does not know: as long as the longest drain a
+ * server accepts.
+ */
+export function drainDeadlineMs(drainTimeoutMs: number | undefined, callTimeoutMs: number): number {
+  return Math.max(callTimeoutMs, (drainTimeoutMs ?? MAX_SERVER_DRAIN_MS) + DRAIN_ANSWER_MARGIN_MS);
+}
 
 function toMs(value: number | Date): number {
   return value instanceof Date ? value.getTime() : value;
@@ -399,9 +410,7 @@ export class MultiAgentsClient {
    * to `drainTimeoutMs`). Resolves once drained. Idempotent.
    */
   async drain(options: CallOptions & { drainTimeoutMs?: number } = {}): Promise<DrainResult> {
-    const timeoutMs =
-      options.timeoutMs ??
-      Math.max(this.options.timeoutMs, (options.drainTimeoutMs ?? 30_000) + DRAIN_ANSWER_MARGIN_MS);
+    const timeoutMs = options.timeoutMs ?? drainDeadlineMs(options.drainTimeoutMs, this.options.timeoutMs);
     const res = await this.unary<pb.DrainRequest, pb.DrainResponse>(
       (r, m, o, cb) => this.workerManager.drain(r, m, o, cb),
       { drainTimeoutMs: options.drainTimeoutMs },

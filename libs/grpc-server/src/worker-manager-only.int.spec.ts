@@ -25,6 +25,7 @@ import {
 } from './control-plane-server';
 import type { OrchestratorApi } from './orchestrator-service';
 import { Gate, gatedWorkflow } from './test-stack';
+import { drainCallLimitMs } from './worker-manager-service';
 
 jest.setTimeout(30_000);
 
@@ -135,6 +136,15 @@ async function startWorkerManagerOnly(options: { serving?: boolean; onDrain?: ()
     },
   };
 }
+
+describe('the limit of a Drain call', () => {
+  it("follows the drain timeout asked for, else the manager's configured one, never below the usual limit", () => {
+    expect(drainCallLimitMs(120_000, 30_000, 60_000)).toBe(125_000);
+    // A manager configured with a 2-minute drain: the call is not cut at the default's 35 s.
+    expect(drainCallLimitMs(undefined, 120_000, 60_000)).toBe(125_000);
+    expect(drainCallLimitMs(undefined, 100, 60_000)).toBe(60_000);
+  });
+});
 
 describe('control plane server with only a worker-manager', () => {
   it('answers ListWorkers and Drain, and turns health NOT_SERVING when a drain begins', async () => {

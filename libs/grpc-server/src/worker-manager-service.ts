@@ -3,19 +3,31 @@
  * orchestrator in the embedded mode; the worker-manager service with the Redis or NATS backend).
  */
 import type * as pb from '@multiagents/proto';
-import { DEFAULT_WORKER_MANAGER_OPTIONS, type WorkerManager } from '@multiagents/worker-sdk';
+import type { WorkerManager } from '@multiagents/worker-sdk';
 import { unaryCall, type HandlerContext } from './call-handlers';
 import { workerInfoToProto } from './mappers';
 import { ValidationError } from '@multiagents/contracts';
 
 /** The WorkerManager methods the API serves. */
-export type WorkerManagerApi = Pick<WorkerManager, 'managerId' | 'workers' | 'close'>;
+export type WorkerManagerApi = Pick<WorkerManager, 'managerId' | 'workers' | 'close' | 'drainTimeoutMs'>;
 
 /** Longest drain a caller may ask for (one hour): past that, a stuck handler should be aborted. */
 export const MAX_DRAIN_TIMEOUT_MS = 3_600_000;
 
 /** Headroom for answering after the drain timeout (aborted handlers settle, results publish). */
 const DRAIN_ANSWER_MARGIN_MS = 5_000;
+
+/**
+ * How long a Drain call may take: a drain legitimately lasts its timeout (the request's, else the
+ * manager's own configured one), so it is not cut at the usual call limit.
+ */
+export function drainCallLimitMs(
+  requested: number | undefined,
+  configured: number,
+  maxCallMs: number,
+): number {
+  return Math.max(maxCallMs, (requested ?? configured) + DRAIN_ANSWER_MARGIN_MS);
+}
 
 /**
  * WorkerManagerService over a {@link WorkerManagerApi}. `onDrain` runs when a drain begins (the
@@ -48,12 +60,7 @@ export class WorkerManagerService {
           await manager.close(req.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: req.drainTimeoutMs });
           return { managerId: manager.managerId, workers: manager.workers().map(workerInfoToProto) };
         },
-        // A drain legitimately takes as long as its timeout: do not cut it at the usual call limit.
-        (req) =>
-          Math.max(
-            context.maxCallMs,
-            (req.drainTimeoutMs ?? DEFAULT_WORKER_MANAGER_OPTIONS.drainTimeoutMs) + DRAIN_ANSWER_MARGIN_MS,
-          ),
+        (req) => drainCallLimitMs(req.drainTimeoutMs, manager.drainTimeoutMs, context.maxCallMs),
       ),
     };
   }

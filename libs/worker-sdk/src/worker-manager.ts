@@ -186,7 +186,8 @@ export class WorkerManager implements LocalWorkers {
   private readonly idGenerator: IdGenerator;
   private readonly subscribeOptions: WorkerSubscribeOptions;
   private readonly heartbeatIntervalMs: number;
-  private readonly drainTimeoutMs: number;
+  /** How long a close (a drain) waits for the work in flight unless told otherwise, in ms. */
+  readonly drainTimeoutMs: number;
   private readonly resultPublishRetryMs: number;
   /** Fires every attempt's signal when draining gives up. */
   private readonly drainAbort = new AbortController();
