@@ -107,6 +107,23 @@ describe('Redis: an ACL user limited to the prefix', () => {
   }, 20_000);
   afterAll(() => redis?.stop());
 
+  /** redis-cli as the deployment's user: its answer as text. */
+  const sagaCli = (...args: string[]): string =>
+    execFileSync(
+      'redis-cli',
+      [
+        '-p',
+        String(redis.port),
+        '--user',
+        'saga',
+        '--pass',
+        's3cret/with#odd@chars',
+        '--no-auth-warning',
+        ...args,
+      ],
+      { encoding: 'utf8' },
+    );
+
   const env = (extra: Record<string, string> = {}): Record<string, string> => ({
     MULTIAGENTS_BACKEND: 'redis',
     REDIS_URL: redis.url,
@@ -133,42 +150,14 @@ describe('Redis: an ACL user limited to the prefix', () => {
     expect(await runOrderSaga(config, config, 12)).toEqual(expectedStates(12));
     // Closing a subscription ends its blocked read with CLIENT UNBLOCK: granted, never refused
     // (refused, every close waited out the read's block time).
-    const stats = execFileSync(
-      'redis-cli',
-      [
-        '-p',
-        String(redis.port),
-        '--user',
-        'saga',
-        '--pass',
-        's3cret/with#odd@chars',
-        '--no-auth-warning',
-        'INFO',
-        'commandstats',
-      ],
-      { encoding: 'utf8' },
-    );
+    const stats = sagaCli('INFO', 'commandstats');
     const unblock = /^cmdstat_client\|unblock:calls=(\d+),.*rejected_calls=(\d+)/m.exec(stats);
     expect(Number(unblock?.[1])).toBeGreaterThan(0);
     expect(Number(unblock?.[2])).toBe(0);
   }, 60_000);
 
   it('refuses the same user outside its prefix, and refuses admin commands', () => {
-    const cli = (...args: string[]): string =>
-      execFileSync(
-        'redis-cli',
-        [
-          '-p',
-          String(redis.port),
-          '--user',
-          'saga',
-          '--pass',
-          's3cret/with#odd@chars',
-          '--no-auth-warning',
-          ...args,
-        ],
-        { encoding: 'utf8' },
-      );
+    const cli = sagaCli;
     expect(cli('SET', `${prefix}:probe`, '1')).toContain('OK');
     expect(cli('SET', 'tenant-b:probe', '1')).toContain('NOPERM');
     expect(cli('GET', 'tenant-b:probe')).toContain('NOPERM');

@@ -74,6 +74,24 @@ function varint(value: number): Buffer {
   return Buffer.from(bytes);
 }
 
+/** A run in progress, as the stub orchestrator's watch tests read it. */
+function runningRun(): Run {
+  return {
+    txId: 't-1',
+    workflowId: 'w',
+    workflowVersion: 1,
+    state: RunState.Running,
+    input: {},
+    context: {},
+    steps: {},
+    createdAt: 1,
+    updatedAt: 1,
+    signals: {},
+    completedCount: 0,
+    outputCount: 0,
+  };
+}
+
 describe('control plane server', () => {
   describe('over the embedded stack', () => {
     let plane: TestControlPlane;
@@ -491,20 +509,7 @@ describe('control plane server', () => {
 
     it('ends a watch at the server-side limit and frees its listener', async () => {
       let listeners = 0;
-      const run: Run = {
-        txId: 't-1',
-        workflowId: 'w',
-        workflowVersion: 1,
-        state: RunState.Running,
-        input: {},
-        context: {},
-        steps: {},
-        createdAt: 1,
-        updatedAt: 1,
-        signals: {},
-        completedCount: 0,
-        outputCount: 0,
-      };
+      const run: Run = runningRun();
       await withServer(
         stub({
           getRun: async () => run,
@@ -532,20 +537,7 @@ describe('control plane server', () => {
     });
 
     it('a watch goes on past the server-side limit until the run ends', async () => {
-      const running: Run = {
-        txId: 't-1',
-        workflowId: 'w',
-        workflowVersion: 1,
-        state: RunState.Running,
-        input: {},
-        context: {},
-        steps: {},
-        createdAt: 1,
-        updatedAt: 1,
-        signals: {},
-        completedCount: 0,
-        outputCount: 0,
-      };
+      const running: Run = runningRun();
       let reads = 0;
       await withServer(
         stub({
