@@ -94,6 +94,8 @@ async function main(): Promise<void> {
   // A broker that is down at start delays readiness, with one log line per try.
   const backend = await openBackendWhenReachable(config, { logger, signal: starting.signal });
   if (backend === undefined) return;
+  // Not ready while its broker is away (a replica that lost it leaves the rotation).
+  health.setBrokerCheck(() => backend.connected());
   const newMonitor = (): EventMonitor =>
     new EventMonitor({
       bus: backend.bus,

@@ -145,6 +145,8 @@ async function main(): Promise<void> {
       signal: starting.signal,
     });
     if (backend === undefined) return;
+    // Not ready while its broker is away (a replica that lost it leaves the rotation).
+    health.setBrokerCheck(() => backend.connected());
     memo.bind(backend.memo);
     const newEngine = (): { orchestrator: Orchestrator; workerManager: WorkerManager | undefined } => {
       const workerManager =

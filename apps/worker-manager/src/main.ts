@@ -103,6 +103,8 @@ async function main(): Promise<void> {
   );
   const backend = await openBackendWhenReachable(config, { logger, signal: starting.signal });
   if (backend === undefined) return;
+  // Not ready while its broker is away (a replica that lost it leaves the rotation).
+  health.setBrokerCheck(() => backend.connected());
   memo.bind(backend.memo);
   const newManager = (): WorkerManager =>
     new WorkerManager({

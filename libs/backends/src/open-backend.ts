@@ -93,6 +93,11 @@ export interface Backend {
    * not come (a broker that may forget what it acknowledged), and how eagerly.
    */
   readonly orchestrator: RecommendedOrchestratorOptions;
+  /**
+   * Whether the broker can be reached now: what a service's `/readyz` adds to its own readiness,
+   * so a replica that lost its broker is taken out of rotation until it is back.
+   */
+  connected(): boolean;
   /** Closes every adapter (and the connection they share, if any). */
   close(): Promise<void>;
 }

@@ -23,6 +23,8 @@ export interface MemoryBackend {
   readonly timelines: MemoryTimelineStore;
   /** Records written once per key (agent answers): see MemoStore in core. */
   readonly memo: MemoryMemoStore;
+  /** Whether the broker can be reached now: always, in one process. */
+  connected(): boolean;
   /** Closes the bus (waiting for handlers in flight), then the stores. */
   close(): Promise<void>;
 }
@@ -50,6 +52,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     registry,
     timelines,
     memo,
+    connected: () => true,
     close: async () => {
       await bus.close();
       await runs.close();

@@ -25,6 +25,8 @@ export interface NatsBackend {
   readonly names: NatsNames;
   /** What the backend counted (the bus's `counters()` returns the same). */
   readonly counters: Readonly<NatsCounters>;
+  /** Whether the NATS server can be reached now (connected, not between a disconnect and a reconnect). */
+  connected(): boolean;
   /** Closes the bus (waiting for handlers in flight), then the stores, then the connection if it owns it. */
   close(): Promise<void>;
 }
@@ -71,6 +73,7 @@ export async function createNatsBackend(options: NatsBackendOptions): Promise<Na
       memo: new NatsMemoStore(ctx),
       names: ctx.names,
       counters: ctx.counters,
+      connected: () => !ctx.isClosed && ctx.state.isConnected,
       close: () => ctx.close(),
     };
   } catch (err) {

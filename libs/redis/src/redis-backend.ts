@@ -20,6 +20,8 @@ export interface RedisBackend {
   readonly memo: RedisMemoStore;
   /** The connection they share (keys, counters, readiness). */
   readonly connection: RedisConnection;
+  /** Whether Redis can be reached now (the connection is up and ready, not reconnecting). */
+  connected(): boolean;
   /** Closes the bus (waiting for handlers in flight and their acks), then the stores, then the connection. */
   close(): Promise<void>;
 }
@@ -53,6 +55,7 @@ export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
     timelines,
     memo,
     connection,
+    connected: () => !connection.isClosed && connection.client.status === 'ready',
     close: () => {
       closing ??= (async () => {
         await bus.close();

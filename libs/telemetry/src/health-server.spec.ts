@@ -19,6 +19,30 @@ describe('HealthServer', () => {
     }
   });
 
+  it('is not ready while its broker is unreachable, and ready again once it is back', async () => {
+    const health = new HealthServer();
+    let connected = true;
+    health.setBrokerCheck(() => connected);
+    const port = await health.listen(0, '127.0.0.1');
+    try {
+      const readyz = async (): Promise<[number, unknown]> => {
+        const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+        return [res.status, await res.json()];
+      };
+      health.setReady(true);
+      expect(await readyz()).toEqual([200, { status: 'ok' }]);
+      connected = false;
+      expect(await readyz()).toEqual([503, { status: 'broker unreachable' }]);
+      connected = true;
+      expect(await readyz()).toEqual([200, { status: 'ok' }]);
+      // A draining service stays not ready whatever its broker.
+      health.setReady(false);
+      expect(await readyz()).toEqual([503, { status: 'not ready' }]);
+    } finally {
+      await health.close();
+    }
+  });
+
   it('serves added routes (query strings ignored) and answers 500 when one fails', async () => {
     const health = new HealthServer();
     health.setRoute('/metrics', async (req) => ({

@@ -28,6 +28,7 @@ export type FallbackHandler = (request: IncomingMessage, response: ServerRespons
 export class HealthServer {
   private server: Server | undefined;
   private ready = false;
+  private brokerConnected: () => boolean = () => true;
   private stats: StatsSource = () => ({});
   private readonly routes = new Map<string, RouteHandler>();
   private fallback: FallbackHandler | undefined;
@@ -35,6 +36,15 @@ export class HealthServer {
   /** Marks the service as serving (true) or starting/draining (false). */
   setReady(ready: boolean): void {
     this.ready = ready;
+  }
+
+  /**
+   * Adds a check of the broker to readiness: `/readyz` answers 503 (`broker unreachable`) while
+   * it says false, even when the service is serving, so a replica that lost its broker is taken
+   * out of rotation until it is back.
+   */
+  setBrokerCheck(connected: () => boolean): void {
+    this.brokerConnected = connected;
   }
 
   /** Sets where `/stats` reads its counters. */
@@ -57,6 +67,11 @@ export class HealthServer {
    * loopback interface: nothing here asks for credentials, so reaching it from other machines is
    * the operator's choice (HTTP_HOST).
    */
+  private readiness(): [number, unknown] {
+    if (!this.ready) return [503, { status: 'not ready' }];
+    return this.brokerConnected() ? [200, { status: 'ok' }] : [503, { status: 'broker unreachable' }];
+  }
+
   async listen(port: number, host = '127.0.0.1'): Promise<number> {
     const server = createServer((req, res) => {
       const route = this.routes.get((req.url ?? '').split('?')[0] ?? '');
@@ -81,8 +96,7 @@ export class HealthServer {
       let status = 404;
       let body: unknown = { status: 'not found' };
       if (req.url === '/healthz') [status, body] = [200, { status: 'ok' }];
-      else if (req.url === '/readyz')
-        [status, body] = this.ready ? [200, { status: 'ok' }] : [503, { status: 'not ready' }];
+      else if (req.url === '/readyz') [status, body] = this.readiness();
       else if (req.url === '/stats') [status, body] = [200, this.stats()];
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
