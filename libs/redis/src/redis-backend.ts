@@ -55,7 +55,7 @@ export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
     timelines,
     memo,
     connection,
-    connected: () => !connection.isClosed && connection.client.status === 'ready',
+    connected: () => connection.isConnected,
     close: () => {
       closing ??= (async () => {
         await bus.close();

@@ -292,6 +292,11 @@ export class RedisConnection {
     }
   }
 
+  /** Open, and its command connection up and ready (not connecting or reconnecting). */
+  get isConnected(): boolean {
+    return !this.closed && this.client.status === 'ready';
+  }
+
   /** True once {@link close} was called. */
   get isClosed(): boolean {
     return this.closed;

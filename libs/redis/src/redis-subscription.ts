@@ -679,7 +679,7 @@ export class RedisSubscription implements Subscription {
    */
   private async forgetConsumer(): Promise<void> {
     const { connection } = this.host;
-    if (connection.isClosed || connection.client.status !== 'ready') return;
+    if (!connection.isConnected) return;
     await Promise.all(
       this.streams.map((source) =>
         connection.scripts

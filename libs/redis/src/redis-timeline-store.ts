@@ -3,6 +3,7 @@ import type { TimelineEntry, TimelineStore } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
 import type { ScriptArg } from './scripts';
+import { isObject, parseStoredObject } from './stored-json';
 import { TurnBatcher } from './turn-batcher';
 
 /** Entries per script call: keeps ARGV well below Lua's limits. */
@@ -120,14 +121,8 @@ export class RedisTimelineStore implements TimelineStore {
  * sealed (one value, not a list), and checks them itself when it opens them.
  */
 function decodeEntry(version: string, json: string): TimelineEntry | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
-  const entry = value as Record<string, unknown>;
+  const entry = parseStoredObject(json);
+  if (entry === undefined) return undefined;
   const valid =
     typeof entry['version'] === 'number' &&
     String(entry['version']) === version &&
@@ -138,9 +133,7 @@ function decodeEntry(version: string, json: string): TimelineEntry | undefined {
 }
 
 function isLifecycleEvent(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const event = value as Record<string, unknown>;
-  return typeof event['type'] === 'string' && typeof event['state'] === 'string';
+  return isObject(value) && typeof value['type'] === 'string' && typeof value['state'] === 'string';
 }
 
 function isPresent(value: unknown): boolean {

@@ -1,6 +1,7 @@
 import type { WorkerManagerRecord, WorkerRegistry } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
 import { RedisConnection } from './redis-connection';
+import { isObject, parseStoredObject } from './stored-json';
 
 /** A record as stored: the announcement and when it stops counting. */
 interface Stored {
@@ -84,13 +85,8 @@ export class RedisWorkerRegistry implements WorkerRegistry {
  * write here, and nothing of it may reach a caller unchecked.
  */
 function decodeStored(managerId: string, json: string): Stored | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-  if (!isObject(value) || typeof value['expiresAt'] !== 'number') return undefined;
+  const value = parseStoredObject(json);
+  if (value === undefined || typeof value['expiresAt'] !== 'number') return undefined;
   const record = value['record'];
   if (!isObject(record) || record['managerId'] !== managerId) return undefined;
   const { workers, capacity, inFlight, seenAt, details } = record;
@@ -103,8 +99,4 @@ function decodeStored(managerId: string, json: string): Stored | undefined {
     (details === undefined ||
       (isObject(details) && Object.values(details).every((detail) => typeof detail === 'string')));
   return valid ? (value as unknown as Stored) : undefined;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
