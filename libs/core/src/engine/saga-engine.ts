@@ -288,6 +288,11 @@ function shallowEqual(a: object, b: object): boolean {
   return count === 0;
 }
 
+/** When the current attempt last showed life: its last recorded heartbeat, else its start. */
+function lastSignOfLife(record: StepRecord): number | undefined {
+  return record.heartbeatAt ?? record.attempts[record.attempts.length - 1]?.startedAt;
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -441,7 +446,7 @@ class Draft {
     if (timeoutMs === undefined) {
       // No deadline to move, but a sign of life what watches runs reads (the event-monitor's
       // stuck-run watchdog): recorded, a write each, at most once per UNTIMED_HEARTBEAT_EVERY_MS.
-      const lastSign = record.heartbeatAt ?? record.attempts[record.attempts.length - 1]?.startedAt;
+      const lastSign = lastSignOfLife(record);
       if (lastSign !== undefined && this.now - lastSign < UNTIMED_HEARTBEAT_EVERY_MS) {
         return pickedUp
           ? undefined
@@ -564,7 +569,7 @@ class Draft {
 
   private heartbeatStillFresh(definition: TaskStep, record: StepRecord): boolean {
     const timeoutMs = this.heartbeatTimeoutMs(definition);
-    const lastSign = record.heartbeatAt ?? record.attempts[record.attempts.length - 1]?.startedAt;
+    const lastSign = lastSignOfLife(record);
     return timeoutMs !== undefined && lastSign !== undefined && this.now < lastSign + timeoutMs;
   }
 
