@@ -7,7 +7,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
-import type { Run, WorkflowDefinition } from '@multiagents/contracts';
+import { MAX_DRAIN_TIMEOUT_MS, type Run, type WorkflowDefinition } from '@multiagents/contracts';
 import * as pb from '@multiagents/proto';
 import { fromServiceError, isServiceError, RpcError, RpcErrorCode } from './client-errors';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './client-options';
@@ -41,8 +41,6 @@ type Unary<Req, Res> = (
 
 /** Headroom over the drain timeout for Drain's answer. */
 const DRAIN_ANSWER_MARGIN_MS = 10_000;
-/** The longest drain timeout a worker-manager's API accepts (an hour). */
-const MAX_SERVER_DRAIN_MS = 3_600_000;
 /** How long a watch waits for a server that went away (a restart) before it gives up. */
 const WATCH_OUTAGE_MS = 30_000;
 
@@ -52,7 +50,7 @@ const WATCH_OUTAGE_MS = 30_000;
  * server accepts.
  */
 export function drainDeadlineMs(drainTimeoutMs: number | undefined, callTimeoutMs: number): number {
-  return Math.max(callTimeoutMs, (drainTimeoutMs ?? MAX_SERVER_DRAIN_MS) + DRAIN_ANSWER_MARGIN_MS);
+  return Math.max(callTimeoutMs, (drainTimeoutMs ?? MAX_DRAIN_TIMEOUT_MS) + DRAIN_ANSWER_MARGIN_MS);
 }
 
 function toMs(value: number | Date): number {

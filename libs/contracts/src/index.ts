@@ -89,4 +89,4 @@ export {
 export type { JsonBounds } from './json-bounds';
 export { copyJsonData } from './json-copy';
 export { mergedCopy, shallowCopy } from './shallow-copy';
-export { MAX_TIMER_MS, isTimerDelayMs } from './timer-delay';
+export { MAX_DRAIN_TIMEOUT_MS, MAX_TIMER_MS, isTimerDelayMs } from './timer-delay';

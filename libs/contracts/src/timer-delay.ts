@@ -9,3 +9,9 @@ export const MAX_TIMER_MS = 2_147_483_647;
 export function isTimerDelayMs(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 && value <= MAX_TIMER_MS;
 }
+
+/**
+ * The longest drain a caller may ask a worker-manager's API for (one hour: past that, a stuck
+ * handler should be aborted); a client without a drain timeout of its own waits that long.
+ */
+export const MAX_DRAIN_TIMEOUT_MS = 3_600_000;

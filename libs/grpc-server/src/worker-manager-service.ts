@@ -6,13 +6,10 @@ import type * as pb from '@multiagents/proto';
 import type { WorkerManager } from '@multiagents/worker-sdk';
 import { unaryCall, type HandlerContext } from './call-handlers';
 import { workerInfoToProto } from './mappers';
-import { ValidationError } from '@multiagents/contracts';
+import { MAX_DRAIN_TIMEOUT_MS, ValidationError } from '@multiagents/contracts';
 
 /** The WorkerManager methods the API serves. */
 export type WorkerManagerApi = Pick<WorkerManager, 'managerId' | 'workers' | 'close' | 'drainTimeoutMs'>;
-
-/** Longest drain a caller may ask for (one hour): past that, a stuck handler should be aborted. */
-export const MAX_DRAIN_TIMEOUT_MS = 3_600_000;
 
 /** Headroom for answering after the drain timeout (aborted handlers settle, results publish). */
 const DRAIN_ANSWER_MARGIN_MS = 5_000;
