@@ -18,32 +18,27 @@ async function followsItsBroker(server: ServerProcess, backend: Backend): Promis
   await backend.registry.list();
 }
 
-describe('Backend.connected (readiness)', () => {
-  it('follows a Redis server that goes away and comes back', async () => {
-    const redis = await startRedisServer();
-    const backend = await openBackend(
-      parseServiceConfig({ MULTIAGENTS_BACKEND: 'redis', REDIS_URL: redis.url }, { grpcPort: 0 }),
-    );
-    try {
-      await followsItsBroker(redis, backend);
-    } finally {
-      await backend.close();
-      await redis.stop();
-    }
-  }, 60_000);
+/** How each broker is started, and the variables that point a service at it. */
+const brokers: [string, () => Promise<ServerProcess>, (url: string) => Record<string, string>][] = [
+  ['Redis', () => startRedisServer(), (url) => ({ MULTIAGENTS_BACKEND: 'redis', REDIS_URL: url })],
+  ['NATS', () => startNatsServer(), (url) => ({ MULTIAGENTS_BACKEND: 'nats', NATS_URL: url })],
+];
 
-  it('follows a NATS server that goes away and comes back', async () => {
-    const nats = await startNatsServer();
-    const backend = await openBackend(
-      parseServiceConfig({ MULTIAGENTS_BACKEND: 'nats', NATS_URL: nats.url }, { grpcPort: 0 }),
-    );
-    try {
-      await followsItsBroker(nats, backend);
-    } finally {
-      await backend.close();
-      await nats.stop();
-    }
-  }, 60_000);
+describe('Backend.connected (readiness)', () => {
+  it.each(brokers)(
+    'follows a %s server that goes away and comes back',
+    async (_name, start, env) => {
+      const server = await start();
+      const backend = await openBackend(parseServiceConfig(env(server.url), { grpcPort: 0 }));
+      try {
+        await followsItsBroker(server, backend);
+      } finally {
+        await backend.close();
+        await server.stop();
+      }
+    },
+    60_000,
+  );
 
   it('is always connected in one process (memory)', async () => {
     const backend = await openBackend(parseServiceConfig({ MULTIAGENTS_BACKEND: 'memory' }, { grpcPort: 0 }));

@@ -155,12 +155,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
   });
 
   it("refuses an envelope above the server's max_payload as RESOURCE_EXHAUSTED, not to be retried", async () => {
-    const small = await NatsTestServer.start({ config: 'max_payload: 16384' });
-    const backend = await small.backend().catch(async (err: unknown) => {
-      await small.stop();
-      throw err;
-    });
-    try {
+    await NatsTestServer.withBackend({ config: 'max_payload: 16384' }, async (backend, small) => {
       const large = makeEnvelope({ payload: { blob: 'x'.repeat(20_000) } });
       expect(encodeEnvelope(large).length).toBeGreaterThan((await small.varz()).max_payload);
       await expect(backend.bus.publish('large', [large])).rejects.toMatchObject({
@@ -169,10 +164,7 @@ describe('NatsEventBus (JetStream specifics)', () => {
       });
       // Refused for its size alone: a small envelope goes through on the same connection.
       await backend.bus.publish('large', [makeEnvelope()]);
-    } finally {
-      await backend.close();
-      await small.stop();
-    }
+    });
   });
 
   it('dead-letters malformed bytes published directly, with the reason, and keeps going', async () => {

@@ -348,12 +348,7 @@ describe('NatsRunStore specifics', () => {
   });
 
   it("refuses a record above the server's max_payload as RESOURCE_EXHAUSTED, not to be retried, and keeps the run", async () => {
-    const small = await NatsTestServer.start({ config: 'max_payload: 16384' });
-    const made = await small.backend().catch(async (err: unknown) => {
-      await small.stop();
-      throw err;
-    });
-    try {
+    await NatsTestServer.withBackend({ config: 'max_payload: 16384' }, async (made, small) => {
       const run = newRun();
       const created = await made.runs.create(transition(run));
       // A step's output large enough that the record holding it cannot be sent.
@@ -369,10 +364,7 @@ describe('NatsRunStore specifics', () => {
       const stored = (await made.runs.get(run.txId)) as RunRevision;
       expect(stored.version).toBe(1);
       expect(await made.runs.commit(stored, transition(moved(run, {})))).toMatchObject({ version: 2 });
-    } finally {
-      await made.close();
-      await small.stop();
-    }
+    });
   });
 
   describe('timers', () => {

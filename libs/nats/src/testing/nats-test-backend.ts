@@ -63,6 +63,25 @@ export class NatsTestServer {
     return new NatsTestServer(await startNatsServer({ ...options, monitor: true }));
   }
 
+  /**
+   * Runs `body` with a backend on a server of its own, started with `options` (a small
+   * `max_payload`, say), then closes the backend and stops the server whatever happened.
+   */
+  static async withBackend(
+    options: Omit<NatsServerOptions, 'monitor'>,
+    body: (backend: NatsBackend, server: NatsTestServer) => Promise<void>,
+  ): Promise<void> {
+    const server = await NatsTestServer.start(options);
+    let backend: NatsBackend | undefined;
+    try {
+      backend = await server.backend();
+      await body(backend, server);
+    } finally {
+      await backend?.close();
+      await server.stop();
+    }
+  }
+
   get url(): string {
     return this.server.url;
   }
