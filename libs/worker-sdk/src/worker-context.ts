@@ -19,7 +19,8 @@ export interface WorkerContext {
   /**
    * Fires when the attempt's timeout passes, when the WorkerManager gives up waiting during
    * shutdown, or when the attempt is cancelled. Pass it to I/O calls and stop promptly: a handler
-   * that ignores it is reported as timed out anyway, and keeps running in the background.
+   * that ignores it is reported as timed out (or aborted) anyway, and keeps running in the
+   * background holding one of the worker's `concurrency` slots until it returns.
    */
   readonly signal: AbortSignal;
   /**

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MemoryEventBus } from '@multiagents/memory';
 import {
   ErrorCode,
@@ -560,6 +561,73 @@ describe('WorkerManager', () => {
         retryable: false,
         message: 'attempt c-cancel cancelled: run cancelled',
       },
+    });
+  });
+
+  describe('a handler that outlives its attempt (it ignores its signal)', () => {
+    /** A worker of one slot whose first handler ignores its signal and waits for `gate`. */
+    function hangingFirst(gate: Promise<string>, later: { started: number }) {
+      let calls = 0;
+      return worker(() => (++calls === 1 ? gate : (later.started++, 'later done')), {
+        concurrency: 1,
+        timeoutMs: 30,
+      });
+    }
+
+    it('publishes its TIMEOUT at once but keeps its slot, for bus deliveries and local dispatch, until it settles', async () => {
+      const seen = await observe<StepResultPayload>(Topics.results);
+      const logger = recordingLogger();
+      const gate = deferred<string>();
+      const later = { started: 0 };
+      const manager = await startManager([hangingFirst(gate.promise, later)], { logger });
+      await sendCommand({}, { commandId: 'c-hang' });
+      await waitFor(() => seen.length === 1, 2_000, 'the timeout result');
+      expect(seen[0]!.payload).toMatchObject({
+        commandId: 'c-hang',
+        ok: false,
+        error: { code: ErrorCode.Timeout },
+      });
+      expect(manager.reserve(WORKER)).toBeUndefined();
+
+      await sendCommand({}, { commandId: 'c-next' });
+      await waitFor(() => manager.inFlight()[WORKER] === 1, 2_000, 'the next command to wait for the slot');
+      for (let i = 0; i < 5; i++) await nextTurn();
+      expect(later.started).toBe(0);
+      expect(manager.lingering()).toEqual({ [WORKER]: 1 });
+      expect(
+        logger.lines.filter((l) => l.level === 'warn' && l.message.startsWith('handler still running')),
+      ).toEqual([
+        expect.objectContaining({
+          fields: expect.objectContaining({ worker: WORKER, txId: 'tx-1', step: 'reserve', attempt: 1 }),
+        }),
+      ]);
+
+      gate.resolve('too late');
+      await waitFor(() => seen.length === 2, 2_000, 'the next result');
+      expect(seen[1]!.payload).toMatchObject({ commandId: 'c-next', ok: true, output: 'later done' });
+      expect(later.started).toBe(1);
+      expect(manager.lingering()).toEqual({ [WORKER]: 0 });
+      const slot = manager.reserve(WORKER);
+      expect(slot).toBeDefined();
+      slot!.release();
+    });
+
+    it('close() does not wait for it, and says so', async () => {
+      const seen = await observe<StepResultPayload>(Topics.results);
+      const logger = recordingLogger();
+      const gate = deferred<string>();
+      const manager = await startManager([hangingFirst(gate.promise, { started: 0 })], { logger });
+      await sendCommand({}, { commandId: 'c-hang' });
+      await waitFor(() => seen.length === 1, 2_000, 'the timeout result');
+
+      let closed = false;
+      void manager.close({ drainTimeoutMs: 60_000 }).then(() => (closed = true));
+      await waitFor(() => closed, 2_000, 'close() to return');
+      expect(logger.lines).toContainEqual(
+        expect.objectContaining({ level: 'warn', fields: expect.objectContaining({ lingering: 1 }) }),
+      );
+      gate.resolve('too late');
+      await waitFor(() => manager.lingering()[WORKER] === 0, 2_000, 'the handler to settle');
     });
   });
 

@@ -335,10 +335,16 @@ export class WorkerManager implements LocalWorkers {
   }
 
   /**
-   * Drains and stops: no new commands are taken; handlers in flight get up to `drainTimeoutMs` to
+   * Drains and stops: no new commands are taken; attempts in flight get up to `drainTimeoutMs` to
    * finish (their results are published); then the rest are aborted (their signals fire), publish
    * nothing, and leave their commands unacknowledged so the broker redelivers them to another
    * replica. Idempotent. Does not close the bus, which the caller owns.
+   *
+   * What it waits for is attempts, not handlers: a handler that ignores its signal (aborted here,
+   * or timed out or cancelled earlier) is not waited for, since it may never return; it keeps its
+   * slot, can publish nothing more (its heartbeats and progress are dropped), and is logged and
+   * counted in {@link lingering} until it settles. An attempt waiting for a slot such a handler
+   * holds waits for it up to `drainTimeoutMs`, then is aborted like the others.
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.closing ??= this.drain(options.drainTimeoutMs ?? this.drainTimeoutMs);
@@ -364,10 +370,23 @@ export class WorkerManager implements LocalWorkers {
    */
   readonly counters = { delivered: 0, redelivered: 0, resultPublishRetries: 0, local: 0 };
 
-  /** Attempts in flight, per hosted worker. */
+  /**
+   * Attempts in flight (their outcome not yet known: running, or waiting for a slot), per hosted
+   * worker; what `worker.heartbeat` and {@link workers} report.
+   */
   inFlight(): Record<string, number> {
     const counts: Record<string, number> = {};
     for (const [name, runner] of this.runners) counts[name] = runner.inFlight;
+    return counts;
+  }
+
+  /**
+   * Handlers still running after their attempt ended (they ignored their signal at a timeout,
+   * cancel or drain), per hosted worker: each still holds one of the worker's slots.
+   */
+  lingering(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const [name, runner] of this.runners) counts[name] = runner.lingering;
     return counts;
   }
 
@@ -392,7 +411,10 @@ export class WorkerManager implements LocalWorkers {
         .catch((err: unknown) => this.logger.warn({ err }, 'withdrawing this replica failed'));
     }
     if (wasRunning)
-      this.logger.info({ drainTimeoutMs, inFlight: this.totalInFlight() }, 'worker-manager draining');
+      this.logger.info(
+        { drainTimeoutMs, inFlight: this.totalInFlight(), lingering: this.totalLingering() },
+        'worker-manager draining',
+      );
     // Subscription.close() stops new deliveries and waits for the handlers in flight; our own set
     // covers adapters whose close() returns earlier.
     const subscriptionsClosed = Promise.allSettled(this.subscriptions.map((s) => s.close()));
@@ -424,7 +446,15 @@ export class WorkerManager implements LocalWorkers {
     }
     this.subscriptions = [];
     this.state = 'closed';
-    if (wasRunning) this.logger.info({}, 'worker-manager closed');
+    if (!wasRunning) return;
+    const lingering = this.totalLingering();
+    // Not waited for (see close()): say they are there, as they run on in this process.
+    if (lingering > 0)
+      this.logger.warn(
+        { lingering },
+        'worker-manager closed with handlers still running past their attempts (they ignore ctx.signal)',
+      );
+    else this.logger.info({}, 'worker-manager closed');
   }
 
   private track(runner: WorkerRunner, delivery: Delivery): Promise<void> {
@@ -527,16 +557,17 @@ export class WorkerManager implements LocalWorkers {
 
   /**
    * Holds a free slot of `worker` for a command the orchestrator of this process is committing
-   * (see {@link LocalWorkers}), or undefined: not hosted here, every slot taken (by attempts or by
-   * other holds), or not running. A bus delivery that finds the slots taken waits for one, so the
-   * worker's `concurrency` bounds both paths together.
+   * (see {@link LocalWorkers}), or undefined: not hosted here, every slot taken (by attempts, by
+   * handlers that outlived their attempt, or by other holds), or not running. A bus delivery that
+   * finds the slots taken waits for one, so the worker's `concurrency` bounds both paths together.
    */
   reserve(worker: string): LocalSlot | undefined {
     if (this.state !== 'running') return undefined;
     const runner = this.runners.get(worker);
     if (runner === undefined) return undefined;
     const held = this.held.get(worker) ?? 0;
-    if (runner.inFlight + held >= runner.capacity) return undefined;
+    // A handler that outlived its attempt still holds its slot.
+    if (runner.inFlight + runner.lingering + held >= runner.capacity) return undefined;
     this.held.set(worker, held + 1);
     this.heldTotal += 1;
     let taken = false;
@@ -876,6 +907,12 @@ export class WorkerManager implements LocalWorkers {
   private totalInFlight(): number {
     let total = 0;
     for (const runner of this.runners.values()) total += runner.inFlight;
+    return total;
+  }
+
+  private totalLingering(): number {
+    let total = 0;
+    for (const runner of this.runners.values()) total += runner.lingering;
     return total;
   }
 }

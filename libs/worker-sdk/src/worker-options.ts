@@ -11,11 +11,20 @@ export interface CircuitBreakerOptions {
 
 /** How a worker runs inside a WorkerManager; every field is optional (see {@link DEFAULT_WORKER_OPTIONS}). */
 export interface WorkerOptions {
-  /** Handlers of this worker running at once in one WorkerManager. */
+  /**
+   * Handlers of this worker running at once in one WorkerManager (its slots); more attempts wait
+   * for a slot. A handler keeps its slot until its promise settles, even after its attempt timed
+   * out or was aborted: one that ignores `ctx.signal` still counts, so the bound holds when a
+   * downstream hangs.
+   */
   readonly concurrency?: number;
   /**
    * The worker's own ceiling per attempt. The command's `timeoutMs` applies too; the smaller wins.
    * Without either, an attempt has no timeout (its AbortSignal still fires on close or cancel).
+   * Cooperative: when it passes, `ctx.signal` fires and the attempt is reported as a retryable
+   * `TIMEOUT` at once, but a handler that ignores the signal runs on, holding its slot (see
+   * `concurrency`), until it returns or throws. Counted from the handler's start, not from a wait
+   * for a slot.
    */
   readonly timeoutMs?: number;
   /** `false` turns the circuit breaker off. */

@@ -1,3 +1,4 @@
+import { setImmediate as realTurn } from 'node:timers/promises';
 import { ErrorCode, NonRetryableError } from '@multiagents/contracts';
 import { defineWorker, type WorkerHandler } from './define-worker';
 import { deferred, isSettled, manualClock, recordingLogger, stepCommand } from './test-support';
@@ -5,6 +6,7 @@ import type { WorkerContext } from './worker-context';
 import type { WorkerOptions } from './worker-options';
 import type { ProgressReport, ProgressSink } from './progress-throttle';
 import { WorkerRunner, type AttemptOutcome, type HeartbeatSink } from './worker-runner';
+import { AttemptControl } from './attempt-control';
 
 function runner(handler: WorkerHandler<never, unknown>, options?: WorkerOptions, extra = {}): WorkerRunner {
   return new WorkerRunner(defineWorker('inventory.reserve', handler, options), extra);
@@ -370,6 +372,122 @@ describe('WorkerRunner', () => {
       expect(maxRunning).toBe(2);
       expect(r.inFlight).toBe(0);
       expect(r.capacity).toBe(2);
+    });
+  });
+
+  describe('a handler that outlives its attempt', () => {
+    /**
+     * Lets the loop turn a few times for real (what a handler let into a slot by mistake needs to
+     * start) and runs the fake timers due now (the runner's check for handlers still running).
+     */
+    async function turns(count = 5): Promise<void> {
+      for (let i = 0; i < count; i++) {
+        await realTurn();
+        await jest.advanceTimersByTimeAsync(0);
+      }
+    }
+
+    const OVERRUN_WARNING = 'handler still running after its attempt ended';
+
+    it.each<[string, 'timeout' | 'abort', 'returns' | 'rejects']>([
+      ['times out, then returns', 'timeout', 'returns'],
+      ['times out, then rejects', 'timeout', 'rejects'],
+      ['is aborted, then returns', 'abort', 'returns'],
+    ])(
+      'keeps its slot when its attempt %s: the outcome comes at once, the next handler starts only once it settled',
+      async (_label, ending, late) => {
+        const logger = recordingLogger();
+        const first = deferred<string>();
+        let secondStarted = false;
+        const r = runner(
+          (_input, ctx) => {
+            // The first attempt ignores its signal; the second is the one waiting for the slot.
+            if (ctx.attempt === 1) return first.promise;
+            secondStarted = true;
+            return 'second done';
+          },
+          { concurrency: 1, timeoutMs: 50 },
+          { logger },
+        );
+        const caller = new AbortController();
+        const a = r.run(stepCommand({}, 1), { signal: caller.signal });
+        const b = r.run(stepCommand({ commandId: 'tx-1:reserve:2' }, 2));
+        await jest.advanceTimersByTimeAsync(0);
+        expect(secondStarted).toBe(false);
+
+        const reason = new Error('shutting down');
+        if (ending === 'timeout') await jest.advanceTimersByTimeAsync(50);
+        else caller.abort(reason);
+        // Reported without waiting for the handler, which has not settled.
+        const outcome = await a;
+        if (ending === 'timeout') expect(failed(outcome).code).toBe(ErrorCode.Timeout);
+        else expect(outcome).toEqual({ kind: 'aborted', reason });
+
+        await turns();
+        expect(secondStarted).toBe(false);
+        expect(await isSettled(b)).toBe(false);
+        expect(r.inFlight).toBe(1);
+        expect(r.lingering).toBe(1);
+        // Time goes by: the second attempt's own timeout starts with its handler, not before.
+        await jest.advanceTimersByTimeAsync(1_000);
+        expect(secondStarted).toBe(false);
+
+        if (late === 'returns') first.resolve('too late');
+        else first.reject(new Error('failed too late'));
+        expect(await b).toEqual({ kind: 'completed', output: 'second done' });
+        expect(secondStarted).toBe(true);
+        expect(r.inFlight).toBe(0);
+        expect(r.lingering).toBe(0);
+
+        const about = { worker: 'inventory.reserve', txId: 'tx-1', step: 'reserve', attempt: 1 };
+        const warnings = logger.lines.filter((l) => l.message.startsWith(OVERRUN_WARNING));
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toMatchObject({ level: 'warn', fields: about });
+        const settledLine = logger.lines.find((l) => l.message.includes('after its attempt ended;'));
+        expect(settledLine).toMatchObject({ level: 'info', fields: { ...about, overranMs: 1_000 } });
+        expect(settledLine?.message).toBe(
+          `handler ${late === 'returns' ? 'returned' : 'threw'} 1000 ms after its attempt ended; its slot is free`,
+        );
+
+        // Jest fails the test on an unhandled rejection (the late one): give it turns to surface.
+        await turns();
+      },
+    );
+
+    it('frees the slot of a handler that stops at its signal, without a warning', async () => {
+      const logger = recordingLogger();
+      let started = 0;
+      const r = runner(
+        (_input, ctx) =>
+          ++started === 1
+            ? new Promise((_resolve, reject) => {
+                ctx.signal.addEventListener('abort', () => reject(new Error('stopped')));
+              })
+            : 'second done',
+        { concurrency: 1, timeoutMs: 50 },
+        { logger },
+      );
+      const a = r.run(stepCommand());
+      const b = r.run(stepCommand({}, 2));
+      await jest.advanceTimersByTimeAsync(50);
+      expect(failed(await a).code).toBe(ErrorCode.Timeout);
+      expect(await b).toEqual({ kind: 'completed', output: 'second done' });
+      await turns();
+      expect(r.lingering).toBe(0);
+      expect(logger.lines.filter((l) => l.message.startsWith(OVERRUN_WARNING))).toEqual([]);
+    });
+
+    it('does not run the handler of an attempt aborted just as it got its slot', async () => {
+      const handler = jest.fn(() => 'ran');
+      const r = runner(handler, { concurrency: 1 });
+      const control = new AttemptControl();
+      const outcome = r.run(stepCommand(), { control });
+      // Before the runner's next promise callback: nothing listens to the control yet.
+      control.abort('cancelled');
+      expect(await outcome).toEqual({ kind: 'aborted', reason: 'cancelled' });
+      expect(handler).not.toHaveBeenCalled();
+      // The slot it was granted is free again.
+      expect(await r.run(stepCommand({}, 2))).toEqual({ kind: 'completed', output: 'ran' });
     });
   });
 

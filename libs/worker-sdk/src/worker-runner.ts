@@ -90,11 +90,18 @@ interface Counted {
 }
 
 /**
- * Runs attempts of one worker with its resilience rules: at most `concurrency` attempts at once
- * (more wait for a slot), a consecutive-failures circuit breaker, and a cooperative timeout per
- * attempt whose AbortSignal is `ctx.signal`. One runner per worker per WorkerManager; usable
- * without a bus, e.g. to test a worker. Written for the hot path: no event listener, promise
- * chain or policy object per attempt beyond the handler's own.
+ * Runs attempts of one worker with its resilience rules: at most `concurrency` handlers running
+ * at once (more attempts wait for a slot), a consecutive-failures circuit breaker, and a
+ * cooperative timeout per attempt whose AbortSignal is `ctx.signal`. One runner per worker per
+ * WorkerManager; usable without a bus, e.g. to test a worker. Written for the hot path: no event
+ * listener, promise chain or policy object per attempt beyond the handler's own.
+ *
+ * An attempt and its slot end at different times when the attempt ends first (timeout, cancel,
+ * drain): the outcome is returned at once, so a retry elsewhere need not wait, but the slot is
+ * the handler's and is freed only when its promise settles. A handler that ignores its signal
+ * thus keeps its slot (as Temporal and BullMQ keep theirs until the function returns): the bound
+ * that protects a downstream API holds exactly when that API hangs, and hung handlers cannot pile
+ * up. Such a handler is counted in {@link lingering} until it settles.
  *
  * @example
  * const runner = new WorkerRunner(defineWorker('inventory.reserve', reserve, { timeoutMs: 5_000 }));
@@ -111,8 +118,12 @@ export class WorkerRunner {
   private readonly clock: Clock;
   private readonly heartbeatThrottleMs: number;
   private readonly progressMaxPerSecond: number;
+  /** Attempts whose outcome is not decided yet (see {@link inFlight}). */
   private active = 0;
+  /** Slots taken: handlers running, including those that outlived their attempt. */
   private running = 0;
+  /** Handlers still running after their attempt ended (see {@link lingering}). */
+  private overrunning = 0;
   /** Attempts waiting for a slot, first come first served. */
   private readonly waiting: (() => void)[] = [];
 
@@ -142,9 +153,22 @@ export class WorkerRunner {
           });
   }
 
-  /** Attempts started and not finished (running or waiting for a slot). */
+  /**
+   * Attempts whose outcome is not decided yet: handlers running for their attempt, and attempts
+   * waiting for a slot. An attempt that timed out or was aborted is no longer counted, even while
+   * its handler goes on (that one is in {@link lingering}).
+   */
   get inFlight(): number {
     return this.active;
+  }
+
+  /**
+   * Handlers still running after their attempt ended (timed out, cancelled, given up by a drain)
+   * because they did not stop at `ctx.signal`. Each still holds its slot: `inFlight + lingering`
+   * is what the `capacity` is shared by.
+   */
+  get lingering(): number {
+    return this.overrunning;
   }
 
   /** The circuit breaker's state, or `disabled`. */
@@ -207,11 +231,14 @@ export class WorkerRunner {
       if (!(await this.acquire(control))) {
         return { kind: 'aborted', reason: control.reason };
       }
-      try {
-        judged = await this.runHandler(command, control, sink, progress, trace);
-      } finally {
+      // Aborted between the grant of its slot and now (a cancel in a promise callback in between):
+      // nothing would hear it once the handler runs, so the handler must not run.
+      if (control.aborted) {
         this.release();
+        return { kind: 'aborted', reason: control.reason };
       }
+      // From here the slot is the handler's: `invoke` releases it when the handler settles.
+      judged = await this.runHandler(command, control, sink, progress, trace);
       return judged.outcome;
     } finally {
       if (this.breaker) {
@@ -331,7 +358,11 @@ export class WorkerRunner {
       }));
   }
 
-  /** Calls the handler and settles on whichever comes first: its result, or the attempt's abort. */
+  /**
+   * Calls the handler and settles on whichever comes first: its result, or the attempt's abort.
+   * Owns the attempt's slot from the call on and releases it when the handler's promise settles,
+   * which may be long after this one did (a handler that ignores its signal).
+   */
   private invoke(
     command: StepCommand,
     control: AttemptControl,
@@ -342,32 +373,64 @@ export class WorkerRunner {
     traceHeaders: Readonly<Record<string, string>> | undefined,
   ): Promise<Settled> {
     return new Promise<Settled>((resolve) => {
+      /** The attempt's outcome is decided (the handler may still run). */
       let finished = false;
       let timedOut = false;
       let timer: NodeJS.Timeout | undefined;
-      const finish = (settled: Settled): void => {
-        if (finished) return;
+      /** The handler's promise settled. */
+      let settled = false;
+      /** When the attempt ended with its handler still running, on `this.clock`. */
+      let endedAt = 0;
+      let warned = false;
+      // Both sides of the race end here: the handler settling (once; it frees the slot) and the
+      // abort (which decides the outcome only if the handler has not settled first).
+      const finish = (result: Settled): void => {
+        if (result.kind !== 'aborted') {
+          if (settled) return;
+          settled = true;
+          // The slot is freed by the handler's end, never by its attempt's.
+          this.release();
+          if (finished) {
+            this.overran(result, endedAt, warned, logger);
+            return;
+          }
+        } else if (finished) return;
         finished = true;
         if (timer !== undefined) clearTimeout(timer);
         control.onAbort(undefined);
-        resolve(settled);
+        resolve(result);
       };
       // Heard before the handler's own listeners fire: the attempt is classified by why it was
       // aborted, not by whatever error the handler throws then.
       control.onAbort((reason) => {
         finish({ kind: 'aborted', reason, timedOut });
-        logger().debug({}, 'signal fired; a handler that ignores it keeps running in the background');
+        if (settled) return;
+        // The outcome goes out now; the handler keeps its slot until it settles.
+        this.overrunning++;
+        endedAt = this.clock.now();
+        // A handler that stops at its signal settles within the promise callbacks the abort
+        // set off: only one still running on the loop's next turn is worth a warning.
+        setImmediate(() => {
+          if (settled) return;
+          warned = true;
+          logger().warn(
+            timedOut ? { timedOut, timeoutMs } : { timedOut },
+            'handler still running after its attempt ended: it ignores ctx.signal, and keeps its slot until it returns',
+          );
+        });
       });
       if (timeoutMs !== undefined) {
         // Cooperative: the timeout only fires the signal; a handler that ignores it cannot hold
-        // the attempt (or its slot) past the timeout, and keeps running in the background.
+        // the attempt past the timeout, only its slot (see the class comment).
         timer = setTimeout(() => {
           timedOut = true;
           control.abort(new AttemptTimeoutError(`attempt timed out after ${timeoutMs} ms`));
         }, timeoutMs);
       }
-      const ctx = this.context(command, control, logger, sink, progress, () => finished, traceHeaders);
       try {
+        const ctx = this.context(command, control, logger, sink, progress, () => finished, traceHeaders);
+        // Both callbacks: a handler that rejects after its attempt ended is still heard here,
+        // never an unhandled rejection.
         Promise.resolve(this.handler(ownCopy(command.payload.input), ctx)).then(
           (value) => finish({ kind: 'returned', value }),
           (error: unknown) => finish({ kind: 'threw', error }),
@@ -376,6 +439,24 @@ export class WorkerRunner {
         finish({ kind: 'threw', error });
       }
     });
+  }
+
+  /** A handler settled after its attempt had ended: its slot was just freed. */
+  private overran(result: Settled, endedAt: number, warned: boolean, logger: () => Logger): void {
+    this.overrunning--;
+    // Only one that was warned about: a handler that stopped at its signal is the normal case.
+    if (!warned) return;
+    const overranMs = this.clock.now() - endedAt;
+    if (result.kind === 'threw')
+      logger().info(
+        { overranMs, err: result.error },
+        `handler threw ${overranMs} ms after its attempt ended; its slot is free`,
+      );
+    else
+      logger().info(
+        { overranMs },
+        `handler returned ${overranMs} ms after its attempt ended; its slot is free`,
+      );
   }
 
   private context(
