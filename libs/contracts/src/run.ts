@@ -93,7 +93,10 @@ export interface StepRecord {
   endedAt?: number;
   output?: unknown;
   error?: ErrorInfo;
-  /** Order in which the step completed within the run (1, 2, …): compensation runs in reverse. */
+  /**
+   * Order in which the step completed within the run (1, 2, …), or, for a step not completed, in
+   * which an attempt of it first declared partial effects: compensation runs in reverse.
+   */
   completedSeq?: number;
   /**
    * Order in which the step's output entered the context (1, 2, …; absent: no output). With
@@ -105,7 +108,10 @@ export interface StepRecord {
   outputKey?: string;
   /** When the current attempt last sent a heartbeat (heartbeat timeouts count from here). */
   heartbeatAt?: number;
-  /** Set when the step failed with partial effects, so it is compensated too. */
+  /**
+   * Set once an attempt of the current series failed declaring partial effects (possibly while
+   * the step is retried), so the step is compensated however it ends; cleared when it completes.
+   */
   partialEffects?: boolean;
   compensation?: CompensationRecord;
 }

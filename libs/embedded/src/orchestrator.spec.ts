@@ -10,6 +10,7 @@ import {
   Topics,
   type Envelope,
   type Run,
+  type WorkflowDefinition,
 } from '@multiagents/contracts';
 import { createMemoryBackend, type MemoryRunStore } from '@multiagents/memory';
 import {
@@ -422,6 +423,69 @@ describe('Orchestrator crash and concurrency semantics', () => {
       const run = await survivor.waitForTerminal(txId, { timeoutMs: 4_000, pollIntervalMs: 20 });
       expect(run.state).toBe('completed');
       expect(calls).toEqual([`${txId}:first`, `${txId}:second`]);
+    } finally {
+      await manager.close();
+      await survivor.close();
+    }
+  });
+
+  it('a recovery sweep that cannot build a lost command again (a branch changed what its input reads) fails the attempt instead of waiting for ever', async () => {
+    const p = parts();
+    // a reads context.order.id; b, in the other branch, replaces order with a string.
+    const split: WorkflowDefinition = {
+      id: 'split',
+      version: 1,
+      steps: [
+        {
+          name: 'p',
+          kind: 'parallel',
+          branches: [
+            [{ name: 'a', kind: 'task', worker: 'w.a', input: { id: 'context.order.id' } }],
+            [{ name: 'b', kind: 'task', worker: 'w.b', compensation: 'w.undo_b' }],
+          ],
+        },
+      ],
+    };
+    // The writer dies after its write: a's command is never sent, b's is.
+    const losing = Object.create(p.runs) as RunStore;
+    const dropA = (t: Transition): Transition => ({
+      ...t,
+      commands: t.commands.filter((c) => c.payload.worker !== 'w.a'),
+    });
+    losing.create = (t) => p.runs.create(dropA(t));
+    losing.commit = (expected, t) => p.runs.commit(expected, dropA(t));
+    const dead = new Orchestrator({ ...p, runs: losing, timerPollIntervalMs: 0 });
+    await dead.registerWorkflow(split);
+    const { txId } = await dead.startWorkflow('split', { order: { id: 'o-1' } });
+    const calls: string[] = [];
+    const worker = (name: string, output: unknown) =>
+      defineWorker(name, (_input, ctx) => {
+        calls.push(ctx.idempotencyKey);
+        return output;
+      });
+    const manager = new WorkerManager({
+      bus: p.bus,
+      workers: [worker('w.a', {}), worker('w.b', { order: 'replaced' }), worker('w.undo_b', {})],
+    });
+    await manager.start();
+    const survivor = new Orchestrator({
+      ...p,
+      timerPollIntervalMs: 0,
+      redispatchAfterMs: 30_000,
+      recoverySweepIntervalMs: 0,
+    });
+    await survivor.start();
+    try {
+      await waitFor(async () => (await survivor.getRun(txId)).steps['b']?.status === 'completed', {
+        description: "b's result applied",
+      });
+      p.clock.advance(30_000);
+      expect(await survivor.sweep()).toBe(1);
+      const run = await survivor.waitForTerminal(txId, { timeoutMs: 4_000, pollIntervalMs: 20 });
+      expect(run.state).toBe('compensated');
+      expect(run.steps['a']?.error).toMatchObject({ code: 'EXPRESSION_ERROR', retryable: false });
+      expect(calls).toEqual([`${txId}:b`, `${txId}:b:undo`]);
+      expect(survivor.stats).toMatchObject({ unsendableCommands: 1, redispatched: 0 });
     } finally {
       await manager.close();
       await survivor.close();

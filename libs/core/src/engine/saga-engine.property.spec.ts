@@ -74,6 +74,12 @@ function taskPlanArb(options: ShapeOptions): fc.Arbitrary<TaskPlan> {
     { arbitrary: absorbable[2]!, weight: 1 },
     { arbitrary: fc.boolean().map((partial): TaskPlan => ({ kind: 'fatal', partial })), weight: 1 },
     { arbitrary: fc.constant<TaskPlan>({ kind: 'listed' }), weight: 1 },
+    {
+      arbitrary: fc
+        .constantFrom('ok' as const, 'fatal' as const, 'hang' as const)
+        .map((then): TaskPlan => ({ kind: 'partial', then })),
+      weight: 1,
+    },
   );
 }
 
@@ -101,7 +107,8 @@ function taskArb(options: ShapeOptions): fc.Arbitrary<TaskShape> {
     .map((shape): TaskShape => {
       let { timeoutMs, maxAttempts } = shape;
       // A hang is only ever resolved by the attempt's timeout.
-      if (shape.plan.kind === 'hang') timeoutMs ??= 50;
+      if (shape.plan.kind === 'hang' || (shape.plan.kind === 'partial' && shape.plan.then === 'hang'))
+        timeoutMs ??= 50;
       if (options.happy) {
         const needed =
           shape.plan.kind === 'flaky'

@@ -35,8 +35,11 @@ import {
   createRun,
   decide,
   idempotencyKeyFor,
+  inFlightCommands,
   isCommandIdOf,
   MAX_BUFFERED_SIGNALS,
+  recoverInFlight,
+  type EngineEvent,
 } from './saga-engine';
 import { timerIdFor } from '../ports/timer';
 
@@ -1221,6 +1224,114 @@ describe('compensation', () => {
     d.undone('a');
     expect(d.run.state).toBe(RunState.Compensated);
   });
+
+  describe('partial effects declared by an earlier attempt (it charged the card, then the network dropped)', () => {
+    const CHARGE = workflow([
+      task('a', 'w.a', { compensation: 'undo.a' }),
+      task('b', 'w.b', {
+        compensation: 'undo.b',
+        timeoutMs: 100,
+        retry: { maxAttempts: 2, initialDelayMs: 10 },
+      }),
+    ]);
+
+    /** a completed; b's attempt 1 left effects and failed retryably; b's attempt 2 is running. */
+    function chargedThenRetried(): SagaDriver {
+      const d = drive(CHARGE);
+      d.start();
+      d.ok('a', {});
+      d.fail('b', failure('CHARGED_THEN_DROPPED', { partialEffects: true }));
+      expect(d.step('b')).toMatchObject({
+        status: StepStatus.Retrying,
+        partialEffects: true,
+        completedSeq: 2,
+      });
+      d.fire({ kind: 'retry', step: 'b', attempt: 2 });
+      return d;
+    }
+
+    it.each([
+      ['a non-retryable error', (d: SagaDriver) => d.fail('b', failure('DECLINED', { retryable: false }))],
+      ['a retryable error with no retry left', (d: SagaDriver) => d.fail('b', failure('FLAKY'))],
+      ['a timeout', (d: SagaDriver) => d.fire({ kind: 'timeout', step: 'b', attempt: 2 })],
+    ])(
+      'are undone when the last attempt, declaring none, fails on %s',
+      (_ending, finalFailure: (d: SagaDriver) => unknown) => {
+        const d = chargedThenRetried();
+        finalFailure(d);
+        expect(d.step('b')).toMatchObject({
+          status: StepStatus.Compensating,
+          partialEffects: true,
+          completedSeq: 2,
+        });
+        expect(d.run.compensationQueue).toEqual(['b', 'a']);
+        expect(lastWorkers(d)).toEqual(['undo.b']);
+        d.undone('b');
+        d.undone('a');
+        expect(d.run.state).toBe(RunState.Compensated);
+      },
+    );
+
+    it('are undone when a cancel stops the step while it waits to retry', () => {
+      const d = drive(CHARGE);
+      d.start();
+      d.ok('a', {});
+      d.fail('b', failure('CHARGED_THEN_DROPPED', { partialEffects: true }));
+      d.cancel();
+      expect(d.step('b').status).toBe(StepStatus.Compensating);
+      expect(d.run.compensationQueue).toEqual(['b', 'a']);
+      d.undone('b');
+      d.undone('a');
+      expect(d.run.state).toBe(RunState.Cancelled);
+    });
+
+    // Effects are undone newest first: those of b's first attempt came before y's completion, so
+    // y is undone before b, whatever b's later attempts did (a final failure keeps that place).
+    const BRANCHES = workflow([
+      task('before', 'w.before', { compensation: 'undo.before' }),
+      {
+        name: 'p',
+        kind: 'parallel',
+        branches: [
+          [task('b', 'w.b', { compensation: 'undo.b', retry: { maxAttempts: 2, initialDelayMs: 50 } })],
+          [task('y', 'w.y', { compensation: 'undo.y' })],
+        ],
+      },
+      task('after', 'w.after', { retry: { maxAttempts: 1 } }),
+    ]);
+
+    it('order the unwinding by when they were left: a branch that completed after them is undone first', () => {
+      const d = drive(BRANCHES);
+      d.start();
+      d.ok('before', {});
+      d.fail('b', failure('HALF_DONE', { partialEffects: true }));
+      d.ok('y', {});
+      d.fire({ kind: 'retry', step: 'b', attempt: 2 });
+      d.fail('b', failure('DECLINED', { retryable: false }));
+      expect(d.run.compensationQueue).toEqual(['y', 'b', 'before']);
+      expect(
+        ['before', 'b', 'y'].map((name) => [name, d.step(name).completedSeq, d.step(name).partialEffects]),
+      ).toEqual([
+        ['before', 1, undefined],
+        ['b', 2, true],
+        ['y', 3, undefined],
+      ]);
+    });
+
+    it('of a step that then completes: it is undone as any completed step, in its completion order', () => {
+      const d = drive(BRANCHES);
+      d.start();
+      d.ok('before', {});
+      d.fail('b', failure('HALF_DONE', { partialEffects: true }));
+      d.ok('y', {});
+      d.fire({ kind: 'retry', step: 'b', attempt: 2 });
+      d.ok('b', {});
+      expect(d.step('b')).toMatchObject({ status: StepStatus.Completed, completedSeq: 4 });
+      expect(d.step('b').partialEffects).toBeUndefined();
+      d.fail('after', failure('NOPE'));
+      expect(d.run.compensationQueue).toEqual(['b', 'y', 'before']);
+    });
+  });
 });
 
 describe('events that change nothing', () => {
@@ -1548,6 +1659,88 @@ describe('lifecycle events', () => {
   });
 });
 
+describe('commands sent again when their results do not come (recoverInFlight)', () => {
+  /** a reads context.order.id; b, in the other branch, replaces order with a string. */
+  function split(a: Partial<TaskStep> = {}): WorkflowDefinition {
+    return workflow([
+      {
+        name: 'p',
+        kind: 'parallel',
+        branches: [
+          [task('a', 'w.a', { input: { id: 'context.order.id' }, ...a })],
+          [task('b', 'w.b', { compensation: 'undo.b' })],
+        ],
+      },
+    ]);
+  }
+
+  it('builds the running attempts and compensations again, same ids and inputs', () => {
+    const d = drive(split(), { input: { order: { id: 'o-1' } } });
+    const started = d.start();
+    expect(recoverInFlight(d.workflow, d.run, d.now)).toEqual({
+      commands: started.commands,
+      unsendable: [],
+    });
+    d.fail('a', failure('NOPE', { retryable: false }));
+    const failed = d.ok('b', {});
+    expect(inFlightCommands(d.workflow, d.run, d.now)).toEqual(failed.commands);
+    expect(lastWorkers(d)).toEqual(['undo.b']);
+  });
+
+  it('fails an attempt whose input mapping fails now that a branch changed the context, instead of waiting for ever', () => {
+    const d = drive(split(), { input: { order: { id: 'o-1' } } });
+    d.start();
+    expect(commandsOf(d.last).map((c) => c.payload.input)).toEqual([{ id: 'o-1' }, { order: { id: 'o-1' } }]);
+    d.ok('b', { order: 'replaced' });
+
+    const found = recoverInFlight(d.workflow, d.run, d.now);
+    expect(found.commands).toEqual([]);
+    expect(found.unsendable).toEqual([
+      {
+        step: 'a',
+        attempt: 1,
+        commandId: 'tx-1:a:1',
+        error: expect.objectContaining({ code: 'EXPRESSION_ERROR', retryable: false }),
+        fail: {
+          type: 'result',
+          step: 'a',
+          commandId: 'tx-1:a:1',
+          outcome: { ok: false, error: found.unsendable[0]?.error },
+        },
+      },
+    ]);
+    expect(found.unsendable[0]?.error.message).toMatch(
+      /^no result came and its command cannot be sent again: input failed: .*\bid\b/,
+    );
+
+    // Fed to decide, it fails the step as any failure does: the run unwinds what completed.
+    d.send(found.unsendable[0]?.fail as EngineEvent);
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Failed, error: { code: 'EXPRESSION_ERROR' } });
+    expect(d.run.state).toBe(RunState.Compensating);
+    expect(lastWorkers(d)).toEqual(['undo.b']);
+    // The attempt's own result, should its worker have had the command after all, comes too late.
+    expect(d.ok('a', {}, 1).ignored).toMatch(/late or duplicate/);
+    d.undone('b');
+    expect(d.run.state).toBe(RunState.Compensated);
+  });
+
+  it('leaves such an attempt to a deadline of its own, whose retry then fails on the mapping', () => {
+    const d = drive(split({ timeoutMs: 500, retry: { maxAttempts: 2, initialDelayMs: 10 } }), {
+      input: { order: { id: 'o-1' } },
+    });
+    d.start();
+    d.ok('b', { order: 'replaced' });
+    const [unsendable, ...more] = recoverInFlight(d.workflow, d.run, d.now).unsendable;
+    expect(more).toEqual([]);
+    expect(unsendable).toMatchObject({ step: 'a', commandId: 'tx-1:a:1' });
+    expect(unsendable?.fail).toBeUndefined();
+    d.fire({ kind: 'timeout', step: 'a', attempt: 1 });
+    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    expect(d.step('a')).toMatchObject({ status: StepStatus.Failed, error: { code: 'EXPRESSION_ERROR' } });
+    expect(d.run.state).toBe(RunState.Compensating);
+  });
+});
+
 describe('what a store writes', () => {
   it('changedSteps names exactly the records a transition changed', () => {
     const d = drive(ORDER);
@@ -1790,6 +1983,24 @@ describe('operator actions', () => {
       d.ok('a', {});
       expect(d.run.state).toBe(RunState.Completed);
       expect(d.step('a').completedSeq).toBe(2);
+    });
+
+    it('starts a fresh series without the partial effects an attempt of the old one declared', () => {
+      const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 2 } })]));
+      d.start();
+      d.fail('a', failure('HALF', { partialEffects: true }));
+      d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+      d.fail('a', failure('FLAKY'));
+      expect(d.run.state).toBe(RunState.Failed); // no compensation: nothing to undo
+      expect(d.step('a')).toMatchObject({ partialEffects: true, completedSeq: 1 });
+      d.retryStep('a');
+      expect(d.step('a').partialEffects).toBeUndefined();
+      expect(d.step('a').completedSeq).toBeUndefined();
+      d.fail('a', failure('FLAKY'));
+      d.fire({ kind: 'retry', step: 'a', attempt: 4 });
+      d.fail('a', failure('FLAKY'));
+      expect(d.run.state).toBe(RunState.Failed);
+      expect(d.step('a').partialEffects).toBeUndefined();
     });
   });
 

@@ -243,17 +243,56 @@ export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent,
  * forgot a message, a writer that died between its write and its publish). Same command ids as
  * the originals, so whichever result arrives first counts and the other is ignored. The input is
  * computed from the current context; the original's input may have differed only when a
- * parallel branch finished meanwhile.
+ * parallel branch finished meanwhile. An attempt whose input mapping now fails has no command
+ * here: {@link recoverInFlight} says what to do about it.
  */
 export function inFlightCommands(
   workflow: CompiledWorkflow,
   run: Run,
   now: number,
 ): Envelope<StepCommandPayload>[] {
-  if (isTerminalRunState(run.state)) return [];
+  return recoverInFlight(workflow, run, now).commands;
+}
+
+/** A running attempt whose command cannot be built again (see {@link recoverInFlight}). */
+export interface UnsendableAttempt {
+  readonly step: string;
+  readonly attempt: number;
+  readonly commandId: string;
+  /** Why: its input mapping's error on the run's current context (`EXPRESSION_ERROR`). */
+  readonly error: ErrorInfo;
+  /**
+   * The event that fails the attempt with `error` (a failed result of its command), when nothing
+   * else would ever end the wait for it; absent when a deadline of the attempt's own will (its
+   * timeout, heartbeat timeout, or schedule-to-start timeout while no worker has taken it).
+   */
+  readonly fail?: EngineEvent;
+}
+
+/** What {@link recoverInFlight} finds in a run. */
+export interface InFlightRecovery {
+  /** The commands to send again, as {@link inFlightCommands} gives them. */
+  readonly commands: Envelope<StepCommandPayload>[];
+  /** Running attempts whose command cannot be built again, so cannot be sent again. */
+  readonly unsendable: UnsendableAttempt[];
+}
+
+/**
+ * What an orchestrator does for a run whose results did not come: the commands to send again
+ * ({@link inFlightCommands}), and the running attempts whose command it cannot build again, their
+ * input mapping failing on the current context (a parallel branch that finished since the
+ * dispatch changed what it reads). Such an attempt cannot be answered if its command was lost,
+ * and nothing lets a run stop waiting for an attempt in flight, a cancel neither: unless a deadline
+ * of its own ends it, it fails through `fail`, with the error its dispatch would fail with now
+ * (non-retryable, so the step fails and the run unwinds as after any failure). Its worker may
+ * still be at work (the orchestrator cannot tell a lost command from a slow one): as after a
+ * timeout, its late result is then ignored.
+ */
+export function recoverInFlight(workflow: CompiledWorkflow, run: Run, now: number): InFlightRecovery {
+  if (isTerminalRunState(run.state)) return { commands: [], unsendable: [] };
   const draft = new Draft(workflow, run, now);
-  draft.rebuildCommands();
-  return draft.commands;
+  const unsendable = draft.rebuildCommands();
+  return { commands: draft.commands, unsendable };
 }
 
 /** Names of the step records `next` changed (the engine replaces, never mutates, nested values). */
@@ -335,8 +374,12 @@ class Draft {
     this.run.steps = shallowCopy(original.steps);
   }
 
-  /** Adds the command of every running attempt and compensation (see {@link inFlightCommands}). */
-  rebuildCommands(): void {
+  /**
+   * Adds the command of every running attempt and compensation (see {@link recoverInFlight});
+   * returns the attempts whose command cannot be built again.
+   */
+  rebuildCommands(): UnsendableAttempt[] {
+    const unsendable: UnsendableAttempt[] = [];
     for (const name in this.run.steps) {
       const record = this.run.steps[name] as StepRecord;
       const compiled = this.workflow.steps.get(name);
@@ -357,8 +400,10 @@ class Draft {
         let input: unknown;
         try {
           input = this.input(compiled);
-        } catch {
-          continue; // its first dispatch failed the same way and the attempt failed with it
+        } catch (err) {
+          // Its dispatch computed it: what the mapping reads changed since (a parallel branch).
+          unsendable.push(this.unsendable(compiled, record, err));
+          continue;
         }
         this.command(
           definition.worker,
@@ -372,6 +417,32 @@ class Draft {
         );
       }
     }
+    return unsendable;
+  }
+
+  private unsendable(compiled: CompiledStep, record: StepRecord, err: unknown): UnsendableAttempt {
+    const definition = compiled.definition as TaskStep;
+    const commandId = commandIdFor(this.run.txId, record.name, record.attempt);
+    const cause = expressionError('input', compiled.input as CelProgram, err);
+    const error: ErrorInfo = {
+      ...cause,
+      message: `no result came and its command cannot be sent again: ${cause.message}`,
+      details: { commandId },
+    };
+    const last = record.attempts[record.attempts.length - 1];
+    const deadline =
+      (definition.timeoutMs ?? this.workflow.definition.defaults?.timeoutMs) !== undefined ||
+      this.heartbeatTimeoutMs(definition) !== undefined ||
+      (this.scheduleToStartTimeoutMs(definition) !== undefined && last?.pickedUpAt === undefined);
+    return {
+      step: record.name,
+      attempt: record.attempt,
+      commandId,
+      error,
+      ...(deadline
+        ? {}
+        : { fail: { type: 'result', step: record.name, commandId, outcome: { ok: false, error } } }),
+    };
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -680,8 +751,9 @@ class Draft {
       // A fresh series: the next attempt is attempt + 1, with the whole retry budget.
       if (record.attempt > 0) record.attemptBase = record.attempt;
       if (record.heartbeatAt !== undefined) delete record.heartbeatAt;
-      // Partial effects of a failed run's step are never undone (it has no compensation, or the
-      // run would have compensated): the step runs again and is judged on its new outcome.
+      // Partial effects of a failed run's step (whichever attempt of its series declared them)
+      // are never undone: it has no compensation, or the run would have compensated. The new
+      // series starts without them and is judged on its own attempts.
       if (record.partialEffects !== undefined) delete record.partialEffects;
       if (record.completedSeq !== undefined) delete record.completedSeq;
     } else if (record.startedAt !== undefined) {
@@ -1093,6 +1165,16 @@ class Draft {
     this.clearAttemptTimers(definition, record);
     const policy = this.retryPolicy(definition);
     record.error = error;
+    if (error.partialEffects && record.partialEffects !== true) {
+      // Whichever attempt of the series left effects, they stay until undone: the step is
+      // compensated however it ends (its last attempt failing, timing out, a cancel or a sibling's
+      // failure stopping its retry), not only when its final failure says so (SPEC §3). Its place
+      // in the unwinding is when its first effects were left, as a completion's is when it
+      // completed: effects are undone newest first, so a branch that completed after them is
+      // undone before them. A completion of the step later takes its own place (completeStep).
+      record.partialEffects = true;
+      record.completedSeq = ++this.run.completedCount;
+    }
     // The budget counts the attempts of the current series (an operator retry starts a new one).
     const tries = record.attempt - (record.attemptBase ?? 0);
     if (this.canRetry(policy, error, tries)) {
@@ -1108,10 +1190,6 @@ class Draft {
       else
         this.schedule({ kind: 'retry', step: record.name, attempt: record.attempt + 1 }, this.now + delayMs);
       return;
-    }
-    if (error.partialEffects) {
-      record.partialEffects = true;
-      record.completedSeq = ++this.run.completedCount;
     }
     this.failStep(record, error, usage);
   }
@@ -1158,6 +1236,8 @@ class Draft {
   ): void {
     this.endStep(record, StepStatus.Completed);
     record.completedSeq = ++this.run.completedCount;
+    // What an earlier attempt left is now part of a completed step: undone as any completed step.
+    if (record.partialEffects !== undefined) delete record.partialEffects;
     if (record.error !== undefined) delete record.error;
     this.recordOutput(record, outputKey, output);
     const durationMs = record.startedAt === undefined ? 0 : this.now - record.startedAt;
@@ -1485,7 +1565,8 @@ function expressionError(field: string, program: CelProgram | undefined, err: un
   const message = err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
   return {
     code: 'EXPRESSION_ERROR',
-    message: `${field} ${program ? JSON.stringify(program.source) : ''} failed: ${message}`,
+    // A per-field input mapping is no program of its own: it has no one source to show.
+    message: `${field}${typeof program?.source === 'string' ? ` ${JSON.stringify(program.source)}` : ''} failed: ${message}`,
     retryable: false,
   };
 }

@@ -31,8 +31,8 @@ import {
   commandIdFor,
   createRun,
   decide,
-  inFlightCommands,
   isCommandIdOf,
+  recoverInFlight,
   type Decision,
   type EngineEvent,
   type OperatorEvent,
@@ -192,6 +192,12 @@ export interface OrchestratorStats {
   localDispatched: number;
   /** Successful results whose output made the run too large to store or send: failed instead. */
   oversizedResults: number;
+  /**
+   * Awaited commands the recovery sweep could not send again because their input mapping fails
+   * on the run's current context: the attempt failed, or was left to a deadline of its own (see
+   * `recoverInFlight`). Counted and logged each time a sweep finds one.
+   */
+  unsendableCommands: number;
 }
 
 type RunListener = (run: Run) => void;
@@ -332,6 +338,7 @@ export class Orchestrator {
     unknownRuns: 0,
     localDispatched: 0,
     oversizedResults: 0,
+    unsendableCommands: 0,
   };
   private readonly clock: Clock;
   private readonly ids: IdGenerator;
@@ -748,8 +755,8 @@ export class Orchestrator {
 
   /**
    * Looks through the live runs of the store for ones idle longer than `redispatchAfterMs` that
-   * this process is not already watching, and sends their awaited commands again. Returns how many
-   * runs it recovered.
+   * this process is not already watching, and sends their awaited commands again (or fails an
+   * attempt whose command it cannot build again, see `recover`). Returns how many runs it recovered.
    */
   async sweep(): Promise<number> {
     if (this.sweeping) return this.sweeping;
@@ -1175,23 +1182,53 @@ export class Orchestrator {
         const page = await this.options.runs.list(filter, SWEEP_PAGE, cursor);
         for (const run of page.runs) {
           if (run.updatedAt > idleBefore || this.dispatchedByRun.has(run.txId)) continue;
-          if (await this.recover(run.txId)) recovered++;
+          const { sent, fail } = await this.recover(run.txId);
+          // Applied once the run's lock is free (apply takes it); a result that came meanwhile
+          // makes the failure a late result, ignored.
+          let failed = false;
+          for (const event of fail) failed = (await this.failUnsendable(run.txId, event)) || failed;
+          if (sent || failed) recovered++;
         }
         cursor = page.nextCursor;
       } while (cursor !== undefined);
     }
-    if (recovered > 0) this.logger.info({ runs: recovered }, 'recovery sweep sent commands again');
+    if (recovered > 0) this.logger.info({ runs: recovered }, 'recovery sweep recovered idle runs');
     return recovered;
   }
 
-  /** Sends the awaited commands of an idle run again (read fresh, under its lock). */
-  private recover(txId: string): Promise<boolean> {
+  /**
+   * Sends the awaited commands of an idle run again (read fresh, under its lock). Returns whether
+   * it sent any, and the events that fail the attempts whose commands it cannot build again and
+   * nothing else would end (see `recoverInFlight`): a run never waits silently for a result that
+   * cannot come.
+   */
+  private recover(txId: string): Promise<{ sent: boolean; fail: EngineEvent[] }> {
     return this.mutex.run(txId, async () => {
       const stored = await this.options.runs.get(txId);
-      if (!stored || stored.run.updatedAt > this.clock.now() - this.options.redispatchAfterMs) return false;
+      if (!stored || stored.run.updatedAt > this.clock.now() - this.options.redispatchAfterMs) {
+        return { sent: false, fail: [] };
+      }
       const workflow = await this.workflow(stored.run.workflowId, stored.run.workflowVersion);
-      let commands = inFlightCommands(workflow, stored.run, this.clock.now());
-      if (commands.length === 0) return false;
+      const found = recoverInFlight(workflow, stored.run, this.clock.now());
+      const fail: EngineEvent[] = [];
+      for (const attempt of found.unsendable) {
+        this.stats.unsendableCommands++;
+        if (attempt.fail) fail.push(attempt.fail);
+        this.logger.warn(
+          {
+            txId,
+            step: attempt.step,
+            attempt: attempt.attempt,
+            commandId: attempt.commandId,
+            err: attempt.error.message,
+          },
+          attempt.fail
+            ? 'no result came and the command cannot be built again (its input mapping fails now): the attempt fails'
+            : 'no result came and the command cannot be built again (its input mapping fails now): left to its deadline',
+        );
+      }
+      let commands = found.commands;
+      if (commands.length === 0) return { sent: false, fail };
       const headers = this.observer.dispatching?.(stored.run, commands, true);
       if (headers) commands = commands.map((c) => withHeaders(c, headers.get(c.id)));
       const byTopic = new Map<string, Envelope[]>();
@@ -1202,8 +1239,19 @@ export class Orchestrator {
       await Promise.all([...byTopic].map(([topic, envelopes]) => this.options.bus.publish(topic, envelopes)));
       this.stats.redispatched += commands.length;
       this.track(stored.run, commands);
-      return true;
+      return { sent: true, fail };
     });
+  }
+
+  /** Fails an attempt whose command cannot be sent again (see `recover`); true when it did. */
+  private async failUnsendable(txId: string, event: EngineEvent): Promise<boolean> {
+    try {
+      return (await this.apply(txId, event)) === undefined;
+    } catch (err) {
+      // The run stays idle: the next sweep finds it again.
+      this.logger.warn({ txId, err: String(err) }, 'failing an attempt whose command cannot be sent failed');
+      return false;
+    }
   }
 
   /** The compiled workflow, or a promise of it while it is loaded and compiled (once per version). */

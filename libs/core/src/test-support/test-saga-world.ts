@@ -35,6 +35,13 @@ export type TaskPlan =
   | { readonly kind: 'flaky'; readonly failures: number }
   /** Non-retryable failure; with `partial` it applies its effect first and says so. */
   | { readonly kind: 'fatal'; readonly partial: boolean }
+  /**
+   * Attempt 1 applies its effect, then fails retryably and says so (it charged the card, then the
+   * network dropped); later attempts, which find the effect applied, then: complete it (`ok`),
+   * fail non-retryably without declaring anything (`fatal`), or never answer (`hang`: only the
+   * timeout ends them).
+   */
+  | { readonly kind: 'partial'; readonly then: 'ok' | 'fatal' | 'hang' }
   /** Fails with a retryable-looking code that the step lists in `nonRetryableErrors`. */
   | { readonly kind: 'listed' }
   /** No result at all on attempts 1..times (only the timeout timer resolves it), then success. */
@@ -135,10 +142,15 @@ export class SagaWorld {
   private readonly staleTimers: TimerPayload[] = [];
   /** The worker side's store: one stored outcome per idempotency key. */
   private readonly ledger = new Map<string, AttemptOutcome>();
+  /** Keys whose effect an attempt applied without storing an outcome (a `partial` plan's attempt 1). */
+  private readonly appliedWithoutOutcome = new Set<string>();
   private readonly commandIds = new Set<string>();
   readonly applications: Application[] = [];
   private seq = 0;
-  /** Task steps in the order the engine accepted their completion (or partial-effect failure). */
+  /**
+   * Task steps in the order the engine accepted their completion, or the first failure of their
+   * attempt series that declared partial effects (see {@link send}).
+   */
   completionOrder: string[] = [];
   /** Steps and compensations an operator skipped, and the steps and undos an operator repaired. */
   private readonly skippedSteps = new Set<string>();
@@ -160,6 +172,8 @@ export class SagaWorld {
     redeliveries: 0,
     earlySignals: 0,
     partialEffectUndos: 0,
+    /** Undos of partial effects that an attempt before the step's last one declared. */
+    earlierPartialEffectUndos: 0,
   };
   /** Operator actions taken and refused, by kind (only worlds that act as an operator fill it). */
   readonly operatorStats = {
@@ -273,12 +287,15 @@ export class SagaWorld {
     this.run = decision.run;
     this.allEffects.push(effectsOf(decision));
     if (event.type === 'result' && !event.commandId.includes(':undo:')) {
-      // Judged from the outcome, not from the engine's bookkeeping: an accepted success completes
-      // the step; an accepted final failure with partial effects counts as done too (SPEC §3).
-      const after = decision.run.steps[event.step];
-      const finalFailure = after?.status !== StepStatus.Retrying && after?.status !== StepStatus.Running;
-      if (event.outcome.ok || (event.outcome.error.partialEffects === true && finalFailure)) {
-        this.completionOrder.push(event.step);
+      // Judged from the outcome, not from the engine's bookkeeping. Effects are owed an undo from
+      // the first accepted failure of the series that declares partial effects, final or not,
+      // and keep that place in the order however the step ends later (SPEC §3: the worker
+      // declared them); an accepted success completes the step and takes its place then.
+      const step = event.step;
+      if (event.outcome.ok) {
+        this.completionOrder = [...this.completionOrder.filter((name) => name !== step), step];
+      } else if (event.outcome.error.partialEffects === true && !this.completionOrder.includes(step)) {
+        this.completionOrder.push(step);
       }
     }
     for (const id of decision.cancel) {
@@ -374,8 +391,14 @@ export class SagaWorld {
       result(stored);
       return;
     }
-    const apply = (outcome: AttemptOutcome): void => {
+    // An effect applied once per key: an attempt that finds it applied (by an attempt that failed
+    // after applying it) finishes it without applying it again.
+    const applyEffect = (): void => {
+      if (this.appliedWithoutOutcome.has(payload.idempotencyKey)) return;
       this.applications.push({ key: payload.idempotencyKey, step, undo, seq: ++this.seq });
+    };
+    const apply = (outcome: AttemptOutcome): void => {
+      applyEffect();
       this.ledger.set(payload.idempotencyKey, outcome);
       result(outcome);
     };
@@ -413,6 +436,15 @@ export class SagaWorld {
         return;
       case 'hang':
         if (attempt > plan.times) apply(success);
+        return;
+      case 'partial':
+        if (attempt === 1) {
+          // A retryable failure stores no outcome: the next attempt runs the worker again.
+          applyEffect();
+          this.appliedWithoutOutcome.add(payload.idempotencyKey);
+          result(fail('PARTIAL', true, { partialEffects: true }));
+        } else if (plan.then === 'ok') apply(success);
+        else if (plan.then === 'fatal') result(fail('FATAL', false));
         return;
     }
   }
@@ -745,6 +777,11 @@ export class SagaWorld {
           `undid ${list(undoOrder)}, expected ${list(mustUndo)} (newest completion first)`,
         );
         this.stats.partialEffectUndos += mustUndo.filter((name) => run.steps[name]?.partialEffects).length;
+        this.stats.earlierPartialEffectUndos += mustUndo.filter((name) => {
+          const record = run.steps[name];
+          const last = record?.attempts[record.attempts.length - 1];
+          return record?.partialEffects === true && last?.error?.partialEffects !== true;
+        }).length;
         return;
       case 'compensation_failed': {
         const queue = run.compensationQueue ?? [];
