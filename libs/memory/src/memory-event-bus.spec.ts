@@ -75,6 +75,35 @@ describe('MemoryEventBus specifics', () => {
       await waitFor(() => bus.retainedCount('t') === 0, { description: 'log trimmed' });
     });
 
+    it('keeps a replayed dead letter until another group, reading later, has passed over it', async () => {
+      const handled: Record<string, number> = { poisoned: 0, other: 0 };
+      await bus.subscribe('t', { group: 'poisoned', consumer: 'c' }, async () => {
+        handled['poisoned'] = (handled['poisoned'] ?? 0) + 1;
+        if (handled['poisoned'] === 1) throw new PoisonMessageError('once');
+      });
+      const other = await bus.subscribe('t', { group: 'other', consumer: 'c' }, async () => {
+        handled['other'] = (handled['other'] ?? 0) + 1;
+      });
+      await bus.publish('t', envelopes(1));
+      await waitFor(async () => handled['other'] === 1 && (await bus.listDeadLetters('t')).length === 1);
+      await other.close();
+      const [dead] = await bus.listDeadLetters('t');
+      expect(await bus.replayDeadLetter('t', dead?.id ?? '')).toBe(true);
+      await waitFor(() => handled['poisoned'] === 2);
+      await sleep(5);
+      expect(bus.retainedCount('t')).toBe(1); // 'other' has not read past it yet
+
+      await bus.subscribe('t', { group: 'other', consumer: 'c2' }, async () => {
+        handled['other'] = (handled['other'] ?? 0) + 1;
+      });
+      await waitFor(() => bus.retainedCount('t') === 0, { description: 'log trimmed' });
+      expect(handled).toEqual({ poisoned: 2, other: 1 });
+      expect((await bus.topicStats('t')).groups).toEqual([
+        { group: 'other', pending: 0, lag: 0 },
+        { group: 'poisoned', pending: 0, lag: 0 },
+      ]);
+    });
+
     it('caps dead letters per topic, dropping the oldest', async () => {
       bus = new MemoryEventBus({ maxDeadLettersPerTopic: 2 });
       const sent = envelopes(3);

@@ -405,9 +405,11 @@ export class MemoryEventBus implements EventBus {
     const dead = state?.deadLetters.get(id);
     if (state === undefined || dead === undefined) return false;
     state.deadLetters.delete(id);
-    // A new log entry: every group sees it again with a fresh delivery count, as a re-publish would.
-    state.log.append(dead.data);
-    this.afterAppend(state, [dead.data]);
+    // A new log entry for the group that dead-lettered it: handled again there with a fresh
+    // delivery count; the other groups, which handled it already, pass over it (see takeNext).
+    // Not handed to tails either: they saw it when it was published.
+    state.log.append(dead.data, dead.group);
+    this.afterAppend(state, []);
     return true;
   }
 
@@ -478,6 +480,7 @@ export class MemoryEventBus implements EventBus {
     return state;
   }
 
+  /** Hands `appended` to the topic's tails, then wakes its groups (or trims a topic with none). */
   private afterAppend(state: TopicState, appended: readonly (Uint8Array | Envelope)[]): void {
     for (const tail of state.tails) for (const data of appended) tail.push(data);
     if (state.groups.size === 0) {
@@ -548,6 +551,8 @@ export class MemoryEventBus implements EventBus {
       const entry = log.at(group.nextSeq);
       group.nextSeq += 1;
       if (entry === undefined) continue;
+      // A replayed dead letter of another group: passed over, never delivered nor pending here.
+      if (entry.group !== undefined && entry.group !== group.name) continue;
       const message: PendingMessage = {
         entry,
         deliveryCount: 0,

@@ -10,6 +10,11 @@ export interface LogEntry {
   /** The message id handed to consumers (the sequence as a string, like a stream entry id). */
   readonly id: string;
   readonly data: Uint8Array | Envelope;
+  /**
+   * The one group a replayed dead letter is for (the group that dead-lettered it); the other
+   * groups pass over the entry. Undefined for every published message.
+   */
+  readonly group: string | undefined;
 }
 
 /**
@@ -38,11 +43,11 @@ export class TopicLog {
     return this.next - this.first;
   }
 
-  /** Appends `data`, which the log then owns (callers pass a private copy). */
-  append(data: Uint8Array | Envelope): LogEntry {
+  /** Appends `data`, which the log then owns (callers pass a private copy), for `group` only if given. */
+  append(data: Uint8Array | Envelope, group?: string): LogEntry {
     const seq = this.next;
     this.next += 1;
-    const entry: LogEntry = { seq, id: String(seq), data };
+    const entry: LogEntry = { seq, id: String(seq), data, group };
     this.entries.push(entry);
     return entry;
   }

@@ -3,9 +3,11 @@ import { ErrorCode, PoisonMessageError, encodeEnvelope, type Envelope } from '@m
 import type { Delivery, LogFields, Logger, Subscription } from '@multiagents/core';
 import { makeEnvelope, sleep, startNatsServer, waitFor } from '@multiagents/testing';
 import { DiscardPolicy, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, headers } from '@nats-io/transport-node';
 import { createNatsBackend, type NatsBackend } from './nats-backend';
 import type { NatsBackendOptions } from './nats-backend-options';
+import { MALFORMED_REPLAY_ERROR } from './nats-subscription';
+import { REPLAY_GROUP_HEADER } from './replay-target';
 import { NatsTestServer, freshPrefix, isOnDisk, TEST_REQUEST_TIMEOUT_MS } from './testing/nats-test-backend';
 
 // Slowness on a loaded machine is not a failure: each test may take a few slow requests.
@@ -381,6 +383,96 @@ describe('NatsEventBus (JetStream specifics)', () => {
     await waitFor(() => seen.length === 3, { timeoutMs: WAIT_MS });
     expect(seen[2]?.envelope).toEqual(poison);
     expect(await bus.listDeadLetters('replay')).toEqual([]);
+  });
+
+  it('publishes a replay with a header naming its group, and honours the header as written', async () => {
+    const backend = await track();
+    const { bus, names } = backend;
+    const topic = 'marked';
+    const subject = names.topicSubject(topic);
+    const js = jsm.jetstream();
+    const [forged, empty, repeated, replayed, last] = Array.from({ length: 5 }, () => makeEnvelope());
+    const handled: Record<string, string[]> = { g1: [], g2: [] };
+    let poisoned = false;
+    for (const group of ['g1', 'g2']) {
+      subscriptions.push(
+        await bus.subscribe(topic, { group, consumer: 'c1', concurrency: 1 }, async (d) => {
+          handled[group]?.push(d.envelope.id);
+          if (group === 'g1' && d.envelope.id === replayed?.id && !poisoned) {
+            poisoned = true;
+            throw new PoisonMessageError('once');
+          }
+        }),
+      );
+    }
+    const tailed: string[] = [];
+    subscriptions.push(await bus.tail(topic, (envelope) => tailed.push(envelope.id)));
+    const marked = async (envelope: Envelope | undefined, ...groups: string[]): Promise<void> => {
+      const h = headers();
+      for (const group of groups) h.append(REPLAY_GROUP_HEADER, group);
+      await js.publish(subject, encodeEnvelope(envelope as Envelope), { headers: h });
+    };
+    await marked(forged, 'g2');
+    await marked(empty, '');
+    await marked(repeated, 'g1', 'g2');
+    await bus.publish(topic, [replayed as Envelope]);
+    // Two malformed ones in each group, and the replayed one in g1.
+    await waitFor(async () => (await bus.listDeadLetters(topic)).length === 5, { timeoutMs: WAIT_MS });
+    const dead = (await bus.listDeadLetters(topic)).find((d) => d.envelope?.id === replayed?.id);
+    expect(dead?.group).toBe('g1');
+    expect(await bus.replayDeadLetter(topic, dead?.id ?? '')).toBe(true);
+    await bus.publish(topic, [last as Envelope]);
+    await waitFor(
+      () => handled['g1']?.length === 3 && handled['g2']?.length === 3 && tailed.includes(last?.id ?? ''),
+      {
+        timeoutMs: WAIT_MS,
+      },
+    );
+    for (const group of ['g1', 'g2']) {
+      await waitFor(async () => (await bus.pendingCount(topic, group)) === 0, { timeoutMs: WAIT_MS });
+    }
+
+    expect(handled).toEqual({
+      g1: [replayed?.id, replayed?.id, last?.id],
+      g2: [forged?.id, replayed?.id, last?.id],
+    });
+    expect(tailed).toEqual([replayed?.id, last?.id]);
+    const malformed = (await bus.listDeadLetters(topic)).map((d) => [d.group, d.envelope?.id, d.error]);
+    expect(malformed.sort()).toEqual(
+      [
+        ['g1', empty?.id, MALFORMED_REPLAY_ERROR],
+        ['g1', repeated?.id, MALFORMED_REPLAY_ERROR],
+        ['g2', empty?.id, MALFORMED_REPLAY_ERROR],
+        ['g2', repeated?.id, MALFORMED_REPLAY_ERROR],
+      ].sort(),
+    );
+    // The replay in the topic stream: its bytes, and the header naming the group it is for.
+    const stored = await jsm.streams.getMessage(names.stream, { last_by_subj: subject });
+    expect(stored).not.toBeNull();
+    const replay = await jsm.streams.getMessage(names.stream, { seq: (stored?.seq ?? 0) - 1 });
+    expect(replay?.header.get(REPLAY_GROUP_HEADER)).toBe('g1');
+    expect(replay?.data).toEqual(encodeEnvelope(replayed as Envelope));
+  });
+
+  it("acknowledges another group's replay unseen, never dead-lettering it, whatever its delivery count", async () => {
+    const { bus, names } = await track();
+    const topic = 'marked-redelivered';
+    const options = { group: 'g2', consumer: 'c1', maxDeliveries: 1, visibilityTimeoutMs: 200 };
+    // Creates the group, then leaves it: the next delivery is taken and never settled (a crash).
+    await (await bus.subscribe(topic, options, async () => {})).close();
+    const h = headers();
+    h.set(REPLAY_GROUP_HEADER, 'g1');
+    await jsm.jetstream().publish(names.topicSubject(topic), encodeEnvelope(makeEnvelope()), { headers: h });
+    const consumer = await jsm.jetstream().consumers.get(names.stream, names.consumerName(topic, 'g2'));
+    expect((await consumer.next({ expires: WAIT_MS }))?.info.deliveryCount).toBe(1);
+
+    const seen: number[] = [];
+    subscriptions.push(await bus.subscribe(topic, options, async (d) => void seen.push(d.deliveryCount)));
+    // Delivered again past maxDeliveries once ack_wait is over: acknowledged, not a dead letter.
+    await waitFor(async () => (await bus.pendingCount(topic, 'g2')) === 0, { timeoutMs: WAIT_MS });
+    expect(seen).toEqual([]);
+    expect(await bus.listDeadLetters(topic)).toEqual([]);
+    expect(bus.counters()['deadLettered']).toBe(0);
   });
 });
 

@@ -31,9 +31,17 @@ import {
   type StoredMsg,
 } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
-import { STREAM_FULL_CODES, isApiError, isTooLarge, withinMs, type NatsContext } from './nats-context';
+import {
+  STREAM_FULL_CODES,
+  isApiError,
+  isTooLarge,
+  withinMs,
+  type NatsContext,
+  type PublishOptions,
+} from './nats-context';
 import { NatsSubscription, type DeadLetterRequest } from './nats-subscription';
 import { NatsTail, type OpenedTail } from './nats-tail';
+import { REPLAY_GROUP_HEADER } from './replay-target';
 
 /** Headers of a message in the dead-letter stream (the body is the original bytes, untouched). */
 export const DeadLetterHeader = {
@@ -98,11 +106,11 @@ export class NatsEventBus implements EventBus {
       // together so one round trip covers the batch. allSettled: when this rejects, nothing of
       // this call is still in flight.
       const results = await Promise.allSettled(
-        encoded
-          .slice(from, from + step)
-          .map((data, i) =>
-            this.publishBytes(topic, subject, data, ctx.names.publishId(envelopes[from + i]?.id ?? '')),
-          ),
+        encoded.slice(from, from + step).map((data, i) =>
+          this.publishBytes(topic, subject, data, {
+            msgID: ctx.names.publishId(envelopes[from + i]?.id ?? ''),
+          }),
+        ),
       );
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
@@ -116,7 +124,7 @@ export class NatsEventBus implements EventBus {
   async publishRaw(topic: string, bytes: Uint8Array): Promise<void> {
     const subject = this.ctx.names.topicSubject(topic);
     this.assertOpen();
-    await this.publishBytes(topic, subject, bytes, undefined);
+    await this.publishBytes(topic, subject, bytes, {});
   }
 
   async subscribe(topic: string, options: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription> {
@@ -278,14 +286,19 @@ export class NatsEventBus implements EventBus {
   async replayDeadLetter(topic: string, id: string): Promise<boolean> {
     const stored = await this.findDeadLetter(topic, id);
     if (stored === undefined) return false;
-    // A new message in the topic: every group sees it again with a fresh delivery count.
+    // A new message in the topic for the group that dead-lettered it: handled again there with a
+    // fresh delivery count; the other groups acknowledge it unseen and tails skip it (see
+    // replayTarget). A dead letter with no group (written by something else) goes to every group.
     const { names } = this.ctx;
-    await this.publishBytes(
-      topic,
-      names.topicSubject(topic),
-      stored.data,
-      names.replayId(stored.seq, stored.timestamp),
-    );
+    const msgID = names.replayId(stored.seq, stored.timestamp);
+    const group = stored.header.get(DeadLetterHeader.group);
+    let options: PublishOptions = { msgID };
+    if (group !== '') {
+      const h = headers();
+      h.set(REPLAY_GROUP_HEADER, group);
+      options = { msgID, headers: h };
+    }
+    await this.publishBytes(topic, names.topicSubject(topic), stored.data, options);
     return this.deleteDeadLetter(stored.seq);
   }
 
@@ -406,12 +419,12 @@ export class NatsEventBus implements EventBus {
     topic: string,
     subject: string,
     data: Uint8Array,
-    msgID: string | undefined,
+    options: PublishOptions,
   ): Promise<void> {
     try {
       // No `Nats-Expected-Stream`: the topic stream owns `<prefix>.>`, and the server refuses a
       // stream with overlapping subjects, so no other stream can capture a topic's subject.
-      await this.ctx.publish(subject, data, msgID === undefined ? {} : { msgID });
+      await this.ctx.publish(subject, data, options);
     } catch (err) {
       throw publishError(topic, this.ctx.names.stream, err);
     }

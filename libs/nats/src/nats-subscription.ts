@@ -10,7 +10,12 @@ import {
 import type { Delivery, DeliveryHandler, Logger, Subscription } from '@multiagents/core';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { ResolvedSubscribeOptions } from '@multiagents/core';
+import { replayGroupOf, replayTarget } from './replay-target';
 import type { TurnWrites } from './turn-writes';
+
+/** Why a replayed dead letter whose group header is empty or repeated is dead-lettered. */
+export const MALFORMED_REPLAY_ERROR =
+  'malformed replayed dead letter: its Multiagents-Replay-Group header is empty or repeated';
 
 /** Why a message is dead-lettered, as {@link NatsSubscriptionContext.deadLetter} records it. */
 export interface DeadLetterRequest {
@@ -94,8 +99,11 @@ export class NatsSubscription implements Subscription {
   private wake: (() => void) | undefined;
   private idleWaiters: Array<() => void> = [];
   private readonly refillAt: number;
+  /** This group as a replayed dead letter names it (see {@link replayTarget}). */
+  private readonly replayGroup: string;
 
   constructor(private readonly ctx: NatsSubscriptionContext) {
+    this.replayGroup = replayGroupOf(ctx.options.group);
     // Ask again once a quarter of the slots are free: one pull per message would cost a request
     // each, and waiting for more would leave handlers idle while messages wait.
     this.refillAt = Math.max(1, Math.floor(ctx.options.concurrency / 4));
@@ -199,6 +207,17 @@ export class NatsSubscription implements Subscription {
     latest.set(seq, count);
     const isCurrent = (): boolean => latest.get(seq) === count;
     try {
+      const target = replayTarget(msg.headers);
+      if (target !== undefined && target !== this.replayGroup) {
+        if (target === '') {
+          await this.ctx.deadLetter({ msg, error: MALFORMED_REPLAY_ERROR, deliveryCount: count });
+          return;
+        }
+        // A replayed dead letter of another group: this group handled the message when it was
+        // published, so it is acknowledged unseen, whatever its count (no delivery, no dead letter).
+        this.ctx.writes.add(() => settleQuietly(() => msg.ack()));
+        return;
+      }
       if (count > options.maxDeliveries) {
         // The previous delivery was never settled: it hung past AckWait or its consumer died.
         await this.ctx.deadLetter({

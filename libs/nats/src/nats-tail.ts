@@ -1,6 +1,7 @@
 import { decodeEnvelope, toErrorInfo, type EnvelopeCodecOptions } from '@multiagents/contracts';
 import { handToTail, type Logger, type Subscription, type TailHandler } from '@multiagents/core';
 import type { ConsumerMessages } from '@nats-io/jetstream';
+import { replayTarget } from './replay-target';
 
 /** An ordered consumer opened for a tail, and its messages. */
 export interface OpenedTail {
@@ -72,6 +73,8 @@ export class NatsTail implements Subscription {
           if (this.closed) break;
           this.nextSeq = msg.seq + 1;
           failures = 0;
+          // A replayed dead letter is not news: the feed had it when it was published.
+          if (replayTarget(msg.headers) !== undefined) continue;
           handToTail(
             () => decodeEnvelope(msg.data, ctx.codec),
             ctx.handler,

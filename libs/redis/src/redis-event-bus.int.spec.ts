@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { createRedisBackend } from './redis-backend';
 import type { RedisDelivery } from './redis-delivery';
 import type { RedisEventBus } from './redis-event-bus';
+import { MALFORMED_REPLAY_ERROR } from './redis-subscription';
 import { RedisKeys, type TopicStream } from './redis-keys';
 import type { StreamWriter } from './stream-writer';
 import { freshPrefix, useRedisServer } from './test/redis-test-server';
@@ -440,8 +441,91 @@ describe('RedisEventBus (adapter-specific)', () => {
     expect(await bus.replayDeadLetter(Topics.results, dead?.id ?? '')).toBe(true);
     await waitFor(() => seen.length === 2, WAIT);
     expect(await rawClient().xlen(bus.keys.deadLetters(p, Topics.results))).toBe(0);
+    // The replay's entry names the group it is for, next to the bytes.
+    const [[, fields] = ['', []]] = await rawClient().xrevrange(streamOf(bus, Topics.results, p), '+', '-');
+    expect(fields.filter((_, i) => i % 2 === 0)).toEqual(['d', 'group']);
+    expect(fields[3]).toBe('g');
     expect(await bus.replayDeadLetter(Topics.results, `${(p + 1) % 3}:1-1`)).toBe(false);
     expect(await bus.replayDeadLetter(Topics.results, 'nonsense')).toBe(false);
+  });
+
+  it("honours an entry's group field as written: a forged one only narrows delivery, an empty one is dead-lettered", async () => {
+    const bus = newBus();
+    const raw = rawClient();
+    const topic = topicName();
+    const stream = streamOf(bus, topic);
+    const [forged, malformed, nobodys, last] = Array.from({ length: 4 }, () => makeEnvelope());
+    const handled: Record<string, string[]> = { g1: [], g2: [] };
+    for (const group of ['g1', 'g2']) {
+      await bus.subscribe(topic, { group, consumer: 'c1', concurrency: 1 }, async (d) => {
+        handled[group]?.push(d.envelope.id);
+      });
+    }
+    const tailed: string[] = [];
+    const tail = await bus.tail(topic, (envelope) => tailed.push(envelope.id));
+    const bytes = (envelope: Envelope | undefined): Buffer =>
+      Buffer.from(encodeEnvelope(envelope as Envelope));
+    await raw.xadd(stream, '*', 'd', bytes(forged), 'group', 'g2');
+    await raw.xadd(stream, '*', 'd', bytes(malformed), 'group', '');
+    await raw.xadd(stream, '*', 'd', bytes(nobodys), 'group', 'no-such-group');
+    await bus.publish(topic, [last as Envelope]);
+    await waitFor(() => handled['g1']?.length === 1 && handled['g2']?.length === 2 && tailed.length === 1, {
+      ...WAIT,
+      description: 'both groups and the tail handled the last message',
+    });
+    await waitFor(async () => (await bus.listDeadLetters(topic)).length === 2, WAIT);
+    await waitFor(
+      async () => (await bus.pendingCount(topic, 'g1')) + (await bus.pendingCount(topic, 'g2')) === 0,
+      WAIT,
+    );
+    await tail.close();
+
+    expect(handled).toEqual({ g1: [last?.id], g2: [forged?.id, last?.id] });
+    expect(tailed).toEqual([last?.id]);
+    const dead = await bus.listDeadLetters(topic);
+    expect(dead.map((d) => d.group).sort()).toEqual(['g1', 'g2']);
+    for (const d of dead) {
+      expect(d).toMatchObject({ error: MALFORMED_REPLAY_ERROR, deliveryCount: 1, envelope: malformed });
+    }
+    // Passing over another group's entry is no delivery: nothing redelivered or reclaimed.
+    expect(bus.counters()).toMatchObject({ deadLettered: 2, redelivered: 0, reclaimed: 0 });
+  });
+
+  it("acknowledges another group's replay on reclaim, never handling nor dead-lettering it, whatever its count", async () => {
+    const bus = newBus();
+    const raw = rawClient();
+    const topic = topicName();
+    const stream = streamOf(bus, topic);
+    const [theirs, empty, ours] = [makeEnvelope(), makeEnvelope(), makeEnvelope()];
+    const bytes = (envelope: Envelope): Buffer => Buffer.from(encodeEnvelope(envelope));
+    // Read by a consumer of g2 that then died: pending under it, `theirs` past maxDeliveries.
+    await raw.xgroup('CREATE', stream, 'g2', '0', 'MKSTREAM');
+    const theirsId = await raw.xadd(stream, '*', 'd', bytes(theirs), 'group', 'g1');
+    await raw.xadd(stream, '*', 'd', bytes(empty), 'group', '');
+    await raw.xadd(stream, '*', 'd', bytes(ours), 'group', 'g2');
+    await raw.xreadgroup('GROUP', 'g2', 'gone', 'COUNT', 10, 'STREAMS', stream, '>');
+    await raw.xclaim(stream, 'g2', 'gone', 0, theirsId as string, 'RETRYCOUNT', 5);
+    expect(await bus.pendingCount(topic, 'g2')).toBe(3);
+
+    const seen: Array<[string, number]> = [];
+    await bus.subscribe(
+      topic,
+      { group: 'g2', consumer: 'c1', maxDeliveries: 2, visibilityTimeoutMs: 100 },
+      async (d) => {
+        seen.push([d.envelope.id, d.deliveryCount]);
+      },
+    );
+    await waitFor(async () => (await bus.pendingCount(topic, 'g2')) === 0, {
+      ...WAIT,
+      description: 'every entry reclaimed and settled',
+    });
+    await waitFor(async () => (await bus.listDeadLetters(topic)).length === 1, WAIT);
+
+    // Ours is handled (a second delivery); theirs is acknowledged unseen; the empty one is malformed.
+    expect(seen).toEqual([[ours.id, 2]]);
+    const [dead] = await bus.listDeadLetters(topic);
+    expect(dead).toMatchObject({ group: 'g2', error: MALFORMED_REPLAY_ERROR, envelope: empty });
+    expect(bus.counters()).toMatchObject({ reclaimed: 2, deadLettered: 1 });
   });
 
   it("discards a dead letter of a partitioned topic from its partition's dead-letter stream", async () => {

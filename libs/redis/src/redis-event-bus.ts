@@ -315,6 +315,11 @@ export class RedisEventBus implements EventBus {
     return out.slice(0, limit ?? out.length).map(({ order: _order, ...dead }) => dead);
   }
 
+  /**
+   * Appends the dead letter to its partition's stream again, for its group only (`replay.lua`:
+   * the entry names the group; the other groups acknowledge it unseen, tails skip it), and
+   * deletes it, in one script call.
+   */
   async replayDeadLetter(topic: string, id: string): Promise<boolean> {
     this.assertOpen();
     const streams = this.keys.topicStreams(topic);

@@ -13,7 +13,7 @@ import type { RedisConnection } from './redis-connection';
 import { RedisDelivery, deliveryId } from './redis-delivery';
 import type { TopicStream } from './redis-keys';
 import type { ReplyRegistry } from './reply-registry';
-import { bulkToString, parseEntryTriples, parseReadGroupReply, type ReceivedEntry } from './stream-replies';
+import { bulkToString, parseEntryQuads, parseReadGroupReply, type ReceivedEntry } from './stream-replies';
 import type { StreamAck, StreamWriter } from './stream-writer';
 
 /** What a subscription needs from its bus. */
@@ -56,6 +56,8 @@ const LOOP_BACKOFF_MAX_MS = 2_000;
 export function loopBackoffMs(failures: number): number {
   return Math.min(LOOP_BACKOFF_MIN_MS * 2 ** (failures - 1), LOOP_BACKOFF_MAX_MS);
 }
+/** Why an entry whose `group` field is empty (no replay writes one) is dead-lettered. */
+export const MALFORMED_REPLAY_ERROR = "malformed replayed dead letter: its 'group' field is empty";
 /** CLIENT UNBLOCK may reach Redis before the read it targets: try again this many times. */
 const UNBLOCK_ATTEMPTS = 5;
 const UNBLOCK_RETRY_MS = 2;
@@ -99,6 +101,8 @@ export class RedisSubscription implements Subscription {
   /** Acknowledgements not handed to the writer yet, by slot (see `ack`). */
   private readonly acks = new Map<string, StreamAck[]>();
   private acksQueued = false;
+  /** The group's name as a replayed dead letter's `group` field holds it. */
+  private readonly groupName: Buffer;
 
   constructor(
     private readonly host: SubscriptionHost,
@@ -109,6 +113,7 @@ export class RedisSubscription implements Subscription {
     private readonly handler: DeliveryHandler,
   ) {
     const busOptions = host.connection.options;
+    this.groupName = Buffer.from(options.group);
     // Reclaim often enough that a short visibility timeout is honoured with little lag.
     this.claimEveryMs = Math.max(
       10,
@@ -223,15 +228,39 @@ export class RedisSubscription implements Subscription {
     for (const entry of entries) {
       const source = sourceOf(entry);
       if (source === undefined) continue;
-      this.backlog.push({
+      const owned: Owned = {
         source,
         entryId: entry.id,
         deliveryCount: entry.deliveryCount,
         data: entry.data,
         ownedAt,
-      });
+      };
+      // Only a replayed dead letter has a group: handled by that group alone.
+      if (entry.group === undefined || entry.group.equals(this.groupName)) this.backlog.push(owned);
+      else this.passOver(owned, entry.group);
     }
     this.pump();
+  }
+
+  /**
+   * A replayed dead letter of another group (see `replay.lua`): this group handled the message
+   * when it was published, so it is acknowledged without reaching the handler, counted as no
+   * delivery, and never dead-lettered here. One whose `group` field is empty names no group at
+   * all: it is dead-lettered as malformed, as undecodable bytes are, for an operator to look at.
+   */
+  private passOver(entry: Owned, target: Buffer): void {
+    if (target.length === 0) {
+      this.deadLetter(entry, MALFORMED_REPLAY_ERROR);
+      return;
+    }
+    const { client } = this.host.connection;
+    this.track(
+      client.xack(entry.source.stream, this.options.group, entry.entryId).then(
+        () => undefined,
+        // Still pending: the group's next reclaim of it acknowledges it (claim.lua).
+        (err: unknown) => this.logFailure('pass over a replay', err),
+      ),
+    );
   }
 
   private async recreateGroups(reader: RedisClient, streams: readonly TopicStream[]): Promise<void> {
@@ -313,7 +342,7 @@ export class RedisSubscription implements Subscription {
         ],
       );
       next = bulkToString(cursor);
-      claimed = parseEntryTriples(entries);
+      claimed = parseEntryQuads(entries);
       deadCount = Number(dead);
     } catch (err) {
       if (isNoGroupError(err)) return 'no-group';
@@ -349,7 +378,7 @@ export class RedisSubscription implements Subscription {
             this.options.consumer,
             ...pairs,
           ]);
-          const entries = parseEntryTriples(reply);
+          const entries = parseEntryQuads(reply);
           connection.counters.redelivered += entries.length;
           this.own(entries, () => source);
         } catch (err) {

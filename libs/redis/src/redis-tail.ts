@@ -105,7 +105,8 @@ export class RedisTail implements Subscription {
         const at = lane.keys.indexOf(entry.stream);
         if (at >= 0) lane.lastIds[at] = entry.id;
         if (this.closed) break;
-        this.hand(entry.data);
+        // A replayed dead letter (it names its group) is not news: the feed had it when published.
+        if (entry.group === undefined) this.hand(entry.data);
       }
     }
   }

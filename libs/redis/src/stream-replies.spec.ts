@@ -1,4 +1,4 @@
-import { compareStreamIds, fieldValue, parseEntryTriples, parseReadGroupReply } from './stream-replies';
+import { compareStreamIds, fieldValue, parseEntryQuads, parseReadGroupReply } from './stream-replies';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -15,13 +15,13 @@ describe('stream replies', () => {
       ],
     ];
     expect(parseReadGroupReply(reply)).toEqual([
-      { stream: 'k', id: '1-0', deliveryCount: 1, data: Buffer.of(1, 2) },
-      { stream: 'k', id: '1-1', deliveryCount: 1, data: undefined },
+      { stream: 'k', id: '1-0', deliveryCount: 1, data: Buffer.of(1, 2), group: undefined },
+      { stream: 'k', id: '1-1', deliveryCount: 1, data: undefined, group: undefined },
     ]);
     expect(parseReadGroupReply(null)).toEqual([]);
     // RESP3's map as ioredis' legacy mapping flattens it.
     expect(parseReadGroupReply([b('k'), [[b('1-3'), [b('d'), b('q')]]]])).toEqual([
-      { stream: 'k', id: '1-3', deliveryCount: 1, data: b('q') },
+      { stream: 'k', id: '1-3', deliveryCount: 1, data: b('q'), group: undefined },
     ]);
   });
 
@@ -36,10 +36,30 @@ describe('stream replies', () => {
     ]);
   });
 
-  it('reads flat id/count/data triples', () => {
-    expect(parseEntryTriples([b('2-0'), 3, b('z'), b('2-1'), 2, null])).toEqual([
-      { stream: '', id: '2-0', deliveryCount: 3, data: b('z') },
-      { stream: '', id: '2-1', deliveryCount: 2, data: undefined },
+  it("reads a replayed dead letter's group, and no group on a published entry", () => {
+    const reply = [
+      [
+        b('k'),
+        [
+          [b('1-0'), [b('d'), b('a'), b('group'), b('g1')]],
+          [b('1-1'), [b('d'), b('b')]],
+          [b('1-2'), [b('d'), b('c'), b('other'), b('x')]],
+          [b('1-3'), [b('d'), b('e'), b('group'), b('')]],
+        ],
+      ],
+    ];
+    expect(parseReadGroupReply(reply).map((e) => e.group?.toString())).toEqual([
+      'g1',
+      undefined,
+      undefined,
+      '',
+    ]);
+  });
+
+  it('reads flat id/count/data/group quads', () => {
+    expect(parseEntryQuads([b('2-0'), 3, b('z'), null, b('2-1'), 2, null, b('g')])).toEqual([
+      { stream: '', id: '2-0', deliveryCount: 3, data: b('z'), group: undefined },
+      { stream: '', id: '2-1', deliveryCount: 2, data: undefined, group: b('g') },
     ]);
     expect(fieldValue([b('a'), b('1'), b('d'), b('2')], 'd')).toEqual(b('2'));
   });

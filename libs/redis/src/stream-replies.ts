@@ -7,7 +7,15 @@ export interface ReceivedEntry {
   readonly deliveryCount: number;
   /** The `d` field's bytes; undefined when the entry has none (written by something else). */
   readonly data: Buffer | undefined;
+  /**
+   * The `group` field: only a replayed dead letter has one, naming the one group it is for (see
+   * `replay.lua`); undefined for every published message.
+   */
+  readonly group: Buffer | undefined;
 }
+
+/** The field of a replayed dead letter's entry that names the one group it is for. */
+export const REPLAY_GROUP_FIELD = 'group';
 
 /** The value of `field` in a flat `[field, value, …]` list, if present. */
 export function fieldValue(fields: unknown, field: string): Buffer | undefined {
@@ -47,23 +55,40 @@ export function parseReadGroupReply(reply: unknown): ReceivedEntry[] {
     for (const entry of entries as unknown[]) {
       // An entry deleted (XDEL, trimmed) after it was delivered comes back without fields.
       if (!Array.isArray(entry) || entry[1] === null || entry[1] === undefined) continue;
-      out.push({ stream, id: bulkToString(entry[0]), deliveryCount: 1, data: fieldValue(entry[1], 'd') });
+      const fields: unknown = entry[1];
+      out.push({
+        stream,
+        id: bulkToString(entry[0]),
+        deliveryCount: 1,
+        data: fieldValue(fields, 'd'),
+        group: replayGroup(fields),
+      });
     }
   }
   return out;
 }
 
-/** A flat `[id, deliveryCount, data|nil, …]` reply of `claim.lua` or `redeliver.lua`. */
-export function parseEntryTriples(flat: unknown): ReceivedEntry[] {
+/**
+ * The `group` field of an entry's flat field list, if it has one. A published entry has only
+ * `d`: its two items are all this looks at, so the common case costs one length check.
+ */
+export function replayGroup(fields: unknown): Buffer | undefined {
+  return Array.isArray(fields) && fields.length > 2 ? fieldValue(fields, REPLAY_GROUP_FIELD) : undefined;
+}
+
+/** A flat `[id, deliveryCount, data|nil, group|nil, …]` reply of `claim.lua` or `redeliver.lua`. */
+export function parseEntryQuads(flat: unknown): ReceivedEntry[] {
   if (!Array.isArray(flat)) return [];
   const out: ReceivedEntry[] = [];
-  for (let i = 0; i + 2 < flat.length; i += 3) {
+  for (let i = 0; i + 3 < flat.length; i += 4) {
     const data: unknown = flat[i + 2];
+    const group: unknown = flat[i + 3];
     out.push({
       stream: '',
       id: bulkToString(flat[i]),
       deliveryCount: Number(flat[i + 1]),
       data: Buffer.isBuffer(data) ? data : undefined,
+      group: Buffer.isBuffer(group) ? group : undefined,
     });
   }
   return out;

@@ -375,6 +375,56 @@ export function eventBusConformance(
       expect(await bus.replayDeadLetter(topic, 'no-such-dead-letter')).toBe(false);
     });
 
+    it('replays a dead letter to the group that dead-lettered it only, not to other groups nor to tails', async () => {
+      // The events topic, as the monitor and the metrics collector share it (partitioned where the
+      // bus partitions): one run, so every message below is in one partition, in publish order.
+      const topic = Topics.events;
+      const [sent, later] = [makeEnvelope({ txId: 'replay-run' }), makeEnvelope({ txId: 'replay-run' })];
+      const g1: Array<[string, number]> = [];
+      const g2: Array<[string, number]> = [];
+      await subscribe(topic, { group: 'g1', consumer: 'c1', concurrency: 1, ...QUICK }, async (d) => {
+        g1.push([d.envelope.id, d.deliveryCount]);
+        if (g1.length === 1) throw new PoisonMessageError('not yet');
+      });
+      await subscribe(topic, { group: 'g2', consumer: 'c1', concurrency: 1, ...QUICK }, async (d) => {
+        g2.push([d.envelope.id, d.deliveryCount]);
+      });
+      await bus.publish(topic, [sent]);
+      await waitFor(async () => (await bus.listDeadLetters(topic)).length === 1, WAIT);
+      await waitFor(() => g2.length === 1, { ...WAIT, description: 'g2 handled the message' });
+      const [dead] = await bus.listDeadLetters(topic);
+      expect(dead?.group).toBe('g1');
+      const tailed: string[] = [];
+      subscriptions.push(await bus.tail(topic, (envelope) => tailed.push(envelope.id)));
+
+      expect(await bus.replayDeadLetter(topic, dead?.id ?? '')).toBe(true);
+      await waitFor(() => g1.length === 2, { ...WAIT, description: 'g1 handled the replay' });
+      // A later message marks the end: g2 and the tail are given the topic's messages in order, so
+      // once they have this one, they have been given the replay too, if it was theirs.
+      await bus.publish(topic, [later]);
+      await waitFor(() => g1.length === 3 && g2.length >= 2 && tailed.includes(later.id), {
+        ...WAIT,
+        description: 'every group and the tail handled the later message',
+      });
+      await pendingIs(topic, 'g1', 0);
+      await pendingIs(topic, 'g2', 0);
+
+      // One assertion, so a failure shows every consumer that got the replay.
+      expect({ g1, g2, tailed }).toEqual({
+        g1: [
+          [sent.id, 1],
+          [sent.id, 1],
+          [later.id, 1],
+        ],
+        g2: [
+          [sent.id, 1],
+          [later.id, 1],
+        ],
+        tailed: [later.id],
+      });
+      expect(await bus.listDeadLetters(topic)).toEqual([]);
+    });
+
     it('discards exactly one dead letter for good: off the list, the others kept, not replayable', async () => {
       const topic = newTopic();
       const sent = envelopes(3);
@@ -489,7 +539,8 @@ export function eventBusConformance(
       hold.release();
       const [dead] = await bus.listDeadLetters(topic);
       expect(await bus.replayDeadLetter(topic, dead?.id ?? '')).toBe(true);
-      // The replayed message is one more for both groups; the dead letter is gone, but was added once.
+      // The replay is one more message of the topic: handled by 'busy', the group it is for, and
+      // lag for 'idle' until it reads (and passes over) it. The dead letter is gone, added once.
       await statsAre(topic, {
         topic,
         groups: [

@@ -108,7 +108,11 @@ export interface EventBus {
   pendingCount(topic: string, group: string): Promise<number>;
   /** Dead letters of a topic, oldest first. */
   listDeadLetters(topic: string, limit?: number): Promise<DeadLetter[]>;
-  /** Publishes a dead letter again (with a fresh delivery count) and removes it; false if unknown. */
+  /**
+   * Delivers a dead letter again, with a fresh delivery count, to the group that dead-lettered it
+   * only (the topic's other groups handled it already; tails saw it), and removes it; false if
+   * unknown.
+   */
   replayDeadLetter(topic: string, id: string): Promise<boolean>;
   /** Deletes a dead letter for good, without publishing it again; false if unknown. */
   discardDeadLetter(topic: string, id: string): Promise<boolean>;

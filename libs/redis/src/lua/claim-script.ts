@@ -14,12 +14,17 @@
  *           dead-lettered instead of delivered again
  * ARGV[7]   time (ms since the epoch) for such dead letters
  * ARGV[8]   dead letters kept
- * returns   { next cursor, { entry id, delivery count, `d` bytes (nil if none), ... },
- *             number of entries dead-lettered }
+ * returns   { next cursor, { entry id, delivery count, `d` bytes (nil if none),
+ *             `group` field (nil if none), ... }, number of entries dead-lettered }
  * ```
  *
  * XAUTOCLAIM raises each claimed entry's delivery count; the new count is read back from
  * XPENDING, so the handler sees the same count Redis holds (first delivery = 1).
+ *
+ * A replayed dead letter of another group (its `group` field names another one: see
+ * `replay.lua`) is acknowledged here and not returned, whatever its count: it was never this
+ * group's to handle, so neither a delivery nor a dead letter. One with an empty `group` field is
+ * returned, for the subscription to dead-letter as malformed.
  */
 export const CLAIM_SCRIPT = `#!lua
 local stream, dead, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
@@ -32,16 +37,19 @@ for _, entry in ipairs(reply[2]) do
   local pending = redis.call('XPENDING', stream, group, id, id, 1)[1]
   if pending then
     local count = pending[4]
-    local data = false
+    local data, target = false, false
     if fields then
       for j = 1, #fields, 2 do
         if fields[j] == 'd' then
           data = fields[j + 1]
-          break
+        elseif fields[j] == 'group' then
+          target = fields[j + 1]
         end
       end
     end
-    if count > maxDeliveries then
+    if target and target ~= '' and target ~= group then
+      redis.call('XACK', stream, group, id)
+    elseif count > maxDeliveries then
       local last = count - 1
       redis.call('XADD', dead, 'MAXLEN', ARGV[8], '*', 'd', data or '', 'group', group,
         'error', 'not acknowledged within the visibility timeout after ' .. last .. ' deliveries',
@@ -52,6 +60,7 @@ for _, entry in ipairs(reply[2]) do
       out[#out + 1] = id
       out[#out + 1] = count
       out[#out + 1] = data
+      out[#out + 1] = target
     end
   end
 end

@@ -7,8 +7,9 @@
  * ARGV[1]   group
  * ARGV[2]   consumer
  * ARGV[3..] pairs: entry id, delivery count of the delivery that failed
- * returns   a flat array: entry id, new delivery count, `d` bytes (nil if none), for each entry
- *           that was still this consumer's at that count
+ * returns   a flat array: entry id, new delivery count, `d` bytes (nil if none), `group` field
+ *           (nil if none: see `replay.lua`), for each entry that was still this consumer's at
+ *           that count
  * ```
  *
  * An entry another consumer reclaimed meanwhile (or that was deleted) is left alone.
@@ -23,19 +24,21 @@ for i = 3, #ARGV, 2 do
   if pending and pending[2] == consumer and pending[4] == count then
     local claimed = redis.call('XCLAIM', stream, group, consumer, 0, id)[1]
     if claimed then
-      local data = false
+      local data, target = false, false
       local fields = claimed[2]
       if fields then
         for j = 1, #fields, 2 do
           if fields[j] == 'd' then
             data = fields[j + 1]
-            break
+          elseif fields[j] == 'group' then
+            target = fields[j + 1]
           end
         end
       end
       out[#out + 1] = id
       out[#out + 1] = count + 1
       out[#out + 1] = data
+      out[#out + 1] = target
     end
   end
 end
