@@ -210,7 +210,9 @@ describe('NATS: per-user permissions, a worker-manager limited to its workers', 
       `$JS.API.CONSUMER.CREATE.KV_${prefix}-definitions.*.$KV.${prefix}-definitions.wm.>`,
       `$JS.API.STREAM.MSG.GET.KV_${prefix}-definitions`,
     ];
-    return `{ publish: { allow: ${JSON.stringify(publish)} }, subscribe: { allow: ["_INBOX.>"] } }`;
+    // Subscriptions: answers to its requests, and the control channel's cancel notices.
+    const subscribe = ['_INBOX.>', `${prefix}_bc.${Topics.control}`];
+    return `{ publish: { allow: ${JSON.stringify(publish)} }, subscribe: { allow: ${JSON.stringify(subscribe)} } }`;
   };
   // The README's grants for a worker-manager that hosts agents: its memo bucket on top (one replica).
   const agentManagerPermissions = (): string =>

@@ -24,6 +24,8 @@ export const Topics = {
   results: 'results',
   /** Lifecycle events, consumed by observers. */
   events: 'events',
+  /** A broadcast channel (`EventBus.broadcast`, nothing kept): `step.cancel`, heard by every worker-manager. */
+  control: 'control',
 } as const;
 
 /** Consumer group names used by the services. */

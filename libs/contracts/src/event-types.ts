@@ -3,6 +3,13 @@ export const EventType = {
   StepCommand: 'step.command',
   StepResult: 'step.result',
   StepHeartbeat: 'step.heartbeat',
+  /**
+   * Asks the worker-managers to fire `ctx.signal` of attempts a run no longer wants (it was
+   * cancelled, or a failure began its unwinding while they ran), broadcast on `Topics.control`.
+   * Its payload is a {@link StepCancelPayload}. Advisory: the run still awaits each attempt, whose
+   * outcome counts as any other (a handler that completes anyway is compensated).
+   */
+  StepCancel: 'step.cancel',
   WorkflowStarted: 'workflow.started',
   StepStarted: 'step.started',
   StepCompleted: 'step.completed',

@@ -33,6 +33,7 @@ export type {
   StepCommandPayload,
   StepResultPayload,
   StepHeartbeatPayload,
+  StepCancelPayload,
   StepProgressPayload,
   WorkerHeartbeatPayload,
   LifecycleEvent,

@@ -26,6 +26,12 @@ export type StepResultPayload =
   | { readonly commandId: string; readonly worker: string; readonly ok: true; readonly output: unknown }
   | { readonly commandId: string; readonly worker: string; readonly ok: false; readonly error: ErrorInfo };
 
+/** Payload of `step.cancel`: the command ids of attempts in flight a run no longer wants, and why. */
+export interface StepCancelPayload {
+  readonly commandIds: readonly string[];
+  readonly reason: string;
+}
+
 /** Payload of `step.heartbeat`: a long step says it is alive. */
 export interface StepHeartbeatPayload {
   readonly commandId: string;

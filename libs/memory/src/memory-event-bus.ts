@@ -271,6 +271,8 @@ export class MemoryEventBus implements EventBus {
   /** The options in effect. */
   readonly options: ResolvedMemoryEventBusOptions;
   private readonly topics = new Map<string, TopicState>();
+  /** Broadcast channels: only their listeners (`tails`) are used; nothing is kept. */
+  private readonly channels = new Map<string, TopicState>();
   private readonly subscriptions = new Set<MemorySubscription>();
   private dirty: GroupState[] = [];
   private pumpScheduled = false;
@@ -359,6 +361,27 @@ export class MemoryEventBus implements EventBus {
     const tail = new MemoryTail(state, (data) => this.decode(data), handler);
     state.tails.add(tail);
     return tail;
+  }
+
+  /** Hands the envelopes to the channel's listeners of this moment, on a later turn; keeps nothing. */
+  async broadcast(channel: string, envelopes: readonly Envelope[]): Promise<void> {
+    this.assertOpen(channel);
+    const encoded = envelopes.map((envelope) => this.encode(envelope));
+    const listeners = this.channels.get(channel)?.tails;
+    if (listeners === undefined) return;
+    for (const listener of listeners) for (const data of encoded) listener.push(data);
+  }
+
+  async listen(channel: string, handler: TailHandler): Promise<Subscription> {
+    this.assertOpen(channel);
+    let state = this.channels.get(channel);
+    if (state === undefined) {
+      state = new TopicState(channel);
+      this.channels.set(channel, state);
+    }
+    const listener = new MemoryTail(state, (data) => this.decode(data), handler);
+    state.tails.add(listener);
+    return listener;
   }
 
   async subscribe(topic: string, options: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription> {
@@ -458,6 +481,8 @@ export class MemoryEventBus implements EventBus {
   private async shutdown(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
+    for (const channel of this.channels.values())
+      for (const listener of [...channel.tails]) await listener.close();
     for (const topic of this.topics.values()) {
       for (const tail of [...topic.tails]) await tail.close();
       for (const group of topic.groups.values()) this.disarm(group);

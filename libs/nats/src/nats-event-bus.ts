@@ -10,6 +10,7 @@ import {
   type Envelope,
 } from '@multiagents/contracts';
 import {
+  handToTail,
   resolveSubscribeOptions,
   type DeadLetter,
   type DeliveryHandler,
@@ -86,6 +87,7 @@ const MAX_ERROR_HEADER_CHARS = 2_048;
 export class NatsEventBus implements EventBus {
   private readonly subscriptions = new Set<NatsSubscription>();
   private readonly tails = new Set<NatsTail>();
+  private readonly listeners = new Set<Subscription>();
   /** Per consumer: newest delivery count seen per stream sequence (see NatsSubscriptionContext). */
   private readonly latestDeliveries = new Map<string, Map<number, number>>();
   private closing: Promise<void> | undefined;
@@ -125,6 +127,50 @@ export class NatsEventBus implements EventBus {
     const subject = this.ctx.names.topicSubject(topic);
     this.assertOpen();
     await this.publishBytes(topic, subject, bytes, {});
+  }
+
+  /** A core NATS publish of each envelope (no stream holds it), flushed: one round trip. */
+  async broadcast(channel: string, envelopes: readonly Envelope[]): Promise<void> {
+    const { ctx } = this;
+    const subject = ctx.names.broadcastSubject(channel);
+    this.assertOpen();
+    const encoded = envelopes.map((envelope) => encodeEnvelope(envelope, ctx.options.codec));
+    if (encoded.length === 0) return;
+    for (const data of encoded) ctx.connection.publish(subject, data);
+    await ctx.connection.flush();
+  }
+
+  /** A core NATS subscription of the channel's subject, confirmed by the server before it resolves. */
+  async listen(channel: string, handler: TailHandler): Promise<Subscription> {
+    const { ctx } = this;
+    const subject = ctx.names.broadcastSubject(channel);
+    if (typeof handler !== 'function') throw new ValidationError('listen', ['handler must be a function']);
+    this.assertOpen();
+    const logger = ctx.logger.child({ component: 'nats-event-bus', channel });
+    const sub = ctx.connection.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err !== null) {
+          logger.warn({ err: err.message }, 'broadcast listener failed');
+          return;
+        }
+        handToTail(
+          () => decodeEnvelope(msg.data, ctx.options.codec),
+          handler,
+          () => (ctx.counters.refusedEnvelopes += 1),
+          (thrown) => logger.warn({ err: toErrorInfo(thrown).message }, 'a listener threw'),
+        );
+      },
+    });
+    await ctx.connection.flush();
+    const listener: Subscription = {
+      close: async () => {
+        if (!this.listeners.delete(listener)) return;
+        sub.unsubscribe();
+      },
+    };
+    this.listeners.add(listener);
+    if (this.closed) await listener.close();
+    return listener;
   }
 
   async subscribe(topic: string, options: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription> {
@@ -353,7 +399,9 @@ export class NatsEventBus implements EventBus {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      await Promise.all([...this.subscriptions, ...this.tails].map((subscription) => subscription.close()));
+      await Promise.all(
+        [...this.subscriptions, ...this.tails, ...this.listeners].map((subscription) => subscription.close()),
+      );
     })();
     return this.closing;
   }

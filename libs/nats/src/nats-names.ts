@@ -93,6 +93,7 @@ const kvStream = (bucket: string): string => `KV_${bucket}`;
  * | a group's durable pull consumer | `<encoded topic>__<encoded group>` in `<prefix>_BUS` |
  * | dead-letter stream | `<prefix>_DLQ`, subjects `<prefix>_dlq.>`; a topic's letters on `<prefix>_dlq.<topic>` |
  * | timer stream (work queue) | `<prefix>_TIMERS`, subject `<prefix>_timers`, one durable consumer `timers` |
+ * | a broadcast channel (core NATS, in no stream) | `<prefix>_bc.<channel>` |
  * | runs bucket (KV) | `<prefix>-runs` (stream `KV_<prefix>-runs`) |
  * | a run's record (revision-checked) | `r.<txId>` |
  * | a run's write-once meta | `m.<txId>` |
@@ -183,6 +184,12 @@ export class NatsNames {
   topicSubject(topic: string): string {
     this.assertTopic(topic);
     return `${this.prefix}.${topic}`;
+  }
+
+  /** The core NATS subject of a broadcast channel (see EventBus.broadcast): no stream captures it. */
+  broadcastSubject(channel: string): string {
+    this.assertTopic(channel);
+    return `${this.prefix}_bc.${channel}`;
   }
 
   /** The subject a topic's dead letters are kept on, in the dead-letter stream. */

@@ -22,6 +22,7 @@ import { RedisConnection, type RedisCounters } from './redis-connection';
 import { deliveryId, parseDeliveryId, type RedisDelivery } from './redis-delivery';
 import { RedisKeys, type TopicStream } from './redis-keys';
 import { RedisSubscription, type SubscriptionHost } from './redis-subscription';
+import { RedisListener } from './redis-listener';
 import { RedisTail } from './redis-tail';
 import { ReplyRegistry } from './reply-registry';
 import { bulkToString, fieldValue } from './stream-replies';
@@ -69,6 +70,7 @@ export class RedisEventBus implements EventBus {
   private readonly replies = new ReplyRegistry();
   private readonly subscriptions = new Set<RedisSubscription>();
   private readonly tails = new Set<RedisTail>();
+  private readonly listeners = new Set<RedisListener>();
   /** Readers of subscribe() calls still creating their groups. */
   private readonly opening = new Set<RedisClient>();
   private readonly host: SubscriptionHost;
@@ -207,6 +209,33 @@ export class RedisEventBus implements EventBus {
     }
     this.tails.add(tail);
     return tail;
+  }
+
+  /** PUBLISH of each envelope on the channel (pub/sub: Redis keeps nothing). */
+  async broadcast(channel: string, envelopes: readonly Envelope[]): Promise<void> {
+    this.assertOpen();
+    const name = this.keys.channel(channel);
+    const encoded = envelopes.map((envelope) =>
+      asBuffer(encodeEnvelope(envelope, this.connection.options.codec)),
+    );
+    if (encoded.length === 0) return;
+    await this.connection.call(`broadcast on ${channel}`, () =>
+      Promise.all(encoded.map((data) => this.connection.client.publish(name, data))),
+    );
+  }
+
+  async listen(channel: string, handler: TailHandler): Promise<Subscription> {
+    this.assertOpen();
+    if (typeof handler !== 'function') throw new ValidationError('listen', ['handler must be a function']);
+    const listener = await RedisListener.open(this.connection, channel, handler, (l) =>
+      this.listeners.delete(l),
+    );
+    if (this.closed) {
+      await listener.close();
+      this.assertOpen();
+    }
+    this.listeners.add(listener);
+    return listener;
   }
 
   async pendingCount(topic: string, group: string): Promise<number> {
@@ -394,7 +423,9 @@ export class RedisEventBus implements EventBus {
     this.closed = true;
     if (this.trimTimer !== undefined) clearInterval(this.trimTimer);
     for (const reader of this.opening) this.connection.closeReader(reader);
-    await Promise.all([...this.subscriptions, ...this.tails].map((subscription) => subscription.close()));
+    await Promise.all(
+      [...this.subscriptions, ...this.tails, ...this.listeners].map((subscription) => subscription.close()),
+    );
     await this.writer.drain();
     if (this.owned) await this.connection.close();
   }

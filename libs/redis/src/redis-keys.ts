@@ -208,6 +208,11 @@ export class RedisKeys {
     return `${this.base(this.partitionOf(txId))}tl:${checkName('txId', txId)}`;
   }
 
+  /** A broadcast channel (pub/sub, see EventBus.broadcast): a channel name, never a key. */
+  channel(name: string): string {
+    return `${this.prefix}:bc:${checkName('channel', name)}`;
+  }
+
   /** An event-monitor once-only mark. */
   monitorMark(key: string): string {
     return `${this.prefix}:{marks}:${checkName('mark', key)}`;

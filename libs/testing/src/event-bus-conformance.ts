@@ -678,6 +678,47 @@ export function eventBusConformance(
       expect(got).toEqual(sent.map((e) => e.id));
     });
 
+    it('broadcasts to every listener of the channel at that moment, keeps nothing, and stops at close', async () => {
+      const channel = newTopic();
+      const [a, b, c, d] = envelopes(4) as [Envelope, Envelope, Envelope, Envelope];
+      const first: string[] = [];
+      const second: string[] = [];
+      const late: string[] = [];
+      subscriptions.push(
+        await bus.listen(channel, (envelope) => {
+          first.push(envelope.id);
+          // A listener that throws is logged; its feed goes on.
+          if (envelope.id === a.id) throw new Error('listener failure');
+        }),
+      );
+      const closing = await bus.listen(channel, (envelope) => second.push(envelope.id));
+      subscriptions.push(closing);
+      // Another channel's broadcasts are not this one's.
+      subscriptions.push(await bus.listen(newTopic(), (envelope) => late.push(`other:${envelope.id}`)));
+
+      await bus.broadcast(channel, [a, b]);
+      await waitFor(() => first.length === 2 && second.length === 2, {
+        ...WAIT,
+        description: 'both listeners heard the broadcast',
+      });
+      subscriptions.push(await bus.listen(channel, (envelope) => late.push(envelope.id)));
+      await closing.close();
+      await bus.broadcast(channel, [c]);
+      await bus.broadcast(channel, [d]);
+      await waitFor(() => first.length === 4 && late.length === 2, {
+        ...WAIT,
+        description: 'the first and the late listener heard the later broadcasts',
+      });
+
+      // No order is promised (on Redis Cluster each PUBLISH may reach the listeners through another node).
+      const sorted = (ids: string[]): string[] => [...ids].sort();
+      expect({ first: sorted(first), second: sorted(second), late: sorted(late) }).toEqual({
+        first: sorted([a.id, b.id, c.id, d.id]),
+        second: sorted([a.id, b.id]),
+        late: sorted([c.id, d.id]),
+      });
+    });
+
     it("starts a new group after the topic's current end with startFrom: 'latest'", async () => {
       const topic = newTopic();
       const [old, fresh] = envelopes(2) as [Envelope, Envelope];

@@ -33,6 +33,8 @@ function delegating(bus: EventBus, overrides: Partial<Pick<EventBus, 'publish' |
     publish: (topic, envelopes) => bus.publish(topic, envelopes),
     subscribe: (topic, options, handler) => bus.subscribe(topic, options, handler),
     tail: (topic, handler) => bus.tail(topic, handler),
+    broadcast: (channel, envelopes) => bus.broadcast(channel, envelopes),
+    listen: (channel, handler) => bus.listen(channel, handler),
     pendingCount: (topic, group) => bus.pendingCount(topic, group),
     listDeadLetters: (topic, limit) => bus.listDeadLetters(topic, limit),
     replayDeadLetter: (topic, id) => bus.replayDeadLetter(topic, id),

@@ -936,6 +936,48 @@ describe('cancel', () => {
     expect(d.eventTypes().slice(-1)).toEqual([EventType.WorkflowCancelled]);
   });
 
+  it('names the attempts in flight it no longer wants (abandoned) on the transition that began the unwinding, once', () => {
+    const d = drive(ORDER);
+    d.start();
+    expect(d.ok('reserve', {}).abandoned).toEqual([]);
+    expect(d.cancel().abandoned).toEqual(['tx-1:charge:1']);
+    // Still awaited: its result (here, a completion) counts and is compensated.
+    expect(d.ok('charge', {}).abandoned).toEqual([]);
+    expect(d.run.compensationQueue).toEqual(['charge', 'reserve']);
+    expect(d.undone('charge').abandoned).toEqual([]);
+  });
+
+  it('abandons the branches still running when a parallel branch fails, never a compensation', () => {
+    const d = drive(
+      workflow([
+        task('first', 'w.first', { compensation: 'w.undo_first' }),
+        {
+          name: 'p',
+          kind: 'parallel',
+          branches: [
+            [task('a', 'w.a', { compensation: 'w.undo_a' })],
+            [task('b', 'w.b', { retry: { maxAttempts: 1 } })],
+            [task('c', 'w.c')],
+          ],
+        },
+      ]),
+    );
+    d.start();
+    d.ok('first', {});
+    d.ok('c', {});
+    expect(d.fail('b', failure('BROKEN', { retryable: false })).abandoned).toEqual(['tx-1:a:1']);
+    const last = d.ok('a', {});
+    expect(lastWorkers(d)).toEqual(['w.undo_a']);
+    expect(last.abandoned).toEqual([]);
+  });
+
+  it('abandons nothing when nothing is in flight', () => {
+    const d = drive(workflow([task('a', 'w.a', { retry: { maxAttempts: 3, initialDelayMs: 10 } })]));
+    d.start();
+    d.fail('a', failure('FLAKY'));
+    expect(d.cancel().abandoned).toEqual([]);
+  });
+
   it('does not compensate an in-flight attempt that fails after the cancel, and does not retry it', () => {
     const d = drive(ORDER);
     d.start();

@@ -100,6 +100,13 @@ export interface Decision {
   readonly cancel: readonly string[];
   /** Steps whose records changed: a store writes these and the run's header, nothing else. */
   readonly changedSteps: readonly string[];
+  /**
+   * Command ids of the task attempts in flight when this transition began the run's unwinding (a
+   * cancel, a failure while parallel branches still run): the run still awaits their results (their
+   * effects may have happened), but has no use for their work, so their workers may be asked to
+   * stop (`step.cancel`). Not part of the atomic write: a request a crash may lose. Absent when none.
+   */
+  readonly abandoned?: readonly string[];
   /** Set when the event changed nothing (duplicate or late result, stale timer…): nothing to write. */
   readonly ignored?: string;
 }
@@ -234,7 +241,27 @@ export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent,
     schedule,
     cancel,
     changedSteps: changedSteps(run, draft.run),
+    abandoned: isUnwinding(run) || !isUnwinding(draft.run) ? NO_IDS : attemptsInFlight(workflow, draft.run),
   };
+}
+
+const NO_IDS: readonly string[] = Object.freeze([]);
+
+/** A failure or a cancel has begun the run's unwinding (see {@link Decision.abandoned}). */
+function isUnwinding(run: Run): boolean {
+  return run.error !== undefined || run.cancelRequested === true;
+}
+
+/** The command ids of the run's task attempts in flight (compensations excluded). */
+function attemptsInFlight(workflow: CompiledWorkflow, run: Run): readonly string[] {
+  const ids: string[] = [];
+  for (const name in run.steps) {
+    const record = run.steps[name] as StepRecord;
+    if (record.status !== StepStatus.Running || record.attempt < 1) continue;
+    if (workflow.steps.get(name)?.definition.kind !== StepKind.Task) continue;
+    ids.push(commandIdFor(run.txId, name, record.attempt));
+  }
+  return ids.length === 0 ? NO_IDS : ids;
 }
 
 /**
@@ -828,7 +855,7 @@ class Draft {
   }
 
   private isStopping(): boolean {
-    return this.run.error !== undefined || this.run.cancelRequested === true;
+    return isUnwinding(this.run);
   }
 
   private advance(steps: readonly StepDefinition[]): 'done' | 'blocked' | 'failed' {

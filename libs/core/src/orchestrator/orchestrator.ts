@@ -22,6 +22,7 @@ import {
   type ErrorInfo,
   type Run,
   type StepCommandPayload,
+  type StepCancelPayload,
   type StepResultPayload,
   type TransitionEventPayload,
   type WorkflowDefinition,
@@ -198,6 +199,11 @@ export interface OrchestratorStats {
    * `recoverInFlight`). Counted and logged each time a sweep finds one.
    */
   unsendableCommands: number;
+  /**
+   * Attempts in flight whose workers were asked to stop (`step.cancel` on `Topics.control`)
+   * because a cancel or a failure began their run's unwinding.
+   */
+  cancelsBroadcast: number;
 }
 
 type RunListener = (run: Run) => void;
@@ -339,6 +345,7 @@ export class Orchestrator {
     localDispatched: 0,
     oversizedResults: 0,
     unsendableCommands: 0,
+    cancelsBroadcast: 0,
   };
   private readonly clock: Clock;
   private readonly ids: IdGenerator;
@@ -1073,7 +1080,37 @@ export class Orchestrator {
       schedule: transition.schedule,
       at: run.updatedAt,
     });
+    if (decision.abandoned !== undefined && decision.abandoned.length > 0) {
+      this.askToStop(run, decision.abandoned, stored.version);
+    }
     this.notify(run);
+  }
+
+  /**
+   * Broadcasts a `step.cancel` of the attempts the run no longer wants, so their workers can stop
+   * early (their handlers see `ctx.signal` fire). Best effort, after the commit: the run awaits
+   * their results anyway, so a lost notice costs only the time the handlers take.
+   */
+  private askToStop(run: Run, commandIds: readonly string[], version: number): void {
+    const reason = run.cancelRequested
+      ? 'run cancelled'
+      : `run failed (${run.error?.code ?? 'unknown'}): its other attempts are not needed`;
+    const notice: Envelope<StepCancelPayload> = {
+      id: `${run.txId}:v${version}:cancel`,
+      type: EventType.StepCancel,
+      txId: run.txId,
+      workflowId: run.workflowId,
+      time: run.updatedAt,
+      headers: run.traceHeaders ?? {},
+      payload: { commandIds, reason },
+    };
+    this.stats.cancelsBroadcast += commandIds.length;
+    this.options.bus.broadcast(Topics.control, [notice]).catch((err: unknown) => {
+      this.logger.warn(
+        { txId: run.txId, commandIds, err: err instanceof Error ? err.message : String(err) },
+        'could not ask the workers to stop attempts the run no longer needs (they run to their end)',
+      );
+    });
   }
 
   /** Keeps the latest version this process wrote of a live run, up to `recentRunsCached` runs. */

@@ -104,6 +104,20 @@ export interface EventBus {
    * as the topic still holds it; messages that cannot be decoded are skipped and counted.
    */
   tail(topic: string, handler: TailHandler): Promise<Subscription>;
+  /**
+   * Sends envelopes to every process listening on `channel` at this moment ({@link listen}) and
+   * keeps nothing: a process not listening, or cut off from the broker then, misses them, and no
+   * order is promised (on Redis Cluster each message may travel through another node). For
+   * notices whose loss costs time, never correctness (`step.cancel` on `Topics.control`). Encoded,
+   * signed and checked as published messages are.
+   */
+  broadcast(channel: string, envelopes: readonly Envelope[]): Promise<void>;
+  /**
+   * Calls `handler` with every envelope broadcast on `channel` from now until the subscription is
+   * closed; messages that cannot be decoded (unsigned, forged, malformed) are skipped and counted,
+   * and a handler that throws does not stop the feed.
+   */
+  listen(channel: string, handler: TailHandler): Promise<Subscription>;
   /** Messages delivered to `group` and not acknowledged yet (0 when the group does not exist). */
   pendingCount(topic: string, group: string): Promise<number>;
   /** Dead letters of a topic, oldest first. */
