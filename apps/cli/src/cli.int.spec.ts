@@ -348,8 +348,13 @@ describe('multiagents CLI (child processes, embedded-mode orchestrator)', () => 
   it('lists the hosted workers', async () => {
     const result = await cli(['workers', 'list', '--json'], env);
     expect(result.code).toBe(0);
-    const list = JSON.parse(result.stdout) as { workers: { name: string }[]; draining: boolean };
+    const list = JSON.parse(result.stdout) as {
+      workers: { name: string; inFlight: number; lingering: number }[];
+      draining: boolean;
+    };
     expect(list.draining).toBe(false);
+    // No handler outlived its attempt: every worker says so, beside its attempts in flight.
+    expect(list.workers.every((w) => w.lingering === 0 && w.inFlight >= 0)).toBe(true);
     expect(list.workers.map((w) => w.name)).toEqual([
       'inventory.reserve',
       'inventory.release',

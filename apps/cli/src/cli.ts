@@ -24,6 +24,7 @@ import { deadLetterTable, stuckRunTable, timelineTable, workerManagerTable } fro
 import { describeRun, runListTable } from './run-view';
 import { formatTime, textTable } from './text-table';
 import { cliVersion } from './version';
+import { workerListLines } from './worker-view';
 import { watchRun, type ProgressFeed } from './watch-run';
 
 /** Options every command accepts. */
@@ -613,7 +614,7 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
   workers
     .command('list')
     .description(
-      'list hosted workers with load and circuit state (--all: every replica, from the event-monitor)',
+      'list hosted workers with load, lingering handlers and circuit state (--all: every replica, from the event-monitor)',
     )
     .option('--all', 'every worker-manager replica of the deployment, live and gone (from the event-monitor)')
     .action(async (options: { all?: boolean }, command: Command) => {
@@ -627,13 +628,7 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       }
       const { client } = context(command);
       const list = await client.listWorkers();
-      print(list, () => [
-        `worker-manager ${list.managerId}${list.draining ? ' (draining)' : ''}`,
-        ...textTable(
-          ['WORKER', 'IN FLIGHT', 'CAPACITY', 'CIRCUIT'],
-          list.workers.map((w) => [w.name, String(w.inFlight), String(w.capacity), w.circuit]),
-        ),
-      ]);
+      print(list, () => workerListLines(list));
     });
   workers
     .command('drain')

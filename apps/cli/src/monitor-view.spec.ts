@@ -77,10 +77,14 @@ describe('monitor views', () => {
             seenAt: 0,
             live: false,
             details: {},
+            lingering: 1,
           },
         ],
         3_000,
-      )[1],
-    ).toMatch(/^wm-1\s+gone\s+2\s+8\s+3\.0 s ago\s+a,b$/);
+      ),
+    ).toEqual([
+      expect.stringMatching(/^MANAGER\s+STATUS\s+IN FLIGHT\s+LINGERING\s+CAPACITY\s+LAST SEEN\s+WORKERS$/),
+      expect.stringMatching(/^wm-1\s+gone\s+2\s+1\s+8\s+3\.0 s ago\s+a,b$/),
+    ]);
   });
 });

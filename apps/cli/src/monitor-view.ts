@@ -76,14 +76,18 @@ export function deadLetterTable(letters: readonly DeadLetterView[]): string[] {
   );
 }
 
-/** Worker-manager replicas, live and gone. */
+/**
+ * Worker-manager replicas, live and gone. LINGERING: handlers past their attempts (holding slots)
+ * at the replica's last heartbeat.
+ */
 export function workerManagerTable(managers: readonly MonitoredWorkerManagerView[], now: number): string[] {
   return textTable(
-    ['MANAGER', 'STATUS', 'IN FLIGHT', 'CAPACITY', 'LAST SEEN', 'WORKERS'],
+    ['MANAGER', 'STATUS', 'IN FLIGHT', 'LINGERING', 'CAPACITY', 'LAST SEEN', 'WORKERS'],
     managers.map((m) => [
       m.managerId,
       m.live ? 'live' : 'gone',
       String(m.inFlight),
+      String(m.lingering),
       String(m.capacity),
       `${formatDuration(now - m.seenAt)} ago`,
       m.workers.join(','),

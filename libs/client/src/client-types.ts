@@ -60,9 +60,15 @@ export type CircuitStateName = 'closed' | 'open' | 'half-open' | 'isolated' | 'd
 /** One worker hosted by a worker-manager (ListWorkers). */
 export interface WorkerStatus {
   readonly name: string;
+  /** Attempts in flight (running, or waiting for a slot). */
   readonly inFlight: number;
   readonly capacity: number;
   readonly circuit: CircuitStateName;
+  /**
+   * Handlers still running after their attempt ended (they ignored their abort signal): each
+   * holds one of the `capacity` slots until it settles. 0 from a server too old to count them.
+   */
+  readonly lingering: number;
 }
 
 /** What {@link MultiAgentsClient.listWorkers} answers. */
@@ -90,4 +96,21 @@ export interface CallOptions {
    * a child of the caller's span.
    */
   readonly traceHeaders?: Readonly<Record<string, string>>;
+}
+
+/** A worker-manager replica as the event-monitor knows it ({@link EventMonitorClient.listWorkers}). */
+export interface MonitoredWorkerManagerView {
+  readonly managerId: string;
+  readonly workers: readonly string[];
+  readonly capacity: number;
+  readonly inFlight: number;
+  readonly seenAt: number;
+  /** False once it went silent. */
+  readonly live: boolean;
+  readonly details: Readonly<Record<string, string>>;
+  /**
+   * Handlers it ran past their attempts (each holding a slot) at its last heartbeat the monitor
+   * received; 0 when the monitor has seen none yet, or from an older worker-manager or monitor.
+   */
+  readonly lingering: number;
 }

@@ -11,8 +11,8 @@ import { decodeEnvelope, type Envelope, type LifecycleEvent, type RunState } fro
 import * as pb from '@multiagents/proto';
 import { fromServiceError, isServiceError, RpcError, RpcErrorCode } from './client-errors';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './client-options';
-import type { CallOptions } from './client-types';
-import { jsonFromBytes, runStateFromProto } from './mappers';
+import type { CallOptions, MonitoredWorkerManagerView } from './client-types';
+import { jsonFromBytes, monitoredWorkerManagerFromProto, runStateFromProto } from './mappers';
 
 /** One committed transition of a run, as {@link EventMonitorClient.getTimeline} answers. */
 export interface TimelineTransition {
@@ -57,18 +57,6 @@ export interface DeadLetterView {
   readonly sizeBytes: number;
   /** The decoded envelope, when the bytes were a valid one. */
   readonly envelope?: Envelope;
-}
-
-/** A worker-manager replica as the monitor knows it. */
-export interface MonitoredWorkerManagerView {
-  readonly managerId: string;
-  readonly workers: readonly string[];
-  readonly capacity: number;
-  readonly inFlight: number;
-  readonly seenAt: number;
-  /** False once it went silent. */
-  readonly live: boolean;
-  readonly details: Readonly<Record<string, string>>;
 }
 
 type Unary<Req, Res> = (
@@ -232,15 +220,7 @@ export class EventMonitorClient {
       true,
       options,
     );
-    return res.managers.map((m) => ({
-      managerId: m.managerId,
-      workers: [...m.workers],
-      capacity: m.capacity,
-      inFlight: m.inFlight,
-      seenAt: m.seenAtMs,
-      live: m.live,
-      details: { ...m.details },
-    }));
+    return res.managers.map(monitoredWorkerManagerFromProto);
   }
 
   /**

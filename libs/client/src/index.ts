@@ -23,7 +23,6 @@ export type {
   TimelineTransition,
   StuckRunView,
   DeadLetterView,
-  MonitoredWorkerManagerView,
 } from './event-monitor-client';
 export { DEFAULT_CLIENT_OPTIONS } from './client-options';
 export type { ClientOptions, ClientTlsOptions, RetryOptions, ResolvedClientOptions } from './client-options';
@@ -32,6 +31,7 @@ export type {
   CallOptions,
   CircuitStateName,
   DrainResult,
+  MonitoredWorkerManagerView,
   RegisterWorkflowResult,
   WorkerManagerSummary,
   StartWorkflowResult,

@@ -4,6 +4,7 @@ import {
   definitionFromProto,
   definitionSummaryFromProto,
   definitionToProto,
+  monitoredWorkerManagerFromProto,
   runFromProto,
   runStateToProto,
   workerStatusFromProto,
@@ -147,10 +148,69 @@ describe('client mappers', () => {
       versions: [1, 2],
     });
     expect(
-      workerStatusFromProto({ name: 'w', inFlight: 1, capacity: 2, circuit: pb.CircuitState.HALF_OPEN }),
-    ).toEqual({ name: 'w', inFlight: 1, capacity: 2, circuit: 'half-open' });
+      workerStatusFromProto({
+        name: 'w',
+        inFlight: 1,
+        capacity: 2,
+        circuit: pb.CircuitState.HALF_OPEN,
+        lingering: 1,
+      }),
+    ).toEqual({ name: 'w', inFlight: 1, capacity: 2, circuit: 'half-open', lingering: 1 });
     expect(
-      workerStatusFromProto({ name: 'w', inFlight: 0, capacity: 1, circuit: 77 as pb.CircuitState }).circuit,
+      workerStatusFromProto({
+        name: 'w',
+        inFlight: 0,
+        capacity: 1,
+        circuit: 77 as pb.CircuitState,
+        lingering: 0,
+      }).circuit,
     ).toBe('unknown');
+  });
+
+  describe('lingering handlers', () => {
+    // proto3 leaves a zero field off the wire: a message encoded with lingering 0 is byte for byte
+    // what a server older than the field sends.
+    it('reads a worker’s, and 0 from a worker-manager that does not send them', () => {
+      const info = { name: 'w', inFlight: 0, capacity: 1, circuit: pb.CircuitState.CLOSED, lingering: 1 };
+      const bytes = pb.WorkerInfo.encode(info).finish();
+      expect(workerStatusFromProto(pb.WorkerInfo.decode(bytes))).toMatchObject({ inFlight: 0, lingering: 1 });
+      const old = pb.WorkerInfo.decode(pb.WorkerInfo.encode({ ...info, lingering: 0 }).finish());
+      expect(workerStatusFromProto(old)).toEqual({
+        name: 'w',
+        inFlight: 0,
+        capacity: 1,
+        circuit: 'closed',
+        lingering: 0,
+      });
+    });
+
+    it('reads a monitored worker-manager’s, and 0 from a monitor that does not send them', () => {
+      const message: pb.MonitoredWorkerManager = {
+        managerId: 'wm-1',
+        workers: ['payment.charge'],
+        capacity: 8,
+        inFlight: 2,
+        seenAtMs: 1_700_000_000_000,
+        live: true,
+        details: { host: 'a' },
+        lingering: 3,
+      };
+      const bytes = pb.MonitoredWorkerManager.encode(message).finish();
+      const view = {
+        managerId: 'wm-1',
+        workers: ['payment.charge'],
+        capacity: 8,
+        inFlight: 2,
+        seenAt: 1_700_000_000_000,
+        live: true,
+        details: { host: 'a' },
+        lingering: 3,
+      };
+      expect(monitoredWorkerManagerFromProto(pb.MonitoredWorkerManager.decode(bytes))).toEqual(view);
+      const old = pb.MonitoredWorkerManager.decode(
+        pb.MonitoredWorkerManager.encode({ ...message, lingering: 0 }).finish(),
+      );
+      expect(monitoredWorkerManagerFromProto(old)).toEqual({ ...view, lingering: 0 });
+    });
   });
 });

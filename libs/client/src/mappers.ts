@@ -14,7 +14,12 @@ import {
   type StepRecord,
 } from '@multiagents/contracts';
 import * as pb from '@multiagents/proto';
-import type { CircuitStateName, WorkerStatus, WorkflowDefinitionSummary } from './client-types';
+import type {
+  CircuitStateName,
+  MonitoredWorkerManagerView,
+  WorkerStatus,
+  WorkflowDefinitionSummary,
+} from './client-types';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -250,12 +255,29 @@ export function definitionSummaryFromProto(summary: pb.WorkflowDefinitionSummary
   });
 }
 
-/** The WorkerInfo message → the client's worker status. */
+/** The WorkerInfo message → the client's worker status (an older server's reads lingering 0). */
 export function workerStatusFromProto(worker: pb.WorkerInfo): WorkerStatus {
   return {
     name: worker.name,
     inFlight: worker.inFlight,
     capacity: worker.capacity,
     circuit: CIRCUIT_FROM_PROTO[worker.circuit] ?? 'unknown',
+    lingering: worker.lingering,
+  };
+}
+
+/** The MonitoredWorkerManager message → the client's view (an older monitor's reads lingering 0). */
+export function monitoredWorkerManagerFromProto(
+  manager: pb.MonitoredWorkerManager,
+): MonitoredWorkerManagerView {
+  return {
+    managerId: manager.managerId,
+    workers: [...manager.workers],
+    capacity: manager.capacity,
+    inFlight: manager.inFlight,
+    seenAt: manager.seenAtMs,
+    live: manager.live,
+    details: { ...manager.details },
+    lingering: manager.lingering,
   };
 }

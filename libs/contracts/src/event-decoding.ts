@@ -105,9 +105,15 @@ export function decodeHeartbeat(envelope: Envelope): WorkerHeartbeatPayload {
     payload['managerId'].length === 0 ||
     !Array.isArray(payload['workers']) ||
     !payload['workers'].every((w) => typeof w === 'string') ||
-    !isCount(payload['inFlight'])
+    !isCount(payload['inFlight']) ||
+    // Optional: worker-managers older than the field send none.
+    (payload['lingering'] !== undefined && !isCount(payload['lingering']))
   ) {
-    return reject(EventRejectReason.BadHeartbeat, envelope, 'expected { managerId, workers[], inFlight }');
+    return reject(
+      EventRejectReason.BadHeartbeat,
+      envelope,
+      'expected { managerId, workers[], inFlight } and, when present, a lingering count',
+    );
   }
   return payload as unknown as WorkerHeartbeatPayload;
 }

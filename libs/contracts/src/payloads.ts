@@ -61,7 +61,15 @@ export interface StepProgressPayload {
 export interface WorkerHeartbeatPayload {
   readonly managerId: string;
   readonly workers: readonly string[];
+  /** Attempts in flight over all its workers. */
   readonly inFlight: number;
+  /**
+   * Handlers still running after their attempt ended (they ignored their abort signal at a
+   * timeout, a cancel or a drain), over all its workers: each still holds a slot, so the replica
+   * runs `inFlight + lingering` handlers. Absent from worker-managers older than this field: read
+   * it as 0.
+   */
+  readonly lingering?: number;
 }
 
 /**

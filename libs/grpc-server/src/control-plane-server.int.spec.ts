@@ -308,6 +308,34 @@ describe('control plane server', () => {
     }
   });
 
+  it('lists monitored worker-managers with their lingering handlers, a forged count saturated rather than failing the call', async () => {
+    const manager = { workers: ['payment.charge'], capacity: 2, inFlight: 0, seenAt: 1_000, live: true };
+    const monitor = {
+      listWorkers: () =>
+        Promise.resolve([
+          { ...manager, managerId: 'wm-a', lingering: 1 },
+          // No heartbeat seen yet: the monitor does not know.
+          { ...manager, managerId: 'wm-b' },
+          // A forged heartbeat's count: a safe integer, beyond a uint32.
+          { ...manager, managerId: 'wm-c', inFlight: 1e12, lingering: 1e12 },
+        ]),
+    } as unknown as EventMonitorApi;
+    const server = new ControlPlaneServer({ eventMonitor: monitor, host: '127.0.0.1', port: 0 });
+    const { address } = await server.start();
+    const monitorClient = connectMonitor(address, { retry: { maxAttempts: 1 } });
+    try {
+      const listed = await monitorClient.listWorkers();
+      expect(listed.map((m) => [m.managerId, m.inFlight, m.lingering])).toEqual([
+        ['wm-a', 0, 1],
+        ['wm-b', 0, 0],
+        ['wm-c', 0xffff_ffff, 0xffff_ffff],
+      ]);
+    } finally {
+      monitorClient.close();
+      await server.close();
+    }
+  });
+
   it('refuses event-monitor requests with ids no store should see, listing every problem', async () => {
     const asked: string[] = [];
     const monitor = new Proxy({} as EventMonitorApi, {

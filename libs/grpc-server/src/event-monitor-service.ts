@@ -10,12 +10,12 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { encodeEnvelope, ValidationError, type Envelope, type RunState } from '@multiagents/contracts';
-import type { DeadLetter, TimelineEntry, WorkerManagerRecord } from '@multiagents/core';
+import type { DeadLetter, TimelineEntry } from '@multiagents/core';
 import * as pb from '@multiagents/proto';
 import { MalformedRequest, unaryCall, type HandlerContext } from './call-handlers';
 import { streamBudget } from './stream-budget';
 import { toGrpcStatus } from './grpc-error';
-import { runStateToProto } from './mappers';
+import { monitoredWorkerManagerToProto, runStateToProto, type MonitorWorkerManager } from './mappers';
 import { requireId } from './request-ids';
 
 /** A run's timeline as the monitor answers it. */
@@ -47,7 +47,7 @@ export interface EventMonitorApi {
   listDeadLetters(topic?: string, limit?: number): Promise<readonly DeadLetter[]>;
   replayDeadLetter(topic: string, id: string): Promise<void>;
   discardDeadLetter(topic: string, id: string): Promise<void>;
-  listWorkers(): Promise<readonly (WorkerManagerRecord & { readonly live: boolean })[]>;
+  listWorkers(): Promise<readonly MonitorWorkerManager[]>;
   watchEvents(
     filter: { readonly workflowId?: string; readonly txId?: string },
     listener: (envelope: Envelope) => void,
@@ -178,17 +178,7 @@ export class EventMonitorService {
       ),
       listMonitoredWorkers: unaryCall(settings, 'ListMonitoredWorkers', async () => {
         const managers = await monitor.listWorkers();
-        return {
-          managers: managers.map((m) => ({
-            managerId: m.managerId,
-            workers: [...m.workers],
-            capacity: m.capacity,
-            inFlight: m.inFlight,
-            seenAtMs: m.seenAt,
-            live: m.live,
-            details: { ...(m.details ?? {}) },
-          })),
-        };
+        return { managers: managers.map(monitoredWorkerManagerToProto) };
       }),
       watchEvents: (call) => this.watch(call),
     };

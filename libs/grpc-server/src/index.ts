@@ -22,6 +22,7 @@ export type { DeferredApi } from './deferred-api';
 export type { WorkerManagerApi } from './worker-manager-service';
 /** What EventMonitorService serves, and the domain envelope as its proto message. */
 export type { EventMonitorApi, MonitorTimeline, MonitorStuckRun } from './event-monitor-service';
+export type { MonitorWorkerManager } from './mappers';
 export { envelopeToProto } from './event-monitor-service';
 export { Authorizer, Role, METHOD_POLICIES, DEFAULT_JWT_OPTIONS, isRole, policyOf } from './authorizer';
 export type { AuthOptions, JwtOptions, Principal, MethodPolicy, WorkflowScope } from './authorizer';

@@ -14,6 +14,7 @@ import {
   definitionFromProto,
   definitionToProto,
   jsonFromBytes,
+  monitoredWorkerManagerToProto,
   runStateFromProto,
   runStateToProto,
   runToProto,
@@ -244,7 +245,7 @@ describe('gRPC mappers (server side)', () => {
 
   it('maps every circuit state of a worker', () => {
     const circuits = (['closed', 'open', 'half-open', 'isolated', 'disabled'] as const).map(
-      (circuit) => workerInfoToProto({ name: 'w', inFlight: 1, capacity: 4, circuit }).circuit,
+      (circuit) => workerInfoToProto({ name: 'w', inFlight: 1, capacity: 4, circuit, lingering: 0 }).circuit,
     );
     expect(circuits).toEqual([
       pb.CircuitState.CLOSED,
@@ -253,5 +254,59 @@ describe('gRPC mappers (server side)', () => {
       pb.CircuitState.ISOLATED,
       pb.CircuitState.DISABLED,
     ]);
+  });
+
+  it('maps a worker’s lingering handlers, and they survive the wire', () => {
+    const message = workerInfoToProto({
+      name: 'w',
+      inFlight: 0,
+      capacity: 1,
+      circuit: 'closed',
+      lingering: 1,
+    });
+    expect(message).toEqual({
+      name: 'w',
+      inFlight: 0,
+      capacity: 1,
+      circuit: pb.CircuitState.CLOSED,
+      lingering: 1,
+    });
+    expect(pb.WorkerInfo.decode(pb.WorkerInfo.encode(message).finish())).toEqual(message);
+  });
+
+  describe('a monitored worker-manager', () => {
+    const manager = {
+      managerId: 'wm-1',
+      workers: ['payment.charge'],
+      capacity: 8,
+      inFlight: 2,
+      seenAt: 1_700_000_000_000,
+      live: true,
+    };
+
+    it('carries its lingering handlers; unknown ones (no heartbeat seen yet) are sent as 0', () => {
+      expect(monitoredWorkerManagerToProto({ ...manager, lingering: 3 })).toEqual({
+        managerId: 'wm-1',
+        workers: ['payment.charge'],
+        capacity: 8,
+        inFlight: 2,
+        seenAtMs: 1_700_000_000_000,
+        live: true,
+        details: {},
+        lingering: 3,
+      });
+      expect(monitoredWorkerManagerToProto(manager).lingering).toBe(0);
+    });
+
+    it('saturates forged counts beyond a uint32 rather than failing the whole answer', () => {
+      // A heartbeat's counts are only checked to be safe integers: 1e12 gets this far.
+      const message = monitoredWorkerManagerToProto({ ...manager, inFlight: 1e12, lingering: 1e12 });
+      expect(message).toMatchObject({ inFlight: 0xffff_ffff, lingering: 0xffff_ffff });
+      const encoded = pb.MonitoredWorkerManager.encode(message).finish();
+      expect(pb.MonitoredWorkerManager.decode(encoded)).toMatchObject({
+        inFlight: 0xffff_ffff,
+        lingering: 0xffff_ffff,
+      });
+    });
   });
 });

@@ -20,7 +20,7 @@ import {
   type Run,
   type StepRecord,
 } from '@multiagents/contracts';
-import type { DefinitionSummary } from '@multiagents/core';
+import type { DefinitionSummary, WorkerManagerRecord } from '@multiagents/core';
 import * as pb from '@multiagents/proto';
 import type { WorkerInfo } from '@multiagents/worker-sdk';
 
@@ -227,12 +227,46 @@ export function definitionSummaryToProto(summary: DefinitionSummary): pb.Workflo
   };
 }
 
-/** A hosted worker's load and circuit → the WorkerInfo message. */
+/** A hosted worker's load, lingering handlers and circuit → the WorkerInfo message. */
 export function workerInfoToProto(worker: WorkerInfo): pb.WorkerInfo {
   return {
     name: worker.name,
     inFlight: worker.inFlight,
     capacity: worker.capacity,
     circuit: CIRCUIT_TO_PROTO[worker.circuit] ?? pb.CircuitState.UNSPECIFIED,
+    lingering: worker.lingering,
+  };
+}
+
+/** A worker-manager replica as the event-monitor lists it. */
+export interface MonitorWorkerManager extends WorkerManagerRecord {
+  /** False once it went silent. */
+  readonly live: boolean;
+  /** Handlers running past their attempts at its last heartbeat; absent: unknown (sent as 0). */
+  readonly lingering?: number;
+}
+
+const MAX_UINT32 = 0xffff_ffff;
+
+/**
+ * A count for a uint32 field, saturated: the protobuf writer throws on anything else, and one
+ * forged `worker.heartbeat` (its counts are only checked to be safe integers) would then fail every
+ * ListMonitoredWorkers until the replica is forgotten.
+ */
+function uint32Count(value: number): number {
+  return Number.isFinite(value) ? Math.min(Math.max(Math.trunc(value), 0), MAX_UINT32) : 0;
+}
+
+/** A worker-manager replica as the monitor knows it → the MonitoredWorkerManager message. */
+export function monitoredWorkerManagerToProto(manager: MonitorWorkerManager): pb.MonitoredWorkerManager {
+  return {
+    managerId: manager.managerId,
+    workers: [...manager.workers],
+    capacity: uint32Count(manager.capacity),
+    inFlight: uint32Count(manager.inFlight),
+    seenAtMs: manager.seenAt,
+    live: manager.live,
+    details: { ...(manager.details ?? {}) },
+    lingering: uint32Count(manager.lingering ?? 0),
   };
 }

@@ -13,7 +13,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { connect } from '@multiagents/client';
+import { connect, type WorkerStatus } from '@multiagents/client';
 import { MultiAgentsError, ValidationError } from '@multiagents/contracts';
 import { startEmbedded, type EmbeddedStack } from '@multiagents/embedded';
 import { defineWorker } from '@multiagents/worker-sdk';
@@ -208,6 +208,46 @@ describe('control plane server with only a worker-manager', () => {
       health.close();
       client.close();
       await plane.close();
+    }
+  });
+
+  it('shows a handler that outlived its attempt as lingering in ListWorkers until it settles', async () => {
+    const gate = new Gate();
+    const stack = await startEmbedded({
+      workers: [
+        defineWorker('inventory.reserve', () => ({ reservationId: 'res-1' })),
+        defineWorker('inventory.release', () => ({ released: true })),
+        // Ignores ctx.signal: its attempt times out and the handler runs on, holding the only slot.
+        defineWorker(
+          'gated.work',
+          async () => {
+            await gate.wait();
+            return { held: true };
+          },
+          { concurrency: 1, timeoutMs: 50 },
+        ),
+      ],
+      definitions: [gatedWorkflow],
+      workerManager: { drainTimeoutMs: 5_000 },
+    });
+    const server = new ControlPlaneServer({ workerManager: stack.workerManager, host: '127.0.0.1', port: 0 });
+    const { address } = await server.start();
+    const client = connect(address, { timeoutMs: 10_000 });
+    const gated = async (): Promise<WorkerStatus | undefined> =>
+      (await client.listWorkers()).workers.find((w) => w.name === 'gated.work');
+    try {
+      expect(await gated()).toMatchObject({ inFlight: 0, capacity: 1, lingering: 0 });
+      await stack.orchestrator.startWorkflow('gated', { orderId: 'l-1' });
+      await eventually(async () => (await gated())?.lingering === 1);
+      expect(gate.entered).toBe(1);
+
+      gate.open();
+      await eventually(async () => (await gated())?.lingering === 0);
+    } finally {
+      gate.open();
+      client.close();
+      await server.close();
+      await stack.close();
     }
   });
 

@@ -783,6 +783,75 @@ describe('EventMonitor', () => {
     expect(await em.listWorkers()).toEqual([]);
   });
 
+  describe('lingering handlers of a worker-manager', () => {
+    function heartbeatEvent(id: string, time: number, payload: Record<string, unknown>): Envelope {
+      return {
+        id,
+        type: EventType.WorkerHeartbeat,
+        txId: '-',
+        workflowId: '-',
+        time,
+        headers: {},
+        payload: { managerId: 'wm-a', workers: ['payment.charge'], inFlight: 0, ...payload },
+      };
+    }
+
+    async function announced(): Promise<EventMonitor> {
+      const em = monitor();
+      await em.start();
+      await backend.registry.announce(
+        { managerId: 'wm-a', workers: ['payment.charge'], capacity: 1, inFlight: 0, seenAt: clock.now() },
+        60_000,
+      );
+      // Known to the monitor from here on (a heartbeat of a replica it never read is not news).
+      await em.listWorkers();
+      return em;
+    }
+
+    it('are listed as its last heartbeat counted them, through registry reads, and 0 from an older worker-manager', async () => {
+      const em = await announced();
+      // No heartbeat yet: the registry's record does not say.
+      expect((await em.listWorkers())[0]).not.toHaveProperty('lingering');
+
+      await backend.bus.publish(Topics.events, [heartbeatEvent('hb-1', clock.now(), { lingering: 1 })]);
+      await waitFor(() => em.stats.eventsHandled === 1);
+      // listWorkers() reads the registry again first: the count survives it.
+      expect(await em.listWorkers()).toEqual([
+        expect.objectContaining({ managerId: 'wm-a', live: true, inFlight: 0, capacity: 1, lingering: 1 }),
+      ]);
+
+      clock.advance(1_000);
+      await backend.bus.publish(Topics.events, [heartbeatEvent('hb-2', clock.now(), { lingering: 0 })]);
+      await waitFor(() => em.stats.eventsHandled === 2);
+      expect((await em.listWorkers())[0]?.lingering).toBe(0);
+
+      clock.advance(1_000);
+      await backend.bus.publish(Topics.events, [
+        heartbeatEvent('hb-3', clock.now(), { lingering: 2 }),
+        // A worker-manager older than the field (or rolled back to one): it counts none.
+        heartbeatEvent('hb-4', clock.now() + 1, {}),
+      ]);
+      await waitFor(() => em.stats.eventsHandled === 4);
+      expect((await em.listWorkers())[0]?.lingering).toBe(0);
+    });
+
+    it('dead-letters a heartbeat with a lingering count that is not a count, and keeps the last one', async () => {
+      const em = await announced();
+      await backend.bus.publish(Topics.events, [heartbeatEvent('hb-ok', clock.now(), { lingering: 1 })]);
+      await waitFor(() => em.stats.eventsHandled === 1);
+      const forged = [-1, 1.5, '3', null].map((lingering, i) =>
+        heartbeatEvent(`hb-forged-${i}`, clock.now() + 1, { lingering }),
+      );
+      await backend.bus.publish(Topics.events, forged);
+      await waitFor(() => em.stats.eventsRejected === forged.length);
+      expect(em.stats.rejectedByReason[EventRejectReason.BadHeartbeat]).toBe(forged.length);
+      expect((await em.listDeadLetters(Topics.events)).map((l) => l.envelope?.id).sort()).toEqual(
+        forged.map((e) => e.id).sort(),
+      );
+      expect((await em.listWorkers())[0]?.lingering).toBe(1);
+    });
+  });
+
   it('streams every event to watchers, filtered, from any replica, with no group of their own', async () => {
     const a = monitor();
     const b = monitor();

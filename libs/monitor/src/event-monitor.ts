@@ -141,6 +141,12 @@ export interface RetryingRunInfo {
 /** A worker-manager replica as the monitor knows it: live, or gone silent. */
 export interface MonitoredWorkerManager extends WorkerManagerRecord {
   readonly live: boolean;
+  /**
+   * Handlers it still ran past their attempts (they ignored their abort signal; each holds a
+   * slot) at its last `worker.heartbeat` this monitor received; 0 from a worker-manager too old
+   * to count them. Absent until a heartbeat of it arrives: the registry's record has no such count.
+   */
+  readonly lingering?: number;
 }
 
 /** Which events a watcher wants (every field optional, combined with AND). */
@@ -540,7 +546,11 @@ export class EventMonitor {
   async listWorkers(): Promise<MonitoredWorkerManager[]> {
     await this.pollWorkers();
     return [...this.workers.values()]
-      .map(({ record, goneAt }) => ({ ...record, live: goneAt === undefined }))
+      .map(({ record, goneAt, lingering }) => ({
+        ...record,
+        live: goneAt === undefined,
+        ...(lingering === undefined ? {} : { lingering }),
+      }))
       .sort((a, b) => (a.managerId < b.managerId ? -1 : 1));
   }
 
@@ -648,6 +658,8 @@ export class EventMonitor {
                 inFlight: heartbeat.inFlight,
                 seenAt: envelope.time,
               },
+              // Absent from worker-managers older than the field: they count none.
+              lingering: heartbeat.lingering ?? 0,
             });
           }
           return;
@@ -884,12 +896,14 @@ export class EventMonitor {
     const liveIds = new Set<string>();
     for (const record of live) {
       liveIds.add(record.managerId);
-      this.workers.set(record.managerId, { record });
+      // The registry's record has no lingering count: keep the last heartbeat's.
+      const lingering = this.workers.get(record.managerId)?.lingering;
+      this.workers.set(record.managerId, { record, ...(lingering === undefined ? {} : { lingering }) });
     }
     for (const [managerId, known] of this.workers) {
       if (liveIds.has(managerId)) continue;
       if (known.goneAt === undefined) {
-        this.workers.set(managerId, { record: known.record, goneAt: now });
+        this.workers.set(managerId, { ...known, goneAt: now });
         this.logger.info({ managerId }, 'worker-manager gone silent');
       } else if (now - known.goneAt > this.options.goneWorkersRetentionMs) {
         this.workers.delete(managerId);
@@ -912,10 +926,14 @@ export class EventMonitor {
   }
 }
 
-/** A worker-manager as the monitor knows it: its last record, and when it was found gone silent. */
+/**
+ * A worker-manager as the monitor knows it: its last record, when it was found gone silent, and
+ * the lingering handlers its last heartbeat counted (not part of the registry's record).
+ */
 interface KnownWorkerManager {
   readonly record: WorkerManagerRecord;
   readonly goneAt?: number;
+  readonly lingering?: number;
 }
 
 /**

@@ -520,8 +520,8 @@ describe('WorkerManager', () => {
     await waitFor(() => manager.inFlight()[WORKER] === 1, 2_000, 'the handler to start');
     expect(manager.inFlight()).toEqual({ [WORKER]: 1, 'inventory.release': 0 });
     expect(manager.workers()).toEqual([
-      { name: WORKER, inFlight: 1, capacity: 4, circuit: 'closed' },
-      { name: 'inventory.release', inFlight: 0, capacity: 3, circuit: 'disabled' },
+      { name: WORKER, inFlight: 1, capacity: 4, circuit: 'closed', lingering: 0 },
+      { name: 'inventory.release', inFlight: 0, capacity: 3, circuit: 'disabled', lingering: 0 },
     ]);
     await waitFor(() => events.some((e) => e.payload.inFlight === 1), 2_000, 'a worker.heartbeat');
     const announcement = events.find((e) => e.payload.inFlight === 1)!;
@@ -529,7 +529,7 @@ describe('WorkerManager', () => {
       type: EventType.WorkerHeartbeat,
       txId: '-',
       workflowId: '-',
-      payload: { managerId: 'wm-1', workers: [WORKER, 'inventory.release'], inFlight: 1 },
+      payload: { managerId: 'wm-1', workers: [WORKER, 'inventory.release'], inFlight: 1, lingering: 0 },
     });
     const before = events.length;
     gate.resolve('done');
@@ -612,6 +612,46 @@ describe('WorkerManager', () => {
       const slot = manager.reserve(WORKER);
       expect(slot).toBeDefined();
       slot!.release();
+    });
+
+    it('is counted as lingering in workers() and in worker.heartbeat while it runs, and no longer once it settles', async () => {
+      const events = await observe<WorkerHeartbeatPayload>(Topics.events);
+      const seen = await observe<StepResultPayload>(Topics.results);
+      const gate = deferred<string>();
+      const manager = await startManager([hangingFirst(gate.promise, { started: 0 })], {
+        managerId: 'wm-hung',
+        heartbeatIntervalMs: 20,
+      });
+      const heartbeats = (): WorkerHeartbeatPayload[] =>
+        events.filter((e) => e.type === EventType.WorkerHeartbeat).map((e) => e.payload);
+      await sendCommand({}, { commandId: 'c-hang' });
+      await waitFor(() => seen.length === 1, 2_000, 'the timeout result');
+
+      // Its attempt is over (not in flight), yet it holds the worker's only slot.
+      expect(manager.workers()).toEqual([
+        { name: WORKER, inFlight: 0, capacity: 1, circuit: 'closed', lingering: 1 },
+      ]);
+      await waitFor(() => heartbeats().some((h) => h.lingering === 1), 2_000, 'a heartbeat counting it');
+      expect(heartbeats().find((h) => h.lingering === 1)).toEqual({
+        managerId: 'wm-hung',
+        workers: [WORKER],
+        inFlight: 0,
+        lingering: 1,
+      });
+
+      gate.resolve('too late');
+      await waitFor(() => manager.workers()[0]!.lingering === 0, 2_000, 'the handler to settle');
+      expect(manager.workers()).toEqual([
+        { name: WORKER, inFlight: 0, capacity: 1, circuit: 'closed', lingering: 0 },
+      ]);
+      // Heartbeats are published (and delivered) in order: one after the last that counted it.
+      const afterSettled = (): WorkerHeartbeatPayload | undefined => {
+        const all = heartbeats();
+        const last = all.map((h) => h.lingering).lastIndexOf(1);
+        return all.slice(last + 1).find((h) => h.lingering === 0);
+      };
+      await waitFor(() => afterSettled() !== undefined, 2_000, 'a heartbeat after it settled');
+      expect(afterSettled()).toMatchObject({ managerId: 'wm-hung', inFlight: 0, lingering: 0 });
     });
 
     it('close() does not wait for it, and says so', async () => {

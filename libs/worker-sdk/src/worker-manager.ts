@@ -111,9 +111,15 @@ const RESULT_RETRY_MAX_MS = 2_000;
 /** One hosted worker as operators see it (served over gRPC as ListWorkers). */
 export interface WorkerInfo {
   readonly name: string;
+  /** Attempts in flight (running, or waiting for a slot). */
   readonly inFlight: number;
   readonly capacity: number;
   readonly circuit: CircuitStateName;
+  /**
+   * Handlers still running after their attempt ended (they ignored `ctx.signal` at a timeout,
+   * cancel or drain): each holds one of the `capacity` slots until it settles.
+   */
+  readonly lingering: number;
 }
 
 /** Options of {@link WorkerManager.close}. */
@@ -390,13 +396,14 @@ export class WorkerManager implements LocalWorkers {
     return counts;
   }
 
-  /** The hosted workers with their load and circuit state (ListWorkers). */
+  /** The hosted workers with their load, lingering handlers and circuit state (ListWorkers). */
   workers(): WorkerInfo[] {
     return [...this.runners.values()].map((runner) => ({
       name: runner.name,
       inFlight: runner.inFlight,
       capacity: runner.capacity,
       circuit: runner.circuitState,
+      lingering: runner.lingering,
     }));
   }
 
@@ -862,13 +869,15 @@ export class WorkerManager implements LocalWorkers {
 
   /**
    * Publishes one `worker.heartbeat` and refreshes this replica in the registry; failures are
-   * logged (the next one comes soon).
+   * logged (the next one comes soon). The heartbeat counts the lingering handlers too (they hold
+   * slots no attempt shows); the registry's record has no field for them.
    */
   private async announce(): Promise<void> {
     const payload: WorkerHeartbeatPayload = {
       managerId: this.managerId,
       workers: [...this.runners.keys()],
       inFlight: this.totalInFlight(),
+      lingering: this.totalLingering(),
     };
     if (this.registry) {
       let capacity = 0;

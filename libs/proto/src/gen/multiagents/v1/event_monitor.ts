@@ -165,6 +165,12 @@ export interface MonitoredWorkerManager {
   /** False once it stopped announcing itself (gone). */
   live: boolean;
   details: { [key: string]: string };
+  /**
+   * Handlers still running past their attempts (they ignore their abort signal; each holds a
+   * slot), summed over its workers, as its last `worker.heartbeat` said: 0 when the monitor has
+   * not seen one yet or the replica is too old to count them.
+   */
+  lingering: number;
 }
 
 export interface MonitoredWorkerManager_DetailsEntry {
@@ -1698,7 +1704,7 @@ export const ListMonitoredWorkersRequest: MessageFns<ListMonitoredWorkersRequest
 };
 
 function createBaseMonitoredWorkerManager(): MonitoredWorkerManager {
-  return { managerId: "", workers: [], capacity: 0, inFlight: 0, seenAtMs: 0, live: false, details: {} };
+  return { managerId: "", workers: [], capacity: 0, inFlight: 0, seenAtMs: 0, live: false, details: {}, lingering: 0 };
 }
 
 export const MonitoredWorkerManager: MessageFns<MonitoredWorkerManager> = {
@@ -1724,6 +1730,9 @@ export const MonitoredWorkerManager: MessageFns<MonitoredWorkerManager> = {
     globalThis.Object.entries(message.details).forEach(([key, value]: [string, string]) => {
       MonitoredWorkerManager_DetailsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
     });
+    if (message.lingering !== 0) {
+      writer.uint32(64).uint32(message.lingering);
+    }
     return writer;
   },
 
@@ -1799,6 +1808,14 @@ export const MonitoredWorkerManager: MessageFns<MonitoredWorkerManager> = {
             }
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.lingering = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1845,6 +1862,7 @@ export const MonitoredWorkerManager: MessageFns<MonitoredWorkerManager> = {
           {},
         )
         : {},
+      lingering: isSet(object.lingering) ? globalThis.Number(object.lingering) : 0,
     };
   },
 
@@ -1877,6 +1895,9 @@ export const MonitoredWorkerManager: MessageFns<MonitoredWorkerManager> = {
         });
       }
     }
+    if (message.lingering !== 0) {
+      obj.lingering = Math.round(message.lingering);
+    }
     return obj;
   },
 
@@ -1900,6 +1921,7 @@ export const MonitoredWorkerManager: MessageFns<MonitoredWorkerManager> = {
       },
       {},
     );
+    message.lingering = object.lingering ?? 0;
     return message;
   },
 };

@@ -107,6 +107,12 @@ export interface WorkerInfo {
   /** Attempts it runs at once at most. */
   capacity: number;
   circuit: CircuitState;
+  /**
+   * Handlers still running after their attempt ended (timed out, cancelled or aborted by a drain,
+   * they ignore their abort signal): each still holds one of the `capacity` slots until it
+   * settles, so `in_flight + lingering` of them are taken. 0 from a replica too old to count them.
+   */
+  lingering: number;
 }
 
 /** ListWorkers' request. */
@@ -136,7 +142,7 @@ export interface DrainResponse {
 }
 
 function createBaseWorkerInfo(): WorkerInfo {
-  return { name: "", inFlight: 0, capacity: 0, circuit: 0 };
+  return { name: "", inFlight: 0, capacity: 0, circuit: 0, lingering: 0 };
 }
 
 export const WorkerInfo: MessageFns<WorkerInfo> = {
@@ -152,6 +158,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     }
     if (message.circuit !== 0) {
       writer.uint32(32).int32(message.circuit);
+    }
+    if (message.lingering !== 0) {
+      writer.uint32(40).uint32(message.lingering);
     }
     return writer;
   },
@@ -201,6 +210,14 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.circuit = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lingering = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -223,6 +240,7 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         : 0,
       capacity: isSet(object.capacity) ? globalThis.Number(object.capacity) : 0,
       circuit: isSet(object.circuit) ? circuitStateFromJSON(object.circuit) : 0,
+      lingering: isSet(object.lingering) ? globalThis.Number(object.lingering) : 0,
     };
   },
 
@@ -240,6 +258,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.circuit !== 0) {
       obj.circuit = circuitStateToJSON(message.circuit);
     }
+    if (message.lingering !== 0) {
+      obj.lingering = Math.round(message.lingering);
+    }
     return obj;
   },
 
@@ -252,6 +273,7 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.inFlight = object.inFlight ?? 0;
     message.capacity = object.capacity ?? 0;
     message.circuit = object.circuit ?? 0;
+    message.lingering = object.lingering ?? 0;
     return message;
   },
 };
