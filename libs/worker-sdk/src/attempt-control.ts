@@ -9,15 +9,21 @@ export class AttemptControl {
   private controller: AbortController | undefined;
   private listener: ((reason: unknown) => void) | undefined;
   private done = false;
+  private signalled = false;
   private why: unknown;
 
-  /** The attempt's signal, handed to its handler (made on first use, aborted if the attempt was). */
+  /** The attempt's signal, handed to its handler (made on first use, aborted if it already fired). */
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController();
-      if (this.done) this.controller.abort(this.why);
+      if (this.signalled) this.controller.abort(this.why);
     }
     return this.controller.signal;
+  }
+
+  /** The signal fired without ending the attempt ({@link interrupt}). */
+  get interrupted(): boolean {
+    return this.signalled && !this.done;
   }
 
   get aborted(): boolean {
@@ -29,10 +35,23 @@ export class AttemptControl {
     return this.why;
   }
 
+  /**
+   * Fires the signal the handler sees without ending the attempt, which ends when its handler
+   * does and with what it returns or throws (a cooperative cancel: a handler that completes
+   * anyway has done its work, and that must count). Once; a later {@link abort} still ends it.
+   */
+  interrupt(reason: unknown): void {
+    if (this.signalled) return;
+    this.signalled = true;
+    this.why = reason;
+    this.controller?.abort(reason);
+  }
+
   /** Aborts the attempt (once; later calls change nothing). */
   abort(reason: unknown): void {
     if (this.done) return;
     this.done = true;
+    this.signalled = true;
     this.why = reason;
     // The runner hears it first, so the attempt is classified by why it was aborted, not by
     // whatever the handler throws once its signal fires.

@@ -539,31 +539,110 @@ describe('WorkerManager', () => {
     expect(events.length).toBe(before);
   });
 
-  it('cancel() fires the signal and publishes a non-retryable CANCELLED result', async () => {
+  it('cancel() fires the signal; a handler that stops then ends its attempt with a non-retryable CANCELLED', async () => {
     const seen = await observe<StepResultPayload>(Topics.results);
     let ctx: WorkerContext | undefined;
     const manager = await startManager([
-      worker((_input, c) => {
-        ctx = c;
-        return new Promise(() => undefined);
-      }),
+      worker(
+        (_input, c) =>
+          new Promise((_resolve, reject) => {
+            ctx = c;
+            c.signal.addEventListener('abort', () =>
+              reject(new NonRetryableError('stopped', { code: 'STOPPED', partialEffects: true })),
+            );
+          }),
+      ),
     ]);
-    await sendCommand({}, { commandId: 'c-cancel' });
+    await sendCommand({}, { commandId: 'tx-1:reserve:1' });
     await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
     expect(manager.cancel('unknown')).toBe(false);
-    expect(manager.cancel('c-cancel', 'run cancelled')).toBe(true);
+    expect(manager.cancel('tx-1:reserve:1', 'run cancelled')).toBe(true);
 
     await waitFor(() => seen.length === 1, 2_000, 'the result');
     expect(ctx!.signal.aborted).toBe(true);
     expect(seen[0]!.payload).toMatchObject({
-      commandId: 'c-cancel',
+      commandId: 'tx-1:reserve:1',
       ok: false,
       error: {
         code: ErrorCode.Cancelled,
         retryable: false,
-        message: 'attempt c-cancel cancelled: run cancelled',
+        message: 'attempt tx-1:reserve:1 cancelled: run cancelled',
+        // What it declared stays: its compensation must undo it.
+        partialEffects: true,
+        details: { commandId: 'tx-1:reserve:1', handlerError: { code: 'STOPPED', message: 'stopped' } },
       },
     });
+    expect(manager.counters.cancelled).toBe(1);
+  });
+
+  it('cancel() of a handler that completes anyway reports its output: the work was done', async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    const gate = deferred<string>();
+    let ctx: WorkerContext | undefined;
+    const manager = await startManager([
+      worker((_input, c) => {
+        ctx = c;
+        return gate.promise;
+      }),
+    ]);
+    await sendCommand({}, { commandId: 'tx-1:reserve:1' });
+    await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
+    expect(manager.cancel('tx-1:reserve:1')).toBe(true);
+    expect(ctx!.signal.aborted).toBe(true);
+    // Still its attempt: nothing is reported until the handler ends.
+    for (let turn = 0; turn < 3; turn++) await nextTurn();
+    expect(seen).toEqual([]);
+    expect(manager.inFlight()[WORKER]).toBe(1);
+    gate.resolve('charged');
+    await waitFor(() => seen.length === 1, 2_000, 'the result');
+    expect(seen[0]!.payload).toMatchObject({ commandId: 'tx-1:reserve:1', ok: true, output: 'charged' });
+  });
+
+  it("hears step.cancel notices on Topics.control: only its run's command ids, bounded, anything else refused", async () => {
+    const seen = await observe<StepResultPayload>(Topics.results);
+    let ctx: WorkerContext | undefined;
+    const manager = await startManager([
+      worker(
+        (_input, c) =>
+          new Promise((_resolve, reject) => {
+            ctx = c;
+            c.signal.addEventListener('abort', () => reject(c.signal.reason as Error));
+          }),
+      ),
+    ]);
+    await sendCommand({}, { commandId: 'tx-1:reserve:1' });
+    await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
+    const notice = (txId: string, payload: unknown): Envelope<unknown> => ({
+      id: `${txId}:v9:cancel`,
+      type: EventType.StepCancel,
+      txId,
+      workflowId: 'order_processing',
+      time: 1,
+      headers: {},
+      payload,
+    });
+    // Another run naming this run's command, a malformed payload, too many ids, another type.
+    await bus.broadcast(Topics.control, [
+      notice('tx-2', { commandIds: ['tx-1:reserve:1'], reason: 'forged' }),
+      notice('tx-1', { commandIds: 'tx-1:reserve:1', reason: 'not a list' }),
+      notice('tx-1', {
+        commandIds: Array.from({ length: 1_001 }, () => 'tx-1:reserve:1'),
+        reason: 'too many',
+      }),
+      { ...notice('tx-1', { commandIds: ['tx-1:reserve:1'] }), type: EventType.StepHeartbeat },
+    ]);
+    await waitFor(() => manager.counters.refusedCancelNotices === 3, 2_000, 'the bad notices refused');
+    expect(ctx!.signal.aborted).toBe(false);
+
+    await bus.broadcast(Topics.control, [
+      notice('tx-1', { commandIds: ['tx-1:reserve:1', 'tx-1:other:1'], reason: 'run cancelled' }),
+    ]);
+    await waitFor(() => seen.length === 1, 2_000, 'the result');
+    expect(seen[0]!.payload).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.Cancelled, message: 'attempt tx-1:reserve:1 cancelled: run cancelled' },
+    });
+    expect(manager.counters).toMatchObject({ cancelled: 1, refusedCancelNotices: 3 });
   });
 
   describe('a handler that outlives its attempt (it ignores its signal)', () => {

@@ -8,6 +8,7 @@ import {
   Topics,
   ValidationError,
   type Envelope,
+  type StepCancelPayload,
   type ErrorInfo,
   type StepCommandPayload,
   type StepHeartbeatPayload,
@@ -105,6 +106,10 @@ export const DEFAULT_WORKER_MANAGER_OPTIONS = Object.freeze({
 });
 
 /** First and longest wait between two tries of a result publish (see `resultPublishRetryMs`). */
+/** Command ids one `step.cancel` notice may name (a run has at most this many attempts in flight in practice). */
+const MAX_CANCELLED_PER_NOTICE = 1_000;
+/** Characters of a notice's reason kept in the CANCELLED error. */
+const MAX_CANCEL_REASON = 500;
 const RESULT_RETRY_FIRST_MS = 100;
 const RESULT_RETRY_MAX_MS = 2_000;
 
@@ -203,6 +208,8 @@ export class WorkerManager implements LocalWorkers {
   private readonly attempts = new Map<string, Set<AttemptControl>>();
   private readonly deliveriesInFlight = new Set<Promise<void>>();
   private subscriptions: Subscription[] = [];
+  /** The listener of `step.cancel` notices (see {@link cancel}); undefined when none could be opened. */
+  private cancelNotices: Subscription | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** Holds the deliveries whose attempts are running: kept visible to this replica only. */
   private readonly extender: DeliveryExtender;
@@ -307,6 +314,13 @@ export class WorkerManager implements LocalWorkers {
     if (this.state !== 'new')
       throw new Error(`WorkerManager ${this.managerId} cannot start: it is ${this.state}`);
     this.state = 'starting';
+    await this.listenForCancels();
+    if (this.state !== 'starting') {
+      // close() ran meanwhile, before there was a listener to close.
+      await this.cancelNotices?.close();
+      this.cancelNotices = undefined;
+      return;
+    }
     try {
       for (const runner of this.runners.values()) {
         const options: SubscribeOptions = {
@@ -327,8 +341,11 @@ export class WorkerManager implements LocalWorkers {
       }
     } catch (err) {
       // Half a manager would take commands for some workers and never for the others: undo it all.
-      await Promise.allSettled(this.subscriptions.map((s) => s.close()));
+      await Promise.allSettled(
+        [...this.subscriptions, ...(this.cancelNotices ? [this.cancelNotices] : [])].map((s) => s.close()),
+      );
       this.subscriptions = [];
+      this.cancelNotices = undefined;
       this.state = 'closed';
       throw err;
     }
@@ -358,14 +375,52 @@ export class WorkerManager implements LocalWorkers {
   }
 
   /**
-   * Cancels the attempts in flight for `commandId`: their signals fire and a non-retryable
-   * `CANCELLED` result is published. False when no such attempt runs here.
+   * Asks the attempts in flight for `commandId` to stop: their signals fire (`ctx.signal`), and
+   * each ends when its handler does. One that throws then (or had not started) ends with a
+   * non-retryable `CANCELLED` result, its `partialEffects` kept; one that completes anyway reports
+   * its output, as the work was done. False when no such attempt runs here. The orchestrators ask
+   * through `step.cancel` notices on `Topics.control`, which every replica hears.
    */
   cancel(commandId: string, reason = 'cancelled'): boolean {
     const controllers = this.attempts.get(commandId);
     if (controllers === undefined) return false;
-    for (const controller of controllers) controller.abort(new AttemptCancelledError(commandId, reason));
+    for (const controller of controllers) controller.interrupt(new AttemptCancelledError(commandId, reason));
+    this.counters.cancelled += controllers.size;
     return true;
+  }
+
+  /** Hears `step.cancel` notices; without them, attempts a run no longer wants run to their end. */
+  private async listenForCancels(): Promise<void> {
+    try {
+      this.cancelNotices = await this.bus.listen(Topics.control, (envelope) => this.onCancelNotice(envelope));
+    } catch (err) {
+      this.logger.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'cannot hear cancel notices: attempts a run no longer wants will run to their end',
+      );
+    }
+  }
+
+  /**
+   * A `step.cancel` notice: the attempts it names that run here are asked to stop. Only command
+   * ids of the notice's own run count, at most {@link MAX_CANCELLED_PER_NOTICE}; anything else in
+   * it is ignored (counted as refused).
+   */
+  private onCancelNotice(envelope: Envelope): void {
+    if (envelope.type !== EventType.StepCancel) return;
+    const payload = envelope.payload as Partial<StepCancelPayload> | null;
+    const ids: unknown = payload?.commandIds;
+    if (!Array.isArray(ids) || ids.length > MAX_CANCELLED_PER_NOTICE) {
+      this.counters.refusedCancelNotices += 1;
+      return;
+    }
+    const reason =
+      typeof payload?.reason === 'string' ? payload.reason.slice(0, MAX_CANCEL_REASON) : 'cancelled';
+    const ofRun = `${envelope.txId}:`;
+    for (const id of ids) {
+      if (typeof id === 'string' && id.startsWith(ofRun)) this.cancel(id, reason);
+      else this.counters.refusedCancelNotices += 1;
+    }
   }
 
   /**
@@ -374,7 +429,16 @@ export class WorkerManager implements LocalWorkers {
    * after the bus refused it, and how many commands the orchestrator of this process handed over
    * without the bus (`local`, counted in `delivered` too): evidence for operators and tests.
    */
-  readonly counters = { delivered: 0, redelivered: 0, resultPublishRetries: 0, local: 0 };
+  readonly counters = {
+    delivered: 0,
+    redelivered: 0,
+    resultPublishRetries: 0,
+    local: 0,
+    /** Attempts here asked to stop (a `step.cancel` notice, or {@link cancel}). */
+    cancelled: 0,
+    /** Command ids of `step.cancel` notices ignored: not their run's, not strings, too many. */
+    refusedCancelNotices: 0,
+  };
 
   /**
    * Attempts in flight (their outcome not yet known: running, or waiting for a slot), per hosted
@@ -446,7 +510,10 @@ export class WorkerManager implements LocalWorkers {
       // end): its command goes to the bus whenever it does.
       await Promise.allSettled([...this.deliveriesInFlight]);
     }
-    for (const result of await subscriptionsClosed) {
+    // Cancel notices were heard while the attempts drained.
+    const notices = this.cancelNotices === undefined ? [] : [this.cancelNotices.close()];
+    this.cancelNotices = undefined;
+    for (const result of [...(await subscriptionsClosed), ...(await Promise.allSettled(notices))]) {
       if (result.status === 'rejected') {
         this.logger.warn({ err: result.reason as unknown }, 'closing a subscription failed');
       }
@@ -746,7 +813,26 @@ export class WorkerManager implements LocalWorkers {
             : { kind: 'failed', code: outcome.error.code, retryable: outcome.error.retryable },
       );
     }
+    if (
+      outcome.kind === 'failed' &&
+      controller.interrupted &&
+      controller.reason instanceof AttemptCancelledError
+    ) {
+      // It stopped as asked (or failed meanwhile): CANCELLED, with what the handler said and any
+      // partial effects it declared, which its compensation must still undo.
+      const { error } = outcome;
+      const cancelled = controller.reason.toInfo();
+      return {
+        kind: 'failed',
+        error: {
+          ...cancelled,
+          details: { ...cancelled.details, handlerError: { code: error.code, message: error.message } },
+          ...(error.partialEffects ? { partialEffects: true } : {}),
+        },
+      };
+    }
     if (outcome.kind !== 'aborted') return outcome;
+    // Cancelled before its handler began: nothing was done.
     if (outcome.reason instanceof AttemptCancelledError)
       return { kind: 'failed', error: outcome.reason.toInfo() };
     return {

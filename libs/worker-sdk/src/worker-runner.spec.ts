@@ -491,6 +491,47 @@ describe('WorkerRunner', () => {
     });
   });
 
+  describe('interrupt (a cooperative cancel)', () => {
+    it('fires the signal and lets the handler decide the outcome', async () => {
+      const gate = deferred();
+      const started = deferred();
+      let signal: AbortSignal | undefined;
+      const r = runner(async (_input, ctx) => {
+        signal = ctx.signal;
+        started.resolve();
+        await gate.promise;
+        return 'done anyway';
+      });
+      const control = new AttemptControl();
+      const outcome = r.run(stepCommand(), { control });
+      await started.promise;
+      control.interrupt('cancelled');
+      expect(signal?.aborted).toBe(true);
+      expect(signal?.reason).toBe('cancelled');
+      expect(control.interrupted).toBe(true);
+      gate.resolve();
+      expect(await outcome).toEqual({ kind: 'completed', output: 'done anyway' });
+    });
+
+    it('does not start a handler interrupted while it waited for a slot, and frees nothing it did not take', async () => {
+      const gate = deferred();
+      const later = jest.fn(() => 'ran');
+      let calls = 0;
+      const r = runner(() => (++calls === 1 ? gate.promise.then(() => 'first') : later()), {
+        concurrency: 1,
+      });
+      const first = r.run(stepCommand());
+      const control = new AttemptControl();
+      const waiting = r.run(stepCommand({}, 2), { control });
+      control.interrupt('cancelled');
+      gate.resolve();
+      expect(await first).toEqual({ kind: 'completed', output: 'first' });
+      expect(await waiting).toEqual({ kind: 'aborted', reason: 'cancelled' });
+      expect(later).not.toHaveBeenCalled();
+      expect(await r.run(stepCommand({}, 3))).toEqual({ kind: 'completed', output: 'ran' });
+    });
+  });
+
   describe('heartbeats', () => {
     /**
      * A runner whose attempt holds until `gate` resolves, with a 1,000 ms heartbeat throttle on a

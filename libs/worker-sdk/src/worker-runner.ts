@@ -212,7 +212,8 @@ export class WorkerRunner {
     progress: ProgressSink | undefined,
     trace: AttemptTrace,
   ): Promise<AttemptOutcome> {
-    if (control.aborted) return { kind: 'aborted', reason: control.reason };
+    // Cancelled (interrupted) before it began: nothing was done, so nothing is started.
+    if (control.aborted || control.interrupted) return { kind: 'aborted', reason: control.reason };
     const ticket = this.breaker?.enter() ?? 'run';
     if (ticket === 'reject') {
       this.logger.debug({ txId: command.txId, step: command.step }, 'circuit open: attempt not run');
@@ -233,7 +234,7 @@ export class WorkerRunner {
       }
       // Aborted between the grant of its slot and now (a cancel in a promise callback in between):
       // nothing would hear it once the handler runs, so the handler must not run.
-      if (control.aborted) {
+      if (control.aborted || control.interrupted) {
         this.release();
         return { kind: 'aborted', reason: control.reason };
       }
