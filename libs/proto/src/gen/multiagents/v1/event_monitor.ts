@@ -2290,7 +2290,10 @@ export const EventMonitorServiceService = {
       Buffer.from(ListDeadLettersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListDeadLettersResponse => ListDeadLettersResponse.decode(value),
   },
-  /** Publishes a dead letter again (fresh delivery count) and removes it. NOT_FOUND when unknown. */
+  /**
+   * Hands a dead letter again to the consumer group that dead-lettered it, and to no other (fresh
+   * delivery count), and removes it. NOT_FOUND when unknown.
+   */
   replayDeadLetter: {
     path: "/multiagents.v1.EventMonitorService/ReplayDeadLetter" as const,
     requestStream: false as const,
@@ -2354,7 +2357,10 @@ export interface EventMonitorServiceServer extends UntypedServiceImplementation 
   listStuckRuns: handleUnaryCall<ListStuckRunsRequest, ListStuckRunsResponse>;
   /** Dead letters of one topic, or of every topic the deployment uses, oldest first. */
   listDeadLetters: handleUnaryCall<ListDeadLettersRequest, ListDeadLettersResponse>;
-  /** Publishes a dead letter again (fresh delivery count) and removes it. NOT_FOUND when unknown. */
+  /**
+   * Hands a dead letter again to the consumer group that dead-lettered it, and to no other (fresh
+   * delivery count), and removes it. NOT_FOUND when unknown.
+   */
   replayDeadLetter: handleUnaryCall<ReplayDeadLetterRequest, ReplayDeadLetterResponse>;
   /** Deletes a dead letter for good: it is never published again. NOT_FOUND when unknown. */
   discardDeadLetter: handleUnaryCall<DiscardDeadLetterRequest, DiscardDeadLetterResponse>;
@@ -2422,7 +2428,10 @@ export interface EventMonitorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
   ): ClientUnaryCall;
-  /** Publishes a dead letter again (fresh delivery count) and removes it. NOT_FOUND when unknown. */
+  /**
+   * Hands a dead letter again to the consumer group that dead-lettered it, and to no other (fresh
+   * delivery count), and removes it. NOT_FOUND when unknown.
+   */
   replayDeadLetter(
     request: ReplayDeadLetterRequest,
     callback: (error: ServiceError | null, response: ReplayDeadLetterResponse) => void,
