@@ -129,7 +129,14 @@ describe('an agent hosted by a WorkerManager', () => {
     const second = await host(researcher(model, memo), { managerId: 'wm-second' });
     await waitFor(() => results.length === 1, { description: 'the redelivered command’s result' });
     release();
-    expect(second.counters).toEqual({ delivered: 1, redelivered: 1, resultPublishRetries: 0, local: 0 });
+    expect(second.counters).toEqual({
+      delivered: 1,
+      redelivered: 1,
+      resultPublishRetries: 0,
+      local: 0,
+      cancelled: 0,
+      refusedCancelNotices: 0,
+    });
     expect(results[0]!.payload).toMatchObject({ ok: true, output: { answer: { answer: 'Paris' } } });
     // Zero model calls for the redelivery: the answer was paid for once.
     expect(server.calls).toBe(1);
