@@ -18,6 +18,7 @@ import {
 import { Orchestrator, WorkflowBuilder } from '@multiagents/core';
 import {
   makeEnvelope,
+  itOnEachBroker,
   startNatsServer,
   startRedisServer,
   waitFor,
@@ -287,23 +288,7 @@ async function scenario(backendName: 'redis' | 'nats', server: ServerProcess): P
 }
 
 describe('signed bus messages: forged and unsigned envelopes injected while runs go on', () => {
-  it('on Redis', async () => {
-    const redis = await startRedisServer();
-    try {
-      await scenario('redis', redis);
-    } finally {
-      await redis.stop();
-    }
-  }, 90_000);
-
-  it('on NATS', async () => {
-    const nats = await startNatsServer();
-    try {
-      await scenario('nats', nats);
-    } finally {
-      await nats.stop();
-    }
-  }, 90_000);
+  itOnEachBroker(scenario, 90_000);
 });
 
 /**
@@ -420,23 +405,7 @@ async function rotation(backendName: 'redis' | 'nats', server: ServerProcess): P
 }
 
 describe('signing and payload key rotation in the middle of 500 sagas', () => {
-  it('on Redis', async () => {
-    const redis = await startRedisServer();
-    try {
-      await rotation('redis', redis);
-    } finally {
-      await redis.stop();
-    }
-  }, 120_000);
-
-  it('on NATS', async () => {
-    const nats = await startNatsServer();
-    try {
-      await rotation('nats', nats);
-    } finally {
-      await nats.stop();
-    }
-  }, 120_000);
+  itOnEachBroker(rotation, 120_000);
 });
 
 /**

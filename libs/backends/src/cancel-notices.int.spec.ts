@@ -6,13 +6,7 @@
  */
 import { EventType, RunState, Topics, createKeyRing } from '@multiagents/contracts';
 import { Orchestrator, WorkflowBuilder } from '@multiagents/core';
-import {
-  makeEnvelope,
-  startNatsServer,
-  startRedisServer,
-  waitFor,
-  type ServerProcess,
-} from '@multiagents/testing';
+import { itOnEachBroker, makeEnvelope, waitFor, type ServerProcess } from '@multiagents/testing';
 import { WorkerManager, defineWorker, type WorkerDefinition } from '@multiagents/worker-sdk';
 import { randomBytes } from 'node:crypto';
 import { openBackend, type Backend } from './open-backend';
@@ -122,21 +116,5 @@ async function scenario(backendName: 'redis' | 'nats', server: ServerProcess): P
 }
 
 describe('a cancel reaches the attempt in flight through the broker', () => {
-  it('on Redis', async () => {
-    const redis = await startRedisServer();
-    try {
-      await scenario('redis', redis);
-    } finally {
-      await redis.stop();
-    }
-  }, 60_000);
-
-  it('on NATS', async () => {
-    const nats = await startNatsServer();
-    try {
-      await scenario('nats', nats);
-    } finally {
-      await nats.stop();
-    }
-  }, 60_000);
+  itOnEachBroker(scenario, 60_000);
 });

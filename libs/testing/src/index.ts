@@ -37,6 +37,8 @@ export { makeRun } from './make-run';
 export { makeEnvelope } from './make-envelope';
 /** Private redis-server and nats-server processes for integration tests. */
 export { startRedisServer, startNatsServer, startServerProcess, freePort } from './server-process';
+export { itOnEachBroker } from './on-each-broker';
+export type { BrokerName } from './on-each-broker';
 /** A private server process and its options. */
 export type {
   ServerProcess,
