@@ -28,7 +28,10 @@ const WORKER = 'inventory.reserve';
 const COMMANDS = Topics.command(WORKER);
 
 /** `bus` with some of its methods replaced. */
-function delegating(bus: EventBus, overrides: Partial<Pick<EventBus, 'publish' | 'subscribe'>>): EventBus {
+function delegating(
+  bus: EventBus,
+  overrides: Partial<Pick<EventBus, 'publish' | 'subscribe' | 'listen'>>,
+): EventBus {
   return {
     publish: (topic, envelopes) => bus.publish(topic, envelopes),
     subscribe: (topic, options, handler) => bus.subscribe(topic, options, handler),
@@ -643,6 +646,52 @@ describe('WorkerManager', () => {
       error: { code: ErrorCode.Cancelled, message: 'attempt tx-1:reserve:1 cancelled: run cancelled' },
     });
     expect(manager.counters).toMatchObject({ cancelled: 1, refusedCancelNotices: 3 });
+  });
+
+  it('listens for cancel notices again when the bus refused its listener, and hears them then', async () => {
+    const logger = recordingLogger();
+    let refusals = 0;
+    let ctx: WorkerContext | undefined;
+    const manager = await startManager(
+      [
+        worker(
+          (_input, c) =>
+            new Promise((_resolve, reject) => {
+              ctx = c;
+              c.signal.addEventListener('abort', () => reject(c.signal.reason as Error));
+            }),
+        ),
+      ],
+      {
+        logger,
+        bus: delegating(bus, {
+          listen: (channel, handler) =>
+            refusals++ === 0 ? Promise.reject(new Error('NOPERM')) : bus.listen(channel, handler),
+        }),
+      },
+    );
+    expect(logger.lines.some((l) => l.message.startsWith('cannot hear cancel notices yet'))).toBe(true);
+    await waitFor(
+      () => logger.lines.some((l) => l.message === 'hearing cancel notices again'),
+      5_000,
+      'a second listener',
+    );
+    await sendCommand({}, { commandId: 'tx-1:reserve:1' });
+    await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
+    await bus.broadcast(Topics.control, [
+      {
+        id: 'tx-1:v2:cancel',
+        type: EventType.StepCancel,
+        txId: 'tx-1',
+        workflowId: 'order_processing',
+        time: 1,
+        headers: {},
+        payload: { commandIds: ['tx-1:reserve:1'], reason: 'run cancelled' },
+      },
+    ]);
+    await waitFor(() => ctx!.signal.aborted, 2_000, 'the signal');
+    expect(manager.counters.cancelled).toBe(1);
+    expect(refusals).toBe(2);
   });
 
   describe('a handler that outlives its attempt (it ignores its signal)', () => {

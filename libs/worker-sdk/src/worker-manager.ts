@@ -110,6 +110,10 @@ export const DEFAULT_WORKER_MANAGER_OPTIONS = Object.freeze({
 const MAX_CANCELLED_PER_NOTICE = 1_000;
 /** Characters of a notice's reason kept in the CANCELLED error. */
 const MAX_CANCEL_REASON = 500;
+/** First wait before listening for cancel notices again, after the bus refused a listener. */
+const LISTEN_RETRY_MIN_MS = 1_000;
+/** Longest wait between two tries to listen for cancel notices. */
+const LISTEN_RETRY_MAX_MS = 30_000;
 const RESULT_RETRY_FIRST_MS = 100;
 const RESULT_RETRY_MAX_MS = 2_000;
 
@@ -208,8 +212,10 @@ export class WorkerManager implements LocalWorkers {
   private readonly attempts = new Map<string, Set<AttemptControl>>();
   private readonly deliveriesInFlight = new Set<Promise<void>>();
   private subscriptions: Subscription[] = [];
-  /** The listener of `step.cancel` notices (see {@link cancel}); undefined when none could be opened. */
+  /** The listener of `step.cancel` notices (see {@link cancel}); undefined until one could be opened. */
   private cancelNotices: Subscription | undefined;
+  /** The next attempt to open {@link cancelNotices}, while the bus refuses it. */
+  private listenRetry: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** Holds the deliveries whose attempts are running: kept visible to this replica only. */
   private readonly extender: DeliveryExtender;
@@ -315,12 +321,8 @@ export class WorkerManager implements LocalWorkers {
       throw new Error(`WorkerManager ${this.managerId} cannot start: it is ${this.state}`);
     this.state = 'starting';
     await this.listenForCancels();
-    if (this.state !== 'starting') {
-      // close() ran meanwhile, before there was a listener to close.
-      await this.cancelNotices?.close();
-      this.cancelNotices = undefined;
-      return;
-    }
+    // close() ran meanwhile (and closed what there was to close).
+    if (this.state !== 'starting') return;
     try {
       for (const runner of this.runners.values()) {
         const options: SubscribeOptions = {
@@ -346,6 +348,7 @@ export class WorkerManager implements LocalWorkers {
       );
       this.subscriptions = [];
       this.cancelNotices = undefined;
+      clearTimeout(this.listenRetry);
       this.state = 'closed';
       throw err;
     }
@@ -389,15 +392,30 @@ export class WorkerManager implements LocalWorkers {
     return true;
   }
 
-  /** Hears `step.cancel` notices; without them, attempts a run no longer wants run to their end. */
-  private async listenForCancels(): Promise<void> {
+  /**
+   * Hears `step.cancel` notices. A listener the bus cannot open now (the broker away, a grant
+   * missing) is tried again, waiting {@link LISTEN_RETRY_MIN_MS} doubling up to
+   * {@link LISTEN_RETRY_MAX_MS}, until the manager closes; meanwhile the attempts a run no longer
+   * wants run to their end, as they would without notices.
+   */
+  private async listenForCancels(failures = 0): Promise<void> {
+    const live = (): boolean => this.state === 'starting' || this.state === 'running';
+    if (!live()) return;
     try {
-      this.cancelNotices = await this.bus.listen(Topics.control, (envelope) => this.onCancelNotice(envelope));
+      const listener = await this.bus.listen(Topics.control, (envelope) => this.onCancelNotice(envelope));
+      // close() ran meanwhile: it had no listener to close.
+      if (!live()) return await listener.close();
+      this.cancelNotices = listener;
+      if (failures > 0) this.logger.info({ failures }, 'hearing cancel notices again');
     } catch (err) {
-      this.logger.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'cannot hear cancel notices: attempts a run no longer wants will run to their end',
-      );
+      const delayMs = Math.min(LISTEN_RETRY_MIN_MS * 2 ** failures, LISTEN_RETRY_MAX_MS);
+      if (failures === 0)
+        this.logger.warn(
+          { err: err instanceof Error ? err.message : String(err), retryInMs: delayMs },
+          'cannot hear cancel notices yet: attempts a run no longer wants run to their end meanwhile',
+        );
+      this.listenRetry = setTimeout(() => void this.listenForCancels(failures + 1), delayMs);
+      this.listenRetry.unref();
     }
   }
 
@@ -511,6 +529,7 @@ export class WorkerManager implements LocalWorkers {
       await Promise.allSettled([...this.deliveriesInFlight]);
     }
     // Cancel notices were heard while the attempts drained.
+    clearTimeout(this.listenRetry);
     const notices = this.cancelNotices === undefined ? [] : [this.cancelNotices.close()];
     this.cancelNotices = undefined;
     for (const result of [...(await subscriptionsClosed), ...(await Promise.allSettled(notices))]) {
