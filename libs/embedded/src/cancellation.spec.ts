@@ -152,3 +152,41 @@ it('a failed parallel branch stops the branches still running, which are then no
     await stack.close();
   }
 });
+
+it('a heartbeat timeout stops the silent handler it gave up on, and the retry runs', async () => {
+  const definition = new WorkflowBuilder('silent')
+    .step('listen', 'w.silent', { heartbeatTimeoutMs: 300, retry: { maxAttempts: 2, initialDelayMs: 1 } })
+    .build();
+  const reasons: string[] = [];
+  let calls = 0;
+  const stack = await startEmbedded({
+    workers: [
+      defineWorker('w.silent', (_input, ctx) => {
+        calls += 1;
+        // The first attempt never heartbeats and waits for its signal; the retry answers.
+        if (calls > 1) return { heard: true };
+        return new Promise((_resolve, reject) =>
+          ctx.signal.addEventListener('abort', () => {
+            const reason = ctx.signal.reason as Error;
+            reasons.push(reason.message);
+            reject(reason);
+          }),
+        );
+      }),
+    ],
+    definitions: [definition],
+  });
+  try {
+    const { txId } = await stack.orchestrator.startWorkflow('silent', {});
+    const run = await stack.orchestrator.waitForTerminal(txId, { timeoutMs: 10_000 });
+
+    expect(run.state).toBe(RunState.Completed);
+    expect(run.steps['listen']?.attempts.map((a) => a.outcome)).toEqual(['timed_out', 'completed']);
+    expect(reasons).toEqual([
+      `attempt ${txId}:listen:1 cancelled: attempt given up (a timeout or an operator action): its result is no longer awaited`,
+    ]);
+    expect(stack.orchestrator.stats.cancelsBroadcast).toBe(1);
+  } finally {
+    await stack.close();
+  }
+});

@@ -621,7 +621,9 @@ describe('retries and timeouts', () => {
     });
     expect(d.step('a').attempts[0]?.outcome).toBe('timed_out');
     expect(schedulesOf(timedOut).map((t) => t.id)).toEqual(['tx-1:retry:a:2']);
-    d.fire({ kind: 'retry', step: 'a', attempt: 2 });
+    // Its worker may still be at it: asked to stop, as its result no longer counts.
+    expect(timedOut.abandoned).toEqual(['tx-1:a:1']);
+    expect(d.fire({ kind: 'retry', step: 'a', attempt: 2 }).abandoned).toEqual([]);
     expect(d.timer({ kind: 'timeout', step: 'a', attempt: 2 })?.dueAt).toBe(d.now + 1_000);
 
     const before = d.run;
@@ -662,7 +664,7 @@ describe('retries and timeouts', () => {
     expect(commandsOf(beat)).toEqual([]);
     expect(d.timer({ kind: 'heartbeat', step: 'a', attempt: 1 })?.dueAt).toBe(1_500);
 
-    d.fire({ kind: 'heartbeat', step: 'a', attempt: 1 });
+    expect(d.fire({ kind: 'heartbeat', step: 'a', attempt: 1 }).abandoned).toEqual(['tx-1:a:1']);
     expect(d.step('a')).toMatchObject({
       status: StepStatus.Failed,
       error: { code: ErrorCode.HeartbeatTimeout, retryable: true },
@@ -1181,6 +1183,7 @@ describe('compensation', () => {
       error: { code: ErrorCode.Timeout },
     });
     expect(schedulesOf(timedOut)[0]?.dueAt).toBe(d.now + DEFAULT_COMPENSATION_RETRY_POLICY.initialDelayMs);
+    expect(timedOut.abandoned).toEqual(['tx-1:a:undo:1']);
   });
 
   it('stops in compensation_failed when a compensation fails after its retries, listing what is left (head = the failed one)', () => {

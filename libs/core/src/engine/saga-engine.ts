@@ -101,10 +101,12 @@ export interface Decision {
   /** Steps whose records changed: a store writes these and the run's header, nothing else. */
   readonly changedSteps: readonly string[];
   /**
-   * Command ids of the task attempts in flight when this transition began the run's unwinding (a
-   * cancel, a failure while parallel branches still run): the run still awaits their results (their
-   * effects may have happened), but has no use for their work, so their workers may be asked to
-   * stop (`step.cancel`). Not part of the atomic write: a request a crash may lose. Absent when none.
+   * Command ids of attempts whose work the run no longer wants, so their workers may be asked to
+   * stop (`step.cancel`): the task attempts still running when this transition began the run's
+   * unwinding (a cancel, a failure while parallel branches run), which the run still awaits (their
+   * effects may have happened); and the attempts it ended without their result (a timeout, a
+   * heartbeat timeout, an operator action), whose late result will be ignored. Not part of the
+   * atomic write: a request a crash may lose. Absent when none.
    */
   readonly abandoned?: readonly string[];
   /** Set when the event changed nothing (duplicate or late result, stale timer…): nothing to write. */
@@ -241,7 +243,7 @@ export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent,
     schedule,
     cancel,
     changedSteps: changedSteps(run, draft.run),
-    abandoned: isUnwinding(run) || !isUnwinding(draft.run) ? NO_IDS : attemptsInFlight(workflow, draft.run),
+    abandoned: abandonedAttempts(workflow, run, draft.run, event),
   };
 }
 
@@ -252,16 +254,44 @@ function isUnwinding(run: Run): boolean {
   return run.error !== undefined || run.cancelRequested === true;
 }
 
-/** The command ids of the run's task attempts in flight (compensations excluded). */
-function attemptsInFlight(workflow: CompiledWorkflow, run: Run): readonly string[] {
+/**
+ * What a transition stops waiting for, or no longer wants (see {@link Decision.abandoned}): the
+ * attempts in flight it ended without their result (a timeout, a heartbeat timeout, an operator
+ * action), and, when it began the unwinding, the task attempts still running then.
+ */
+function abandonedAttempts(
+  workflow: CompiledWorkflow,
+  before: Run,
+  after: Run,
+  event: EngineEvent,
+): readonly string[] {
+  const unwound = !isUnwinding(before) && isUnwinding(after);
+  // Only a timer or an operator ends an attempt without its result (a result ends its own).
+  const ended = event.type === 'timer' || isOperatorEvent(event);
+  if (!unwound && !ended) return NO_IDS;
+  const ids: string[] = [];
+  if (unwound) for (const id of commandsInFlight(workflow, after, false)) ids.push(id);
+  if (ended) {
+    const still = new Set(commandsInFlight(workflow, after, true));
+    for (const id of commandsInFlight(workflow, before, true)) if (!still.has(id)) ids.push(id);
+  }
+  return ids.length === 0 ? NO_IDS : ids;
+}
+
+/** The command ids of the run's task attempts in flight, and of its compensations if asked. */
+function commandsInFlight(workflow: CompiledWorkflow, run: Run, compensations: boolean): string[] {
   const ids: string[] = [];
   for (const name in run.steps) {
     const record = run.steps[name] as StepRecord;
-    if (record.status !== StepStatus.Running || record.attempt < 1) continue;
     if (workflow.steps.get(name)?.definition.kind !== StepKind.Task) continue;
-    ids.push(commandIdFor(run.txId, name, record.attempt));
+    if (record.status === StepStatus.Running && record.attempt >= 1)
+      ids.push(commandIdFor(run.txId, name, record.attempt));
+    const compensation = record.compensation;
+    if (compensations && compensation?.status === 'running') {
+      ids.push(commandIdFor(run.txId, name, compensation.attempt, true));
+    }
   }
-  return ids.length === 0 ? NO_IDS : ids;
+  return ids;
 }
 
 /**

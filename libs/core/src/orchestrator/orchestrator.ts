@@ -200,8 +200,8 @@ export interface OrchestratorStats {
    */
   unsendableCommands: number;
   /**
-   * Attempts in flight whose workers were asked to stop (`step.cancel` on `Topics.control`)
-   * because a cancel or a failure began their run's unwinding.
+   * Attempts in flight whose workers were asked to stop (`step.cancel` on `Topics.control`): a
+   * cancel or a failure began their run's unwinding, or the run gave them up (a timeout).
    */
   cancelsBroadcast: number;
 }
@@ -1087,14 +1087,16 @@ export class Orchestrator {
   }
 
   /**
-   * Broadcasts a `step.cancel` of the attempts the run no longer wants, so their workers can stop
-   * early (their handlers see `ctx.signal` fire). Best effort, after the commit: the run awaits
-   * their results anyway, so a lost notice costs only the time the handlers take.
+   * Broadcasts a `step.cancel` of the attempts the run no longer wants (see `Decision.abandoned`),
+   * so their workers can stop early (their handlers see `ctx.signal` fire). Best effort, after the
+   * commit: a lost notice costs only the time the handlers take.
    */
   private askToStop(run: Run, commandIds: readonly string[], version: number): void {
     const reason = run.cancelRequested
       ? 'run cancelled'
-      : `run failed (${run.error?.code ?? 'unknown'}): its other attempts are not needed`;
+      : run.error !== undefined
+        ? `run failed (${run.error.code}): its attempts in flight are not needed`
+        : 'attempt given up (a timeout or an operator action): its result is no longer awaited';
     const notice: Envelope<StepCancelPayload> = {
       id: `${run.txId}:v${version}:cancel`,
       type: EventType.StepCancel,
