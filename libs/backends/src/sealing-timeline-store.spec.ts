@@ -15,7 +15,10 @@ class RawTimelines implements TimelineStore {
     const run = this.entries.get(txId);
     return Promise.resolve(run && [...run.values()].sort((a, b) => a.version - b.version));
   }
-  markOnce(): Promise<boolean> {
+  markOnce(): Promise<string | undefined> {
+    return Promise.resolve('token-1');
+  }
+  extendMark(): Promise<boolean> {
     return Promise.resolve(true);
   }
   close(): Promise<void> {
@@ -64,6 +67,25 @@ describe('SealingTimelineStore', () => {
     const options = { runVersion: () => Promise.resolve(3) };
     await new SealingTimelineStore(raw, keys).get('tx-1', options);
     expect(get).toHaveBeenCalledWith('tx-1', options);
+  });
+
+  it('hands marks to the store it wraps: the lease it takes, and the extension of that lease', async () => {
+    const raw = new RawTimelines();
+    const markOnce = jest
+      .spyOn(raw, 'markOnce')
+      .mockResolvedValueOnce('token-7')
+      .mockResolvedValueOnce(undefined);
+    const extendMark = jest.spyOn(raw, 'extendMark').mockResolvedValueOnce(true).mockResolvedValueOnce(false);
+    const timelines = new SealingTimelineStore(raw, keys);
+    expect(await timelines.markOnce('stuck:tx-1:5', 30_000)).toBe('token-7');
+    expect(await timelines.markOnce('stuck:tx-1:5', 30_000)).toBeUndefined();
+    expect(await timelines.extendMark('stuck:tx-1:5', 'token-7', 86_400_000)).toBe(true);
+    expect(await timelines.extendMark('stuck:tx-1:5', 'token-6', 86_400_000)).toBe(false);
+    expect(markOnce).toHaveBeenCalledWith('stuck:tx-1:5', 30_000);
+    expect(extendMark.mock.calls).toEqual([
+      ['stuck:tx-1:5', 'token-7', 86_400_000],
+      ['stuck:tx-1:5', 'token-6', 86_400_000],
+    ]);
   });
 
   it('refuses entries in plaintext (read while migrating); events moved to another version do not open', async () => {

@@ -42,8 +42,13 @@ export class SealingTimelineStore implements TimelineStore {
     });
   }
 
-  markOnce(key: string, ttlMs: number): Promise<boolean> {
-    return this.inner.markOnce(key, ttlMs);
+  /** Marks hold no payload: the inner store keeps them as they are. */
+  markOnce(key: string, leaseMs: number): Promise<string | undefined> {
+    return this.inner.markOnce(key, leaseMs);
+  }
+
+  extendMark(key: string, token: string, ttlMs: number): Promise<boolean> {
+    return this.inner.extendMark(key, token, ttlMs);
   }
 
   close(): Promise<void> {

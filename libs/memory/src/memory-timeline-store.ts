@@ -6,9 +6,15 @@ interface Held {
   expiresAt: number;
 }
 
+/** A mark as held: who took it (its token) and when it ends. */
+interface Mark {
+  readonly token: string;
+  expiresAt: number;
+}
+
 /**
  * Run timelines and once-only marks of one process (the embedded mode): a timeline is forgotten
- * `ttlMs` after its last append, a mark `ttlMs` after it was set. Expired items are dropped when
+ * `ttlMs` after its last append, a mark when its lease (or the time it was extended to) ends. Expired items are dropped when
  * read, and by a sweep once they outnumber the live ones, so memory stays bounded by retention.
  *
  * @example
@@ -18,7 +24,9 @@ interface Held {
  */
 export class MemoryTimelineStore implements TimelineStore {
   private readonly timelines = new Map<string, Held>();
-  private readonly marks = new Map<string, number>();
+  private readonly marks = new Map<string, Mark>();
+  /** Names the holds this store hands out: one process, so a count is unique. */
+  private marksTaken = 0;
   private writesSinceSweep = 0;
 
   constructor(private readonly clock: Clock = systemClock) {}
@@ -47,12 +55,22 @@ export class MemoryTimelineStore implements TimelineStore {
     return [...held.entries.values()].sort((a, b) => a.version - b.version).map((e) => structuredClone(e));
   }
 
-  async markOnce(key: string, ttlMs: number): Promise<boolean> {
+  async markOnce(key: string, leaseMs: number): Promise<string | undefined> {
     const now = this.clock.now();
-    const expiresAt = this.marks.get(key);
-    if (expiresAt !== undefined && expiresAt > now) return false;
-    this.marks.set(key, now + ttlMs);
+    const held = this.marks.get(key);
+    if (held !== undefined && held.expiresAt > now) return undefined;
+    this.marksTaken += 1;
+    const token = `mark-${this.marksTaken}`;
+    this.marks.set(key, { token, expiresAt: now + leaseMs });
     this.maybeSweep(now);
+    return token;
+  }
+
+  async extendMark(key: string, token: string, ttlMs: number): Promise<boolean> {
+    const now = this.clock.now();
+    const held = this.marks.get(key);
+    if (held === undefined || held.token !== token || held.expiresAt <= now) return false;
+    held.expiresAt = now + ttlMs;
     return true;
   }
 
@@ -65,6 +83,6 @@ export class MemoryTimelineStore implements TimelineStore {
       return;
     this.writesSinceSweep = 0;
     for (const [txId, held] of this.timelines) if (held.expiresAt <= now) this.timelines.delete(txId);
-    for (const [key, expiresAt] of this.marks) if (expiresAt <= now) this.marks.delete(key);
+    for (const [key, mark] of this.marks) if (mark.expiresAt <= now) this.marks.delete(key);
   }
 }

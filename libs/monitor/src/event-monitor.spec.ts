@@ -21,9 +21,19 @@ import type {
 } from '@multiagents/core';
 import { createMemoryBackend, type MemoryBackend } from '@multiagents/memory';
 import { ManualClock, makeRun, waitFor } from '@multiagents/testing';
-import { EventMonitor, EVENT_MONITOR_GROUP, type EventMonitorOptions } from './event-monitor';
+import {
+  EventMonitor,
+  EVENT_MONITOR_GROUP,
+  MIN_STUCK_MARK_LEASE_MS,
+  STUCK_MARK_LEASE_SCANS,
+  type EventMonitorOptions,
+} from './event-monitor';
 
 const THRESHOLD_MS = 60_000;
+/** The tests scan by hand (scanNow): the timer never fires within a test. */
+const SCAN_INTERVAL_MS = 3_600_000;
+/** How long a replica's lease on a stuck point lasts before it confirms the announcement. */
+const LEASE_MS = Math.max(MIN_STUCK_MARK_LEASE_MS, STUCK_MARK_LEASE_SCANS * SCAN_INTERVAL_MS);
 
 function transitionEvent(
   txId: string,
@@ -60,6 +70,8 @@ describe('EventMonitor', () => {
   let clock: ManualClock;
   let backend: MemoryBackend;
   const monitors: EventMonitor[] = [];
+  /** Settles what a test left hanging (a failed one too), so its monitors can close. */
+  const releases: (() => void)[] = [];
 
   function monitor(overrides: Partial<EventMonitorOptions> = {}): EventMonitor {
     const created = new EventMonitor({
@@ -67,8 +79,7 @@ describe('EventMonitor', () => {
       consumer: `em-${monitors.length + 1}`,
       clock,
       stuckThresholdMs: THRESHOLD_MS,
-      // The tests scan by hand (scanNow): the timer never fires within a test.
-      stuckScanIntervalMs: 3_600_000,
+      stuckScanIntervalMs: SCAN_INTERVAL_MS,
       workersPollIntervalMs: 3_600_000,
       ...overrides,
     });
@@ -100,6 +111,7 @@ describe('EventMonitor', () => {
   });
 
   afterEach(async () => {
+    for (const release of releases.splice(0)) release();
     await Promise.all(monitors.splice(0).map((m) => m.close()));
     await backend.close();
   });
@@ -516,6 +528,146 @@ describe('EventMonitor', () => {
     expect(published.map((envelope) => envelope.id)).toEqual([`${hung.txId}:stuck:${t0}`]);
     expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(1);
     expect(a.stats.watchdogFailures + b.stats.watchdogFailures).toBe(1);
+  });
+
+  /**
+   * Buses over the backend's that record the workflow.stuck they published (once the broker holds
+   * it); `stalling` holds each such publish until the test settles it: a replica stopped (or
+   * killed) between taking the lease on a stuck point and publishing it.
+   */
+  function stuckPublishes(): {
+    published: Envelope[];
+    recording: EventBus;
+    stalling: EventBus;
+    stalled: { resolve: () => void; reject: (err: Error) => void }[];
+  } {
+    const published: Envelope[] = [];
+    const stalled: { resolve: () => void; reject: (err: Error) => void }[] = [];
+    const bus = (stall: boolean): EventBus => {
+      const wrapped = Object.create(backend.bus) as EventBus;
+      wrapped.publish = async (topic, envelopes) => {
+        const stuck = envelopes.filter((envelope) => envelope.type === EventType.WorkflowStuck);
+        if (stall && stuck.length > 0) {
+          await new Promise<void>((resolve, reject) => stalled.push({ resolve, reject }));
+        }
+        await backend.bus.publish(topic, envelopes);
+        published.push(...stuck);
+      };
+      return wrapped;
+    };
+    releases.push(() => {
+      for (const { reject } of stalled) reject(new Error('the test ended'));
+    });
+    return { published, recording: bus(false), stalling: bus(true), stalled };
+  }
+
+  it('announces a stuck point once its lease runs out when the replica that took it died before publishing', async () => {
+    const { published, recording, stalling, stalled } = stuckPublishes();
+    const a = monitor({ bus: stalling });
+    const b = monitor({ bus: recording });
+    const t0 = clock.now();
+    const hung = await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+
+    // a takes the lease on the point and never gets its event out (killed mid-publish).
+    const aScan = a.scanNow();
+    await waitFor(() => stalled.length === 1, { description: 'a publishing workflow.stuck' });
+    // While the lease is on, the other replica keeps off the point (it lists the run all the same).
+    await b.scanNow();
+    clock.advance(LEASE_MS - 1);
+    await b.scanNow();
+    expect(published).toEqual([]);
+    expect((await b.listStuckRuns()).map((r) => r.txId)).toEqual([hung.txId]);
+
+    // The lease ran out: the next scan of the other replica announces the point.
+    clock.advance(1);
+    await b.scanNow();
+    expect(published.map((envelope) => envelope.id)).toEqual([`${hung.txId}:stuck:${t0}`]);
+    expect(published[0]).toMatchObject({ payload: { reason: 'no_progress', lastProgressAt: t0 } });
+    expect(b.stats.stuckEventsPublished).toBe(1);
+    // Its mark now lasts: later scans, past many leases, announce nothing more.
+    clock.advance(10 * LEASE_MS);
+    await b.scanNow();
+    expect(b.stats.stuckEventsPublished).toBe(1);
+
+    // The dead replica's connection drops (lets its scan end, so the test can close it).
+    stalled[0]?.reject(new MultiAgentsError(ErrorCode.Unavailable, 'connection lost', { retryable: true }));
+    await aScan;
+    expect(a.stats.stuckEventsPublished).toBe(0);
+  });
+
+  it('keeps one announcement when its publish outlasted the lease and no replica took the point meanwhile', async () => {
+    const { published, recording, stalling, stalled } = stuckPublishes();
+    const a = monitor({ bus: stalling });
+    const b = monitor({ bus: recording });
+    const t0 = clock.now();
+    const hung = await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+
+    const aScan = a.scanNow();
+    await waitFor(() => stalled.length === 1, { description: 'a publishing workflow.stuck' });
+    clock.advance(LEASE_MS + 1);
+    stalled[0]?.resolve();
+    await aScan;
+    expect(published.map((envelope) => envelope.id)).toEqual([`${hung.txId}:stuck:${t0}`]);
+    // Its lease had run out, free: a took the point again for the mark's full life.
+    clock.advance(10 * LEASE_MS);
+    for (const em of [b, a, b]) await em.scanNow();
+    expect(published).toHaveLength(1);
+    expect(a.stats.stuckEventsPublished + b.stats.stuckEventsPublished).toBe(1);
+  });
+
+  it('announces a point twice, under one envelope id, only when its publisher lost the lease before confirming it', async () => {
+    const { published, recording, stalling, stalled } = stuckPublishes();
+    const a = monitor({ bus: stalling });
+    const b = monitor({ bus: recording });
+    const t0 = clock.now();
+    const hung = await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+
+    const aScan = a.scanNow();
+    await waitFor(() => stalled.length === 1, { description: 'a publishing workflow.stuck' });
+    // a's publish outlasts its lease: b takes the point, announces it and confirms its mark.
+    clock.advance(LEASE_MS);
+    await b.scanNow();
+    expect(b.stats.stuckEventsPublished).toBe(1);
+    // a's publish lands late: a copy, which a consumer drops by its id. a cannot extend (nor
+    // shorten) b's mark, and neither announces the point again.
+    stalled[0]?.resolve();
+    await aScan;
+    const id = `${hung.txId}:stuck:${t0}`;
+    expect(published.map((envelope) => envelope.id)).toEqual([id, id]);
+    clock.advance(10 * LEASE_MS);
+    for (const em of [a, b, a]) await em.scanNow();
+    expect(published).toHaveLength(2);
+    expect(a.stats.watchdogFailures + b.stats.watchdogFailures).toBe(0);
+  });
+
+  it('leaves a point to the replica that took it when its own publish failed and its lease ran out before it tried again', async () => {
+    const { published, recording } = stuckPublishes();
+    let refusals = 1;
+    const refusing = Object.create(recording) as EventBus;
+    refusing.publish = async (topic, envelopes) => {
+      if (envelopes.some((envelope) => envelope.type === EventType.WorkflowStuck) && refusals > 0) {
+        refusals -= 1;
+        throw new MultiAgentsError(ErrorCode.Unavailable, 'broker unreachable', { retryable: true });
+      }
+      await recording.publish(topic, envelopes);
+    };
+    const a = monitor({ bus: refusing });
+    const b = monitor({ bus: recording });
+    const t0 = clock.now();
+    const hung = await hungRun(t0);
+    clock.advance(THRESHOLD_MS + 1);
+
+    await a.scanNow(); // takes the lease; its publish is refused: owed
+    clock.advance(LEASE_MS); // a's scans stall (its store unreachable, say) past its lease
+    await b.scanNow();
+    expect(published.map((envelope) => envelope.id)).toEqual([`${hung.txId}:stuck:${t0}`]);
+    // a's lease is gone (b took the point and confirmed it): a does not publish what it owed.
+    for (const em of [a, b, a]) await em.scanNow();
+    expect(published).toHaveLength(1);
+    expect([a.stats.stuckEventsPublished, b.stats.stuckEventsPublished]).toEqual([0, 1]);
   });
 
   it('does not publish workflow.stuck again when a run stays stuck at one point for longer than its mark lasts', async () => {

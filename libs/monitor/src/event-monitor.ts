@@ -72,6 +72,20 @@ export const DEFAULT_EVENT_MONITOR_OPTIONS = {
   maxDeadLettersLimit: 1_000,
 } as const;
 
+/**
+ * How many watchdog scans the lease on a stuck point lasts: the replica that takes it publishes
+ * `workflow.stuck` and only then makes its mark last (see {@link EventMonitor}); one killed in
+ * between keeps the other replicas off the point that long at most, and the first scan of any
+ * replica after it announces the point.
+ */
+export const STUCK_MARK_LEASE_SCANS = 3;
+/**
+ * The shortest lease on a stuck point, whatever the scan interval: room for a publish that is slow
+ * (a broker electing a leader; the backends give up on a request after 5 s by default), which would
+ * otherwise let a second replica announce the point too.
+ */
+export const MIN_STUCK_MARK_LEASE_MS = 30_000;
+
 /** Options of {@link EventMonitor}. */
 export interface EventMonitorOptions {
   readonly bus: EventBus;
@@ -241,7 +255,9 @@ function resolve(options: EventMonitorOptions): Resolved {
  *   moved for longer than its workflow's threshold while not waiting for a signal, a sleep or a
  *   retry timer is listed as stuck until it moves; `workflow.stuck` is published once per stuck
  *   point across every replica (a {@link TimelineStore.markOnce} on the run and the time it last
- *   moved); the runs waiting for a retry are read when someone asks for them;
+ *   moved, taken for a short lease and extended once published, so a replica killed in between
+ *   holds the point up only until its lease runs out); the runs waiting for a retry are read when
+ *   someone asks for them;
  * - lists, replays and discards dead letters through the bus port;
  * - lists worker-managers: the live ones from the shared registry, and those that went silent
  *   (listed as gone for `goneWorkersRetentionMs`);
@@ -275,11 +291,13 @@ export class EventMonitor {
   private generation = 0;
   /** The smallest stuck threshold of any workflow: younger runs cannot be stuck. */
   private readonly minThresholdMs: number;
+  /** How long this replica holds a stuck point before its `workflow.stuck` is out (see `announce`). */
+  private readonly stuckLeaseMs: number;
   /**
-   * The stuck points whose mark this replica won and whose `workflow.stuck` it has not published
-   * yet (the publish failed): by mark key, until published or the run moves.
+   * The stuck points whose lease this replica holds and whose mark it has not made last yet (the
+   * publish or the extension failed): by mark key, until done or the run moves.
    */
-  private readonly owed = new Set<string>();
+  private readonly owed = new Map<string, OwedStuckEvent>();
   private readonly workers = new Map<string, KnownWorkerManager>();
   private readonly watchers = new Set<{ filter: EventFilter; listener: (envelope: Envelope) => void }>();
   private readonly counts = {
@@ -313,6 +331,10 @@ export class EventMonitor {
     this.minThresholdMs = Math.min(
       this.options.stuckThresholdMs,
       ...Object.values(deps.stuckThresholdsMs ?? {}),
+    );
+    this.stuckLeaseMs = Math.max(
+      MIN_STUCK_MARK_LEASE_MS,
+      STUCK_MARK_LEASE_SCANS * this.options.stuckScanIntervalMs,
     );
   }
 
@@ -729,7 +751,7 @@ export class EventMonitor {
     for (const [txId, info] of found) this.stuck.set(txId, info);
     // An event owed for a point the run has left is owed no more (it moved: it is not stuck there).
     const points = new Set([...found.values()].map(stuckMarkOf));
-    for (const key of this.owed) if (!points.has(key)) this.owed.delete(key);
+    for (const key of this.owed.keys()) if (!points.has(key)) this.owed.delete(key);
     this.counts.watchdogScans += 1;
   }
 
@@ -827,29 +849,66 @@ export class EventMonitor {
   }
 
   /**
-   * Publishes `workflow.stuck` once per stuck point across every replica: the replica whose
-   * {@link TimelineStore.markOnce} on the run and the time it last moved wins publishes it. When
-   * that publish fails (a broker blip) the event is owed: the mark stays (the store cannot release
-   * one), so no other replica will publish it, and this replica's next scans try again while the
-   * run stays stuck at that point. The envelope id names the stuck point, so a consumer can drop
-   * the copy a publish that failed late may have left. A mark that could not be set is tried again
-   * at the next scan. Never throws: the run is listed as stuck whether or not this succeeds.
+   * Publishes `workflow.stuck` once per stuck point across every replica, in three moves:
    *
-   * Nor can a mark be extended: a point is announced only within `timelineRetentionMs` of its
-   * becoming stuck, and its mark, set no earlier than that, lasts a threshold longer (room for the
-   * replicas' clocks to differ), so a mark is still there whenever a replica may ask for it, and a
-   * run stuck at one point for longer than a mark lasts is not announced a second time.
+   * 1. a lease: the replica whose {@link TimelineStore.markOnce} on the run and the time it last
+   *    moved wins holds the point for `stuckLeaseMs` ({@link STUCK_MARK_LEASE_SCANS} scans, at
+   *    least {@link MIN_STUCK_MARK_LEASE_MS});
+   * 2. the publish;
+   * 3. the confirmation: {@link TimelineStore.extendMark} makes the mark last its full life.
+   *
+   * A replica killed before 3 (kill -9, out of memory) leaves only a lease: once it runs out, the
+   * next scan of any replica takes the point and announces it. When the publish fails (a broker
+   * blip) the event is owed: this replica renews its lease and tries again at its next scans while
+   * the run stays stuck there. A lease that ran out before its confirmation (a publish slower than
+   * the lease, or scans failing for longer) is not this replica's any more: the store refuses to
+   * extend it, so a replica that took the point meanwhile keeps its own lease, and this one takes
+   * the point again only if nobody has. So a point is announced twice only when a replica published
+   * it and then lost its lease (killed, or too slow) before confirming: the envelope id names the
+   * point (`<txId>:stuck:<lastProgressAt>`), so a consumer can drop the copy. A mark that could not
+   * be taken is tried again at the next scan. Never throws: the run is listed as stuck whether or
+   * not this succeeds.
+   *
+   * A confirmed mark is not extended again: a point is announced only within `timelineRetentionMs`
+   * of its becoming stuck, and its mark, confirmed no earlier than that, lasts a threshold longer
+   * (room for the replicas' clocks to differ), so a mark is still there whenever a replica may ask
+   * for it, and a run stuck at one point for longer than a mark lasts is not announced a second time.
    */
   private async announce(info: StuckRunInfo, now: number): Promise<void> {
     const key = stuckMarkOf(info);
+    const retentionMs = this.options.timelineRetentionMs;
+    const markMs = retentionMs + info.thresholdMs;
+    const leaseMs = Math.min(this.stuckLeaseMs, markMs);
+    const { timelines } = this.deps;
     try {
-      if (!this.owed.has(key)) {
-        const retentionMs = this.options.timelineRetentionMs;
-        if (now >= info.lastProgressAt + info.thresholdMs + retentionMs) return;
-        if (!(await this.deps.timelines.markOnce(key, retentionMs + info.thresholdMs))) return;
-        this.owed.add(key);
+      let owed = this.owed.get(key);
+      // Trying a failed publish again: only while the lease is still this replica's (renewed, so
+      // the others stay off while it tries).
+      if (owed !== undefined && !owed.published && !(await timelines.extendMark(key, owed.token, leaseMs))) {
+        this.owed.delete(key);
+        owed = undefined;
       }
-      await this.publishStuck(info);
+      if (owed === undefined) {
+        if (now >= info.lastProgressAt + info.thresholdMs + retentionMs) return;
+        const token = await timelines.markOnce(key, leaseMs);
+        if (token === undefined) return;
+        owed = { token, published: false };
+        this.owed.set(key, owed);
+      }
+      if (!owed.published) {
+        await this.publishStuck(info);
+        owed.published = true;
+      }
+      if (!(await timelines.extendMark(key, owed.token, markMs))) {
+        // The lease ran out before the confirmation: the mark is taken again for its full life
+        // unless a replica took the point meanwhile (that one announces it too, under the same
+        // envelope id, and keeps its lease: the store refused to extend it for this replica).
+        const again = await timelines.markOnce(key, markMs);
+        this.logger.warn(
+          { txId: info.txId, retaken: again !== undefined },
+          'the lease on a stuck point ran out before its workflow.stuck was confirmed',
+        );
+      }
       this.owed.delete(key);
     } catch (err) {
       this.counts.watchdogFailures += 1;
@@ -924,6 +983,13 @@ export class EventMonitor {
     }
     return [Topics.events, Topics.results, ...[...workers].sort().map((worker) => Topics.command(worker))];
   }
+}
+
+/** A stuck point whose lease this replica holds: its token, and whether its event is out. */
+interface OwedStuckEvent {
+  readonly token: string;
+  /** Published: only the extension of its mark is left to do. */
+  published: boolean;
 }
 
 /**

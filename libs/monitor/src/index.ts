@@ -12,6 +12,8 @@
 
 /** The monitor, its consumer group and defaults. */
 export { EventMonitor, EVENT_MONITOR_GROUP, DEFAULT_EVENT_MONITOR_OPTIONS } from './event-monitor';
+/** How long the watchdog's lease on a stuck point lasts before its `workflow.stuck` is confirmed. */
+export { STUCK_MARK_LEASE_SCANS, MIN_STUCK_MARK_LEASE_MS } from './event-monitor';
 /** Its options, answers and counters. */
 export type {
   EventMonitorOptions,

@@ -188,3 +188,33 @@ describe('NatsTimelineStore (adapter-specific)', () => {
     expect(await backend.timelines.get(txId)).toEqual([entry(1, RunState.Completed)]);
   });
 });
+
+describe('NatsTimelineStore marks (adapter-specific)', () => {
+  it('stores a mark as its holder’s token and expiry, rewritten on its revision when extended', async () => {
+    const key = `stuck:${randomUUID()}`;
+    const kv = await nats().kv(backend.names.timelinesBucket);
+    const name = backend.names.monitorMark(key);
+    const token = await backend.timelines.markOnce(key, 30_000);
+    const taken = await kv.get(name);
+    expect(taken?.json()).toEqual({ value: token, expiresAt: expect.any(Number) });
+    expect(await backend.timelines.extendMark(key, token as string, 86_400_000)).toBe(true);
+    const extended = await kv.get(name);
+    expect(extended?.revision).toBeGreaterThan(taken?.revision ?? Infinity);
+    expect((extended?.json<{ expiresAt: number }>().expiresAt ?? 0) - Date.now()).toBeGreaterThan(30_000);
+  });
+
+  it('honours a mark an earlier version set (no token) until it expires, and lets no token extend it', async () => {
+    const key = `stuck:${randomUUID()}`;
+    // The bucket is made on first use.
+    expect(await backend.timelines.get(`tx-${randomUUID()}`)).toBeUndefined();
+    const kv = await nats().kv(backend.names.timelinesBucket);
+    const name = backend.names.monitorMark(key);
+    await kv.put(name, JSON.stringify({ value: true, expiresAt: Date.now() + 60_000 }));
+    expect(await backend.timelines.markOnce(key, 30_000)).toBeUndefined();
+    expect(await backend.timelines.extendMark(key, 'true', 30_000)).toBe(false);
+    await kv.put(name, JSON.stringify({ value: true, expiresAt: Date.now() - 1 }));
+    const token = await backend.timelines.markOnce(key, 30_000);
+    expect(token).toEqual(expect.any(String));
+    expect(await backend.timelines.extendMark(key, token as string, 60_000)).toBe(true);
+  });
+});

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ValidationError, isTerminalRunState } from '@multiagents/contracts';
 import type { TimelineEntry, TimelineReadOptions, TimelineStore } from '@multiagents/core';
 import type { KV } from '@nats-io/kv';
@@ -55,8 +56,12 @@ const decoder = new TextDecoder();
  * written, which bounds what retention keeps (for a run longer than that, its oldest entries).
  * Timelines written as one key per run (`t.<txId>`, earlier versions) are still read.
  *
- * A mark is `m.<key>`, set by a create (one caller wins) or, once expired, by an update on the
- * expired revision.
+ * A mark is `m.<key>`, its value the taker's token and its expiry (no per-key time to live here
+ * either), set by a create (one caller wins) or, once expired, by an update on the expired
+ * revision. It is extended by an update on the revision read, only when that still holds the
+ * token and has not expired: a replica that took the mark meanwhile wrote a newer revision, so the
+ * late replica's update is refused and never extends the other's lease. Expiry is judged by each
+ * replica's clock: clocks that differ by a few seconds shorten or lengthen a lease that much.
  *
  * @example
  * const { timelines } = await createNatsBackend({ servers: 'nats://127.0.0.1:4222' });
@@ -190,27 +195,46 @@ export class NatsTimelineStore implements TimelineStore {
     return batch.filter((read): read is KvRead => read !== undefined);
   }
 
-  async markOnce(key: string, ttlMs: number): Promise<boolean> {
+  async markOnce(key: string, leaseMs: number): Promise<string | undefined> {
     const kv = await this.bucket();
     const name = this.ctx.names.monitorMark(key);
-    const data = (): Uint8Array =>
-      encoder.encode(JSON.stringify({ value: true, expiresAt: this.ctx.clock.now() + ttlMs }));
+    const token = randomUUID();
+    const data = (): Uint8Array => encodeMark(token, this.ctx.clock.now() + leaseMs);
     try {
       await untilAnswered(() => kv.create(name, data()));
-      return true;
+      return token;
     } catch (err) {
       if (!(isWrongRevision(err) || isKeyExists(err))) throw natsError(`marking ${key}`, err, { key: name });
     }
     try {
       const entry = await untilAnswered(() => kv.get(name));
-      if (entry === null) return false;
-      const stored = entry.operation === 'PUT' ? parse<boolean>(entry.value) : undefined;
-      if (stored !== undefined && stored.expiresAt > this.ctx.clock.now()) return false;
+      if (entry === null) return undefined;
+      // Marks of earlier versions hold `true`, not a token: they expire all the same.
+      const stored = entry.operation === 'PUT' ? parse<unknown>(entry.value) : undefined;
+      if (stored !== undefined && stored.expiresAt > this.ctx.clock.now()) return undefined;
       await untilAnswered(() => kv.update(name, data(), entry.revision));
+      return token;
+    } catch (err) {
+      if (isWrongRevision(err)) return undefined;
+      throw natsError(`marking ${key}`, err, { key: name });
+    }
+  }
+
+  async extendMark(key: string, token: string, ttlMs: number): Promise<boolean> {
+    const kv = await this.bucket();
+    const name = this.ctx.names.monitorMark(key);
+    try {
+      const entry = await untilAnswered(() => kv.get(name));
+      if (entry === null || entry.operation !== 'PUT') return false;
+      const stored = parse<unknown>(entry.value);
+      const now = this.ctx.clock.now();
+      if (stored === undefined || stored.value !== token || stored.expiresAt <= now) return false;
+      // On the revision read: a replica that took the mark since has written a newer one.
+      await untilAnswered(() => kv.update(name, encodeMark(token, now + ttlMs), entry.revision));
       return true;
     } catch (err) {
       if (isWrongRevision(err)) return false;
-      throw natsError(`marking ${key}`, err, { key: name });
+      throw natsError(`extending the mark ${key}`, err, { key: name });
     }
   }
 
@@ -231,6 +255,12 @@ function liveTimeline(stored: readonly StoredEntry[], now: number): TimelineEntr
     expiresAt = Math.max(expiresAt, s.expiresAt);
   }
   return expiresAt > now ? live : [];
+}
+
+/** A mark as stored: the token of whoever holds it, and when the hold ends. */
+function encodeMark(token: string, expiresAt: number): Uint8Array {
+  const stored: Stored<string> = { value: token, expiresAt };
+  return encoder.encode(JSON.stringify(stored));
 }
 
 function parseEntry(data: Uint8Array): StoredEntry | undefined {

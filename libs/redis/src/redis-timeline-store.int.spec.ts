@@ -1,5 +1,12 @@
 import { RunState } from '@multiagents/contracts';
 import type { TimelineEntry } from '@multiagents/core';
+import {
+  startRedisClusterProcesses,
+  timelineStoreConformance,
+  type RedisClusterProcesses,
+} from '@multiagents/testing';
+import { Cluster } from 'ioredis';
+import { createRedisBackend, type RedisBackend } from './redis-backend';
 import { freshPrefix, useRedisServer } from './test/redis-test-server';
 
 function entry(version: number, state: RunState = RunState.Running): TimelineEntry {
@@ -116,5 +123,68 @@ describe('RedisTimelineStore', () => {
     await backend.timelines.append('tx-1', [entry(1)], 1_000);
     await backend.timelines.append('tx-1', [], 600_000);
     expect(await backend.connection.client.pttl(key)).toBeGreaterThan(1_000);
+  });
+});
+
+describe('RedisTimelineStore marks', () => {
+  const redis = useRedisServer();
+
+  it('takes a mark for its lease under a token, and extends it only while that token holds it', async () => {
+    const backend = redis.backend({ prefix: freshPrefix() });
+    const { client, keys } = backend.connection;
+    const name = keys.monitorMark('stuck:tx-1:5');
+    const token = await backend.timelines.markOnce('stuck:tx-1:5', 30_000);
+    expect(await client.get(name)).toBe(token);
+    expect(await client.pttl(name)).toBeGreaterThan(20_000);
+    expect(await client.pttl(name)).toBeLessThanOrEqual(30_000);
+    expect(await backend.timelines.extendMark('stuck:tx-1:5', token as string, 86_400_000)).toBe(true);
+    expect(await client.pttl(name)).toBeGreaterThan(30_000);
+    // Another replica took the mark after the lease ran out (set here by hand): not extended.
+    await client.set(name, 'another-token', 'PX', 5_000);
+    expect(await backend.timelines.extendMark('stuck:tx-1:5', token as string, 86_400_000)).toBe(false);
+    expect(await client.get(name)).toBe('another-token');
+    expect(await client.pttl(name)).toBeLessThanOrEqual(5_000);
+  });
+});
+
+describe('RedisTimelineStore on a Redis Cluster', () => {
+  // Every call stays in one slot (a CROSSSLOT error would fail it): a timeline's script in its
+  // run's partition, a mark and its extension on the mark's one key.
+  let cluster: RedisClusterProcesses | undefined;
+
+  beforeAll(async () => {
+    cluster = await startRedisClusterProcesses({ masters: 3, replicasPerMaster: 0 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  function backend(prefix: string): RedisBackend {
+    const nodes = (cluster?.nodes ?? []).map((node) => ({ host: '127.0.0.1', port: node.port }));
+    return createRedisBackend({
+      // Commands only: nothing here subscribes, so no blocking reader needs other settings.
+      connect: () =>
+        new Cluster([...nodes], { redisOptions: { commandTimeout: 5_000, disconnectTimeout: 300 } }),
+      prefix,
+      partitions: 3,
+      trimIntervalMs: 0,
+      indexPruneIntervalMs: 0,
+    });
+  }
+
+  timelineStoreConformance('redis cluster, P=3', async () => {
+    const prefix = freshPrefix();
+    const store = backend(prefix);
+    const replica = backend(prefix);
+    expect(store.connection.cluster).toBe(true);
+    return {
+      store: store.timelines,
+      replica: replica.timelines,
+      cleanup: async () => {
+        await store.close();
+        await replica.close();
+      },
+    };
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ValidationError } from '@multiagents/contracts';
 import type { TimelineEntry, TimelineStore } from '@multiagents/core';
 import type { RedisBackendOptions } from './redis-backend-options';
@@ -24,7 +25,8 @@ interface Append {
  * appends of one event-loop turn go in one call per partition (a {@link TurnBatcher}): the
  * monitor appends once per event, and one call per event cost as much as the rest of its work.
  * Appends to one run in one turn share its key and its PEXPIRE.
- * A mark is `SET NX PX`. Not on the per-step path: only the monitor writes here.
+ * A mark is `SET NX PX` of a fresh token (the hold's name), extended by `extend-mark` only while
+ * it still holds that token. Not on the per-step path: only the monitor writes here.
  *
  * @example
  * const timelines = new RedisTimelineStore(backend.connection);
@@ -100,18 +102,32 @@ export class RedisTimelineStore implements TimelineStore {
     return entries.sort((a, b) => a.version - b.version);
   }
 
-  async markOnce(key: string, ttlMs: number): Promise<boolean> {
+  async markOnce(key: string, leaseMs: number): Promise<string | undefined> {
     const name = this.connection.keys.monitorMark(key);
+    const token = randomUUID();
     const reply = await this.connection.call('mark once', () =>
-      this.connection.client.set(name, '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'),
+      this.connection.client.set(name, token, 'PX', wholeMs(leaseMs), 'NX'),
     );
-    return reply === 'OK';
+    return reply === 'OK' ? token : undefined;
+  }
+
+  async extendMark(key: string, token: string, ttlMs: number): Promise<boolean> {
+    const name = this.connection.keys.monitorMark(key);
+    const reply = await this.connection.call('extend mark', () =>
+      this.connection.scripts.extendMark(name, token, wholeMs(ttlMs)),
+    );
+    return reply === 1;
   }
 
   async close(): Promise<void> {
     await this.batcher.drain();
     if (this.owned) await this.connection.close();
   }
+}
+
+/** A time to live as PX and PEXPIRE take it: whole milliseconds, at least one. */
+function wholeMs(ms: number): number {
+  return Math.max(1, Math.ceil(ms));
 }
 
 /**

@@ -9,6 +9,7 @@ import { COMMIT_SCRIPT } from './lua/commit-script';
 import { COMPLETE_TIMERS_SCRIPT } from './lua/complete-timers-script';
 import { DEAD_LETTER_SCRIPT } from './lua/dead-letter-script';
 import { DROP_EXPIRED_SCRIPT } from './lua/drop-expired-script';
+import { EXTEND_MARK_SCRIPT } from './lua/extend-mark-script';
 import { FLUSH_SCRIPT } from './lua/flush-script';
 import { FORGET_CONSUMER_SCRIPT } from './lua/forget-consumer-script';
 import { INDEX_PAGE_SCRIPT } from './lua/index-page-script';
@@ -46,6 +47,7 @@ export interface RedisScripts {
   dropExpired(base: string, args: readonly ScriptArg[]): Promise<number>;
   putDefinition(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
   appendTimeline(keys: readonly string[], args: readonly ScriptArg[]): Promise<number>;
+  extendMark(key: string, token: string, ttlMs: number): Promise<number>;
 }
 
 /** A Lua script and its SHA1, as EVALSHA names it. */
@@ -141,6 +143,7 @@ export function defineScripts(client: RedisClient): RedisScripts {
   const dropExpired = method(DROP_EXPIRED_SCRIPT);
   const putDefinition = method(PUT_DEFINITION_SCRIPT);
   const appendTimeline = method(APPEND_TIMELINE_SCRIPT);
+  const extendMark = method(EXTEND_MARK_SCRIPT);
   return {
     commit: (keys, args) => commit(keys, args) as Promise<[number, number?][]>,
     flush: (keys, args) => flush(keys, args) as Promise<number>,
@@ -159,5 +162,6 @@ export function defineScripts(client: RedisClient): RedisScripts {
     dropExpired: (base, args) => dropExpired([base], args) as Promise<number>,
     putDefinition: (keys, args) => putDefinition(keys, args) as Promise<number>,
     appendTimeline: (keys, args) => appendTimeline(keys, args) as Promise<number>,
+    extendMark: (key, token, ttlMs) => extendMark([key], [token, ttlMs]) as Promise<number>,
   };
 }

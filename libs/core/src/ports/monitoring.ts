@@ -70,10 +70,19 @@ export interface TimelineStore {
    */
   get(txId: string, options?: TimelineReadOptions): Promise<TimelineEntry[] | undefined>;
   /**
-   * Sets `key` unless it is set, for `ttlMs`: true for the one caller that set it (two monitor
-   * replicas never both fire the stuck-run watchdog for one run version).
+   * Takes `key` unless someone holds it, for `leaseMs`: a token naming this hold for the one
+   * caller that took it, undefined for every other (two monitor replicas never both announce one
+   * stuck point). A hold ends when its time runs out, whoever took it: a caller that dies holding
+   * a short lease keeps the others off only that long, and the first to ask after it takes `key`.
    */
-  markOnce(key: string, ttlMs: number): Promise<boolean>;
+  markOnce(key: string, leaseMs: number): Promise<string | undefined>;
+  /**
+   * Makes the hold `token` (from {@link markOnce}) on `key` end `ttlMs` from now (a lease becomes
+   * a mark for good once its work is done): true when that hold is still on; false, changing
+   * nothing, when it has ended (its time ran out, and another caller may have taken `key` since).
+   * Atomic: a caller whose hold ended never extends the hold of whoever took `key` after it.
+   */
+  extendMark(key: string, token: string, ttlMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
