@@ -22,9 +22,19 @@ describe('BackendGauges', () => {
             workers: ['payment.charge', 'secret.x', 'secret.y'],
             capacity: 8,
             inFlight: 3,
+            lingering: 2,
             seenAt: 0,
           },
           { managerId: 'm2', workers: ['payment.charge'], capacity: 4, inFlight: 1, seenAt: 0 },
+          // A record someone else wrote: a lingering count that is not one counts as none.
+          {
+            managerId: 'm3',
+            workers: ['payment.charge'],
+            capacity: 1,
+            inFlight: 0,
+            lingering: 'many' as unknown as number,
+            seenAt: 0,
+          },
         ],
       },
       bus: {
@@ -56,10 +66,11 @@ describe('BackendGauges', () => {
     expect(sumSamples(got, MetricName.Runs, { state: 'completed' })).toBe(7);
     expect(sumSamples(got, MetricName.Runs, { state: 'cancelled' })).toBe(0);
     expect(findSamples(got, MetricName.Runs)).toHaveLength(10);
-    expect(sumSamples(got, MetricName.WorkerManagers)).toBe(2);
-    expect(sumSamples(got, MetricName.WorkerCapacity)).toBe(12);
+    expect(sumSamples(got, MetricName.WorkerManagers)).toBe(3);
+    expect(sumSamples(got, MetricName.WorkerCapacity)).toBe(13);
     expect(sumSamples(got, MetricName.WorkerInFlight)).toBe(4);
-    expect(sumSamples(got, MetricName.WorkerReplicas, { worker: 'payment.charge' })).toBe(2);
+    expect(sumSamples(got, MetricName.WorkerLingering)).toBe(2);
+    expect(sumSamples(got, MetricName.WorkerReplicas, { worker: 'payment.charge' })).toBe(3);
     expect(sumSamples(got, MetricName.WorkerReplicas, { worker: 'shipping.ship' })).toBe(0);
     // Two unknown workers on one replica: that replica counts once under other.
     expect(sumSamples(got, MetricName.WorkerReplicas, { worker: 'other' })).toBe(1);

@@ -40,6 +40,7 @@ export class BackendGauges {
   private readonly replicas: Gauge<'worker'>;
   private readonly capacity: Gauge;
   private readonly inFlight: Gauge;
+  private readonly lingering: Gauge;
   private readonly sourceErrors: Counter<'source'>;
   private readonly timeoutMs: number;
   private refreshing: Promise<void> | undefined;
@@ -101,6 +102,11 @@ export class BackendGauges {
       help: 'Attempts the live worker-managers were running when they last announced themselves, summed.',
       registers,
     });
+    this.lingering = new Gauge({
+      name: MetricName.WorkerLingering,
+      help: 'Handlers still running past their attempt (timed out, cancelled, given up by a drain) in the live worker-managers when they last announced themselves, summed: each holds a slot.',
+      registers,
+    });
     this.sourceErrors = new Counter({
       name: MetricName.CollectorSourceErrors,
       help: 'Scrape-time reads that failed or timed out, by source (their series were left out).',
@@ -119,6 +125,7 @@ export class BackendGauges {
         this.replicas,
         this.capacity,
         this.inFlight,
+        this.lingering,
       ]),
       this.read(GaugeSource.Bus, () => this.readBus(), [
         this.deadLetters,
@@ -187,9 +194,14 @@ export class BackendGauges {
     for (const worker of this.options.bounds.workers) replicas.set(worker, 0);
     let capacity = 0;
     let inFlight = 0;
+    let lingering = 0;
     for (const manager of managers) {
       capacity += manager.capacity;
       inFlight += manager.inFlight;
+      // Absent from older replicas; a registry a stranger wrote to may hold anything.
+      if (Number.isSafeInteger(manager.lingering) && (manager.lingering as number) > 0) {
+        lingering += manager.lingering as number;
+      }
       // A replica hosting several unknown workers counts once under `other`.
       const labels = new Set(manager.workers.map((w) => this.options.bounds.worker(w)));
       for (const label of labels) replicas.set(label, (replicas.get(label) ?? 0) + 1);
@@ -198,6 +210,7 @@ export class BackendGauges {
       this.managers.set(managers.length);
       this.capacity.set(capacity);
       this.inFlight.set(inFlight);
+      this.lingering.set(lingering);
       this.replicas.reset();
       for (const [worker, n] of replicas) this.replicas.set({ worker }, n);
     };

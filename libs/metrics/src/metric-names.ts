@@ -41,6 +41,8 @@ export const MetricName = {
   WorkerCapacity: 'multiagents_worker_capacity',
   /** gauge: attempts the live worker-managers were running when they last announced themselves. */
   WorkerInFlight: 'multiagents_worker_in_flight',
+  /** gauge: handlers of the live worker-managers still running past their attempt, each holding a slot. */
+  WorkerLingering: 'multiagents_worker_lingering',
   /** gauge {version, node_version, backend}: always 1. */
   BuildInfo: 'multiagents_build_info',
   /** counter {type}: events this collector handled, by envelope type. */

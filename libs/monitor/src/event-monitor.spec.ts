@@ -987,6 +987,25 @@ describe('EventMonitor', () => {
       expect((await em.listWorkers())[0]?.lingering).toBe(0);
     });
 
+    it("are listed as the registry's record counts them when it has the count, whatever heartbeat this replica got", async () => {
+      const em = await announced();
+      await backend.bus.publish(Topics.events, [heartbeatEvent('hb-1', clock.now(), { lingering: 1 })]);
+      await waitFor(() => em.stats.eventsHandled === 1);
+      // A newer worker-manager's record carries the count (read now, whichever replica got its heartbeats).
+      await backend.registry.announce(
+        {
+          managerId: 'wm-a',
+          workers: ['payment.charge'],
+          capacity: 1,
+          inFlight: 0,
+          lingering: 3,
+          seenAt: clock.now(),
+        },
+        60_000,
+      );
+      expect((await em.listWorkers())[0]?.lingering).toBe(3);
+    });
+
     it('dead-letters a heartbeat with a lingering count that is not a count, and keeps the last one', async () => {
       const em = await announced();
       await backend.bus.publish(Topics.events, [heartbeatEvent('hb-ok', clock.now(), { lingering: 1 })]);

@@ -157,8 +157,8 @@ export interface MonitoredWorkerManager extends WorkerManagerRecord {
   readonly live: boolean;
   /**
    * Handlers it still ran past their attempts (they ignored their abort signal; each holds a
-   * slot) at its last `worker.heartbeat` this monitor received; 0 from a worker-manager too old
-   * to count them. Absent until a heartbeat of it arrives: the registry's record has no such count.
+   * slot), from its registry record, else from its last `worker.heartbeat` this monitor received;
+   * 0 from a worker-manager too old to count them, absent until one of them told.
    */
   readonly lingering?: number;
 }
@@ -955,8 +955,9 @@ export class EventMonitor {
     const liveIds = new Set<string>();
     for (const record of live) {
       liveIds.add(record.managerId);
-      // The registry's record has no lingering count: keep the last heartbeat's.
-      const lingering = this.workers.get(record.managerId)?.lingering;
+      // The registry's count when its record has one (read now, of every replica); else the last
+      // heartbeat's this replica received (an older worker-manager's record has none).
+      const lingering = record.lingering ?? this.workers.get(record.managerId)?.lingering;
       this.workers.set(record.managerId, { record, ...(lingering === undefined ? {} : { lingering }) });
     }
     for (const [managerId, known] of this.workers) {
@@ -994,7 +995,7 @@ interface OwedStuckEvent {
 
 /**
  * A worker-manager as the monitor knows it: its last record, when it was found gone silent, and
- * the lingering handlers its last heartbeat counted (not part of the registry's record).
+ * its lingering handlers as its record or its last heartbeat counted them.
  */
 interface KnownWorkerManager {
   readonly record: WorkerManagerRecord;

@@ -89,12 +89,13 @@ function decodeStored(managerId: string, json: string): Stored | undefined {
   if (value === undefined || typeof value['expiresAt'] !== 'number') return undefined;
   const record = value['record'];
   if (!isObject(record) || record['managerId'] !== managerId) return undefined;
-  const { workers, capacity, inFlight, seenAt, details } = record;
+  const { workers, capacity, inFlight, lingering, seenAt, details } = record;
   const valid =
     Array.isArray(workers) &&
     workers.every((worker) => typeof worker === 'string') &&
     typeof capacity === 'number' &&
     typeof inFlight === 'number' &&
+    (lingering === undefined || (Number.isSafeInteger(lingering) && (lingering as number) >= 0)) &&
     typeof seenAt === 'number' &&
     (details === undefined ||
       (isObject(details) && Object.values(details).every((detail) => typeof detail === 'string')));

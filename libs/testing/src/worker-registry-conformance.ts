@@ -45,7 +45,8 @@ export function workerRegistryConformance(name: string, create: () => Promise<Wo
 
     it('lists what was announced, sorted by manager id, with every field', async () => {
       const b = record('wm-b');
-      const a = record('wm-a', { workers: ['shipping'], capacity: 4, inFlight: 0 });
+      // `lingering` is optional: one record with it, one without (as an older replica writes it).
+      const a = record('wm-a', { workers: ['shipping'], capacity: 4, inFlight: 0, lingering: 3 });
       await registry.announce(b, 60_000);
       await registry.announce(a, 60_000);
       expect(await registry.list()).toEqual([a, b]);

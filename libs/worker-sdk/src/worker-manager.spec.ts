@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { MemoryEventBus } from '@multiagents/memory';
+import { MemoryEventBus, MemoryWorkerRegistry } from '@multiagents/memory';
 import {
   ErrorCode,
   EventType,
@@ -742,14 +742,17 @@ describe('WorkerManager', () => {
       slot!.release();
     });
 
-    it('is counted as lingering in workers() and in worker.heartbeat while it runs, and no longer once it settles', async () => {
+    it('is counted as lingering in workers(), in worker.heartbeat and in the registry while it runs, and no longer once it settles', async () => {
       const events = await observe<WorkerHeartbeatPayload>(Topics.events);
       const seen = await observe<StepResultPayload>(Topics.results);
       const gate = deferred<string>();
+      const registry = new MemoryWorkerRegistry();
       const manager = await startManager([hangingFirst(gate.promise, { started: 0 })], {
         managerId: 'wm-hung',
         heartbeatIntervalMs: 20,
+        registry,
       });
+      const registered = async (): Promise<number | undefined> => (await registry.list())[0]?.lingering;
       const heartbeats = (): WorkerHeartbeatPayload[] =>
         events.filter((e) => e.type === EventType.WorkerHeartbeat).map((e) => e.payload);
       await sendCommand({}, { commandId: 'c-hang' });
@@ -766,6 +769,7 @@ describe('WorkerManager', () => {
         inFlight: 0,
         lingering: 1,
       });
+      await waitFor(async () => (await registered()) === 1, 2_000, 'the registry counting it');
 
       gate.resolve('too late');
       await waitFor(() => manager.workers()[0]!.lingering === 0, 2_000, 'the handler to settle');
@@ -780,6 +784,7 @@ describe('WorkerManager', () => {
       };
       await waitFor(() => afterSettled() !== undefined, 2_000, 'a heartbeat after it settled');
       expect(afterSettled()).toMatchObject({ managerId: 'wm-hung', inFlight: 0, lingering: 0 });
+      await waitFor(async () => (await registered()) === 0, 2_000, 'the registry no longer counting it');
     });
 
     it('close() does not wait for it, and says so', async () => {

@@ -974,8 +974,8 @@ export class WorkerManager implements LocalWorkers {
 
   /**
    * Publishes one `worker.heartbeat` and refreshes this replica in the registry; failures are
-   * logged (the next one comes soon). The heartbeat counts the lingering handlers too (they hold
-   * slots no attempt shows); the registry's record has no field for them.
+   * logged (the next one comes soon). Both count the lingering handlers too (they hold slots no
+   * attempt shows).
    */
   private async announce(): Promise<void> {
     const payload: WorkerHeartbeatPayload = {
@@ -994,6 +994,7 @@ export class WorkerManager implements LocalWorkers {
             workers: payload.workers,
             capacity,
             inFlight: payload.inFlight,
+            lingering: payload.lingering ?? 0,
             seenAt: this.clock.now(),
             ...(this.details ? { details: this.details } : {}),
           },

@@ -9,6 +9,11 @@ export interface WorkerManagerRecord {
   readonly capacity: number;
   /** Attempts running when it last announced itself. */
   readonly inFlight: number;
+  /**
+   * Handlers still running past their attempt (timed out, cancelled, given up by a drain, their
+   * signal ignored) when it last announced itself: each holds a slot. Absent from older replicas.
+   */
+  readonly lingering?: number;
   /** When it last announced itself (ms since the epoch). */
   readonly seenAt: number;
   /** Free-form facts for operators (host, version, pid…). */
