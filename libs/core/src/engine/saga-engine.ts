@@ -243,7 +243,7 @@ export function decide(workflow: CompiledWorkflow, run: Run, event: EngineEvent,
     schedule,
     cancel,
     changedSteps: changedSteps(run, draft.run),
-    abandoned: abandonedAttempts(workflow, run, draft.run, event),
+    abandoned: abandonedAttempts(run, draft.run, event),
   };
 }
 
@@ -259,36 +259,33 @@ function isUnwinding(run: Run): boolean {
  * attempts in flight it ended without their result (a timeout, a heartbeat timeout, an operator
  * action), and, when it began the unwinding, the task attempts still running then.
  */
-function abandonedAttempts(
-  workflow: CompiledWorkflow,
-  before: Run,
-  after: Run,
-  event: EngineEvent,
-): readonly string[] {
+function abandonedAttempts(before: Run, after: Run, event: EngineEvent): readonly string[] {
   const unwound = !isUnwinding(before) && isUnwinding(after);
   // Only a timer or an operator ends an attempt without its result (a result ends its own).
   const ended = event.type === 'timer' || isOperatorEvent(event);
   if (!unwound && !ended) return NO_IDS;
   const ids: string[] = [];
-  if (unwound) for (const id of commandsInFlight(workflow, after, false)) ids.push(id);
+  if (unwound) for (const id of awaitedCommandIds(after, false)) ids.push(id);
   if (ended) {
-    const still = new Set(commandsInFlight(workflow, after, true));
-    for (const id of commandsInFlight(workflow, before, true)) if (!still.has(id)) ids.push(id);
+    const still = new Set(awaitedCommandIds(after));
+    for (const id of awaitedCommandIds(before)) if (!still.has(id)) ids.push(id);
   }
   return ids.length === 0 ? NO_IDS : ids;
 }
 
-/** The command ids of the run's task attempts in flight, and of its compensations if asked. */
-function commandsInFlight(workflow: CompiledWorkflow, run: Run, compensations: boolean): string[] {
+/**
+ * The command ids a run awaits results of: its task attempts in flight, and its compensations in
+ * flight unless `compensations` is false. Only a task's attempts are listed in its record, so a
+ * parallel step, whose record runs too, has none.
+ */
+export function awaitedCommandIds(run: Run, compensations = true): string[] {
   const ids: string[] = [];
   for (const name in run.steps) {
     const record = run.steps[name] as StepRecord;
-    if (workflow.steps.get(name)?.definition.kind !== StepKind.Task) continue;
-    if (record.status === StepStatus.Running && record.attempt >= 1)
+    if (record.status === StepStatus.Running && record.attempts.length > 0) {
       ids.push(commandIdFor(run.txId, name, record.attempt));
-    const compensation = record.compensation;
-    if (compensations && compensation?.status === 'running') {
-      ids.push(commandIdFor(run.txId, name, compensation.attempt, true));
+    } else if (compensations && record.compensation?.status === 'running') {
+      ids.push(commandIdFor(run.txId, name, record.compensation.attempt, true));
     }
   }
   return ids;

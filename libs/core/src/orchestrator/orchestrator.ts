@@ -29,7 +29,7 @@ import {
 } from '@multiagents/contracts';
 import { compileWorkflow, taskSteps, type CompiledWorkflow } from '../definition/validate-definition';
 import {
-  commandIdFor,
+  awaitedCommandIds,
   createRun,
   decide,
   isCommandIdOf,
@@ -305,19 +305,6 @@ function withHeaders(
   headers: Readonly<Record<string, string>> | undefined,
 ): Envelope<StepCommandPayload> {
   return headers === undefined ? command : { ...command, headers };
-}
-
-/** Ids of the commands a run is waiting on: its running attempts and compensations. */
-function awaitedCommandIds(run: Run): Set<string> {
-  const ids = new Set<string>();
-  for (const record of Object.values(run.steps)) {
-    if (record.compensation?.status === 'running') {
-      ids.add(commandIdFor(run.txId, record.name, record.compensation.attempt, true));
-    } else if (record.status === 'running' && record.attempt > 0) {
-      ids.add(commandIdFor(run.txId, record.name, record.attempt));
-    }
-  }
-  return ids;
 }
 
 /**
@@ -1127,7 +1114,7 @@ export class Orchestrator {
     const txId = run.txId;
     let ids = this.dispatchedByRun.get(txId);
     if (ids) {
-      const awaited = isTerminalRunState(run.state) ? new Set<string>() : awaitedCommandIds(run);
+      const awaited = isTerminalRunState(run.state) ? new Set<string>() : new Set(awaitedCommandIds(run));
       for (const id of ids) {
         if (!awaited.has(id)) {
           this.dispatched.delete(id);
@@ -1179,7 +1166,7 @@ export class Orchestrator {
         continue; // the store is unreachable: try again at the next round
       }
       this.dispatched.delete(envelope.id);
-      if (!run || !awaitedCommandIds(run).has(envelope.id)) {
+      if (!run || !awaitedCommandIds(run).includes(envelope.id)) {
         const ids = this.dispatchedByRun.get(txId);
         ids?.delete(envelope.id);
         if (ids?.size === 0) this.dispatchedByRun.delete(txId);
