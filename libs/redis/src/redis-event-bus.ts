@@ -203,12 +203,7 @@ export class RedisEventBus implements EventBus {
     const tail = await RedisTail.open(this.connection, topic, this.keys.topicStreams(topic), handler, (t) =>
       this.tails.delete(t),
     );
-    if (this.closed) {
-      await tail.close();
-      this.assertOpen();
-    }
-    this.tails.add(tail);
-    return tail;
+    return this.keep(this.tails, tail);
   }
 
   /** PUBLISH of each envelope on the channel (pub/sub: Redis keeps nothing). */
@@ -230,12 +225,17 @@ export class RedisEventBus implements EventBus {
     const listener = await RedisListener.open(this.connection, channel, handler, (l) =>
       this.listeners.delete(l),
     );
+    return this.keep(this.listeners, listener);
+  }
+
+  /** Keeps a feed just opened for close(), or closes it and throws when the bus closed meanwhile. */
+  private async keep<T extends Subscription>(feeds: Set<T>, opened: T): Promise<T> {
     if (this.closed) {
-      await listener.close();
+      await opened.close();
       this.assertOpen();
     }
-    this.listeners.add(listener);
-    return listener;
+    feeds.add(opened);
+    return opened;
   }
 
   async pendingCount(topic: string, group: string): Promise<number> {
