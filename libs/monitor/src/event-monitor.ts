@@ -568,11 +568,7 @@ export class EventMonitor {
   async listWorkers(): Promise<MonitoredWorkerManager[]> {
     await this.pollWorkers();
     return [...this.workers.values()]
-      .map(({ record, goneAt, lingering }) => ({
-        ...record,
-        live: goneAt === undefined,
-        ...(lingering === undefined ? {} : { lingering }),
-      }))
+      .map(({ record, goneAt }) => ({ ...record, live: goneAt === undefined }))
       .sort((a, b) => (a.managerId < b.managerId ? -1 : 1));
   }
 
@@ -678,10 +674,10 @@ export class EventMonitor {
                 ...known.record,
                 workers: heartbeat.workers,
                 inFlight: heartbeat.inFlight,
+                // Absent from worker-managers older than the field: they count none.
+                lingering: heartbeat.lingering ?? 0,
                 seenAt: envelope.time,
               },
-              // Absent from worker-managers older than the field: they count none.
-              lingering: heartbeat.lingering ?? 0,
             });
           }
           return;
@@ -957,8 +953,11 @@ export class EventMonitor {
       liveIds.add(record.managerId);
       // The registry's count when its record has one (read now, of every replica); else the last
       // heartbeat's this replica received (an older worker-manager's record has none).
-      const lingering = record.lingering ?? this.workers.get(record.managerId)?.lingering;
-      this.workers.set(record.managerId, { record, ...(lingering === undefined ? {} : { lingering }) });
+      const heard = this.workers.get(record.managerId)?.record.lingering;
+      this.workers.set(record.managerId, {
+        record:
+          record.lingering === undefined && heard !== undefined ? { ...record, lingering: heard } : record,
+      });
     }
     for (const [managerId, known] of this.workers) {
       if (liveIds.has(managerId)) continue;
@@ -994,13 +993,12 @@ interface OwedStuckEvent {
 }
 
 /**
- * A worker-manager as the monitor knows it: its last record, when it was found gone silent, and
- * its lingering handlers as its record or its last heartbeat counted them.
+ * A worker-manager as the monitor knows it: its last record (its lingering handlers as the
+ * registry or its last heartbeat counted them), and when it was found gone silent.
  */
 interface KnownWorkerManager {
   readonly record: WorkerManagerRecord;
   readonly goneAt?: number;
-  readonly lingering?: number;
 }
 
 /**
