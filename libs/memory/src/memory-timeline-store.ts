@@ -14,8 +14,9 @@ interface Mark {
 
 /**
  * Run timelines and once-only marks of one process (the embedded mode): a timeline is forgotten
- * `ttlMs` after its last append, a mark when its lease (or the time it was extended to) ends. Expired items are dropped when
- * read, and by a sweep once they outnumber the live ones, so memory stays bounded by retention.
+ * `ttlMs` after its last append, a mark when its lease (or the time it was extended to) ends.
+ * Expired items are dropped when read, and by a sweep once they outnumber the live ones, so
+ * memory stays bounded by retention.
  *
  * @example
  * const timelines = new MemoryTimelineStore();
