@@ -130,6 +130,36 @@ function results(seen: Envelope[]): Envelope<StepResultPayload>[] {
   return seen.filter((e) => e.type === EventType.StepResult) as Envelope<StepResultPayload>[];
 }
 
+/**
+ * A worker whose handler hands its context to `started`, waits for its signal, then rejects with
+ * `stopped` (by default, the signal's reason).
+ */
+function stopsAtSignal(
+  started: (ctx: WorkerContext) => void,
+  stopped: (ctx: WorkerContext) => Error = (ctx) => ctx.signal.reason as Error,
+): WorkerDefinition<never, unknown> {
+  return worker(
+    (_input, ctx) =>
+      new Promise((_resolve, reject) => {
+        started(ctx);
+        ctx.signal.addEventListener('abort', () => reject(stopped(ctx)));
+      }),
+  );
+}
+
+/** A `step.cancel` notice of run `txId`, its payload as given. */
+function cancelNotice(txId: string, payload: unknown): Envelope<unknown> {
+  return {
+    id: `${txId}:v9:cancel`,
+    type: EventType.StepCancel,
+    txId,
+    workflowId: 'order_processing',
+    time: 1,
+    headers: {},
+    payload,
+  };
+}
+
 describe('WorkerManager', () => {
   describe('options', () => {
     it('lists every problem at once', () => {
@@ -546,14 +576,9 @@ describe('WorkerManager', () => {
     const seen = await observe<StepResultPayload>(Topics.results);
     let ctx: WorkerContext | undefined;
     const manager = await startManager([
-      worker(
-        (_input, c) =>
-          new Promise((_resolve, reject) => {
-            ctx = c;
-            c.signal.addEventListener('abort', () =>
-              reject(new NonRetryableError('stopped', { code: 'STOPPED', partialEffects: true })),
-            );
-          }),
+      stopsAtSignal(
+        (c) => (ctx = c),
+        () => new NonRetryableError('stopped', { code: 'STOPPED', partialEffects: true }),
       ),
     ]);
     await sendCommand({}, { commandId: 'tx-1:reserve:1' });
@@ -604,41 +629,24 @@ describe('WorkerManager', () => {
   it("hears step.cancel notices on Topics.control: only its run's command ids, bounded, anything else refused", async () => {
     const seen = await observe<StepResultPayload>(Topics.results);
     let ctx: WorkerContext | undefined;
-    const manager = await startManager([
-      worker(
-        (_input, c) =>
-          new Promise((_resolve, reject) => {
-            ctx = c;
-            c.signal.addEventListener('abort', () => reject(c.signal.reason as Error));
-          }),
-      ),
-    ]);
+    const manager = await startManager([stopsAtSignal((c) => (ctx = c))]);
     await sendCommand({}, { commandId: 'tx-1:reserve:1' });
     await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
-    const notice = (txId: string, payload: unknown): Envelope<unknown> => ({
-      id: `${txId}:v9:cancel`,
-      type: EventType.StepCancel,
-      txId,
-      workflowId: 'order_processing',
-      time: 1,
-      headers: {},
-      payload,
-    });
     // Another run naming this run's command, a malformed payload, too many ids, another type.
     await bus.broadcast(Topics.control, [
-      notice('tx-2', { commandIds: ['tx-1:reserve:1'], reason: 'forged' }),
-      notice('tx-1', { commandIds: 'tx-1:reserve:1', reason: 'not a list' }),
-      notice('tx-1', {
+      cancelNotice('tx-2', { commandIds: ['tx-1:reserve:1'], reason: 'forged' }),
+      cancelNotice('tx-1', { commandIds: 'tx-1:reserve:1', reason: 'not a list' }),
+      cancelNotice('tx-1', {
         commandIds: Array.from({ length: 1_001 }, () => 'tx-1:reserve:1'),
         reason: 'too many',
       }),
-      { ...notice('tx-1', { commandIds: ['tx-1:reserve:1'] }), type: EventType.StepHeartbeat },
+      { ...cancelNotice('tx-1', { commandIds: ['tx-1:reserve:1'] }), type: EventType.StepHeartbeat },
     ]);
     await waitFor(() => manager.counters.refusedCancelNotices === 3, 2_000, 'the bad notices refused');
     expect(ctx!.signal.aborted).toBe(false);
 
     await bus.broadcast(Topics.control, [
-      notice('tx-1', { commandIds: ['tx-1:reserve:1', 'tx-1:other:1'], reason: 'run cancelled' }),
+      cancelNotice('tx-1', { commandIds: ['tx-1:reserve:1', 'tx-1:other:1'], reason: 'run cancelled' }),
     ]);
     await waitFor(() => seen.length === 1, 2_000, 'the result');
     expect(seen[0]!.payload).toMatchObject({
@@ -652,24 +660,13 @@ describe('WorkerManager', () => {
     const logger = recordingLogger();
     let refusals = 0;
     let ctx: WorkerContext | undefined;
-    const manager = await startManager(
-      [
-        worker(
-          (_input, c) =>
-            new Promise((_resolve, reject) => {
-              ctx = c;
-              c.signal.addEventListener('abort', () => reject(c.signal.reason as Error));
-            }),
-        ),
-      ],
-      {
-        logger,
-        bus: delegating(bus, {
-          listen: (channel, handler) =>
-            refusals++ === 0 ? Promise.reject(new Error('NOPERM')) : bus.listen(channel, handler),
-        }),
-      },
-    );
+    const manager = await startManager([stopsAtSignal((c) => (ctx = c))], {
+      logger,
+      bus: delegating(bus, {
+        listen: (channel, handler) =>
+          refusals++ === 0 ? Promise.reject(new Error('NOPERM')) : bus.listen(channel, handler),
+      }),
+    });
     expect(logger.lines.some((l) => l.message.startsWith('cannot hear cancel notices yet'))).toBe(true);
     await waitFor(
       () => logger.lines.some((l) => l.message === 'hearing cancel notices again'),
@@ -679,15 +676,7 @@ describe('WorkerManager', () => {
     await sendCommand({}, { commandId: 'tx-1:reserve:1' });
     await waitFor(() => ctx !== undefined, 2_000, 'the handler to start');
     await bus.broadcast(Topics.control, [
-      {
-        id: 'tx-1:v2:cancel',
-        type: EventType.StepCancel,
-        txId: 'tx-1',
-        workflowId: 'order_processing',
-        time: 1,
-        headers: {},
-        payload: { commandIds: ['tx-1:reserve:1'], reason: 'run cancelled' },
-      },
+      cancelNotice('tx-1', { commandIds: ['tx-1:reserve:1'], reason: 'run cancelled' }),
     ]);
     await waitFor(() => ctx!.signal.aborted, 2_000, 'the signal');
     expect(manager.counters.cancelled).toBe(1);
